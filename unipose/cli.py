@@ -1,0 +1,47 @@
+"""The ``unipose`` command line.
+
+Each subcommand lives in the module that owns its work and exposes two functions,
+``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them, and imports a module
+when its subcommand is used so that ``unipose --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sample-poses": ("unipose.pose_sampler", "Sample procedural poses and write them (and a contact sheet)."),
+    "body-model": ("unipose.body_model", "Generate the offline SMPL-H-format body model file."),
+    "train-tokenizer": ("unipose.tokenizer_training", "Stage 0: train the pose tokenizer (VQ-VAE)."),
+}
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unipose", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = make_parser()
+    # Parse the command name first, then let its module declare the rest of its arguments.
+    known, _ = parser.parse_known_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
+    if known.command is None:
+        parser.print_help()
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    module = importlib.import_module(known._module)
+    sub = argparse.ArgumentParser(prog=f"unipose {known.command}", description=COMMANDS[known.command][1])
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[1:])
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
