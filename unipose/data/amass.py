@@ -1,0 +1,365 @@
+"""
+Body poses from AMASS motion-capture sequences, as a `datasets.Dataset`.
+
+AMASS (Mahmood et al., "AMASS: Archive of Motion Capture as Surface Shapes", ICCV 2019) ships every
+sequence as an `.npz` file with
+
+- `poses`: `(T, 156)` SMPL-H axis-angle per frame (root 3 + 21 body joints x 3 + two hands x 15 x 3), or
+  `(T, 165)` in the SMPL-X release; the first 66 values are the 22 body joints in both;
+- `mocap_framerate` (SMPL-H release) or `mocap_frame_rate` (SMPL-X release): frames per second.
+
+Subject folders also hold files without poses (`shape.npz`); they are skipped and counted. MOYO and other
+corpora written in the AMASS format are read the same way.
+
+Axes. AMASS's world frame is z-up, while SMPL's body frame (rest pose) is y-up: the root rotation of a
+person standing upright in an AMASS file is about 90 degrees about x, mapping the body's up axis (y) onto
+the world's (z). Heading normalisation therefore turns the root about the world's vertical axis, `"z"`
+for AMASS files; [`normalize_heading`] takes the vertical axis as an argument so that the same
+definition serves y-up data. The heading is the yaw of the Tait-Bryan decomposition
+
+    R_root = R_up(yaw) @ R_j(pitch) @ R_i(roll),    (i, j, up) a cyclic permutation of (x, y, z),
+
+so for z-up data `R = Rz(yaw) Ry(pitch) Rx(roll)`, yaw = atan2(R[1, 0], R[0, 0]): the direction of the
+body's left (x) axis on the ground plane. Zeroing it (`R_up(-yaw) @ R_root`) keeps tilt and roll and
+leaves every joint's height unchanged; the poses stay in the file's (z-up) frame.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers.utils import logging
+
+from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..skeleton import NUM_BODY_JOINTS
+
+
+logger = logging.get_logger(__name__)
+
+AMASS_UP_AXIS = "z"
+AXIS_INDEX = {"x": 0, "y": 1, "z": 2}
+# The npz keys of the two AMASS releases (SMPL-H, SMPL-X) that hold the capture rate.
+FRAME_RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
+POSES_KEY = "poses"
+# Axis-angle values per frame for the root and the 21 body joints.
+NUM_BODY_POSE_VALUES = NUM_BODY_JOINTS * 3
+
+
+def _axis_index(up_axis: str) -> int:
+    if up_axis not in AXIS_INDEX:
+        raise ValueError(f"`up_axis` must be one of {sorted(AXIS_INDEX)}, got {up_axis!r}.")
+    return AXIS_INDEX[up_axis]
+
+
+def elementary_rotation(angle: torch.Tensor, axis: str) -> torch.Tensor:
+    """
+    Rotations by `angle` radians about one coordinate axis.
+
+    Args:
+        angle (`torch.Tensor` of shape `(...)`):
+            Angles in radians (right-hand rule).
+        axis (`str`):
+            `"x"`, `"y"` or `"z"`.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3, 3)`.
+    """
+    axis_angle = torch.zeros(*angle.shape, 3, dtype=angle.dtype, device=angle.device)
+    axis_angle[..., _axis_index(axis)] = angle
+    return axis_angle_to_matrix(axis_angle)
+
+
+def tait_bryan_angles(matrix: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
+    """
+    Yaw, pitch and roll of rotations written as `R = R_up(yaw) @ R_j(pitch) @ R_i(roll)`, where
+    `(i, j, up)` is a cyclic permutation of `(x, y, z)` (for `up_axis="z"`: `Rz @ Ry @ Rx`).
+
+    Args:
+        matrix (`torch.Tensor` of shape `(..., 3, 3)`):
+            Rotation matrices.
+        up_axis (`str`, *optional*, defaults to `"z"`):
+            The vertical axis of the frame the rotations live in.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3)`: `(yaw, pitch, roll)` in radians, yaw and roll in `(-pi, pi]`,
+        pitch in `[-pi/2, pi/2]`.
+    """
+    k = _axis_index(up_axis)
+    i, j = (k + 1) % 3, (k + 2) % 3
+    yaw = torch.atan2(matrix[..., j, i], matrix[..., i, i])
+    pitch = torch.asin((-matrix[..., k, i]).clamp(-1.0, 1.0))
+    roll = torch.atan2(matrix[..., k, j], matrix[..., k, k])
+    return torch.stack((yaw, pitch, roll), dim=-1)
+
+
+def rotation_from_tait_bryan(angles: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
+    """
+    Inverse of [`tait_bryan_angles`]: `R_up(yaw) @ R_j(pitch) @ R_i(roll)`.
+
+    Args:
+        angles (`torch.Tensor` of shape `(..., 3)`):
+            `(yaw, pitch, roll)` in radians.
+        up_axis (`str`, *optional*, defaults to `"z"`):
+            The vertical axis.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3, 3)`.
+    """
+    k = _axis_index(up_axis)
+    names = "xyz"
+    i, j = names[(k + 1) % 3], names[(k + 2) % 3]
+    yaw, pitch, roll = angles.unbind(-1)
+    return elementary_rotation(yaw, up_axis) @ elementary_rotation(pitch, j) @ elementary_rotation(roll, i)
+
+
+def normalize_heading(root_orient: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
+    """
+    Turns each root rotation about the vertical axis so that its heading (the yaw of
+    [`tait_bryan_angles`]) is zero; tilt and roll are kept.
+
+    Args:
+        root_orient (`torch.Tensor` of shape `(..., 3)`):
+            Axis-angle global orientations (body frame to world frame).
+        up_axis (`str`, *optional*, defaults to `"z"`):
+            The world's vertical axis: `"z"` for AMASS files, `"y"` for data in SMPL's y-up frame.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3)`: axis-angle `R_up(-yaw) @ R_root`.
+    """
+    matrix = axis_angle_to_matrix(root_orient)
+    yaw = tait_bryan_angles(matrix, up_axis)[..., 0]
+    return matrix_to_axis_angle(elementary_rotation(-yaw, up_axis) @ matrix)
+
+
+def subsample_frame_indices(num_frames: int, source_fps: float, target_fps: float | None) -> np.ndarray:
+    """
+    Frame indices that resample a sequence from `source_fps` to (at most) `target_fps`.
+
+    Frame k of the output is the input frame nearest to time `k / target_fps`; a target at or above the
+    source rate keeps every frame (no frame is ever repeated).
+
+    Args:
+        num_frames (`int`): frames in the sequence.
+        source_fps (`float`): capture rate of the sequence.
+        target_fps (`float`, *optional*): wanted rate; `None` keeps every frame.
+
+    Returns:
+        `np.ndarray` of shape `(num_kept,)`, increasing int64 indices.
+    """
+    if target_fps is None or target_fps >= source_fps:
+        return np.arange(num_frames, dtype=np.int64)
+    if not (target_fps > 0 and math.isfinite(target_fps)):
+        raise ValueError(f"`target_fps` must be a positive number or None, got {target_fps!r}.")
+    step = source_fps / target_fps
+    indices = np.round(np.arange(0.0, num_frames, step)).astype(np.int64)
+    return np.unique(indices[indices < num_frames])
+
+
+@dataclass
+class AmassSequence:
+    """The body poses of one sequence: `poses` `(T, 22, 3)` float32 axis-angle and the kept frame indices."""
+
+    path: Path
+    poses: np.ndarray
+    frames: np.ndarray
+
+
+def read_amass_sequence(
+    path: str | os.PathLike,
+    target_fps: float | None = None,
+    heading_normalization: bool = True,
+    up_axis: str = AMASS_UP_AXIS,
+) -> AmassSequence | None:
+    """
+    Reads the 22 body joints of one AMASS `.npz` sequence.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The `.npz` file.
+        target_fps (`float`, *optional*):
+            Subsample to this rate (see [`subsample_frame_indices`]); `None` keeps every frame.
+        heading_normalization (`bool`, *optional*, defaults to `True`):
+            Zero each frame's heading about `up_axis` (see [`normalize_heading`]).
+        up_axis (`str`, *optional*, defaults to `"z"`):
+            The vertical axis of the file's world frame (`"z"` for AMASS).
+
+    Returns:
+        [`AmassSequence`], or `None` when the file holds no `poses` array (such as AMASS's `shape.npz`).
+
+    Raises:
+        `FileNotFoundError`: if `path` does not exist.
+        `ValueError`: if `poses` has fewer than 66 values per frame or non-finite values, or if
+            `target_fps` is set and the file gives no capture rate.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"AMASS sequence file not found: {str(path)!r}.")
+    with np.load(path, allow_pickle=False) as npz:
+        if POSES_KEY not in npz.files:
+            return None
+        poses = np.asarray(npz[POSES_KEY])
+        rate_key = next((key for key in FRAME_RATE_KEYS if key in npz.files), None)
+        source_fps = float(npz[rate_key]) if rate_key is not None else None
+    if poses.ndim != 2 or poses.shape[1] < NUM_BODY_POSE_VALUES:
+        raise ValueError(
+            f"`{POSES_KEY}` in {str(path)!r} has shape {poses.shape}; expected (frames, values) with at least "
+            f"{NUM_BODY_POSE_VALUES} axis-angle values per frame (root + 21 body joints)."
+        )
+    if not np.isfinite(poses[:, :NUM_BODY_POSE_VALUES]).all():
+        raise ValueError(f"`{POSES_KEY}` in {str(path)!r} contains NaN or infinite values.")
+    if target_fps is None:
+        frames = np.arange(len(poses), dtype=np.int64)
+    else:
+        if source_fps is None:
+            raise ValueError(
+                f"{str(path)!r} gives no capture rate (none of the keys {list(FRAME_RATE_KEYS)}), so it cannot "
+                f"be subsampled to `target_fps`={target_fps}; set `target_fps` to None to keep every frame."
+            )
+        frames = subsample_frame_indices(len(poses), source_fps, target_fps)
+    body = torch.from_numpy(poses[frames, :NUM_BODY_POSE_VALUES].astype(np.float64)).reshape(-1, NUM_BODY_JOINTS, 3)
+    if heading_normalization and len(body):
+        body[:, 0] = normalize_heading(body[:, 0], up_axis)
+    return AmassSequence(path=path, poses=body.numpy().astype(np.float32), frames=frames)
+
+
+def find_amass_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """
+    The `.npz` files under the given folders (searched recursively) and files, sorted, without duplicates.
+
+    Raises:
+        `FileNotFoundError`: if a path does not exist, or if no `.npz` file is found at all.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(path) for path in paths]
+    if not paths:
+        raise ValueError("`paths` is empty; give at least one AMASS folder or .npz file.")
+    files = set()
+    for path in paths:
+        if path.is_dir():
+            files.update(path.rglob("*.npz"))
+        elif path.is_file():
+            files.add(path)
+        else:
+            raise FileNotFoundError(
+                f"AMASS path not found: {str(path)!r}. Point it at a folder of AMASS .npz sequences "
+                f"(downloaded from https://amass.is.tue.mpg.de) or at single .npz files."
+            )
+    if not files:
+        raise FileNotFoundError(
+            f"No .npz file under {[str(path) for path in paths]}. Expected AMASS sequences (`*.npz` with a "
+            f"`{POSES_KEY}` array) in these folders or their sub-folders."
+        )
+    return sorted(files)
+
+
+def load_amass_poses(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    target_fps: float | None = None,
+    heading_normalization: bool = True,
+    up_axis: str = AMASS_UP_AXIS,
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """
+    The body poses of every AMASS sequence under `paths`, concatenated.
+
+    Args:
+        paths (`str`, `os.PathLike` or a sequence of them):
+            Folders (searched recursively) and `.npz` files.
+        target_fps, heading_normalization, up_axis:
+            As in [`read_amass_sequence`].
+
+    Returns:
+        A tuple `(poses, sequences, frames)`: `poses` `(N, 22, 3)` float32 axis-angle; `sequences` the
+        source file of each pose (a path string); `frames` `(N,)` the frame index within its file.
+
+    Raises:
+        `FileNotFoundError`: for a missing path, or when no file under `paths` holds poses.
+    """
+    files = find_amass_files(paths)
+    all_poses, sequences, all_frames, skipped = [], [], [], []
+    for file in files:
+        sequence = read_amass_sequence(file, target_fps, heading_normalization, up_axis)
+        if sequence is None:
+            skipped.append(file)
+            continue
+        all_poses.append(sequence.poses)
+        all_frames.append(sequence.frames)
+        sequences.extend([str(file)] * len(sequence.poses))
+    if skipped:
+        logger.warning(
+            f"Skipped {len(skipped)} of {len(files)} .npz files that hold no `{POSES_KEY}` array "
+            f"(e.g. {str(skipped[0])!r}); AMASS keeps body shapes in such files."
+        )
+    if not all_poses or not sum(len(poses) for poses in all_poses):
+        raise FileNotFoundError(
+            f"None of the {len(files)} .npz files under {[str(Path(p)) for p in _as_list(paths)]} holds "
+            f"poses (a `{POSES_KEY}` array with frames). Expected AMASS motion sequences."
+        )
+    poses = np.concatenate(all_poses)
+    logger.info(f"Read {len(poses)} poses from {len(files) - len(skipped)} AMASS sequences.")
+    return poses, sequences, np.concatenate(all_frames)
+
+
+def _as_list(paths) -> list:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def build_amass_dataset(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    target_fps: float | None = None,
+    heading_normalization: bool = True,
+    up_axis: str = AMASS_UP_AXIS,
+):
+    """
+    A `datasets.Dataset` of the body poses under `paths`.
+
+    Columns: `pose` (`(22, 3)` float32 axis-angle), `sequence` (source file) and `frame` (frame index in
+    that file, before subsampling), so that a pose can be traced back to AMASS.
+
+    Args:
+        paths, target_fps, heading_normalization, up_axis:
+            As in [`load_amass_poses`].
+
+    Returns:
+        `datasets.Dataset`.
+
+    Example:
+
+    ```python
+    >>> dataset = build_amass_dataset("~/data/AMASS/CMU", target_fps=30)  # doctest: +SKIP
+    >>> dataset[0]["pose"].shape  # doctest: +SKIP
+    (22, 3)
+    ```
+    """
+    import datasets
+
+    poses, sequences, frames = load_amass_poses(paths, target_fps, heading_normalization, up_axis)
+    features = datasets.Features(
+        {
+            "pose": datasets.Array2D(shape=(NUM_BODY_JOINTS, 3), dtype="float32"),
+            "sequence": datasets.Value("string"),
+            "frame": datasets.Value("int64"),
+        }
+    )
+    return datasets.Dataset.from_dict({"pose": poses, "sequence": sequences, "frame": frames}, features=features)
+
+
+__all__ = [
+    "AMASS_UP_AXIS",
+    "AmassSequence",
+    "build_amass_dataset",
+    "elementary_rotation",
+    "find_amass_files",
+    "load_amass_poses",
+    "normalize_heading",
+    "read_amass_sequence",
+    "rotation_from_tait_bryan",
+    "subsample_frame_indices",
+    "tait_bryan_angles",
+]

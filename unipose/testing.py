@@ -1,0 +1,127 @@
+"""Tiny random UniPose models for tests, benchmarks and quick experiments.
+
+The tiny model keeps everything that defines UniPose's behaviour (22 joints, 80 tokens per pose, the pose
+spans, both vision branches, the processor with a real fast tokenizer) and shrinks every width: it builds
+in well under a second on a CPU and needs no download.
+
+Example:
+
+```python
+>>> from unipose.testing import tiny_model_and_processor
+>>> model, processor = tiny_model_and_processor(seed=0)
+>>> inputs = processor(text=["Describe this pose. <pose>"], poses=[torch.zeros(22, 3)], return_tensors="pt")
+>>> model(**inputs).logits.shape[-1] == model.config.text_config.vocab_size
+True
+```
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .configuration_pose_vqvae import PoseVQVAEConfig
+from .configuration_unipose import UniPoseConfig
+
+
+TINY_TEXT_CONFIG = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+}
+# CLIP at 28 px with 14 px patches: a 2x2 grid, so every image is 4 tokens.
+TINY_VISION_CONFIG = {
+    "model_type": "clip_vision_model",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 28,
+    "patch_size": 14,
+    "projection_dim": 16,
+}
+# Pose ViT at 32x16 with 8 px patches (and the padding-2 patch embedding): a 4x2 grid, padded by one column
+# on each side to 4x4 -- the tiny counterpart of 16x12 padded by two to 16x16.
+TINY_POSE_VISION_CONFIG = {
+    "model_type": "vitpose_backbone",
+    "image_size": (32, 16),
+    "patch_size": (8, 8),
+    "hidden_size": 24,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "mlp_ratio": 2,
+    "layer_norm_eps": 1e-6,
+    "out_indices": [-1],
+}
+TINY_POSE_TOKENIZER_CONFIG = {"hidden_size": 32, "codebook_size": 64, "code_dim": 16}
+TINY_POSE_VISION_FEATURE_PADDING = 1
+
+
+def tiny_pose_tokenizer_config(**overrides) -> PoseVQVAEConfig:
+    """A small pose tokenizer config with the real 22 joints and 80 tokens per pose."""
+    return PoseVQVAEConfig(**{**TINY_POSE_TOKENIZER_CONFIG, **overrides})
+
+
+def tiny_unipose_config(token_ids: dict | None = None, base_vocab_size: int = 256, **overrides) -> UniPoseConfig:
+    """A tiny `UniPoseConfig`.
+
+    Args:
+        token_ids (`dict`, *optional*):
+            The special token ids (`image_token_id`, ..., `pose_code_token_offset`), as returned by
+            `unipose.tokenization.add_unipose_tokens`. By default they follow `base_vocab_size`.
+        base_vocab_size (`int`, *optional*, defaults to 256):
+            Size of the text vocabulary before the UniPose tokens, used when `token_ids` is not given.
+        overrides:
+            Any `UniPoseConfig` field; sub-config dicts are merged into the tiny defaults.
+    """
+    pose_tokenizer = tiny_pose_tokenizer_config(**overrides.pop("pose_tokenizer_config", {}))
+    if token_ids is None:
+        token_ids = {
+            "image_token_id": base_vocab_size,
+            "pose_token_id": base_vocab_size + 1,
+            "pose_query_token_id": base_vocab_size + 2,
+            "pose_start_token_id": base_vocab_size + 3,
+            "pose_end_token_id": base_vocab_size + 4,
+            "pose_code_token_offset": base_vocab_size + 5,
+        }
+    vocab_size = max(token_ids.values()) + 1
+    vocab_size = max(vocab_size, token_ids["pose_code_token_offset"] + pose_tokenizer.codebook_size)
+    text_config = {**TINY_TEXT_CONFIG, "vocab_size": vocab_size, **overrides.pop("text_config", {})}
+    vision_config = {**TINY_VISION_CONFIG, **overrides.pop("vision_config", {})}
+    pose_vision_config = {**TINY_POSE_VISION_CONFIG, **overrides.pop("pose_vision_config", {})}
+    text_config = copy.deepcopy(text_config)
+    from transformers import AutoConfig
+
+    def build(sub: dict):
+        sub = dict(sub)
+        return AutoConfig.for_model(sub.pop("model_type"), **sub)
+
+    return UniPoseConfig(
+        text_config=build(text_config),
+        vision_config=build(vision_config),
+        pose_vision_config=build(pose_vision_config),
+        pose_tokenizer_config=pose_tokenizer,
+        pose_vision_feature_padding=overrides.pop("pose_vision_feature_padding", TINY_POSE_VISION_FEATURE_PADDING),
+        **token_ids,
+        **overrides,
+    )
+
+
+def tiny_model(config: UniPoseConfig | None = None, seed: int = 0, attn_implementation: str = "sdpa"):
+    """A tiny random `UniPoseForConditionalGeneration` in eval mode whose pose tokenizer has a random (but
+    initialised) codebook, so that different poses get different codes."""
+    from .modeling_unipose import UniPoseForConditionalGeneration
+
+    config = tiny_unipose_config() if config is None else config
+    torch.manual_seed(seed)
+    model = UniPoseForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
+    quantizer = model.model.pose_tokenizer.quantizer
+    generator = torch.Generator().manual_seed(seed)
+    quantizer.set_codebook(torch.randn(config.pose_codebook_size, config.pose_tokenizer_config.code_dim, generator=generator))
+    return model.eval()
