@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import functools
 import io
-import math
 import os
 import tempfile
 import zipfile
@@ -34,16 +33,9 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from .generated_body import GENERATOR_TAG, build_body_model_arrays
 from .rotations import to_rotation_matrix
-from .skeleton import (
-    BODY_PARENTS,
-    JOINT_INDEX,
-    NUM_BODY_JOINTS,
-    NUM_HAND_JOINTS,
-    NUM_SMPLH_JOINTS,
-    SMPLH_JOINT_NAMES,
-    SMPLH_PARENTS,
-)
+from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS
 
 
 logger = logging.get_logger(__name__)
@@ -68,18 +60,10 @@ SMPLH_FOLDER_CANDIDATES = (
 # `BodyModel("generated")` and `resolve_body_model_path("generated")` select the generated stand-in.
 GENERATED = "generated"
 
-# Sizes fixed by the SMPL-H format.
-NUM_VERTICES = 6890
-NUM_SHAPE_COEFFICIENTS = 16  # the "Extended SMPL+H model" ships 16 betas
-NUM_POSE_BASIS = (NUM_SMPLH_JOINTS - 1) * 9  # pose correctives: one 3x3 matrix per non-root joint
-HAND_POSE_SIZE = NUM_HAND_JOINTS * 3
 # smplx keeps at most this many betas of a file that has fewer than its 300-dimensional shape space.
 SMPLX_MAX_BETAS = 10
 DEFAULT_NUM_BETAS = 10
 
-# Bump whenever the generated geometry changes: the cache folder is named after it.
-GENERATOR_VERSION = 1
-GENERATOR_TAG = f"unipose-generated-smplh-v{GENERATOR_VERSION}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -234,6 +218,17 @@ def generated_body_model_path(cache_dir: Optional[PathLike] = None) -> Path:
     return path
 
 
+def build_generated_body_model() -> dict[str, np.ndarray]:
+    """
+    The arrays of the generated stand-in body model (see `unipose.generated_body`), with the vertices that
+    `smplx` reads as extra keypoints (its fixed SMPL-H vertex ids) placed at those body points.
+
+    Returns:
+        `dict[str, np.ndarray]`: the SMPL-H npz arrays (`v_template`, `f`, `J_regressor`, `weights`, ...).
+    """
+    return build_body_model_arrays(_import_smplx().vertex_ids.vertex_ids["smplh"])
+
+
 def write_generated_body_model(path: PathLike) -> Path:
     """
     Writes the generated body model to `path` (atomically: a temporary file in the same folder, then a rename).
@@ -273,134 +268,414 @@ def _write_npz(file, arrays: dict[str, np.ndarray]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The generated stand-in, 1: an anthropometric skeleton
+# Joints-only forward kinematics
 # ----------------------------------------------------------------------------------------------------
 
-# The stand-in is an adult of this stature (metres); all lengths below are fractions of it.
-STATURE = 1.70
 
-# Heights above the floor and segment lengths as fractions of stature, from D. A. Winter, "Biomechanics
-# and Motor Control of Human Movement" (4th ed., Wiley 2009), Fig. 4.1, after Drillis and Contini (1966).
-HIP_HEIGHT = 0.530  # greater trochanter
-KNEE_HEIGHT = 0.285
-ANKLE_HEIGHT = 0.039
-SHOULDER_HEIGHT = 0.818  # acromion
-CHIN_HEIGHT = 0.870
-UPPER_ARM_LENGTH = 0.186
-FOREARM_LENGTH = 0.146
-HAND_LENGTH = 0.108
-FOOT_LENGTH = 0.152
-SHOULDER_WIDTH = 0.259
-HIP_WIDTH = 0.191
-
-# Finger segment lengths as fractions of hand length (metacarpal, proximal, middle, distal; the thumb has
-# no middle phalanx), rounded from Buchholz, Armstrong and Goldstein, "Anthropometric data for describing
-# the kinematics of the human hand", Ergonomics 35(12), 1992. Also here: where each knuckle sits across the
-# hand (towards the thumb is +) and how far each finger fans out, both chosen for a relaxed flat hand.
-FINGER_SEGMENTS = {
-    "index": (0.374, 0.265, 0.143, 0.097),
-    "middle": (0.373, 0.277, 0.170, 0.108),
-    "ring": (0.336, 0.259, 0.165, 0.107),
-    "pinky": (0.295, 0.206, 0.117, 0.093),
-}
-THUMB_SEGMENTS = (0.251, 0.196, 0.158)
-KNUCKLE_OFFSET = {"index": 0.12, "middle": 0.02, "ring": -0.08, "pinky": -0.17}
-FINGER_SPLAY = {"index": 0.10, "middle": 0.0, "ring": -0.08, "pinky": -0.18}
-
-# The pelvis joint (SMPL's root) sits above the line of the hip joints, at the lower lumbar spine; the
-# generated body keeps it at the origin, as SMPL keeps it near the origin, so the soles are at
-# y = -PELVIS_HEIGHT * STATURE (about -0.98 m).
-PELVIS_HEIGHT = 0.575
-
-
-def _skeleton_points() -> dict[str, np.ndarray]:
+def _kinematic_levels(parents: tuple[int, ...]) -> list[tuple[list[int], list[int]]]:
     """
-    Rest joints (SMPL-H names) and a few surface points of the generated body, in the T-pose.
+    Joints grouped by depth in the tree, each level with the position of every joint's parent inside the
+    previous level: `[(joints, parent_positions), ...]`, the root alone first.
+    """
+    depth = []
+    for parent in parents:
+        depth.append(0 if parent < 0 else depth[parent] + 1)
+    levels = [[joint for joint in range(len(parents)) if depth[joint] == d] for d in range(max(depth) + 1)]
+    result = [(levels[0], [])]
+    for previous, current in zip(levels, levels[1:]):
+        result.append((current, [previous.index(parents[joint]) for joint in current]))
+    return result
 
-    Positions not given by the anthropometric tables above (spine, neck, head and collar joints, depth
-    offsets, the thumb's base) are placed where SMPL-family skeletons put them, within a centimetre or two.
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (np.ndarray, list, tuple)):
+        array = np.asarray(value)
+        if array.dtype.kind not in "iuf":
+            raise TypeError(f"`{name}` must hold real numbers, got dtype {array.dtype}.")
+        return torch.from_numpy(np.ascontiguousarray(array))
+    raise TypeError(f"`{name}` must be a torch.Tensor, a numpy array or a list, got {type(value).__name__}.")
+
+
+def _batched(value, name: str, width: int, batch_size: int, like: torch.Tensor) -> torch.Tensor:
+    """
+    `value` of shape `(width,)`, `(1, width)` or `(batch_size, width)` as `(batch_size, width)` in the dtype
+    and on the device of `like`; raises for any other shape and for NaN or infinite values.
+    """
+    tensor = _as_tensor(value, name)
+    if tensor.ndim == 1:
+        tensor = tensor[None]
+    if tensor.ndim != 2 or tensor.shape[1] != width or tensor.shape[0] not in (1, batch_size):
+        raise ValueError(
+            f"`{name}` has shape {tuple(_as_tensor(value, name).shape)}; expected ({width},), (1, {width}) or "
+            f"({batch_size}, {width}) for a batch of {batch_size} pose(s)."
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    return tensor.to(dtype=like.dtype, device=like.device).expand(batch_size, width)
+
+
+class BodyJoints(torch.nn.Module):
+    """
+    Forward kinematics of the 22 SMPL-H body joints, without the mesh.
+
+    The rest joints are the body file's `J_regressor @ (v_template + shapedirs @ betas)`, with the regressor
+    applied to the shape directions once, at construction; the posed joints then follow the kinematic tree.
+    The result equals the first 22 joints that `smplx` returns for the same file, betas, pose and
+    translation: each joint rotates about its parent, the root rotation turns the body about the pelvis
+    joint (which stays where the shape puts it), and `transl` is added last.
+
+    Args:
+        template_joints (`torch.Tensor` of shape `(22, 3)`):
+            Rest joints of the mean shape.
+        joint_shapedirs (`torch.Tensor` of shape `(22, 3, num_betas)`):
+            How the rest joints move per unit of each shape coefficient.
+        parents (`tuple[int, ...]`, *optional*, defaults to the SMPL-H body tree):
+            Parent of each joint, -1 for the root.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from unipose.body_model import BodyJoints
+    >>> body = BodyJoints.from_generated()
+    >>> body(torch.eye(3).expand(2, 22, 3, 3)).shape
+    torch.Size([2, 22, 3])
+    ```
+    """
+
+    def __init__(
+        self, template_joints: torch.Tensor, joint_shapedirs: torch.Tensor, parents: tuple[int, ...] = BODY_PARENTS
+    ) -> None:
+        super().__init__()
+        num_joints = len(parents)
+        if tuple(template_joints.shape) != (num_joints, 3):
+            raise ValueError(f"`template_joints` must have shape ({num_joints}, 3), got {tuple(template_joints.shape)}.")
+        if joint_shapedirs.ndim != 3 or tuple(joint_shapedirs.shape[:2]) != (num_joints, 3):
+            raise ValueError(
+                f"`joint_shapedirs` must have shape ({num_joints}, 3, num_betas), got {tuple(joint_shapedirs.shape)}."
+            )
+        self.parents = tuple(parents)
+        self.register_buffer("template_joints", template_joints.clone())
+        self.register_buffer("joint_shapedirs", joint_shapedirs.clone())
+        self._levels = _kinematic_levels(self.parents)
+        level_order = [joint for joints, _ in self._levels for joint in joints]
+        self._joint_order = [level_order.index(joint) for joint in range(num_joints)]
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.parents)
+
+    @property
+    def num_betas(self) -> int:
+        return self.joint_shapedirs.shape[-1]
+
+    @classmethod
+    def from_arrays(
+        cls, v_template: np.ndarray, J_regressor: np.ndarray, shapedirs: np.ndarray, num_betas: int = DEFAULT_NUM_BETAS
+    ) -> "BodyJoints":
+        """
+        Builds the body from the arrays of an SMPL-H file (in float64, then stored as float32).
+
+        Args:
+            v_template (`np.ndarray` of shape `(num_vertices, 3)`)
+            J_regressor (`np.ndarray` of shape `(num_joints >= 22, num_vertices)`)
+            shapedirs (`np.ndarray` of shape `(num_vertices, 3, K)`), of which the first `num_betas` are used.
+            num_betas (`int`, *optional*, defaults to 10)
+        """
+        v_template, J_regressor, shapedirs = (
+            np.asarray(array, dtype=np.float64) for array in (v_template, J_regressor, shapedirs)
+        )
+        num_vertices = v_template.shape[0] if v_template.ndim == 2 else -1
+        if v_template.ndim != 2 or v_template.shape[1] != 3:
+            raise ValueError(f"`v_template` must have shape (num_vertices, 3), got {v_template.shape}.")
+        if J_regressor.ndim != 2 or J_regressor.shape[0] < NUM_BODY_JOINTS or J_regressor.shape[1] != num_vertices:
+            raise ValueError(
+                f"`J_regressor` must have shape (>= {NUM_BODY_JOINTS}, {num_vertices}), got {J_regressor.shape}."
+            )
+        if shapedirs.ndim != 3 or shapedirs.shape[:2] != (num_vertices, 3):
+            raise ValueError(f"`shapedirs` must have shape ({num_vertices}, 3, K), got {shapedirs.shape}.")
+        if isinstance(num_betas, bool) or not isinstance(num_betas, int) or not 0 <= num_betas <= shapedirs.shape[2]:
+            raise ValueError(
+                f"`num_betas` must be an integer from 0 to {shapedirs.shape[2]} (the file's shape space), got {num_betas!r}."
+            )
+        body_regressor = J_regressor[:NUM_BODY_JOINTS]
+        template = body_regressor @ v_template
+        joint_shapedirs = np.einsum("jv,vkl->jkl", body_regressor, shapedirs[:, :, :num_betas])
+        return cls(torch.from_numpy(template).float(), torch.from_numpy(joint_shapedirs).float())
+
+    @classmethod
+    def from_body_model_file(cls, path: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS) -> "BodyJoints":
+        """
+        Reads an SMPL-H npz file: `path` (a file, a folder, or `"generated"`), else `$UNIPOSE_SMPLH_PATH`
+        (see [`resolve_body_model_path`]). Only numeric arrays are read; nothing is unpickled.
+        """
+        file = resolve_body_model_path(path)
+        with np.load(file, allow_pickle=False) as data:
+            missing = [key for key in ("v_template", "J_regressor", "shapedirs") if key not in data.files]
+            if missing:
+                raise ValueError(f"The body model file {file} lacks the arrays {missing}; is it an SMPL-H npz file?")
+            return cls.from_arrays(data["v_template"], data["J_regressor"], data["shapedirs"], num_betas=num_betas)
+
+    @classmethod
+    def from_generated(cls, cache_dir: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS) -> "BodyJoints":
+        """The joints of the generated stand-in body (see [`generated_body_model_path`])."""
+        return cls.from_body_model_file(generated_body_model_path(cache_dir), num_betas=num_betas)
+
+    def rest_joints(self, betas=None, batch_size: int = 1, like: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """
+        Rest-pose joints for the given shape.
+
+        Args:
+            betas (`torch.Tensor` of shape `(batch, num_betas)` or `(num_betas,)`, *optional*):
+                Shape coefficients; zeros (the mean shape) when omitted.
+            batch_size (`int`, *optional*, defaults to 1):
+                Batch size of the result.
+            like (`torch.Tensor`, *optional*):
+                The result takes its dtype and device (defaults to the buffers').
+
+        Returns:
+            `torch.Tensor` of shape `(batch_size, 22, 3)`.
+        """
+        like = self.template_joints if like is None else like
+        template = self.template_joints.to(dtype=like.dtype, device=like.device)
+        rest = template.expand(batch_size, -1, -1)
+        if betas is not None and self.num_betas > 0:
+            betas = _batched(betas, "betas", self.num_betas, batch_size, like)
+            rest = rest + torch.einsum("jkl,bl->bjk", self.joint_shapedirs.to(template), betas)
+        elif betas is not None:
+            _batched(betas, "betas", self.num_betas, batch_size, like)  # validates the shape only
+        return rest
+
+    def forward(self, rotmats: torch.Tensor, betas=None, transl=None) -> torch.Tensor:
+        """
+        Posed body joints.
+
+        Args:
+            rotmats (`torch.Tensor` of shape `(batch, 22, 3, 3)`):
+                Local joint rotations, the root's first (as given by `rotations.to_rotation_matrix`).
+            betas (`torch.Tensor` of shape `(batch, num_betas)` or `(num_betas,)`, *optional*):
+                Shape coefficients; the mean shape when omitted.
+            transl (`torch.Tensor` of shape `(batch, 3)` or `(3,)`, *optional*):
+                Translation added to every joint.
+
+        Returns:
+            `torch.Tensor` of shape `(batch, 22, 3)`, in the dtype and on the device of `rotmats`.
+        """
+        if not isinstance(rotmats, torch.Tensor):
+            raise TypeError(
+                f"`rotmats` must be a torch.Tensor of shape (batch, {self.num_joints}, 3, 3), got "
+                f"{type(rotmats).__name__}; `pose_to_joints` accepts poses in any format."
+            )
+        if rotmats.ndim != 4 or tuple(rotmats.shape[1:]) != (self.num_joints, 3, 3):
+            raise ValueError(
+                f"`rotmats` must have shape (batch, {self.num_joints}, 3, 3), got {tuple(rotmats.shape)}."
+            )
+        batch_size = rotmats.shape[0]
+        rest = self.rest_joints(betas, batch_size, like=rotmats)  # (B, J, 3)
+        parents = list(self.parents[1:])
+        offsets = torch.cat([rest[:, :1], rest[:, 1:] - rest[:, parents]], dim=1)  # (B, J, 3), bone vectors
+
+        # Level by level down the tree: a joint's global rotation is its parent's times its own, and it
+        # sits at its parent's position plus its rest offset turned by the parent's global rotation.
+        (root,), _ = self._levels[0]
+        rotations, positions = rotmats[:, [root]], rest[:, [root]]
+        all_positions = [positions]
+        for joints, parent_positions in self._levels[1:]:
+            parent_rotations = rotations[:, parent_positions]  # (B, n, 3, 3)
+            positions = positions[:, parent_positions] + (parent_rotations @ offsets[:, joints, :, None])[..., 0]
+            rotations = parent_rotations @ rotmats[:, joints]
+            all_positions.append(positions)
+        joints = torch.cat(all_positions, dim=1)[:, self._joint_order]
+        if transl is not None:
+            joints = joints + _batched(transl, "transl", 3, batch_size, rotmats)[:, None]
+        return joints
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_generated_joints(cache_dir: str) -> BodyJoints:
+    return BodyJoints.from_generated(cache_dir)
+
+
+def pose_to_joints(poses, body: Optional[BodyJoints] = None, betas=None) -> Union[torch.Tensor, np.ndarray]:
+    """
+    Body joints of poses in any format, for metrics and plots.
+
+    Args:
+        poses (`torch.Tensor`, `np.ndarray` or nested lists):
+            Any layout that `rotations.to_rotation_matrix` accepts: axis-angle `(B, 22, 3)` or `(B, 66)`,
+            rotation matrices `(B, 22, 3, 3)`, 6D `(B, 22, 6)`, with or without the batch axis.
+        body (`BodyJoints`, *optional*):
+            The body to pose; defaults to the generated stand-in (cached), whose joints are not SMPL-H's:
+            pass `BodyJoints.from_body_model_file()` for numbers comparable with published ones.
+        betas (*optional*):
+            Shape coefficients, `(num_betas,)` or `(B, num_betas)`.
 
     Returns:
-        `dict[str, np.ndarray]`: name -> `(3,)` position in metres, y measured from the floor.
+        Joints of shape `(B, 22, 3)` in metres: a numpy array for numpy or list input, else a tensor on the
+        input's device. float64 input gives float64, anything else float32.
     """
-    points: dict[str, np.ndarray] = {}
-
-    def put(name: str, x: float, height: float, z: float) -> None:
-        points[name] = np.array([x, height, z]) * STATURE
-
-    put("pelvis", 0.0, PELVIS_HEIGHT, 0.0)
-    put("spine1", 0.0, 0.625, -0.008)
-    put("spine2", 0.0, 0.690, -0.010)
-    put("spine3", 0.0, 0.745, -0.006)
-    put("neck", 0.0, 0.848, -0.012)
-    put("head", 0.0, 0.895, 0.004)
-    put("head_top", 0.0, 1.0, 0.010)
-    for side, sign in (("left", 1.0), ("right", -1.0)):
-        # Hip joint centres lie about halfway between the midline and the greater trochanters.
-        put(f"{side}_hip", sign * HIP_WIDTH / 4, HIP_HEIGHT, 0.0)
-        put(f"{side}_knee", sign * 0.052, KNEE_HEIGHT, 0.004)
-        put(f"{side}_ankle", sign * 0.056, ANKLE_HEIGHT, -0.012)
-        heel_z = -0.012 - 0.30 * FOOT_LENGTH  # the ankle sits about 30% of the foot's length from the heel
-        put(f"{side}_heel", sign * 0.056, 0.0, heel_z)
-        put(f"{side}_foot", sign * 0.062, 0.012, heel_z + 0.73 * FOOT_LENGTH)  # ball of the foot
-        put(f"{side}_toe_tip", sign * 0.060, 0.010, heel_z + FOOT_LENGTH)
-        put(f"{side}_collar", sign * 0.040, 0.812, -0.004)
-        # The shoulder joint centre is a little inside and below the acromion.
-        shoulder_x = SHOULDER_WIDTH / 2 - 0.025
-        put(f"{side}_shoulder", sign * shoulder_x, SHOULDER_HEIGHT - 0.006, -0.008)
-        put(f"{side}_elbow", sign * (shoulder_x + UPPER_ARM_LENGTH), SHOULDER_HEIGHT - 0.006, -0.008)
-        wrist_x = shoulder_x + UPPER_ARM_LENGTH + FOREARM_LENGTH
-        put(f"{side}_wrist", sign * wrist_x, SHOULDER_HEIGHT - 0.006, -0.008)
-
-        # Hands: arms along +-x, palms down, thumbs forward (+z); lengths in units of the hand's length.
-        wrist, hand = points[f"{side}_wrist"], HAND_LENGTH * STATURE
-        along = np.array([sign, 0.0, 0.0])
-        for finger, segments in FINGER_SEGMENTS.items():
-            knuckle = wrist + hand * (segments[0] * along + np.array([0.0, -0.02, KNUCKLE_OFFSET[finger]]))
-            direction = along + np.array([0.0, 0.0, FINGER_SPLAY[finger]])
-            direction /= np.linalg.norm(direction)
-            chain = [knuckle]
-            for length in segments[1:]:
-                chain.append(chain[-1] + hand * length * direction)
-            for number, position in enumerate(chain[:3], start=1):
-                points[f"{side}_{finger}{number}"] = position
-            points[f"{side}_{finger}_tip"] = chain[3]
-        thumb_base = wrist + hand * np.array([0.12 * sign, -0.06, 0.13])
-        thumb_direction = np.array([0.70 * sign, -0.15, 0.70])
-        thumb_direction /= np.linalg.norm(thumb_direction)
-        chain = [thumb_base]
-        for length in THUMB_SEGMENTS:
-            chain.append(chain[-1] + hand * length * thumb_direction)
-        for number, position in enumerate(chain[:3], start=1):
-            points[f"{side}_thumb{number}"] = position
-        points[f"{side}_thumb_tip"] = chain[3]
-
-    pelvis = points["pelvis"].copy()
-    return {name: position - pelvis for name, position in points.items()}
+    rotmats = to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses")
+    if body is None:
+        body = _cached_generated_joints(str(default_cache_dir()))
+    with torch.no_grad() if not rotmats.requires_grad else contextlib.nullcontext():
+        joints = body(rotmats, betas=betas)
+    return joints if isinstance(poses, torch.Tensor) else joints.numpy()
 
 
-def _bone_ends(points: dict[str, np.ndarray]) -> np.ndarray:
+# ----------------------------------------------------------------------------------------------------
+# The full mesh through smplx
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BodyModelOutput:
     """
-    The far end of the bone that each joint's rotation moves: its principal child, or a surface point for
-    the leaves (head top, toe tips, fingertips).
-
-    Returns:
-        `np.ndarray` of shape `(52, 3)`.
+    Args:
+        vertices (`torch.Tensor` of shape `(batch, 6890, 3)`): posed mesh vertices, metres.
+        joints (`torch.Tensor` of shape `(batch, 22, 3)`): posed body joints, metres.
+        faces (`torch.LongTensor` of shape `(num_faces, 3)`): triangles, indexing `vertices`.
     """
-    principal_child = {"pelvis": "spine1", "spine3": "neck", "head": "head_top"}
-    for side in ("left", "right"):
-        principal_child[f"{side}_wrist"] = f"{side}_middle1"
-        principal_child[f"{side}_foot"] = f"{side}_toe_tip"
-        for finger in (*FINGER_SEGMENTS, "thumb"):
-            principal_child[f"{side}_{finger}3"] = f"{side}_{finger}_tip"
-    children: dict[int, list[int]] = {}
-    for joint, parent in enumerate(SMPLH_PARENTS):
-        children.setdefault(parent, []).append(joint)
-    ends = []
-    for joint, name in enumerate(SMPLH_JOINT_NAMES):
-        if name in principal_child:
-            ends.append(points[principal_child[name]])
-        else:  # exactly one child
-            (child,) = children[joint]
-            ends.append(points[SMPLH_JOINT_NAMES[child]])
-    return np.stack(ends)
+
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    faces: torch.Tensor
+
+
+class BodyModel(torch.nn.Module):
+    """
+    The SMPL-H body (mesh and joints) through `smplx`, posed by the 22 body joints; hands stay flat.
+
+    Wraps `smplx.SMPLHLayer`: the same loading code as `smplx.SMPLH`, but posed by rotation matrices and
+    holding no pose or shape parameters of its own.
+
+    Args:
+        path (`str` or `os.PathLike`, *optional*):
+            The SMPL-H npz file or its folder; `"generated"` for the generated stand-in; when omitted,
+            `$UNIPOSE_SMPLH_PATH` (see [`resolve_body_model_path`]).
+        num_betas (`int`, *optional*, defaults to 10):
+            Shape coefficients to use (smplx keeps at most 10 of the 16 in the SMPL-H files).
+        dtype (`torch.dtype`, *optional*, defaults to `torch.float32`):
+            Dtype of the model's buffers and outputs.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from unipose.body_model import BodyModel
+    >>> body = BodyModel("generated")
+    >>> output = body(torch.zeros(2, 22, 3))
+    >>> output.vertices.shape, output.joints.shape
+    (torch.Size([2, 6890, 3]), torch.Size([2, 22, 3]))
+    ```
+    """
+
+    def __init__(
+        self, path: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS, dtype: torch.dtype = torch.float32
+    ) -> None:
+        super().__init__()
+        if isinstance(num_betas, bool) or not isinstance(num_betas, int) or not 0 <= num_betas <= SMPLX_MAX_BETAS:
+            raise ValueError(
+                f"`num_betas` must be an integer from 0 to {SMPLX_MAX_BETAS} (smplx keeps at most {SMPLX_MAX_BETAS} "
+                f"shape coefficients of an SMPL-H file), got {num_betas!r}."
+            )
+        self.path = resolve_body_model_path(path)
+        smplx = _import_smplx()
+        with _smplx_messages():
+            self.smplh = smplx.SMPLHLayer(
+                model_path=str(self.path), ext="npz", use_pca=False, num_betas=num_betas, dtype=dtype
+            )
+        if self.smplh.num_betas != num_betas:
+            raise ValueError(
+                f"`num_betas` is {num_betas} but the body model file {self.path} has only {self.smplh.num_betas} "
+                "shape coefficients."
+            )
+        with np.load(self.path, allow_pickle=True) as data:
+            self.is_generated = "unipose_generator" in data.files
+        if self.is_generated:
+            logger.warning_once(
+                "Using the generated stand-in body model: its joints and mesh are not SMPL-H's, so numbers computed "
+                f"with it are not comparable with published ones. Download SMPL-H from {SMPLH_DOWNLOAD_URL} for those."
+            )
+
+    @property
+    def num_betas(self) -> int:
+        return self.smplh.num_betas
+
+    @property
+    def faces(self) -> torch.Tensor:
+        """`torch.LongTensor` of shape `(num_faces, 3)`."""
+        return self.smplh.faces_tensor
+
+    def body_joints(self) -> BodyJoints:
+        """The joints-only kinematics of this very body (same buffers), for cheap joint computations."""
+        smplh = self.smplh
+        return BodyJoints.from_arrays(
+            smplh.v_template.double().cpu().numpy(),
+            smplh.J_regressor.double().cpu().numpy(),
+            smplh.shapedirs.double().cpu().numpy(),
+            num_betas=self.num_betas,
+        ).to(smplh.v_template.device)
+
+    def forward(self, poses, betas=None, transl=None) -> BodyModelOutput:
+        """
+        Poses the body.
+
+        Args:
+            poses (`torch.Tensor`, `np.ndarray` or nested lists):
+                B poses of the 22 body joints in any format that `rotations.to_rotation_matrix` accepts.
+            betas (*optional*): shape coefficients, `(num_betas,)` or `(B, num_betas)`; the mean shape when omitted.
+            transl (*optional*): translation, `(3,)` or `(B, 3)`.
+
+        Returns:
+            [`BodyModelOutput`] with `vertices (B, 6890, 3)`, `joints (B, 22, 3)` and `faces`.
+        """
+        reference = self.smplh.v_template
+        rotmats = to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses").to(reference)
+        batch_size = rotmats.shape[0]
+        betas = (
+            torch.zeros(batch_size, self.num_betas).to(reference)
+            if betas is None
+            else _batched(betas, "betas", self.num_betas, batch_size, reference)
+        )
+        transl = None if transl is None else _batched(transl, "transl", 3, batch_size, reference)
+        output = self.smplh(betas=betas, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], transl=transl)
+        return BodyModelOutput(vertices=output.vertices, joints=output.joints[:, :NUM_BODY_JOINTS], faces=self.faces)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line: `unipose body-model`
+# ----------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"File (or folder, which gets {SMPLH_FILE_NAME}) to write the generated body model to; "
+        f"defaults to the cache (${CACHE_ENV}, else {DEFAULT_CACHE_DIR}).",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out is None:
+        path = generated_body_model_path()
+    else:
+        out = Path(args.out).expanduser()
+        path = write_generated_body_model(out / SMPLH_FILE_NAME if out.is_dir() else out)
+    print(path)  # the command's output: where the file is
+    return 0
+
+
+__all__ = [
+    "BodyJoints",
+    "BodyModel",
+    "BodyModelOutput",
+    "build_generated_body_model",
+    "generated_body_model_path",
+    "pose_to_joints",
+    "resolve_body_model_path",
+    "write_generated_body_model",
+]

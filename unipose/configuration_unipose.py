@@ -114,6 +114,20 @@ class UniPoseConfig(PreTrainedConfig):
     multimodal_projector_bias: bool = True
     tie_word_embeddings: bool = False
 
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        # Every Auto class resolves to the same files of a saved checkpoint (`trust_remote_code=True`); the
+        # model classes all give the generating model.
+        if getattr(self, "auto_map", None) is None:
+            self.auto_map = {
+                "AutoConfig": "configuration_unipose.UniPoseConfig",
+                "AutoModel": "modeling_unipose.UniPoseForConditionalGeneration",
+                "AutoModelForCausalLM": "modeling_unipose.UniPoseForConditionalGeneration",
+                "AutoModelForImageTextToText": "modeling_unipose.UniPoseForConditionalGeneration",
+                "AutoProcessor": "processing_unipose.UniPoseProcessor",
+            }
+        self.check_fields()
+
     @property
     def num_pose_tokens(self) -> int:
         """Tokens per pose span (80 in the paper), from the pose tokenizer."""
@@ -137,9 +151,8 @@ class UniPoseConfig(PreTrainedConfig):
     def image_seq_length(self) -> int:
         return self.image_grid_size**2
 
-    def validate_architecture(self):
-        """Cross-field checks; each error names the field to change."""
-        super().validate_architecture()
+    def check_fields(self):
+        """Cross-field checks; each `ValueError` names the field to change."""
         vocab_size = self.text_config.vocab_size
         code_ids = range(self.pose_code_token_offset, self.pose_code_token_offset + self.pose_codebook_size)
         special = {
@@ -173,5 +186,7 @@ class UniPoseConfig(PreTrainedConfig):
         if self.pose_vision_feature_padding < 0:
             raise ValueError(f"`pose_vision_feature_padding` must be >= 0, got {self.pose_vision_feature_padding}.")
 
+
+UniPoseConfig.register_for_auto_class()
 
 __all__ = ["UniPoseConfig", "PoseVQVAEConfig"]

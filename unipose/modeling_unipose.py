@@ -148,6 +148,44 @@ def unipose_loss(
     return total / torch.as_tensor(denominator, device=total.device).clamp(min=1)
 
 
+def create_pose_attention_mask(
+    config: UniPoseConfig,
+    text_config,
+    input_ids: torch.LongTensor,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    past_key_values: Cache | None,
+    position_ids: torch.LongTensor,
+):
+    """The attention mask of UniPose: causal text, bidirectional pose spans, padding masked.
+
+    Built by transformers' `create_causal_mask` with one block per pose span, so it takes the form the
+    language model's attention implementation expects (`None` when plain causal attention suffices, a
+    boolean `(batch, 1, length, past + length)` mask for sdpa, an additive float mask for eager).
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): the tokens fed now (after the cache).
+        inputs_embeds (`torch.Tensor` of shape `(batch, length, hidden)`): gives batch size, dtype and device.
+        attention_mask (`torch.Tensor` of shape `(batch, past + length)`, *optional*): 1 for real tokens.
+        position_ids (`torch.LongTensor` of shape `(batch, length)`)
+    """
+    span_mask = pose_span_mask(input_ids, config)
+    block_ids = None
+    if bool(span_mask.any()):
+        block_ids = pose_block_ids(span_mask)
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        # Spans are always fed whole, so cached positions are never part of a current block.
+        block_ids = F.pad(block_ids, (past_length, 0), value=-1)
+    return create_causal_mask(
+        config=text_config,
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        past_key_values=past_key_values,
+        position_ids=position_ids,
+        block_sequence_ids=block_ids,
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Outputs
 # ----------------------------------------------------------------------------------------------------------------------
@@ -232,6 +270,31 @@ class UniPosePreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = False
+
+    def _check_and_adjust_attn_implementation(self, attn_implementation, is_init_check=False, **kwargs):
+        requested = attn_implementation.values() if isinstance(attn_implementation, dict) else [attn_implementation]
+        for name in requested:
+            if name is not None and name not in ("sdpa", "eager"):
+                raise ValueError(
+                    f"`attn_implementation={name!r}` cannot express UniPose's attention pattern (pose spans that "
+                    "attend to each other inside causal text): use 'sdpa' (the default) or 'eager'."
+                )
+        return super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """[`~PreTrainedModel.from_pretrained`], strict: a checkpoint with missing, unexpected or mis-shaped
+        weights raises a `ValueError` that lists them instead of silently re-initialising them."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        strict = not kwargs.pop("ignore_mismatched_sizes", False)
+        # Let transformers collect every mismatch, then report them all by name.
+        model, info = super().from_pretrained(*args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        keys = ("missing_keys", "unexpected_keys", "mismatched_keys") if strict else ("missing_keys", "unexpected_keys")
+        problems = {key: info[key] for key in keys if info.get(key)}
+        if problems:
+            details = "; ".join(f"{key}: {sorted(map(str, value))[:10]}" for key, value in problems.items())
+            raise ValueError(f"The checkpoint does not match {cls.__name__}. {details}")
+        return (model, info) if output_loading_info else model
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -405,18 +468,9 @@ class UniPoseModel(UniPosePreTrainedModel):
                 position_ids = torch.arange(input_ids.shape[1], device=input_ids.device) + past_length
                 position_ids = position_ids.unsqueeze(0).expand_as(input_ids)
 
-        # 5. Causal text, bidirectional pose spans. Block ids must cover the cached positions too.
-        span_mask = pose_span_mask(input_ids, config)
-        block_ids = pose_block_ids(span_mask) if bool(span_mask.any()) else None
-        if block_ids is not None and past_length:
-            block_ids = F.pad(block_ids, (past_length, 0), value=-1)
-        causal_mask = create_causal_mask(
-            config=self.language_model.config,
-            inputs_embeds=inputs_embeds,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            position_ids=position_ids,
-            block_sequence_ids=block_ids,
+        # 5. Causal text, bidirectional pose spans.
+        causal_mask = create_pose_attention_mask(
+            config, self.language_model.config, input_ids, inputs_embeds, attention_mask, past_key_values, position_ids
         )
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
@@ -732,6 +786,9 @@ def _decode_to_axis_angle(model: UniPoseForConditionalGeneration, codes: torch.L
         return torch.zeros((0, model.config.num_joints, 3), device=codes.device)
     return model.pose_tokenizer.decode_to_axis_angle(codes)
 
+
+# `save_pretrained` copies this file and its relative imports next to the weights (`trust_remote_code=True`).
+UniPoseForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 
 __all__ = [
     "UniPosePreTrainedModel",

@@ -147,7 +147,7 @@ _NEUTRAL: dict[str, JointRanges] = {
     "head": {"x": (-8.0, 10.0), "y": (-12.0, 12.0), "z": (-5.0, 5.0)},
     # Arms relaxed by the sides, elbows slightly bent.
     "collar": {"x": (-3.0, 3.0), "y": (-5.0, 5.0), "z": (-8.0, 2.0)},
-    "shoulder": {"x": (-10.0, 20.0), "y": (-12.0, 12.0), "z": (-75.0, -62.0)},
+    "shoulder": {"x": (-10.0, 20.0), "y": (-12.0, 12.0), "z": (-82.0, -70.0)},
     "elbow": {"x": (-5.0, 5.0), "y": (-25.0, -5.0), "z": (-5.0, 5.0)},
     "wrist": {"x": (-10.0, 10.0), "y": (-10.0, 10.0), "z": (-15.0, 10.0)},
 }
@@ -156,8 +156,8 @@ _NEUTRAL: dict[str, JointRanges] = {
 ARM_STYLES: dict[str, dict[str, JointRanges]] = {
     "down": {},
     "hip": {  # hand on the hip: arm out and back, elbow bent, the bend turned inwards
-        "shoulder": {"x": (65.0, 85.0), "y": (5.0, 25.0), "z": (-60.0, -45.0)},
-        "elbow": {"y": (-110.0, -85.0)},
+        "shoulder": {"x": (55.0, 75.0), "y": (8.0, 22.0), "z": (-65.0, -55.0)},
+        "elbow": {"y": (-95.0, -85.0)},
     },
     "side": {  # arm out to the side
         "collar": {"z": (0.0, 10.0)},
@@ -180,12 +180,12 @@ ARM_STYLES: dict[str, dict[str, JointRanges]] = {
         "elbow": {"y": (-100.0, -80.0)},
     },
     "chest": {  # forearm across the chest
-        "shoulder": {"x": (0.0, 20.0), "y": (-50.0, -25.0), "z": (-65.0, -45.0)},
-        "elbow": {"y": (-125.0, -95.0)},
+        "shoulder": {"x": (70.0, 90.0), "y": (-55.0, -35.0), "z": (-85.0, -70.0)},
+        "elbow": {"y": (-120.0, -100.0)},
     },
     "face": {  # hand up near the face
-        "shoulder": {"x": (-30.0, 0.0), "y": (-70.0, -40.0), "z": (-40.0, -15.0)},
-        "elbow": {"y": (-150.0, -125.0)},
+        "shoulder": {"x": (-15.0, 10.0), "y": (-90.0, -70.0), "z": (-40.0, -10.0)},
+        "elbow": {"y": (-145.0, -130.0)},
     },
     "lap": {  # hand resting on the thigh or knee
         "shoulder": {"x": (-10.0, 10.0), "y": (-45.0, -25.0), "z": (-75.0, -60.0)},
@@ -338,11 +338,11 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
             "hip": {"x": (-105.0, -85.0), "y": (5.0, 20.0), "z": (10.0, 25.0)},
             "knee": {"x": (115.0, 140.0)},
             "ankle": {"x": (-30.0, -10.0)},
-            "spine1": {"x": (5.0, 20.0)},
-            "spine2": {"x": (0.0, 10.0)},
+            "spine1": {"x": (0.0, 15.0)},
+            "spine2": {"x": (0.0, 8.0)},
             "neck": {"x": (-20.0, -5.0)},
         },
-        lean={"x": (15.0, 30.0)},
+        lean={"x": (10.0, 25.0)},
         arm_styles={"forward": 1.0, "lap": 2.0, "chest": 1.0},
     ),
     PoseCategory(
@@ -375,8 +375,12 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
             "pelvis": {"z": (-95.0, -85.0)},
             "hip": {"x": (-50.0, -20.0)},
             "knee": {"x": (30.0, 80.0)},
+            # The lower arm lies on the floor in front of the body; the upper one is free.
+            "left_shoulder": {"x": (-10.0, 10.0), "y": (-100.0, -60.0), "z": (-20.0, 20.0)},
+            "left_elbow": {"y": (-60.0, 0.0)},
         },
-        arm_styles={"forward": 2.0, "chest": 2.0, "raised": 1.0},
+        arm_styles={"down": 2.0, "forward": 1.0, "chest": 1.0},
+        free_arms=("right",),
     ),
     PoseCategory(
         "lunging",

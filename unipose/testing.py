@@ -17,9 +17,8 @@ True
 
 from __future__ import annotations
 
-import copy
-
 import torch
+from transformers import AutoConfig
 
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .configuration_unipose import UniPoseConfig
@@ -35,14 +34,15 @@ TINY_TEXT_CONFIG = {
     "max_position_embeddings": 2048,
     "tie_word_embeddings": False,
 }
-# CLIP at 28 px with 14 px patches: a 2x2 grid, so every image is 4 tokens.
+# CLIP at 42 px with 14 px patches: a 3x3 grid, so every image is 9 tokens (larger than the pose grid, as in
+# the full model, so that resizing the pose features interpolates rather than picking the padded corners).
 TINY_VISION_CONFIG = {
     "model_type": "clip_vision_model",
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
-    "image_size": 28,
+    "image_size": 42,
     "patch_size": 14,
     "projection_dim": 16,
 }
@@ -90,27 +90,26 @@ def tiny_unipose_config(token_ids: dict | None = None, base_vocab_size: int = 25
             "pose_end_token_id": base_vocab_size + 4,
             "pose_code_token_offset": base_vocab_size + 5,
         }
-    vocab_size = max(token_ids.values()) + 1
-    vocab_size = max(vocab_size, token_ids["pose_code_token_offset"] + pose_tokenizer.codebook_size)
+    token_ids = {key: overrides.pop(key, value) for key, value in token_ids.items()}
+    # The vocabulary ends with the codes (or with the last special token, if a test moved it past them).
+    vocab_size = max(max(token_ids.values()) + 1, token_ids["pose_code_token_offset"] + pose_tokenizer.codebook_size)
     text_config = {**TINY_TEXT_CONFIG, "vocab_size": vocab_size, **overrides.pop("text_config", {})}
     vision_config = {**TINY_VISION_CONFIG, **overrides.pop("vision_config", {})}
     pose_vision_config = {**TINY_POSE_VISION_CONFIG, **overrides.pop("pose_vision_config", {})}
-    text_config = copy.deepcopy(text_config)
-    from transformers import AutoConfig
-
-    def build(sub: dict):
-        sub = dict(sub)
-        return AutoConfig.for_model(sub.pop("model_type"), **sub)
-
+    overrides.setdefault("pose_vision_feature_padding", TINY_POSE_VISION_FEATURE_PADDING)
     return UniPoseConfig(
-        text_config=build(text_config),
-        vision_config=build(vision_config),
-        pose_vision_config=build(pose_vision_config),
+        text_config=_build_config(text_config),
+        vision_config=_build_config(vision_config),
+        pose_vision_config=_build_config(pose_vision_config),
         pose_tokenizer_config=pose_tokenizer,
-        pose_vision_feature_padding=overrides.pop("pose_vision_feature_padding", TINY_POSE_VISION_FEATURE_PADDING),
         **token_ids,
         **overrides,
     )
+
+
+def _build_config(fields: dict):
+    fields = dict(fields)
+    return AutoConfig.for_model(fields.pop("model_type"), **fields)
 
 
 def tiny_model(config: UniPoseConfig | None = None, seed: int = 0, attn_implementation: str = "sdpa"):

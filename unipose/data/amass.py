@@ -13,15 +13,18 @@ corpora written in the AMASS format are read the same way.
 
 Axes. AMASS's world frame is z-up, while SMPL's body frame (rest pose) is y-up: the root rotation of a
 person standing upright in an AMASS file is about 90 degrees about x, mapping the body's up axis (y) onto
-the world's (z). Heading normalisation therefore turns the root about the world's vertical axis, `"z"`
-for AMASS files; [`normalize_heading`] takes the vertical axis as an argument so that the same
-definition serves y-up data. The heading is the yaw of the Tait-Bryan decomposition
+the world's (z). Poses can be returned in either world frame (`output_up_axis`): `"z"` keeps AMASS's
+(the frame of PoseScript and of the released UniPose models), `"y"` turns the world by -90 degrees about x
+so that y is up, the frame of `unipose.pose_sampler` (a person standing upright facing +z has the identity
+root rotation).
 
-    R_root = R_up(yaw) @ R_j(pitch) @ R_i(roll),    (i, j, up) a cyclic permutation of (x, y, z),
-
-so for z-up data `R = Rz(yaw) Ry(pitch) Rx(roll)`, yaw = atan2(R[1, 0], R[0, 0]): the direction of the
-body's left (x) axis on the ground plane. Zeroing it (`R_up(-yaw) @ R_root`) keeps tilt and roll and
-leaves every joint's height unchanged; the poses stay in the file's (z-up) frame.
+Heading. The heading of a root rotation R is the direction of the body's left axis (x, the first column
+of R) on the ground plane, measured about the vertical axis u from the world's x axis:
+`atan2(R e_x . (u x e_x), R e_x . e_x)`; for z-up data that is `atan2(R[1, 0], R[0, 0])`, the yaw of the
+decomposition `R = Rz(yaw) Ry(pitch) Rx(roll)`. Normalisation turns the root about u by minus the
+heading (`R_u(-heading) @ R`): tilt and roll are kept and every joint's height is unchanged. The
+definition commutes with the change of up axis above, so normalising before or after it gives the same
+pose.
 """
 
 from __future__ import annotations
@@ -43,7 +46,12 @@ from ..skeleton import NUM_BODY_JOINTS
 logger = logging.get_logger(__name__)
 
 AMASS_UP_AXIS = "z"
+# The vertical axis of SMPL's body frame, and of `unipose.pose_sampler`'s poses.
+SMPL_UP_AXIS = "y"
 AXIS_INDEX = {"x": 0, "y": 1, "z": 2}
+# Vertical axes supported by heading normalisation: the heading is measured from the x axis, which must
+# therefore be horizontal.
+UP_AXES = ("y", "z")
 # The npz keys of the two AMASS releases (SMPL-H, SMPL-X) that hold the capture rate.
 FRAME_RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
 POSES_KEY = "poses"
@@ -51,10 +59,16 @@ POSES_KEY = "poses"
 NUM_BODY_POSE_VALUES = NUM_BODY_JOINTS * 3
 
 
-def _axis_index(up_axis: str) -> int:
-    if up_axis not in AXIS_INDEX:
-        raise ValueError(f"`up_axis` must be one of {sorted(AXIS_INDEX)}, got {up_axis!r}.")
-    return AXIS_INDEX[up_axis]
+def _axis_index(axis: str, name: str = "axis", allowed: Sequence[str] = tuple(AXIS_INDEX)) -> int:
+    if axis not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}, got {axis!r}.")
+    return AXIS_INDEX[axis]
+
+
+def _unit_vector(axis: str, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    vector = torch.zeros(3, dtype=dtype, device=device)
+    vector[AXIS_INDEX[axis]] = 1.0
+    return vector
 
 
 def elementary_rotation(angle: torch.Tensor, axis: str) -> torch.Tensor:
@@ -70,28 +84,32 @@ def elementary_rotation(angle: torch.Tensor, axis: str) -> torch.Tensor:
     Returns:
         `torch.Tensor` of shape `(..., 3, 3)`.
     """
-    axis_angle = torch.zeros(*angle.shape, 3, dtype=angle.dtype, device=angle.device)
-    axis_angle[..., _axis_index(axis)] = angle
-    return axis_angle_to_matrix(axis_angle)
+    return axis_angle_to_matrix(angle[..., None] * _unit_vector(axis, angle.dtype, angle.device))
+
+
+def _tait_bryan_axes(up_axis: str) -> tuple[int, int, int]:
+    """`(i, j, k)`: a cyclic permutation of (0, 1, 2) with `k` the vertical axis."""
+    k = _axis_index(up_axis, "up_axis")
+    return (k + 1) % 3, (k + 2) % 3, k
 
 
 def tait_bryan_angles(matrix: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
     """
-    Yaw, pitch and roll of rotations written as `R = R_up(yaw) @ R_j(pitch) @ R_i(roll)`, where
-    `(i, j, up)` is a cyclic permutation of `(x, y, z)` (for `up_axis="z"`: `Rz @ Ry @ Rx`).
+    Yaw, pitch and roll of world-frame rotations written as `R = R_k(yaw) @ R_j(pitch) @ R_i(roll)`, where
+    `k` is the vertical axis and `(i, j, k)` a cyclic permutation of `(x, y, z)`: `Rz @ Ry @ Rx` for z-up,
+    `Ry @ Rx @ Rz` for y-up. Yaw turns about the vertical, pitch and roll about the two horizontal axes.
 
     Args:
         matrix (`torch.Tensor` of shape `(..., 3, 3)`):
             Rotation matrices.
         up_axis (`str`, *optional*, defaults to `"z"`):
-            The vertical axis of the frame the rotations live in.
+            The vertical axis.
 
     Returns:
         `torch.Tensor` of shape `(..., 3)`: `(yaw, pitch, roll)` in radians, yaw and roll in `(-pi, pi]`,
         pitch in `[-pi/2, pi/2]`.
     """
-    k = _axis_index(up_axis)
-    i, j = (k + 1) % 3, (k + 2) % 3
+    i, j, k = _tait_bryan_axes(up_axis)
     yaw = torch.atan2(matrix[..., j, i], matrix[..., i, i])
     pitch = torch.asin((-matrix[..., k, i]).clamp(-1.0, 1.0))
     roll = torch.atan2(matrix[..., k, j], matrix[..., k, k])
@@ -100,28 +118,47 @@ def tait_bryan_angles(matrix: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> tor
 
 def rotation_from_tait_bryan(angles: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
     """
-    Inverse of [`tait_bryan_angles`]: `R_up(yaw) @ R_j(pitch) @ R_i(roll)`.
+    Inverse of [`tait_bryan_angles`]: `R_k(yaw) @ R_j(pitch) @ R_i(roll)`.
 
     Args:
         angles (`torch.Tensor` of shape `(..., 3)`):
             `(yaw, pitch, roll)` in radians.
         up_axis (`str`, *optional*, defaults to `"z"`):
-            The vertical axis.
+            The vertical axis `k`.
 
     Returns:
         `torch.Tensor` of shape `(..., 3, 3)`.
     """
-    k = _axis_index(up_axis)
-    names = "xyz"
-    i, j = names[(k + 1) % 3], names[(k + 2) % 3]
+    i, j, k = ("xyz"[index] for index in _tait_bryan_axes(up_axis))
     yaw, pitch, roll = angles.unbind(-1)
-    return elementary_rotation(yaw, up_axis) @ elementary_rotation(pitch, j) @ elementary_rotation(roll, i)
+    return elementary_rotation(yaw, k) @ elementary_rotation(pitch, j) @ elementary_rotation(roll, i)
+
+
+def heading_angle(root_matrix: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
+    """
+    Heading of root rotations: the angle about the vertical axis `u` of the body's left axis (the first
+    column of R) projected on the ground, measured from the world's x axis.
+
+    Args:
+        root_matrix (`torch.Tensor` of shape `(..., 3, 3)`):
+            Global orientations (body frame to world frame).
+        up_axis (`str`, *optional*, defaults to `"z"`):
+            The world's vertical axis, `"z"` (AMASS) or `"y"` (SMPL's rest frame).
+
+    Returns:
+        `torch.Tensor` of shape `(...)`: radians in `(-pi, pi]`.
+    """
+    _axis_index(up_axis, "up_axis", UP_AXES)
+    left = root_matrix[..., :, 0]  # (..., 3)
+    x_axis = _unit_vector("x", left.dtype, left.device)
+    turned_x_axis = torch.linalg.cross(_unit_vector(up_axis, left.dtype, left.device), x_axis, dim=-1)
+    return torch.atan2((left * turned_x_axis).sum(-1), (left * x_axis).sum(-1))
 
 
 def normalize_heading(root_orient: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
     """
-    Turns each root rotation about the vertical axis so that its heading (the yaw of
-    [`tait_bryan_angles`]) is zero; tilt and roll are kept.
+    Turns each root rotation about the vertical axis so that its heading ([`heading_angle`]) is zero; tilt
+    and roll are kept.
 
     Args:
         root_orient (`torch.Tensor` of shape `(..., 3)`):
@@ -130,11 +167,38 @@ def normalize_heading(root_orient: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -
             The world's vertical axis: `"z"` for AMASS files, `"y"` for data in SMPL's y-up frame.
 
     Returns:
-        `torch.Tensor` of shape `(..., 3)`: axis-angle `R_up(-yaw) @ R_root`.
+        `torch.Tensor` of shape `(..., 3)`: axis-angle `R_up(-heading) @ R_root`.
     """
     matrix = axis_angle_to_matrix(root_orient)
-    yaw = tait_bryan_angles(matrix, up_axis)[..., 0]
-    return matrix_to_axis_angle(elementary_rotation(-yaw, up_axis) @ matrix)
+    return matrix_to_axis_angle(elementary_rotation(-heading_angle(matrix, up_axis), up_axis) @ matrix)
+
+
+def change_up_axis(root_orient: torch.Tensor, source: str, target: str) -> torch.Tensor:
+    """
+    Re-expresses global orientations in a world frame whose vertical axis is `target` instead of `source`,
+    by turning the world 90 degrees about `source x target` (`"z"` -> `"y"`: -90 degrees about x). Joint
+    rotations below the root are unchanged, and a heading of zero stays zero.
+
+    Args:
+        root_orient (`torch.Tensor` of shape `(..., 3)`):
+            Axis-angle global orientations in the `source` frame.
+        source (`str`), target (`str`):
+            Vertical axes, `"y"` or `"z"`.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3)`.
+    """
+    _axis_index(source, "source", UP_AXES)
+    _axis_index(target, "target", UP_AXES)
+    if source == target:
+        return root_orient.clone()
+    axis = torch.linalg.cross(
+        _unit_vector(source, root_orient.dtype, root_orient.device),
+        _unit_vector(target, root_orient.dtype, root_orient.device),
+        dim=-1,
+    )
+    turn = axis_angle_to_matrix(axis * (math.pi / 2))
+    return matrix_to_axis_angle(turn @ axis_angle_to_matrix(root_orient))
 
 
 def subsample_frame_indices(num_frames: int, source_fps: float, target_fps: float | None) -> np.ndarray:
@@ -174,7 +238,7 @@ def read_amass_sequence(
     path: str | os.PathLike,
     target_fps: float | None = None,
     heading_normalization: bool = True,
-    up_axis: str = AMASS_UP_AXIS,
+    output_up_axis: str = AMASS_UP_AXIS,
 ) -> AmassSequence | None:
     """
     Reads the 22 body joints of one AMASS `.npz` sequence.
@@ -185,9 +249,10 @@ def read_amass_sequence(
         target_fps (`float`, *optional*):
             Subsample to this rate (see [`subsample_frame_indices`]); `None` keeps every frame.
         heading_normalization (`bool`, *optional*, defaults to `True`):
-            Zero each frame's heading about `up_axis` (see [`normalize_heading`]).
-        up_axis (`str`, *optional*, defaults to `"z"`):
-            The vertical axis of the file's world frame (`"z"` for AMASS).
+            Zero each frame's heading (see [`normalize_heading`]).
+        output_up_axis (`str`, *optional*, defaults to `"z"`):
+            Vertical axis of the returned poses' world frame: `"z"` keeps AMASS's, `"y"` is SMPL's rest frame
+            (see [`change_up_axis`]).
 
     Returns:
         [`AmassSequence`], or `None` when the file holds no `poses` array (such as AMASS's `shape.npz`).
@@ -224,7 +289,9 @@ def read_amass_sequence(
         frames = subsample_frame_indices(len(poses), source_fps, target_fps)
     body = torch.from_numpy(poses[frames, :NUM_BODY_POSE_VALUES].astype(np.float64)).reshape(-1, NUM_BODY_JOINTS, 3)
     if heading_normalization and len(body):
-        body[:, 0] = normalize_heading(body[:, 0], up_axis)
+        body[:, 0] = normalize_heading(body[:, 0], AMASS_UP_AXIS)
+    if output_up_axis != AMASS_UP_AXIS and len(body):
+        body[:, 0] = change_up_axis(body[:, 0], AMASS_UP_AXIS, output_up_axis)
     return AmassSequence(path=path, poses=body.numpy().astype(np.float32), frames=frames)
 
 
@@ -263,7 +330,7 @@ def load_amass_poses(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     target_fps: float | None = None,
     heading_normalization: bool = True,
-    up_axis: str = AMASS_UP_AXIS,
+    output_up_axis: str = AMASS_UP_AXIS,
 ) -> tuple[np.ndarray, list[str], np.ndarray]:
     """
     The body poses of every AMASS sequence under `paths`, concatenated.
@@ -271,7 +338,7 @@ def load_amass_poses(
     Args:
         paths (`str`, `os.PathLike` or a sequence of them):
             Folders (searched recursively) and `.npz` files.
-        target_fps, heading_normalization, up_axis:
+        target_fps, heading_normalization, output_up_axis:
             As in [`read_amass_sequence`].
 
     Returns:
@@ -281,10 +348,11 @@ def load_amass_poses(
     Raises:
         `FileNotFoundError`: for a missing path, or when no file under `paths` holds poses.
     """
+    _axis_index(output_up_axis, "output_up_axis", UP_AXES)
     files = find_amass_files(paths)
     all_poses, sequences, all_frames, skipped = [], [], [], []
     for file in files:
-        sequence = read_amass_sequence(file, target_fps, heading_normalization, up_axis)
+        sequence = read_amass_sequence(file, target_fps, heading_normalization, output_up_axis)
         if sequence is None:
             skipped.append(file)
             continue
@@ -314,7 +382,7 @@ def build_amass_dataset(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     target_fps: float | None = None,
     heading_normalization: bool = True,
-    up_axis: str = AMASS_UP_AXIS,
+    output_up_axis: str = AMASS_UP_AXIS,
 ):
     """
     A `datasets.Dataset` of the body poses under `paths`.
@@ -323,7 +391,7 @@ def build_amass_dataset(
     that file, before subsampling), so that a pose can be traced back to AMASS.
 
     Args:
-        paths, target_fps, heading_normalization, up_axis:
+        paths, target_fps, heading_normalization, output_up_axis:
             As in [`load_amass_poses`].
 
     Returns:
@@ -339,7 +407,7 @@ def build_amass_dataset(
     """
     import datasets
 
-    poses, sequences, frames = load_amass_poses(paths, target_fps, heading_normalization, up_axis)
+    poses, sequences, frames = load_amass_poses(paths, target_fps, heading_normalization, output_up_axis)
     features = datasets.Features(
         {
             "pose": datasets.Array2D(shape=(NUM_BODY_JOINTS, 3), dtype="float32"),
@@ -352,10 +420,13 @@ def build_amass_dataset(
 
 __all__ = [
     "AMASS_UP_AXIS",
+    "SMPL_UP_AXIS",
     "AmassSequence",
     "build_amass_dataset",
+    "change_up_axis",
     "elementary_rotation",
     "find_amass_files",
+    "heading_angle",
     "load_amass_poses",
     "normalize_heading",
     "read_amass_sequence",

@@ -1,0 +1,199 @@
+"""
+Joint-position errors between predicted and reference poses: MPJPE and PA-MPJPE, in millimetres.
+
+- MPJPE (mean per-joint position error): the mean Euclidean distance between corresponding joints after
+  both skeletons are translated so that their root joints coincide (joint 0, the pelvis, by default).
+- PA-MPJPE: the same after a Procrustes alignment of the prediction onto the reference: the similarity
+  transform (rotation, uniform scale, translation) that minimises the squared joint distances (Umeyama,
+  "Least-squares estimation of transformation parameters between two point patterns", TPAMI 1991),
+  restricted to proper rotations.
+
+Inputs are joint positions in metres, `(..., J, 3)` torch tensors or numpy arrays; numpy in gives numpy
+(or a float) out. Computations run in float64.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+
+MILLIMETRES_PER_METRE = 1000.0
+
+ArrayLike = Union[torch.Tensor, np.ndarray]
+
+
+def _read_joints(pred, target) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Both inputs as float64 tensors of one shape `(..., J, 3)`; also whether to answer in numpy."""
+    tensors = []
+    for name, value in (("pred_joints", pred), ("target_joints", target)):
+        if isinstance(value, torch.Tensor):
+            tensor = value
+        elif isinstance(value, (np.ndarray, list, tuple)):
+            array = np.asarray(value)
+            if array.dtype.kind not in "iuf":
+                raise TypeError(f"`{name}` must hold real numbers, got dtype {array.dtype}.")
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+        else:
+            raise TypeError(f"`{name}` must be a torch.Tensor or a numpy array, got {type(value).__name__}.")
+        if tensor.is_complex() or tensor.dtype == torch.bool:
+            raise TypeError(f"`{name}` must hold real numbers, got dtype {tensor.dtype}.")
+        if tensor.ndim < 2 or tensor.shape[-1] != 3 or tensor.shape[-2] == 0:
+            raise ValueError(
+                f"`{name}` must have shape (..., num_joints, 3) with at least one joint, got {tuple(tensor.shape)}."
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"`{name}` contains NaN or infinite values.")
+        tensors.append(tensor.to(torch.float64))
+    pred_tensor, target_tensor = tensors
+    if pred_tensor.shape != target_tensor.shape:
+        raise ValueError(
+            f"`pred_joints` and `target_joints` must have the same shape, got {tuple(pred_tensor.shape)} and "
+            f"{tuple(target_tensor.shape)}."
+        )
+    if pred_tensor.device != target_tensor.device:
+        raise ValueError(
+            f"`pred_joints` and `target_joints` must be on the same device, got {pred_tensor.device} and "
+            f"{target_tensor.device}."
+        )
+    as_numpy = not isinstance(pred, torch.Tensor) and not isinstance(target, torch.Tensor)
+    return pred_tensor, target_tensor, as_numpy
+
+
+def _finish(errors: torch.Tensor, reduce: bool, as_numpy: bool, dtype: torch.dtype):
+    """Per-sample errors `(...)` in mm -> their mean (or themselves), in the caller's array type."""
+    result = errors.mean() if reduce else errors
+    if as_numpy:
+        return float(result) if reduce else result.cpu().numpy()
+    return result.to(dtype if dtype.is_floating_point else torch.float32)
+
+
+def _similarity_transform(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """
+    Least-squares similarity alignment of `pred` onto `target`, both float64 `(..., J, 3)`.
+
+    Returns:
+        `torch.Tensor` of shape `(..., J, 3)`: `scale * pred @ R^T + t`.
+    """
+    pred_mean, target_mean = pred.mean(dim=-2, keepdim=True), target.mean(dim=-2, keepdim=True)
+    pred_centred, target_centred = pred - pred_mean, target - target_mean
+    pred_variance = (pred_centred**2).sum(dim=(-2, -1))  # (...), J times the variance
+    covariance = target_centred.transpose(-1, -2) @ pred_centred  # (..., 3, 3)
+    u, singular_values, vh = torch.linalg.svd(covariance)
+    # Reflection guard: if the best orthogonal map is a reflection, flip the weakest axis, which gives the
+    # best proper rotation instead.
+    sign = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    correction = torch.ones_like(singular_values)
+    correction[..., -1] = sign
+    rotation = u @ (correction[..., :, None] * vh)  # (..., 3, 3)
+    # A prediction whose joints all coincide has no rotation or scale to fit: it maps onto the target's mean.
+    scale = (singular_values * correction).sum(-1) / pred_variance.clamp_min(torch.finfo(pred.dtype).tiny)
+    scale = torch.where(pred_variance > 0, scale, torch.zeros_like(scale))
+    return scale[..., None, None] * pred_centred @ rotation.transpose(-1, -2) + target_mean
+
+
+def procrustes_align(pred_joints: ArrayLike, target_joints: ArrayLike) -> ArrayLike:
+    """
+    Aligns each predicted skeleton onto its reference by the best similarity transform (rotation with
+    determinant +1, uniform scale, translation) in the least-squares sense.
+
+    Args:
+        pred_joints (`torch.Tensor` or `np.ndarray` of shape `(..., J, 3)`):
+            Predicted joint positions.
+        target_joints (`torch.Tensor` or `np.ndarray` of shape `(..., J, 3)`):
+            Reference joint positions.
+
+    Returns:
+        The aligned prediction, of shape `(..., J, 3)`: a numpy array for numpy input, else a tensor in the
+        dtype of `pred_joints`.
+    """
+    pred, target, as_numpy = _read_joints(pred_joints, target_joints)
+    aligned = _similarity_transform(pred, target)
+    if as_numpy:
+        return aligned.cpu().numpy().astype(np.result_type(np.asarray(pred_joints).dtype, np.float32))
+    dtype = pred_joints.dtype if isinstance(pred_joints, torch.Tensor) else torch.float64
+    return aligned.to(dtype if dtype.is_floating_point else torch.float32)
+
+
+def _per_joint_mm(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean per-joint distance of float64 `(..., J, 3)` in metres -> `(...)` in millimetres."""
+    return (pred - target).norm(dim=-1).mean(dim=-1) * MILLIMETRES_PER_METRE
+
+
+def _result_dtype(*values) -> torch.dtype:
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value.dtype
+    return torch.float64
+
+
+def mpjpe(
+    pred_joints: ArrayLike, target_joints: ArrayLike, root_index: Optional[int] = 0, reduce: bool = True
+) -> Union[torch.Tensor, np.ndarray, float]:
+    """
+    Mean per-joint position error in millimetres, after root alignment.
+
+    Args:
+        pred_joints (`torch.Tensor` or `np.ndarray` of shape `(..., J, 3)`):
+            Predicted joint positions in metres.
+        target_joints (`torch.Tensor` or `np.ndarray` of shape `(..., J, 3)`):
+            Reference joint positions in metres.
+        root_index (`int`, *optional*, defaults to 0):
+            The joint that both skeletons are translated to before comparing (0 is the pelvis); `None`
+            compares the positions as given.
+        reduce (`bool`, *optional*, defaults to `True`):
+            Average over all samples; otherwise return one error per sample.
+
+    Returns:
+        The error in millimetres: a scalar (a float for numpy input) or an array of shape `(...)`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> target = torch.zeros(1, 22, 3)
+    >>> pred = target.clone()
+    >>> pred[0, 5, 1] = 0.022  # one joint off by 22 mm
+    >>> float(mpjpe(pred, target))
+    1.0
+    ```
+    """
+    pred, target, as_numpy = _read_joints(pred_joints, target_joints)
+    if root_index is not None:
+        num_joints = pred.shape[-2]
+        if isinstance(root_index, bool) or not isinstance(root_index, int) or not 0 <= root_index < num_joints:
+            raise ValueError(
+                f"`root_index` must be None or a joint index from 0 to {num_joints - 1}, got {root_index!r}."
+            )
+        pred = pred - pred[..., root_index : root_index + 1, :]
+        target = target - target[..., root_index : root_index + 1, :]
+    errors = _per_joint_mm(pred, target)
+    return _finish(errors, reduce, as_numpy, _result_dtype(pred_joints, target_joints))
+
+
+def pa_mpjpe(
+    pred_joints: ArrayLike, target_joints: ArrayLike, reduce: bool = True
+) -> Union[torch.Tensor, np.ndarray, float]:
+    """
+    Mean per-joint position error in millimetres after Procrustes alignment (see [`procrustes_align`]).
+
+    Args:
+        pred_joints (`torch.Tensor` or `np.ndarray` of shape `(..., J, 3)`):
+            Predicted joint positions in metres.
+        target_joints (`torch.Tensor` or `np.ndarray` of shape `(..., J, 3)`):
+            Reference joint positions in metres.
+        reduce (`bool`, *optional*, defaults to `True`):
+            Average over all samples; otherwise return one error per sample.
+
+    Returns:
+        The error in millimetres: a scalar (a float for numpy input) or an array of shape `(...)`.
+    """
+    pred, target, as_numpy = _read_joints(pred_joints, target_joints)
+    errors = _per_joint_mm(_similarity_transform(pred, target), target)
+    return _finish(errors, reduce, as_numpy, _result_dtype(pred_joints, target_joints))
+
+
+__all__ = ["mpjpe", "pa_mpjpe", "procrustes_align"]
