@@ -13,12 +13,14 @@ Poses per second are the batch size over the median time of one call; the ratio 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
+import io
 import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,21 +38,30 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "body_model.json"
 NUM_HAND_POSE_VALUES = 45
 
 
-def time_calls(function, min_seconds: float, rounds: int) -> float:
-    """Median seconds per call over `rounds` rounds of at least `min_seconds` each (after a warm-up)."""
-    for _ in range(3):
+def seconds_per_call(function, min_seconds: float) -> float:
+    """Mean seconds per call over one round of calls lasting at least `min_seconds`."""
+    calls, start = 0, time.perf_counter()
+    while True:
         function()
-    per_call = []
-    for _ in range(rounds):
-        calls, start = 0, time.perf_counter()
-        while True:
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def compare(functions: dict, min_seconds: float, rounds: int) -> dict[str, float]:
+    """
+    Median seconds per call of each function. Rounds of the functions alternate, so that a change of load
+    on a shared machine affects both sides of the comparison alike.
+    """
+    for function in functions.values():  # warm-up
+        for _ in range(3):
             function()
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-        per_call.append(elapsed / calls)
-    return statistics.median(per_call)
+    timings = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            timings[name].append(seconds_per_call(function, min_seconds))
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -60,9 +71,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--body-model", default="generated", help='SMPL-H npz file or folder, or "generated" (the default).'
     )
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 256])
-    parser.add_argument("--min-seconds", type=float, default=0.3, help="Minimum duration of one timing round.")
-    parser.add_argument("--rounds", type=int, default=5, help="Timing rounds per measurement (median taken).")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
+    parser.add_argument("--min-seconds", type=float, default=0.3, help="Shortest duration of a timing round.")
+    parser.add_argument("--rounds", type=int, default=7, help="Timing rounds per measurement (median taken).")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a shared machine)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -70,13 +83,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     path = resolve_body_model_path(args.body_model)
     smplx = _import_smplx()
     joints_only = BodyJoints.from_body_model_file(path).to(device)
-    full_mesh = smplx.SMPLH(model_path=str(path), ext="npz", use_pca=False, num_betas=joints_only.num_betas)
+    with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note about the file's 16 betas
+        full_mesh = smplx.SMPLH(
+            model_path=str(path), ext="npz", use_pca=False, num_betas=joints_only.num_betas
+        )
     full_mesh = full_mesh.to(device)
 
     results = []
@@ -104,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
 
         with torch.inference_mode():
             # Same numbers from both paths, or the comparison means nothing.
-            difference = (joints_only(rotmats) - full_mesh(**smplx_inputs).joints[:, :NUM_BODY_JOINTS]).abs().max()
-            joints_seconds = time_calls(run_joints_only, args.min_seconds, args.rounds)
-            mesh_seconds = time_calls(run_full_mesh, args.min_seconds, args.rounds)
+            reference = full_mesh(**smplx_inputs).joints[:, :NUM_BODY_JOINTS]
+            difference = (joints_only(rotmats) - reference).abs().max()
+            seconds = compare({"joints": run_joints_only, "mesh": run_full_mesh}, args.min_seconds, args.rounds)
+        joints_seconds, mesh_seconds = seconds["joints"], seconds["mesh"]
         results.append(
             {
                 "batch_size": batch_size,
@@ -116,29 +132,34 @@ def main(argv: list[str] | None = None) -> int:
                 "max_joint_difference_m": float(difference),
             }
         )
+        result = results[-1]
         print(
-            f"batch {batch_size:4d}: joints-only {batch_size / joints_seconds:12.0f} poses/s, smplx full mesh "
-            f"{batch_size / mesh_seconds:10.0f} poses/s, x{mesh_seconds / joints_seconds:.1f} "
-            f"(max joint difference {float(difference):.1e} m)"
+            f"batch {batch_size:4d}: joints-only {result['joints_only_poses_per_second']:12.0f} poses/s, "
+            f"smplx full mesh {result['smplx_full_mesh_poses_per_second']:10.0f} poses/s, "
+            f"x{result['speedup']:.1f} (max joint difference {result['max_joint_difference_m']:.1e} m)"
         )
 
     report = {
         "benchmark": "body_model",
-        "description": "joints-only forward kinematics (BodyJoints) vs smplx.SMPLH full-mesh forward, same file",
+        "description": "joints-only forward kinematics (BodyJoints) vs smplx.SMPLH full-mesh forward",
         "body_model_file": "generated" if args.body_model == "generated" else str(path),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
-        "smplx_version": getattr(smplx, "__version__", "0.1.28"),
+        "smplx_version": importlib.metadata.version("smplx"),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "timing": {"rounds": args.rounds, "min_seconds_per_round": args.min_seconds, "statistic": "median"},
+        "timing": {
+            "rounds": args.rounds,
+            "min_seconds_per_round": args.min_seconds,
+            "statistic": "median of alternating rounds",
+        },
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{args.out.name}.", suffix=".tmp", dir=args.out.parent)
-    with os.fdopen(handle, "w") as file:
+    temporary = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")  # same folder: atomic rename
+    with open(temporary, "w") as file:
         json.dump(report, file, indent=2)
         file.write("\n")
     os.replace(temporary, args.out)

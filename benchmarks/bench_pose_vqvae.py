@@ -28,7 +28,9 @@ RESULTS_PATH = Path(__file__).resolve().parent / "results" / "pose_vqvae.json"
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 1024], help="the first is the baseline")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1, 1024], help="batch sizes; the first is the baseline"
+    )
     parser.add_argument("--min-seconds", type=float, default=2.0, help="timed duration per batch size")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)

@@ -1,4 +1,4 @@
-"""Tests of the body model: the generated SMPL-H-format file, loading through smplx, joints-only kinematics."""
+"""Tests of the body model: the generated SMPL-H-format file, loading through smplx, joint kinematics."""
 
 import argparse
 import math
@@ -54,9 +54,10 @@ def body_joints(generated_path) -> BodyJoints:
     return BodyJoints.from_body_model_file(generated_path, num_betas=NUM_BETAS)
 
 
-def _smplh_joints(smplh, axis_angle, betas, transl):
+def _smplh_forward(smplh, axis_angle, betas, transl):
+    """smplx's own forward pass: axis-angle poses, flat hands."""
     batch = axis_angle.shape[0]
-    output = smplh(
+    return smplh(
         betas=betas,
         global_orient=axis_angle[:, 0],
         body_pose=axis_angle[:, 1:].reshape(batch, -1),
@@ -64,7 +65,6 @@ def _smplh_joints(smplh, axis_angle, betas, transl):
         right_hand_pose=torch.zeros(batch, 45),
         transl=transl,
     )
-    return output
 
 
 def _random_axis_angle(batch, generator):
@@ -85,7 +85,7 @@ def test_joints_match_smplx_for_random_poses_betas_and_translations(smplh, body_
     betas = torch.randn(32, NUM_BETAS, generator=generator) * 2
     transl = torch.randn(32, 3, generator=generator)
     with torch.no_grad():
-        expected = _smplh_joints(smplh, axis_angle, betas, transl).joints[:, :NUM_BODY_JOINTS]
+        expected = _smplh_forward(smplh, axis_angle, betas, transl).joints[:, :NUM_BODY_JOINTS]
         joints = body_joints(axis_angle_to_matrix(axis_angle), betas=betas, transl=transl)
     torch.testing.assert_close(joints, expected, atol=1e-5, rtol=0)
 
@@ -98,7 +98,7 @@ def test_root_rotation_turns_the_body_about_the_pelvis_joint(smplh, body_joints)
     joints = body_joints(axis_angle_to_matrix(axis_angle), betas=betas)
     rest = body_joints.rest_joints(betas)
     torch.testing.assert_close(joints[:, 0], rest[:, 0])  # the pelvis stays where the shape puts it
-    expected = _smplh_joints(smplh, axis_angle, betas, None).joints[:, :NUM_BODY_JOINTS]
+    expected = _smplh_forward(smplh, axis_angle, betas, None).joints[:, :NUM_BODY_JOINTS]
     torch.testing.assert_close(joints, expected.detach(), atol=1e-5, rtol=0)
 
 
@@ -187,7 +187,7 @@ def test_generated_file_loads_through_smplx(smplh):
     assert int(smplh.faces_tensor.max()) < NUM_VERTICES
     assert tuple(smplh.parents.tolist()) == SMPLH_PARENTS
     with torch.no_grad():
-        output = _smplh_joints(smplh, torch.zeros(2, NUM_BODY_JOINTS, 3), torch.zeros(2, NUM_BETAS), None)
+        output = _smplh_forward(smplh, torch.zeros(2, NUM_BODY_JOINTS, 3), torch.zeros(2, NUM_BETAS), None)
     assert output.vertices.shape == (2, NUM_VERTICES, 3)
     assert bool(torch.isfinite(output.vertices).all())
 
@@ -212,7 +212,8 @@ def test_smplx_keypoint_vertices_are_in_range_and_where_they_belong(smplh, array
             assert np.linalg.norm(tip - wrist) > np.linalg.norm(last_joint - wrist), f"{short}{finger}"
         ankle = joints[JOINT_INDEX[f"{side}_ankle"]]
         assert position[f"{toe}Heel"][2] < ankle[2] < position[f"{toe}BigToe"][2]
-        assert position[f"{toe}BigToe"][1] < ankle[1] and np.sign(position[f"{toe}SmallToe"][0]) == np.sign(ankle[0])
+        assert position[f"{toe}BigToe"][1] < ankle[1]
+        assert np.sign(position[f"{toe}SmallToe"][0]) == np.sign(ankle[0])
 
 
 def test_regressor_reproduces_the_rest_joints(arrays):
@@ -235,7 +236,8 @@ def test_mesh_is_closed_and_faces_outwards(arrays):
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert (counts == 2).all()  # every edge shared by exactly two triangles: a closed surface
     triangles = arrays["v_template"][faces]
-    signed_volume = np.einsum("ij,ij->i", triangles[:, 0], np.cross(triangles[:, 1], triangles[:, 2])).sum() / 6
+    signed_volume = np.einsum("ij,ij->i", triangles[:, 0], np.cross(triangles[:, 1], triangles[:, 2])).sum()
+    signed_volume /= 6
     assert 0.04 < signed_volume < 0.12  # cubic metres: positive (outward faces), and an adult's volume
 
 
@@ -246,7 +248,8 @@ def test_rest_body_is_an_upright_symmetric_adult(arrays):
     np.testing.assert_allclose(joints[0], 0.0, atol=1e-12)  # the pelvis joint at the origin
     mirrored = joints[list(SMPLH_MIRROR_INDEX)] * np.array([-1.0, 1.0, 1.0])
     np.testing.assert_allclose(mirrored, joints, atol=1e-12)
-    assert joints[JOINT_INDEX["head"], 1] > joints[JOINT_INDEX["neck"], 1] > joints[JOINT_INDEX["spine3"], 1] > 0
+    height_of = {name: joints[JOINT_INDEX[name], 1] for name in ("head", "neck", "spine3")}
+    assert height_of["head"] > height_of["neck"] > height_of["spine3"] > 0
     assert joints[JOINT_INDEX["left_ankle"], 1] < joints[JOINT_INDEX["left_knee"], 1] < 0
     assert joints[JOINT_INDEX["left_wrist"], 0] > joints[JOINT_INDEX["left_elbow"], 0] > 0  # T-pose
 
@@ -255,7 +258,7 @@ def test_shape_directions_change_stature_and_limb_length(smplh, body_joints):
     betas = torch.zeros(3, NUM_BETAS)
     betas[:, 0] = torch.tensor([-1.0, 0.0, 1.0])
     with torch.no_grad():
-        vertices = _smplh_joints(smplh, torch.zeros(3, NUM_BODY_JOINTS, 3), betas, None).vertices
+        vertices = _smplh_forward(smplh, torch.zeros(3, NUM_BODY_JOINTS, 3), betas, None).vertices
     heights = vertices[..., 1].amax(dim=1) - vertices[..., 1].amin(dim=1)
     assert heights[0] < heights[1] < heights[2]
     assert 0.03 < float(heights[2] - heights[1]) < 0.15
@@ -279,7 +282,9 @@ def test_missing_file_error_says_where_to_get_smplh(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         resolve_body_model_path()
     message = str(error.value)
-    for needle in ("https://mano.is.tue.mpg.de", "Extended SMPL+H model", "UNIPOSE_SMPLH_PATH", "`path`", "generated"):
+    for needle in (
+        "mano.is.tue.mpg.de", "Extended SMPL+H model", "UNIPOSE_SMPLH_PATH", "`path`", "generated",
+    ):
         assert needle in message
     missing = tmp_path / "nowhere" / "SMPLH_NEUTRAL.npz"
     with pytest.raises(FileNotFoundError, match="nowhere"):

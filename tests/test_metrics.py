@@ -49,7 +49,8 @@ def test_pa_mpjpe_does_not_align_by_a_reflection():
     # A mirror image is not a rotated copy of a random (chiral) joint cloud: some error must remain.
     assert float(pa_mpjpe(mirrored, target, reduce=False).min()) > 1.0
     aligned = procrustes_align(mirrored, target)
-    centred_in, centred_out = mirrored - mirrored.mean(1, keepdim=True), aligned - aligned.mean(1, keepdim=True)
+    centred_in = mirrored - mirrored.mean(1, keepdim=True)
+    centred_out = aligned - aligned.mean(1, keepdim=True)
     # The map applied is a positive multiple of a proper rotation: it keeps the handedness of the cloud.
     solution = torch.linalg.lstsq(centred_in, centred_out).solution
     assert bool((torch.linalg.det(solution) > 0).all())
@@ -73,7 +74,8 @@ def test_mpjpe_matches_a_hand_computation():
     np.testing.assert_allclose(mpjpe(pred, target, reduce=False), expected, rtol=1e-12)
     assert mpjpe(pred, target) == pytest.approx(np.mean(expected), rel=1e-12)
     without_alignment = [1000 * np.linalg.norm(p - t, axis=-1).mean() for p, t in zip(pred, target)]
-    np.testing.assert_allclose(mpjpe(pred, target, root_index=None, reduce=False), without_alignment, rtol=1e-12)
+    unaligned = mpjpe(pred, target, root_index=None, reduce=False)
+    np.testing.assert_allclose(unaligned, without_alignment, rtol=1e-12)
 
 
 def test_mpjpe_root_alignment_removes_translation_only():
@@ -94,7 +96,8 @@ def test_array_types_shapes_and_dtypes():
     assert isinstance(result, torch.Tensor) and result.dtype == torch.float32 and result.ndim == 0
     # One skeleton without a batch axis, and extra leading axes.
     assert pa_mpjpe(pred[0], target[0], reduce=False).shape == ()
-    assert mpjpe(pred.reshape(1, 3, NUM_JOINTS, 3), target.reshape(1, 3, NUM_JOINTS, 3), reduce=False).shape == (1, 3)
+    leading = (1, 3, NUM_JOINTS, 3)
+    assert mpjpe(pred.reshape(leading), target.reshape(leading), reduce=False).shape == (1, 3)
     assert procrustes_align(pred.numpy(), target.numpy()).dtype == np.float32
 
 
@@ -102,7 +105,8 @@ def test_metrics_are_differentiable():
     target = _skeletons(2, seed=11)
     pred = (target + 0.02 * _skeletons(2, seed=12)).requires_grad_()
     (mpjpe(pred, target) + pa_mpjpe(pred, target)).backward()
-    assert pred.grad is not None and bool(torch.isfinite(pred.grad).all()) and float(pred.grad.abs().sum()) > 0
+    assert pred.grad is not None and bool(torch.isfinite(pred.grad).all())
+    assert float(pred.grad.abs().sum()) > 0
 
 
 def test_degenerate_prediction_gives_a_finite_error():

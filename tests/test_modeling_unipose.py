@@ -533,3 +533,25 @@ def test_checkpoint_with_missing_or_mis_shaped_weights_fails_loudly(config, mode
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(Exception, match="pose_queries"):
         UniPoseForConditionalGeneration.from_pretrained(tmp_path)
+
+
+def test_generate_from_processor_inputs_with_an_image_at_the_end():
+    from unipose.testing import tiny_model_and_processor
+
+    model, processor = tiny_model_and_processor(seed=9)
+    image = torch.randint(0, 255, (3, 50, 40), dtype=torch.uint8)
+    inputs = processor(
+        text=["Describe this pose: <pose>", "What is the person doing? <image>"],
+        poses=[torch.randn(22, 3) * 0.2],
+        images=[image],
+        return_tensors="pt",
+    )
+    out = model.generate(**inputs, max_new_tokens=5, do_sample=False, return_dict_in_generate=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits[:, -1]
+    forbidden = torch.zeros(logits.shape[-1], dtype=torch.bool)
+    forbidden[model.config.pose_code_token_offset :] = True
+    forbidden[[model.config.pose_query_token_id, model.config.pose_token_id, model.config.image_token_id]] = True
+    forbidden[model.config.pose_end_token_id] = True
+    expected = logits.masked_fill(forbidden, float("-inf")).argmax(-1)
+    assert torch.equal(out.sequences[:, inputs["input_ids"].shape[1]], expected)

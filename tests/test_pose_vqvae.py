@@ -17,14 +17,11 @@ from transformers import AutoConfig, AutoModel
 from unipose.configuration_pose_vqvae import PoseVQVAEConfig
 from unipose.modeling_pose_vqvae import PoseVQVAE, PoseVQVAEOutput, PoseVQVAEVectorQuantizer
 from unipose.rotations import axis_angle_to_rotation_6d
+# 22 joints and 80 tokens; hidden size 32, 64 codes of dimension 16.
+from unipose.testing import tiny_pose_tokenizer_config as tiny_config
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(**overrides) -> PoseVQVAEConfig:
-    """The paper's 22 joints and 80 tokens with small widths and codebook."""
-    return PoseVQVAEConfig(**{"hidden_size": 32, "codebook_size": 64, "code_dim": 16, **overrides})
 
 
 def random_poses_6d(batch_size: int, seed: int = 0) -> torch.Tensor:
@@ -67,7 +64,8 @@ def quantizer_with_codebook(codebook, **overrides) -> PoseVQVAEVectorQuantizer:
 
 def test_default_config_reproduces_the_released_resampling_lengths():
     config = PoseVQVAEConfig()
-    assert (config.num_joints, config.num_tokens, config.codebook_size, config.code_dim) == (22, 80, 2048, 256)
+    sizes = (config.num_joints, config.num_tokens, config.codebook_size, config.code_dim, config.hidden_size)
+    assert sizes == (22, 80, 2048, 256, 512)
     assert config.encoder_resample_lengths == (40, 80, 160)
     # The released encoder computes its first length from the joints; ours from the tokens: they agree.
     assert config.encoder_resample_lengths[0] == ((2 * config.num_joints) // 10) * 10
@@ -79,9 +77,10 @@ def test_default_config_reproduces_the_released_resampling_lengths():
 def test_intermediate_lengths_of_the_networks():
     model = PoseVQVAE(tiny_config()).eval()
     lengths = []
+    blocks = [*model.encoder.resample_blocks, model.encoder.downsample, *model.decoder.resample_blocks]
     hooks = [
         block.register_forward_hook(lambda module, args, output: lengths.append(output.shape[-1]))
-        for block in [*model.encoder.resample_blocks, model.encoder.downsample, *model.decoder.resample_blocks]
+        for block in blocks
     ]
     model(random_poses_6d(2))
     for hook in hooks:
@@ -118,7 +117,7 @@ def test_config_rejects_inconsistent_fields(overrides, field):
 def test_config_token_count_follows_the_upsampling_plan():
     config = PoseVQVAEConfig(num_tokens=81, num_encoder_upsampling_layers=0)
     assert config.encoder_resample_lengths == (162,)
-    model = PoseVQVAE(PoseVQVAEConfig(num_tokens=81, num_encoder_upsampling_layers=0, hidden_size=8, code_dim=4))
+    model = PoseVQVAE(tiny_config(num_tokens=81, num_encoder_upsampling_layers=0))
     assert model(random_poses_6d(1)).codes.shape == (1, 81)
 
 
@@ -199,8 +198,9 @@ def test_quantize_takes_the_nearest_code():
 
 def test_ema_arithmetic_on_a_hand_made_batch():
     decay, smoothing = 0.5, 0.1
+    old = [[0, 0], [4, 0], [0, 4], [4, 4]]
     quantizer = quantizer_with_codebook(
-        [[0, 0], [4, 0], [0, 4], [4, 4]], ema_decay=decay, laplace_smoothing=smoothing, dead_code_threshold=0.0
+        old, ema_decay=decay, laplace_smoothing=smoothing, dead_code_threshold=0.0
     ).train()
     latents = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [3.0, 0.0], [5.0, 1.0], [0.0, 3.0]]])
     output = quantizer(latents)
@@ -212,8 +212,9 @@ def test_ema_arithmetic_on_a_hand_made_batch():
     sums = [[1, 1], [8, 1], [0, 3], [0, 0]]
     # set_codebook starts every code at cluster size 1 with the code itself as its sum.
     expected_size = [decay * 1 + (1 - decay) * n for n in counts]  # [1.5, 1.5, 1.0, 0.5]
-    old = [[0, 0], [4, 0], [0, 4], [4, 4]]
-    expected_sum = [[decay * o + (1 - decay) * s for o, s in zip(old_row, sum_row)] for old_row, sum_row in zip(old, sums)]
+    expected_sum = [
+        [decay * o + (1 - decay) * s for o, s in zip(old_row, sum_row)] for old_row, sum_row in zip(old, sums)
+    ]
     total = sum(expected_size)  # 4.5
     smoothed = [(size + smoothing) / (total + 4 * smoothing) * total for size in expected_size]
     expected_codebook = [[value / size for value in row] for row, size in zip(expected_sum, smoothed)]
@@ -271,9 +272,12 @@ def test_codebook_is_initialised_once_from_the_first_training_batch(tmp_path, mo
     assert not bool(model.quantizer.initialized)
     installed = []
     original_install = model.quantizer._install_codebook
-    monkeypatch.setattr(
-        model.quantizer, "_install_codebook", lambda codebook: (installed.append(codebook.clone()), original_install(codebook))
-    )
+
+    def recording_install(codebook):
+        installed.append(codebook.clone())
+        original_install(codebook)
+
+    monkeypatch.setattr(model.quantizer, "_install_codebook", recording_install)
     poses = random_poses_6d(4)
     latents = model.encoder(poses).detach().reshape(-1, 16)
     model(poses)
@@ -291,13 +295,11 @@ def test_codebook_is_initialised_once_from_the_first_training_batch(tmp_path, mo
     loaded = PoseVQVAE.from_pretrained(tmp_path).train()
     assert bool(loaded.quantizer.initialized)
     torch.testing.assert_close(loaded.quantizer.codebook, model.quantizer.codebook, rtol=0, atol=0)
-    reinstalled = []
-    original_reinstall = loaded.quantizer._install_codebook
-    monkeypatch.setattr(
-        loaded.quantizer, "_install_codebook", lambda codebook: (reinstalled.append(1), original_reinstall(codebook))
-    )
+    installed.clear()
+    original_install = loaded.quantizer._install_codebook
+    monkeypatch.setattr(loaded.quantizer, "_install_codebook", recording_install)
     loaded(random_poses_6d(4, seed=2))
-    assert reinstalled == []
+    assert installed == []
 
 
 def test_eval_mode_is_deterministic_and_never_mutates_buffers():
@@ -355,7 +357,8 @@ def test_saved_tokenizer_loads_as_remote_code_without_unipose(tmp_path):
         "AutoModel": "modeling_pose_vqvae.PoseVQVAE",
     }
     poses = torch.randn(3, 22, 3) * 0.5
-    torch.save({"poses": poses, "codes": model.encode(poses), "decoded": model.decode(model.encode(poses))}, tmp_path / "expected.pt")
+    codes = model.encode(poses)
+    torch.save({"poses": poses, "codes": codes, "decoded": model.decode(codes)}, tmp_path / "expected.pt")
 
     script = textwrap.dedent(
         f"""
@@ -430,7 +433,8 @@ def test_frozen_tokenizer_stays_bit_identical_under_a_downstream_loss():
     optimizer = torch.optim.AdamW(downstream.parameters(), lr=1e-2)
     poses = random_poses_6d(4)
     codes = tokenizer.encode(poses)
-    loss = downstream(tokenizer(poses).reconstruction).square().mean() + downstream(tokenizer.decode(codes)).mean()
+    loss = downstream(tokenizer(poses).reconstruction).square().mean()
+    loss = loss + downstream(tokenizer.decode(codes)).mean()
     loss.backward()
     optimizer.step()
     assert all(parameter.grad is None for parameter in tokenizer.parameters())
@@ -448,7 +452,7 @@ def test_frozen_tokenizer_stays_bit_identical_under_a_downstream_loss():
     [
         (torch.full((2, 80), 64), ValueError, r"`codes` must lie in \[0, 64\), got values from 64 to 64"),
         (torch.full((2, 80), -1), ValueError, r"`codes` must lie in \[0, 64\)"),
-        (torch.zeros(2, 79, dtype=torch.long), ValueError, r"`codes` must have shape \(batch_size, 80\).*\(2, 79\)"),
+        (torch.zeros(2, 79, dtype=torch.long), ValueError, r"must have shape \(batch_size, 80\).*\(2, 79\)"),
         (torch.zeros(2, 80, 1, dtype=torch.long), ValueError, "`codes` must have shape"),
         (torch.zeros(2, 80), TypeError, "`codes` must hold integer code indices.*float32"),
         (torch.zeros(2, 80, dtype=torch.bool), TypeError, "`codes` must hold integer code indices"),
@@ -466,11 +470,12 @@ def test_decode_rejects_bad_codes(codes, error, message):
 @pytest.mark.parametrize(
     ("poses_6d", "error", "message"),
     [
-        (torch.zeros(2, 21, 6), ValueError, r"`poses_6d` must have shape \(batch_size, 22, 6\), got \(2, 21, 6\)"),
+        (torch.zeros(2, 21, 6), ValueError, r"`poses_6d` must have shape \(batch_size, 22, 6\), got \(2, 21"),
         (torch.zeros(22, 6), ValueError, "`poses_6d` must have shape"),
         (torch.zeros(2, 22, 6, dtype=torch.long), TypeError, "`poses_6d` must be a floating-point tensor"),
         (np.zeros((2, 22, 6), dtype=np.float32), TypeError, "`poses_6d` must be a torch.Tensor.*ndarray"),
         (torch.full((2, 22, 6), float("nan")), ValueError, "`poses_6d` contains NaN"),
+        (torch.zeros(0, 22, 6), ValueError, "`poses_6d` must hold at least one pose"),
     ],
 )
 def test_forward_rejects_bad_poses(poses_6d, error, message):
@@ -482,7 +487,13 @@ def test_forward_rejects_bad_poses(poses_6d, error, message):
 
 
 @pytest.mark.parametrize(
-    "poses", [torch.zeros(2, 21, 3), torch.zeros(65), torch.full((22, 3), float("inf")), 2 * torch.eye(3).expand(22, 3, 3)]
+    "poses",
+    [
+        torch.zeros(2, 21, 3),
+        torch.zeros(65),
+        torch.full((22, 3), float("inf")),
+        2 * torch.eye(3).expand(22, 3, 3),  # not a rotation
+    ],
 )
 def test_encode_rejects_bad_poses(poses):
     model = trained_tokenizer()
@@ -490,10 +501,15 @@ def test_encode_rejects_bad_poses(poses):
         model.encode(poses)
 
 
-def test_set_codebook_rejects_a_wrong_shape():
+def test_set_codebook_rejects_bad_codebooks():
     quantizer = PoseVQVAEVectorQuantizer(tiny_config())
-    with pytest.raises(ValueError, match=r"`codebook` must be a tensor of shape \(64, 16\), got \(64, 8\)"):
+    with pytest.raises(ValueError, match=r"`codebook` must have shape \(64, 16\), got \(64, 8\)"):
         quantizer.set_codebook(torch.zeros(64, 8))
+    with pytest.raises(TypeError, match="`codebook` must be a floating-point torch.Tensor, got torch.int64"):
+        quantizer.set_codebook(torch.zeros(64, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="`codebook` contains NaN"):
+        quantizer.set_codebook(torch.full((64, 16), float("nan")))
+    assert not bool(quantizer.initialized)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -504,18 +520,18 @@ _DISTRIBUTED_WORKER = """
 import sys
 import torch
 import torch.distributed as dist
-from unipose.configuration_pose_vqvae import PoseVQVAEConfig
 from unipose.modeling_pose_vqvae import PoseVQVAEVectorQuantizer
+from unipose.testing import tiny_pose_tokenizer_config
 
 rank, init_file, data_file, out_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=2)
 data = torch.load(data_file)
 torch.manual_seed(100 + rank)  # different random draws on each rank
-config = PoseVQVAEConfig(codebook_size=8, code_dim=4, hidden_size=8, ema_decay=0.5, dead_code_threshold=0.0)
+config = tiny_pose_tokenizer_config(codebook_size=8, code_dim=4, ema_decay=0.5, dead_code_threshold=0.0)
 averaged = PoseVQVAEVectorQuantizer(config).train()
 averaged.set_codebook(data["codebook"])
 averaged(data["batches"][rank])
-reset_config = PoseVQVAEConfig(codebook_size=8, code_dim=4, hidden_size=8, dead_code_threshold=2.0)
+reset_config = tiny_pose_tokenizer_config(codebook_size=8, code_dim=4, dead_code_threshold=2.0)
 fresh = PoseVQVAEVectorQuantizer(reset_config).train()  # initialised, then reset, from rank 0's draws
 fresh(data["batches"][rank])
 torch.save({"averaged": averaged.state_dict(), "fresh": fresh.state_dict()}, out_file)
@@ -523,17 +539,21 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow  # two worker processes that each import torch and transformers
 def test_distributed_statistics_are_all_reduced_and_replicas_agree(tmp_path):
     torch.manual_seed(0)
     codebook = torch.randn(8, 4)
     batches = torch.randn(2, 3, 5, 4)  # one (3, 5, 4) batch of latents per rank
     torch.save({"codebook": codebook, "batches": batches}, tmp_path / "data.pt")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    files = [str(tmp_path / name) for name in ("init", "data.pt")]
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _DISTRIBUTED_WORKER, str(rank), str(tmp_path / "init"), str(tmp_path / "data.pt"),
-             str(tmp_path / f"out{rank}.pt")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", _DISTRIBUTED_WORKER, str(rank), *files, str(tmp_path / f"out{rank}.pt")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for rank in range(2)
     ]
@@ -543,7 +563,7 @@ def test_distributed_statistics_are_all_reduced_and_replicas_agree(tmp_path):
     results = [torch.load(tmp_path / f"out{rank}.pt") for rank in range(2)]
 
     # One process that sees both halves computes the same moving averages as the two replicas.
-    config = PoseVQVAEConfig(codebook_size=8, code_dim=4, hidden_size=8, ema_decay=0.5, dead_code_threshold=0.0)
+    config = tiny_config(codebook_size=8, code_dim=4, ema_decay=0.5, dead_code_threshold=0.0)
     single = PoseVQVAEVectorQuantizer(config).train()
     single.set_codebook(codebook)
     single(batches.reshape(1, -1, 4))

@@ -23,7 +23,7 @@ import contextlib
 import functools
 import io
 import os
-import tempfile
+import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +175,8 @@ def resolve_body_model_path(path: Optional[PathLike] = None) -> Path:
     elif os.environ.get(SMPLH_PATH_ENV):
         location, origin = Path(os.environ[SMPLH_PATH_ENV]).expanduser(), f"${SMPLH_PATH_ENV}"
     else:
-        raise FileNotFoundError(_missing_file_message([f"no `path` argument and ${SMPLH_PATH_ENV} is not set"]))
+        tried = [f"no `path` argument and ${SMPLH_PATH_ENV} is not set"]
+        raise FileNotFoundError(_missing_file_message(tried))
     found = _file_in(location)
     if found is None:
         tried = [f"{location} (from {origin})"]
@@ -184,9 +185,9 @@ def resolve_body_model_path(path: Optional[PathLike] = None) -> Path:
         raise FileNotFoundError(_missing_file_message(tried))
     if found.suffix != ".npz":
         raise ValueError(
-            f"The body model file from {origin} is {found}, which is not an .npz file. smplx reads SMPL-H only "
-            'from the npz files of the "Extended SMPL+H model" (the .pkl release stores chumpy objects); '
-            f"download them from {SMPLH_DOWNLOAD_URL}."
+            f"The body model file from {origin} is {found}, which is not an .npz file. smplx reads SMPL-H "
+            'only from the npz files of the "Extended SMPL+H model" (the .pkl release stores chumpy '
+            f"objects); download them from {SMPLH_DOWNLOAD_URL}."
         )
     return found
 
@@ -231,7 +232,8 @@ def build_generated_body_model() -> dict[str, np.ndarray]:
 
 def write_generated_body_model(path: PathLike) -> Path:
     """
-    Writes the generated body model to `path` (atomically: a temporary file in the same folder, then a rename).
+    Writes the generated body model to `path`, atomically (a temporary file in the same folder, then a
+    rename), and creates the folder if needed.
 
     Returns:
         `pathlib.Path` of the written file.
@@ -239,9 +241,11 @@ def write_generated_body_model(path: PathLike) -> Path:
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = build_generated_body_model()
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A unique name in the same folder (so that the rename is atomic), opened like any new file so that it
+    # gets the usual permissions.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
+        with open(temporary, "xb") as file:
             _write_npz(file, arrays)
         os.replace(temporary, path)
     except BaseException:
@@ -287,6 +291,11 @@ def _kinematic_levels(parents: tuple[int, ...]) -> list[tuple[list[int], list[in
     return result
 
 
+def _check_num_betas(num_betas, maximum: int, reason: str) -> None:
+    if isinstance(num_betas, bool) or not isinstance(num_betas, int) or not 0 <= num_betas <= maximum:
+        raise ValueError(f"`num_betas` must be an integer from 0 to {maximum} ({reason}), got {num_betas!r}.")
+
+
 def _as_tensor(value, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
@@ -304,12 +313,13 @@ def _batched(value, name: str, width: int, batch_size: int, like: torch.Tensor) 
     and on the device of `like`; raises for any other shape and for NaN or infinite values.
     """
     tensor = _as_tensor(value, name)
+    shape = tuple(tensor.shape)
     if tensor.ndim == 1:
         tensor = tensor[None]
     if tensor.ndim != 2 or tensor.shape[1] != width or tensor.shape[0] not in (1, batch_size):
         raise ValueError(
-            f"`{name}` has shape {tuple(_as_tensor(value, name).shape)}; expected ({width},), (1, {width}) or "
-            f"({batch_size}, {width}) for a batch of {batch_size} pose(s)."
+            f"`{name}` has shape {shape}; expected ({width},), (1, {width}) or ({batch_size}, {width}) for a "
+            f"batch of {batch_size} pose(s)."
         )
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
@@ -346,15 +356,21 @@ class BodyJoints(torch.nn.Module):
     """
 
     def __init__(
-        self, template_joints: torch.Tensor, joint_shapedirs: torch.Tensor, parents: tuple[int, ...] = BODY_PARENTS
+        self,
+        template_joints: torch.Tensor,
+        joint_shapedirs: torch.Tensor,
+        parents: tuple[int, ...] = BODY_PARENTS,
     ) -> None:
         super().__init__()
         num_joints = len(parents)
         if tuple(template_joints.shape) != (num_joints, 3):
-            raise ValueError(f"`template_joints` must have shape ({num_joints}, 3), got {tuple(template_joints.shape)}.")
+            raise ValueError(
+                f"`template_joints` must have shape ({num_joints}, 3), got {tuple(template_joints.shape)}."
+            )
         if joint_shapedirs.ndim != 3 or tuple(joint_shapedirs.shape[:2]) != (num_joints, 3):
             raise ValueError(
-                f"`joint_shapedirs` must have shape ({num_joints}, 3, num_betas), got {tuple(joint_shapedirs.shape)}."
+                f"`joint_shapedirs` must have shape ({num_joints}, 3, num_betas), got "
+                f"{tuple(joint_shapedirs.shape)}."
             )
         self.parents = tuple(parents)
         self.register_buffer("template_joints", template_joints.clone())
@@ -373,7 +389,11 @@ class BodyJoints(torch.nn.Module):
 
     @classmethod
     def from_arrays(
-        cls, v_template: np.ndarray, J_regressor: np.ndarray, shapedirs: np.ndarray, num_betas: int = DEFAULT_NUM_BETAS
+        cls,
+        v_template: np.ndarray,
+        J_regressor: np.ndarray,
+        shapedirs: np.ndarray,
+        num_betas: int = DEFAULT_NUM_BETAS,
     ) -> "BodyJoints":
         """
         Builds the body from the arrays of an SMPL-H file (in float64, then stored as float32).
@@ -390,23 +410,27 @@ class BodyJoints(torch.nn.Module):
         num_vertices = v_template.shape[0] if v_template.ndim == 2 else -1
         if v_template.ndim != 2 or v_template.shape[1] != 3:
             raise ValueError(f"`v_template` must have shape (num_vertices, 3), got {v_template.shape}.")
-        if J_regressor.ndim != 2 or J_regressor.shape[0] < NUM_BODY_JOINTS or J_regressor.shape[1] != num_vertices:
+        if (
+            J_regressor.ndim != 2
+            or J_regressor.shape[0] < NUM_BODY_JOINTS
+            or J_regressor.shape[1] != num_vertices
+        ):
             raise ValueError(
-                f"`J_regressor` must have shape (>= {NUM_BODY_JOINTS}, {num_vertices}), got {J_regressor.shape}."
+                f"`J_regressor` must have shape (>= {NUM_BODY_JOINTS}, {num_vertices}), got "
+                f"{J_regressor.shape}."
             )
         if shapedirs.ndim != 3 or shapedirs.shape[:2] != (num_vertices, 3):
             raise ValueError(f"`shapedirs` must have shape ({num_vertices}, 3, K), got {shapedirs.shape}.")
-        if isinstance(num_betas, bool) or not isinstance(num_betas, int) or not 0 <= num_betas <= shapedirs.shape[2]:
-            raise ValueError(
-                f"`num_betas` must be an integer from 0 to {shapedirs.shape[2]} (the file's shape space), got {num_betas!r}."
-            )
+        _check_num_betas(num_betas, shapedirs.shape[2], "the file's shape space")
         body_regressor = J_regressor[:NUM_BODY_JOINTS]
         template = body_regressor @ v_template
         joint_shapedirs = np.einsum("jv,vkl->jkl", body_regressor, shapedirs[:, :, :num_betas])
         return cls(torch.from_numpy(template).float(), torch.from_numpy(joint_shapedirs).float())
 
     @classmethod
-    def from_body_model_file(cls, path: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS) -> "BodyJoints":
+    def from_body_model_file(
+        cls, path: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS
+    ) -> "BodyJoints":
         """
         Reads an SMPL-H npz file: `path` (a file, a folder, or `"generated"`), else `$UNIPOSE_SMPLH_PATH`
         (see [`resolve_body_model_path`]). Only numeric arrays are read; nothing is unpickled.
@@ -415,15 +439,22 @@ class BodyJoints(torch.nn.Module):
         with np.load(file, allow_pickle=False) as data:
             missing = [key for key in ("v_template", "J_regressor", "shapedirs") if key not in data.files]
             if missing:
-                raise ValueError(f"The body model file {file} lacks the arrays {missing}; is it an SMPL-H npz file?")
-            return cls.from_arrays(data["v_template"], data["J_regressor"], data["shapedirs"], num_betas=num_betas)
+                raise ValueError(
+                    f"The body model file {file} lacks the arrays {missing}; is it an SMPL-H npz file?"
+                )
+            arrays = (data["v_template"], data["J_regressor"], data["shapedirs"])
+        return cls.from_arrays(*arrays, num_betas=num_betas)
 
     @classmethod
-    def from_generated(cls, cache_dir: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS) -> "BodyJoints":
+    def from_generated(
+        cls, cache_dir: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS
+    ) -> "BodyJoints":
         """The joints of the generated stand-in body (see [`generated_body_model_path`])."""
         return cls.from_body_model_file(generated_body_model_path(cache_dir), num_betas=num_betas)
 
-    def rest_joints(self, betas=None, batch_size: int = 1, like: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def rest_joints(
+        self, betas=None, batch_size: int = 1, like: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """
         Rest-pose joints for the given shape.
 
@@ -441,11 +472,9 @@ class BodyJoints(torch.nn.Module):
         like = self.template_joints if like is None else like
         template = self.template_joints.to(dtype=like.dtype, device=like.device)
         rest = template.expand(batch_size, -1, -1)
-        if betas is not None and self.num_betas > 0:
+        if betas is not None:
             betas = _batched(betas, "betas", self.num_betas, batch_size, like)
             rest = rest + torch.einsum("jkl,bl->bjk", self.joint_shapedirs.to(template), betas)
-        elif betas is not None:
-            _batched(betas, "betas", self.num_betas, batch_size, like)  # validates the shape only
         return rest
 
     def forward(self, rotmats: torch.Tensor, betas=None, transl=None) -> torch.Tensor:
@@ -484,7 +513,8 @@ class BodyJoints(torch.nn.Module):
         all_positions = [positions]
         for joints, parent_positions in self._levels[1:]:
             parent_rotations = rotations[:, parent_positions]  # (B, n, 3, 3)
-            positions = positions[:, parent_positions] + (parent_rotations @ offsets[:, joints, :, None])[..., 0]
+            turned_offsets = (parent_rotations @ offsets[:, joints, :, None])[..., 0]  # (B, n, 3)
+            positions = positions[:, parent_positions] + turned_offsets
             rotations = parent_rotations @ rotmats[:, joints]
             all_positions.append(positions)
         joints = torch.cat(all_positions, dim=1)[:, self._joint_order]
@@ -519,8 +549,7 @@ def pose_to_joints(poses, body: Optional[BodyJoints] = None, betas=None) -> Unio
     rotmats = to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses")
     if body is None:
         body = _cached_generated_joints(str(default_cache_dir()))
-    with torch.no_grad() if not rotmats.requires_grad else contextlib.nullcontext():
-        joints = body(rotmats, betas=betas)
+    joints = body(rotmats, betas=betas)
     return joints if isinstance(poses, torch.Tensor) else joints.numpy()
 
 
@@ -572,31 +601,32 @@ class BodyModel(torch.nn.Module):
     """
 
     def __init__(
-        self, path: Optional[PathLike] = None, num_betas: int = DEFAULT_NUM_BETAS, dtype: torch.dtype = torch.float32
+        self,
+        path: Optional[PathLike] = None,
+        num_betas: int = DEFAULT_NUM_BETAS,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if isinstance(num_betas, bool) or not isinstance(num_betas, int) or not 0 <= num_betas <= SMPLX_MAX_BETAS:
-            raise ValueError(
-                f"`num_betas` must be an integer from 0 to {SMPLX_MAX_BETAS} (smplx keeps at most {SMPLX_MAX_BETAS} "
-                f"shape coefficients of an SMPL-H file), got {num_betas!r}."
-            )
+        _check_num_betas(num_betas, SMPLX_MAX_BETAS, "the most smplx keeps of an SMPL-H file")
         self.path = resolve_body_model_path(path)
         smplx = _import_smplx()
         with _smplx_messages():
             self.smplh = smplx.SMPLHLayer(
                 model_path=str(self.path), ext="npz", use_pca=False, num_betas=num_betas, dtype=dtype
             )
-        if self.smplh.num_betas != num_betas:
+        available = self.smplh.shapedirs.shape[-1]
+        if available != num_betas:
             raise ValueError(
-                f"`num_betas` is {num_betas} but the body model file {self.path} has only {self.smplh.num_betas} "
-                "shape coefficients."
+                f"`num_betas` is {num_betas} but the body model file {self.path} has only {available} shape "
+                "coefficients."
             )
-        with np.load(self.path, allow_pickle=True) as data:
+        with np.load(self.path, allow_pickle=False) as data:  # reads the archive's index only
             self.is_generated = "unipose_generator" in data.files
         if self.is_generated:
             logger.warning_once(
-                "Using the generated stand-in body model: its joints and mesh are not SMPL-H's, so numbers computed "
-                f"with it are not comparable with published ones. Download SMPL-H from {SMPLH_DOWNLOAD_URL} for those."
+                "Using the generated stand-in body model: its joints and mesh are not SMPL-H's, so numbers "
+                "computed with it are not comparable with published ones. Download SMPL-H from "
+                f"{SMPLH_DOWNLOAD_URL} for those."
             )
 
     @property
@@ -625,8 +655,10 @@ class BodyModel(torch.nn.Module):
         Args:
             poses (`torch.Tensor`, `np.ndarray` or nested lists):
                 B poses of the 22 body joints in any format that `rotations.to_rotation_matrix` accepts.
-            betas (*optional*): shape coefficients, `(num_betas,)` or `(B, num_betas)`; the mean shape when omitted.
-            transl (*optional*): translation, `(3,)` or `(B, 3)`.
+            betas (`torch.Tensor` or `np.ndarray` of shape `(B, num_betas)` or `(num_betas,)`, *optional*):
+                Shape coefficients; the mean shape when omitted.
+            transl (`torch.Tensor` or `np.ndarray` of shape `(B, 3)` or `(3,)`, *optional*):
+                Translation added to the vertices and joints.
 
         Returns:
             [`BodyModelOutput`] with `vertices (B, 6890, 3)`, `joints (B, 22, 3)` and `faces`.
@@ -634,14 +666,17 @@ class BodyModel(torch.nn.Module):
         reference = self.smplh.v_template
         rotmats = to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses").to(reference)
         batch_size = rotmats.shape[0]
-        betas = (
-            torch.zeros(batch_size, self.num_betas).to(reference)
-            if betas is None
-            else _batched(betas, "betas", self.num_betas, batch_size, reference)
-        )
+        if betas is None:
+            betas = reference.new_zeros(batch_size, self.num_betas)
+        else:
+            betas = _batched(betas, "betas", self.num_betas, batch_size, reference)
         transl = None if transl is None else _batched(transl, "transl", 3, batch_size, reference)
-        output = self.smplh(betas=betas, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], transl=transl)
-        return BodyModelOutput(vertices=output.vertices, joints=output.joints[:, :NUM_BODY_JOINTS], faces=self.faces)
+        output = self.smplh(
+            betas=betas, global_orient=rotmats[:, :1], body_pose=rotmats[:, 1:], transl=transl
+        )
+        # smplx appends the hand joints and its vertex keypoints after the 22 body joints.
+        joints = output.joints[:, :NUM_BODY_JOINTS]
+        return BodyModelOutput(vertices=output.vertices, joints=joints, faces=self.faces)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 
+# Numbers per joint rotation in the 6D representation (the first two rows of the rotation matrix).
+ROTATION_6D_DIM = 6
+
+
 @strict
 class PoseVQVAEConfig(PreTrainedConfig):
     r"""
@@ -31,25 +35,26 @@ class PoseVQVAEConfig(PreTrainedConfig):
         hidden_size (`int`, *optional*, defaults to 512):
             Channels of every hidden convolution of the encoder and the decoder.
         num_encoder_upsampling_layers (`int`, *optional*, defaults to 2):
-            Number of x2 nearest-upsampling stages of the encoder, after its first resampling of the joint axis
-            and before its single stride-2 downsampling.
+            Number of x2 nearest-upsampling stages of the encoder, after its first resampling of the joint
+            axis and before its single stride-2 downsampling.
         num_decoder_resampling_layers (`int`, *optional*, defaults to 4):
             Number of resampling stages of the decoder, stepping the length from `num_tokens` to `num_joints`.
         num_residual_blocks (`int`, *optional*, defaults to 2):
             Blocks in the residual stack of the encoder and of the decoder.
         residual_dilation_growth (`int`, *optional*, defaults to 3):
-            Block `i` of a residual stack is dilated by `residual_dilation_growth ** i`; the blocks run from the
-            largest dilation to the smallest.
+            Block `i` of a residual stack is dilated by `residual_dilation_growth ** i`; the blocks run from
+            the largest dilation to the smallest.
         ema_decay (`float`, *optional*, defaults to 0.99):
             Decay of the exponential moving averages of the codebook statistics.
         commitment_cost (`float`, *optional*, defaults to 1.0):
-            Weight of the commitment loss `||z - sg(e)||^2` returned by the model (the authors' release uses 1.0).
+            Weight of the commitment loss `||z - sg(e)||^2` returned by the model (1.0 in the authors'
+            release).
         dead_code_threshold (`float`, *optional*, defaults to 1.0):
             A code whose moving-average cluster size falls below this is reset to a random encoder output of
             the current training batch. 0 disables the reset.
         laplace_smoothing (`float`, *optional*, defaults to 1e-05):
-            Additive (Laplace) smoothing of the cluster sizes, which keeps the codebook update finite for codes
-            that receive no vector.
+            Additive (Laplace) smoothing of the cluster sizes, which keeps the codebook update finite for
+            codes that receive no vector.
 
     Example:
 
@@ -67,7 +72,7 @@ class PoseVQVAEConfig(PreTrainedConfig):
     model_type = "unipose_pose_vqvae"
 
     num_joints: int = 22
-    rotation_dim: int = 6
+    rotation_dim: int = ROTATION_6D_DIM
     num_tokens: int = 80
     codebook_size: int = 2048
     code_dim: int = 256
@@ -101,9 +106,10 @@ class PoseVQVAEConfig(PreTrainedConfig):
         """
         Lengths of the joint axis after each resampling stage of the decoder.
 
-        The `n = num_decoder_resampling_layers` lengths are `num_joints + floor((num_tokens - num_joints) * k / n)`
-        for `k = n - 1, ..., 0`: evenly spaced from `num_tokens` (excluded) down to `num_joints`, rounded down,
-        as the authors' `linspace(num_joints, num_tokens, n, endpoint=False)` cast to integers and reversed.
+        With `n = num_decoder_resampling_layers`, the lengths are
+        `num_joints + floor((num_tokens - num_joints) * k / n)` for `k = n - 1, ..., 0`: evenly spaced from
+        `num_tokens` (excluded) down to `num_joints`, rounded down, as the authors'
+        `linspace(num_joints, num_tokens, n, endpoint=False)` cast to integers and reversed.
         Integer arithmetic avoids floating-point rounding at exact integers. For 22 joints and 80 tokens:
         `(65, 51, 36, 22)`.
         """
@@ -112,14 +118,14 @@ class PoseVQVAEConfig(PreTrainedConfig):
         return tuple(self.num_joints + (span * k) // steps for k in reversed(range(steps)))
 
     def validate_architecture(self):
-        """Part of `@strict`-powered validation: sizes are positive and the resampling plan reaches its targets."""
+        """Part of `@strict`-powered validation: positive sizes and a feasible resampling plan."""
         for name in ("num_joints", "num_tokens", "codebook_size", "code_dim", "hidden_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
-        if self.rotation_dim != 6:
+        if self.rotation_dim != ROTATION_6D_DIM:
             raise ValueError(
-                f"`rotation_dim` must be 6 (the 6D rotation representation is the only one supported), got "
-                f"{self.rotation_dim}."
+                f"`rotation_dim` must be {ROTATION_6D_DIM} (the 6D rotation representation is the only one "
+                f"supported), got {self.rotation_dim}."
             )
         for name, minimum in (
             ("num_encoder_upsampling_layers", 0),
@@ -133,9 +139,9 @@ class PoseVQVAEConfig(PreTrainedConfig):
         if (2 * self.num_tokens) % divisor != 0:
             raise ValueError(
                 f"`num_tokens` ({self.num_tokens}) cannot be reached by the encoder: with "
-                f"`num_encoder_upsampling_layers`={self.num_encoder_upsampling_layers} x2 upsamplings followed by "
-                f"one stride-2 downsampling, 2 * num_tokens must be a multiple of {divisor}. Choose num_tokens as "
-                f"a multiple of {max(divisor // 2, 1)} or use fewer upsampling layers."
+                f"`num_encoder_upsampling_layers`={self.num_encoder_upsampling_layers} x2 upsamplings "
+                f"followed by one stride-2 downsampling, 2 * num_tokens must be a multiple of {divisor}. "
+                f"Choose num_tokens as a multiple of {max(divisor // 2, 1)} or use fewer upsampling layers."
             )
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must lie strictly between 0 and 1, got {self.ema_decay}.")

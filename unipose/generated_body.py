@@ -28,7 +28,14 @@ from typing import Optional
 
 import numpy as np
 
-from .skeleton import JOINT_INDEX, NUM_BODY_JOINTS, NUM_HAND_JOINTS, NUM_SMPLH_JOINTS, SMPLH_JOINT_NAMES, SMPLH_PARENTS
+from .skeleton import (
+    JOINT_INDEX,
+    NUM_BODY_JOINTS,
+    NUM_HAND_JOINTS,
+    NUM_SMPLH_JOINTS,
+    SMPLH_JOINT_NAMES,
+    SMPLH_PARENTS,
+)
 
 
 # Sizes fixed by the SMPL-H format.
@@ -43,7 +50,7 @@ GENERATOR_TAG = f"unipose-generated-smplh-v{GENERATOR_VERSION}"
 
 
 # ----------------------------------------------------------------------------------------------------
-# The generated stand-in, 1: an anthropometric skeleton
+# 1. An anthropometric skeleton
 # ----------------------------------------------------------------------------------------------------
 
 # The stand-in is an adult of this stature (metres); all lengths below are fractions of it.
@@ -87,11 +94,13 @@ def _skeleton_points() -> dict[str, np.ndarray]:
     """
     Rest joints (SMPL-H names) and a few surface points of the generated body, in the T-pose.
 
-    Positions not given by the anthropometric tables above (spine, neck, head and collar joints, depth
-    offsets, the thumb's base) are placed where SMPL-family skeletons put them, within a centimetre or two.
+    Positions that the tables above do not give (spine, neck, head and collar joints, depth offsets, the
+    thumb's base) are estimates in the places where SMPL-family skeletons have them. `put` takes fractions
+    of stature, with heights measured from the floor; the result is shifted so that the pelvis joint is at
+    the origin.
 
     Returns:
-        `dict[str, np.ndarray]`: name -> `(3,)` position in metres, y measured from the floor.
+        `dict[str, np.ndarray]`: name -> `(3,)` position in metres.
     """
     points: dict[str, np.ndarray] = {}
 
@@ -177,7 +186,7 @@ def _bone_ends(points: dict[str, np.ndarray]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The generated stand-in, 2: a capsule mesh
+# 2. A capsule mesh
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -212,13 +221,13 @@ class _Tube:
         return self.segments * self.rings + 2
 
 
-_X, _Y, _Z = np.eye(3)
+_X, _Y = np.eye(3)[:2]
 
 
 def _body_tubes(points: dict[str, np.ndarray]) -> list[_Tube]:
     """
-    The parts of the generated body. Girths are plausible adult values (thigh about 0.53 m round, waist
-    about 0.75 m, chest about 0.90 m); vertex counts are chosen so that the parts add up to exactly 6,890.
+    The parts of the generated body. Girths are plausible adult values (thigh about 0.55 m round, waist
+    about 0.73 m, chest about 0.85 m); vertex counts are chosen so that the parts add up to exactly 6,890.
     """
     p = points
     height = {name: position[1] for name, position in p.items()}
@@ -333,7 +342,11 @@ def _body_tubes(points: dict[str, np.ndarray]) -> list[_Tube]:
                     start=p[s(f"{finger}1")] if thumb else p[s(f"{finger}1")] + 0.004 * along,
                     end=p[s(f"{finger}_tip")],
                     up=_Y,
-                    profile=((0.0, radius * 1.25 if thumb else radius, radius * 1.1), (1.0, radius * 0.8, radius * 0.85)),
+                    # the thumb is broader at its base, inside the palm
+                    profile=(
+                        (0.0, radius * (1.25 if thumb else 1.0), radius * 1.1),
+                        (1.0, radius * 0.8, radius * 0.85),
+                    ),
                     caps=(radius, radius * 0.8),
                     segments=8,
                     rings=14,
@@ -389,7 +402,7 @@ def _body_tubes(points: dict[str, np.ndarray]) -> list[_Tube]:
     return tubes
 
 
-def _tube_mesh(tube: _Tube) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tube_mesh(tube: _Tube) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """
     Vertices and faces of one tube, and for each vertex the nearest point of the tube's axis segment and the
     ring it belongs to.
@@ -414,15 +427,18 @@ def _tube_mesh(tube: _Tube) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def radii(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.interp(t, t_control, ru_control), np.interp(t, t_control, rv_control)
 
-    # Arc length of each rounded end: a quarter of the mean of its ellipse's circumference-like radius.
+    # Arc length of each rounded end, taken as a quarter circle whose radius is the root mean square of the
+    # end's depth and its mean radius.
     end_radius = [np.mean(radii(np.array(t))) for t in (0.0, 1.0)]
-    cap_arcs = [math.pi / 2 * math.sqrt((depth**2 + radius**2) / 2) for depth, radius in zip(tube.caps, end_radius)]
+    cap_arcs = [
+        math.pi / 2 * math.sqrt((depth**2 + radius**2) / 2) for depth, radius in zip(tube.caps, end_radius)
+    ]
     total = cap_arcs[0] + length + cap_arcs[1]
     arc = (np.arange(tube.rings) + 0.5) / tube.rings * total
 
     axial = np.empty(tube.rings)
     scale = np.ones(tube.rings)
-    t = np.clip((arc - cap_arcs[0]) / max(length, 1e-12), 0.0, 1.0)
+    t = np.clip((arc - cap_arcs[0]) / length, 0.0, 1.0)
     in_start, in_end = arc < cap_arcs[0], arc > cap_arcs[0] + length
     angle = np.pi / 2 * arc[in_start] / cap_arcs[0]  # from the pole
     axial[in_start], scale[in_start] = -tube.caps[0] * np.cos(angle), np.sin(angle)
@@ -442,24 +458,28 @@ def _tube_mesh(tube: _Tube) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     poles = [tube.start - tube.caps[0] * direction, tube.end + tube.caps[1] * direction]
     vertices = np.concatenate([poles[0][None], rings, poles[1][None]])
     axis_points = tube.start + np.clip(axial, 0.0, length)[:, None] * direction
-    axis_points = np.concatenate([tube.start[None], np.repeat(axis_points, tube.segments, axis=0), tube.end[None]])
+    axis_points = np.concatenate(
+        [tube.start[None], np.repeat(axis_points, tube.segments, axis=0), tube.end[None]]
+    )
 
     segments, last = tube.segments, tube.num_vertices - 1
-    k = np.arange(segments)
-    ring = lambda i: 1 + i * segments + k  # noqa: E731
-    ring_next = lambda i: 1 + i * segments + (k + 1) % segments  # noqa: E731
-    faces = [np.stack([np.zeros(segments, dtype=np.int64), ring_next(0), ring(0)], axis=1)]
+    around_index = np.arange(segments)
+
+    def ring(i: int, shift: int = 0) -> np.ndarray:
+        """Vertex ids of ring `i` (after the start pole), rotated by `shift` steps around."""
+        return 1 + i * segments + (around_index + shift) % segments
+
+    faces = [np.stack([np.zeros(segments, dtype=np.int64), ring(0, 1), ring(0)], axis=1)]
     for i in range(tube.rings - 1):
-        a, b, c, d = ring(i), ring_next(i), ring_next(i + 1), ring(i + 1)
+        a, b, c, d = ring(i), ring(i, 1), ring(i + 1, 1), ring(i + 1)  # a quad, as two triangles
         faces += [np.stack([a, b, c], axis=1), np.stack([a, c, d], axis=1)]
-    i = tube.rings - 1
-    faces.append(np.stack([np.full(segments, last), ring(i), ring_next(i)], axis=1))
+    faces.append(np.stack([np.full(segments, last), ring(tube.rings - 1), ring(tube.rings - 1, 1)], axis=1))
     ring_of_vertex = np.concatenate([[-1], np.repeat(np.arange(tube.rings), tube.segments), [-1]])
     return vertices, np.concatenate(faces), axis_points, ring_of_vertex
 
 
 # ----------------------------------------------------------------------------------------------------
-# The generated stand-in, 3: skinning weights, joint regressor, shape directions, landmarks
+# 3. Skinning weights, joint regressor, shape directions, keypoint vertices, and the whole file
 # ----------------------------------------------------------------------------------------------------
 
 # Skinning: a vertex follows at most this many bones, none with a weight below the floor.
@@ -537,14 +557,19 @@ def _regressor_parts(name: str) -> tuple[str, ...]:
 
 
 def _closest_exact_weights(support: np.ndarray, joint: np.ndarray) -> np.ndarray:
-    """The weights nearest to uniform (least squares) that sum to 1 and average `support (n, 3)` to `joint (3,)`."""
+    """Weights nearest to uniform that sum to 1 and average `support (n, 3)` to `joint (3,)`."""
     constraints = np.concatenate([support.T, np.ones((1, len(support)))])  # (4, n)
     uniform = np.full(len(support), 1.0 / len(support))
-    return uniform + np.linalg.lstsq(constraints, np.append(joint, 1.0) - constraints @ uniform, rcond=None)[0]
+    residual = np.append(joint, 1.0) - constraints @ uniform
+    return uniform + np.linalg.lstsq(constraints, residual, rcond=None)[0]
 
 
 def _joint_regressor(
-    vertices: np.ndarray, tube_of_vertex: np.ndarray, ring_of_vertex: np.ndarray, tubes: list[_Tube], joints: np.ndarray
+    vertices: np.ndarray,
+    tube_of_vertex: np.ndarray,
+    ring_of_vertex: np.ndarray,
+    tubes: list[_Tube],
+    joints: np.ndarray,
 ) -> np.ndarray:
     """
     A joint regressor that reproduces the rest joints exactly.
@@ -569,7 +594,8 @@ def _joint_regressor(
             rings = np.unique(ring_of_vertex[in_part])
             centres = np.stack([vertices[in_part & (ring_of_vertex == ring)].mean(axis=0) for ring in rings])
             nearest = rings[np.argsort(np.linalg.norm(centres - joints[joint], axis=1), kind="stable")]
-            chosen.append(np.flatnonzero(in_part & np.isin(ring_of_vertex, nearest[:REGRESSOR_RINGS_PER_PART])))
+            in_rings = np.isin(ring_of_vertex, nearest[:REGRESSOR_RINGS_PER_PART])
+            chosen.append(np.flatnonzero(in_part & in_rings))
         chosen = np.concatenate(chosen)
         weights = _closest_exact_weights(vertices[chosen], joints[joint])
         # Vertices that would get a negative weight leave the support, and the rest is solved again.
@@ -586,7 +612,11 @@ def _joint_regressor(
 
 
 def _shape_directions(
-    vertices: np.ndarray, axis_points: np.ndarray, tube_of_vertex: np.ndarray, tubes: list[_Tube], joints: np.ndarray
+    vertices: np.ndarray,
+    axis_points: np.ndarray,
+    tube_of_vertex: np.ndarray,
+    tubes: list[_Tube],
+    joints: np.ndarray,
 ) -> np.ndarray:
     """
     Per-vertex displacements for one unit of each shape coefficient, `SHAPE_DIRECTIONS` first and zeros
@@ -605,14 +635,12 @@ def _shape_directions(
     directions[:, :, 0] = vertices * (STATURE_STD / STATURE)
 
     offsets = np.zeros_like(joints)  # (52, 3): where each joint goes for one unit of limb length
-    for joint, parent in enumerate(SMPLH_PARENTS):
+    for joint, parent in enumerate(SMPLH_PARENTS):  # parents come first, so their offsets are known
         name = SMPLH_JOINT_NAMES[joint]
         if name.endswith(("_knee", "_ankle", "_elbow", "_wrist")):
             offsets[joint] = offsets[parent] + LIMB_LENGTH_FRACTION * (joints[joint] - joints[parent])
-        elif parent >= 0 and SMPLH_JOINT_NAMES[parent].endswith(("_ankle", "_wrist")) or (
-            joint >= NUM_BODY_JOINTS
-        ):
-            offsets[joint] = offsets[parent]  # feet and hands move rigidly with their limb
+        elif name.endswith("_foot") or joint >= NUM_BODY_JOINTS:
+            offsets[joint] = offsets[parent]  # feet and hands move with their limb's end, unscaled
     for index, tube in enumerate(tubes):
         rows = tube_of_vertex == index
         if tube.stretch is not None:
@@ -626,7 +654,9 @@ def _shape_directions(
     return directions
 
 
-def _landmark_targets(points: dict[str, np.ndarray], tubes: list[_Tube]) -> dict[str, tuple[str, Optional[np.ndarray]]]:
+def _keypoint_targets(
+    points: dict[str, np.ndarray], tubes: list[_Tube]
+) -> dict[str, tuple[str, Optional[np.ndarray]]]:
     """
     Where each vertex that `smplx` reads as an extra keypoint should sit on the generated body: name ->
     (part, target point), or (part, None) for the part's far pole (the fingertips).
@@ -636,10 +666,11 @@ def _landmark_targets(points: dict[str, np.ndarray], tubes: list[_Tube]) -> dict
     _, half_width, half_depth = head.profile[0]
     eye = centre + np.array([0.0, 0.0, half_depth])
     eye_x = 0.032  # half the distance between the pupils
+    eye_z = -half_depth * (1 - math.sqrt(1 - (eye_x / half_width) ** 2))  # the head curves back to the sides
     targets = {
         "nose": ("head", eye + np.array([0.0, -0.035, 0.0])),
-        "leye": ("head", eye + np.array([eye_x, 0.0, -half_depth * (1 - math.sqrt(1 - (eye_x / half_width) ** 2))])),
-        "reye": ("head", eye + np.array([-eye_x, 0.0, -half_depth * (1 - math.sqrt(1 - (eye_x / half_width) ** 2))])),
+        "leye": ("head", eye + np.array([eye_x, 0.0, eye_z])),
+        "reye": ("head", eye + np.array([-eye_x, 0.0, eye_z])),
         "lear": ("head", centre + np.array([half_width, -0.01, 0.0])),
         "rear": ("head", centre + np.array([-half_width, -0.01, 0.0])),
     }
@@ -654,7 +685,7 @@ def _landmark_targets(points: dict[str, np.ndarray], tubes: list[_Tube]) -> dict
     return targets
 
 
-def _landmark_order(
+def _keypoint_vertex_order(
     vertices: np.ndarray,
     tube_of_vertex: np.ndarray,
     tubes: list[_Tube],
@@ -671,9 +702,12 @@ def _landmark_order(
     ids = keypoint_vertex_ids
     tube_index = {tube.name: index for index, tube in enumerate(tubes)}
     chosen = {}
-    for name, (part, target) in _landmark_targets(points, tubes).items():
+    for name, (part, target) in _keypoint_targets(points, tubes).items():
         rows = np.flatnonzero(tube_of_vertex == tube_index[part])
-        chosen[ids[name]] = rows[-1] if target is None else rows[np.argmin(np.linalg.norm(vertices[rows] - target, axis=1))]
+        if target is None:
+            chosen[ids[name]] = rows[-1]
+        else:
+            chosen[ids[name]] = rows[np.argmin(np.linalg.norm(vertices[rows] - target, axis=1))]
     order = np.full(len(vertices), -1)
     order[list(chosen)] = list(chosen.values())
     order[order < 0] = np.setdiff1d(np.arange(len(vertices)), list(chosen.values()))
@@ -706,7 +740,7 @@ def build_body_model_arrays(keypoint_vertex_ids: Mapping[str, int]) -> dict[str,
     faces += np.repeat(starts, [len(mesh[1]) for mesh in meshes])[:, None]
     tube_of_vertex = np.repeat(np.arange(len(tubes)), counts)
 
-    order = _landmark_order(vertices, tube_of_vertex, tubes, points, keypoint_vertex_ids)
+    order = _keypoint_vertex_order(vertices, tube_of_vertex, tubes, points, keypoint_vertex_ids)
     vertices, axis_points = vertices[order], axis_points[order]
     tube_of_vertex, ring_of_vertex = tube_of_vertex[order], ring_of_vertex[order]
     faces = np.argsort(order)[faces]

@@ -42,7 +42,8 @@ def _read_joints(pred, target) -> tuple[torch.Tensor, torch.Tensor, bool]:
             raise TypeError(f"`{name}` must hold real numbers, got dtype {tensor.dtype}.")
         if tensor.ndim < 2 or tensor.shape[-1] != 3 or tensor.shape[-2] == 0:
             raise ValueError(
-                f"`{name}` must have shape (..., num_joints, 3) with at least one joint, got {tuple(tensor.shape)}."
+                f"`{name}` must have shape (..., num_joints, 3) with at least one joint, got "
+                f"{tuple(tensor.shape)}."
             )
         if not bool(torch.isfinite(tensor).all()):
             raise ValueError(f"`{name}` contains NaN or infinite values.")
@@ -164,7 +165,8 @@ def mpjpe(
     pred, target, as_numpy = _read_joints(pred_joints, target_joints)
     if root_index is not None:
         num_joints = pred.shape[-2]
-        if isinstance(root_index, bool) or not isinstance(root_index, int) or not 0 <= root_index < num_joints:
+        is_index = isinstance(root_index, int) and not isinstance(root_index, bool)
+        if not is_index or not 0 <= root_index < num_joints:
             raise ValueError(
                 f"`root_index` must be None or a joint index from 0 to {num_joints - 1}, got {root_index!r}."
             )

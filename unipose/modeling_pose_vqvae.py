@@ -295,9 +295,13 @@ class PoseVQVAEVectorQuantizer(nn.Module):
                 The code vectors.
         """
         expected = (self.codebook_size, self.code_dim)
-        if not isinstance(codebook, torch.Tensor) or tuple(codebook.shape) != expected:
-            got = tuple(codebook.shape) if isinstance(codebook, torch.Tensor) else type(codebook).__name__
-            raise ValueError(f"`codebook` must be a tensor of shape {expected}, got {got}.")
+        if not isinstance(codebook, torch.Tensor) or not codebook.is_floating_point():
+            got = codebook.dtype if isinstance(codebook, torch.Tensor) else type(codebook).__name__
+            raise TypeError(f"`codebook` must be a floating-point torch.Tensor, got {got}.")
+        if tuple(codebook.shape) != expected:
+            raise ValueError(f"`codebook` must have shape {expected}, got {tuple(codebook.shape)}.")
+        if not torch.isfinite(codebook).all():
+            raise ValueError("`codebook` contains NaN or infinite values.")
         self._install_codebook(codebook)
 
     def _install_codebook(self, codebook: torch.Tensor) -> None:
@@ -343,7 +347,8 @@ class PoseVQVAEVectorQuantizer(nn.Module):
         smoothed_size = (self.cluster_size + smoothing) / (total + self.codebook_size * smoothing) * total
         self.codebook.copy_(self.embed_sum / smoothed_size.unsqueeze(1))
 
-        dead = self.cluster_size < self.dead_code_threshold  # identical on every rank: the sizes are all-reduced
+        # Identical on every rank, since the sizes come from all-reduced counts.
+        dead = self.cluster_size < self.dead_code_threshold
         num_dead = int(dead.sum())
         if num_dead > 0:
             replacements = self._sample_vectors(vectors, num_dead)
@@ -484,8 +489,8 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
 
         Args:
             poses (`torch.Tensor`, `np.ndarray` or nested lists):
-                Axis-angle `(num_joints * 3,)` or `(num_joints, 3)`, rotation matrices `(num_joints, 3, 3)` or 6D
-                `(num_joints, 6)`, each optionally with a leading batch axis; validated by
+                Axis-angle `(num_joints * 3,)` or `(num_joints, 3)`, rotation matrices `(num_joints, 3, 3)` or
+                6D `(num_joints, 6)`, each optionally with a leading batch axis; validated by
                 `rotations.to_rotation_6d`.
 
         Returns:
@@ -548,8 +553,8 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
     def _warn_if_uninitialized(self) -> None:
         if not bool(self.quantizer.initialized):
             logger.warning_once(
-                "The pose tokenizer's codebook has not been initialised: every pose maps to code 0. Train the "
-                "tokenizer (its first training batch fills the codebook) or load trained weights."
+                "The pose tokenizer's codebook has not been initialised: every pose maps to code 0. Train "
+                "the tokenizer (its first training batch fills the codebook) or load trained weights."
             )
 
     def _check_poses_6d(self, poses_6d) -> None:
@@ -561,8 +566,11 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             )
         if not poses_6d.is_floating_point():
             raise TypeError(f"`poses_6d` must be a floating-point tensor, got dtype {poses_6d.dtype}.")
-        if poses_6d.ndim != 3 or tuple(poses_6d.shape[1:]) != (self.config.num_joints, self.config.rotation_dim):
+        expected_pose_shape = (self.config.num_joints, self.config.rotation_dim)
+        if poses_6d.ndim != 3 or tuple(poses_6d.shape[1:]) != expected_pose_shape:
             raise ValueError(f"`poses_6d` must have shape {expected}, got {tuple(poses_6d.shape)}.")
+        if poses_6d.shape[0] == 0:
+            raise ValueError("`poses_6d` must hold at least one pose, got an empty batch.")
         if not torch.isfinite(poses_6d).all():
             raise ValueError("`poses_6d` contains NaN or infinite values.")
 
@@ -572,9 +580,13 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             try:
                 codes = torch.as_tensor(np.asarray(codes))
             except (TypeError, ValueError) as error:
-                raise TypeError(f"`codes` must be integer code indices, got {type(codes).__name__}: {error}")
+                raise TypeError(
+                    f"`codes` must be integer code indices, got {type(codes).__name__}: {error}"
+                ) from error
         if not isinstance(codes, torch.Tensor):
-            raise TypeError(f"`codes` must be a torch.LongTensor of code indices, got {type(codes).__name__}.")
+            raise TypeError(
+                f"`codes` must be a torch.LongTensor of code indices, got {type(codes).__name__}."
+            )
         if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
             raise TypeError(f"`codes` must hold integer code indices (torch.long), got dtype {codes.dtype}.")
         num_tokens = self.config.num_tokens
@@ -582,8 +594,8 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             codes = codes.unsqueeze(0)
         if codes.ndim != 2 or codes.shape[1] != num_tokens:
             raise ValueError(
-                f"`codes` must have shape (batch_size, {num_tokens}) or ({num_tokens},): {num_tokens} codes per "
-                f"pose, got shape {tuple(codes.shape)}."
+                f"`codes` must have shape (batch_size, {num_tokens}) or ({num_tokens},): {num_tokens} codes "
+                f"per pose, got shape {tuple(codes.shape)}."
             )
         if codes.numel() > 0:
             low, high = int(codes.min()), int(codes.max())

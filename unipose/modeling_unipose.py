@@ -693,24 +693,9 @@ def _unipose_decode(
         model_kwargs.pop(key, None)
     multimodal_inputs = {key: value for key, value in model_kwargs.items() if value is not None}
 
-    last = input_ids[:, -1]
-    if bool(pose_span_mask(last[:, None], config).any()):
+    if bool(pose_span_mask(input_ids[:, -1:], config).any()):
         raise ValueError("A prompt cannot end inside a pose span: close every `<p>` with its tokens and `</p>`.")
 
-    # 1. Prefill every prompt but its last token; the loop feeds that token (and, if it is `<p>`, the queries).
-    if prompt_length > 1:
-        model(
-            input_ids=input_ids[:, :-1],
-            attention_mask=attention_mask[:, :-1],
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **multimodal_inputs,
-        )
-        multimodal_inputs = {}
-    attention_mask = attention_mask[:, :-1]
-
-    pending = last.clone()  # the token each sequence feeds next
     generated = torch.full((batch_size, max_new_tokens + num_tokens + 2), pad_token_id, device=device)
     lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
@@ -724,32 +709,52 @@ def _unipose_decode(
         generated[rows[mask, None], index] = tokens
         lengths[mask] += width
 
+    def next_text_tokens(text_logits: torch.Tensor, mask: torch.BoolTensor) -> torch.LongTensor:
+        """Sample the next token of the rows in `mask` from `text_logits` `(batch, vocab)`; record them."""
+        scores = text_logits.float().masked_fill(text_forbidden, float("-inf"))
+        history = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
+        tokens = _sample_or_argmax(logits_processor(history, scores), generation_config.do_sample)
+        append(mask, tokens[mask, None])
+        finished.logical_or_(mask & torch.isin(tokens, eos_ids))
+        return tokens
+
+    # 1. Prefill. A prompt that ends with `<p>` asks for a pose right away; the others sample a first token.
+    prompt_logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+        **multimodal_inputs,
+    ).logits[:, -1]
+    already_fed = input_ids[:, -1] == config.pose_start_token_id  # `<p>` is in the cache already
+    pending = torch.where(already_fed, input_ids[:, -1], next_text_tokens(prompt_logits, ~already_fed))
+    finished |= lengths >= max_new_tokens
+
     while not bool(finished.all()):
         # 2. One step. Rows whose pending token is `<p>` feed it with the queries; the others feed their token
-        #    followed by masked-out padding, so every row gets exactly what it would get alone.
+        #    followed by masked-out padding, so every row gets exactly what it would get alone. (A `<p>` that
+        #    ended the prompt is in the cache already: its slot is masked out too.)
         in_pose = (pending == config.pose_start_token_id) & ~finished
         width = 1 + num_tokens if bool(in_pose.any()) else 1
+        feeds = ~finished & ~already_fed
         step_ids = torch.full((batch_size, width), pad_token_id, device=device)
-        step_ids[:, 0] = torch.where(finished, pad_token_id, pending)
+        step_ids[:, 0] = torch.where(feeds, pending, pad_token_id)
         step_mask = torch.zeros((batch_size, width), dtype=attention_mask.dtype, device=device)
-        step_mask[:, 0] = (~finished).to(attention_mask.dtype)
+        step_mask[:, 0] = feeds.to(attention_mask.dtype)
         if width > 1:
             step_ids[in_pose, 1:] = config.pose_query_token_id
             step_mask[in_pose, 1:] = 1
+        already_fed = torch.zeros_like(already_fed)
         attention_mask = torch.cat([attention_mask, step_mask], dim=-1)
         logits = model(
-            input_ids=step_ids,
-            attention_mask=attention_mask,
-            past_key_values=cache,
-            use_cache=True,
-            **multimodal_inputs,
-        ).logits.float()
-        multimodal_inputs = {}
+            input_ids=step_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True
+        ).logits
 
         # 3. Poses: all codes at once, from the outputs of the queries, over the code tokens only.
         if width > 1:
-            code_scores = logits[in_pose, 1:, code_offset : code_offset + codebook_size].reshape(-1, codebook_size)
-            code_scores = pose_warpers(None, code_scores)
+            code_scores = logits[in_pose, 1:, code_offset : code_offset + codebook_size].float()
+            code_scores = pose_warpers(None, code_scores.reshape(-1, codebook_size))
             codes = _sample_or_argmax(code_scores, pose_do_sample).view(-1, num_tokens)
             end = torch.full((codes.shape[0], 1), config.pose_end_token_id, device=device)
             append(in_pose, torch.cat([codes + code_offset, end], dim=-1))
@@ -760,13 +765,7 @@ def _unipose_decode(
         # 4. Text: the next token of every other running row.
         in_text = ~in_pose & ~finished
         if bool(in_text.any()):
-            scores = logits[:, 0].masked_fill(text_forbidden, float("-inf"))
-            history = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
-            scores = logits_processor(history, scores)
-            next_tokens = _sample_or_argmax(scores, generation_config.do_sample)
-            append(in_text, next_tokens[in_text, None])
-            pending[in_text] = next_tokens[in_text]
-            finished |= in_text & torch.isin(next_tokens, eos_ids)
+            pending = torch.where(in_text, next_text_tokens(logits[:, 0], in_text), pending)
         finished |= lengths >= max_new_tokens
 
     # 5. Outputs: right-padded sequences, and the poses each sequence wrote.

@@ -57,7 +57,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 from transformers.utils import logging
 
-from .skeleton import BODY_JOINT_NAMES, BODY_MIRROR_INDEX, NUM_BODY_JOINTS
+from .skeleton import BODY_JOINT_NAMES, BODY_MIRROR_INDEX, JOINT_INDEX, NUM_BODY_JOINTS
 
 
 logger = logging.get_logger(__name__)
@@ -96,7 +96,7 @@ _PART_LIMITS: dict[str, JointLimit] = {
     "neck": JointLimit("xzy", (-45.0, 50.0), (-45.0, 45.0), (-35.0, 35.0)),
     "head": JointLimit("xzy", (-40.0, 40.0), (-45.0, 45.0), (-30.0, 30.0)),
     "collar": JointLimit("zyx", (-15.0, 15.0), (-30.0, 20.0), (-20.0, 35.0)),
-    "shoulder": JointLimit("zyx", (-95.0, 95.0), (-135.0, 60.0), (-95.0, 95.0)),
+    "shoulder": JointLimit("zyx", (-95.0, 95.0), (-88.0, 60.0), (-95.0, 95.0)),
     "elbow": JointLimit("yzx", (-90.0, 90.0), (-150.0, 5.0), (-15.0, 15.0)),
     "wrist": JointLimit("yzx", (-30.0, 30.0), (-35.0, 35.0), (-80.0, 80.0)),
 }
@@ -171,7 +171,7 @@ ARM_STYLES: dict[str, dict[str, JointRanges]] = {
     },
     "forward": {  # arm stretched out in front
         "collar": {"y": (-15.0, 0.0)},
-        "shoulder": {"x": (-10.0, 10.0), "y": (-95.0, -65.0), "z": (-25.0, 15.0)},
+        "shoulder": {"x": (-10.0, 10.0), "y": (-88.0, -62.0), "z": (-25.0, 15.0)},
         "elbow": {"y": (-30.0, 0.0)},
     },
     "bent_up": {  # upper arm out to the side, forearm pointing up
@@ -184,7 +184,7 @@ ARM_STYLES: dict[str, dict[str, JointRanges]] = {
         "elbow": {"y": (-120.0, -100.0)},
     },
     "face": {  # hand up near the face
-        "shoulder": {"x": (-15.0, 10.0), "y": (-90.0, -70.0), "z": (-40.0, -10.0)},
+        "shoulder": {"x": (-15.0, 10.0), "y": (-88.0, -70.0), "z": (-40.0, -10.0)},
         "elbow": {"y": (-145.0, -130.0)},
     },
     "lap": {  # hand resting on the thigh or knee
@@ -196,7 +196,7 @@ ARM_STYLES: dict[str, dict[str, JointRanges]] = {
         "elbow": {"y": (-10.0, 0.0)},
     },
     "hang": {  # arm hanging towards the ground from a bent-over trunk
-        "shoulder": {"x": (-10.0, 10.0), "y": (-95.0, -60.0), "z": (-85.0, -70.0)},
+        "shoulder": {"x": (-10.0, 10.0), "y": (-88.0, -60.0), "z": (-85.0, -70.0)},
         "elbow": {"y": (-25.0, 0.0)},
     },
 }
@@ -223,6 +223,8 @@ class PoseCategory:
         symmetric_arms (`float`): probability that both free arms take the same style.
         mirror (`bool`): whether half of the poses are mirrored (left and right swapped), so that a table
             written for the left leg leading also gives the right leg leading.
+        jitter (`float`): scale of the per-joint jitter; below 1 for poses held by contact with the floor,
+            where a few degrees at the hip move a knee or a foot by centimetres.
         weight (`float`): relative frequency of the category.
     """
 
@@ -234,6 +236,7 @@ class PoseCategory:
     free_arms: tuple[str, ...] = _SIDES
     symmetric_arms: float = 0.5
     mirror: bool = True
+    jitter: float = 1.0
     weight: float = 1.0
 
 
@@ -312,24 +315,29 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
         "kneeling",
         "kneeling on both knees",
         joints={
-            "hip": {"x": (-15.0, 5.0), "z": (0.0, 10.0)},
-            "knee": {"x": (85.0, 105.0)},
-            "ankle": {"x": (25.0, 45.0)},
+            # Thighs upright, shins flat on the floor, insteps down.
+            "hip": {"x": (-6.0, 4.0), "y": (-4.0, 4.0), "z": (0.0, 6.0)},
+            "knee": {"x": (90.0, 97.0)},
+            "ankle": {"x": (40.0, 55.0)},
         },
         arm_styles={"down": 3.0, "hip": 1.0, "chest": 1.0, "raised": 1.0, "face": 0.5, "forward": 0.5},
+        jitter=0.5,
     ),
     PoseCategory(
         "kneeling_one_knee",
         "kneeling on one knee",
         joints={
-            "left_hip": {"x": (-100.0, -75.0), "z": (0.0, 15.0)},
-            "left_knee": {"x": (75.0, 100.0)},
+            # The front thigh level and its shin upright; the back thigh upright, its shin rising a little
+            # to the ankle and the toes tucked under.
+            "left_hip": {"x": (-98.0, -86.0), "z": (0.0, 15.0)},
+            "left_knee": {"x": (86.0, 98.0)},
             "left_ankle": {"x": (-15.0, 5.0)},
-            "right_hip": {"x": (-10.0, 10.0)},
-            "right_knee": {"x": (85.0, 105.0)},
-            "right_ankle": {"x": (-10.0, 10.0)},
+            "right_hip": {"x": (-6.0, 4.0), "y": (-4.0, 4.0), "z": (0.0, 6.0)},
+            "right_knee": {"x": (100.0, 108.0)},
+            "right_ankle": {"x": (-10.0, 0.0)},
         },
         arm_styles={"down": 2.0, "lap": 2.0, "hip": 1.0, "chest": 1.0, "raised": 0.5},
+        jitter=0.5,
     ),
     PoseCategory(
         "crouching",
@@ -376,7 +384,7 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
             "hip": {"x": (-50.0, -20.0)},
             "knee": {"x": (30.0, 80.0)},
             # The lower arm lies on the floor in front of the body; the upper one is free.
-            "left_shoulder": {"x": (-10.0, 10.0), "y": (-100.0, -60.0), "z": (-20.0, 20.0)},
+            "left_shoulder": {"x": (-10.0, 10.0), "y": (-88.0, -60.0), "z": (-20.0, 20.0)},
             "left_elbow": {"y": (-60.0, 0.0)},
         },
         arm_styles={"down": 2.0, "forward": 1.0, "chest": 1.0},
@@ -403,7 +411,7 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
             "spine1": {"x": (0.0, 12.0), "y": (-12.0, 0.0)},
             "spine2": {"y": (-10.0, 0.0)},
             "left_collar": {"y": (-20.0, -5.0), "z": (0.0, 15.0)},
-            "left_shoulder": {"x": (-20.0, 20.0), "y": (-100.0, -50.0), "z": (-20.0, 60.0)},
+            "left_shoulder": {"x": (-20.0, 20.0), "y": (-88.0, -45.0), "z": (-20.0, 60.0)},
             "left_elbow": {"y": (-20.0, 0.0)},
         },
         arm_styles={"down": 3.0, "hip": 1.0, "side": 1.0},
@@ -516,13 +524,12 @@ class PoseSample:
 # Compiled tables: arrays that the vectorised sampler indexes with a category per pose.
 # ---------------------------------------------------------------------------------------------------------
 
-_JOINT_INDEX = {name: index for index, name in enumerate(BODY_JOINT_NAMES)}
 _PARTS = tuple(_part(name) for name in BODY_JOINT_NAMES)
 _RIGHT = np.array([name.startswith("right_") for name in BODY_JOINT_NAMES])
 _CENTRE = np.array([_part(name) == name for name in BODY_JOINT_NAMES])
 _EULER_ORDERS = (ROOT_EULER_ORDER,) + tuple(JOINT_LIMITS_DEG[name].order for name in BODY_JOINT_NAMES[1:])
-_ARM_JOINTS = {side: np.array([_JOINT_INDEX[f"{side}_{part}"] for part in _ARM_PARTS]) for side in _SIDES}
-_HIPS = np.array([_JOINT_INDEX[name] for name in _HIP_JOINTS])
+_ARM_JOINTS = {side: np.array([JOINT_INDEX[f"{side}_{part}"] for part in _ARM_PARTS]) for side in _SIDES}
+_HIPS = np.array([JOINT_INDEX[name] for name in _HIP_JOINTS])
 _ARM_STYLE_NAMES = tuple(ARM_STYLES)
 
 
@@ -549,7 +556,7 @@ def _neutral_arrays() -> tuple[np.ndarray, np.ndarray]:
 def _category_arrays(category: PoseCategory) -> tuple[np.ndarray, np.ndarray]:
     """Low and high angles `(22, 3)` of a category: neutral, then its parts, then its named joints."""
     low, high = _neutral_arrays()
-    keys = sorted(category.joints, key=lambda key: key in _JOINT_INDEX and key != _part(key))
+    keys = sorted(category.joints, key=lambda key: key in JOINT_INDEX and key != _part(key))
     for key in keys:
         targets = [j for j, name in enumerate(BODY_JOINT_NAMES) if key in (name, _PARTS[j])]
         if not targets:
@@ -592,6 +599,7 @@ def _compile_categories(categories: Sequence[PoseCategory]) -> dict[str, np.ndar
         "free_arms": np.array([[side in category.free_arms for side in _SIDES] for category in categories]),
         "symmetric_arms": np.array([category.symmetric_arms for category in categories]),
         "mirror": np.array([category.mirror for category in categories]),
+        "jitter": np.array([category.jitter for category in categories]),
         "weight": np.array([category.weight for category in categories], dtype=np.float64),
     }
 
@@ -697,6 +705,42 @@ def matrix_to_euler(matrix: np.ndarray, order: str) -> np.ndarray:
     angles[..., i] = np.arctan2(-parity * matrix[..., j, k], matrix[..., k, k])
     angles[..., k] = np.arctan2(-parity * matrix[..., i, j], matrix[..., i, i])
     return angles
+
+
+def _joint_angles_to_quaternion(angles: np.ndarray) -> np.ndarray:
+    """Quaternions `(..., 22, 4)` from joint angles `(..., 22, 3)` in degrees and mirrored coordinates."""
+    angles = angles.copy()
+    angles[..., _RIGHT, 1:] *= -1.0  # from mirrored coordinates to SMPL's
+    return euler_to_quaternion(np.radians(angles), _EULER_ORDERS)
+
+
+def joint_angles_to_pose(angles: np.ndarray) -> np.ndarray:
+    """
+    SMPL axis-angle from joint angles in the convention of `JOINT_LIMITS_DEG` (what the sampler composes).
+
+    Args:
+        angles (`np.ndarray` of shape `(..., 22, 3)`): degrees about x, y and z per joint, in each joint's
+            Euler order, right-side joints in mirrored coordinates; row 0 is the global orientation in
+            `ROOT_EULER_ORDER`.
+
+    Returns:
+        `np.ndarray` of shape `(..., 22, 3)`, float64 axis-angle.
+
+    Example:
+
+    ```python
+    >>> angles = np.zeros((22, 3))
+    >>> angles[JOINT_INDEX["left_knee"], 0] = 90.0  # bend the left knee
+    >>> joint_angles_to_pose(angles)[JOINT_INDEX["left_knee"]].round(4)
+    array([1.5708, 0.    , 0.    ])
+    ```
+    """
+    angles = np.asarray(angles, dtype=np.float64)
+    if angles.ndim < 2 or angles.shape[-2:] != (NUM_BODY_JOINTS, 3):
+        raise ValueError(f"`angles` must have shape (..., {NUM_BODY_JOINTS}, 3), got {angles.shape}.")
+    if not np.isfinite(angles).all():
+        raise ValueError("`angles` contains NaN or infinite values.")
+    return quaternion_to_axis_angle(_joint_angles_to_quaternion(angles))
 
 
 def pose_to_joint_angles(poses: np.ndarray) -> np.ndarray:
@@ -806,7 +850,8 @@ class PoseSampler:
 
         # 2. Uniform angles inside the ranges, jittered; a leaning pelvis carries the trunk while the hips
         # undo the lean for the legs.
-        angles = low + rng.random(low.shape) * (high - low) + rng.normal(size=low.shape) * _JITTER
+        jitter = rng.normal(size=low.shape) * _JITTER * tables["jitter"][category, None, None]
+        angles = low + rng.random(low.shape) * (high - low) + jitter
         lean_range = tables["lean"][category]  # (n, 2, 2)
         lean = lean_range[..., 0] + rng.random((n, 2)) * (lean_range[..., 1] - lean_range[..., 0])
         angles[:, 0, ::2] += lean  # pelvis x (pitch) and z (roll)
@@ -820,12 +865,8 @@ class PoseSampler:
         angles[mirror] = angles[mirror][:, BODY_MIRROR_INDEX]
         angles[np.ix_(mirror, _CENTRE, [1, 2])] *= -1.0
 
-        # 4. Joint limits, then back from mirrored coordinates to SMPL's.
-        angles = np.clip(angles, _LIMIT_LOW, _LIMIT_HIGH)
-        angles[:, _RIGHT, 1:] *= -1.0
-
-        # 5. Rotations; the heading turns the whole body about the vertical axis.
-        quaternion = euler_to_quaternion(np.radians(angles), _EULER_ORDERS)
+        # 4. Joint limits, then rotations; the heading turns the whole body about the vertical axis.
+        quaternion = _joint_angles_to_quaternion(np.clip(angles, _LIMIT_LOW, _LIMIT_HIGH))
         heading = _axis_quaternion(rng.uniform(-math.pi, math.pi, size=n), "y")
         quaternion[:, 0] = _quaternion_multiply(heading, quaternion[:, 0])
         poses = quaternion_to_axis_angle(quaternion).astype(np.float32)
@@ -902,6 +943,7 @@ __all__ = [
     "PoseSample",
     "PoseSampler",
     "euler_to_quaternion",
+    "joint_angles_to_pose",
     "matrix_to_euler",
     "pose_to_joint_angles",
     "quaternion_to_axis_angle",

@@ -124,3 +124,54 @@ def tiny_model(config: UniPoseConfig | None = None, seed: int = 0, attn_implemen
     generator = torch.Generator().manual_seed(seed)
     quantizer.set_codebook(torch.randn(config.pose_codebook_size, config.pose_tokenizer_config.code_dim, generator=generator))
     return model.eval()
+
+
+def tiny_processor(codebook_size: int = TINY_POSE_TOKENIZER_CONFIG["codebook_size"]):
+    """The processor of the tiny model: a BPE tokenizer trained in memory and image processors at tiny sizes."""
+    from .processing_unipose import UniPoseProcessor
+    from .tokenization import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer(codebook_size=codebook_size)
+    image_processor, pose_image_processor = UniPoseProcessor.default_image_processors(
+        clip_size=TINY_VISION_CONFIG["image_size"], pose_size=tuple(TINY_POSE_VISION_CONFIG["image_size"])
+    )
+    grid = TINY_VISION_CONFIG["image_size"] // TINY_VISION_CONFIG["patch_size"]
+    return UniPoseProcessor(image_processor, pose_image_processor, tokenizer, image_seq_length=grid * grid)
+
+
+def tiny_model_and_processor(seed: int = 0, attn_implementation: str = "sdpa", **overrides):
+    """A tiny random UniPose model and its processor, matched (token ids, image sizes, tokens per image).
+
+    Widths are small (32), there are 2 layers, 64 pose codes and tiny images, but poses keep their real 22
+    joints and 80 tokens. The model is in eval mode; its generation config knows the tokenizer's special
+    tokens.
+
+    Args:
+        seed (`int`, *optional*, defaults to 0): seed of the random weights.
+        attn_implementation (`str`, *optional*, defaults to `"sdpa"`): `"sdpa"` or `"eager"`.
+        overrides: `UniPoseConfig` fields (see [`tiny_unipose_config`]).
+    Returns:
+        `tuple[UniPoseForConditionalGeneration, UniPoseProcessor]`
+    """
+    codebook_size = overrides.get("pose_tokenizer_config", {}).get(
+        "codebook_size", TINY_POSE_TOKENIZER_CONFIG["codebook_size"]
+    )
+    processor = tiny_processor(codebook_size)
+    tokenizer = processor.tokenizer
+    token_ids = {
+        name: getattr(processor, name)
+        for name in (
+            "image_token_id",
+            "pose_token_id",
+            "pose_query_token_id",
+            "pose_start_token_id",
+            "pose_end_token_id",
+            "pose_code_token_offset",
+        )
+    }
+    config = tiny_unipose_config(token_ids=token_ids, **overrides)
+    model = tiny_model(config, seed=seed, attn_implementation=attn_implementation)
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, processor

@@ -24,11 +24,11 @@ from .processing_unipose import (
 
 
 # Mistral-instruct turns, the prompt format of LLaVA-1.6-Mistral and of the published UniPose weights:
-# "<s>[INST] question [/INST] answer</s>[INST] ...". The system message opens the first user turn. Content is a
-# string or a list of items: {"type": "text", "text": ...}, {"type": "image"} -> <image>, {"type": "pose"} -> <pose>
-# (an input pose), {"type": "pose_query"} -> <pose_query> (a pose to produce); items are joined by spaces.
-# `[/INST]` already ends every prompt where the answer starts, so `add_generation_prompt` adds nothing; the
-# answer and its EOS are marked with {% generation %} for assistant-only losses.
+# "<s>[INST] question [/INST] answer</s>[INST] ...". The system message opens the first user turn. Content is
+# a string or a list of items: {"type": "text", "text": ...}, {"type": "image"} -> <image>, {"type": "pose"}
+# -> <pose> (an input pose), {"type": "pose_query"} -> <pose_query> (a pose to produce); items are joined by
+# spaces. `[/INST]` already ends every prompt where the answer starts, so `add_generation_prompt` adds
+# nothing; the answer and its EOS are marked with {% generation %} for assistant-only losses.
 UNIPOSE_CHAT_TEMPLATE = r"""{%- macro render(content) -%}
 {%- if content is string -%}
 {{- content -}}
@@ -59,7 +59,8 @@ UNIPOSE_CHAT_TEMPLATE = r"""{%- macro render(content) -%}
 {{- bos_token -}}
 {%- for message in turns -%}
 {%- if message.role not in ('user', 'assistant') or (message.role == 'user') != (loop.index0 is even) -%}
-{{- raise_exception('After an optional system message, the roles must alternate user, assistant, user, ...; got "' ~ message.role ~ '" at turn ' ~ loop.index0 ~ '.') -}}
+{{- raise_exception('After an optional system message, the roles must alternate user, assistant, user, ...; '
+    ~ 'got "' ~ message.role ~ '" at turn ' ~ loop.index0 ~ '.') -}}
 {%- endif -%}
 {%- if message.role == 'user' -%}
 {{- '[INST] ' -}}
@@ -149,7 +150,8 @@ def add_unipose_tokens(tokenizer: PreTrainedTokenizerBase, codebook_size: int) -
         `UniPoseConfig(**token_ids, ...)`.
 
     Raises:
-        `ValueError`: if the tokenizer already holds more pose codes than `codebook_size`, or if tokens it already
+        `ValueError`: if the tokenizer already holds more pose codes than `codebook_size`, or if tokens it
+        already
             holds would leave the code ids non-contiguous (checked before anything is added).
 
     Example:
@@ -157,8 +159,9 @@ def add_unipose_tokens(tokenizer: PreTrainedTokenizerBase, codebook_size: int) -
     ```python
     >>> from transformers import AutoTokenizer
     >>> tokenizer = AutoTokenizer.from_pretrained("mistralai/Mistral-7B-Instruct-v0.2")
-    >>> add_unipose_tokens(tokenizer, codebook_size=2048)
-    {'image_token_id': 32000, 'pose_token_id': 32001, 'pose_query_token_id': 32002, 'pose_start_token_id': 32003, 'pose_end_token_id': 32004, 'pose_code_token_offset': 32005}
+    >>> token_ids = add_unipose_tokens(tokenizer, codebook_size=2048)
+    >>> token_ids["image_token_id"], token_ids["pose_code_token_offset"], len(tokenizer)
+    (32000, 32005, 34053)
     ```
     """
     if isinstance(codebook_size, bool) or not isinstance(codebook_size, int) or codebook_size < 1:
@@ -179,18 +182,24 @@ def add_unipose_tokens(tokenizer: PreTrainedTokenizerBase, codebook_size: int) -
     if planned_code_ids != list(range(planned_code_ids[0], planned_code_ids[0] + codebook_size)):
         code = next(c for c, token_id in enumerate(planned_code_ids) if token_id != planned_code_ids[0] + c)
         raise ValueError(
-            f"Adding the UniPose tokens would give {pose_code_token(code)} the id {planned_code_ids[code]} instead of "
-            f"{planned_code_ids[0] + code}: the tokenizer already holds some of the tokens ({len(wanted) - len(new_tokens)} "
-            "of them) in an order that leaves the pose codes non-contiguous. Start from the base tokenizer."
+            f"Adding the UniPose tokens would give {pose_code_token(code)} the id {planned_code_ids[code]} "
+            f"instead of {planned_code_ids[0] + code}: the tokenizer already holds some of the tokens "
+            f"({len(wanted) - len(new_tokens)} of them) in an order that leaves the pose codes "
+            "non-contiguous. Start from the base tokenizer."
         )
     if new_tokens:
         tokenizer.add_tokens(
-            [AddedToken(token, special=True, normalized=False, lstrip=False, rstrip=False) for token in new_tokens],
+            [
+                AddedToken(token, special=True, normalized=False, lstrip=False, rstrip=False)
+                for token in new_tokens
+            ],
             special_tokens=True,
         )
     token_ids, num_codes = get_unipose_token_ids(tokenizer)
     if num_codes != codebook_size:
-        raise ValueError(f"Expected {codebook_size} pose codes in the tokenizer after adding them, found {num_codes}.")
+        raise ValueError(
+            f"Expected {codebook_size} pose codes in the tokenizer after adding them, found {num_codes}."
+        )
     return token_ids
 
 
@@ -201,7 +210,8 @@ def build_tiny_tokenizer(
     model_max_length: int = 2048,
 ) -> PreTrainedTokenizerFast:
     """
-    A small byte-level BPE tokenizer trained in memory (no download) on [`TINY_CORPUS`], with the UniPose tokens.
+    A small byte-level BPE tokenizer trained in memory (no download) on [`TINY_CORPUS`], with the UniPose
+    tokens.
 
     Training is deterministic: the same arguments give the same vocabulary. The tokenizer has `<unk>`, `<s>`
     (prepended to every sequence, as Mistral's), `</s>` and `<pad>`, pads on the left and carries

@@ -394,8 +394,9 @@ def _build_posecodes() -> tuple[Posecode, ...]:
     codes += _code("hands_y", "y", ("left_hand", "right_hand"), (_S, _N, _N, _N, _S), "left_hand", "right_hand")
     codes += _code("left_hand_vs_torso_z", "z", ("left_hand", "torso"), (_S, _N, _N, _N, _S), "left_hand", "torso")
     codes += _code("left_elbow_vs_torso_z", "z", ("left_elbow", "torso"), (_S, _N, _N, _N, _N), "left_elbow", "torso", in_pairs=False)
-    codes += _code("hands_z", "z", ("left_hand", "right_hand"), (_S, _N, _N, _N, _S), "left_hand", "right_hand")
-    codes += _code("left_hand_vs_shoulder_x", "x", ("left_hand", "left_shoulder"), (_S, _N, _N, _N, _S), "left_hand", "left_shoulder")
+    codes += _code("hands_z", "z", ("left_hand", "right_hand"), (_N, _N, _N, _N, _N), "left_hand", "right_hand")
+    # Only the outward direction: a hand inside its shoulder line is the common case.
+    codes += _code("left_hand_vs_shoulder_x", "x", ("left_hand", "left_shoulder"), (_N, _N, _N, _N, _S), "left_hand", "left_shoulder")
     # A left hand to the right of the right shoulder reaches across the body.
     codes += _code("left_hand_vs_right_shoulder_x", "x", ("left_hand", "right_shoulder"), (_S, _N, _N, _N, _N), "left_hand", "right_shoulder", in_pairs=False)
     codes += _code("arms_crossed", "x", ("left_hand", "right_hand"), (_R, _N, _N, _N, _N), "arms", phrase="crossed", in_pairs=False)
@@ -434,8 +435,9 @@ def _build_posecodes() -> tuple[Posecode, ...]:
     codes += _code("left_knee_height", "height", ("left_knee",), (_R, _N), "left_knee")
     codes += _code("left_foot_height", "height", ("left_foot",), (_N, _S), "left_foot")
     # The pelvis joint sits well inside the body: seated on the floor it is ~0.15 m above the lowest joint,
-    # lying on the back or front less than ~0.35 m; the second bin tells lying from bending over.
-    codes += _code("pelvis_height", "height", ("pelvis",), (_R, _N, _N), "pelvis", thresholds=(0.17, 0.40), categories=("ground", "low", "raised"), in_pairs=False)
+    # lying down (on the side, or with the knees up) up to ~0.5 m, bent over from standing ~0.9 m; the
+    # second bin tells lying from bending over.
+    codes += _code("pelvis_height", "height", ("pelvis",), (_R, _N, _N), "pelvis", thresholds=(0.17, 0.60), categories=("ground", "low", "raised"), in_pairs=False)
     codes += _code("head_height", "height", ("head",), (_R, _N), "head", in_pairs=False)
     return tuple(codes)
 

@@ -41,7 +41,7 @@ NOUNS: dict[str, tuple[tuple[str, bool], ...]] = {
     "shin": (("shin", False), ("lower leg", False)),
     "leg": (("leg", False),),
     "head": (("head", False),),
-    "torso": (("torso", False), ("upper body", False), ("trunk", False)),
+    "torso": (("torso", False), ("upper body", False), ("body", False)),
     "pelvis": (("hips", True), ("pelvis", False)),
     "body": (("body", False),),
 }
@@ -455,6 +455,9 @@ TEMPLATES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
 # or a person subject followed by the bare phrase ("The person has the left knee bent").
 OPENERS: tuple[tuple[str, str], ...] = (
     ("", "clause"),
+    ("", "clause"),
+    ("", "clause"),
+    ("{subject} {has} ", "bare"),
     ("{subject} {has} ", "bare"),
     ("{subject} {is} posed with ", "bare"),
     ("{subject} {is} shown with ", "bare"),
@@ -483,7 +486,7 @@ PAIR_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "more": ("straighten {limb}", "extend {limb} more", "unbend {joint}", "open up {joint}"),
         "much_more": ("straighten {limb} much more", "extend {limb} a lot", "unbend {joint} a lot"),
         "less+reached": ("bend {limb} completely", "fold {limb} fully", "bend {joint} all the way"),
-        "more+reached": ("straighten {limb} completely", "fully straighten {limb}", "extend {limb} all the way"),
+        "more+reached": ("straighten {limb} completely", "straighten {limb} fully", "extend {limb} all the way"),
     },
     "pitch_change": {
         "much_less": ("lean much further back", "lean back a lot", "tilt your torso far back"),
@@ -495,21 +498,23 @@ PAIR_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "less+reached": ("straighten your back", "bring your torso upright", "straighten up your upper body"),
         "more+reached": ("straighten your back", "bring your torso upright", "straighten up your upper body"),
     },
+    # Sideways changes are keyed by their size; the direction comes in through {side}.
     "roll_change": {
-        "slightly_less": ("lean slightly to your {side}", "tilt your torso a little to the {side}"),
-        "less": ("lean to your {side}", "tilt your torso to the {side}", "bend sideways to your {side}"),
-        "much_less": ("lean far to your {side}", "bend sideways a lot to your {side}"),
+        "slight": ("lean slightly to your {side}", "tilt your torso a little to the {side}"),
+        "normal": ("lean to your {side}", "tilt your torso to the {side}", "bend sideways to your {side}"),
+        "much": ("lean far to your {side}", "bend sideways a lot to your {side}"),
     },
     "twist_change": {
-        "slightly_less": ("twist slightly to your {side}", "turn your shoulders a little to the {side}"),
-        "less": ("twist your torso to the {side}", "turn your shoulders to the {side}", "rotate your upper body to your {side}"),
-        "much_less": ("twist your torso far to the {side}", "rotate your upper body a lot to your {side}"),
+        "slight": ("twist slightly to your {side}", "turn your shoulders a little to the {side}"),
+        "normal": ("twist your torso to the {side}", "turn your shoulders to the {side}", "rotate your upper body to your {side}"),
+        "much": ("twist your torso far to the {side}", "rotate your upper body a lot to your {side}"),
     },
     "heading_change": {
+        # "around" (more than ~150 degrees) says no side, so that either way reads the same.
         "around": ("turn around", "turn to face the other way", "turn all the way around", "face the opposite direction"),
-        "back": ("turn far to your {side}", "turn almost all the way around to your {side}", "rotate your whole body far to the {side}"),
-        "turn": ("turn to your {side}", "turn your body to the {side}", "rotate to your {side}", "face to your {side}"),
-        "slightly": ("turn slightly to your {side}", "rotate a little to your {side}", "turn your body a bit to the {side}"),
+        "much": ("turn far to your {side}", "turn almost all the way around to your {side}", "rotate your whole body far to the {side}"),
+        "normal": ("turn to your {side}", "turn your body to the {side}", "rotate to your {side}", "face to your {side}"),
+        "slight": ("turn slightly to your {side}", "rotate a little to your {side}", "turn your body a bit to the {side}"),
     },
     "distance_change": {
         "much_less": ("bring {subject} much closer to {other}", "move {subject} a lot closer to {other}"),
@@ -543,9 +548,9 @@ PAIR_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "less+reached": ("move {subject} behind {other}", "bring {subject} behind {other}", "put {subject} behind {other}"),
     },
     "x_change": {
-        "much_more": ("move {subject} far to the {side}", "shift {subject} a lot to your {side}"),
-        "more": ("move {subject} to the {side}", "shift {subject} to your {side}", "bring {subject} over to the {side}"),
-        "more+reached": ("move {subject} to the {side} of {other}", "bring {subject} over to the {side} of {other}"),
+        "much": ("move {subject} far to the {side}", "shift {subject} a lot to your {side}"),
+        "normal": ("move {subject} to the {side}", "shift {subject} to your {side}", "bring {subject} over to the {side}"),
+        "normal+reached": ("move {subject} to the {side} of {other}", "bring {subject} over to the {side} of {other}"),
     },
     "height_change": {
         "more": ("lift {subject} off the ground", "raise {subject} from the ground", "take {subject} off the floor"),
