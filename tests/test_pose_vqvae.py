@@ -57,6 +57,19 @@ def quantizer_with_codebook(codebook, **overrides) -> PoseVQVAEVectorQuantizer:
     return quantizer
 
 
+def record_codebook_installs(quantizer: PoseVQVAEVectorQuantizer, monkeypatch) -> list[torch.Tensor]:
+    """Records every codebook that `quantizer` installs (first-batch initialisation or `set_codebook`)."""
+    installed = []
+    install = quantizer._install_codebook
+
+    def recording_install(codebook):
+        installed.append(codebook.clone())
+        install(codebook)
+
+    monkeypatch.setattr(quantizer, "_install_codebook", recording_install)
+    return installed
+
+
 # ----------------------------------------------------------------------------------------------------
 # Configuration
 # ----------------------------------------------------------------------------------------------------
@@ -270,14 +283,7 @@ def test_codebook_is_initialised_once_from_the_first_training_batch(tmp_path, mo
     torch.manual_seed(0)
     model = PoseVQVAE(tiny_config()).train()
     assert not bool(model.quantizer.initialized)
-    installed = []
-    original_install = model.quantizer._install_codebook
-
-    def recording_install(codebook):
-        installed.append(codebook.clone())
-        original_install(codebook)
-
-    monkeypatch.setattr(model.quantizer, "_install_codebook", recording_install)
+    installed = record_codebook_installs(model.quantizer, monkeypatch)
     poses = random_poses_6d(4)
     latents = model.encoder(poses).detach().reshape(-1, 16)
     model(poses)
@@ -295,11 +301,9 @@ def test_codebook_is_initialised_once_from_the_first_training_batch(tmp_path, mo
     loaded = PoseVQVAE.from_pretrained(tmp_path).train()
     assert bool(loaded.quantizer.initialized)
     torch.testing.assert_close(loaded.quantizer.codebook, model.quantizer.codebook, rtol=0, atol=0)
-    installed.clear()
-    original_install = loaded.quantizer._install_codebook
-    monkeypatch.setattr(loaded.quantizer, "_install_codebook", recording_install)
+    installed_after_loading = record_codebook_installs(loaded.quantizer, monkeypatch)
     loaded(random_poses_6d(4, seed=2))
-    assert installed == []
+    assert installed_after_loading == []
 
 
 def test_eval_mode_is_deterministic_and_never_mutates_buffers():

@@ -316,6 +316,7 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
         "kneeling on both knees",
         joints={
             # Thighs upright, shins flat on the floor, insteps down.
+            "pelvis": {"x": (-2.0, 2.0), "z": (-2.0, 2.0)},
             "hip": {"x": (-6.0, 4.0), "y": (-4.0, 4.0), "z": (0.0, 6.0)},
             "knee": {"x": (90.0, 97.0)},
             "ankle": {"x": (40.0, 55.0)},
@@ -329,6 +330,7 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
         joints={
             # The front thigh level and its shin upright; the back thigh upright, its shin rising a little
             # to the ankle and the toes tucked under.
+            "pelvis": {"x": (-2.0, 2.0), "z": (-2.0, 2.0)},
             "left_hip": {"x": (-98.0, -86.0), "z": (0.0, 15.0)},
             "left_knee": {"x": (86.0, 98.0)},
             "left_ankle": {"x": (-15.0, 5.0)},

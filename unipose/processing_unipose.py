@@ -839,7 +839,15 @@ class UniPoseProcessor(ProcessorMixin):
     # Decoding
     # ---------------------------------------------------------------------------------------------------
 
-    def _ids_for_decoding(self, ids: list[int], skip_special_tokens: bool, pose_spans: str) -> list[int]:
+    def _skipped_token_ids(self, skip_special_tokens: bool) -> set[int]:
+        """The ids that decoding drops. The span tokens are special, so the tokenizer itself would drop them
+        too: decoding skips the special tokens here and lets through the ones `pose_spans` keeps."""
+        if not skip_special_tokens:
+            return set()
+        special = {index for index, token in self.tokenizer.added_tokens_decoder.items() if token.special}
+        return special | set(self.tokenizer.all_special_ids)
+
+    def _decode_ids(self, ids: list[int], skipped: set[int], pose_spans: str, **kwargs) -> str:
         if pose_spans not in POSE_SPAN_MODES:
             raise ValueError(f"`pose_spans` must be one of {POSE_SPAN_MODES}, got {pose_spans!r}.")
         if pose_spans == "keep":
@@ -870,12 +878,8 @@ class UniPoseProcessor(ProcessorMixin):
                     kept.append(self.pose_token_id)
                 index = end + 1
             keep = {self.pose_token_id} if pose_spans == "marker" else set()
-        if not skip_special_tokens:
-            return kept
-        # The span tokens are special, so the tokenizer would drop them: skip the other special tokens here.
-        special = {index for index, token in self.tokenizer.added_tokens_decoder.items() if token.special}
-        special |= set(self.tokenizer.all_special_ids)
-        return [token for token in kept if token not in special or token in keep]
+        kept = [token for token in kept if token not in skipped or token in keep]
+        return self.tokenizer.decode(kept, skip_special_tokens=False, **kwargs)
 
     @staticmethod
     def _as_id_rows(sequences: Any, name: str) -> list[list[int]]:
@@ -921,8 +925,9 @@ class UniPoseProcessor(ProcessorMixin):
             raise TypeError(
                 "`token_ids` must be one sequence of token ids (a 1D tensor, array or list of ints)."
             )
-        ids = self._ids_for_decoding(list(token_ids), skip_special_tokens, pose_spans)
-        return self.tokenizer.decode(ids, skip_special_tokens=False, **kwargs)
+        return self._decode_ids(
+            list(token_ids), self._skipped_token_ids(skip_special_tokens), pose_spans, **kwargs
+        )
 
     def batch_decode(
         self, sequences: Any, skip_special_tokens: bool = True, pose_spans: str = "marker", **kwargs
@@ -941,10 +946,10 @@ class UniPoseProcessor(ProcessorMixin):
         ['Like this: ']
         ```
         """
-        rows = self._as_id_rows(sequences, "sequences")
+        skipped = self._skipped_token_ids(skip_special_tokens)
         return [
-            self.decode(row, skip_special_tokens=skip_special_tokens, pose_spans=pose_spans, **kwargs)
-            for row in rows
+            self._decode_ids(row, skipped, pose_spans, **kwargs)
+            for row in self._as_id_rows(sequences, "sequences")
         ]
 
     def post_process_image_text_to_text(

@@ -30,7 +30,7 @@ PathLike = Union[str, os.PathLike]
 
 # The camera: orthographic, turned this far (degrees) about the vertical from straight in front of the
 # body towards its left, and raised this far above the horizon.
-import os as _o; CAMERA_AZIMUTH_DEG = float(_o.environ.get("AZ", 40))
+CAMERA_AZIMUTH_DEG = 40.0
 CAMERA_ELEVATION_DEG = 15.0
 # Half the side of the square of the world (metres) that a picture shows, unless the body needs more: one
 # scale for every picture, so that poses on a contact sheet compare at a glance.

@@ -88,10 +88,14 @@ from .templates import (
 logger = logging.get_logger(__name__)
 
 SKIP_PROBABILITY = 0.15
+# Posecodes said at most per caption (before merging), so that captions stay readable; rare codes and
+# super-codes go first, the others in random order.
+MAX_CODES_PER_CAPTION = 10
 # Share of captions that describe the legs before the arms (the walk otherwise goes arms first).
 LEGS_FIRST_PROBABILITY = 0.25
-# A pair instruction says at most this many things about one body part.
+# A pair instruction says at most this many things about one body part, and this many in all.
 MAX_PHRASES_PER_PART = 2
+MAX_INSTRUCTIONS = 5
 # Attempts at re-rendering a caption that repeats an earlier caption of the same pose.
 DISTINCT_ATTEMPTS = 8
 NUM_JOINTS = 22
@@ -138,7 +142,7 @@ class SuperCode:
 
 _UPRIGHTISH = ("upright", "tilted")
 _LYING = ("ground", "low")
-_SEATED_KNEE = ("square", "partly_bent")
+_SEATED_KNEE = ("mostly_bent", "square", "partly_bent")
 _DEEP_KNEE = ("completely_bent", "mostly_bent")
 _STRAIGHTISH_KNEE = ("partly_bent", "slightly_bent", "straight")
 _LEVEL = ("slightly_below", "level", "slightly_above")
@@ -161,8 +165,11 @@ SUPERCODES: tuple[SuperCode, ...] = (
         "sitting",
         (
             ("torso_tilt", _UPRIGHTISH),
-            ("left_thigh_elevation", ("horizontal",)),
-            ("right_thigh_elevation", ("horizontal",)),
+            # Thighs about horizontal: pointing forward-down at most ~20 degrees off, knees near hip height.
+            ("left_thigh_elevation", ("raised", "horizontal")),
+            ("right_thigh_elevation", ("raised", "horizontal")),
+            ("left_knee_vs_hip_y", _LEVEL),
+            ("right_knee_vs_hip_y", _LEVEL),
             ("left_knee_angle", _SEATED_KNEE),
             ("right_knee_angle", _SEATED_KNEE),
             ("pelvis_height", ("low", "raised")),
@@ -308,32 +315,60 @@ SUPERCODES: tuple[SuperCode, ...] = (
     ),
 )
 
-_ANY = None  # a rule whose trigger is a super-code: it holds whenever the super-code is said
+@dataclass(frozen=True)
+class Implication:
+    """
+    A simple rule of redundancy: `target` (in `target_categories`) is not said when `trigger` (in
+    `trigger_categories`) is said, or merely holds when `when="holds"`.
 
-# (trigger, trigger categories, target, target categories): the target is not said when the trigger is.
-IMPLICATIONS: tuple[tuple[str, Optional[tuple[str, ...]], str, tuple[str, ...]], ...] = (
-    ("torso_tilt", ("inverted",), "torso_pitch", KINDS["pitch"].categories),
-    ("torso_tilt", ("inverted",), "head_vs_pelvis_y", ("below",)),
-    ("torso_tilt", ("inverted",), "head_height", ("ground",)),
-    ("squatting", _ANY, "pelvis_height", ("ground", "low")),
-    ("squatting", _ANY, "left_knee_vs_hip_y", ("level",)),
-    ("sitting", _ANY, "left_knee_vs_hip_z", ("front",)),
-    ("sitting_ground", _ANY, "left_knee_vs_hip_z", ("front",)),
-    ("feet_y", ("above",), "left_foot_height", ("raised",)),
-    ("left_foot_vs_knee_y", ("above",), "left_foot_height", ("raised",)),
-    ("left_foot_vs_hip_y", ("above",), "left_foot_height", ("raised",)),
-    ("left_knee_vs_hip_y", ("above",), "left_thigh_elevation", ("up", "raised")),
-    ("feet_distance", ("apart", "far"), "left_foot_vs_hip_x", ("right",)),
-    ("arms_crossed", ("right",), "left_hand_vs_right_shoulder_x", ("right",)),
-    ("left_hand_vs_head_y", ("above",), "left_hand_vs_shoulder_y", ("above",)),
-    ("left_hand_vs_head_y", ("above",), "left_elbow_vs_shoulder_y", ("above",)),
-    ("left_upper_arm_elevation", ("up",), "left_elbow_vs_shoulder_y", ("above",)),
-    ("left_thigh_elevation", ("horizontal",), "left_knee_vs_hip_y", ("level",)),
-    ("left_hand_vs_foot_distance", ("close",), "left_hand_vs_knee_y", ("below",)),
-    ("left_hand_height", ("ground",), "left_hand_vs_knee_y", ("below",)),
-    ("left_hand_height", ("ground",), "left_hand_vs_pelvis_y", ("below", "level")),
-    ("left_knee_height", ("ground",), "left_knee_angle", ("square",)),
-    ("hands_together", _ANY, "left_hand_vs_torso_z", ("front",)),
+    A super-code as trigger or target takes no categories. A target `"kind:<kind>"` stands for every posecode
+    of that kind. Rules written for the left side apply to the right side too.
+    """
+
+    trigger: str
+    trigger_categories: Optional[tuple[str, ...]]
+    target: str
+    target_categories: Optional[tuple[str, ...]]
+    when: str = "said"
+
+
+_ALL = None  # all categories of a "kind:" target; a super-code trigger or target
+_LYING_SUPERS = ("lying_back", "lying_front", "lying_left")
+_HEIGHTS_ABOVE_HIPS = ("slightly_below", "level", "slightly_above", "above")
+
+IMPLICATIONS: tuple[Implication, ...] = (
+    Implication("torso_tilt", ("inverted",), "torso_pitch", KINDS["pitch"].categories),
+    Implication("torso_tilt", ("inverted",), "head_vs_pelvis_y", ("below",)),
+    Implication("torso_tilt", ("inverted",), "head_height", ("ground",)),
+    Implication("squatting", _ALL, "pelvis_height", ("ground", "low")),
+    Implication("squatting", _ALL, "left_knee_vs_hip_y", ("level",)),
+    Implication("squatting", _ALL, "sitting", _ALL),
+    Implication("sitting", _ALL, "left_knee_vs_hip_z", ("front",)),
+    Implication("sitting_ground", _ALL, "left_knee_vs_hip_z", ("front",)),
+    Implication("hands_on_hips", _ALL, "hands_shoulder_width", _ALL),
+    Implication("hands_together", _ALL, "left_hand_vs_torso_z", ("front",)),
+    # Front/behind (and, lying on the side, left/right) in the heading frame say little about a body that
+    # lies flat; horizontal legs are what lying means.
+    *(Implication(lying, _ALL, "kind:z", _ALL) for lying in _LYING_SUPERS),
+    *(Implication(lying, _ALL, "left_thigh_elevation", ("horizontal",)) for lying in _LYING_SUPERS),
+    *(Implication(lying, _ALL, "left_shin_elevation", ("horizontal",)) for lying in _LYING_SUPERS),
+    Implication("lying_left", _ALL, "kind:x", _ALL),
+    Implication("feet_y", ("above",), "left_foot_height", ("raised",)),
+    Implication("left_foot_vs_knee_y", ("above",), "left_foot_height", ("raised",)),
+    Implication("left_foot_vs_hip_y", ("above",), "left_foot_height", ("raised",)),
+    Implication("left_knee_vs_hip_y", ("above",), "left_thigh_elevation", ("up", "raised")),
+    Implication("left_thigh_elevation", ("horizontal",), "left_knee_vs_hip_y", ("level",)),
+    Implication("feet_distance", ("apart", "far"), "left_foot_vs_hip_x", ("right",)),
+    Implication("arms_crossed", ("right",), "left_hand_vs_right_shoulder_x", ("right",)),
+    Implication("left_hand_vs_head_y", ("above",), "left_hand_vs_shoulder_y", ("above",)),
+    Implication("left_hand_vs_head_y", ("above",), "left_elbow_vs_shoulder_y", ("above",)),
+    Implication("left_upper_arm_elevation", ("up",), "left_elbow_vs_shoulder_y", ("above",)),
+    # A hand at shoulder height or higher is obviously above the hips.
+    Implication("left_hand_vs_shoulder_y", _HEIGHTS_ABOVE_HIPS, "left_hand_vs_pelvis_y", ("above",), when="holds"),
+    Implication("left_hand_vs_foot_distance", ("close",), "left_hand_vs_knee_y", ("below",)),
+    Implication("left_hand_height", ("ground",), "left_hand_vs_knee_y", ("below",)),
+    Implication("left_hand_height", ("ground",), "left_hand_vs_pelvis_y", ("below", "level")),
+    Implication("left_knee_height", ("ground",), "left_knee_angle", ("square",)),
 )
 
 
@@ -510,7 +545,7 @@ def _category_mask(num_categories: int, names: tuple[str, ...], allowed) -> np.n
 def _mirror_categories(table: PosecodeTable, index: int, allowed: tuple[str, ...]) -> tuple[str, ...]:
     """The categories of the mirror code that correspond to `allowed` on code `index`."""
     names = table.codes[index].category_names
-    if table.mirror_sign[index] > 0:
+    if allowed is None or table.mirror_sign[index] > 0:
         return allowed
     return tuple(names[len(names) - 1 - names.index(name)] for name in allowed)
 
@@ -545,7 +580,8 @@ class _PoseGrammar:
         self.size = num_codes + len(supers)
         self.num_codes = num_codes
         super_mirror = [super_index[_swap_sides(code.name)] for code in supers]
-        self.canonical = np.concatenate([table.canonical, np.minimum(np.arange(num_codes, self.size), super_mirror)])
+        self.mirror_index = np.concatenate([table.mirror_index, super_mirror])
+        self.canonical = np.minimum(np.arange(self.size), self.mirror_index)
         self.super_eligibility = np.array([code.eligibility for code in supers], dtype=np.int8)
         # Requirements, flattened and grouped by super-code for `logical_and.reduceat`.
         num_categories = table.eligibility.shape[1]
@@ -576,32 +612,39 @@ class _PoseGrammar:
         index = self.table.index(name)
         return index, _category_mask(width, self.table.codes[index].category_names, allowed)
 
-    def _build_implications(self):
+    def _expand(self, name: str, allowed, mirrored: bool) -> list[tuple[int, np.ndarray]]:
+        """Indices and category masks of a rule's trigger or target, on the left side or mirrored."""
         table = self.table
+        if name.startswith("kind:"):
+            kind = name[len("kind:") :]
+            width = table.eligibility.shape[1]
+            return [(i, np.ones(width, dtype=bool)) for i, code in enumerate(table.codes) if code.kind == kind]
+        if mirrored:
+            if name in self.super_index or _swap_sides(name) in self.super_index:
+                name = _swap_sides(name)
+            else:
+                index = table.index(name)
+                allowed = _mirror_categories(table, index, allowed)
+                name = table.codes[table.mirror_index[index]].name
+        if name not in self.super_index and name not in table.name_index:
+            raise ValueError(f"{name!r} in IMPLICATIONS is neither a posecode nor a super-code.")
+        return [self._lookup(name, allowed or ())]
+
+    def _build_implications(self):
         rules = set()
-        for trigger, trigger_categories, target, target_categories in IMPLICATIONS:
+        for rule in IMPLICATIONS:
+            if rule.when not in ("said", "holds"):
+                raise ValueError(f"Implication `when` must be 'said' or 'holds', got {rule.when!r}.")
             for mirrored in (False, True):
-                t_name, t_allowed, g_name, g_allowed = trigger, trigger_categories, target, target_categories
-                if mirrored:
-                    if t_name in self.super_index:
-                        t_name = _swap_sides(t_name)
-                    else:
-                        index = table.index(t_name)
-                        t_allowed = _mirror_categories(table, index, t_allowed)
-                        t_name = table.codes[table.mirror_index[index]].name
-                    index = table.index(g_name)
-                    g_allowed = _mirror_categories(table, index, g_allowed)
-                    g_name = table.codes[table.mirror_index[index]].name
-                if t_name not in self.super_index and t_name not in table.name_index:
-                    raise ValueError(f"Implication trigger {t_name!r} is neither a posecode nor a super-code.")
-                t_index, t_mask = self._lookup(t_name, t_allowed or ())
-                g_index, g_mask = self._lookup(g_name, g_allowed)
-                rules.add((t_index, tuple(t_mask), g_index, tuple(g_mask)))
+                for t_index, t_mask in self._expand(rule.trigger, rule.trigger_categories, mirrored):
+                    for g_index, g_mask in self._expand(rule.target, rule.target_categories, mirrored):
+                        rules.add((t_index, tuple(t_mask), g_index, tuple(g_mask), rule.when == "said"))
         rules = sorted(rules)
         self.imp_trigger = np.array([r[0] for r in rules])
         self.imp_trigger_mask = np.array([r[1] for r in rules])
         self.imp_target = np.array([r[2] for r in rules])
         self.imp_target_mask = np.array([r[3] for r in rules])
+        self.imp_when_said = np.array([r[4] for r in rules])
         self.imp_incidence = _incidence(self.imp_target, self.size)
 
     def _build_transitive(self):
@@ -755,7 +798,8 @@ def _select_posecodes(grammar: _PoseGrammar, values: np.ndarray, num_captions: i
     fired = _fire_supercodes(grammar, categories)
     all_categories = np.concatenate([categories, fired.astype(np.int64)], axis=-1)
     all_eligibility = np.concatenate([eligibility, np.where(fired, grammar.super_eligibility, NEVER)], axis=-1)
-    skip = rng.random(shape + (grammar.size,))[..., grammar.canonical] < SKIP_PROBABILITY
+    skip_draws = rng.random(shape + (grammar.size,))[..., grammar.canonical]
+    skip = skip_draws < SKIP_PROBABILITY
     eligible = all_eligibility > NEVER
     active = eligible & ~((all_eligibility == SAY) & skip)
     # A super-code that is said stands for the codes it is made of.
@@ -768,13 +812,42 @@ def _select_posecodes(grammar: _PoseGrammar, values: np.ndarray, num_captions: i
         fallback = eligible & ~consumed
         fallback &= ~_redundant(grammar, fallback, all_categories)
         active = np.where(empty, fallback, active)
-    return active, all_categories
+    priority = np.where(all_eligibility == RARE, -1.0, skip_draws)
+    return _cap(grammar, active, priority, MAX_CODES_PER_CAPTION), all_categories
+
+
+def _cap(grammar: _PoseGrammar, active: np.ndarray, priority: np.ndarray, limit: int) -> np.ndarray:
+    """
+    Keep at most `limit` active codes per row, lowest `priority` first. A code and its mirror image count
+    as one group, kept or dropped together, so that mirrored poses keep mirrored codes.
+
+    Args:
+        active (`np.ndarray` of shape `(..., S + U)`): codes to say.
+        priority (`np.ndarray` of shape `(..., S + U)`): lower is kept first; equal for mirror codes unless
+            one of them is rare.
+
+    Returns:
+        `np.ndarray` of shape `(..., S + U)`: the kept codes.
+    """
+    if limit <= 0 or (active.sum(axis=-1) <= limit).all():
+        return active
+    mirror = grammar.mirror_index
+    masked = np.where(active, priority, np.inf)
+    group_priority = np.minimum(masked, masked[..., mirror])
+    # Sort by (group priority, group id) so that the members of a group sit next to each other.
+    key = np.where(active, (group_priority + 2.0) * (2 * grammar.size) + grammar.canonical, np.inf)
+    order = np.argsort(key, axis=-1, kind="stable")
+    running = np.cumsum(np.take_along_axis(active, order, axis=-1), axis=-1)
+    count = np.empty_like(running)
+    np.put_along_axis(count, order, running, axis=-1)
+    group_count = np.where(active[..., mirror], np.maximum(count, count[..., mirror]), count)
+    return active & (group_count <= limit)
 
 
 def _redundant(grammar: _PoseGrammar, active: np.ndarray, categories: np.ndarray) -> np.ndarray:
     """Codes implied by others that are said: `(..., S + U)` bool."""
     rules = grammar.imp_trigger
-    trigger = active[..., rules] & grammar.imp_trigger_mask[np.arange(len(rules)), categories[..., rules]]
+    trigger = (active[..., rules] | ~grammar.imp_when_said) & grammar.imp_trigger_mask[np.arange(len(rules)), categories[..., rules]]
     target = grammar.imp_target_mask[np.arange(len(rules)), categories[..., grammar.imp_target]]
     drop = ((trigger & target).astype(np.float32) @ grammar.imp_incidence) > 0
     t = grammar.transitive
@@ -1034,8 +1107,24 @@ class _PairGrammar:
                 less, more = _GOALS[base.kind]
                 self.goal_less[q] = _category_mask(width, base.category_names, less)
                 self.goal_more[q] = _category_mask(width, base.category_names, more)
-        self.height_changes = np.array([q for q, c in enumerate(table.codes) if c.kind == "category_change"])
         self.posture_supers = [i for i, code in enumerate(pose.supers) if code.posture]
+        base_kinds = ["heading" if c.base is None else posecodes.codes[posecodes.index(c.base)].kind for c in table.codes]
+        bases = [None if c.base is None else posecodes.codes[posecodes.index(c.base)] for c in table.codes]
+        # Changes measured against the world's vertical or in the heading frame lose their meaning when the
+        # body turns from upright to lying (or back): only bends and distances survive such a change.
+        self.frame_dependent = np.array([kind in ("heading", "x", "y", "z", "pitch", "roll", "twist", "height") for kind in base_kinds])
+        # A change of posture says what the legs and the torso do.
+        def in_legs(base, swapped):
+            if base is None:
+                return False
+            if base.kind in ("pitch", "height"):
+                return True
+            name = base.other if swapped and base.other is not None else base.subject
+            return _SECTION_OF_BASE.get(_entity(name)[1]) == "legs"
+
+        self.legs = np.array([[in_legs(base, False), in_legs(base, True)] for base in bases])
+        # Distances between two parts are only worth saying when they touch (nearly) in one of the poses.
+        self.needs_contact = np.array([b is not None and b.kind == "distance" and b.phrase != "distance_pair" for b in bases])
         self._build_phrases()
 
     def _build_phrases(self):
@@ -1069,9 +1158,10 @@ class _PairGrammar:
         if base is None:  # the heading: "around_left" -> "around", "back_left" -> "much", "left" -> "normal"
             key = _HEADING.get(name.split("_")[0], "normal")
             side = None if key == "around" else _category_side(name)
+            # Turning is said before anything about the limbs.
             return _PairPhrase(
                 code.name, name, "heading_change", PAIR_TEMPLATES["heading_change"][key], None, None, side, "body",
-                rank, order, _SIZE.get(key, 2), ("heading", "heading_change", key),
+                rank, order, 5, ("heading", "heading_change", key),
             )
         subject, other = _entity(base.subject), _entity(base.other)
         if swapped:
@@ -1103,7 +1193,9 @@ class _PairGrammar:
 
     @staticmethod
     def both_sides_templates(phrase):
-        return phrase.templates
+        if phrase.phrase != "x_change":
+            return phrase.templates
+        return PAIR_TEMPLATES["x_change_both"]["outward" if phrase.side == phrase.subject[0] else "inward"]
 
 
 def _pair_grammar() -> _PairGrammar:
@@ -1233,23 +1325,24 @@ class PairCaptioner:
         swapped = np.broadcast_to(swapped, shape + (len(table),))
         skip = rng.random(shape + (len(table),))[..., table.canonical] < SKIP_PROBABILITY
         active = (eligibility > NEVER) & ~((eligibility == SAY) & skip)
+        close = 0  # the first distance category
+        active &= ~grammar.needs_contact | (cat_a == close) | (cat_b == close)
         # Changes of whole-body posture come first and make most leg and torso changes redundant.
+        supers = pose.supers
         postures = np.array(grammar.posture_supers)
         entering = fired_b[..., postures] & ~fired_a[..., postures]
-        inverted = posecodes.index("torso_tilt")
-        inverted_category = posecodes.codes[inverted].category_names.index("inverted")
-        entering_inverted = (categories_b[..., inverted] == inverted_category) & (categories_a[..., inverted] != inverted_category)
-        supers = pose.supers
+        tilt = posecodes.index("torso_tilt")
+        inverted = posecodes.codes[tilt].category_names.index("inverted")
+        inverted_a, inverted_b = categories_a[..., tilt] == inverted, categories_b[..., tilt] == inverted
+        entering_inverted = inverted_b & ~inverted_a
         ground = np.array([i for i, c in enumerate(supers) if c.name in _GROUND_POSTURES])
         lying = np.array([i for i, c in enumerate(supers) if c.name in _LYING_POSTURES])
-        getting_up = fired_a[..., ground].any(-1) & ~fired_b[..., postures].any(-1) & ~entering_inverted
+        getting_up = fired_a[..., ground].any(-1) & ~fired_b[..., postures].any(-1) & ~inverted_b
         posture_change = entering.any(-1) | entering_inverted | getting_up
-        world_change = (fired_a[..., lying].any(-1) != fired_b[..., lying].any(-1)) | entering_inverted
-        world_change |= (categories_a[..., inverted] == inverted_category) & ~entering_inverted & (categories_b[..., inverted] != inverted_category)
-        legs_or_pitch = np.array([self._legs_or_pitch(c) for c in table.codes])
-        vertical = np.array([self._vertical(c) for c in table.codes])
-        active &= ~(posture_change[..., None] & legs_or_pitch)
-        active &= ~(world_change[..., None] & vertical)
+        world_change = (fired_a[..., lying].any(-1) != fired_b[..., lying].any(-1)) | (inverted_a != inverted_b)
+        legs = np.where(swapped, grammar.legs[:, 1], grammar.legs[:, 0])
+        active &= ~(posture_change[..., None] & legs)
+        active &= ~(world_change[..., None] & grammar.frame_dependent)
         render_seeds = rng.integers(0, 2**31 - 1, size=shape)
         legs_first = rng.random(shape) < LEGS_FIRST_PROBABILITY
         plans = [[None] * num_captions for _ in range(batch)]
@@ -1269,21 +1362,14 @@ class PairCaptioner:
                     if phrase is not None:
                         phrases.append(phrase)
                 phrases = _merge_sides(_merge_limb_parts(_prune_pair_phrases(phrases)), grammar.both_sides_templates)
+                if len(phrases) > MAX_INSTRUCTIONS:
+                    # The clearest first; every key is the same for a phrase and its mirror image.
+                    phrases.sort(key=lambda p: (-p.priority, _sort_key(p, _ARMS_FIRST)))
+                    phrases = phrases[:MAX_INSTRUCTIONS]
                 order = _ARMS_FIRST if not legs_first[k, b] else _LEGS_FIRST
                 phrases.sort(key=lambda p: _sort_key(p, order))
                 plans[b][k] = phrases
         return plans, render_seeds, single_a and single_b
-
-    @staticmethod
-    def _legs_or_pitch(code) -> bool:
-        if code.base is None:
-            return False
-        subject = _entity(POSECODES_BY_NAME[code.base].subject)
-        return POSECODES_BY_NAME[code.base].kind in ("pitch", "height") or _SECTION_OF_BASE.get(subject[1]) == "legs"
-
-    @staticmethod
-    def _vertical(code) -> bool:
-        return code.base is not None and POSECODES_BY_NAME[code.base].kind in ("y", "pitch", "roll", "height")
 
     @staticmethod
     def _posture_phrase(code: Optional[SuperCode], name: Optional[str] = None) -> _PairPhrase:
@@ -1324,9 +1410,6 @@ class PairCaptioner:
         plans, _, single = self._plan(joints_a, joints_b, num_captions, seed)
         result = [[[p.statement() for p in plan] for plan in pair_plans] for pair_plans in plans]
         return result[0] if single else result
-
-
-POSECODES_BY_NAME = {code.name: code for code in POSECODES}
 
 
 def _prune_pair_phrases(phrases: list) -> list:

@@ -552,6 +552,11 @@ PAIR_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "normal": ("move {subject} to the {side}", "shift {subject} to your {side}", "bring {subject} over to the {side}"),
         "normal+reached": ("move {subject} to the {side} of {other}", "bring {subject} over to the {side} of {other}"),
     },
+    # Both hands (feet) moving sideways at once: away from the midline or towards it.
+    "x_change_both": {
+        "outward": ("move {subject} outwards", "spread {subject} out to the sides", "move {subject} further out to the sides"),
+        "inward": ("bring {subject} inwards", "move {subject} towards the middle", "bring {subject} in towards your body"),
+    },
     "height_change": {
         "more": ("lift {subject} off the ground", "raise {subject} from the ground", "take {subject} off the floor"),
         "less": ("put {subject} on the ground", "place {subject} on the floor", "lower {subject} to the ground", "rest {subject} on the ground"),
