@@ -23,7 +23,6 @@ from unipose.data.amass import (
 )
 from unipose.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
-
 F64 = torch.float64
 # A person standing upright in AMASS's z-up world: the body's y (up) axis turned onto the world's z.
 UPRIGHT_IN_AMASS = elementary_rotation(torch.tensor(math.pi / 2, dtype=F64), "x")
@@ -38,7 +37,9 @@ def _roots(headings, tilt: float = 0.3) -> torch.Tensor:
     return torch.stack([_rotation(h, "z") @ _rotation(tilt, "y") @ UPRIGHT_IN_AMASS for h in headings])
 
 
-def _write_sequence(path, roots: torch.Tensor, fps: float | None, values_per_frame: int = 156, rate_key="mocap_framerate"):
+def _write_sequence(
+    path, roots: torch.Tensor, fps: float | None, values_per_frame: int = 156, rate_key="mocap_framerate"
+):
     generator = np.random.default_rng(len(roots))
     poses = generator.normal(scale=0.3, size=(len(roots), values_per_frame))
     poses[:, :3] = matrix_to_axis_angle(roots).numpy()
@@ -57,7 +58,7 @@ def body_joints():
 
 @pytest.fixture
 def amass_folder(tmp_path):
-    """Two subjects: an SMPL-H sequence at 120 fps, an SMPL-X one at 60 fps, and a shape file without poses."""
+    """An SMPL-H sequence at 120 fps, an SMPL-X one at 60 fps, and a shape file without poses."""
     root = tmp_path / "AMASS"
     headings = np.linspace(-3.0, 3.0, 12)
     smplh = _write_sequence(root / "CMU" / "01" / "01_01_poses.npz", _roots(headings), fps=120.0)
@@ -132,9 +133,13 @@ def test_change_up_axis_commutes_with_heading_normalisation():
     torch.testing.assert_close(axis_angle_to_matrix(a), axis_angle_to_matrix(b), atol=1e-10, rtol=0)
     # Upright in AMASS is the identity in SMPL's y-up frame; and back.
     upright = matrix_to_axis_angle(UPRIGHT_IN_AMASS)[None]
-    torch.testing.assert_close(change_up_axis(upright, "z", "y"), torch.zeros(1, 3, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        change_up_axis(upright, "z", "y"), torch.zeros(1, 3, dtype=F64), atol=1e-12, rtol=0
+    )
     round_trip = change_up_axis(change_up_axis(roots, "z", "y"), "y", "z")
-    torch.testing.assert_close(axis_angle_to_matrix(round_trip), axis_angle_to_matrix(roots), atol=1e-10, rtol=0)
+    torch.testing.assert_close(
+        axis_angle_to_matrix(round_trip), axis_angle_to_matrix(roots), atol=1e-10, rtol=0
+    )
 
 
 @pytest.mark.parametrize("up_axis", ["y", "z"])

@@ -486,32 +486,40 @@ def test_flash_attention_is_refused():
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_remote_code_round_trip_without_the_package(config, model, tmp_path):
+def test_remote_code_round_trip_without_the_package(tmp_path):
+    from unipose.testing import tiny_model_and_processor
+
+    model, processor = tiny_model_and_processor(seed=11)
+    config = model.config
     model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
     closure = sorted(p.name for p in tmp_path.glob("*.py"))
     assert "modeling_unipose.py" in closure and "configuration_unipose.py" in closure
-    prompt = text(3, 4, 5, config.pose_start_token_id)
-    ids = torch.tensor([prompt])
+    prompts = ["Describe this pose: <pose>", "A person raising both arms. <p>"]
+    pose = torch.randn(22, 3) * 0.3
+    inputs = processor(text=prompts, poses=[pose])
     with torch.no_grad():
-        logits = model(input_ids=ids).logits
-    out = _generate(model, [prompt], max_new_tokens=N + 5)
-    torch.save({"ids": ids, "logits": logits, "sequences": out.sequences}, tmp_path / "expected.pt")
+        logits = model(**inputs).logits
+    out = model.generate(**inputs, max_new_tokens=N + 5, do_sample=False, return_dict_in_generate=True)
+    torch.save({"pose": pose, "logits": logits, "sequences": out.sequences}, tmp_path / "expected.pt")
 
     script = textwrap.dedent(
         f"""
         import sys
         sys.modules["unipose"] = None  # the package must not be needed
         import torch
-        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
         expected = torch.load({str(tmp_path / "expected.pt")!r})
+        processor = AutoProcessor.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        inputs = processor(text={prompts!r}, poses=[expected["pose"]])
         for auto in (AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText):
             model = auto.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
             with torch.no_grad():
-                logits = model(input_ids=expected["ids"]).logits
+                logits = model(**inputs).logits
             assert torch.equal(logits, expected["logits"]), auto
-            out = model.generate(input_ids=expected["ids"], max_new_tokens={N + 5}, do_sample=False,
-                                 pad_token_id=0, eos_token_id=2, return_dict_in_generate=True)
+            out = model.generate(**inputs, max_new_tokens={N + 5}, do_sample=False, return_dict_in_generate=True)
             assert torch.equal(out.sequences, expected["sequences"]), auto
+            assert len(out.poses[1]) == 1
         print("ok")
         """
     )
@@ -555,3 +563,14 @@ def test_generate_from_processor_inputs_with_an_image_at_the_end():
     forbidden[model.config.pose_end_token_id] = True
     expected = logits.masked_fill(forbidden, float("-inf")).argmax(-1)
     assert torch.equal(out.sequences[:, inputs["input_ids"].shape[1]], expected)
+
+
+def test_a_prompt_ending_with_an_open_p_asks_for_a_pose():
+    from unipose.testing import tiny_model_and_processor
+
+    model, processor = tiny_model_and_processor(seed=10)
+    inputs = processor(text=["A person kneeling on the left knee. <p>", "Describe <pose>"], poses=[torch.zeros(22, 3)])
+    out = model.generate(**inputs, max_new_tokens=N + 1, do_sample=False, return_dict_in_generate=True)
+    assert out.pose_codes[0].shape == (1, N) and out.poses[0].shape == (1, 22, 3)
+    text = processor.batch_decode(out.sequences, pose_spans="marker")[0]
+    assert text.count("<pose>") == 1

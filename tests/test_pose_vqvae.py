@@ -387,11 +387,12 @@ def test_saved_tokenizer_loads_as_remote_code_without_unipose(tmp_path):
     assert "remote code OK transformers_modules" in result.stdout
 
 
-def test_in_process_auto_registration(tmp_path):
-    AutoConfig.register("unipose_pose_vqvae", PoseVQVAEConfig, exist_ok=True)
-    AutoModel.register(PoseVQVAEConfig, PoseVQVAE, exist_ok=True)
+def test_import_registers_the_tokenizer_with_the_auto_classes(tmp_path):
+    # Importing any part of `unipose` runs its `__init__`, which registers the classes in-process: no
+    # remote code is needed then.
     model = trained_tokenizer()
     model.save_pretrained(tmp_path)
+    assert type(AutoConfig.from_pretrained(tmp_path)) is PoseVQVAEConfig
     loaded = AutoModel.from_pretrained(tmp_path)
     assert type(loaded) is PoseVQVAE
     assert torch.equal(loaded.quantizer.codebook, model.quantizer.codebook)

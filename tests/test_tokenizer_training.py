@@ -28,7 +28,6 @@ from unipose.tokenizer_training import (
     tokenizer_loss,
 )
 
-
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
 # A dead-code threshold near the mean cluster size (16 * 80 / 32 = 40 vectors per code) resets codes at
 # every step, so that the random state drawn by the resets is part of what resume must restore.
@@ -70,14 +69,23 @@ def _rotation_angle(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def test_joint_noise_reaches_the_model_input_on_the_chosen_part_only(tmp_path, datasets, body_joints):
-    args = _args(tmp_path, orientation_perturbation_probability=0.0, joint_noise_probability=1.0, joint_noise_scale=0.05)
+    args = _args(
+        tmp_path,
+        orientation_perturbation_probability=0.0,
+        joint_noise_probability=1.0,
+        joint_noise_scale=0.05,
+    )
     trainer = _trainer(args, datasets, body_joints)
     seen = {}
-    trainer.model.register_forward_pre_hook(lambda module, inputs: seen.setdefault("poses_6d", inputs[0].clone()))
+    trainer.model.register_forward_pre_hook(
+        lambda module, inputs: seen.setdefault("poses_6d", inputs[0].clone())
+    )
     trainer.training_step(0)
 
     clean = matrix_to_rotation_6d(axis_angle_to_matrix(trainer.batch(0).float()))
-    changed = (seen["poses_6d"] != clean).any(dim=-1)  # (B, 22): joints whose input differs from the clean pose
+    changed = (seen["poses_6d"] != clean).any(
+        dim=-1
+    )  # (B, 22): joints whose input differs from the clean pose
     parts = trainer.augmented_batch(0).noisy_part
     assert (parts >= 0).all()
     for pose, part in enumerate(parts.tolist()):
@@ -102,7 +110,9 @@ def test_noise_scale_grows_every_interval():
     no_orientation = _args("unused", orientation_perturbation_probability=0.0)
     angles = []
     for step in (0, 250):
-        augmented = augment_poses(rotations, args.noise_scale(step), no_orientation, "y", step_generator(0, step, 1))
+        augmented = augment_poses(
+            rotations, args.noise_scale(step), no_orientation, "y", step_generator(0, step, 1)
+        )
         noisy = augmented.inputs[(augmented.inputs != rotations).flatten(2).any(-1)]
         angles.append(_rotation_angle(noisy).mean().item() / math.sqrt(8 / math.pi))
     assert angles[0] == pytest.approx(0.01, rel=0.1)
@@ -113,7 +123,9 @@ def test_noise_scale_grows_every_interval():
 def test_orientation_perturbation_stays_within_bounds(up_axis):
     torch.manual_seed(0)
     rotations = axis_angle_to_matrix(torch.randn(4096, 22, 3) * 0.5)
-    args = _args("unused", joint_noise_probability=0.0, max_heading_perturbation=45.0, max_tilt_perturbation=20.0)
+    args = _args(
+        "unused", joint_noise_probability=0.0, max_heading_perturbation=45.0, max_tilt_perturbation=20.0
+    )
     augmented = augment_poses(rotations, 0.1, args, up_axis, step_generator(0, 0, 1))
 
     # The root is composed on the world side; the other joints are untouched; input = target here.
@@ -165,10 +177,15 @@ def test_loss_is_zero_for_a_perfect_reconstruction_and_has_every_term(body_joint
     body_model = BodyModel("generated")
     targets = axis_angle_to_matrix(torch.randn(4, 22, 3) * 0.4)
     args = _args("unused", vertex_loss_weight=100.0)
-    perfect = tokenizer_loss(matrix_to_rotation_6d(targets), targets, torch.tensor(0.0), args, body_joints, body_model)
+    perfect = tokenizer_loss(
+        matrix_to_rotation_6d(targets), targets, torch.tensor(0.0), args, body_joints, body_model
+    )
     assert set(perfect) == {"loss", "rotation_loss", "joint_loss", "vertex_loss", "commitment_loss"}
     # float32 round-off of Gram-Schmidt and forward kinematics only (the total carries the weights).
-    assert all(float(perfect[name]) < 1e-6 for name in perfect if name != "loss") and float(perfect["loss"]) < 1e-5
+    assert (
+        all(float(perfect[name]) < 1e-6 for name in perfect if name != "loss")
+        and float(perfect["loss"]) < 1e-5
+    )
     noisy = (matrix_to_rotation_6d(targets) + 0.05 * torch.randn(4, 22, 6)).requires_grad_()
     losses = tokenizer_loss(noisy, targets, torch.tensor(0.0), args, body_joints, body_model)
     for name in ("rotation_loss", "joint_loss", "vertex_loss"):
@@ -205,14 +222,18 @@ def test_resume_equals_uninterrupted_run(tmp_path, datasets, body_joints):
 
     torch.manual_seed(0)
     model = PoseVQVAE(PoseVQVAEConfig(**TINY_MODEL))
-    killed = _KilledAtFirstCheckpoint(model, _args(tmp_path / "b"), *datasets, body_joints=body_joints, up_axis="y")
+    killed = _KilledAtFirstCheckpoint(
+        model, _args(tmp_path / "b"), *datasets, body_joints=body_joints, up_axis="y"
+    )
     with pytest.raises(_Killed):
         killed.train()
     assert [path.name for path in list_checkpoints(tmp_path / "b")] == ["checkpoint-3"]
 
     # A new process: other initial weights and another global random state, all restored from the checkpoint.
     torch.manual_seed(1234)
-    resumed = _trainer(_args(tmp_path / "b", resume_from_checkpoint="latest"), datasets, body_joints, model_seed=99)
+    resumed = _trainer(
+        _args(tmp_path / "b", resume_from_checkpoint="latest"), datasets, body_joints, model_seed=99
+    )
     results = resumed.train()
     assert results["global_step"] == 6
 
@@ -229,11 +250,15 @@ def test_resume_equals_uninterrupted_run(tmp_path, datasets, body_joints):
 
 def test_resume_refuses_a_different_run(tmp_path, datasets, body_joints):
     _trainer(_args(tmp_path, max_steps=3), datasets, body_joints).train()
-    other = _trainer(_args(tmp_path, max_steps=3, batch_size=8, resume_from_checkpoint="latest"), datasets, body_joints)
+    other = _trainer(
+        _args(tmp_path, max_steps=3, batch_size=8, resume_from_checkpoint="latest"), datasets, body_joints
+    )
     with pytest.raises(ValueError, match="batch_size"):
         other.train()
     with pytest.raises(FileNotFoundError, match="training_state.pt"):
-        _trainer(_args(tmp_path, resume_from_checkpoint=str(tmp_path / "nope")), datasets, body_joints).train()
+        _trainer(
+            _args(tmp_path, resume_from_checkpoint=str(tmp_path / "nope")), datasets, body_joints
+        ).train()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -255,12 +280,19 @@ def test_recipe_with_an_unknown_key_is_refused(tmp_path):
 
 def test_command_line_overrides_the_recipe(tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("output_dir: run\nlearning_rate: 0.001\nmax_grad_norm: 1.0\nmodel:\n  codebook_size: 64\n  code_dim: 8\n")
+    recipe.write_text(
+        "output_dir: run\nlearning_rate: 0.001\nmax_grad_norm: 1.0\n"
+        "model:\n  codebook_size: 64\n  code_dim: 8\n"
+    )
     data_args, training_args, model = parse_arguments(
         ["--config", str(recipe), "--learning_rate", "5e-4", "--max_grad_norm", "null", "--disable_tqdm",
          "--model", "codebook_size=128", "--train_data_paths", "a", "b"]
     )  # fmt: skip
-    assert training_args.learning_rate == 5e-4 and training_args.max_grad_norm is None and training_args.disable_tqdm
+    assert (
+        training_args.learning_rate == 5e-4
+        and training_args.max_grad_norm is None
+        and training_args.disable_tqdm
+    )
     assert model == {"codebook_size": 128, "code_dim": 8}
     assert data_args.train_data_paths == ["a", "b"]
 

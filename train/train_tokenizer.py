@@ -46,7 +46,9 @@ from unipose.tokenizer_training import (
 )
 
 
-def main(data_args: PoseDataArguments, training_args: TokenizerTrainingArguments, model_overrides: dict) -> dict:
+def main(
+    data_args: PoseDataArguments, training_args: TokenizerTrainingArguments, model_overrides: dict
+) -> dict:
     enable_progress_logging()
     results = train_tokenizer(data_args, training_args, model_overrides)
     print(json.dumps(results, indent=2, sort_keys=True))

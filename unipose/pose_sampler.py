@@ -364,15 +364,15 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
             "knee": {"x": (0.0, 15.0)},
             "ankle": {"x": (10.0, 30.0)},
         },
-        arm_styles={"down": 2.0, "side": 2.0, "raised": 2.0, "chest": 1.0, "bent_up": 1.0},
+        arm_styles={"down": 2.0, "side": 2.0, "raised": 2.0, "bent_up": 1.0},
     ),
     PoseCategory(
         "lying_front",
         "lying on the front",
         joints={
-            "pelvis": {"x": (85.0, 95.0), "z": (-5.0, 5.0)},
-            "hip": {"x": (-5.0, 10.0)},
-            "knee": {"x": (0.0, 20.0)},
+            "pelvis": {"x": (86.0, 92.0), "z": (-5.0, 5.0)},
+            "hip": {"x": (-8.0, 2.0)},
+            "knee": {"x": (0.0, 15.0)},
             "ankle": {"x": (20.0, 45.0)},
             "neck": {"x": (-30.0, -10.0)},
         },
@@ -634,10 +634,13 @@ def _quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _axis_quaternion(angle: np.ndarray, axis: str) -> np.ndarray:
     """Quaternions `(..., 4)` of rotations by `angle` (radians, `(...)`) about a coordinate axis."""
-    half = 0.5 * angle
-    quaternion = np.zeros(angle.shape + (4,))
-    quaternion[..., 0] = np.cos(half)
-    quaternion[..., 1 + _AXES.index(axis)] = np.sin(half)
+    return _elementary_quaternion(np.cos(0.5 * angle), np.sin(0.5 * angle), axis)
+
+
+def _elementary_quaternion(cos_half: np.ndarray, sin_half: np.ndarray, axis: str) -> np.ndarray:
+    quaternion = np.zeros(cos_half.shape + (4,))
+    quaternion[..., 0] = cos_half
+    quaternion[..., 1 + _AXES.index(axis)] = sin_half
     return quaternion
 
 
@@ -653,10 +656,14 @@ def euler_to_quaternion(angles: np.ndarray, orders: Sequence[str]) -> np.ndarray
     Returns:
         `np.ndarray` of shape `(..., J, 4)`: unit quaternions `(w, x, y, z)`.
     """
+    cos_half, sin_half = np.cos(0.5 * angles), np.sin(0.5 * angles)
     quaternion = np.empty(angles.shape[:-1] + (4,))
     for order in sorted(set(orders)):
         joints = np.array([j for j, joint_order in enumerate(orders) if joint_order == order])
-        first, second, third = (_axis_quaternion(angles[..., joints, _AXES.index(a)], a) for a in order)
+        first, second, third = (
+            _elementary_quaternion(cos_half[..., joints, _AXES.index(a)], sin_half[..., joints, _AXES.index(a)], a)
+            for a in order
+        )
         quaternion[..., joints, :] = _quaternion_multiply(_quaternion_multiply(first, second), third)
     return quaternion
 

@@ -9,8 +9,10 @@ so prompts only hold single placeholders:
 - `<pose>` marks a pose given as input. A pose in any rotation format becomes `<p>` + `<pose>` x N + `</p>`
   and is returned in `pose_values` (the model encodes it with its frozen pose tokenizer); integer pose codes
   are written directly as the code tokens `<p><pose_12>...</p>`.
-- `<pose_query>` marks a pose the model must produce: `<p>` + `<pose_query>` x N + `</p>`. With
-  `target_poses` (codes), `pose_labels` holds the code token of each query position.
+- `<pose_query>` marks a pose the model must produce in training: `<p>` + `<pose_query>` x N + `</p>`.
+  With `target_poses` (codes), `pose_labels` holds the code token of each query position.
+- A prompt that ends with an open `<p>` asks `generate` for a pose right away (Text-to-Pose, Pose
+  Estimation, Pose Editing): the model writes all N codes in one step.
 """
 
 import os
@@ -799,7 +801,12 @@ class UniPoseProcessor(ProcessorMixin):
             "codes": self._is_code(ids),
         }
         spans = []
+        real = np.flatnonzero(ids != self.tokenizer.pad_token_id) if self.tokenizer.pad_token_id is not None else None
+        last_real = int(real[-1]) if real is not None and len(real) else len(ids) - 1
         for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
+            if start == last_real:
+                # An open `<p>` that ends a prompt asks the model to write a pose in one step (`generate`).
+                continue
             end = start + length + 1
             kind = next((name for name, mask in kinds.items() if mask[start + 1 : end].sum() == length), None)
             if kind is None or end >= len(ids) or ids[end] != self.pose_end_token_id:
@@ -985,5 +992,9 @@ class UniPoseProcessor(ProcessorMixin):
             )
         return result
 
+
+# `save_pretrained` copies this file (and its relative imports) next to the processor files, so that
+# `AutoProcessor.from_pretrained(..., trust_remote_code=True)` works where `unipose` is not installed.
+UniPoseProcessor.register_for_auto_class()
 
 __all__ = ["UniPoseProcessor"]

@@ -42,7 +42,6 @@ from transformers.utils import logging
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import NUM_BODY_JOINTS
 
-
 logger = logging.get_logger(__name__)
 
 AMASS_UP_AXIS = "z"
@@ -273,8 +272,8 @@ def read_amass_sequence(
         source_fps = float(npz[rate_key]) if rate_key is not None else None
     if poses.ndim != 2 or poses.shape[1] < NUM_BODY_POSE_VALUES:
         raise ValueError(
-            f"`{POSES_KEY}` in {str(path)!r} has shape {poses.shape}; expected (frames, values) with at least "
-            f"{NUM_BODY_POSE_VALUES} axis-angle values per frame (root + 21 body joints)."
+            f"`{POSES_KEY}` in {str(path)!r} has shape {poses.shape}; expected (frames, values) with at "
+            f"least {NUM_BODY_POSE_VALUES} axis-angle values per frame (root + 21 body joints)."
         )
     if not np.isfinite(poses[:, :NUM_BODY_POSE_VALUES]).all():
         raise ValueError(f"`{POSES_KEY}` in {str(path)!r} contains NaN or infinite values.")
@@ -283,11 +282,14 @@ def read_amass_sequence(
     else:
         if source_fps is None:
             raise ValueError(
-                f"{str(path)!r} gives no capture rate (none of the keys {list(FRAME_RATE_KEYS)}), so it cannot "
-                f"be subsampled to `target_fps`={target_fps}; set `target_fps` to None to keep every frame."
+                f"{str(path)!r} gives no capture rate (none of the keys {list(FRAME_RATE_KEYS)}), so it "
+                f"cannot be subsampled to `target_fps`={target_fps}; set `target_fps` to None to keep every "
+                "frame."
             )
         frames = subsample_frame_indices(len(poses), source_fps, target_fps)
-    body = torch.from_numpy(poses[frames, :NUM_BODY_POSE_VALUES].astype(np.float64)).reshape(-1, NUM_BODY_JOINTS, 3)
+    body = torch.from_numpy(poses[frames, :NUM_BODY_POSE_VALUES].astype(np.float64)).reshape(
+        -1, NUM_BODY_JOINTS, 3
+    )
     if heading_normalization and len(body):
         body[:, 0] = normalize_heading(body[:, 0], AMASS_UP_AXIS)
     if output_up_axis != AMASS_UP_AXIS and len(body):
@@ -415,7 +417,9 @@ def build_amass_dataset(
             "frame": datasets.Value("int64"),
         }
     )
-    return datasets.Dataset.from_dict({"pose": poses, "sequence": sequences, "frame": frames}, features=features)
+    return datasets.Dataset.from_dict(
+        {"pose": poses, "sequence": sequences, "frame": frames}, features=features
+    )
 
 
 __all__ = [

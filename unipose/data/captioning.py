@@ -300,6 +300,8 @@ SUPERCODES: tuple[SuperCode, ...] = (
         (
             ("left_hand_vs_hip_distance", ("close",)),
             ("right_hand_vs_hip_distance", ("close",)),
+            # The hip joints lie near the midline: hands close to them may also be close to each other.
+            ("hands_distance", ("spaced", "apart")),
             ("left_elbow_angle", ("mostly_bent", "square", "partly_bent")),
             ("right_elbow_angle", ("mostly_bent", "square", "partly_bent")),
         ),
@@ -934,6 +936,8 @@ def _render_caption(phrases: list[_Phrase], rng: random.Random) -> str:
             else:
                 joins = AFTER_PERSON if previous == "person" else AFTER_BARE if previous == "bare" else AFTER_CLAUSE
                 separator, form = rng.choice(joins)
+                if "while" in separator and any("while" in piece[:8] for piece in pieces):
+                    separator, form = next(join for join in joins if "while" not in join[0])
                 pieces.append(separator + (f"{noun} {be} {predicate}" if form == "clause" else f"{noun} {predicate}"))
             previous = form
         sentences.append(_capitalize("".join(pieces)) + ".")
@@ -1094,6 +1098,7 @@ class _PairGrammar:
         num = len(table)
         self.points = np.zeros((num, 2), dtype=np.int64)
         self.two_points = np.zeros(num, dtype=bool)
+        self.both_sides = np.zeros(num, dtype=bool)
         self.goal_less = np.zeros((num, width), dtype=bool)
         self.goal_more = np.zeros((num, width), dtype=bool)
         for q, code in enumerate(table.codes):
@@ -1103,6 +1108,7 @@ class _PairGrammar:
             if base.kind in ("distance", "x", "y", "z"):
                 self.points[q] = [POINT_INDEX[p] for p in base.points]
                 self.two_points[q] = base.phrase != "distance_pair"
+                self.both_sides[q] = base.phrase == "distance_pair"
             if base.kind in _GOALS:
                 less, more = _GOALS[base.kind]
                 self.goal_less[q] = _category_mask(width, base.category_names, less)
@@ -1114,15 +1120,15 @@ class _PairGrammar:
         # body turns from upright to lying (or back): only bends and distances survive such a change.
         self.frame_dependent = np.array([kind in ("heading", "x", "y", "z", "pitch", "roll", "twist", "height") for kind in base_kinds])
         # A change of posture says what the legs and the torso do.
-        def in_legs(base, swapped):
+        def in_legs(base, attribution):
             if base is None:
                 return False
             if base.kind in ("pitch", "height"):
                 return True
-            name = base.other if swapped and base.other is not None else base.subject
-            return _SECTION_OF_BASE.get(_entity(name)[1]) == "legs"
+            subject, _ = _attributed_entities(base, attribution)
+            return _SECTION_OF_BASE.get(subject[1]) == "legs"
 
-        self.legs = np.array([[in_legs(base, False), in_legs(base, True)] for base in bases])
+        self.legs = np.array([[in_legs(base, a) for a in _ATTRIBUTIONS] for base in bases])
         # Distances between two parts are only worth saying when they touch (nearly) in one of the poses.
         self.needs_contact = np.array([b is not None and b.kind == "distance" and b.phrase != "distance_pair" for b in bases])
         self._build_phrases()
@@ -1136,21 +1142,25 @@ class _PairGrammar:
             mid = len(names) // 2
             base = None if code.base is None else posecodes.codes[posecodes.index(code.base)]
             rank = int(table.canonical[q])
+            if self.two_points[q]:
+                attributions = (_AS_IS, _SWAPPED)
+            elif self.both_sides[q]:
+                attributions = (_AS_IS, _FIRST_ONLY, _SECOND_ONLY)
+            else:
+                attributions = (_AS_IS,)
             for category, name in enumerate(names):
                 if code.eligibility[category] == NEVER:
                     continue
                 for reached in (False, True):
-                    for swapped in (False, True):
-                        if swapped and not (base is not None and base.kind in ("distance", "x", "y", "z") and base.phrase != "distance_pair"):
-                            continue
-                        phrase = self._make(q, code, base, names, category, mid, reached, swapped, rank)
+                    for attribution in attributions:
+                        phrase = self._make(q, code, base, names, category, mid, reached, attribution, rank)
                         if phrase is not None:
-                            self.phrases[(q, category, reached, swapped)] = phrase
+                            self.phrases[(q, category, reached, attribution)] = phrase
 
-    def _make(self, q, code, base, names, category, mid, reached, swapped, rank):
+    def _make(self, q, code, base, names, category, mid, reached, attribution, rank):
         table = self.table
         shown = category
-        if swapped and base.kind in ("x", "y", "z"):
+        if attribution == _SWAPPED and base.kind in ("x", "y", "z"):
             shown = len(names) - 1 - category
         name = names[shown]
         direction = "less" if shown < mid else "more"
@@ -1163,11 +1173,9 @@ class _PairGrammar:
                 code.name, name, "heading_change", PAIR_TEMPLATES["heading_change"][key], None, None, side, "body",
                 rank, order, 5, ("heading", "heading_change", key),
             )
-        subject, other = _entity(base.subject), _entity(base.other)
-        if swapped:
-            subject, other = other, subject
+        subject, other = _attributed_entities(base, attribution)
         if base.kind == "distance":
-            phrase = "distance_pair_change" if base.phrase == "distance_pair" else "distance_change"
+            phrase = "distance_pair_change" if other is None else "distance_change"
         else:
             phrase = _CHANGE_PHRASE[base.kind]
         group_templates = PAIR_TEMPLATES[phrase]
@@ -1196,6 +1204,23 @@ class _PairGrammar:
         if phrase.phrase != "x_change":
             return phrase.templates
         return PAIR_TEMPLATES["x_change_both"]["outward" if phrase.side == phrase.subject[0] else "inward"]
+
+
+# Who moves in a change between two parts: the first part, the second ("swapped"), or for a pair of
+# left/right parts, both (as is) or only one side.
+_AS_IS, _SWAPPED, _FIRST_ONLY, _SECOND_ONLY = 0, 1, 2, 3
+_ATTRIBUTIONS = (_AS_IS, _SWAPPED, _FIRST_ONLY, _SECOND_ONLY)
+# For a left/right pair, one side alone moved when it moved this many times more than the other.
+ONE_SIDED_RATIO = 2.0
+
+
+def _attributed_entities(base, attribution: int):
+    """The (subject, other) entities of a change of posecode `base`, given who moved."""
+    if base.phrase == "distance_pair" and attribution in (_FIRST_ONLY, _SECOND_ONLY):
+        first, second = (_entity(point) for point in base.points)
+        return (first, second) if attribution == _FIRST_ONLY else (second, first)
+    subject, other = _entity(base.subject), _entity(base.other)
+    return (other, subject) if attribution == _SWAPPED and other is not None else (subject, other)
 
 
 def _pair_grammar() -> _PairGrammar:
@@ -1237,8 +1262,10 @@ def _render_instructions(phrases: list, rng: random.Random) -> str:
         count = rng.choice(PAIR_PHRASES_PER_SENTENCE)
         group, position = phrases[position : position + count], position + count
         text = rng.choice(PAIR_OPENERS) + _render_instruction(group[0], rng)
+        used = set()
         for phrase in group[1:]:
-            separator, form = rng.choice(PAIR_JOINS)
+            separator, form = rng.choice([join for join in PAIR_JOINS if join[0] not in used or join[1] == "sentence"])
+            used.add(separator)
             instruction = _render_instruction(phrase, rng)
             if form == "sentence":
                 sentences.append(_capitalize(text) + ".")
@@ -1321,8 +1348,12 @@ class PairCaptioner:
         )
         # The part that moved more (in each pose's own frame) is the one the instruction moves.
         moved = np.linalg.norm(points_b - points_a, axis=-1)  # (batch, P)
-        swapped = grammar.two_points & (moved[:, grammar.points[:, 1]] > moved[:, grammar.points[:, 0]])
-        swapped = np.broadcast_to(swapped, shape + (len(table),))
+        first, second = moved[:, grammar.points[:, 0]], moved[:, grammar.points[:, 1]]
+        attribution = np.full(first.shape, _AS_IS)
+        attribution[grammar.two_points & (second > first)] = _SWAPPED
+        attribution[grammar.both_sides & (first > ONE_SIDED_RATIO * second)] = _FIRST_ONLY
+        attribution[grammar.both_sides & (second > ONE_SIDED_RATIO * first)] = _SECOND_ONLY
+        attribution = np.broadcast_to(attribution, shape + (len(table),))
         skip = rng.random(shape + (len(table),))[..., table.canonical] < SKIP_PROBABILITY
         active = (eligibility > NEVER) & ~((eligibility == SAY) & skip)
         close = 0  # the first distance category
@@ -1337,10 +1368,12 @@ class PairCaptioner:
         entering_inverted = inverted_b & ~inverted_a
         ground = np.array([i for i, c in enumerate(supers) if c.name in _GROUND_POSTURES])
         lying = np.array([i for i, c in enumerate(supers) if c.name in _LYING_POSTURES])
-        getting_up = fired_a[..., ground].any(-1) & ~fired_b[..., postures].any(-1) & ~inverted_b
+        pelvis = posecodes.index("pelvis_height")
+        pelvis_raised_b = categories_b[..., pelvis] == posecodes.codes[pelvis].category_names.index("raised")
+        getting_up = fired_a[..., ground].any(-1) & ~fired_b[..., postures].any(-1) & ~inverted_b & pelvis_raised_b
         posture_change = entering.any(-1) | entering_inverted | getting_up
         world_change = (fired_a[..., lying].any(-1) != fired_b[..., lying].any(-1)) | (inverted_a != inverted_b)
-        legs = np.where(swapped, grammar.legs[:, 1], grammar.legs[:, 0])
+        legs = grammar.legs[np.arange(len(table)), attribution]
         active &= ~(posture_change[..., None] & legs)
         active &= ~(world_change[..., None] & grammar.frame_dependent)
         render_seeds = rng.integers(0, 2**31 - 1, size=shape)
@@ -1357,7 +1390,7 @@ class PairCaptioner:
                 elif getting_up[k, b]:
                     phrases.append(self._posture_phrase(None, "get_up"))
                 for code in np.flatnonzero(active[k, b]):
-                    key = (int(code), int(change_categories[k, b, code]), bool(reached[k, b, code]), bool(swapped[k, b, code]))
+                    key = (int(code), int(change_categories[k, b, code]), bool(reached[k, b, code]), int(attribution[k, b, code]))
                     phrase = grammar.phrases.get(key) or grammar.phrases.get(key[:2] + (False, key[3]))
                     if phrase is not None:
                         phrases.append(phrase)

@@ -385,7 +385,7 @@ def _build_posecodes() -> tuple[Posecode, ...]:
     codes += _code("left_elbow_angle", "angle", ("left_shoulder", "left_elbow", "left_wrist"), (_R, _S, _S, _S, _N, _S), "left_elbow")
     codes += _code("left_upper_arm_elevation", "elevation", ("left_shoulder", "left_elbow"), (_S, _N, _S, _N, _N), "left_upper_arm", in_pairs=False)
     codes += _code("left_forearm_elevation", "elevation", ("left_elbow", "left_wrist"), (_S, _N, _S, _N, _N), "left_forearm", in_pairs=False)
-    codes += _code("left_hand_vs_head_y", "y", ("left_hand", "head"), (_N, _N, _S, _N, _S), "left_hand", "head")
+    codes += _code("left_hand_vs_head_y", "y", ("left_hand", "head"), (_N, _N, _S, _N, _R), "left_hand", "head")
     codes += _code("left_elbow_vs_head_y", "y", ("left_elbow", "head"), (_N, _N, _N, _N, _S), "left_elbow", "head", in_pairs=False)
     codes += _code("left_hand_vs_shoulder_y", "y", ("left_hand", "left_shoulder"), (_N, _N, _S, _N, _S), "left_hand", "left_shoulder")
     codes += _code("left_elbow_vs_shoulder_y", "y", ("left_elbow", "left_shoulder"), (_N, _N, _N, _N, _S), "left_elbow", "left_shoulder")
@@ -690,7 +690,8 @@ class Paircode:
 
 
 def _build_paircodes(codes: tuple[Posecode, ...]) -> tuple[Paircode, ...]:
-    pair_codes = [Paircode("heading_change", "heading_change", None, (_R, _R, _S, _S, _N, _S, _S, _R, _R))]
+    # A turn of more than ~60 degrees is always said.
+    pair_codes = [Paircode("heading_change", "heading_change", None, (_R, _R, _R, _S, _N, _S, _R, _R, _R))]
     for code in codes:
         if not code.in_pairs or code.kind not in _CHANGE_OF:
             continue

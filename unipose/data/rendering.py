@@ -1,0 +1,827 @@
+"""
+Images of posed bodies: a small software renderer for the synthetic image corpora.
+
+The body mesh (the SMPL-H topology; by default the generated stand-in of `unipose.body_model`) is posed by
+linear blend skinning, seen through a perspective camera, and rasterised with a z-buffer in NumPy:
+
+1. skinning: the 22 body joints' rigid transforms (the hands stay flat, so every hand joint moves with its
+   wrist) blended by the file's skinning weights, with the file's pose correctives when it has any;
+2. camera: an orbit around the body (yaw about the vertical, pitch from above or below), a field of view,
+   and a framing that fits the body into a jittered share of the image;
+3. rasterisation ([`rasterize`]): back faces culled, each front triangle tested against the pixel centres
+   of its bounding box, all triangles of similar size at once, nearest fragment kept per pixel;
+4. shading: Gouraud-interpolated Lambert light from a random direction on the camera's side, one flat
+   colour per body part, a dark outline where a part occludes another part or the background.
+
+Left and right are told apart by colour, the same way in every image: left limbs are drawn in blues and
+right limbs in reds/oranges (hue ranges `LEFT_HUE_RANGE_DEG` / `RIGHT_HUE_RANGE_DEG`), the torso in a
+neutral colour, the head with a skin-coloured face and hair on the back and top, which shows which way the
+body faces. Everything an image varies by (camera, light, body shape, colours, background) is a [`Scene`],
+drawn by [`sample_scenes`] from a NumPy generator, so a corpus is reproducible from its seed.
+
+Example:
+
+```python
+>>> import numpy as np
+>>> from unipose.data.rendering import BodyRenderer, sample_scenes
+>>> renderer = BodyRenderer()  # the generated body model
+>>> poses = np.zeros((2, 22, 3), dtype=np.float32)
+>>> images = renderer.render(poses, sample_scenes(2, np.random.default_rng(0)))
+>>> images.shape, images.dtype
+((2, 336, 336, 3), dtype('uint8'))
+```
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass, field, replace
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import scipy.sparse
+from PIL import Image
+
+from ..rotations import to_rotation_matrix
+from ..skeleton import BODY_JOINT_NAMES, BODY_PARENTS, NUM_BODY_JOINTS, SMPLH_PARENTS
+
+
+# The CLIP ViT-L/14 tower reads 336 x 336 images; the pose ViT's processor resizes and crops from there.
+IMAGE_SIZE = 336
+
+# ---------------------------------------------------------------------------------------------------------
+# Body parts and materials
+# ---------------------------------------------------------------------------------------------------------
+
+# Parts are what outlines separate; every body joint's skinning region belongs to one of them.
+PARTS = (
+    "torso",
+    "head",
+    "left_upper_arm",
+    "left_forearm",
+    "left_hand",
+    "left_thigh",
+    "left_shank",
+    "left_foot",
+    "right_upper_arm",
+    "right_forearm",
+    "right_hand",
+    "right_thigh",
+    "right_shank",
+    "right_foot",
+)
+_SEGMENT_OF_JOINT = {
+    "pelvis": "torso",
+    "spine1": "torso",
+    "spine2": "torso",
+    "spine3": "torso",
+    "neck": "torso",  # the neck wears the torso's colour, like a collar
+    "collar": "torso",
+    "head": "head",
+    "shoulder": "upper_arm",
+    "elbow": "forearm",
+    "wrist": "hand",
+    "hip": "thigh",
+    "knee": "shank",
+    "ankle": "foot",
+    "foot": "foot",
+}
+
+
+def _part_of_joint(name: str) -> str:
+    for side in ("left", "right"):
+        if name.startswith(side + "_"):
+            segment = _SEGMENT_OF_JOINT[name[len(side) + 1 :]]
+            return segment if segment == "torso" else f"{side}_{segment}"
+    return _SEGMENT_OF_JOINT[name]
+
+
+PART_OF_JOINT = tuple(PARTS.index(_part_of_joint(name)) for name in BODY_JOINT_NAMES)
+
+# Materials are what colours differ by: the parts, with the head split into face and hair.
+MATERIALS = ("torso", "skin", "hair") + PARTS[2:]
+_MATERIAL_OF_PART = np.array([MATERIALS.index(part) if part in MATERIALS else -1 for part in PARTS])
+_MATERIAL_OF_PART[PARTS.index("head")] = MATERIALS.index("skin")
+HAIR = MATERIALS.index("hair")
+
+# Hair covers the head above this height and behind this depth, both as fractions of the head's half
+# extents from its centre in the rest pose; the rest, facing forward, is the face.
+HAIR_ABOVE = 0.35
+HAIR_BEHIND = -0.15
+
+# Limb colours: a hue per side, the same in every image, with saturation and value drawn per image. The
+# segments of a limb are told apart by brightness.
+LEFT_HUE_RANGE_DEG = (200.0, 232.0)  # blues
+RIGHT_HUE_RANGE_DEG = (-10.0, 22.0)  # reds and oranges
+LIMB_SATURATION_RANGE = (0.55, 0.85)
+LIMB_VALUE_RANGE = (0.65, 0.92)
+SEGMENT_BRIGHTNESS = {"upper_arm": 1.0, "forearm": 0.85, "hand": 0.7, "thigh": 1.0, "shank": 0.85, "foot": 0.7}
+# The torso stays clear of both limb hues: greys, or yellows and greens.
+TORSO_NEUTRAL_SATURATION = (0.0, 0.15)
+TORSO_HUE_RANGE_DEG = (45.0, 160.0)
+TORSO_SATURATION_RANGE = (0.3, 0.6)
+TORSO_VALUE_RANGE = (0.45, 0.95)
+SKIN_TONES = ((0.96, 0.80, 0.69), (0.89, 0.69, 0.55), (0.78, 0.57, 0.42), (0.55, 0.38, 0.26), (0.36, 0.24, 0.17))
+HAIR_COLORS = ((0.08, 0.06, 0.05), (0.27, 0.16, 0.09), (0.55, 0.40, 0.22), (0.85, 0.72, 0.45), (0.6, 0.6, 0.6))
+COLOR_JITTER = 0.04
+
+# Reference colours of [`frontal_scene`], for checks that look for a side's colour in an image.
+REFERENCE_COLORS = {
+    "torso": (0.75, 0.75, 0.7),
+    "skin": SKIN_TONES[1],
+    "hair": HAIR_COLORS[1],
+    "left": (0.2, 0.45, 0.9),
+    "right": (0.9, 0.3, 0.15),
+}
+
+# Outlines darken the pixels on the near side of a part boundary to this fraction of their colour.
+OUTLINE_SHADE = 0.35
+BACKGROUNDS = ("solid", "gradient", "noise")
+# "noise" backgrounds: smooth blobs from a coarse grid of this many cells per side, plus fine grain.
+NOISE_GRID_RANGE = (3, 9)
+NOISE_AMPLITUDE_RANGE = (0.08, 0.25)
+GRAIN_AMPLITUDE = 0.03
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scenes: everything an image varies by
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """
+    The ranges [`sample_scenes`] draws from.
+
+    Args:
+        yaw_range_deg (`tuple[float, float]`, defaults to `(-180, 180)`):
+            Camera azimuth about the vertical axis; 0 looks at the body's front in the rest pose (from +z).
+        pitch_range_deg (`tuple[float, float]`, defaults to `(-10, 35)`):
+            Camera elevation; positive looks down from above.
+        fov_range_deg (`tuple[float, float]`, defaults to `(25, 55)`):
+            Vertical field of view, i.e. how strong the perspective is.
+        fill_range (`tuple[float, float]`, defaults to `(0.6, 0.92)`):
+            Share of the image's side that the body's larger extent spans.
+        offset_fraction (`float`, defaults to 0.8):
+            How much of the free margin the body's centre may be shifted by, in each direction.
+        ambient_range (`tuple[float, float]`, defaults to `(0.3, 0.55)`):
+            Share of the light that does not depend on the surface's direction.
+        background_weights (`tuple[float, float, float]`, defaults to `(1, 1, 1)`):
+            Relative frequencies of `BACKGROUNDS` ("solid", "gradient", "noise").
+        shape_std (`float`, defaults to 0.8):
+            Standard deviation of the body-shape coefficients.
+        num_shape_coefficients (`int`, defaults to 3):
+            How many shape coefficients vary (the generated body has three: stature, limb length, girth).
+        max_shape (`float`, defaults to 2.0):
+            Shape coefficients are clipped to `[-max_shape, max_shape]`.
+    """
+
+    yaw_range_deg: tuple[float, float] = (-180.0, 180.0)
+    pitch_range_deg: tuple[float, float] = (-10.0, 35.0)
+    fov_range_deg: tuple[float, float] = (25.0, 55.0)
+    fill_range: tuple[float, float] = (0.6, 0.92)
+    offset_fraction: float = 0.8
+    ambient_range: tuple[float, float] = (0.3, 0.55)
+    background_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    shape_std: float = 0.8
+    num_shape_coefficients: int = 3
+    max_shape: float = 2.0
+
+    def __post_init__(self):
+        for name in ("yaw_range_deg", "pitch_range_deg", "fov_range_deg", "fill_range", "ambient_range"):
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"`{name}` must be a (low, high) range with low <= high, got {(low, high)}.")
+        if not -80.0 <= self.pitch_range_deg[0] and self.pitch_range_deg[1] <= 80.0:
+            raise ValueError(f"`pitch_range_deg` must lie within [-80, 80] degrees, got {self.pitch_range_deg}.")
+        if not 0.0 < self.fov_range_deg[0] and self.fov_range_deg[1] < 150.0:
+            raise ValueError(f"`fov_range_deg` must lie within (0, 150) degrees, got {self.fov_range_deg}.")
+        if not 0.0 < self.fill_range[0] and self.fill_range[1] <= 1.0:
+            raise ValueError(f"`fill_range` must lie within (0, 1], got {self.fill_range}.")
+        if not 0.0 <= self.ambient_range[0] and self.ambient_range[1] <= 1.0:
+            raise ValueError(f"`ambient_range` must lie within [0, 1], got {self.ambient_range}.")
+        if len(self.background_weights) != len(BACKGROUNDS) or min(self.background_weights) < 0:
+            raise ValueError(
+                f"`background_weights` must hold {len(BACKGROUNDS)} non-negative weights for {BACKGROUNDS}, got "
+                f"{self.background_weights}."
+            )
+
+
+@dataclass(frozen=True)
+class Scene:
+    """
+    One image's camera, light, body shape, colours and background.
+
+    Args:
+        yaw_deg (`float`): camera azimuth about the vertical (0: in front of the rest pose, on +z).
+        pitch_deg (`float`): camera elevation (positive: from above).
+        fov_deg (`float`): vertical field of view.
+        fill (`float`): share of the image side that the body's larger extent spans.
+        offset (`tuple[float, float]`): shift of the body's centre, as fractions of the image (x right, y down).
+        light (`tuple[float, float, float]`): unit direction towards the light, in camera axes (x right,
+            y down, z away from the camera).
+        ambient (`float`): share of the light that reaches every surface.
+        colors (`tuple` of `len(MATERIALS)` RGB triples in `[0, 1]`): one colour per material.
+        background (`str`): one of `BACKGROUNDS`.
+        background_colors (`tuple` of two RGB triples): the background's colour(s).
+        background_seed (`int`): seed of the background's texture ("noise") and direction ("gradient").
+        betas (`tuple[float, ...]`): body-shape coefficients (zeros beyond those given).
+    """
+
+    yaw_deg: float = 0.0
+    pitch_deg: float = 0.0
+    fov_deg: float = 40.0
+    fill: float = 0.85
+    offset: tuple[float, float] = (0.0, 0.0)
+    light: tuple[float, float, float] = (0.0, 0.0, -1.0)
+    ambient: float = 0.45
+    colors: tuple[tuple[float, float, float], ...] = field(default_factory=lambda: _reference_colors())
+    background: str = "solid"
+    background_colors: tuple[tuple[float, float, float], ...] = ((1.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+    background_seed: int = 0
+    betas: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"`background` must be one of {BACKGROUNDS}, got {self.background!r}.")
+        if len(self.colors) != len(MATERIALS):
+            raise ValueError(f"`colors` must hold one RGB triple per material {MATERIALS}, got {len(self.colors)}.")
+        if not 0.0 < self.fov_deg < 150.0:
+            raise ValueError(f"`fov_deg` must lie in (0, 150), got {self.fov_deg}.")
+        if not -80.0 <= self.pitch_deg <= 80.0:
+            raise ValueError(f"`pitch_deg` must lie in [-80, 80], got {self.pitch_deg}.")
+        if not 0.0 < self.fill <= 1.0:
+            raise ValueError(f"`fill` must lie in (0, 1], got {self.fill}.")
+
+
+def _reference_colors() -> tuple[tuple[float, float, float], ...]:
+    colors = []
+    for material in MATERIALS:
+        if material.startswith(("left_", "right_")):
+            side, segment = material.split("_", 1)
+            colors.append(tuple(c * SEGMENT_BRIGHTNESS[segment] for c in REFERENCE_COLORS[side]))
+        else:
+            colors.append(REFERENCE_COLORS[material])
+    return tuple(colors)
+
+
+def frontal_scene(**overrides) -> Scene:
+    """
+    A plain scene: the camera in front of the rest pose at the body's height, light from the camera, the
+    reference colours (`REFERENCE_COLORS`) on a white background. Keyword arguments replace fields.
+    """
+    return replace(Scene(), **overrides)
+
+
+def _hsv(hue_deg: float, saturation: float, value: float) -> tuple[float, float, float]:
+    return colorsys.hsv_to_rgb((hue_deg / 360.0) % 1.0, saturation, value)
+
+
+def _jitter(color, rng: np.random.Generator) -> tuple[float, float, float]:
+    return tuple(float(c) for c in np.clip(np.asarray(color) + rng.uniform(-COLOR_JITTER, COLOR_JITTER, 3), 0, 1))
+
+
+def _sample_colors(rng: np.random.Generator) -> tuple[tuple[float, float, float], ...]:
+    if rng.random() < 0.5:
+        torso = _hsv(rng.uniform(0, 360), rng.uniform(*TORSO_NEUTRAL_SATURATION), rng.uniform(*TORSO_VALUE_RANGE))
+    else:
+        torso = _hsv(rng.uniform(*TORSO_HUE_RANGE_DEG), rng.uniform(*TORSO_SATURATION_RANGE), rng.uniform(*TORSO_VALUE_RANGE))
+    skin = _jitter(SKIN_TONES[rng.integers(len(SKIN_TONES))], rng)
+    hair = _jitter(HAIR_COLORS[rng.integers(len(HAIR_COLORS))], rng)
+    sides = {}
+    for side, hues in (("left", LEFT_HUE_RANGE_DEG), ("right", RIGHT_HUE_RANGE_DEG)):
+        sides[side] = (rng.uniform(*hues), rng.uniform(*LIMB_SATURATION_RANGE), rng.uniform(*LIMB_VALUE_RANGE))
+    colors = {"torso": torso, "skin": skin, "hair": hair}
+    for material in MATERIALS[3:]:
+        side, segment = material.split("_", 1)
+        hue, saturation, value = sides[side]
+        colors[material] = _hsv(hue, saturation, value * SEGMENT_BRIGHTNESS[segment])
+    return tuple(tuple(float(c) for c in colors[m]) for m in MATERIALS)
+
+
+def _sample_background_colors(rng: np.random.Generator) -> tuple[tuple[float, float, float], ...]:
+    # Backgrounds are either dark or light, so that the mid-toned body stands out from them.
+    dark = rng.random() < 0.4
+    colors = []
+    for _ in range(2):
+        value = rng.uniform(0.05, 0.35) if dark else rng.uniform(0.7, 1.0)
+        colors.append(_hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.45), value))
+    return tuple(tuple(float(c) for c in color) for color in colors)
+
+
+def sample_scenes(
+    num_scenes: int, rng: Union[np.random.Generator, int], settings: Optional[RenderSettings] = None
+) -> list[Scene]:
+    """
+    Draw random scenes.
+
+    Args:
+        num_scenes (`int`): how many.
+        rng (`np.random.Generator` or `int`): the generator to draw from (advanced), or a seed.
+        settings ([`RenderSettings`], *optional*): the ranges; the defaults when omitted.
+
+    Returns:
+        `list[Scene]` of length `num_scenes`.
+    """
+    if isinstance(num_scenes, bool) or not isinstance(num_scenes, (int, np.integer)) or num_scenes < 0:
+        raise ValueError(f"`num_scenes` must be a non-negative integer, got {num_scenes!r}.")
+    if not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(rng)
+    settings = RenderSettings() if settings is None else settings
+    background_p = np.asarray(settings.background_weights, dtype=np.float64)
+    background_p = background_p / background_p.sum()
+    scenes = []
+    for _ in range(int(num_scenes)):
+        fill = rng.uniform(*settings.fill_range)
+        margin = (1.0 - fill) / 2 * settings.offset_fraction
+        light = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 0.3), -rng.uniform(0.4, 1.2)])
+        betas = np.clip(rng.normal(0.0, settings.shape_std, settings.num_shape_coefficients), -settings.max_shape, settings.max_shape)
+        scenes.append(
+            Scene(
+                yaw_deg=float(rng.uniform(*settings.yaw_range_deg)),
+                pitch_deg=float(rng.uniform(*settings.pitch_range_deg)),
+                fov_deg=float(rng.uniform(*settings.fov_range_deg)),
+                fill=float(fill),
+                offset=(float(rng.uniform(-margin, margin)), float(rng.uniform(-margin, margin))),
+                light=tuple(float(c) for c in light / np.linalg.norm(light)),
+                ambient=float(rng.uniform(*settings.ambient_range)),
+                colors=_sample_colors(rng),
+                background=BACKGROUNDS[rng.choice(len(BACKGROUNDS), p=background_p)],
+                background_colors=_sample_background_colors(rng),
+                background_seed=int(rng.integers(2**31)),
+                betas=tuple(float(b) for b in betas),
+            )
+        )
+    return scenes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rasterisation
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Fragments:
+    """
+    The visible surface point of every covered pixel.
+
+    Args:
+        pixels (`np.ndarray` of shape `(P,)`, int64): flat pixel indices `row * width + column`.
+        faces (`np.ndarray` of shape `(P,)`, int64): the triangle seen at each pixel.
+        barycentric (`np.ndarray` of shape `(P, 3)`, float32): the pixel centre's barycentric coordinates
+            in that triangle (screen space).
+        inverse_depth (`np.ndarray` of shape `(P,)`, float32): `1 / depth` of the surface at the pixel.
+    """
+
+    pixels: np.ndarray
+    faces: np.ndarray
+    barycentric: np.ndarray
+    inverse_depth: np.ndarray
+
+
+# Triangles are rasterised in groups whose bounding boxes fit in `size x size` pixels, `size` from here.
+_BOX_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+# Barycentric slack, so that a pixel centre on an edge shared by two triangles is never missed by both.
+_EDGE_EPSILON = 1e-6
+
+
+def rasterize(points: np.ndarray, faces: np.ndarray, height: int, width: int) -> Fragments:
+    """
+    Z-buffer rasterisation of triangles in screen space.
+
+    Every triangle is tested against the pixel centres (`column + 0.5`, `row + 0.5`) inside its bounding
+    box; the triangles are grouped by box size so that each group is one vectorised pass. The nearest
+    fragment (largest inverse depth, which is linear in screen space) wins each pixel.
+
+    Args:
+        points (`np.ndarray` of shape `(V, 3)`):
+            Screen positions: x (columns) and y (rows) in pixels, and inverse depth `1 / z` (positive).
+        faces (`np.ndarray` of shape `(F, 3)`):
+            Vertex indices of the triangles to draw (cull back faces before, if wanted).
+        height (`int`), width (`int`): image size in pixels.
+
+    Returns:
+        [`Fragments`], one per covered pixel.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    faces = np.asarray(faces, dtype=np.int64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"`points` must have shape (num_vertices, 3), got {points.shape}.")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ValueError(f"`faces` must have shape (num_faces, 3), got {faces.shape}.")
+    corners = points[faces]  # (F, 3 corners, 3)
+    x, y, inverse_depth = corners[..., 0], corners[..., 1], corners[..., 2]
+    edge1_x, edge1_y = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
+    edge2_x, edge2_y = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
+    area = edge1_x * edge2_y - edge1_y * edge2_x  # twice the signed area
+    # Pixel rows/columns whose centres can fall inside each triangle.
+    column_min = np.clip(np.ceil(x.min(1) - 0.5), 0, width).astype(np.int64)
+    column_max = np.clip(np.floor(x.max(1) - 0.5), -1, width - 1).astype(np.int64)
+    row_min = np.clip(np.ceil(y.min(1) - 0.5), 0, height).astype(np.int64)
+    row_max = np.clip(np.floor(y.max(1) - 0.5), -1, height - 1).astype(np.int64)
+    box = np.maximum(column_max - column_min, row_max - row_min) + 1
+    drawn = (np.abs(area) > 1e-12) & (column_max >= column_min) & (row_max >= row_min)
+    with np.errstate(divide="ignore"):
+        inverse_area = np.where(drawn, 1.0 / area, 0.0).astype(np.float32)
+
+    pixel_chunks, face_chunks, weight_chunks, depth_chunks = [], [], [], []
+    group = np.searchsorted(np.asarray(_BOX_SIZES), box)  # the smallest listed size >= box
+    group[~drawn] = -1
+    for index in np.unique(group[group >= 0]):
+        size = _BOX_SIZES[index] if index < len(_BOX_SIZES) else int(box.max())
+        members = np.flatnonzero(group == index)
+        offset_row, offset_column = np.divmod(np.arange(size * size), size)
+        columns = column_min[members, None] + offset_column  # (n, size^2)
+        rows = row_min[members, None] + offset_row
+        valid = (columns <= column_max[members, None]) & (rows <= row_max[members, None])
+        dx = columns + np.float32(0.5) - x[members, :1]
+        dy = rows + np.float32(0.5) - y[members, :1]
+        scale = inverse_area[members, None]
+        weight1 = (dx * edge2_y[members, None] - dy * edge2_x[members, None]) * scale
+        weight2 = (edge1_x[members, None] * dy - edge1_y[members, None] * dx) * scale
+        weight0 = 1.0 - weight1 - weight2
+        inside = valid & (weight0 >= -_EDGE_EPSILON) & (weight1 >= -_EDGE_EPSILON) & (weight2 >= -_EDGE_EPSILON)
+        face_index, cell = np.nonzero(inside)
+        weights = np.stack((weight0[face_index, cell], weight1[face_index, cell], weight2[face_index, cell]), -1)
+        owner = members[face_index]
+        pixel_chunks.append(rows[face_index, cell] * width + columns[face_index, cell])
+        face_chunks.append(owner)
+        weight_chunks.append(weights)
+        depth_chunks.append(np.einsum("pk,pk->p", weights, inverse_depth[owner]))
+    if not pixel_chunks:
+        empty = np.zeros(0, dtype=np.int64)
+        return Fragments(empty, empty, np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
+    pixels = np.concatenate(pixel_chunks)
+    depth = np.concatenate(depth_chunks).astype(np.float32)
+    # Nearest fragment per pixel: the largest inverse depth; among exact ties the last one written wins.
+    nearest = np.full(height * width, -np.inf, dtype=np.float32)
+    np.maximum.at(nearest, pixels, depth)
+    winners = np.flatnonzero(depth >= nearest[pixels])
+    owner = np.full(height * width, -1, dtype=np.int64)
+    owner[pixels[winners]] = winners
+    covered = np.flatnonzero(owner >= 0)
+    chosen = owner[covered]
+    return Fragments(
+        pixels=covered,
+        faces=np.concatenate(face_chunks)[chosen],
+        barycentric=np.concatenate(weight_chunks)[chosen].astype(np.float32),
+        inverse_depth=depth[chosen],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Camera and backgrounds
+# ---------------------------------------------------------------------------------------------------------
+
+
+def camera_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    """
+    World-to-camera rotation of a camera orbiting the origin.
+
+    The camera sits in direction `(sin(yaw) cos(pitch), sin(pitch), cos(yaw) cos(pitch))` from the body
+    and looks at it; camera axes are x right, y down, z forward (away from the camera), as in OpenCV.
+
+    Returns:
+        `np.ndarray` of shape `(3, 3)`: rows are the camera's right, down and forward axes in world
+        coordinates (SMPL's: x the body's left, y up, z forward).
+    """
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    toward_camera = np.array([math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
+    forward = -toward_camera
+    right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    return np.stack((right, down, forward))
+
+
+def render_background(scene: Scene, height: int, width: int) -> np.ndarray:
+    """
+    The scene's background.
+
+    Returns:
+        `np.ndarray` of shape `(height, width, 3)`, float32 in `[0, 1]`.
+    """
+    first, second = (np.asarray(c, dtype=np.float32) for c in scene.background_colors)
+    if scene.background == "solid":
+        return np.broadcast_to(first, (height, width, 3)).copy()
+    rng = np.random.default_rng(scene.background_seed)
+    if scene.background == "gradient":
+        angle = rng.uniform(0, 2 * math.pi)
+        rows = (np.arange(height, dtype=np.float32) + 0.5) / height - 0.5
+        columns = (np.arange(width, dtype=np.float32) + 0.5) / width - 0.5
+        t = np.clip(columns[None, :] * math.cos(angle) + rows[:, None] * math.sin(angle) + 0.5, 0.0, 1.0)
+        return first + (second - first) * t[..., None]
+    # "noise": smooth colour blobs between the two colours (a coarse random grid, upsampled), then grain.
+    cells = int(rng.integers(NOISE_GRID_RANGE[0], NOISE_GRID_RANGE[1] + 1))
+    coarse = rng.random((cells, cells, 3)).astype(np.float32)
+    blobs = Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC)
+    t = np.asarray(blobs, dtype=np.float32) / 255.0
+    amplitude = rng.uniform(*NOISE_AMPLITUDE_RANGE)
+    base = first + (second - first) * t.mean(-1, keepdims=True)
+    grain = rng.integers(-128, 128, (height, width, 1), dtype=np.int16).astype(np.float32) / 128.0
+    return np.clip(base + amplitude * (t - 0.5) + GRAIN_AMPLITUDE * grain, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The renderer
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _numpy(tensor) -> np.ndarray:
+    return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
+
+
+class BodyRenderer:
+    """
+    Renders posed bodies into RGB images with a NumPy z-buffer rasteriser.
+
+    Args:
+        body_model ([`~unipose.body_model.BodyModel`], `str` or `os.PathLike`, *optional*):
+            The body to draw: a loaded `BodyModel`, or a path (or `"generated"`) to load one from. Defaults
+            to the generated stand-in body.
+        image_size (`int`, *optional*, defaults to 336):
+            Side of the square images, in pixels.
+
+    Example:
+
+    ```python
+    >>> renderer = BodyRenderer(image_size=224)
+    >>> image = renderer.render_image(np.zeros((22, 3)), frontal_scene())  # a PIL image of the T-pose
+    ```
+    """
+
+    def __init__(self, body_model=None, image_size: int = IMAGE_SIZE):
+        if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 16:
+            raise ValueError(f"`image_size` must be an integer of at least 16 pixels, got {image_size!r}.")
+        self.image_size = int(image_size)
+        if body_model is None or not hasattr(body_model, "smplh"):
+            from ..body_model import BodyModel
+
+            body_model = BodyModel("generated" if body_model is None else body_model)
+        smplh = body_model.smplh
+        template = _numpy(smplh.v_template).astype(np.float64)  # (V, 3)
+        weights = _numpy(smplh.lbs_weights).astype(np.float64)  # (V, 52)
+        regressor = _numpy(smplh.J_regressor).astype(np.float64)  # (52, V)
+        shapedirs = _numpy(smplh.shapedirs).astype(np.float64)  # (V, 3, num_betas)
+        faces = _numpy(smplh.faces_tensor).astype(np.int64)
+        num_vertices = template.shape[0]
+
+        # Hands stay flat, so every hand joint's skinning transform equals its wrist's: fold their weights.
+        body_of = np.arange(len(SMPLH_PARENTS))
+        for joint in range(NUM_BODY_JOINTS, len(SMPLH_PARENTS)):
+            parent = SMPLH_PARENTS[joint]
+            body_of[joint] = parent if parent < NUM_BODY_JOINTS else body_of[parent]
+        folded = np.zeros((num_vertices, NUM_BODY_JOINTS))
+        np.add.at(folded.T, body_of[: weights.shape[1]], weights.T)
+        self.weights = folded.astype(np.float32)  # (V, 22)
+
+        self.template = template.astype(np.float32)
+        self.shapedirs = shapedirs.reshape(num_vertices * 3, -1).astype(np.float32)  # (V*3, num_betas)
+        self.rest_joints = (regressor @ template)[:NUM_BODY_JOINTS].astype(np.float32)  # (22, 3)
+        self.joint_shapedirs = np.einsum("jv,vcb->jcb", regressor[:NUM_BODY_JOINTS], shapedirs).astype(np.float32)
+        # Pose correctives of the 21 body joints ((R - I) of each, flattened); the hands' terms are zero.
+        posedirs = _numpy(smplh.posedirs)[: (NUM_BODY_JOINTS - 1) * 9]
+        self.posedirs = posedirs.astype(np.float32) if np.any(posedirs) else None  # (189, V*3)
+        self.parents = BODY_PARENTS
+
+        # Outward-facing winding, so that back faces can be told from front ones.
+        corners = template[faces]
+        volume = np.einsum("fc,fc->f", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])).sum()
+        self.faces = faces if volume >= 0 else faces[:, ::-1].copy()
+        self.face_parts, self.face_materials = self._face_labels(template, folded)
+        # Vertex normals are the area-weighted sums of the normals of the faces around them.
+        incidence_rows = self.faces.reshape(-1)
+        incidence_columns = np.repeat(np.arange(len(self.faces)), 3)
+        self._vertex_faces = scipy.sparse.csr_matrix(
+            (np.ones(incidence_rows.size, np.float32), (incidence_rows, incidence_columns)),
+            shape=(num_vertices, len(self.faces)),
+        )
+
+    def _face_labels(self, template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Part (index into `PARTS`) and material (index into `MATERIALS`) of each face, `(F,)` each."""
+        vertex_part = np.asarray(PART_OF_JOINT)[weights.argmax(1)]  # (V,)
+        num_vertices = len(template)
+        adjacency = scipy.sparse.coo_matrix(
+            (np.ones(self.faces.size), (self.faces.reshape(-1), np.roll(self.faces, 1, axis=1).reshape(-1))),
+            shape=(num_vertices, num_vertices),
+        )
+        num_components, component = scipy.sparse.csgraph.connected_components(adjacency, directed=False)
+        if num_components > 1:
+            # A body made of separate closed pieces (the generated one: a tube per segment) colours each
+            # piece by the part most of its vertices belong to, so that skinning weights that reach across
+            # a joint (the hip's over the lower torso) do not tint the neighbouring piece.
+            votes = np.zeros((num_components, len(PARTS)), dtype=np.int64)
+            np.add.at(votes, (component, vertex_part), 1)
+            vertex_part = votes.argmax(1)[component]
+        corner_parts = vertex_part[self.faces]  # (F, 3)
+        face_votes = np.zeros((len(self.faces), len(PARTS)), dtype=np.int64)
+        np.add.at(face_votes, (np.repeat(np.arange(len(self.faces)), 3), corner_parts.reshape(-1)), 1)
+        face_parts = face_votes.argmax(1)
+
+        head = vertex_part == PARTS.index("head")
+        hair = np.zeros(num_vertices, dtype=bool)
+        if head.any():
+            low, high = template[head].min(0), template[head].max(0)
+            centre, half = (low + high) / 2, np.maximum((high - low) / 2, 1e-9)
+            relative = (template - centre) / half
+            hair = head & ((relative[:, 1] > HAIR_ABOVE) | (relative[:, 2] < HAIR_BEHIND))
+        face_materials = _MATERIAL_OF_PART[face_parts]
+        face_hair = (face_parts == PARTS.index("head")) & (hair[self.faces].sum(1) >= 2)
+        face_materials[face_hair] = HAIR
+        return face_parts.astype(np.int64), face_materials.astype(np.int64)
+
+    # -- geometry ------------------------------------------------------------------------------------------
+
+    def pose_vertices(self, poses, betas=None) -> np.ndarray:
+        """
+        Linear blend skinning of the body mesh.
+
+        Args:
+            poses: B poses in any format `unipose.rotations.to_rotation_matrix` accepts (e.g. axis-angle
+                `(B, 22, 3)`), the root orientation first, in SMPL's y-up world.
+            betas (`np.ndarray` of shape `(B, k)` or `(k,)`, *optional*): shape coefficients (`k` up to the
+                body's number of coefficients; the rest are zero).
+
+        Returns:
+            `np.ndarray` of shape `(B, V, 3)`, float32: vertices in metres, placed as `BodyModel` places them
+            (no translation).
+        """
+        rotations = _numpy(to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses")).astype(np.float32)
+        batch = rotations.shape[0]
+        template = np.broadcast_to(self.template, (batch,) + self.template.shape)
+        joints = np.broadcast_to(self.rest_joints, (batch,) + self.rest_joints.shape)
+        if betas is not None:
+            betas = np.atleast_2d(np.asarray(betas, dtype=np.float32))
+            if betas.shape[1] > self.shapedirs.shape[1] or betas.shape[0] not in (1, batch):
+                raise ValueError(
+                    f"`betas` must have shape ({batch}, k) or (k,) with k <= {self.shapedirs.shape[1]}, got "
+                    f"{betas.shape}."
+                )
+            betas = np.broadcast_to(betas, (batch, betas.shape[1]))
+            count = betas.shape[1]
+            template = template + (betas @ self.shapedirs[:, :count].T).reshape(batch, -1, 3)
+            joints = joints + np.einsum("jcb,nb->njc", self.joint_shapedirs[..., :count], betas)
+        if self.posedirs is not None:
+            pose_feature = (rotations[:, 1:] - np.eye(3, dtype=np.float32)).reshape(batch, -1)
+            template = template + (pose_feature @ self.posedirs).reshape(batch, -1, 3)
+
+        # Forward kinematics: world rotation and translation of every joint, parents first.
+        world_rotation = np.empty_like(rotations)
+        world_translation = np.empty((batch, NUM_BODY_JOINTS, 3), dtype=np.float32)
+        world_rotation[:, 0], world_translation[:, 0] = rotations[:, 0], joints[:, 0]
+        for joint in range(1, NUM_BODY_JOINTS):
+            parent = self.parents[joint]
+            world_rotation[:, joint] = world_rotation[:, parent] @ rotations[:, joint]
+            bone = joints[:, joint] - joints[:, parent]
+            world_translation[:, joint] = np.einsum("nij,nj->ni", world_rotation[:, parent], bone) + world_translation[:, parent]
+        # Skinning transforms map rest positions to posed ones: x -> R x + (t - R j_rest).
+        offset = world_translation - np.einsum("njik,njk->nji", world_rotation, joints)
+        transforms = np.concatenate((world_rotation.reshape(batch, NUM_BODY_JOINTS, 9), offset), -1)  # (B, 22, 12)
+        blended = np.einsum("vj,njk->nvk", self.weights, transforms)  # (B, V, 12)
+        rotation_part = blended[..., :9].reshape(batch, -1, 3, 3)
+        vertices = np.einsum("nvij,nvj->nvi", rotation_part, template) + blended[..., 9:]
+        return vertices.astype(np.float32)
+
+    # -- drawing -------------------------------------------------------------------------------------------
+
+    def _project(self, vertices: np.ndarray, scene: Scene, framing: np.ndarray) -> np.ndarray:
+        """Screen points `(V, 3)` (x, y in pixels, inverse depth) and camera-space vertices of `vertices`."""
+        rotation = camera_rotation(scene.yaw_deg, scene.pitch_deg).astype(np.float32)
+        low, high = framing.min(0), framing.max(0)
+        centre = (low + high) / 2
+        radius = float(np.linalg.norm(framing - centre, axis=1).max())
+        distance = radius / math.sin(math.radians(scene.fov_deg) / 2)
+        to_camera = lambda points: (points - centre) @ rotation.T + np.array([0.0, 0.0, distance], np.float32)
+        camera = to_camera(vertices)
+        frame = to_camera(framing)
+        frame_plane = frame[:, :2] / frame[:, 2:]
+        plane_low, plane_high = frame_plane.min(0), frame_plane.max(0)
+        size = self.image_size
+        scale = scene.fill * size / max(float((plane_high - plane_low).max()), 1e-6)
+        image_centre = size / 2 + np.asarray(scene.offset, dtype=np.float32) * size
+        screen = np.empty_like(camera)
+        screen[:, :2] = (camera[:, :2] / camera[:, 2:] - (plane_low + plane_high) / 2) * scale + image_centre
+        screen[:, 2] = 1.0 / camera[:, 2]
+        return screen, camera
+
+    def render_vertices(self, vertices: np.ndarray, scene: Scene, framing: Optional[np.ndarray] = None) -> np.ndarray:
+        """
+        Draw one posed mesh.
+
+        Args:
+            vertices (`np.ndarray` of shape `(V, 3)`): posed vertices (world, metres, y up).
+            scene ([`Scene`]): camera, light, colours and background.
+            framing (`np.ndarray` of shape `(N, 3)`, *optional*): points the camera frames (defaults to the
+                vertices); pass both meshes of a pair so that they share one camera.
+
+        Returns:
+            `np.ndarray` of shape `(image_size, image_size, 3)`, uint8 RGB.
+        """
+        size = self.image_size
+        vertices = np.asarray(vertices, dtype=np.float32)
+        framing = vertices if framing is None else np.asarray(framing, dtype=np.float32)
+        screen, camera = self._project(vertices, scene, framing)
+
+        corners = camera[self.faces]
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # outward, area-weighted
+        front = np.einsum("fc,fc->f", normals, corners[:, 0]) < 0  # facing the camera at the origin
+        fragments = rasterize(screen, self.faces[front], size, size)
+        face = np.flatnonzero(front)[fragments.faces]
+
+        vertex_normals = self._vertex_faces @ normals
+        vertex_normals /= np.maximum(np.linalg.norm(vertex_normals, axis=1, keepdims=True), 1e-12)
+        light = np.asarray(scene.light, dtype=np.float32)
+        # Normals point away from the surface; the light direction points towards the light.
+        intensity = scene.ambient + (1.0 - scene.ambient) * np.maximum(vertex_normals @ light, 0.0)
+        shade = np.einsum("pk,pk->p", fragments.barycentric, intensity[self.faces[face]])
+        colors = np.asarray(scene.colors, dtype=np.float32)[self.face_materials[face]] * shade[:, None]
+
+        # Outline: a covered pixel whose 4-neighbour shows another part, or the background, farther away.
+        part = np.full(size * size, -1, dtype=np.int64)
+        part[fragments.pixels] = self.face_parts[face]
+        depth = np.full(size * size, -np.inf, dtype=np.float32)  # inverse depth; the background is farthest
+        depth[fragments.pixels] = fragments.inverse_depth
+        part, depth = part.reshape(size, size), depth.reshape(size, size)
+        edge = np.zeros((size, size), dtype=bool)
+        for axis in (0, 1):
+            for step in (1, -1):
+                neighbour_part = np.roll(part, step, axis=axis)
+                neighbour_depth = np.roll(depth, step, axis=axis)
+                edge |= (neighbour_part != part) & (neighbour_depth < depth)
+        outline = edge.reshape(-1)[fragments.pixels]
+        colors[outline] *= OUTLINE_SHADE
+
+        image = render_background(scene, size, size).reshape(-1, 3)
+        image[fragments.pixels] = colors
+        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(size, size, 3)
+
+    def render(self, poses, scenes: Sequence[Scene]) -> np.ndarray:
+        """
+        Draw B poses, one scene each.
+
+        Args:
+            poses: B poses in any format `unipose.rotations.to_rotation_matrix` accepts.
+            scenes (sequence of [`Scene`]): one per pose.
+
+        Returns:
+            `np.ndarray` of shape `(B, image_size, image_size, 3)`, uint8 RGB.
+        """
+        vertices = self._posed(poses, scenes, "poses")
+        return np.stack([self.render_vertices(v, scene) for v, scene in zip(vertices, scenes)])
+
+    def render_pairs(self, poses_a, poses_b, scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Draw B pairs of poses, each pair through the same camera, light, body and colours, framed so that
+        both poses fit (their sizes in the images are comparable).
+
+        Returns:
+            `tuple` of two `np.ndarray` of shape `(B, image_size, image_size, 3)`, uint8 RGB.
+        """
+        vertices_a = self._posed(poses_a, scenes, "poses_a")
+        vertices_b = self._posed(poses_b, scenes, "poses_b")
+        if len(vertices_a) != len(vertices_b):
+            raise ValueError(f"`poses_a` and `poses_b` must hold as many poses, got {len(vertices_a)} and {len(vertices_b)}.")
+        images_a, images_b = [], []
+        for a, b, scene in zip(vertices_a, vertices_b, scenes):
+            framing = np.concatenate((a, b))
+            images_a.append(self.render_vertices(a, scene, framing))
+            images_b.append(self.render_vertices(b, scene, framing))
+        return np.stack(images_a), np.stack(images_b)
+
+    def render_image(self, pose, scene: Optional[Scene] = None) -> Image.Image:
+        """One pose (`(22, 3)` axis-angle or any single-pose format) as a PIL image; `frontal_scene()` by default."""
+        scene = frontal_scene() if scene is None else scene
+        return Image.fromarray(self.render(pose, [scene])[0])
+
+    def _posed(self, poses, scenes: Sequence[Scene], name: str) -> np.ndarray:
+        if isinstance(scenes, Scene):
+            raise TypeError(f"`scenes` must be a sequence of `Scene`, one per pose in `{name}`, got a single `Scene`.")
+        rotations = to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name=name)
+        if len(scenes) != rotations.shape[0]:
+            raise ValueError(f"`scenes` must hold one `Scene` per pose in `{name}` ({rotations.shape[0]}), got {len(scenes)}.")
+        width = max([len(scene.betas) for scene in scenes] + [0])
+        if width == 0:
+            return self.pose_vertices(rotations)
+        betas = np.zeros((len(scenes), width), dtype=np.float32)
+        for row, scene in enumerate(scenes):
+            betas[row, : len(scene.betas)] = scene.betas
+        return self.pose_vertices(rotations, betas=betas)
+
+
+__all__ = [
+    "BACKGROUNDS",
+    "IMAGE_SIZE",
+    "MATERIALS",
+    "PARTS",
+    "REFERENCE_COLORS",
+    "BodyRenderer",
+    "Fragments",
+    "RenderSettings",
+    "Scene",
+    "camera_rotation",
+    "frontal_scene",
+    "rasterize",
+    "render_background",
+    "sample_scenes",
+]
