@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     model = build_tokenizer(args.seed)
+    load_before = os.getloadavg()[0]
     results = [time_batch(model, size, args.min_seconds, args.seed) for size in args.batch_sizes]
+    load_after = os.getloadavg()[0]
     baseline = results[0]
     payload = {
         "benchmark": "pose_vqvae encode + decode (axis-angle in, 6D out)",
@@ -93,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        # Other processes skew small batches most: the threads of each call wait for one another.
+        "load_average_1min": {"before": round(load_before, 2), "after": round(load_after, 2)},
         "config": {
             key: getattr(model.config, key)
             for key in ("num_joints", "num_tokens", "codebook_size", "code_dim", "hidden_size")

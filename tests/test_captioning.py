@@ -27,7 +27,6 @@ from unipose.data.posecodes import (
 from unipose.rotations import mirror_axis_angle
 from unipose.skeleton import JOINT_INDEX
 
-
 NUM_CAPTIONS = 6
 
 
@@ -85,7 +84,7 @@ def test_point_mirror_map_is_an_involution():
 def test_every_eligible_category_has_wording():
     table = PosecodeTable.build(POSECODES)
     for code in table.codes:
-        for category, eligibility in zip(code.category_names, code.eligibility):
+        for category, eligibility in zip(code.category_names, code.eligibility, strict=True):
             if eligibility:
                 assert templates.TEMPLATES[code.phrase or code.kind][category], (code.name, category)
     for code in SUPERCODES:
@@ -154,7 +153,9 @@ def test_arms_raised_above_the_head():
 
 
 def test_sitting():
-    sitting = make_pose(**ARMS_DOWN, left_hip=[-90, 0, 0], right_hip=[-90, 0, 0], left_knee=[90, 0, 0], right_knee=[90, 0, 0])
+    sitting = make_pose(
+        **ARMS_DOWN, left_hip=[-90, 0, 0], right_hip=[-90, 0, 0], left_knee=[90, 0, 0], right_knee=[90, 0, 0]
+    )
     statements = PoseCaptioner(seed=0).statements(joints_of(sitting)[0], num_captions=NUM_CAPTIONS)
     assert all(said(caption, "sitting") for caption in statements)
     assert not any(said(caption, "standing") for caption in statements)
@@ -162,13 +163,20 @@ def test_sitting():
 
 @pytest.mark.parametrize(
     "root_degrees, expected",
-    [([-90, 0, 0], "lying_back"), ([90, 0, 0], "lying_front"), ([0, 0, 90], "lying_right"), ([0, 0, -90], "lying_left")],
+    [
+        ([-90, 0, 0], "lying_back"),
+        ([90, 0, 0], "lying_front"),
+        ([0, 0, 90], "lying_right"),
+        ([0, 0, -90], "lying_left"),
+    ],
 )
 def test_lying(root_degrees, expected):
     lying = make_pose(**ARMS_DOWN, pelvis=root_degrees)
     statements = PoseCaptioner(seed=0).statements(joints_of(lying)[0], num_captions=NUM_CAPTIONS)
     for caption in statements:
-        postures = [s.code for s in caption if s.code.startswith(("lying", "sitting", "standing", "kneeling"))]
+        postures = [
+            s.code for s in caption if s.code.startswith(("lying", "sitting", "standing", "kneeling"))
+        ]
         assert postures == [expected], caption
 
 
@@ -180,6 +188,41 @@ def test_hands_together():
     statements = PoseCaptioner(seed=0).statements(joints, num_captions=NUM_CAPTIONS)
     assert all(said(caption, "hands_together") for caption in statements)
     assert not any(said(caption, "hands_distance") for caption in statements)
+
+
+def test_common_codes_are_skipped_at_random_and_rare_ones_never():
+    standing = joints_of(make_pose(**ARMS_DOWN))[0]
+    statements = PoseCaptioner(seed=0).statements(standing, num_captions=60)
+    share = np.mean([said(caption, "standing") for caption in statements])
+    assert 0.6 < share < 1.0  # "standing" is common: sometimes left out
+    # Upright on both knees: shins flat behind, feet pointing backwards.
+    kneeling = make_pose(
+        **ARMS_DOWN,
+        left_knee=[90, 0, 0],
+        right_knee=[90, 0, 0],
+        left_ankle=[90, 0, 0],
+        right_ankle=[90, 0, 0],
+    )
+    statements = PoseCaptioner(seed=0).statements(joints_of(kneeling)[0], num_captions=30)
+    assert all(said(caption, "kneeling") for caption in statements)  # rare: always said
+
+
+def test_thresholds_are_jittered_per_caption():
+    # An elbow bent to 105 degrees sits on the edge between "bent at ninety degrees" and "partly bent".
+    joints = joints_of(make_pose(**ARMS_DOWN, left_elbow=[0, -75, 0]))[0]
+    statements = PoseCaptioner(seed=0).statements(joints, num_captions=40)
+    categories = {s.category for caption in statements for s in caption if s.code == "left_elbow_angle"}
+    assert categories == {"square", "partly_bent"}
+
+
+def test_heading_does_not_change_the_caption():
+    pose = make_pose(**ARMS_DOWN, left_elbow=[0, -90, 0], right_hip=[-60, 0, 0])
+    turned = pose.copy()
+    turned[0] = [0.0, -2.0, 0.0]
+    joints = joints_of(pose, turned)
+    assert PoseCaptioner(seed=2).describe(joints[0], num_captions=3) == PoseCaptioner(seed=2).describe(
+        joints[1], num_captions=3
+    )
 
 
 def test_mirrored_pose_swaps_left_and_right_exactly():
@@ -277,7 +320,9 @@ def test_pair_directions():
 
 def test_pair_posture_change():
     standing = make_pose(**ARMS_DOWN)
-    sitting = make_pose(**ARMS_DOWN, left_hip=[-90, 0, 0], right_hip=[-90, 0, 0], left_knee=[90, 0, 0], right_knee=[90, 0, 0])
+    sitting = make_pose(
+        **ARMS_DOWN, left_hip=[-90, 0, 0], right_hip=[-90, 0, 0], left_knee=[90, 0, 0], right_knee=[90, 0, 0]
+    )
     joints = joints_of(standing, sitting)
     captioner = PairCaptioner(seed=0)
     sit_down = captioner.statements(joints[0], joints[1], num_captions=NUM_CAPTIONS)
@@ -306,6 +351,10 @@ def test_mirrored_pairs_swap_left_and_right():
 
 def test_caption_poses_and_pairs_run_forward_kinematics():
     poses = np.stack([make_pose(**ARMS_DOWN), make_pose(**ARMS_DOWN, right_knee=[90, 0, 0])])
-    assert caption_poses(poses, num_captions=2, seed=1) == PoseCaptioner(seed=1).describe(joints_of(*poses), num_captions=2)
+    assert caption_poses(poses, num_captions=2, seed=1) == PoseCaptioner(seed=1).describe(
+        joints_of(*poses), num_captions=2
+    )
     pairs = caption_pairs(poses[:1], poses[1:], seed=1)
-    assert len(pairs) == 1 and pairs == PairCaptioner(seed=1).describe(joints_of(poses[0]), joints_of(poses[1]))
+    assert len(pairs) == 1 and pairs == PairCaptioner(seed=1).describe(
+        joints_of(poses[0]), joints_of(poses[1])
+    )

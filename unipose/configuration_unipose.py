@@ -151,8 +151,13 @@ class UniPoseConfig(PreTrainedConfig):
     def image_seq_length(self) -> int:
         return self.image_grid_size**2
 
+    def validate_architecture(self):
+        super().validate_architecture()
+        self.check_fields()
+
     def check_fields(self):
-        """Cross-field checks; each `ValueError` names the field to change."""
+        """Cross-field checks; each `ValueError` names the field to change. Run at construction (so that a bad
+        config raises a plain `ValueError`) and by `validate()`."""
         vocab_size = self.text_config.vocab_size
         code_ids = range(self.pose_code_token_offset, self.pose_code_token_offset + self.pose_codebook_size)
         special = {

@@ -55,12 +55,8 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
-from transformers.utils import logging
 
 from .skeleton import BODY_JOINT_NAMES, BODY_MIRROR_INDEX, JOINT_INDEX, NUM_BODY_JOINTS
-
-
-logger = logging.get_logger(__name__)
 
 AxisRange = tuple[float, float]
 # Ranges of one joint per Euler axis; an axis left out keeps the joint's neutral range.
@@ -348,11 +344,12 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
             "hip": {"x": (-105.0, -85.0), "y": (5.0, 20.0), "z": (10.0, 25.0)},
             "knee": {"x": (115.0, 140.0)},
             "ankle": {"x": (-30.0, -10.0)},
-            "spine1": {"x": (0.0, 15.0)},
+            "spine1": {"x": (0.0, 10.0)},
             "spine2": {"x": (0.0, 8.0)},
-            "neck": {"x": (-20.0, -5.0)},
+            "neck": {"x": (-25.0, -10.0)},
         },
-        lean={"x": (10.0, 25.0)},
+        # The trunk leans forwards over the feet, for balance.
+        lean={"x": (20.0, 35.0)},
         arm_styles={"forward": 1.0, "lap": 2.0, "chest": 1.0},
     ),
     PoseCategory(
@@ -462,7 +459,7 @@ CATEGORY_TABLE: tuple[PoseCategory, ...] = (
             "neck": {"x": (-25.0, 0.0)},
         },
         lean={"x": (45.0, 80.0)},
-        arm_styles={"hang": 3.0, "lap": 1.0, "hip": 1.0},
+        arm_styles={"hang": 3.0, "lap": 2.0},
         symmetric_arms=0.7,
     ),
     PoseCategory(
@@ -535,15 +532,14 @@ _HIPS = np.array([JOINT_INDEX[name] for name in _HIP_JOINTS])
 _ARM_STYLE_NAMES = tuple(ARM_STYLES)
 
 
-def _check_ranges(ranges: JointRanges, where: str) -> None:
-    for axis, (low, high) in ranges.items():
-        if axis not in _AXES or not low <= high:
-            raise ValueError(f"{where}: expected axes among 'x', 'y', 'z' with low <= high, got {axis!r}: ({low}, {high}).")
-
-
 def _fill(low: np.ndarray, high: np.ndarray, ranges: JointRanges, where: str) -> None:
-    _check_ranges(ranges, where)
+    """Write the `(low, high)` ranges of some axes of one joint into its rows `low`, `high` `(3,)`."""
     for axis, (lower, upper) in ranges.items():
+        if axis not in _AXES or not lower <= upper:
+            raise ValueError(
+                f"{where}: expected ranges (low, high) with low <= high on the axes 'x', 'y', 'z', got "
+                f"{axis!r}: ({lower}, {upper})."
+            )
         low[_AXES.index(axis)], high[_AXES.index(axis)] = lower, upper
 
 
@@ -590,7 +586,9 @@ def _compile_categories(categories: Sequence[PoseCategory]) -> dict[str, np.ndar
             style_weights[index, _ARM_STYLE_NAMES.index(style)] = weight
         for axis, bounds in category.lean.items():
             if axis not in ("x", "z"):
-                raise ValueError(f"Category {category.name!r}: `lean` takes the axes 'x' and 'z', got {axis!r}.")
+                raise ValueError(
+                    f"Category {category.name!r}: `lean` takes the axes 'x' and 'z', not {axis!r}."
+                )
             lean[index, ("x", "z").index(axis)] = bounds
     style_cdf = np.cumsum(style_weights, axis=1)
     return {
@@ -606,9 +604,16 @@ def _compile_categories(categories: Sequence[PoseCategory]) -> dict[str, np.ndar
     }
 
 
+def _limit_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Low and high limits `(22, 3)`; the root is unbounded."""
+    limits = [(limit.x, limit.y, limit.z) for limit in JOINT_LIMITS_DEG.values()]
+    low = np.array([[-np.inf] * 3] + [[axis[0] for axis in joint] for joint in limits])
+    high = np.array([[np.inf] * 3] + [[axis[1] for axis in joint] for joint in limits])
+    return low, high
+
+
 _STYLE_LOW, _STYLE_HIGH = _style_arrays()
-_LIMIT_LOW = np.array([[-np.inf] * 3] + [[l[0] for l in JOINT_LIMITS_DEG[n][1:]] for n in BODY_JOINT_NAMES[1:]])
-_LIMIT_HIGH = np.array([[np.inf] * 3] + [[l[1] for l in JOINT_LIMITS_DEG[n][1:]] for n in BODY_JOINT_NAMES[1:]])
+_LIMIT_LOW, _LIMIT_HIGH = _limit_arrays()
 _JITTER = np.array([_PART_JITTER_DEG[part] for part in _PARTS])  # (22, 3)
 
 
@@ -634,13 +639,9 @@ def _quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _axis_quaternion(angle: np.ndarray, axis: str) -> np.ndarray:
     """Quaternions `(..., 4)` of rotations by `angle` (radians, `(...)`) about a coordinate axis."""
-    return _elementary_quaternion(np.cos(0.5 * angle), np.sin(0.5 * angle), axis)
-
-
-def _elementary_quaternion(cos_half: np.ndarray, sin_half: np.ndarray, axis: str) -> np.ndarray:
-    quaternion = np.zeros(cos_half.shape + (4,))
-    quaternion[..., 0] = cos_half
-    quaternion[..., 1 + _AXES.index(axis)] = sin_half
+    quaternion = np.zeros(angle.shape + (4,))
+    quaternion[..., 0] = np.cos(0.5 * angle)
+    quaternion[..., 1 + _AXES.index(axis)] = np.sin(0.5 * angle)
     return quaternion
 
 
@@ -656,14 +657,10 @@ def euler_to_quaternion(angles: np.ndarray, orders: Sequence[str]) -> np.ndarray
     Returns:
         `np.ndarray` of shape `(..., J, 4)`: unit quaternions `(w, x, y, z)`.
     """
-    cos_half, sin_half = np.cos(0.5 * angles), np.sin(0.5 * angles)
     quaternion = np.empty(angles.shape[:-1] + (4,))
     for order in sorted(set(orders)):
         joints = np.array([j for j, joint_order in enumerate(orders) if joint_order == order])
-        first, second, third = (
-            _elementary_quaternion(cos_half[..., joints, _AXES.index(a)], sin_half[..., joints, _AXES.index(a)], a)
-            for a in order
-        )
+        first, second, third = (_axis_quaternion(angles[..., joints, _AXES.index(axis)], axis) for axis in order)
         quaternion[..., joints, :] = _quaternion_multiply(_quaternion_multiply(first, second), third)
     return quaternion
 
@@ -757,7 +754,7 @@ def pose_to_joint_angles(poses: np.ndarray) -> np.ndarray:
     Joint angles of SMPL poses in the convention of `JOINT_LIMITS_DEG` (the inverse of the sampler).
 
     Args:
-        poses (`np.ndarray` of shape `(batch, 22, 3)` or `(22, 3)`): SMPL axis-angle.
+        poses (`np.ndarray` of shape `(batch, 22, 3)`, `(batch, 66)`, `(22, 3)` or `(66,)`): SMPL axis-angle.
 
     Returns:
         `np.ndarray` of shape `(batch, 22, 3)`: degrees about x, y and z per joint, in each joint's Euler
@@ -765,12 +762,15 @@ def pose_to_joint_angles(poses: np.ndarray) -> np.ndarray:
         `ROOT_EULER_ORDER`.
     """
     poses = np.asarray(poses, dtype=np.float64)
-    if poses.shape == (NUM_BODY_JOINTS, 3):
+    size = NUM_BODY_JOINTS * 3
+    if poses.shape[-1:] == (size,) and poses.ndim <= 2:
+        poses = poses.reshape(-1, NUM_BODY_JOINTS, 3)
+    elif poses.shape == (NUM_BODY_JOINTS, 3):
         poses = poses[None]
     if poses.ndim != 3 or poses.shape[1:] != (NUM_BODY_JOINTS, 3):
         raise ValueError(
-            f"`poses` must be SMPL axis-angle of shape (batch, {NUM_BODY_JOINTS}, 3) or ({NUM_BODY_JOINTS}, 3), "
-            f"got shape {poses.shape}."
+            f"`poses` must be SMPL axis-angle of shape (batch, {NUM_BODY_JOINTS}, 3), (batch, {size}), "
+            f"({NUM_BODY_JOINTS}, 3) or ({size},), got shape {poses.shape}."
         )
     if not np.isfinite(poses).all():
         raise ValueError("`poses` contains NaN or infinite values.")
@@ -818,14 +818,15 @@ class PoseSampler:
         if categories is None:
             categories = POSE_CATEGORIES
         if isinstance(categories, str):
-            raise TypeError(f"`categories` must be a sequence of category names, got the string {categories!r}.")
+            raise TypeError(f"`categories` must be a sequence of names, got the string {categories!r}.")
         unknown = [name for name in categories if name not in POSE_CATEGORIES]
         if unknown or not categories:
             raise ValueError(
                 f"`categories` must be a non-empty selection of {POSE_CATEGORIES}, got {tuple(categories)!r}."
             )
         self.categories = tuple(dict.fromkeys(categories))
-        self._tables = _compile_categories([CATEGORY_TABLE[POSE_CATEGORIES.index(n)] for n in self.categories])
+        table = {category.name: category for category in CATEGORY_TABLE}
+        self._tables = _compile_categories([table[name] for name in self.categories])
         self._rng = np.random.default_rng(seed)
 
     def sample(self, num_poses: int) -> PoseSample:
@@ -923,21 +924,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--categories", nargs="+", choices=POSE_CATEGORIES, default=None, help="Restrict to these categories."
     )
-    parser.add_argument("--contact-sheet", type=Path, default=None, help="Also render the first poses to this PNG.")
-    parser.add_argument("--sheet-size", type=int, default=48, help="Poses on the contact sheet (default: 48).")
+    parser.add_argument("--contact-sheet", type=Path, default=None, help="Also draw some poses to this PNG.")
+    parser.add_argument("--sheet-size", type=int, default=48, help="Poses on the sheet, by category in turn.")
+    parser.add_argument("--sheet-columns", type=int, default=8, help="Poses per row of the contact sheet.")
+
+
+def _sheet_indices(categories: Sequence[str], size: int) -> list[int]:
+    """Up to `size` pose indices taken in turn from each category, grouped by category in table order."""
+    by_category: dict[str, list[int]] = {name: [] for name in POSE_CATEGORIES}
+    for index, name in enumerate(categories):
+        by_category[name].append(index)
+    chosen: list[int] = []
+    for rank in range(max(map(len, by_category.values()), default=0)):
+        chosen += [indices[rank] for indices in by_category.values() if rank < len(indices)]
+        if len(chosen) >= size:
+            break
+    # Keep the first `size` in the round-robin order, then show them grouped by category.
+    order = {name: position for position, name in enumerate(POSE_CATEGORIES)}
+    return sorted(chosen[:size], key=lambda index: (order[categories[index]], index))
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.num < 0:
+        raise ValueError(f"`--num` must be a non-negative integer, got {args.num}.")
     sample = PoseSampler(seed=args.seed, categories=args.categories).sample(args.num)
     save_poses(args.out, sample)
-    counts = {name: sample.categories.count(name) for name in dict.fromkeys(sample.categories)}
-    print(f"Wrote {len(sample.categories)} poses to {args.out}: {counts}")
-    if args.contact_sheet is not None:
+    counts = {name: sample.categories.count(name) for name in POSE_CATEGORIES if name in sample.categories}
+    print(f"Wrote {args.num} poses to {args.out}: {counts}")
+    if args.contact_sheet is not None and args.num > 0:
         from .visualization import contact_sheet
 
-        shown = slice(0, args.sheet_size)
-        contact_sheet(sample.poses[shown], captions=sample.categories[shown], path=args.contact_sheet)
-        print(f"Wrote a contact sheet of {len(sample.poses[shown])} poses to {args.contact_sheet}")
+        shown = _sheet_indices(sample.categories, args.sheet_size)
+        descriptions = {category.name: category.description for category in CATEGORY_TABLE}
+        captions = [descriptions[sample.categories[i]] for i in shown]
+        contact_sheet(
+            sample.poses[shown], captions=captions, path=args.contact_sheet, columns=args.sheet_columns
+        )
+        print(f"Wrote a contact sheet of {len(shown)} poses to {args.contact_sheet}")
     return 0
 
 

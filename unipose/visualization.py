@@ -37,9 +37,10 @@ PathLike = Union[str, os.PathLike]
 CAMERA_AZIMUTH_DEG = 40.0
 CAMERA_ELEVATION_DEG = 15.0
 CAMERA_DISTANCE = 4.0
-# A body whose root's up axis has a vertical component below this (tilted more than about 37 degrees, as
-# when lying or bent over) is seen from the side, head to the left, rather than from the front.
-TILTED_UP_COMPONENT = 0.8
+# A body whose root's forward axis has a vertical component above this (face turned more than about 37
+# degrees up or down, as when lying on the back or front or bent over) is seen from the side, head to the
+# left, rather than from the front.
+TILTED_FORWARD_COMPONENT = 0.6
 # Half the side (metres at the pelvis) of the square that a picture shows, unless the body needs more: one
 # scale for every picture, so that the poses on a contact sheet compare at a glance.
 VIEW_HALF_SIZE = 1.05
@@ -86,7 +87,9 @@ def _import_matplotlib():
         from matplotlib.figure import Figure
         from matplotlib.patches import Circle
     except ImportError as error:
-        raise ImportError("Rendering poses needs matplotlib, which is not installed: `pip install unipose[demo]`.") from error
+        raise ImportError(
+            "Rendering poses needs matplotlib, which is not installed: `pip install unipose[demo]`."
+        ) from error
     return Figure, FigureCanvasAgg, LineCollection, PolyCollection, Circle
 
 
@@ -110,7 +113,8 @@ class _Scene:
 
     def extent(self) -> tuple[float, float, float, float]:
         """Left, right, bottom and top of the body on the screen."""
-        points = [self.joints[:, :2], self.hands[:, :2], self.head[None, :2] - HEAD_RADIUS, self.head[None, :2] + HEAD_RADIUS]
+        head = self.head[None, :2]
+        points = [self.joints[:, :2], self.hands[:, :2], head - HEAD_RADIUS, head + HEAD_RADIUS]
         if self.vertices is not None:
             points.append(self.vertices[:, :2])
         points = np.concatenate(points)
@@ -132,24 +136,25 @@ def _view_heading(root: np.ndarray) -> np.ndarray:
     """
     The turn about the vertical `(B,)` (radians) that the camera undoes, from root rotations `(B, 3, 3)`.
 
-    Upright bodies: the heading of the forward axis, so the camera sees the front. Bodies lying or bent
-    over: the heading that puts the up axis (head) to the left of the picture, so the camera sees the
-    trunk's length rather than looking along it.
+    While the forward axis is near horizontal (upright bodies, bodies lying on a side): its heading, so that
+    the camera sees the front. Bodies lying on the back or front or bent over: the heading that puts the up
+    axis (the head) to the left of the picture, so that the camera sees the trunk's length rather than
+    looking along it or down on it.
     """
     up, forward = root[:, :, 1], root[:, :, 2]
     facing = np.arctan2(forward[:, 0], forward[:, 2])
     head_left = np.arctan2(up[:, 0], up[:, 2]) + math.pi / 2 - math.radians(CAMERA_AZIMUTH_DEG)
-    return np.where(np.abs(up[:, 1]) >= TILTED_UP_COMPONENT, facing, head_left)
+    return np.where(np.abs(forward[:, 1]) <= TILTED_FORWARD_COMPONENT, facing, head_left)
 
 
-def _camera_rotation(heading: np.ndarray) -> np.ndarray:
-    """World -> camera rotations `(B, 3, 3)` (x right on screen, y up, z towards the viewer)."""
+def _camera_rotation() -> np.ndarray:
+    """Rotation `(3, 3)` from the body's frame, heading undone, to the camera's (x right, y up, z to us)."""
     elevation = math.radians(CAMERA_ELEVATION_DEG)
     cos, sin = math.cos(elevation), math.sin(elevation)
-    # Tilting the scene towards the viewer shows it from above.
+    # Turn the body's left towards the viewer by the azimuth, then tilt the scene towards the viewer, which
+    # shows it from above.
     tilt = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
-    # Undo the heading, then turn the body's left towards the viewer by the azimuth.
-    return tilt @ _rotation_about_y(-heading - math.radians(CAMERA_AZIMUTH_DEG))
+    return tilt @ _rotation_about_y(np.array(-math.radians(CAMERA_AZIMUTH_DEG)))
 
 
 def _project(points: np.ndarray, camera: np.ndarray) -> np.ndarray:
@@ -184,7 +189,9 @@ def _global_rotations(rotmats: np.ndarray) -> np.ndarray:
     return world
 
 
-def _scenes(poses: Any, name: str, body_model=None, heading_from: Optional[np.ndarray] = None) -> list[_Scene]:
+def _scenes(
+    poses: Any, name: str, body_model=None, heading_from: Optional[np.ndarray] = None
+) -> list[_Scene]:
     """
     Scenes of a batch of poses.
 
@@ -211,15 +218,25 @@ def _scenes(poses: Any, name: str, body_model=None, heading_from: Optional[np.nd
     head_centre = joints[:, _HEAD] + HEAD_CENTRE_OFFSET * world[:, _HEAD, :, 1]
     nose = head_centre + (HEAD_RADIUS + NOSE_LENGTH) * world[:, _HEAD, :, 2]
     hands = joints[:, _WRISTS] + HAND_LENGTH * np.einsum("bhij,hj->bhi", world[:, _WRISTS], _HAND_AXES)
-    root = rotmats[:, 0] if heading_from is None else np.broadcast_to(heading_from, rotmats[:, 0].shape)
-    cameras = _camera_rotation(_view_heading(root))
 
+    # Undo the heading first, so that everything built below (the floor grid too) turns with the body.
+    root = rotmats[:, 0] if heading_from is None else np.broadcast_to(heading_from, rotmats[:, 0].shape)
+    facing = _rotation_about_y(-_view_heading(root))  # (B, 3, 3)
+    joints, hands, head_centre, nose = (
+        np.einsum("bij,b...j->b...i", facing, points) for points in (joints, hands, head_centre, nose)
+    )
+    if vertices is not None:
+        vertices = np.einsum("bij,bvj->bvi", facing, vertices)
+
+    camera = _camera_rotation()
     scenes = []
-    for index, camera in enumerate(cameras):
-        lowest = min(joints[index, :, 1].min(), hands[index, :, 1].min(), head_centre[index, 1] - HEAD_RADIUS)
+    for index in range(len(rotmats)):
         if vertices is not None:
-            lowest = min(lowest + FLOOR_CLEARANCE, vertices[index, :, 1].min())
-        floor_height = lowest - FLOOR_CLEARANCE
+            floor_height = vertices[index, :, 1].min()  # the skin touches the floor
+        else:  # joints lie inside the body, a little above the skin that touches the floor
+            lowest = min(joints[index, :, 1].min(), hands[index, :, 1].min())
+            lowest = min(lowest, head_centre[index, 1] - HEAD_RADIUS)
+            floor_height = lowest - FLOOR_CLEARANCE
         shadow = joints[index].copy()
         shadow[:, 1] = floor_height
         scenes.append(
@@ -252,7 +269,10 @@ def _draw_mesh(ax, scene: _Scene) -> None:
     shade = AMBIENT_LIGHT + (1.0 - AMBIENT_LIGHT) * np.abs(normals @ light)
     order = np.argsort(triangles[..., 2].mean(axis=1))  # painter's algorithm: far to near
     colors = np.clip(shade[order, None] * np.asarray(MESH_COLOR), 0.0, 1.0)
-    ax.add_collection(PolyCollection(triangles[order, :, :2], facecolors=colors, edgecolors=colors, linewidths=0.2, zorder=2))
+    # Edges in the face colour close the hairline gaps that anti-aliasing leaves between triangles.
+    polygons = triangles[order, :, :2]
+    mesh = PolyCollection(polygons, facecolors=colors, edgecolors=colors, linewidths=0.2, zorder=2)
+    ax.add_collection(mesh)
 
 
 def _draw(ax, scene: _Scene, half_size: float) -> None:
@@ -285,9 +305,10 @@ def _draw(ax, scene: _Scene, half_size: float) -> None:
     )
     ax.scatter(scene.joints[:, 0], scene.joints[:, 1], s=7, c=list(_JOINT_COLORS), linewidths=0, zorder=4)
     if scene.vertices is None:  # a mesh shows the head itself
-        head = Circle(scene.head[:2], HEAD_RADIUS, facecolor="white", edgecolor=CENTRE_COLOR, linewidth=1.6, zorder=5)
-        ax.add_patch(head)
-        ax.plot(*np.stack([scene.head[:2], scene.nose[:2]], axis=1), color=CENTRE_COLOR, linewidth=1.6, zorder=5)
+        outline = {"edgecolor": CENTRE_COLOR, "linewidth": 1.6, "zorder": 5}
+        ax.add_patch(Circle(scene.head[:2], HEAD_RADIUS, facecolor="white", **outline))
+        nose = np.stack([scene.head[:2], scene.nose[:2]], axis=1)
+        ax.plot(*nose, color=CENTRE_COLOR, linewidth=1.6, zorder=5)
 
     left, right, bottom, top = scene.extent()
     centre_x, centre_y = (left + right) / 2, (bottom + top) / 2
@@ -442,7 +463,8 @@ def render_pose_pair(
     for index, (scene, caption) in enumerate(zip((scene_a, scene_b), captions)):
         left = index * (panel_width + arrow_width)
         _draw(figure.add_axes((left, caption_height, panel_width, top - caption_height)), scene, half_size)
-        figure.text(left + panel_width / 2, caption_height / 2, str(caption), ha="center", va="center", fontsize=11)
+        x, y = left + panel_width / 2, caption_height / 2
+        figure.text(x, y, str(caption), ha="center", va="center", fontsize=11)
     arrow_y = (top + caption_height) / 2
     figure.text(0.5, arrow_y, "\u2192", ha="center", va="center", fontsize=28, color=CENTRE_COLOR)
     if title_lines:
@@ -528,11 +550,16 @@ def save_obj(vertices: Any, faces: Any, path: PathLike) -> Path:
     """
     vertices, faces = _as_array(vertices, "vertices"), _as_array(faces, "faces")
     if vertices.ndim != 2 or vertices.shape[1] != 3 or not np.issubdtype(vertices.dtype, np.number):
-        raise ValueError(f"`vertices` must be numbers of shape (num_vertices, 3), got {vertices.dtype} of shape {vertices.shape}.")
+        raise ValueError(
+            f"`vertices` must be numbers of shape (num_vertices, 3), got {vertices.dtype} of shape "
+            f"{vertices.shape}."
+        )
     if not np.isfinite(vertices).all():
         raise ValueError("`vertices` contains NaN or infinite values.")
     if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(f"`faces` must be integers of shape (num_faces, 3), got {faces.dtype} of shape {faces.shape}.")
+        raise ValueError(
+            f"`faces` must be integers of shape (num_faces, 3), got {faces.dtype} of shape {faces.shape}."
+        )
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
         raise ValueError(
             f"`faces` must index the {len(vertices)} vertices (0 to {len(vertices) - 1}), got indices from "

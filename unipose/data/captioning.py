@@ -26,6 +26,7 @@ mirrored pose is the caption of the pose with "left" and "right" swapped.
 Example:
 
 ```python
+>>> import numpy as np
 >>> from unipose.data.captioning import PoseCaptioner
 >>> from unipose.body_model import pose_to_joints
 >>> joints = pose_to_joints(np.zeros((1, 22, 3)))  # the T-pose
@@ -37,7 +38,7 @@ Example:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple, Optional, Union
 
 import numpy as np
@@ -45,9 +46,9 @@ from transformers.utils import logging
 
 from .posecodes import (
     KINDS,
-    POINT_INDEX,
     NEVER,
     PAIRCODES,
+    POINT_INDEX,
     POSECODES,
     RARE,
     SAY,
@@ -83,7 +84,6 @@ from .templates import (
     PLURALS,
     TEMPLATES,
 )
-
 
 logger = logging.get_logger(__name__)
 
@@ -128,7 +128,7 @@ class SuperCode:
         eligibility (`int`): `SAY` (may be skipped) or `RARE` (always said).
         subject (`str`): the entity of its "part" templates (`"hands"`), `"body"` for the person.
         posture (`bool`): a whole-body posture, compared between the two poses of a pair.
-        phrase (`str`, *optional*): template group; defaults to `name` without its side.
+        phrase (`str`, *optional*): template group in `unipose.data.templates`; defaults to `name`.
     """
 
     name: str
@@ -165,22 +165,47 @@ SUPERCODES: tuple[SuperCode, ...] = (
         "sitting",
         (
             ("torso_tilt", _UPRIGHTISH),
-            # Thighs about horizontal: pointing forward-down at most ~20 degrees off, knees near hip height.
-            ("left_thigh_elevation", ("raised", "horizontal")),
-            ("right_thigh_elevation", ("raised", "horizontal")),
+            # Knees within ~0.15 m of hip height: thighs within ~20 degrees of horizontal.
             ("left_knee_vs_hip_y", _LEVEL),
             ("right_knee_vs_hip_y", _LEVEL),
             ("left_knee_angle", _SEATED_KNEE),
             ("right_knee_angle", _SEATED_KNEE),
             ("pelvis_height", ("low", "raised")),
         ),
-        consumes=("left_thigh_elevation", "right_thigh_elevation", "left_knee_vs_hip_y", "right_knee_vs_hip_y"),
+        consumes=(
+            "left_thigh_elevation",
+            "right_thigh_elevation",
+            "left_knee_vs_hip_y",
+            "right_knee_vs_hip_y",
+        ),
         posture=True,
     ),
     SuperCode(
         "sitting_ground",
         (("pelvis_height", ("ground",)), ("torso_tilt", _UPRIGHTISH)),
         consumes=("pelvis_height",),
+        posture=True,
+    ),
+    # Legs stretched out in front with the torso upright: a posture only the floor (or a bed) allows,
+    # recognised without knowing where the floor is.
+    SuperCode(
+        "sitting_legs_out",
+        (
+            ("torso_tilt", _UPRIGHTISH),
+            # Knees within ~0.15 m of hip height: thighs within ~20 degrees of horizontal.
+            ("left_knee_vs_hip_y", _LEVEL),
+            ("right_knee_vs_hip_y", _LEVEL),
+            ("left_knee_angle", ("slightly_bent", "straight")),
+            ("right_knee_angle", ("slightly_bent", "straight")),
+        ),
+        consumes=(
+            "left_thigh_elevation",
+            "right_thigh_elevation",
+            "left_knee_vs_hip_y",
+            "right_knee_vs_hip_y",
+            "left_knee_angle",
+            "right_knee_angle",
+        ),
         posture=True,
     ),
     SuperCode(
@@ -260,7 +285,11 @@ SUPERCODES: tuple[SuperCode, ...] = (
     ),
     SuperCode(
         "feet_shoulder_width",
-        (("feet_distance", ("spaced",)), ("left_foot_height", ("ground",)), ("right_foot_height", ("ground",))),
+        (
+            ("feet_distance", ("spaced",)),
+            ("left_foot_height", ("ground",)),
+            ("right_foot_height", ("ground",)),
+        ),
         consumes=("feet_distance",),
         eligibility=SAY,
         subject="feet",
@@ -292,7 +321,13 @@ SUPERCODES: tuple[SuperCode, ...] = (
     SuperCode(
         "hands_together",
         (("hands_distance", ("close",)), ("hands_y", _LEVEL)),
-        consumes=("hands_distance", "hands_y", "hands_z", "left_hand_vs_right_elbow_distance", "right_hand_vs_left_elbow_distance"),
+        consumes=(
+            "hands_distance",
+            "hands_y",
+            "hands_z",
+            "left_hand_vs_right_elbow_distance",
+            "right_hand_vs_left_elbow_distance",
+        ),
         subject="hands",
     ),
     SuperCode(
@@ -317,6 +352,7 @@ SUPERCODES: tuple[SuperCode, ...] = (
     ),
 )
 
+
 @dataclass(frozen=True)
 class Implication:
     """
@@ -338,13 +374,32 @@ _ALL = None  # all categories of a "kind:" target; a super-code trigger or targe
 _LYING_SUPERS = ("lying_back", "lying_front", "lying_left")
 _HEIGHTS_ABOVE_HIPS = ("slightly_below", "level", "slightly_above", "above")
 
+# At most one whole-body posture is said: the first that holds in this order (right twins follow their left).
+POSTURE_PRECEDENCE: tuple[str, ...] = (
+    "lying_back",
+    "lying_front",
+    "lying_left",
+    "kneeling",
+    "kneeling_left",
+    "sitting_ground",
+    "sitting_legs_out",
+    "squatting",
+    "sitting",
+    "lunge_left",
+    "standing",
+)
+
 IMPLICATIONS: tuple[Implication, ...] = (
     Implication("torso_tilt", ("inverted",), "torso_pitch", KINDS["pitch"].categories),
     Implication("torso_tilt", ("inverted",), "head_vs_pelvis_y", ("below",)),
     Implication("torso_tilt", ("inverted",), "head_height", ("ground",)),
     Implication("squatting", _ALL, "pelvis_height", ("ground", "low")),
     Implication("squatting", _ALL, "left_knee_vs_hip_y", ("level",)),
-    Implication("squatting", _ALL, "sitting", _ALL),
+    *(
+        Implication(first, _ALL, second, _ALL)
+        for i, first in enumerate(POSTURE_PRECEDENCE)
+        for second in POSTURE_PRECEDENCE[i + 1 :]
+    ),
     Implication("sitting", _ALL, "left_knee_vs_hip_z", ("front",)),
     Implication("sitting_ground", _ALL, "left_knee_vs_hip_z", ("front",)),
     Implication("hands_on_hips", _ALL, "hands_shoulder_width", _ALL),
@@ -362,11 +417,18 @@ IMPLICATIONS: tuple[Implication, ...] = (
     Implication("left_thigh_elevation", ("horizontal",), "left_knee_vs_hip_y", ("level",)),
     Implication("feet_distance", ("apart", "far"), "left_foot_vs_hip_x", ("right",)),
     Implication("arms_crossed", ("right",), "left_hand_vs_right_shoulder_x", ("right",)),
+    # Hands (feet) far apart are not crossed, even when one reaches over to the other side.
+    Implication("hands_distance", ("apart", "far"), "arms_crossed", ("right",), when="holds"),
+    Implication("feet_distance", ("far",), "legs_crossed", ("right",), when="holds"),
+    Implication("left_foot_vs_hip_y", ("above",), "left_foot_vs_knee_y", ("above",)),
+    Implication("left_foot_vs_hip_y", ("above",), "left_foot_vs_right_knee_y", ("above",)),
     Implication("left_hand_vs_head_y", ("above",), "left_hand_vs_shoulder_y", ("above",)),
     Implication("left_hand_vs_head_y", ("above",), "left_elbow_vs_shoulder_y", ("above",)),
     Implication("left_upper_arm_elevation", ("up",), "left_elbow_vs_shoulder_y", ("above",)),
     # A hand at shoulder height or higher is obviously above the hips.
-    Implication("left_hand_vs_shoulder_y", _HEIGHTS_ABOVE_HIPS, "left_hand_vs_pelvis_y", ("above",), when="holds"),
+    Implication(
+        "left_hand_vs_shoulder_y", _HEIGHTS_ABOVE_HIPS, "left_hand_vs_pelvis_y", ("above",), when="holds"
+    ),
     Implication("left_hand_vs_foot_distance", ("close",), "left_hand_vs_knee_y", ("below",)),
     Implication("left_hand_height", ("ground",), "left_hand_vs_knee_y", ("below",)),
     Implication("left_hand_height", ("ground",), "left_hand_vs_pelvis_y", ("below", "level")),
@@ -397,7 +459,10 @@ class Statement(NamedTuple):
 
 
 def _entity(name: Optional[str]) -> Optional[tuple[Optional[str], str, bool]]:
-    """`"left_hand"` -> `("left", "hand", False)`; `"hands"` -> `(None, "hand", True)`; `"head"` -> `(None, "head", False)`."""
+    """
+    `(side, base, plural)` of an entity name: `"left_hand"` -> `("left", "hand", False)`, `"hands"` ->
+    `(None, "hand", True)`, `"head"` -> `(None, "head", False)`.
+    """
     if name is None:
         return None
     for side in ("left", "right"):
@@ -429,12 +494,23 @@ class _Phrase:
     `{side}`, and its place in the walk over the body (`section`, `rank`, `order`).
     """
 
-    __slots__ = ("code", "category", "phrase", "templates", "subject", "other", "side", "section", "rank", "order", "extra")
+    __slots__ = (
+        "code",
+        "category",
+        "phrase",
+        "templates",
+        "subject",
+        "other",
+        "side",
+        "section",
+        "rank",
+        "order",
+    )
 
-    def __init__(self, code, category, phrase, templates, subject, other, side, section, rank, order, extra=None):
+    def __init__(self, code, category, phrase, templates, subject, other, side, section, rank, order):
         self.code, self.category, self.phrase, self.templates = code, category, phrase, templates
         self.subject, self.other, self.side = subject, other, side
-        self.section, self.rank, self.order, self.extra = section, rank, order, extra
+        self.section, self.rank, self.order = section, rank, order
 
     def replace(self, **changes) -> "_Phrase":
         new = object.__new__(type(self))
@@ -451,8 +527,19 @@ class _Phrase:
         if self.subject is None or self.subject[0] is None or self.subject[2]:
             return None
         other = self.other
-        relation = None if other is None else ("mid" if other[0] is None else "same" if other[0] == self.subject[0] else "opposite")
-        return (self.phrase, self.rank, self.order, self.subject[1], None if other is None else other[1], relation, self.extra)
+        relation = (
+            None
+            if other is None
+            else ("mid" if other[0] is None else "same" if other[0] == self.subject[0] else "opposite")
+        )
+        return (
+            self.phrase,
+            self.rank,
+            self.order,
+            self.subject[1],
+            None if other is None else other[1],
+            relation,
+        )
 
 
 def _merge_limb_parts(phrases: list[_Phrase]) -> list[_Phrase]:
@@ -461,18 +548,20 @@ def _merge_limb_parts(phrases: list[_Phrase]) -> list[_Phrase]:
     for phrase in phrases:
         subject = phrase.subject
         if subject is not None and subject[0] is not None and not subject[2]:
-            key = (phrase.phrase, phrase.category, phrase.order, subject[0], phrase.other, phrase.side, phrase.extra)
+            key = (phrase.phrase, phrase.category, phrase.order, subject[0], phrase.other, phrase.side)
             groups.setdefault(key, []).append(phrase)
     merged_away = set()
     replacement = {}
-    for key, members in groups.items():
+    for members in groups.values():
         if len(members) != 2:
             continue
         limb = LIMB_PARTS.get(frozenset((members[0].subject[1], members[1].subject[1])))
         if limb is None:
             continue
         first, second = sorted(members, key=lambda p: p.rank)
-        replacement[id(first)] = first.replace(code=f"{first.code}+{second.code}", subject=(first.subject[0], limb, False))
+        replacement[id(first)] = first.replace(
+            code=f"{first.code}+{second.code}", subject=(first.subject[0], limb, False)
+        )
         merged_away.add(id(second))
     if not replacement:
         return phrases
@@ -509,7 +598,13 @@ def _merge_sides(phrases: list[_Phrase], both_sides_templates) -> list[_Phrase]:
 def _sort_key(phrase: _Phrase, section_order: dict) -> tuple:
     # Every field is the same for a phrase and its mirror image, so mirrored poses are walked identically.
     subject = phrase.subject
-    return (section_order[phrase.section], phrase.rank, phrase.order, "" if subject is None else subject[1], subject is not None and subject[2])
+    return (
+        section_order[phrase.section],
+        phrase.rank,
+        phrase.order,
+        "" if subject is None else subject[1],
+        subject is not None and subject[2],
+    )
 
 
 def _noun_phrase(entity, determiner: str, rng: random.Random, allow_both: bool = True) -> tuple[str, bool]:
@@ -556,10 +651,18 @@ def _mirror_supercode(table: PosecodeTable, code: SuperCode) -> SuperCode:
     requirements = []
     for name, allowed in code.requirements:
         index = table.index(name)
-        requirements.append((table.codes[table.mirror_index[index]].name, _mirror_categories(table, index, allowed)))
+        requirements.append(
+            (table.codes[table.mirror_index[index]].name, _mirror_categories(table, index, allowed))
+        )
     consumes = tuple(table.codes[table.mirror_index[table.index(name)]].name for name in code.consumes)
     return SuperCode(
-        _swap_sides(code.name), tuple(requirements), consumes, code.eligibility, _swap_sides(code.subject), code.posture, code.phrase
+        _swap_sides(code.name),
+        tuple(requirements),
+        consumes,
+        code.eligibility,
+        _swap_sides(code.subject),
+        code.posture,
+        code.phrase,
     )
 
 
@@ -594,7 +697,11 @@ class _PoseGrammar:
                 index = table.index(name)
                 req_code.append(index)
                 req_mask.append(_category_mask(num_categories, table.codes[index].category_names, allowed))
-        self.req_code, self.req_mask, self.req_starts = np.array(req_code), np.array(req_mask), np.array(starts)
+        self.req_code, self.req_mask, self.req_starts = (
+            np.array(req_code),
+            np.array(req_mask),
+            np.array(starts),
+        )
         consume = np.zeros((len(supers), self.size), dtype=np.float32)
         for i, code in enumerate(supers):
             consume[i, [table.index(name) for name in code.consumes]] = 1.0
@@ -603,9 +710,8 @@ class _PoseGrammar:
         self._build_transitive()
         self._build_phrases()
 
-    # Ids and category masks over the joint list "posecodes then super-codes" (a super-code's category 1 is
-    # "fired").
     def _lookup(self, name: str, allowed) -> tuple[int, np.ndarray]:
+        """Index and category mask of a posecode or super-code (whose category 1 is "fired")."""
         width = self.table.eligibility.shape[1]
         if name in self.super_index:
             mask = np.zeros(width, dtype=bool)
@@ -620,7 +726,9 @@ class _PoseGrammar:
         if name.startswith("kind:"):
             kind = name[len("kind:") :]
             width = table.eligibility.shape[1]
-            return [(i, np.ones(width, dtype=bool)) for i, code in enumerate(table.codes) if code.kind == kind]
+            return [
+                (i, np.ones(width, dtype=bool)) for i, code in enumerate(table.codes) if code.kind == kind
+            ]
         if mirrored:
             if name in self.super_index or _swap_sides(name) in self.super_index:
                 name = _swap_sides(name)
@@ -673,29 +781,44 @@ class _PoseGrammar:
 
     def _build_phrases(self):
         table = self.table
-        rank = {}
-        for index in range(self.size):
-            rank[index] = int(self.canonical[index])
+        rank = [int(index) for index in self.canonical]
         self.phrases: dict[tuple[int, int], _Phrase] = {}
         for index, code in enumerate(table.codes):
             names = code.category_names
             top = len(names) - 1
-            for category, name in enumerate(names):
+            for category in range(len(names)):
                 if code.eligibility[category] == NEVER:
                     continue
                 subject, other = _entity(code.subject), _entity(code.other)
                 # Order-invariant wording of a left/right comparison: always "X is above Y", never "Y is
                 # below X", so that a mirrored pose reads the same with the sides swapped.
                 shown = category
-                if code.other is not None and table.mirror_index[index] == index and table.mirror_sign[index] < 0 and category < top / 2:
+                if (
+                    code.other is not None
+                    and table.mirror_index[index] == index
+                    and table.mirror_sign[index] < 0
+                    and category < top / 2
+                ):
                     subject, other, shown = other, subject, top - category
                 phrase = code.phrase or code.kind
                 templates = TEMPLATES[phrase][names[shown]]
                 # Mirror codes rank and order alike; a "signed" mirror's category is read in its twin's frame.
-                order = top - shown if (table.mirror_sign[index] < 0 and index != table.canonical[index]) else shown
+                order = (
+                    top - shown
+                    if (table.mirror_sign[index] < 0 and index != table.canonical[index])
+                    else shown
+                )
                 self.phrases[(index, category)] = _Phrase(
-                    code.name, names[shown], phrase, templates, subject, other, _category_side(names[shown]),
-                    _SECTION_OF_BASE[subject[1]], rank[index], order,
+                    code.name,
+                    names[shown],
+                    phrase,
+                    templates,
+                    subject,
+                    other,
+                    _category_side(names[shown]),
+                    _SECTION_OF_BASE[subject[1]],
+                    rank[index],
+                    order,
                 )
         for i, code in enumerate(self.supers):
             index = self.num_codes + i
@@ -703,8 +826,16 @@ class _PoseGrammar:
             subject = _entity(code.subject)
             section = "body" if code.subject == "body" else _SECTION_OF_BASE[subject[1]]
             self.phrases[(index, 1)] = _Phrase(
-                code.name, "yes", phrase, TEMPLATES[phrase]["yes"], subject, None, _category_side(code.name),
-                section, rank[index], 1,
+                code.name,
+                "yes",
+                phrase,
+                TEMPLATES[phrase]["yes"],
+                subject,
+                None,
+                _category_side(code.name),
+                section,
+                rank[index],
+                1,
             )
 
     @staticmethod
@@ -741,21 +872,23 @@ def _pose_grammar() -> _PoseGrammar:
 
 
 def _as_joints(joints, name: str) -> tuple[np.ndarray, bool]:
-    """Validate joint positions: `(22, 3)` or `(batch, 22, 3)` -> float64 `(batch, 22, 3)` and "was single"."""
+    """Check joint positions `(22, 3)` or `(batch, 22, 3)`; return float64 `(batch, 22, 3)`, "was single"."""
     if hasattr(joints, "detach"):
         joints = joints.detach().cpu().numpy()
     try:
         array = np.asarray(joints, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"`{name}` must be an array of joint positions, got {type(joints).__name__}.") from error
+        raise TypeError(
+            f"`{name}` must be an array of joint positions, got {type(joints).__name__}."
+        ) from error
     if array.ndim == 2:
         array, single = array[None], True
     else:
         single = False
     if array.ndim != 3 or array.shape[1:] != (NUM_JOINTS, 3):
         raise ValueError(
-            f"`{name}` must have shape ({NUM_JOINTS}, 3) or (batch, {NUM_JOINTS}, 3) (SMPL body joints in metres, y up), "
-            f"got {tuple(np.shape(joints))}."
+            f"`{name}` must have shape ({NUM_JOINTS}, 3) or (batch, {NUM_JOINTS}, 3) (SMPL body joints in "
+            f"metres, y up), got {tuple(np.shape(joints))}."
         )
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` holds no pose (shape {tuple(np.shape(joints))}).")
@@ -799,7 +932,9 @@ def _select_posecodes(grammar: _PoseGrammar, values: np.ndarray, num_captions: i
     eligibility = table.eligibility[np.arange(len(table)), categories]
     fired = _fire_supercodes(grammar, categories)
     all_categories = np.concatenate([categories, fired.astype(np.int64)], axis=-1)
-    all_eligibility = np.concatenate([eligibility, np.where(fired, grammar.super_eligibility, NEVER)], axis=-1)
+    all_eligibility = np.concatenate(
+        [eligibility, np.where(fired, grammar.super_eligibility, NEVER)], axis=-1
+    )
     skip_draws = rng.random(shape + (grammar.size,))[..., grammar.canonical]
     skip = skip_draws < SKIP_PROBABILITY
     eligible = all_eligibility > NEVER
@@ -849,7 +984,9 @@ def _cap(grammar: _PoseGrammar, active: np.ndarray, priority: np.ndarray, limit:
 def _redundant(grammar: _PoseGrammar, active: np.ndarray, categories: np.ndarray) -> np.ndarray:
     """Codes implied by others that are said: `(..., S + U)` bool."""
     rules = grammar.imp_trigger
-    trigger = (active[..., rules] | ~grammar.imp_when_said) & grammar.imp_trigger_mask[np.arange(len(rules)), categories[..., rules]]
+    trigger = (active[..., rules] | ~grammar.imp_when_said) & grammar.imp_trigger_mask[
+        np.arange(len(rules)), categories[..., rules]
+    ]
     target = grammar.imp_target_mask[np.arange(len(rules)), categories[..., grammar.imp_target]]
     drop = ((trigger & target).astype(np.float32) @ grammar.imp_incidence) > 0
     t = grammar.transitive
@@ -931,14 +1068,32 @@ def _render_caption(phrases: list[_Phrase], rng: random.Random) -> str:
                     pieces.append(f"{noun} {be} {predicate}")
                 else:
                     subject, subject_plural = person.mention()
-                    verbs = {"subject": subject, "has": "have" if subject_plural else "has", "is": "are" if subject_plural else "is"}
+                    verbs = {
+                        "subject": subject,
+                        "has": "have" if subject_plural else "has",
+                        "is": "are" if subject_plural else "is",
+                    }
                     pieces.append(opener.format(**verbs) + f"{noun} {predicate}")
             else:
-                joins = AFTER_PERSON if previous == "person" else AFTER_BARE if previous == "bare" else AFTER_CLAUSE
+                joins = (
+                    AFTER_PERSON
+                    if previous == "person"
+                    else AFTER_BARE
+                    if previous == "bare"
+                    else AFTER_CLAUSE
+                )
                 separator, form = rng.choice(joins)
-                if "while" in separator and any("while" in piece[:8] for piece in pieces):
-                    separator, form = next(join for join in joins if "while" not in join[0])
-                pieces.append(separator + (f"{noun} {be} {predicate}" if form == "clause" else f"{noun} {predicate}"))
+                # "with ... with" and "while ... while" read badly in one sentence.
+                sentence = "".join(pieces)
+                if any(f"{word} " in separator and f" {word} " in sentence for word in ("with", "while")):
+                    separator, form = next(
+                        join
+                        for join in joins
+                        if not any(f"{w} " in join[0] and f" {w} " in sentence for w in ("with", "while"))
+                    )
+                pieces.append(
+                    separator + (f"{noun} {be} {predicate}" if form == "clause" else f"{noun} {predicate}")
+                )
             previous = form
         sentences.append(_capitalize("".join(pieces)) + ".")
     return " ".join(sentences)
@@ -953,6 +1108,10 @@ def _distinct_captions(render, num_captions: int, seeds: list[int]) -> list[str]
         while caption in captions and attempt <= DISTINCT_ATTEMPTS:
             caption = render(k, random.Random(seeds[k] * (DISTINCT_ATTEMPTS + 1) + attempt))
             attempt += 1
+        if caption in captions:
+            logger.warning_once(
+                f"A pose has too few describable features for {num_captions} distinct captions; some repeat."
+            )
         captions.append(caption)
     return captions
 
@@ -975,6 +1134,7 @@ class PoseCaptioner:
     Example:
 
     ```python
+    >>> import numpy as np
     >>> from unipose.body_model import pose_to_joints
     >>> captioner = PoseCaptioner(seed=0)
     >>> joints = pose_to_joints(np.zeros((2, 22, 3)))  # (2, 22, 3)
@@ -1012,7 +1172,9 @@ class PoseCaptioner:
             plans[b][k] = phrases
         return plans, render_seeds, single
 
-    def describe(self, joints, num_captions: int = 1, seed: Optional[int] = None) -> Union[list[str], list[list[str]]]:
+    def describe(
+        self, joints, num_captions: int = 1, seed: Optional[int] = None
+    ) -> Union[list[str], list[list[str]]]:
         """
         Describe poses in words.
 
@@ -1030,7 +1192,11 @@ class PoseCaptioner:
         captions = []
         for b, pose_plans in enumerate(plans):
             captions.append(
-                _distinct_captions(lambda k, r: _render_caption(pose_plans[k], r), len(pose_plans), [int(s) for s in seeds[:, b]])
+                _distinct_captions(
+                    lambda k, r, pose_plans=pose_plans: _render_caption(pose_plans[k], r),
+                    len(pose_plans),
+                    [int(s) for s in seeds[:, b]],
+                )
             )
         return captions[0] if single else captions
 
@@ -1056,12 +1222,25 @@ _LEGS_FIRST = {"body": 0, "torso": 1, "legs": 2, "arms": 3}
 # ---------------------------------------------------------------------------------------------------------
 
 _MAGNITUDE = {
-    "slightly_less": "slight", "slightly_more": "slight", "less": "normal", "more": "normal",
-    "much_less": "much", "much_more": "much",
+    "slightly_less": "slight",
+    "slightly_more": "slight",
+    "less": "normal",
+    "more": "normal",
+    "much_less": "much",
+    "much_more": "much",
 }
 _SIZE = {"slight": 0, "normal": 1, "much": 2}
 _HEADING = {"around": "around", "back": "much", "slightly": "slight"}
-_CHANGE_PHRASE = {"angle": "angle_change", "pitch": "pitch_change", "roll": "roll_change", "twist": "twist_change", "x": "x_change", "y": "y_change", "z": "z_change", "height": "height_change"}
+_CHANGE_PHRASE = {
+    "angle": "angle_change",
+    "pitch": "pitch_change",
+    "roll": "roll_change",
+    "twist": "twist_change",
+    "x": "x_change",
+    "y": "y_change",
+    "z": "z_change",
+    "height": "height_change",
+}
 # Which single-pose categories count as "reached" when a change goes down (less) or up (more).
 _GOALS = {
     "angle": (("completely_bent",), ("straight",)),
@@ -1072,7 +1251,18 @@ _GOALS = {
     "z": (("behind",), ("front",)),
 }
 # Postures left for "get up" when pose B has no posture of its own.
-_GROUND_POSTURES = ("sitting_ground", "kneeling", "kneeling_left", "kneeling_right", "squatting", "lying_back", "lying_front", "lying_left", "lying_right")
+_GROUND_POSTURES = (
+    "sitting_ground",
+    "sitting_legs_out",
+    "kneeling",
+    "kneeling_left",
+    "kneeling_right",
+    "squatting",
+    "lying_back",
+    "lying_front",
+    "lying_left",
+    "lying_right",
+)
 _LYING_POSTURES = ("lying_back", "lying_front", "lying_left", "lying_right")
 
 
@@ -1081,8 +1271,10 @@ class _PairPhrase(_Phrase):
 
     __slots__ = ("priority", "group")
 
-    def __init__(self, code, category, phrase, templates, subject, other, side, section, rank, order, priority, group, extra=None):
-        super().__init__(code, category, phrase, templates, subject, other, side, section, rank, order, extra)
+    def __init__(
+        self, code, category, phrase, templates, subject, other, side, section, rank, order, priority, group
+    ):
+        super().__init__(code, category, phrase, templates, subject, other, side, section, rank, order)
         self.priority, self.group = priority, group
 
 
@@ -1114,11 +1306,17 @@ class _PairGrammar:
                 self.goal_less[q] = _category_mask(width, base.category_names, less)
                 self.goal_more[q] = _category_mask(width, base.category_names, more)
         self.posture_supers = [i for i, code in enumerate(pose.supers) if code.posture]
-        base_kinds = ["heading" if c.base is None else posecodes.codes[posecodes.index(c.base)].kind for c in table.codes]
+        base_kinds = [
+            "heading" if c.base is None else posecodes.codes[posecodes.index(c.base)].kind
+            for c in table.codes
+        ]
         bases = [None if c.base is None else posecodes.codes[posecodes.index(c.base)] for c in table.codes]
         # Changes measured against the world's vertical or in the heading frame lose their meaning when the
         # body turns from upright to lying (or back): only bends and distances survive such a change.
-        self.frame_dependent = np.array([kind in ("heading", "x", "y", "z", "pitch", "roll", "twist", "height") for kind in base_kinds])
+        self.frame_dependent = np.array(
+            [kind in ("heading", "x", "y", "z", "pitch", "roll", "twist", "height") for kind in base_kinds]
+        )
+
         # A change of posture says what the legs and the torso do.
         def in_legs(base, attribution):
             if base is None:
@@ -1130,7 +1328,9 @@ class _PairGrammar:
 
         self.legs = np.array([[in_legs(base, a) for a in _ATTRIBUTIONS] for base in bases])
         # Distances between two parts are only worth saying when they touch (nearly) in one of the poses.
-        self.needs_contact = np.array([b is not None and b.kind == "distance" and b.phrase != "distance_pair" for b in bases])
+        self.needs_contact = np.array(
+            [b is not None and b.kind == "distance" and b.phrase != "distance_pair" for b in bases]
+        )
         self._build_phrases()
 
     def _build_phrases(self):
@@ -1148,7 +1348,7 @@ class _PairGrammar:
                 attributions = (_AS_IS, _FIRST_ONLY, _SECOND_ONLY)
             else:
                 attributions = (_AS_IS,)
-            for category, name in enumerate(names):
+            for category in range(len(names)):
                 if code.eligibility[category] == NEVER:
                     continue
                 for reached in (False, True):
@@ -1170,8 +1370,18 @@ class _PairGrammar:
             side = None if key == "around" else _category_side(name)
             # Turning is said before anything about the limbs.
             return _PairPhrase(
-                code.name, name, "heading_change", PAIR_TEMPLATES["heading_change"][key], None, None, side, "body",
-                rank, order, 5, ("heading", "heading_change", key),
+                code.name,
+                name,
+                "heading_change",
+                PAIR_TEMPLATES["heading_change"][key],
+                None,
+                None,
+                side,
+                "body",
+                rank,
+                order,
+                5,
+                ("heading", "heading_change", key),
             )
         subject, other = _attributed_entities(base, attribution)
         if base.kind == "distance":
@@ -1197,7 +1407,20 @@ class _PairGrammar:
         if base.kind in ("pitch", "roll", "twist"):
             section = "torso"
         group = (_entity_name(subject), phrase, direction)
-        return _PairPhrase(code.name, name, phrase, group_templates[key], subject, other, side, section, rank, order, size, group)
+        return _PairPhrase(
+            code.name,
+            name,
+            phrase,
+            group_templates[key],
+            subject,
+            other,
+            side,
+            section,
+            rank,
+            order,
+            size,
+            group,
+        )
 
     @staticmethod
     def both_sides_templates(phrase):
@@ -1264,7 +1487,9 @@ def _render_instructions(phrases: list, rng: random.Random) -> str:
         text = rng.choice(PAIR_OPENERS) + _render_instruction(group[0], rng)
         used = set()
         for phrase in group[1:]:
-            separator, form = rng.choice([join for join in PAIR_JOINS if join[0] not in used or join[1] == "sentence"])
+            separator, form = rng.choice(
+                [join for join in PAIR_JOINS if join[0] not in used or join[1] == "sentence"]
+            )
             used.add(separator)
             instruction = _render_instruction(phrase, rng)
             if form == "sentence":
@@ -1370,9 +1595,13 @@ class PairCaptioner:
         lying = np.array([i for i, c in enumerate(supers) if c.name in _LYING_POSTURES])
         pelvis = posecodes.index("pelvis_height")
         pelvis_raised_b = categories_b[..., pelvis] == posecodes.codes[pelvis].category_names.index("raised")
-        getting_up = fired_a[..., ground].any(-1) & ~fired_b[..., postures].any(-1) & ~inverted_b & pelvis_raised_b
+        getting_up = (
+            fired_a[..., ground].any(-1) & ~fired_b[..., postures].any(-1) & ~inverted_b & pelvis_raised_b
+        )
         posture_change = entering.any(-1) | entering_inverted | getting_up
-        world_change = (fired_a[..., lying].any(-1) != fired_b[..., lying].any(-1)) | (inverted_a != inverted_b)
+        world_change = (fired_a[..., lying].any(-1) != fired_b[..., lying].any(-1)) | (
+            inverted_a != inverted_b
+        )
         legs = grammar.legs[np.arange(len(table)), attribution]
         active &= ~(posture_change[..., None] & legs)
         active &= ~(world_change[..., None] & grammar.frame_dependent)
@@ -1390,11 +1619,18 @@ class PairCaptioner:
                 elif getting_up[k, b]:
                     phrases.append(self._posture_phrase(None, "get_up"))
                 for code in np.flatnonzero(active[k, b]):
-                    key = (int(code), int(change_categories[k, b, code]), bool(reached[k, b, code]), int(attribution[k, b, code]))
+                    key = (
+                        int(code),
+                        int(change_categories[k, b, code]),
+                        bool(reached[k, b, code]),
+                        int(attribution[k, b, code]),
+                    )
                     phrase = grammar.phrases.get(key) or grammar.phrases.get(key[:2] + (False, key[3]))
                     if phrase is not None:
                         phrases.append(phrase)
-                phrases = _merge_sides(_merge_limb_parts(_prune_pair_phrases(phrases)), grammar.both_sides_templates)
+                phrases = _merge_sides(
+                    _merge_limb_parts(_prune_pair_phrases(phrases)), grammar.both_sides_templates
+                )
                 if len(phrases) > MAX_INSTRUCTIONS:
                     # The clearest first; every key is the same for a phrase and its mirror image.
                     phrases.sort(key=lambda p: (-p.priority, _sort_key(p, _ARMS_FIRST)))
@@ -1413,11 +1649,23 @@ class PairCaptioner:
         else:
             side, label = None, name
         return _PairPhrase(
-            label, "enter", "posture", PAIR_TEMPLATES["posture"][name], None, None, side, "body", -1, 0, 9,
+            label,
+            "enter",
+            "posture",
+            PAIR_TEMPLATES["posture"][name],
+            None,
+            None,
+            side,
+            "body",
+            -1,
+            0,
+            9,
             ("posture", "posture", label),
         )
 
-    def describe(self, joints_a, joints_b, num_captions: int = 1, seed: Optional[int] = None) -> Union[list[str], list[list[str]]]:
+    def describe(
+        self, joints_a, joints_b, num_captions: int = 1, seed: Optional[int] = None
+    ) -> Union[list[str], list[list[str]]]:
         """
         Write instructions that turn poses A into poses B.
 
@@ -1434,12 +1682,16 @@ class PairCaptioner:
         captions = []
         for b, pair_plans in enumerate(plans):
             captions.append(
-                _distinct_captions(lambda k, r: _render_instructions(pair_plans[k], r), len(pair_plans), [int(s) for s in seeds[:, b]])
+                _distinct_captions(
+                    lambda k, r, pair_plans=pair_plans: _render_instructions(pair_plans[k], r),
+                    len(pair_plans),
+                    [int(s) for s in seeds[:, b]],
+                )
             )
         return captions[0] if single else captions
 
     def statements(self, joints_a, joints_b, num_captions: int = 1, seed: Optional[int] = None) -> list:
-        """What [`~PairCaptioner.describe`] would say with the same seed, before wording (see [`Statement`])."""
+        """What [`~PairCaptioner.describe`] would say with the same seed, before wording ([`Statement`]s)."""
         plans, _, single = self._plan(joints_a, joints_b, num_captions, seed)
         result = [[[p.statement() for p in plan] for plan in pair_plans] for pair_plans in plans]
         return result[0] if single else result
@@ -1468,7 +1720,7 @@ def _prune_pair_phrases(phrases: list) -> list:
     # A hand and its elbow (a foot and its knee) moving the same way: say it once.
     by_group = {p.group: p for p in kept}
     drop = set()
-    for (part, phrase_name, direction), phrase in by_group.items():
+    for (_, phrase_name, direction), phrase in by_group.items():
         if phrase.subject is None or phrase.subject[0] is None or phrase.subject[2]:
             continue
         side, base = phrase.subject[0], phrase.subject[1]
@@ -1476,7 +1728,11 @@ def _prune_pair_phrases(phrases: list) -> list:
         if partner is None:
             continue
         twin = by_group.get((f"{side}_{partner}", phrase_name, direction))
-        if twin is None or (twin.other == phrase.other and twin.category == phrase.category and twin.templates is phrase.templates):
+        if twin is None or (
+            twin.other == phrase.other
+            and twin.category == phrase.category
+            and twin.templates is phrase.templates
+        ):
             continue
         drop.add(id(phrase) if (twin.priority, base == "knee") >= (phrase.priority, True) else id(twin))
     return [p for p in kept if id(p) not in drop]
@@ -1493,8 +1749,8 @@ def caption_poses(poses, num_captions: int = 1, seed: int = 0, body=None) -> lis
     [`PoseCaptioner.describe`].
 
     Args:
-        poses: any pose format `unipose.rotations.to_rotation_6d` accepts (axis-angle `(B, 22, 3)` / `(B, 66)`,
-            rotation matrices, 6D; a single pose without the batch axis), root rotation in a y-up world.
+        poses: any pose format `unipose.rotations.to_rotation_6d` accepts (axis-angle `(B, 22, 3)` or
+            `(B, 66)`, rotation matrices, 6D; a single pose without the batch axis), root in a y-up world.
         num_captions (`int`, *optional*, defaults to 1): captions per pose.
         seed (`int`, *optional*, defaults to 0): seed of the captioner.
         body (*optional*): the `BodyJoints` module to use (the generated body by default).

@@ -25,14 +25,12 @@ symmetrically, so a mirrored pose falls into the mirrored categories exactly.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from ..skeleton import BODY_JOINT_NAMES, BODY_MIRROR_INDEX, NUM_BODY_JOINTS
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Points: the 22 body joints and a few virtual ones
@@ -205,7 +203,9 @@ class MeasurementKind:
         if list(self.thresholds) != sorted(self.thresholds):
             raise ValueError(f"MeasurementKind {self.name!r} has unsorted thresholds {self.thresholds}.")
         if self.signed and not np.allclose(self.thresholds, [-t for t in reversed(self.thresholds)]):
-            raise ValueError(f"Signed kind {self.name!r} needs thresholds symmetric about 0, got {self.thresholds}.")
+            raise ValueError(
+                f"Signed kind {self.name!r} needs thresholds symmetric about 0, got {self.thresholds}."
+            )
 
 
 _RELATIVE_BINS = (-0.15, -0.05, 0.05, 0.15)  # metres
@@ -223,14 +223,33 @@ KINDS: dict[str, MeasurementKind] = {
             jitter=5.0,
             unit="degree",
         ),
-        MeasurementKind("distance", (0.20, 0.40, 0.80), ("close", "spaced", "apart", "far"), jitter=0.03, unit="m"),
+        MeasurementKind(
+            "distance", (0.20, 0.40, 0.80), ("close", "spaced", "apart", "far"), jitter=0.03, unit="m"
+        ),
         # Position of the first point relative to the second along the body's left (x), up (y), forward (z).
         MeasurementKind(
-            "x", _RELATIVE_BINS, ("right", "slightly_right", "aligned", "slightly_left", "left"), 0.02, True, "m"
+            "x",
+            _RELATIVE_BINS,
+            ("right", "slightly_right", "aligned", "slightly_left", "left"),
+            0.02,
+            True,
+            "m",
         ),
-        MeasurementKind("y", _RELATIVE_BINS, ("below", "slightly_below", "level", "slightly_above", "above"), 0.02, True, "m"),
         MeasurementKind(
-            "z", _RELATIVE_BINS, ("behind", "slightly_behind", "aligned", "slightly_front", "front"), 0.02, True, "m"
+            "y",
+            _RELATIVE_BINS,
+            ("below", "slightly_below", "level", "slightly_above", "above"),
+            0.02,
+            True,
+            "m",
+        ),
+        MeasurementKind(
+            "z",
+            _RELATIVE_BINS,
+            ("behind", "slightly_behind", "aligned", "slightly_front", "front"),
+            0.02,
+            True,
+            "m",
         ),
         # Angle between a segment (first point -> second) and the world's up direction: 0 points up.
         MeasurementKind(
@@ -251,12 +270,30 @@ KINDS: dict[str, MeasurementKind] = {
             unit="degree",
         ),
         # Sideways lean of the torso towards the body's left (> 0) or right (< 0).
-        MeasurementKind("roll", (-30.0, -12.0, 12.0, 30.0), ("right", "slightly_right", "none", "slightly_left", "left"), 3.0, True, "degree"),
+        MeasurementKind(
+            "roll",
+            (-30.0, -12.0, 12.0, 30.0),
+            ("right", "slightly_right", "none", "slightly_left", "left"),
+            3.0,
+            True,
+            "degree",
+        ),
         # Turn of the shoulder line relative to the hip line about the spine; > 0 turns the chest left.
-        MeasurementKind("twist", (-45.0, -20.0, 20.0, 45.0), ("right_far", "right", "none", "left", "left_far"), 4.0, True, "degree"),
+        MeasurementKind(
+            "twist",
+            (-45.0, -20.0, 20.0, 45.0),
+            ("right_far", "right", "none", "left", "left_far"),
+            4.0,
+            True,
+            "degree",
+        ),
         # Angle between the spine and the world's up direction: 0 upright, 90 lying, 180 upside down.
         MeasurementKind(
-            "tilt", (30.0, 60.0, 120.0, 150.0), ("upright", "tilted", "horizontal", "tipped", "inverted"), 5.0, unit="degree"
+            "tilt",
+            (30.0, 60.0, 120.0, 150.0),
+            ("upright", "tilted", "horizontal", "tipped", "inverted"),
+            5.0,
+            unit="degree",
         ),
         # Upward component of the body's forward axis: > 0 faces the sky (lying on the back).
         MeasurementKind("facing", (-0.6, 0.6), ("down", "sideways", "up"), jitter=0.05),
@@ -264,12 +301,36 @@ KINDS: dict[str, MeasurementKind] = {
         MeasurementKind("side_down", (-0.6, 0.6), ("left", "level", "right"), jitter=0.05, signed=True),
         # ---- changes from pose A to pose B (B minus A) ----
         MeasurementKind("angle_change", _ANGLE_CHANGE_BINS, _CHANGE_CATEGORIES, 5.0, True, "degree"),
-        MeasurementKind("distance_change", (-0.4, -0.1, 0.1, 0.4), ("much_less", "less", "same", "more", "much_more"), 0.03, True, "m"),
-        MeasurementKind("position_change", (-0.40, -0.15, 0.15, 0.40), ("much_less", "less", "same", "more", "much_more"), 0.03, True, "m"),
+        MeasurementKind(
+            "distance_change",
+            (-0.4, -0.1, 0.1, 0.4),
+            ("much_less", "less", "same", "more", "much_more"),
+            0.03,
+            True,
+            "m",
+        ),
+        MeasurementKind(
+            "position_change",
+            (-0.40, -0.15, 0.15, 0.40),
+            ("much_less", "less", "same", "more", "much_more"),
+            0.03,
+            True,
+            "m",
+        ),
         MeasurementKind(
             "heading_change",
             (-150.0, -120.0, -60.0, -20.0, 20.0, 60.0, 120.0, 150.0),
-            ("around_right", "back_right", "right", "slightly_right", "same", "slightly_left", "left", "back_left", "around_left"),
+            (
+                "around_right",
+                "back_right",
+                "right",
+                "slightly_right",
+                "same",
+                "slightly_left",
+                "left",
+                "back_left",
+                "around_left",
+            ),
             5.0,
             True,
             "degree",
@@ -365,80 +426,98 @@ def _with_mirror(code: Posecode) -> list[Posecode]:
     return [code, mirrored]
 
 
-def _code(name, kind, points, eligibility, subject, other=None, **kwargs) -> list[Posecode]:
-    return _with_mirror(Posecode(name, kind, tuple(points), tuple(eligibility), subject, other, **kwargs))
+_ELIGIBILITY_LETTERS = {"N": NEVER, "S": SAY, "R": RARE}
+_RELATIONS = ("distance", "x", "y", "z")
+
+
+def _code(name: str, kind: str, points: str, eligibility: str, subject=None, **options) -> list[Posecode]:
+    """
+    Declare a posecode (and its mirror) compactly: `points` space-separated, `eligibility` one letter per
+    category (`N`ever, `S`ay, `R`are). The subject defaults to the angle's vertex or the first point, and
+    for relations the other entity to the second point.
+    """
+    points = tuple(points.split())
+    if subject is None:
+        subject = points[1] if kind == "angle" else points[0]
+        if kind in _RELATIONS:
+            options.setdefault("other", points[1])
+    eligibility = tuple(_ELIGIBILITY_LETTERS[letter] for letter in eligibility)
+    return _with_mirror(Posecode(name, kind, points, eligibility, subject, **options))
 
 
 def _build_posecodes() -> tuple[Posecode, ...]:
     # Left-side codes get their right-side mirror automatically. The declaration order is the walk over the
     # body that orders a caption: whole body and torso, then arms, then legs.
+    no_pairs = {"in_pairs": False}
+    pair_of_sides = {"phrase": "distance_pair"}
     codes = []
     # ---- whole body and torso ----
-    codes += _code("torso_tilt", "tilt", (), (_N, _N, _N, _N, _R), "body", in_pairs=False)
-    codes += _code("body_facing", "facing", (), (_N, _N, _N), "body", in_pairs=False)
-    codes += _code("body_side_down", "side_down", (), (_N, _N, _N), "body", in_pairs=False)
-    codes += _code("torso_pitch", "pitch", (), (_S, _S, _N, _S, _S, _S), "torso")
-    codes += _code("torso_roll", "roll", (), (_S, _N, _N, _N, _S), "torso")
-    codes += _code("torso_twist", "twist", (), (_S, _S, _N, _S, _S), "torso")
-    codes += _code("head_vs_pelvis_y", "y", ("head", "pelvis"), (_R, _N, _N, _N, _N), "head", "pelvis", in_pairs=False)
+    codes += _code("torso_tilt", "tilt", "", "NNNNR", "body", **no_pairs)
+    codes += _code("body_facing", "facing", "", "NNN", "body", **no_pairs)
+    codes += _code("body_side_down", "side_down", "", "NNN", "body", **no_pairs)
+    codes += _code("torso_pitch", "pitch", "", "SSNSSS", "torso")
+    codes += _code("torso_roll", "roll", "", "SNNNS", "torso")
+    codes += _code("torso_twist", "twist", "", "SSNSS", "torso")
+    codes += _code("head_vs_pelvis_y", "y", "head pelvis", "RNNNN", **no_pairs)
     # ---- arms ----
-    codes += _code("left_elbow_angle", "angle", ("left_shoulder", "left_elbow", "left_wrist"), (_R, _S, _S, _S, _N, _S), "left_elbow")
-    codes += _code("left_upper_arm_elevation", "elevation", ("left_shoulder", "left_elbow"), (_S, _N, _S, _N, _N), "left_upper_arm", in_pairs=False)
-    codes += _code("left_forearm_elevation", "elevation", ("left_elbow", "left_wrist"), (_S, _N, _S, _N, _N), "left_forearm", in_pairs=False)
-    codes += _code("left_hand_vs_head_y", "y", ("left_hand", "head"), (_N, _N, _S, _N, _R), "left_hand", "head")
-    codes += _code("left_elbow_vs_head_y", "y", ("left_elbow", "head"), (_N, _N, _N, _N, _S), "left_elbow", "head", in_pairs=False)
-    codes += _code("left_hand_vs_shoulder_y", "y", ("left_hand", "left_shoulder"), (_N, _N, _S, _N, _S), "left_hand", "left_shoulder")
-    codes += _code("left_elbow_vs_shoulder_y", "y", ("left_elbow", "left_shoulder"), (_N, _N, _N, _N, _S), "left_elbow", "left_shoulder")
-    codes += _code("left_hand_vs_pelvis_y", "y", ("left_hand", "pelvis"), (_N, _N, _S, _N, _S), "left_hand", "pelvis")
-    codes += _code("left_hand_vs_knee_y", "y", ("left_hand", "left_knee"), (_S, _N, _N, _N, _N), "left_hand", "left_knee")
-    codes += _code("hands_y", "y", ("left_hand", "right_hand"), (_S, _N, _N, _N, _S), "left_hand", "right_hand")
-    codes += _code("left_hand_vs_torso_z", "z", ("left_hand", "torso"), (_S, _N, _N, _N, _S), "left_hand", "torso")
-    codes += _code("left_elbow_vs_torso_z", "z", ("left_elbow", "torso"), (_S, _N, _N, _N, _N), "left_elbow", "torso", in_pairs=False)
-    codes += _code("hands_z", "z", ("left_hand", "right_hand"), (_N, _N, _N, _N, _N), "left_hand", "right_hand")
+    codes += _code("left_elbow_angle", "angle", "left_shoulder left_elbow left_wrist", "RSSSNS")
+    codes += _code("left_upper_arm_elevation", "elevation", "left_shoulder left_elbow", "SNSNN", "left_upper_arm", **no_pairs)
+    codes += _code("left_forearm_elevation", "elevation", "left_elbow left_wrist", "SNSNN", "left_forearm", **no_pairs)
+    codes += _code("left_hand_vs_head_y", "y", "left_hand head", "NNSNR")
+    codes += _code("left_elbow_vs_head_y", "y", "left_elbow head", "NNNNS", **no_pairs)
+    codes += _code("left_hand_vs_shoulder_y", "y", "left_hand left_shoulder", "NNSNS")
+    codes += _code("left_elbow_vs_shoulder_y", "y", "left_elbow left_shoulder", "NNNNS")
+    codes += _code("left_hand_vs_pelvis_y", "y", "left_hand pelvis", "NNSNS")
+    codes += _code("left_hand_vs_knee_y", "y", "left_hand left_knee", "SNNNN")
+    codes += _code("hands_y", "y", "left_hand right_hand", "SNNNS")
+    codes += _code("left_hand_vs_torso_z", "z", "left_hand torso", "SNNNS")
+    codes += _code("left_elbow_vs_torso_z", "z", "left_elbow torso", "SNNNN", **no_pairs)
+    codes += _code("hands_z", "z", "left_hand right_hand", "NNNNN")
     # Only the outward direction: a hand inside its shoulder line is the common case.
-    codes += _code("left_hand_vs_shoulder_x", "x", ("left_hand", "left_shoulder"), (_N, _N, _N, _N, _S), "left_hand", "left_shoulder")
+    codes += _code("left_hand_vs_shoulder_x", "x", "left_hand left_shoulder", "NNNNS")
     # A left hand to the right of the right shoulder reaches across the body.
-    codes += _code("left_hand_vs_right_shoulder_x", "x", ("left_hand", "right_shoulder"), (_S, _N, _N, _N, _N), "left_hand", "right_shoulder", in_pairs=False)
-    codes += _code("arms_crossed", "x", ("left_hand", "right_hand"), (_R, _N, _N, _N, _N), "arms", phrase="crossed", in_pairs=False)
-    codes += _code("hands_distance", "distance", ("left_hand", "right_hand"), (_S, _N, _N, _S), "hands", phrase="distance_pair")
-    codes += _code("elbows_distance", "distance", ("left_elbow", "right_elbow"), (_R, _N, _N, _N), "elbows", phrase="distance_pair", in_pairs=False)
-    codes += _code("left_hand_vs_head_distance", "distance", ("left_hand", "head"), (_S, _N, _N, _N), "left_hand", "head")
-    codes += _code("left_hand_vs_right_shoulder_distance", "distance", ("left_hand", "right_shoulder"), (_S, _N, _N, _N), "left_hand", "right_shoulder")
-    codes += _code("left_hand_vs_shoulder_distance", "distance", ("left_hand", "left_shoulder"), (_S, _N, _N, _N), "left_hand", "left_shoulder", in_pairs=False)
-    codes += _code("left_hand_vs_hip_distance", "distance", ("left_hand", "left_hip"), (_S, _N, _N, _N), "left_hand", "left_hip")
-    codes += _code("left_hand_vs_torso_distance", "distance", ("left_hand", "torso"), (_S, _N, _N, _N), "left_hand", "torso", in_pairs=False)
-    codes += _code("left_hand_vs_right_elbow_distance", "distance", ("left_hand", "right_elbow"), (_S, _N, _N, _N), "left_hand", "right_elbow", in_pairs=False)
-    codes += _code("left_hand_vs_knee_distance", "distance", ("left_hand", "left_knee"), (_S, _N, _N, _N), "left_hand", "left_knee")
-    codes += _code("left_hand_vs_right_knee_distance", "distance", ("left_hand", "right_knee"), (_S, _N, _N, _N), "left_hand", "right_knee", in_pairs=False)
-    codes += _code("left_hand_vs_foot_distance", "distance", ("left_hand", "left_foot"), (_R, _N, _N, _N), "left_hand", "left_foot")
-    codes += _code("left_hand_vs_right_foot_distance", "distance", ("left_hand", "right_foot"), (_R, _N, _N, _N), "left_hand", "right_foot", in_pairs=False)
-    codes += _code("left_hand_height", "height", ("left_hand",), (_R, _N), "left_hand")
-    codes += _code("left_elbow_height", "height", ("left_elbow",), (_R, _N), "left_elbow", in_pairs=False)
+    codes += _code("left_hand_vs_right_shoulder_x", "x", "left_hand right_shoulder", "SNNNN", **no_pairs)
+    codes += _code("arms_crossed", "x", "left_hand right_hand", "RNNNN", "arms", phrase="crossed", **no_pairs)
+    codes += _code("hands_distance", "distance", "left_hand right_hand", "SNNS", "hands", **pair_of_sides)
+    codes += _code("elbows_distance", "distance", "left_elbow right_elbow", "RNNN", "elbows", **pair_of_sides, **no_pairs)
+    codes += _code("left_hand_vs_head_distance", "distance", "left_hand head", "SNNN")
+    codes += _code("left_hand_vs_right_shoulder_distance", "distance", "left_hand right_shoulder", "SNNN")
+    codes += _code("left_hand_vs_shoulder_distance", "distance", "left_hand left_shoulder", "SNNN", **no_pairs)
+    codes += _code("left_hand_vs_hip_distance", "distance", "left_hand left_hip", "SNNN")
+    codes += _code("left_hand_vs_torso_distance", "distance", "left_hand torso", "SNNN", **no_pairs)
+    codes += _code("left_hand_vs_right_elbow_distance", "distance", "left_hand right_elbow", "SNNN", **no_pairs)
+    codes += _code("left_hand_vs_knee_distance", "distance", "left_hand left_knee", "SNNN")
+    codes += _code("left_hand_vs_right_knee_distance", "distance", "left_hand right_knee", "SNNN", **no_pairs)
+    codes += _code("left_hand_vs_foot_distance", "distance", "left_hand left_foot", "RNNN")
+    codes += _code("left_hand_vs_right_foot_distance", "distance", "left_hand right_foot", "RNNN", **no_pairs)
+    codes += _code("left_hand_height", "height", "left_hand", "RN")
+    codes += _code("left_elbow_height", "height", "left_elbow", "RN", **no_pairs)
     # ---- legs ----
-    codes += _code("left_knee_angle", "angle", ("left_hip", "left_knee", "left_ankle"), (_R, _S, _S, _S, _N, _S), "left_knee")
-    codes += _code("left_thigh_elevation", "elevation", ("left_hip", "left_knee"), (_R, _R, _S, _N, _N), "left_thigh", in_pairs=False)
-    codes += _code("left_shin_elevation", "elevation", ("left_knee", "left_ankle"), (_R, _R, _S, _N, _N), "left_shin", in_pairs=False)
-    codes += _code("left_knee_vs_hip_y", "y", ("left_knee", "left_hip"), (_N, _N, _S, _N, _R), "left_knee", "left_hip")
-    codes += _code("left_foot_vs_knee_y", "y", ("left_foot", "left_knee"), (_N, _N, _S, _N, _R), "left_foot", "left_knee", in_pairs=False)
-    codes += _code("left_foot_vs_right_knee_y", "y", ("left_foot", "right_knee"), (_N, _N, _N, _N, _S), "left_foot", "right_knee", in_pairs=False)
-    codes += _code("left_foot_vs_hip_y", "y", ("left_foot", "left_hip"), (_N, _N, _S, _N, _R), "left_foot", "left_hip")
-    codes += _code("feet_y", "y", ("left_foot", "right_foot"), (_S, _N, _N, _N, _S), "left_foot", "right_foot")
-    codes += _code("left_knee_vs_hip_z", "z", ("left_knee", "left_hip"), (_S, _N, _N, _N, _S), "left_knee", "left_hip")
-    codes += _code("left_foot_vs_hip_z", "z", ("left_foot", "left_hip"), (_S, _N, _N, _N, _S), "left_foot", "left_hip")
-    codes += _code("feet_z", "z", ("left_foot", "right_foot"), (_S, _N, _N, _N, _S), "left_foot", "right_foot")
+    codes += _code("left_knee_angle", "angle", "left_hip left_knee left_ankle", "RSSSNS")
+    codes += _code("left_thigh_elevation", "elevation", "left_hip left_knee", "RRSNN", "left_thigh", **no_pairs)
+    codes += _code("left_shin_elevation", "elevation", "left_knee left_ankle", "RRSNN", "left_shin", **no_pairs)
+    codes += _code("left_knee_vs_hip_y", "y", "left_knee left_hip", "NNSNR")
+    codes += _code("left_foot_vs_knee_y", "y", "left_foot left_knee", "NNSNR", **no_pairs)
+    codes += _code("left_foot_vs_right_knee_y", "y", "left_foot right_knee", "NNNNS", **no_pairs)
+    codes += _code("left_foot_vs_hip_y", "y", "left_foot left_hip", "NNSNR")
+    codes += _code("feet_y", "y", "left_foot right_foot", "SNNNS")
+    codes += _code("left_knee_vs_hip_z", "z", "left_knee left_hip", "SNNNS")
+    codes += _code("left_foot_vs_hip_z", "z", "left_foot left_hip", "SNNNS")
+    codes += _code("feet_z", "z", "left_foot right_foot", "SNNNS")
     # A left foot to the right of the left hip steps across the body.
-    codes += _code("left_foot_vs_hip_x", "x", ("left_foot", "left_hip"), (_S, _N, _N, _N, _N), "left_foot", "left_hip")
-    codes += _code("legs_crossed", "x", ("left_foot", "right_foot"), (_R, _N, _N, _N, _N), "legs", phrase="crossed", in_pairs=False)
-    codes += _code("feet_distance", "distance", ("left_foot", "right_foot"), (_S, _N, _S, _R), "feet", phrase="distance_pair")
-    codes += _code("knees_distance", "distance", ("left_knee", "right_knee"), (_N, _N, _S, _S), "knees", phrase="distance_pair")
-    codes += _code("left_foot_vs_right_knee_distance", "distance", ("left_foot", "right_knee"), (_R, _N, _N, _N), "left_foot", "right_knee", in_pairs=False)
-    codes += _code("left_knee_height", "height", ("left_knee",), (_R, _N), "left_knee")
-    codes += _code("left_foot_height", "height", ("left_foot",), (_N, _S), "left_foot")
+    codes += _code("left_foot_vs_hip_x", "x", "left_foot left_hip", "SNNNN")
+    codes += _code("legs_crossed", "x", "left_foot right_foot", "RNNNN", "legs", phrase="crossed", **no_pairs)
+    codes += _code("feet_distance", "distance", "left_foot right_foot", "SNSR", "feet", **pair_of_sides)
+    codes += _code("knees_distance", "distance", "left_knee right_knee", "NNSS", "knees", **pair_of_sides)
+    codes += _code("left_foot_vs_right_knee_distance", "distance", "left_foot right_knee", "RNNN", **no_pairs)
+    codes += _code("left_knee_height", "height", "left_knee", "RN")
+    codes += _code("left_foot_height", "height", "left_foot", "NS")
     # The pelvis joint sits well inside the body: seated on the floor it is ~0.15 m above the lowest joint,
     # lying down (on the side, or with the knees up) up to ~0.5 m, bent over from standing ~0.9 m; the
     # second bin tells lying from bending over.
-    codes += _code("pelvis_height", "height", ("pelvis",), (_R, _N, _N), "pelvis", thresholds=(0.17, 0.60), categories=("ground", "low", "raised"), in_pairs=False)
-    codes += _code("head_height", "height", ("head",), (_R, _N), "head", in_pairs=False)
+    pelvis_bins = {"thresholds": (0.17, 0.60), "categories": ("ground", "low", "raised")}
+    codes += _code("pelvis_height", "height", "pelvis", "RNN", **pelvis_bins, **no_pairs)
+    codes += _code("head_height", "height", "head", "RN", **no_pairs)
     return tuple(codes)
 
 
@@ -512,9 +591,12 @@ class PosecodeTable:
     @classmethod
     def build(cls, codes: tuple[Posecode, ...]) -> "PosecodeTable":
         kinds = tuple(KINDS[code.kind] for code in codes)
-        for code, kind in zip(codes, kinds):
+        for code, kind in zip(codes, kinds, strict=True):
             names = code.category_names
-            if len(code.eligibility) != len(names) or len(names) != len(code.thresholds or kind.thresholds) + 1:
+            if (
+                len(code.eligibility) != len(names)
+                or len(names) != len(code.thresholds or kind.thresholds) + 1
+            ):
                 raise ValueError(
                     f"Posecode {code.name!r} gives {len(code.eligibility)} eligibilities for the categories "
                     f"{names} and {len(code.thresholds or kind.thresholds)} thresholds; expected one "
@@ -523,10 +605,12 @@ class PosecodeTable:
             unknown = [point for point in code.points if point not in POINT_INDEX]
             if unknown:
                 raise ValueError(f"Posecode {code.name!r} names unknown points {unknown}.")
-        num_thresholds = max(len(code.thresholds or kind.thresholds) for code, kind in zip(codes, kinds))
+        num_thresholds = max(
+            len(code.thresholds or kind.thresholds) for code, kind in zip(codes, kinds, strict=True)
+        )
         thresholds = np.full((len(codes), num_thresholds), np.inf)
         eligibility = np.zeros((len(codes), num_thresholds + 1), dtype=np.int8)
-        for i, (code, kind) in enumerate(zip(codes, kinds)):
+        for i, (code, kind) in enumerate(zip(codes, kinds, strict=True)):
             edges = code.thresholds or kind.thresholds
             thresholds[i, : len(edges)] = edges
             eligibility[i, : len(code.eligibility)] = code.eligibility
@@ -589,7 +673,9 @@ def _mirror_map(codes: tuple[Posecode, ...]) -> tuple[np.ndarray, np.ndarray]:
         else:
             raise ValueError(f"Posecode {code.name!r} on {code.points} has no mirror code.")
         if KINDS[code.kind].signed is False and sign[i] < 0:
-            raise ValueError(f"Posecode {code.name!r} changes sign under the mirror but its kind is not signed.")
+            raise ValueError(
+                f"Posecode {code.name!r} changes sign under the mirror but its kind is not signed."
+            )
     return index, sign
 
 
@@ -611,7 +697,9 @@ def measure_posecodes(points: np.ndarray, table: PosecodeTable) -> np.ndarray:
     for kind, members, index in table.groups:
         if kind == "angle":
             vertex = points[:, index[:, 1]]
-            values[:, members] = _angle_between(points[:, index[:, 0]] - vertex, points[:, index[:, 2]] - vertex)
+            values[:, members] = _angle_between(
+                points[:, index[:, 0]] - vertex, points[:, index[:, 2]] - vertex
+            )
         elif kind == "distance":
             values[:, members] = np.linalg.norm(points[:, index[:, 0]] - points[:, index[:, 1]], axis=-1)
         elif kind in ("x", "y", "z"):
@@ -729,11 +817,13 @@ class PaircodeTable:
         num_thresholds = max(len(kind.thresholds) for kind in kinds)
         thresholds = np.full((len(codes), num_thresholds), np.inf)
         eligibility = np.zeros((len(codes), num_thresholds + 1), dtype=np.int8)
-        for i, (code, kind) in enumerate(zip(codes, kinds)):
+        for i, (code, kind) in enumerate(zip(codes, kinds, strict=True)):
             thresholds[i, : len(kind.thresholds)] = kind.thresholds
             eligibility[i, : len(code.eligibility)] = code.eligibility
         position = {int(b): i for i, b in enumerate(base_index) if b >= 0}
-        mirror_index = np.array([i if b < 0 else position[int(posecodes.mirror_index[b])] for i, b in enumerate(base_index)])
+        mirror_index = np.array(
+            [i if b < 0 else position[int(posecodes.mirror_index[b])] for i, b in enumerate(base_index)]
+        )
         # The heading change flips sign under the mirror; other changes follow their base code.
         mirror_sign = np.array([-1.0 if b < 0 else posecodes.mirror_sign[b] for b in base_index])
         return cls(
@@ -799,7 +889,9 @@ def measure_paircodes(
     return changes
 
 
-def categorize_changes(changes: np.ndarray, table: PaircodeTable, offsets: Optional[np.ndarray] = None) -> np.ndarray:
+def categorize_changes(
+    changes: np.ndarray, table: PaircodeTable, offsets: Optional[np.ndarray] = None
+) -> np.ndarray:
     """[`categorize`] for pair codes: `changes` `(..., Q)` -> category indices `(..., Q)`."""
     thresholds = np.broadcast_to(table.thresholds, changes.shape + table.thresholds.shape[-1:])
     if offsets is not None:

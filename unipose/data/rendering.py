@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence, Union
@@ -383,7 +384,29 @@ class Fragments:
 # Triangles are rasterised in groups whose bounding boxes fit in `size x size` pixels, `size` from here.
 _BOX_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
 # Barycentric slack, so that a pixel centre on an edge shared by two triangles is never missed by both.
-_EDGE_EPSILON = 1e-6
+_EDGE_EPSILON = 1e-5
+
+
+def _barycentric(
+    x: np.ndarray, y: np.ndarray, centre_x: np.ndarray, centre_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    Barycentric coordinates of points in triangles.
+
+    Args:
+        x, y (`np.ndarray` of shape `(n, 3)`): the triangles' corners.
+        centre_x, centre_y (`np.ndarray` of shape `(n, k)`): k points per triangle.
+
+    Returns:
+        Three `np.ndarray` of shape `(n, k)`, the weights of the three corners.
+    """
+    edge1_x, edge1_y = x[:, 1:2] - x[:, :1], y[:, 1:2] - y[:, :1]
+    edge2_x, edge2_y = x[:, 2:] - x[:, :1], y[:, 2:] - y[:, :1]
+    inverse_area = 1.0 / (edge1_x * edge2_y - edge1_y * edge2_x)  # of twice the signed area
+    dx, dy = centre_x - x[:, :1], centre_y - y[:, :1]
+    weight1 = (dx * edge2_y - dy * edge2_x) * inverse_area
+    weight2 = (edge1_x * dy - edge1_y * dx) * inverse_area
+    return 1.0 - weight1 - weight2, weight1, weight2
 
 
 def rasterize(points: np.ndarray, faces: np.ndarray, height: int, width: int) -> Fragments:
@@ -412,48 +435,47 @@ def rasterize(points: np.ndarray, faces: np.ndarray, height: int, width: int) ->
         raise ValueError(f"`faces` must have shape (num_faces, 3), got {faces.shape}.")
     corners = points[faces]  # (F, 3 corners, 3)
     x, y, inverse_depth = corners[..., 0], corners[..., 1], corners[..., 2]
-    edge1_x, edge1_y = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
-    edge2_x, edge2_y = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
-    area = edge1_x * edge2_y - edge1_y * edge2_x  # twice the signed area
-    # Pixel rows/columns whose centres can fall inside each triangle.
-    column_min = np.clip(np.ceil(x.min(1) - 0.5), 0, width).astype(np.int64)
-    column_max = np.clip(np.floor(x.max(1) - 0.5), -1, width - 1).astype(np.int64)
-    row_min = np.clip(np.ceil(y.min(1) - 0.5), 0, height).astype(np.int64)
-    row_max = np.clip(np.floor(y.max(1) - 0.5), -1, height - 1).astype(np.int64)
-    box = np.maximum(column_max - column_min, row_max - row_min) + 1
-    drawn = (np.abs(area) > 1e-12) & (column_max >= column_min) & (row_max >= row_min)
-    with np.errstate(divide="ignore"):
-        inverse_area = np.where(drawn, 1.0 / area, 0.0).astype(np.float32)
-
-    pixel_chunks, face_chunks, weight_chunks, depth_chunks = [], [], [], []
-    group = np.searchsorted(np.asarray(_BOX_SIZES), box)  # the smallest listed size >= box
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
+    # Pixel rows/columns whose centres can fall inside each triangle (element-wise over the three corners:
+    # much faster than reductions along a length-3 axis).
+    column_min = np.clip(np.ceil(np.minimum(np.minimum(x[:, 0], x[:, 1]), x[:, 2]) - 0.5), 0, width)
+    column_max = np.clip(np.floor(np.maximum(np.maximum(x[:, 0], x[:, 1]), x[:, 2]) - 0.5), -1, width - 1)
+    row_min = np.clip(np.ceil(np.minimum(np.minimum(y[:, 0], y[:, 1]), y[:, 2]) - 0.5), 0, height)
+    row_max = np.clip(np.floor(np.maximum(np.maximum(y[:, 0], y[:, 1]), y[:, 2]) - 0.5), -1, height - 1)
+    columns_spanned, rows_spanned = column_max - column_min, row_max - row_min
+    drawn = (np.abs(area) > 1e-12) & (columns_spanned >= 0) & (rows_spanned >= 0)
+    group = np.searchsorted(np.asarray(_BOX_SIZES), np.maximum(columns_spanned, rows_spanned) + 1)
     group[~drawn] = -1
+
+    pixel_chunks, face_chunks, depth_chunks = [], [], []
     for index in np.unique(group[group >= 0]):
-        size = _BOX_SIZES[index] if index < len(_BOX_SIZES) else int(box.max())
         members = np.flatnonzero(group == index)
-        offset_row, offset_column = np.divmod(np.arange(size * size), size)
-        columns = column_min[members, None] + offset_column  # (n, size^2)
+        size = _BOX_SIZES[index] if index < len(_BOX_SIZES) else int(max(columns_spanned.max(), rows_spanned.max())) + 1
+        offset_row, offset_column = np.divmod(np.arange(size * size, dtype=np.float32), np.float32(size))
+        columns = column_min[members, None] + offset_column  # (n, size^2), float32 pixel indices
         rows = row_min[members, None] + offset_row
-        valid = (columns <= column_max[members, None]) & (rows <= row_max[members, None])
-        dx = columns + np.float32(0.5) - x[members, :1]
-        dy = rows + np.float32(0.5) - y[members, :1]
-        scale = inverse_area[members, None]
-        weight1 = (dx * edge2_y[members, None] - dy * edge2_x[members, None]) * scale
-        weight2 = (edge1_x[members, None] * dy - edge1_y[members, None] * dx) * scale
-        weight0 = 1.0 - weight1 - weight2
-        inside = valid & (weight0 >= -_EDGE_EPSILON) & (weight1 >= -_EDGE_EPSILON) & (weight2 >= -_EDGE_EPSILON)
-        face_index, cell = np.nonzero(inside)
-        weights = np.stack((weight0[face_index, cell], weight1[face_index, cell], weight2[face_index, cell]), -1)
-        owner = members[face_index]
-        pixel_chunks.append(rows[face_index, cell] * width + columns[face_index, cell])
-        face_chunks.append(owner)
-        weight_chunks.append(weights)
-        depth_chunks.append(np.einsum("pk,pk->p", weights, inverse_depth[owner]))
+        weight0, weight1, weight2 = _barycentric(x[members], y[members], columns + 0.5, rows + 0.5)
+        inside = (
+            (offset_column <= columns_spanned[members, None])
+            & (offset_row <= rows_spanned[members, None])
+            & (weight0 >= -_EDGE_EPSILON)
+            & (weight1 >= -_EDGE_EPSILON)
+            & (weight2 >= -_EDGE_EPSILON)
+        )
+        member, cell = np.nonzero(inside)
+        owner_depth = inverse_depth[members[member]]
+        depth_chunks.append(
+            weight0[member, cell] * owner_depth[:, 0]
+            + weight1[member, cell] * owner_depth[:, 1]
+            + weight2[member, cell] * owner_depth[:, 2]
+        )
+        pixel_chunks.append(rows[member, cell].astype(np.int64) * width + columns[member, cell].astype(np.int64))
+        face_chunks.append(members[member])
     if not pixel_chunks:
         empty = np.zeros(0, dtype=np.int64)
         return Fragments(empty, empty, np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
     pixels = np.concatenate(pixel_chunks)
-    depth = np.concatenate(depth_chunks).astype(np.float32)
+    depth = np.concatenate(depth_chunks)
     # Nearest fragment per pixel: the largest inverse depth; among exact ties the last one written wins.
     nearest = np.full(height * width, -np.inf, dtype=np.float32)
     np.maximum.at(nearest, pixels, depth)
@@ -462,12 +484,14 @@ def rasterize(points: np.ndarray, faces: np.ndarray, height: int, width: int) ->
     owner[pixels[winners]] = winners
     covered = np.flatnonzero(owner >= 0)
     chosen = owner[covered]
-    return Fragments(
-        pixels=covered,
-        faces=np.concatenate(face_chunks)[chosen],
-        barycentric=np.concatenate(weight_chunks)[chosen].astype(np.float32),
-        inverse_depth=depth[chosen],
+    face = np.concatenate(face_chunks)[chosen]
+    # Barycentric coordinates of the winners only.
+    row, column = np.divmod(covered, width)
+    weights = _barycentric(
+        x[face], y[face], (column.astype(np.float32) + 0.5)[:, None], (row.astype(np.float32) + 0.5)[:, None]
     )
+    barycentric = np.concatenate(weights, axis=1).astype(np.float32)
+    return Fragments(pixels=covered, faces=face, barycentric=barycentric, inverse_depth=depth[chosen])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -512,15 +536,30 @@ def render_background(scene: Scene, height: int, width: int) -> np.ndarray:
         columns = (np.arange(width, dtype=np.float32) + 0.5) / width - 0.5
         t = np.clip(columns[None, :] * math.cos(angle) + rows[:, None] * math.sin(angle) + 0.5, 0.0, 1.0)
         return first + (second - first) * t[..., None]
-    # "noise": smooth colour blobs between the two colours (a coarse random grid, upsampled), then grain.
+    # "noise": smooth colour blobs between the two colours (a coarse random grid, upsampled), then grain cut
+    # at a random place from one fixed texture (drawing fresh grain per image would cost more than the body).
     cells = int(rng.integers(NOISE_GRID_RANGE[0], NOISE_GRID_RANGE[1] + 1))
-    coarse = rng.random((cells, cells, 3)).astype(np.float32)
-    blobs = Image.fromarray((coarse * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BICUBIC)
-    t = np.asarray(blobs, dtype=np.float32) / 255.0
-    amplitude = rng.uniform(*NOISE_AMPLITUDE_RANGE)
+    coarse = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+    blobs = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+    t = np.asarray(blobs, dtype=np.float32) * np.float32(1.0 / 255.0)
+    amplitude = np.float32(rng.uniform(*NOISE_AMPLITUDE_RANGE))
+    top, left = rng.integers(0, _GRAIN_MARGIN + 1, 2)
+    grain = _grain_texture(height, width)[top : top + height, left : left + width]
     base = first + (second - first) * t.mean(-1, keepdims=True)
-    grain = rng.integers(-128, 128, (height, width, 1), dtype=np.int16).astype(np.float32) / 128.0
-    return np.clip(base + amplitude * (t - 0.5) + GRAIN_AMPLITUDE * grain, 0.0, 1.0)
+    return np.clip(base + amplitude * (t - 0.5) + grain[..., None], 0.0, 1.0)
+
+
+# Grain is cut from a fixed texture this many pixels larger than the image, at a random offset.
+_GRAIN_MARGIN = 64
+_GRAIN_SEED = 20250601
+
+
+@functools.lru_cache(maxsize=4)
+def _grain_texture(height: int, width: int) -> np.ndarray:
+    """A fixed float32 texture `(height + margin, width + margin)` of uniform grain within `GRAIN_AMPLITUDE`."""
+    rng = np.random.default_rng(_GRAIN_SEED)
+    shape = (height + _GRAIN_MARGIN, width + _GRAIN_MARGIN)
+    return rng.uniform(-GRAIN_AMPLITUDE, GRAIN_AMPLITUDE, shape).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -678,31 +717,44 @@ class BodyRenderer:
         # Skinning transforms map rest positions to posed ones: x -> R x + (t - R j_rest).
         offset = world_translation - np.einsum("njik,njk->nji", world_rotation, joints)
         transforms = np.concatenate((world_rotation.reshape(batch, NUM_BODY_JOINTS, 9), offset), -1)  # (B, 22, 12)
-        blended = np.einsum("vj,njk->nvk", self.weights, transforms)  # (B, V, 12)
-        rotation_part = blended[..., :9].reshape(batch, -1, 3, 3)
-        vertices = np.einsum("nvij,nvj->nvi", rotation_part, template) + blended[..., 9:]
-        return vertices.astype(np.float32)
+        # One matrix product for the whole batch: (V, 22) @ (22, B * 12) -> per-vertex blended transforms.
+        blended = (self.weights @ transforms.transpose(1, 0, 2).reshape(NUM_BODY_JOINTS, -1)).reshape(-1, batch, 12)
+        blended = blended.transpose(1, 0, 2)  # (B, V, 12): rotation (row-major), then offset
+        vertices = blended[..., 9:].copy()
+        for row in range(3):
+            vertices[..., row] += (blended[..., 3 * row : 3 * row + 3] * template).sum(-1)
+        return vertices
 
     # -- drawing -------------------------------------------------------------------------------------------
 
-    def _project(self, vertices: np.ndarray, scene: Scene, framing: np.ndarray) -> np.ndarray:
-        """Screen points `(V, 3)` (x, y in pixels, inverse depth) and camera-space vertices of `vertices`."""
+    def _project(self, vertices: np.ndarray, scene: Scene, framing: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Screen points `(V, 3)` (x and y in pixels, inverse depth) and camera-space positions `(V, 3)` of
+        `vertices`, through the scene's camera, framed on `framing` (`(N, 3)`; the vertices when `None`).
+        """
         rotation = camera_rotation(scene.yaw_deg, scene.pitch_deg).astype(np.float32)
-        low, high = framing.min(0), framing.max(0)
+        reference = vertices if framing is None else framing
+        low, high = reference.min(0), reference.max(0)
         centre = (low + high) / 2
-        radius = float(np.linalg.norm(framing - centre, axis=1).max())
-        distance = radius / math.sin(math.radians(scene.fov_deg) / 2)
-        to_camera = lambda points: (points - centre) @ rotation.T + np.array([0.0, 0.0, distance], np.float32)
-        camera = to_camera(vertices)
-        frame = to_camera(framing)
-        frame_plane = frame[:, :2] / frame[:, 2:]
-        plane_low, plane_high = frame_plane.min(0), frame_plane.max(0)
+        radius = float(np.sqrt(((reference - centre) ** 2).sum(1).max()))
+        # Far enough for the bounding sphere to fit in the field of view.
+        distance = np.float32(radius / math.sin(math.radians(scene.fov_deg) / 2))
+        camera = (vertices - centre) @ rotation.T
+        camera[:, 2] += distance
+        inverse_depth = 1.0 / camera[:, 2]
+        plane = camera[:, :2] * inverse_depth[:, None]  # the image plane at unit focal length
+        if framing is None:
+            plane_low, plane_high = plane.min(0), plane.max(0)
+        else:
+            frame = (framing - centre) @ rotation.T
+            frame_plane = frame[:, :2] / (frame[:, 2:] + distance)
+            plane_low, plane_high = frame_plane.min(0), frame_plane.max(0)
         size = self.image_size
         scale = scene.fill * size / max(float((plane_high - plane_low).max()), 1e-6)
         image_centre = size / 2 + np.asarray(scene.offset, dtype=np.float32) * size
         screen = np.empty_like(camera)
-        screen[:, :2] = (camera[:, :2] / camera[:, 2:] - (plane_low + plane_high) / 2) * scale + image_centre
-        screen[:, 2] = 1.0 / camera[:, 2]
+        screen[:, :2] = (plane - (plane_low + plane_high) / 2) * np.float32(scale) + image_centre
+        screen[:, 2] = inverse_depth
         return screen, camera
 
     def render_vertices(self, vertices: np.ndarray, scene: Scene, framing: Optional[np.ndarray] = None) -> np.ndarray:
@@ -720,7 +772,7 @@ class BodyRenderer:
         """
         size = self.image_size
         vertices = np.asarray(vertices, dtype=np.float32)
-        framing = vertices if framing is None else np.asarray(framing, dtype=np.float32)
+        framing = None if framing is None else np.asarray(framing, dtype=np.float32)
         screen, camera = self._project(vertices, scene, framing)
 
         corners = camera[self.faces]
@@ -729,28 +781,25 @@ class BodyRenderer:
         fragments = rasterize(screen, self.faces[front], size, size)
         face = np.flatnonzero(front)[fragments.faces]
 
-        vertex_normals = self._vertex_faces @ normals
-        vertex_normals /= np.maximum(np.linalg.norm(vertex_normals, axis=1, keepdims=True), 1e-12)
-        light = np.asarray(scene.light, dtype=np.float32)
-        # Normals point away from the surface; the light direction points towards the light.
-        intensity = scene.ambient + (1.0 - scene.ambient) * np.maximum(vertex_normals @ light, 0.0)
+        vertex_normals = self._vertex_faces @ normals  # (V, 3), area-weighted, pointing out of the body
+        length = np.sqrt(vertex_normals[:, 0] ** 2 + vertex_normals[:, 1] ** 2 + vertex_normals[:, 2] ** 2)
+        cosine = (vertex_normals @ np.asarray(scene.light, dtype=np.float32)) / np.maximum(length, 1e-12)
+        intensity = scene.ambient + (1.0 - scene.ambient) * np.maximum(cosine, 0.0)
         shade = np.einsum("pk,pk->p", fragments.barycentric, intensity[self.faces[face]])
         colors = np.asarray(scene.colors, dtype=np.float32)[self.face_materials[face]] * shade[:, None]
 
         # Outline: a covered pixel whose 4-neighbour shows another part, or the background, farther away.
-        part = np.full(size * size, -1, dtype=np.int64)
+        part = np.full(size * size, -1, dtype=np.int16)
         part[fragments.pixels] = self.face_parts[face]
         depth = np.full(size * size, -np.inf, dtype=np.float32)  # inverse depth; the background is farthest
         depth[fragments.pixels] = fragments.inverse_depth
         part, depth = part.reshape(size, size), depth.reshape(size, size)
         edge = np.zeros((size, size), dtype=bool)
-        for axis in (0, 1):
-            for step in (1, -1):
-                neighbour_part = np.roll(part, step, axis=axis)
-                neighbour_depth = np.roll(depth, step, axis=axis)
-                edge |= (neighbour_part != part) & (neighbour_depth < depth)
-        outline = edge.reshape(-1)[fragments.pixels]
-        colors[outline] *= OUTLINE_SHADE
+        for near, far in (((slice(1, None),), (slice(None, -1),)), ((slice(None), slice(1, None)), (slice(None), slice(None, -1)))):
+            differs = part[near] != part[far]
+            edge[near] |= differs & (depth[far] < depth[near])
+            edge[far] |= differs & (depth[near] < depth[far])
+        colors[edge.reshape(-1)[fragments.pixels]] *= OUTLINE_SHADE
 
         image = render_background(scene, size, size).reshape(-1, 3)
         image[fragments.pixels] = colors

@@ -20,7 +20,6 @@ Conventions used by `unipose.data.captioning`:
 
 from __future__ import annotations
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Nouns
 # ---------------------------------------------------------------------------------------------------------
@@ -79,7 +78,12 @@ LIMB_PARTS: dict[frozenset, str] = {
 
 # gender -> (subject nouns, pronoun, possessive, pronoun takes a plural verb)
 PEOPLE: dict[str, tuple[tuple[str, ...], str, str, bool]] = {
-    "neutral": (("the person", "someone", "this person", "the figure", "the individual"), "they", "their", True),
+    "neutral": (
+        ("the person", "someone", "this person", "the figure", "the individual"),
+        "they",
+        "their",
+        True,
+    ),
     "male": (("the man", "this man", "a man"), "he", "his", False),
     "female": (("the woman", "this woman", "a woman"), "she", "her", False),
 }
@@ -367,6 +371,14 @@ TEMPLATES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
             ("person", "sitting down on the ground"),
         )
     },
+    "sitting_legs_out": {
+        "yes": (
+            ("person", "sitting with {poss} legs stretched out in front"),
+            ("person", "seated with {poss} legs extended forward"),
+            ("person", "sitting with straight legs out in front"),
+            ("person", "sitting on the floor with {poss} legs out straight"),
+        )
+    },
     "kneeling": {
         "yes": (
             ("person", "kneeling"),
@@ -463,13 +475,27 @@ OPENERS: tuple[tuple[str, str], ...] = (
     ("{subject} {is} shown with ", "bare"),
 )
 # Joining a phrase to the previous one in a sentence: (separator, form), by the form of the previous phrase.
-AFTER_CLAUSE: tuple[tuple[str, str], ...] = ((", while ", "clause"), (" and ", "clause"), (", with ", "bare"), (", and ", "clause"))
+AFTER_CLAUSE: tuple[tuple[str, str], ...] = (
+    (", while ", "clause"),
+    (" and ", "clause"),
+    (", with ", "bare"),
+    (", and ", "clause"),
+)
 AFTER_BARE: tuple[tuple[str, str], ...] = ((" and ", "bare"), (", ", "bare"), (", while ", "clause"))
-AFTER_PERSON: tuple[tuple[str, str], ...] = ((", with ", "bare"), (" with ", "bare"), (" and ", "clause"), (", while ", "clause"))
+AFTER_PERSON: tuple[tuple[str, str], ...] = (
+    (", with ", "bare"),
+    (" with ", "bare"),
+    (" and ", "clause"),
+    (", while ", "clause"),
+)
 # How many phrases a sentence takes, drawn uniformly.
 PHRASES_PER_SENTENCE: tuple[int, ...] = (1, 2, 2, 3, 3)
 # Used when no posecode is left to say.
-NEUTRAL_PREDICATES: tuple[str, ...] = ("standing in a relaxed pose", "holding a neutral pose", "in a plain, relaxed posture")
+NEUTRAL_PREDICATES: tuple[str, ...] = (
+    "standing in a relaxed pose",
+    "holding a neutral pose",
+    "in a plain, relaxed posture",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -480,13 +506,26 @@ NEUTRAL_PREDICATES: tuple[str, ...] = ("standing in a relaxed pose", "holding a 
 PAIR_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "angle_change": {
         "much_less": ("bend {joint} a lot more", "bend {limb} much more", "flex {joint} a lot more"),
-        "less": ("bend {joint} more", "bend {limb} further", "flex {joint} more", "bend {limb} more at the {joint_word}"),
-        "slightly_less": ("bend {joint} a little more", "bend {limb} slightly more", "flex {joint} a bit more"),
+        "less": (
+            "bend {joint} more",
+            "bend {limb} further",
+            "flex {joint} more",
+            "bend {limb} more at the {joint_word}",
+        ),
+        "slightly_less": (
+            "bend {joint} a little more",
+            "bend {limb} slightly more",
+            "flex {joint} a bit more",
+        ),
         "slightly_more": ("straighten {limb} a little", "extend {joint} a bit", "unbend {limb} slightly"),
         "more": ("straighten {limb}", "extend {limb} more", "unbend {joint}", "open up {joint}"),
         "much_more": ("straighten {limb} much more", "extend {limb} a lot", "unbend {joint} a lot"),
         "less+reached": ("bend {limb} completely", "fold {limb} fully", "bend {joint} all the way"),
-        "more+reached": ("straighten {limb} completely", "straighten {limb} fully", "extend {limb} all the way"),
+        "more+reached": (
+            "straighten {limb} completely",
+            "straighten {limb} fully",
+            "extend {limb} all the way",
+        ),
     },
     "pitch_change": {
         "much_less": ("lean much further back", "lean back a lot", "tilt your torso far back"),
@@ -506,29 +545,71 @@ PAIR_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "twist_change": {
         "slight": ("twist slightly to your {side}", "turn your shoulders a little to the {side}"),
-        "normal": ("twist your torso to the {side}", "turn your shoulders to the {side}", "rotate your upper body to your {side}"),
+        "normal": (
+            "twist your torso to the {side}",
+            "turn your shoulders to the {side}",
+            "rotate your upper body to your {side}",
+        ),
         "much": ("twist your torso far to the {side}", "rotate your upper body a lot to your {side}"),
     },
     "heading_change": {
         # "around" (more than ~150 degrees) says no side, so that either way reads the same.
-        "around": ("turn around", "turn to face the other way", "turn all the way around", "face the opposite direction"),
-        "much": ("turn far to your {side}", "turn almost all the way around to your {side}", "rotate your whole body far to the {side}"),
-        "normal": ("turn to your {side}", "turn your body to the {side}", "rotate to your {side}", "face to your {side}"),
-        "slight": ("turn slightly to your {side}", "rotate a little to your {side}", "turn your body a bit to the {side}"),
+        "around": (
+            "turn around",
+            "turn to face the other way",
+            "turn all the way around",
+            "face the opposite direction",
+        ),
+        "much": (
+            "turn far to your {side}",
+            "turn almost all the way around to your {side}",
+            "rotate your whole body far to the {side}",
+        ),
+        "normal": (
+            "turn to your {side}",
+            "turn your body to the {side}",
+            "rotate to your {side}",
+            "face to your {side}",
+        ),
+        "slight": (
+            "turn slightly to your {side}",
+            "rotate a little to your {side}",
+            "turn your body a bit to the {side}",
+        ),
     },
     "distance_change": {
         "much_less": ("bring {subject} much closer to {other}", "move {subject} a lot closer to {other}"),
-        "less": ("move {subject} closer to {other}", "bring {subject} nearer to {other}", "bring {subject} towards {other}"),
-        "more": ("move {subject} away from {other}", "move {subject} further from {other}", "take {subject} away from {other}"),
+        "less": (
+            "move {subject} closer to {other}",
+            "bring {subject} nearer to {other}",
+            "bring {subject} towards {other}",
+        ),
+        "more": (
+            "move {subject} away from {other}",
+            "move {subject} further from {other}",
+            "take {subject} away from {other}",
+        ),
         "much_more": ("move {subject} far away from {other}", "move {subject} much further from {other}"),
-        "less+reached": ("bring {subject} close to {other}", "put {subject} next to {other}", "move {subject} near {other}"),
+        "less+reached": (
+            "bring {subject} close to {other}",
+            "put {subject} next to {other}",
+            "move {subject} near {other}",
+        ),
     },
     "distance_pair_change": {
         "much_less": ("bring {subject} much closer together", "move {subject} a lot closer to each other"),
         "less": ("bring {subject} closer together", "move {subject} closer to each other"),
-        "more": ("spread {subject} apart", "move {subject} further apart", "move {subject} away from each other"),
+        "more": (
+            "spread {subject} apart",
+            "move {subject} further apart",
+            "move {subject} away from each other",
+        ),
         "much_more": ("spread {subject} wide apart", "move {subject} much further apart"),
-        "less+reached": ("bring {subject} together", "put {subject} together", "move {subject} close together"),
+        "less+reached": (
+            "bring {subject} together",
+            "put {subject} together",
+            "move {subject} close together",
+        ),
         "more+reached": ("spread {subject} wide apart", "open {subject} wide apart"),
     },
     "y_change": {
@@ -536,42 +617,99 @@ PAIR_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "more": ("raise {subject}", "lift {subject}", "move {subject} up", "bring {subject} higher"),
         "less": ("lower {subject}", "move {subject} down", "bring {subject} down", "drop {subject} lower"),
         "much_less": ("lower {subject} a lot", "bring {subject} far down", "drop {subject} much lower"),
-        "more+reached": ("raise {subject} above {other}", "lift {subject} above {other}", "bring {subject} up over {other}", "move {subject} higher than {other}"),
-        "less+reached": ("lower {subject} below {other}", "bring {subject} down below {other}", "move {subject} lower than {other}"),
+        "more+reached": (
+            "raise {subject} above {other}",
+            "lift {subject} above {other}",
+            "bring {subject} up over {other}",
+            "move {subject} higher than {other}",
+        ),
+        "less+reached": (
+            "lower {subject} below {other}",
+            "bring {subject} down below {other}",
+            "move {subject} lower than {other}",
+        ),
     },
     "z_change": {
         "much_more": ("move {subject} far forward", "bring {subject} well forward"),
         "more": ("move {subject} forward", "bring {subject} forward", "push {subject} forward"),
         "less": ("move {subject} back", "pull {subject} back", "bring {subject} backwards"),
         "much_less": ("move {subject} far back", "pull {subject} well back"),
-        "more+reached": ("bring {subject} in front of {other}", "move {subject} ahead of {other}", "put {subject} in front of {other}"),
-        "less+reached": ("move {subject} behind {other}", "bring {subject} behind {other}", "put {subject} behind {other}"),
+        "more+reached": (
+            "bring {subject} in front of {other}",
+            "move {subject} ahead of {other}",
+            "put {subject} in front of {other}",
+        ),
+        "less+reached": (
+            "move {subject} behind {other}",
+            "bring {subject} behind {other}",
+            "put {subject} behind {other}",
+        ),
     },
     "x_change": {
         "much": ("move {subject} far to the {side}", "shift {subject} a lot to your {side}"),
-        "normal": ("move {subject} to the {side}", "shift {subject} to your {side}", "bring {subject} over to the {side}"),
-        "normal+reached": ("move {subject} to the {side} of {other}", "bring {subject} over to the {side} of {other}"),
+        "normal": (
+            "move {subject} to the {side}",
+            "shift {subject} to your {side}",
+            "bring {subject} over to the {side}",
+        ),
+        "normal+reached": (
+            "move {subject} to the {side} of {other}",
+            "bring {subject} over to the {side} of {other}",
+        ),
     },
     # Both hands (feet) moving sideways at once: away from the midline or towards it.
     "x_change_both": {
-        "outward": ("move {subject} outwards", "spread {subject} out to the sides", "move {subject} further out to the sides"),
-        "inward": ("bring {subject} inwards", "move {subject} towards the middle", "bring {subject} in towards your body"),
+        "outward": (
+            "move {subject} outwards",
+            "spread {subject} out to the sides",
+            "move {subject} further out to the sides",
+        ),
+        "inward": (
+            "bring {subject} inwards",
+            "move {subject} towards the middle",
+            "bring {subject} in towards your body",
+        ),
     },
     "height_change": {
-        "more": ("lift {subject} off the ground", "raise {subject} from the ground", "take {subject} off the floor"),
-        "less": ("put {subject} on the ground", "place {subject} on the floor", "lower {subject} to the ground", "rest {subject} on the ground"),
+        "more": (
+            "lift {subject} off the ground",
+            "raise {subject} from the ground",
+            "take {subject} off the floor",
+        ),
+        "less": (
+            "put {subject} on the ground",
+            "place {subject} on the floor",
+            "lower {subject} to the ground",
+            "rest {subject} on the ground",
+        ),
     },
     # ---- changes of global posture: enter the posture of pose B ----
     "posture": {
         "standing": ("stand up", "get up on your feet", "rise to a standing position", "stand upright"),
         "sitting": ("sit down", "sit down as if on a chair", "lower yourself into a seated position"),
-        "sitting_ground": ("sit down on the ground", "sit on the floor", "lower yourself to sit on the ground"),
+        "sitting_ground": (
+            "sit down on the ground",
+            "sit on the floor",
+            "lower yourself to sit on the ground",
+        ),
+        "sitting_legs_out": (
+            "sit down with your legs stretched out in front",
+            "sit with your legs extended forward",
+        ),
         "kneeling": ("kneel down", "get down on your knees", "kneel on both knees"),
-        "kneeling_one": ("kneel on your {side} knee", "go down on your {side} knee", "drop onto your {side} knee"),
+        "kneeling_one": (
+            "kneel on your {side} knee",
+            "go down on your {side} knee",
+            "drop onto your {side} knee",
+        ),
         "squatting": ("squat down", "crouch down", "go into a squat", "lower yourself into a squat"),
         "lying_back": ("lie down on your back", "lie on your back", "lie down face up"),
         "lying_front": ("lie face down", "lie on your stomach", "lie down on your front"),
-        "lying_side": ("lie on your {side} side", "lie down on your {side} side", "roll onto your {side} side"),
+        "lying_side": (
+            "lie on your {side} side",
+            "lie down on your {side} side",
+            "roll onto your {side} side",
+        ),
         "lunge": ("step into a lunge with your {side} leg forward", "lunge forward on your {side} leg"),
         "inverted": ("turn upside down", "go upside down", "get into a handstand"),
         "get_up": ("get up", "get up off the ground", "come up from the ground"),
@@ -592,14 +730,46 @@ PAIR_PHRASES_PER_SENTENCE: tuple[int, ...] = (1, 2, 2, 3)
 NO_CHANGE: tuple[str, ...] = ("Keep the same pose.", "Stay as you are.", "Hold the pose as it is.")
 
 GERUNDS: dict[str, str] = {
-    "bend": "bending", "bring": "bringing", "come": "coming", "crouch": "crouching", "drop": "dropping",
-    "extend": "extending", "face": "facing", "flex": "flexing", "fold": "folding", "fully": "fully",
-    "get": "getting", "go": "going", "kneel": "kneeling", "lean": "leaning", "lie": "lying", "lift": "lifting",
-    "lower": "lowering", "lunge": "lunging", "move": "moving", "open": "opening", "place": "placing",
-    "pull": "pulling", "push": "pushing", "put": "putting", "raise": "raising", "rest": "resting",
-    "rise": "rising", "roll": "rolling", "rotate": "rotating", "shift": "shifting", "sit": "sitting",
-    "spread": "spreading", "squat": "squatting", "stand": "standing", "step": "stepping",
-    "straighten": "straightening", "take": "taking", "tilt": "tilting", "turn": "turning", "twist": "twisting",
+    "bend": "bending",
+    "bring": "bringing",
+    "come": "coming",
+    "crouch": "crouching",
+    "drop": "dropping",
+    "extend": "extending",
+    "face": "facing",
+    "flex": "flexing",
+    "fold": "folding",
+    "fully": "fully",
+    "get": "getting",
+    "go": "going",
+    "kneel": "kneeling",
+    "lean": "leaning",
+    "lie": "lying",
+    "lift": "lifting",
+    "lower": "lowering",
+    "lunge": "lunging",
+    "move": "moving",
+    "open": "opening",
+    "place": "placing",
+    "pull": "pulling",
+    "push": "pushing",
+    "put": "putting",
+    "raise": "raising",
+    "rest": "resting",
+    "rise": "rising",
+    "roll": "rolling",
+    "rotate": "rotating",
+    "shift": "shifting",
+    "sit": "sitting",
+    "spread": "spreading",
+    "squat": "squatting",
+    "stand": "standing",
+    "step": "stepping",
+    "straighten": "straightening",
+    "take": "taking",
+    "tilt": "tilting",
+    "turn": "turning",
+    "twist": "twisting",
     "unbend": "unbending",
 }
 

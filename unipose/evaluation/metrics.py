@@ -1,0 +1,681 @@
+# Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
+"""
+The metrics of the UniPose evaluation, as pure functions over embeddings, poses and strings.
+
+Retrieval metrics take two matched sets of embeddings: `queries[i]` and `candidates[i]` belong together
+(a text and its pose, or a pose and its text). Two R-precision protocols are in use in the literature and
+give different numbers; every result names the one it comes from:
+
+- `"posescript"` (PoseScript's evaluation code): for each query, `num_repetitions` times draw a pool of its
+  true candidate and `pool_size - 1` other candidates at random, score the pool by cosine similarity, and
+  take the 0-based rank of the true candidate; average the rank over the draws. Top-k is the share of
+  queries whose average rank is below k.
+- `"grouped"` (the UniPose paper's text, and MotionGPT's code): shuffle the items once, cut them into
+  consecutive groups of `pool_size` (the remainder is left out), rank the true candidate within its group
+  by Euclidean distance. Top-k is the share of items (in full groups) whose rank is below k.
+
+Ties between the true candidate and others are broken at random (the true candidate takes a uniformly
+random place among the candidates it ties with), so a model that gives every item the same embedding
+scores at chance, not at 100.
+
+Recall@K (`R^T2P`, `R^P2T`) ranks every candidate of the whole set by cosine similarity; mRecall is the
+mean of the recalls of both directions. FID is the Frechet distance between Gaussians fitted to two sets
+of features. Text metrics (BLEU-4, ROUGE-L, METEOR) score each prediction against all references of its
+item; see [`text_metric_sources`] for the packages that compute them. MPJPE and PA-MPJPE come from
+`unipose.metrics`.
+
+All scores are percentages (0-100) except FID and the joint errors (millimetres).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import re
+from collections.abc import Sequence
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from transformers.utils import logging
+
+from ..metrics import mpjpe, pa_mpjpe
+
+
+logger = logging.get_logger(__name__)
+
+R_PRECISION_PROTOCOLS = ("posescript", "grouped")
+R_PRECISION_PROTOCOL_DESCRIPTIONS = {
+    "posescript": (
+        "PoseScript protocol: per query, {num_repetitions} random pools of the true candidate and "
+        "{distractors} others, cosine similarity, 0-based rank averaged over the pools; top-k = share of "
+        "queries with average rank < k"
+    ),
+    "grouped": (
+        "grouped protocol (UniPose paper text, MotionGPT code): one shuffle, consecutive groups of "
+        "{pool_size}, Euclidean distance; top-k = share of items ranked < k within their group"
+    ),
+}
+DEFAULT_POOL_SIZE = 32
+DEFAULT_NUM_REPETITIONS = 10
+R_PRECISION_TOP_K = (1, 2, 3)
+GENERATION_RECALL_K = (5, 10, 20)
+RETRIEVAL_MODEL_RECALL_K = (1, 5, 10)
+# Queries scored against all candidates at once: bounds the (chunk, num_candidates) similarity matrix.
+SIMILARITY_CHUNK_ROWS = 1024
+# Added to the covariance diagonals when their product has no finite square root (singular estimates from
+# fewer samples than dimensions), as the reference FID implementation does.
+FID_COVARIANCE_OFFSET = 1e-6
+# Imaginary parts of sqrtm above this (relative to the trace term) mean the result is not trustworthy.
+FID_IMAGINARY_TOLERANCE = 1e-3
+PERCENT = 100.0
+
+EmbeddingLike = Union[torch.Tensor, np.ndarray]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------------------
+
+
+def _as_embeddings(value: EmbeddingLike, name: str) -> torch.Tensor:
+    """`value` as a finite float64 tensor of shape `(N, D)`."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    elif not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor or a numpy array, got {type(value).__name__}.")
+    if value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
+    if value.ndim != 2 or value.shape[0] == 0 or value.shape[1] == 0:
+        raise ValueError(f"`{name}` must have shape (num_items, dim) with both > 0, got {tuple(value.shape)}.")
+    value = value.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    return value
+
+
+def _matched_pair(queries: EmbeddingLike, candidates: EmbeddingLike) -> tuple[torch.Tensor, torch.Tensor]:
+    queries, candidates = _as_embeddings(queries, "queries"), _as_embeddings(candidates, "candidates")
+    if queries.shape != candidates.shape:
+        raise ValueError(
+            "`queries` and `candidates` must be matched one to one, with the same shape (num_items, dim); got "
+            f"{tuple(queries.shape)} and {tuple(candidates.shape)}."
+        )
+    return queries, candidates
+
+
+def _check_top_k(top_k: Sequence[int], limit: int, name: str) -> tuple[int, ...]:
+    values = tuple(top_k)
+    if not values or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in values):
+        raise ValueError(f"`{name}` must be a non-empty sequence of positive integers, got {top_k!r}.")
+    if max(values) > limit:
+        raise ValueError(f"`{name}` asks for k={max(values)}, more than the {limit} candidates to rank.")
+    return tuple(int(k) for k in values)
+
+
+def _check_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _normalize(embeddings: torch.Tensor) -> torch.Tensor:
+    return embeddings / embeddings.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(embeddings.dtype).tiny)
+
+
+def _tie_broken_rank(better: torch.Tensor, tied: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """
+    0-based rank of the true candidate when it takes a uniformly random place among its ties.
+
+    Args:
+        better (`torch.Tensor` of shape `(...)`): candidates scoring strictly better than the true one.
+        tied (`torch.Tensor` of shape `(...)`): other candidates scoring exactly as well.
+
+    Returns:
+        `torch.Tensor` of shape `(...)`, int64.
+    """
+    uniform = torch.rand(better.shape, generator=generator, dtype=torch.float64)
+    return better + torch.floor(uniform * (tied + 1)).long()
+
+
+# ----------------------------------------------------------------------------------------------------
+# R-precision
+# ----------------------------------------------------------------------------------------------------
+
+
+def _random_distractors(
+    num_items: int, num_rows: int, count: int, generator: torch.Generator
+) -> torch.LongTensor:
+    """
+    `count` distinct indices in `[0, num_items - 1)` per row, uniformly over subsets, by Floyd's algorithm
+    (R. W. Floyd, "A sample of brilliance", CACM 1987): `count` draws per row instead of a permutation of
+    all items, vectorised over rows.
+
+    Returns:
+        `torch.LongTensor` of shape `(num_rows, count)`.
+    """
+    population = num_items - 1
+    chosen = torch.empty((num_rows, count), dtype=torch.long)
+    for step, upper in enumerate(range(population - count, population)):
+        draw = torch.randint(0, upper + 1, (num_rows,), generator=generator)
+        taken = (chosen[:, :step] == draw[:, None]).any(dim=1)
+        chosen[:, step] = torch.where(taken, torch.full_like(draw, upper), draw)
+    return chosen
+
+
+def r_precision_posescript(
+    queries: EmbeddingLike,
+    candidates: EmbeddingLike,
+    top_k: Sequence[int] = R_PRECISION_TOP_K,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    num_repetitions: int = DEFAULT_NUM_REPETITIONS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """
+    R-precision under PoseScript's protocol (see the module docstring).
+
+    Args:
+        queries (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Query embeddings, e.g. of texts.
+        candidates (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Candidate embeddings; `candidates[i]` is the true match of `queries[i]`.
+        top_k (`Sequence[int]`, *optional*, defaults to `(1, 2, 3)`):
+            The k of the reported top-k shares.
+        pool_size (`int`, *optional*, defaults to 32):
+            Candidates per pool, the true one included; needs `N >= pool_size`.
+        num_repetitions (`int`, *optional*, defaults to 10):
+            Pools drawn per query.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the pool draws and of the tie breaking.
+
+    Returns:
+        `dict[str, float]`: `"top{k}"` -> percentage of queries whose mean rank is below k.
+    """
+    queries, candidates = _matched_pair(queries, candidates)
+    pool_size = _check_positive_int(pool_size, "pool_size", minimum=2)
+    num_repetitions = _check_positive_int(num_repetitions, "num_repetitions")
+    top_k = _check_top_k(top_k, pool_size, "top_k")
+    num_items = queries.shape[0]
+    if num_items < pool_size:
+        raise ValueError(
+            f"R-precision with pools of {pool_size} (`pool_size`) needs at least {pool_size} items, got "
+            f"{num_items}."
+        )
+    generator = torch.Generator().manual_seed(seed)
+    queries, candidates = _normalize(queries), _normalize(candidates)
+    mean_ranks = torch.empty(num_items, dtype=torch.float64)
+    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
+        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
+        similarity = queries[rows] @ candidates.T  # (chunk, N)
+        true_score = similarity[torch.arange(len(rows)), rows]  # (chunk,)
+        # Distractor indices skip the query's own candidate: draw from N - 1 and shift past it.
+        distractors = _random_distractors(num_items, len(rows) * num_repetitions, pool_size - 1, generator)
+        distractors = distractors.view(len(rows), num_repetitions, pool_size - 1)
+        distractors = distractors + (distractors >= rows[:, None, None]).long()
+        scores = torch.gather(similarity, 1, distractors.flatten(1)).view_as(distractors)  # (chunk, R, P-1)
+        better = (scores > true_score[:, None, None]).sum(-1)
+        tied = (scores == true_score[:, None, None]).sum(-1)
+        mean_ranks[rows] = _tie_broken_rank(better, tied, generator).double().mean(dim=1)
+    return {f"top{k}": float((mean_ranks < k).double().mean()) * PERCENT for k in top_k}
+
+
+def r_precision_grouped(
+    queries: EmbeddingLike,
+    candidates: EmbeddingLike,
+    top_k: Sequence[int] = R_PRECISION_TOP_K,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    seed: int = 0,
+) -> dict[str, float]:
+    """
+    R-precision under the grouped protocol (see the module docstring).
+
+    Args:
+        queries (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Query embeddings.
+        candidates (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Candidate embeddings; `candidates[i]` is the true match of `queries[i]`.
+        top_k (`Sequence[int]`, *optional*, defaults to `(1, 2, 3)`):
+            The k of the reported top-k shares.
+        pool_size (`int`, *optional*, defaults to 32):
+            Items per group; the last `N % pool_size` items of the shuffle are left out.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the shuffle and of the tie breaking.
+
+    Returns:
+        `dict[str, float]`: `"top{k}"` -> percentage of the items in full groups ranked below k.
+    """
+    queries, candidates = _matched_pair(queries, candidates)
+    pool_size = _check_positive_int(pool_size, "pool_size", minimum=2)
+    top_k = _check_top_k(top_k, pool_size, "top_k")
+    num_items = queries.shape[0]
+    num_groups = num_items // pool_size
+    if num_groups == 0:
+        raise ValueError(
+            f"R-precision with groups of {pool_size} (`pool_size`) needs at least {pool_size} items, got "
+            f"{num_items}."
+        )
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(num_items, generator=generator)[: num_groups * pool_size].view(num_groups, pool_size)
+    distances = torch.cdist(queries[order], candidates[order])  # (G, P, P): query i of a group vs candidate j
+    true_distance = distances.diagonal(dim1=1, dim2=2)  # (G, P)
+    better = (distances < true_distance[..., None]).sum(-1)
+    tied = (distances == true_distance[..., None]).sum(-1) - 1  # the true candidate ties with itself
+    ranks = _tie_broken_rank(better, tied, generator)
+    return {f"top{k}": float((ranks < k).double().mean()) * PERCENT for k in top_k}
+
+
+def r_precision(
+    queries: EmbeddingLike,
+    candidates: EmbeddingLike,
+    protocol: str = "posescript",
+    top_k: Sequence[int] = R_PRECISION_TOP_K,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    num_repetitions: int = DEFAULT_NUM_REPETITIONS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """
+    R-precision under `protocol` (`"posescript"` or `"grouped"`); see [`r_precision_posescript`] and
+    [`r_precision_grouped`]. `num_repetitions` only applies to `"posescript"`.
+    """
+    if protocol == "posescript":
+        return r_precision_posescript(queries, candidates, top_k, pool_size, num_repetitions, seed)
+    if protocol == "grouped":
+        return r_precision_grouped(queries, candidates, top_k, pool_size, seed)
+    raise ValueError(f"`protocol` must be one of {R_PRECISION_PROTOCOLS}, got {protocol!r}.")
+
+
+def describe_r_precision_protocol(
+    protocol: str, pool_size: int = DEFAULT_POOL_SIZE, num_repetitions: int = DEFAULT_NUM_REPETITIONS
+) -> str:
+    """A one-line description of an R-precision protocol and its settings, for reports."""
+    if protocol not in R_PRECISION_PROTOCOL_DESCRIPTIONS:
+        raise ValueError(f"`protocol` must be one of {R_PRECISION_PROTOCOLS}, got {protocol!r}.")
+    return R_PRECISION_PROTOCOL_DESCRIPTIONS[protocol].format(
+        pool_size=pool_size, distractors=pool_size - 1, num_repetitions=num_repetitions
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Recall@K
+# ----------------------------------------------------------------------------------------------------
+
+
+def recall_at_k(
+    queries: EmbeddingLike, candidates: EmbeddingLike, k_values: Sequence[int] = GENERATION_RECALL_K, seed: int = 0
+) -> dict[str, float]:
+    """
+    Recall@K over the whole set: the share of queries whose true candidate is among the K candidates of
+    highest cosine similarity.
+
+    Args:
+        queries (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Query embeddings.
+        candidates (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Candidate embeddings; `candidates[i]` is the true match of `queries[i]`.
+        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
+            The K to report; each must be at most N.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the tie breaking.
+
+    Returns:
+        `dict[str, float]`: `"R@{k}"` -> percentage of queries.
+    """
+    queries, candidates = _matched_pair(queries, candidates)
+    num_items = queries.shape[0]
+    k_values = _check_top_k(k_values, num_items, "k_values")
+    generator = torch.Generator().manual_seed(seed)
+    queries, candidates = _normalize(queries), _normalize(candidates)
+    ranks = torch.empty(num_items, dtype=torch.long)
+    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
+        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
+        similarity = queries[rows] @ candidates.T  # (chunk, N)
+        true_score = similarity[torch.arange(len(rows)), rows][:, None]
+        better = (similarity > true_score).sum(-1)
+        tied = (similarity == true_score).sum(-1) - 1
+        ranks[rows] = _tie_broken_rank(better, tied, generator)
+    return {f"R@{k}": float((ranks < k).double().mean()) * PERCENT for k in k_values}
+
+
+def text_pose_recalls(
+    text_embeds: EmbeddingLike, pose_embeds: EmbeddingLike, k_values: Sequence[int] = GENERATION_RECALL_K, seed: int = 0
+) -> dict[str, float]:
+    """
+    Recall@K in both directions and their mean.
+
+    Args:
+        text_embeds (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Text embeddings.
+        pose_embeds (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Pose (or pose-pair) embeddings, matched to the texts.
+        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
+            The K to report.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the tie breaking.
+
+    Returns:
+        `dict[str, float]`: `"R^T2P@{k}"` (text -> pose), `"R^P2T@{k}"` (pose -> text) and `"mRecall"`, the
+        mean of all of them, in percent.
+    """
+    text_to_pose = recall_at_k(text_embeds, pose_embeds, k_values, seed)
+    pose_to_text = recall_at_k(pose_embeds, text_embeds, k_values, seed)
+    results = {f"R^T2P@{name[2:]}": value for name, value in text_to_pose.items()}
+    results.update({f"R^P2T@{name[2:]}": value for name, value in pose_to_text.items()})
+    results["mRecall"] = float(np.mean(list(results.values())))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------
+# FID
+# ----------------------------------------------------------------------------------------------------
+
+
+def feature_statistics(features: EmbeddingLike, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """
+    Mean and (unbiased) covariance of a set of features.
+
+    Args:
+        features (`torch.Tensor` or `np.ndarray` of shape `(N, D)`): N >= 2 feature vectors.
+
+    Returns:
+        `tuple[np.ndarray, np.ndarray]`: the mean `(D,)` and the covariance `(D, D)`, float64.
+    """
+    values = _as_embeddings(features, name).numpy()
+    if values.shape[0] < 2:
+        raise ValueError(f"`{name}` needs at least 2 vectors to estimate a covariance, got {values.shape[0]}.")
+    return values.mean(axis=0), np.cov(values, rowvar=False).reshape(values.shape[1], values.shape[1])
+
+
+def frechet_distance_from_statistics(
+    mean_a: np.ndarray, covariance_a: np.ndarray, mean_b: np.ndarray, covariance_b: np.ndarray
+) -> float:
+    """
+    Frechet distance between the Gaussians N(mean_a, covariance_a) and N(mean_b, covariance_b):
+    `|mean_a - mean_b|^2 + Tr(covariance_a + covariance_b - 2 (covariance_a covariance_b)^(1/2))`
+    (Dowson and Landau, 1982; the FID of Heusel et al., NeurIPS 2017).
+
+    Args:
+        mean_a, mean_b (`np.ndarray` of shape `(D,)`): the means.
+        covariance_a, covariance_b (`np.ndarray` of shape `(D, D)`): symmetric positive semi-definite covariances.
+
+    Returns:
+        `float`: the distance (squared units of the features).
+    """
+    from scipy import linalg
+
+    mean_a, mean_b = np.asarray(mean_a, dtype=np.float64), np.asarray(mean_b, dtype=np.float64)
+    covariance_a = np.asarray(covariance_a, dtype=np.float64)
+    covariance_b = np.asarray(covariance_b, dtype=np.float64)
+    dim = mean_a.shape[0] if mean_a.ndim == 1 else -1
+    for name, value, shape in (
+        ("mean_b", mean_b, (dim,)),
+        ("covariance_a", covariance_a, (dim, dim)),
+        ("covariance_b", covariance_b, (dim, dim)),
+    ):
+        if mean_a.ndim != 1 or value.shape != shape:
+            raise ValueError(
+                f"`{name}` must have shape {shape} to match `mean_a` of shape {mean_a.shape}, got {value.shape}."
+            )
+    product_root, _ = linalg.sqrtm(covariance_a @ covariance_b, disp=False)
+    if not np.isfinite(product_root).all():
+        # Singular covariances (fewer samples than dimensions): nudge both away from singularity.
+        logger.warning_once(
+            f"FID: the covariance product has no finite square root; adding {FID_COVARIANCE_OFFSET} to the "
+            "diagonals. Use more samples than feature dimensions for a reliable FID."
+        )
+        offset = np.eye(covariance_a.shape[0]) * FID_COVARIANCE_OFFSET
+        product_root, _ = linalg.sqrtm((covariance_a + offset) @ (covariance_b + offset), disp=False)
+    if np.iscomplexobj(product_root):
+        scale = max(1.0, abs(np.trace(product_root.real)))
+        if np.abs(product_root.imag).max() > FID_IMAGINARY_TOLERANCE * scale:
+            logger.warning_once(
+                "FID: the square root of the covariance product has a large imaginary part "
+                f"({np.abs(product_root.imag).max():.3g}); keeping its real part."
+            )
+        product_root = product_root.real
+    difference = mean_a - mean_b
+    return float(difference @ difference + np.trace(covariance_a) + np.trace(covariance_b) - 2 * np.trace(product_root))
+
+
+def frechet_distance(real_features: EmbeddingLike, generated_features: EmbeddingLike) -> float:
+    """
+    FID between two sets of features (e.g. the retrieval model's 512-d pose features of real and generated
+    poses).
+
+    Args:
+        real_features (`torch.Tensor` or `np.ndarray` of shape `(N, D)`): N >= 2 reference features.
+        generated_features (`torch.Tensor` or `np.ndarray` of shape `(M, D)`): M >= 2 features to compare.
+
+    Returns:
+        `float`: the Frechet distance between the two fitted Gaussians.
+    """
+    mean_a, covariance_a = feature_statistics(real_features, "real_features")
+    mean_b, covariance_b = feature_statistics(generated_features, "generated_features")
+    if mean_a.shape != mean_b.shape:
+        raise ValueError(
+            f"`real_features` and `generated_features` must have the same dimension, got {mean_a.shape[0]} and "
+            f"{mean_b.shape[0]}."
+        )
+    return frechet_distance_from_statistics(mean_a, covariance_a, mean_b, covariance_b)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Joint errors
+# ----------------------------------------------------------------------------------------------------
+
+
+def pose_errors(pred_poses, target_poses, body=None) -> dict[str, float]:
+    """
+    MPJPE (root-aligned at the pelvis) and PA-MPJPE of poses, through forward kinematics of the body.
+
+    Args:
+        pred_poses, target_poses (array, tensor or nested lists):
+            Batches of poses in any format of `unipose.rotations.to_rotation_matrix`, e.g. axis-angle
+            `(N, 22, 3)`.
+        body ([`~unipose.body_model.BodyJoints`], *optional*):
+            The body; defaults to the generated stand-in (see `unipose.body_model.pose_to_joints`).
+
+    Returns:
+        `dict[str, float]`: `"MPJPE"` and `"PA-MPJPE"` in millimetres, averaged over the poses.
+    """
+    from ..body_model import pose_to_joints
+
+    with torch.no_grad():
+        pred_joints = pose_to_joints(pred_poses, body=body)
+        target_joints = pose_to_joints(target_poses, body=body)
+    if pred_joints.shape != target_joints.shape:
+        raise ValueError(
+            f"`pred_poses` and `target_poses` must hold as many poses, got {pred_joints.shape[0]} and "
+            f"{target_joints.shape[0]}."
+        )
+    return {
+        "MPJPE": float(mpjpe(pred_joints, target_joints)),
+        "PA-MPJPE": float(pa_mpjpe(pred_joints, target_joints)),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text metrics
+# ----------------------------------------------------------------------------------------------------
+
+# Words (letters, digits, apostrophes inside words) and single punctuation marks, for METEOR: nltk's own
+# `word_tokenize` needs the Punkt data, which is not always installed.
+_METEOR_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?|[^\sA-Za-z0-9]")
+
+
+class _NoSynonyms:
+    """Stands in for nltk's WordNet reader when WordNet is not installed: no word has synonyms, so METEOR's
+    synonym stage matches nothing and only the exact and stem stages count."""
+
+    @staticmethod
+    def synsets(word: str) -> list:
+        return []
+
+
+@functools.lru_cache(maxsize=1)
+def wordnet_available() -> bool:
+    """Whether nltk can load WordNet (METEOR's synonym stage)."""
+    try:
+        from nltk.corpus import wordnet
+
+        wordnet.ensure_loaded()
+    except (LookupError, OSError, ImportError):
+        return False
+    return True
+
+
+def _package_version(name: str) -> Optional[str]:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def text_metric_sources() -> dict[str, str]:
+    """Which package computes each text metric here, with its version and settings (for reports)."""
+    meteor_stages = (
+        "exact, Porter stem and WordNet synonym matching"
+        if wordnet_available()
+        else "exact and Porter stem matching only: WordNet is not installed, so the synonym stage is off "
+        "(scores are at most those of full METEOR)"
+    )
+    return {
+        "BLEU-4": (
+            f"sacrebleu {_package_version('sacrebleu')}: corpus BLEU, n-grams 1-4, 13a tokenisation, "
+            "lowercased, no smoothing, brevity penalty from the closest reference length (the BLEU of the "
+            "`evaluate` library, used by PoseScript's code, takes the shortest reference length instead)"
+        ),
+        "ROUGE-L": (
+            f"rouge-score {_package_version('rouge-score')}: ROUGE-L F-measure, best reference per item, "
+            "mean over items, no stemming"
+        ),
+        "METEOR": (
+            f"nltk {_package_version('nltk')} meteor_score (alpha 0.9, beta 3, gamma 0.5), best reference per "
+            f"item, mean over items, lowercased regex tokenisation; {meteor_stages}"
+        ),
+    }
+
+
+def _check_text_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> list[list[str]]:
+    if isinstance(predictions, str) or not all(isinstance(text, str) for text in predictions):
+        raise TypeError("`predictions` must be a sequence of strings, one per item.")
+    if isinstance(references, str) or len(references) != len(predictions):
+        got = "a string" if isinstance(references, str) else f"{len(references)} entries"
+        raise ValueError(f"`references` must hold one list of reference strings per prediction ({len(predictions)}), got {got}.")
+    checked = []
+    for index, refs in enumerate(references):
+        if isinstance(refs, str):
+            refs = [refs]
+        refs = list(refs)
+        if not refs or not all(isinstance(text, str) for text in refs):
+            raise ValueError(f"`references[{index}]` must be a non-empty list of strings, got {refs!r}.")
+        checked.append(refs)
+    if not checked:
+        raise ValueError("`predictions` is empty: there is nothing to score.")
+    return checked
+
+
+def bleu4(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """
+    Corpus BLEU-4 (Papineni et al., ACL 2002) with every reference of each item, in percent (sacrebleu).
+
+    Args:
+        predictions (`Sequence[str]`): one generated text per item.
+        references (`Sequence[Sequence[str]]`): the reference texts of each item (any number >= 1).
+
+    Returns:
+        `float`: BLEU-4 in [0, 100].
+    """
+    from sacrebleu.metrics import BLEU
+
+    references = _check_text_inputs(predictions, references)
+    # sacrebleu wants reference streams (stream s holds the s-th reference of every item); items with
+    # fewer references are padded with None, which sacrebleu skips.
+    num_streams = max(len(refs) for refs in references)
+    streams = [[refs[s] if s < len(refs) else None for refs in references] for s in range(num_streams)]
+    metric = BLEU(lowercase=True, tokenize="13a", smooth_method="none", max_ngram_order=4)
+    return float(metric.corpus_score(list(predictions), streams).score)
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """
+    ROUGE-L F-measure (Lin, 2004), best over the references of each item, averaged over items, in percent
+    (rouge-score).
+
+    Args:
+        predictions (`Sequence[str]`): one generated text per item.
+        references (`Sequence[Sequence[str]]`): the reference texts of each item.
+
+    Returns:
+        `float`: ROUGE-L in [0, 100].
+    """
+    from rouge_score import rouge_scorer
+
+    references = _check_text_inputs(predictions, references)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    scores = [scorer.score_multi(refs, prediction)["rougeL"].fmeasure for prediction, refs in zip(predictions, references)]
+    return float(np.mean(scores)) * PERCENT
+
+
+def meteor_tokenize(text: str) -> list[str]:
+    """The lowercased words and punctuation marks of `text`, as METEOR compares them."""
+    return _METEOR_TOKEN_PATTERN.findall(text.lower())
+
+
+def meteor(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """
+    METEOR (Banerjee and Lavie, 2005) as computed by nltk, best over the references of each item, averaged
+    over items, in percent. Without WordNet installed the synonym stage is off (see
+    [`text_metric_sources`]).
+
+    Args:
+        predictions (`Sequence[str]`): one generated text per item.
+        references (`Sequence[Sequence[str]]`): the reference texts of each item.
+
+    Returns:
+        `float`: METEOR in [0, 100].
+    """
+    from nltk.translate.meteor_score import meteor_score
+
+    references = _check_text_inputs(predictions, references)
+    extra = {} if wordnet_available() else {"wordnet": _NoSynonyms()}
+    scores = [
+        meteor_score([meteor_tokenize(ref) for ref in refs], meteor_tokenize(prediction), **extra)
+        for prediction, refs in zip(predictions, references)
+    ]
+    return float(np.mean(scores)) * PERCENT
+
+
+def text_metrics(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """BLEU-4, ROUGE-L and METEOR of `predictions` against all `references` of each item, in percent."""
+    return {
+        "BLEU-4": bleu4(predictions, references),
+        "ROUGE-L": rouge_l(predictions, references),
+        "METEOR": meteor(predictions, references),
+    }
+
+
+__all__ = [
+    "GENERATION_RECALL_K",
+    "RETRIEVAL_MODEL_RECALL_K",
+    "R_PRECISION_PROTOCOLS",
+    "R_PRECISION_TOP_K",
+    "bleu4",
+    "describe_r_precision_protocol",
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_from_statistics",
+    "meteor",
+    "meteor_tokenize",
+    "pose_errors",
+    "r_precision",
+    "r_precision_grouped",
+    "r_precision_posescript",
+    "recall_at_k",
+    "rouge_l",
+    "text_metric_sources",
+    "text_metrics",
+    "text_pose_recalls",
+    "wordnet_available",
+]

@@ -1,0 +1,100 @@
+"""Hub model cards for UniPose checkpoints (the bundled model, converted checkpoints, trained ones)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
+
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+
+_SOURCES = {
+    "converted": {
+        "summary": "Converted from the published UniPose weights with `unipose convert`.",
+        "training": "Trained by the UniPose authors (stages 0–3 of the paper); converted, not retrained.",
+        "limitations": "Outputs follow the published model; the conversion report lists every weight mapped "
+        "or dropped (`conversion_report.json`).",
+    },
+    "trained": {
+        "summary": "Trained with the UniPose training scripts.",
+        "training": "See the recipes and logs next to the weights.",
+        "limitations": "Quality depends on the training data named above.",
+    },
+}
+
+
+def _markdown_table(results: dict) -> str:
+    if not results:
+        return "No evaluation was run for this checkpoint."
+    rows = ["| metric | value |", "| --- | --- |"]
+    rows += [f"| {name} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {value} |" for name, value in results.items()]
+    return "\n".join(rows)
+
+
+def render_model_card(
+    config,
+    source: str = "trained",
+    repo_id: str = "path/to/this/checkpoint",
+    model_name: str = "UniPose",
+    training: str | None = None,
+    evaluation: dict | None = None,
+    limitations: str | None = None,
+    conversion_report: dict | None = None,
+    license: str = "apache-2.0",
+) -> ModelCard:
+    """The model card of a checkpoint whose `UniPoseConfig` is `config`.
+
+    Args:
+        source (`str`): `"converted"` (from the published weights) or `"trained"` (with our scripts).
+        training (`str`, *optional*): Markdown describing the data and recipe (overrides the default).
+        evaluation (`dict`, *optional*): metric name -> value, shown as a table.
+        limitations (`str`, *optional*): one more limitation in Markdown.
+    """
+    if source not in _SOURCES:
+        raise ValueError(f"`source` must be one of {sorted(_SOURCES)}, got {source!r}.")
+    defaults = _SOURCES[source]
+    text_config = config.text_config
+    card_data = ModelCardData(
+        license=license,
+        library_name="transformers",
+        pipeline_tag="image-text-to-text",
+        tags=["unipose", "human-pose", "smpl", "multimodal", "3d-human-pose", "custom_code"],
+    )
+    training_text = training or defaults["training"]
+    if conversion_report:
+        training_text += f"\n\nConversion: {conversion_report.get('num_mapped', 0)} weights mapped, LoRA merged into " \
+            f"{conversion_report.get('merged_lora_modules', 0)} modules."
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id,
+        summary=defaults["summary"],
+        text_model=text_config.model_type,
+        text_layers=text_config.num_hidden_layers,
+        text_width=text_config.hidden_size,
+        clip_width=config.vision_config.hidden_size,
+        image_tokens=config.image_seq_length,
+        pose_vit_width=config.pose_vision_config.hidden_size,
+        num_pose_tokens=config.num_pose_tokens,
+        codebook_size=config.pose_codebook_size,
+        num_joints=config.num_joints,
+        training=training_text,
+        evaluation=_markdown_table(evaluation or {}),
+        limitations=limitations or defaults["limitations"],
+    )
+
+
+def write_model_card(output_dir: str | os.PathLike, config, **kwargs) -> Path:
+    """Write `README.md` (the model card) into `output_dir`, atomically; returns its path."""
+    path = Path(output_dir) / "README.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(str(render_model_card(config, **kwargs)), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = ["render_model_card", "write_model_card"]
