@@ -47,7 +47,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file to write.")
     parser.add_argument("--batch-size", type=int, default=10_000, help="Poses per vectorised call.")
-    parser.add_argument("--loop-poses", type=int, default=2_000, help="Poses drawn one by one for the baseline.")
+    parser.add_argument(
+        "--loop-poses", type=int, default=2_000, help="Poses drawn one by one for the baseline."
+    )
     parser.add_argument("--rounds", type=int, default=7, help="Timing rounds (median taken).")
     parser.add_argument("--seed", type=int, default=0)
     return parser

@@ -207,3 +207,16 @@ def test_bad_files(tmp_path):
         read_amass_sequence(broken)
     with pytest.raises(ValueError, match="output_up_axis"):
         load_amass_poses(no_rate, output_up_axis="x")
+
+
+def test_training_split_holds_out_whole_sequences(amass_folder):
+    from unipose.tokenizer_training import PoseDataArguments, build_pose_datasets
+
+    root, _, _ = amass_folder
+    data_args = PoseDataArguments(
+        dataset="amass", train_data_paths=[str(root)], validation_fraction=0.4, target_fps=None
+    )
+    train, validation = build_pose_datasets(data_args)
+    assert len(train) + len(validation) == 12 + 10
+    assert len(set(validation["sequence"])) == 1
+    assert not set(train["sequence"]) & set(validation["sequence"])

@@ -26,20 +26,43 @@ H, LAYERS, HEADS = 32, 2, 4  # language model
 CLIP_W, CLIP_PATCH, CLIP_SIZE = 16, 14, 42
 VIT_W, VIT_HEADS, VIT_LAYERS, VIT_PATCH, VIT_SIZE = 24, 4, 2, 8, (32, 16)
 K, D, VQ_H, T, J = 64, 16, 32, 80, 22
-WORDS = ["the", "person", "raises", "both", "arms", "above", "head", "standing", "with", "describe", "a", "[INST]", "[/INST]", "."]
+WORDS = [
+    "the",
+    "person",
+    "raises",
+    "both",
+    "arms",
+    "above",
+    "head",
+    "standing",
+    "with",
+    "describe",
+    "a",
+    "[INST]",
+    "[/INST]",
+    ".",
+]
 
 
 def base_tokenizer():
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def mistral_config(vocab_size):
     return MistralConfig(
-        vocab_size=vocab_size, hidden_size=H, intermediate_size=64, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, num_key_value_heads=2, max_position_embeddings=512, sliding_window=None,
+        vocab_size=vocab_size,
+        hidden_size=H,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        sliding_window=None,
     )
 
 
@@ -47,11 +70,16 @@ def clip_state(generator):
     grid = (CLIP_SIZE // CLIP_PATCH) ** 2
     state = {
         "embeddings.class_embedding": torch.randn(CLIP_W, generator=generator),
-        "embeddings.patch_embedding.weight": torch.randn(CLIP_W, 3, CLIP_PATCH, CLIP_PATCH, generator=generator) * 0.02,
+        "embeddings.patch_embedding.weight": torch.randn(
+            CLIP_W, 3, CLIP_PATCH, CLIP_PATCH, generator=generator
+        )
+        * 0.02,
         "embeddings.position_embedding.weight": torch.randn(grid + 1, CLIP_W, generator=generator) * 0.02,
         "embeddings.position_ids": torch.arange(grid + 1)[None],
-        "pre_layrnorm.weight": torch.ones(CLIP_W), "pre_layrnorm.bias": torch.zeros(CLIP_W),
-        "post_layernorm.weight": torch.ones(CLIP_W), "post_layernorm.bias": torch.zeros(CLIP_W),
+        "pre_layrnorm.weight": torch.ones(CLIP_W),
+        "pre_layrnorm.bias": torch.zeros(CLIP_W),
+        "post_layernorm.weight": torch.ones(CLIP_W),
+        "post_layernorm.bias": torch.zeros(CLIP_W),
     }
     for i in range(2):
         p = f"encoder.layers.{i}."
@@ -103,19 +131,42 @@ class ReleaseVQVAE(nn.Module):
         relu = nn.ReLU
         self.encoder = nn.Module()
         self.encoder.encoder = nn.Sequential(
-            nn.Conv1d(6, VQ_H, 3, padding=1), relu(), Resample(40), nn.Conv1d(VQ_H, VQ_H, 3, padding=1), relu(),
-            Resample(80), nn.Conv1d(VQ_H, VQ_H, 3, padding=1), relu(), Resample(160),
-            nn.Conv1d(VQ_H, VQ_H, 3, padding=1), relu(), nn.Conv1d(VQ_H, VQ_H, 4, stride=2, padding=1),
-            ReleaseResnet(VQ_H), nn.Conv1d(VQ_H, D, 3, padding=1),
+            nn.Conv1d(6, VQ_H, 3, padding=1),
+            relu(),
+            Resample(40),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            relu(),
+            Resample(80),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            relu(),
+            Resample(160),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            relu(),
+            nn.Conv1d(VQ_H, VQ_H, 4, stride=2, padding=1),
+            ReleaseResnet(VQ_H),
+            nn.Conv1d(VQ_H, D, 3, padding=1),
         )
         self.quantizer = nn.Module()
         self.quantizer.register_buffer("codebook", torch.randn(K, D))
         self.decoder = nn.Module()
         self.decoder.decoder = nn.Sequential(
-            nn.Conv1d(D, VQ_H, 3, padding=1), relu(), Resample(65), nn.Conv1d(VQ_H, VQ_H, 3, padding=1), relu(),
-            Resample(51), nn.Conv1d(VQ_H, VQ_H, 3, padding=1), relu(), Resample(36),
-            nn.Conv1d(VQ_H, VQ_H, 3, padding=1), relu(), Resample(22), nn.Conv1d(VQ_H, VQ_H, 3, padding=1), relu(),
-            ReleaseResnet(VQ_H), nn.Conv1d(VQ_H, VQ_H, 3, padding=1), nn.Conv1d(VQ_H, 6, 3, padding=1),
+            nn.Conv1d(D, VQ_H, 3, padding=1),
+            relu(),
+            Resample(65),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            relu(),
+            Resample(51),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            relu(),
+            Resample(36),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            relu(),
+            Resample(22),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            relu(),
+            ReleaseResnet(VQ_H),
+            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
+            nn.Conv1d(VQ_H, 6, 3, padding=1),
         )
 
     def encode(self, poses_6d):  # (B, 22, 6) -> codes (B, 80)
@@ -129,7 +180,8 @@ class ReleaseVQVAE(nn.Module):
 def release_vit_state(generator):
     grid = (VIT_SIZE[0] // VIT_PATCH) * (VIT_SIZE[1] // VIT_PATCH)
     state = {
-        "backbone.patch_embed.proj.weight": torch.randn(VIT_W, 3, VIT_PATCH, VIT_PATCH, generator=generator) * 0.05,
+        "backbone.patch_embed.proj.weight": torch.randn(VIT_W, 3, VIT_PATCH, VIT_PATCH, generator=generator)
+        * 0.05,
         "backbone.patch_embed.proj.bias": torch.randn(VIT_W, generator=generator) * 0.05,
         "backbone.pos_embed": torch.randn(1, grid + 1, VIT_W, generator=generator) * 0.1,
         "backbone.last_norm.weight": 1 + 0.1 * torch.randn(VIT_W, generator=generator),
@@ -155,7 +207,9 @@ def release_vit_state(generator):
 def release_vit_forward(state, images):
     """TokenHMR's ViT as described: patch conv (padding 2), cls position added to every patch, pre-norm blocks."""
     s = {k.removeprefix("backbone."): v for k, v in state.items()}
-    x = F.conv2d(images, s["patch_embed.proj.weight"], s["patch_embed.proj.bias"], stride=VIT_PATCH, padding=2)
+    x = F.conv2d(
+        images, s["patch_embed.proj.weight"], s["patch_embed.proj.bias"], stride=VIT_PATCH, padding=2
+    )
     x = x.flatten(2).transpose(1, 2)
     x = x + s["pos_embed"][:, 1:] + s["pos_embed"][:, :1]
     for i in range(VIT_LAYERS):
@@ -167,19 +221,34 @@ def release_vit_forward(state, images):
         attended = (weights @ heads(v)).transpose(1, 2).reshape(x.shape)
         x = x + F.linear(attended, s[p + "attn.proj.weight"], s[p + "attn.proj.bias"])
         y = F.layer_norm(x, (VIT_W,), s[p + "norm2.weight"], s[p + "norm2.bias"], eps=1e-6)
-        x = x + F.linear(F.gelu(F.linear(y, s[p + "mlp.fc1.weight"], s[p + "mlp.fc1.bias"])), s[p + "mlp.fc2.weight"], s[p + "mlp.fc2.bias"])
+        x = x + F.linear(
+            F.gelu(F.linear(y, s[p + "mlp.fc1.weight"], s[p + "mlp.fc1.bias"])),
+            s[p + "mlp.fc2.weight"],
+            s[p + "mlp.fc2.bias"],
+        )
     return F.layer_norm(x, (VIT_W,), s["last_norm.weight"], s["last_norm.bias"], eps=1e-6)
 
 
 OVERRIDES = {
     "vision_config": {
-        "model_type": "clip_vision_model", "hidden_size": CLIP_W, "intermediate_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "image_size": CLIP_SIZE, "patch_size": CLIP_PATCH,
+        "model_type": "clip_vision_model",
+        "hidden_size": CLIP_W,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": CLIP_SIZE,
+        "patch_size": CLIP_PATCH,
     },
     "pose_vision_config": {
-        "model_type": "vitpose_backbone", "hidden_size": VIT_W, "num_hidden_layers": VIT_LAYERS,
-        "num_attention_heads": VIT_HEADS, "image_size": VIT_SIZE, "patch_size": (VIT_PATCH, VIT_PATCH),
-        "mlp_ratio": 4, "layer_norm_eps": 1e-6, "out_indices": [-1],
+        "model_type": "vitpose_backbone",
+        "hidden_size": VIT_W,
+        "num_hidden_layers": VIT_LAYERS,
+        "num_attention_heads": VIT_HEADS,
+        "image_size": VIT_SIZE,
+        "patch_size": (VIT_PATCH, VIT_PATCH),
+        "mlp_ratio": 4,
+        "layer_norm_eps": 1e-6,
+        "out_indices": [-1],
     },
     "pose_vision_feature_padding": 1,
 }
@@ -196,24 +265,42 @@ def release(tmp_path_factory):
     # LLaVA-1.6 base, original layout.
     torch.manual_seed(0)
     lm = MistralForCausalLM(mistral_config(base_vocab))
-    base_state = {f"model.{k}": v for k, v in lm.model.state_dict().items()} | {"lm_head.weight": lm.lm_head.weight}
-    base_state |= {f"model.vision_tower.vision_tower.vision_model.{k}": v for k, v in clip_state(generator).items()}
-    base_state |= {"model.mm_projector.0.weight": torch.zeros(H, CLIP_W), "model.image_newline": torch.zeros(H)}
+    base_state = {f"model.{k}": v for k, v in lm.model.state_dict().items()} | {
+        "lm_head.weight": lm.lm_head.weight
+    }
+    base_state |= {
+        f"model.vision_tower.vision_tower.vision_model.{k}": v for k, v in clip_state(generator).items()
+    }
+    base_state |= {
+        "model.mm_projector.0.weight": torch.zeros(H, CLIP_W),
+        "model.image_newline": torch.zeros(H),
+    }
     (root / "base").mkdir()
     save_file({k: v.contiguous() for k, v in base_state.items()}, root / "base" / "model.safetensors")
     tokenizer.save_pretrained(root / "base")
 
     # The UniPose folder: tokenizer with the release's pose tokens, config, trainables, LoRA adapter.
     release_tokenizer = base_tokenizer()
-    release_tokenizer.add_tokens([f"<pose_id_{k}>" for k in range(K + 2)] + [f"<pose_query_{i}>" for i in range(T)])
+    release_tokenizer.add_tokens(
+        [f"<pose_id_{k}>" for k in range(K + 2)] + [f"<pose_query_{i}>" for i in range(T)]
+    )
     unipose = root / "unipose"
     release_tokenizer.save_pretrained(unipose)
     release_vocab = len(release_tokenizer)
-    (unipose / "config.json").write_text(json.dumps({**mistral_config(release_vocab).to_dict(), "model_type": "llava_mistral", "mm_hidden_size": CLIP_W + VIT_W}))
+    (unipose / "config.json").write_text(
+        json.dumps(
+            {
+                **mistral_config(release_vocab).to_dict(),
+                "model_type": "llava_mistral",
+                "mm_hidden_size": CLIP_W + VIT_W,
+            }
+        )
+    )
     embed = torch.randn(release_vocab, H, generator=generator) * 0.05
     head = torch.randn(release_vocab, H, generator=generator) * 0.05
     trainables = {
-        "base_model.model.model.mm_projector.0.weight": torch.randn(H, CLIP_W + VIT_W, generator=generator) * 0.05,
+        "base_model.model.model.mm_projector.0.weight": torch.randn(H, CLIP_W + VIT_W, generator=generator)
+        * 0.05,
         "base_model.model.model.mm_projector.0.bias": torch.zeros(H),
         "base_model.model.model.mm_projector.2.weight": torch.randn(H, H, generator=generator) * 0.05,
         "base_model.model.model.mm_projector.2.bias": torch.zeros(H),
@@ -230,20 +317,41 @@ def release(tmp_path_factory):
             adapter[f"{prefix}.lora_A.weight"] = torch.randn(rank, H, generator=generator) * 0.1
             adapter[f"{prefix}.lora_B.weight"] = torch.randn(out_features, rank, generator=generator) * 0.1
     save_file(adapter, unipose / "adapter_model.safetensors")
-    (unipose / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": alpha, "target_modules": ["q_proj", "v_proj"], "peft_type": "LORA"}))
+    (unipose / "adapter_config.json").write_text(
+        json.dumps(
+            {"r": rank, "lora_alpha": alpha, "target_modules": ["q_proj", "v_proj"], "peft_type": "LORA"}
+        )
+    )
 
     # The pose VQ-VAE (Lightning layout) and TokenHMR.
     torch.manual_seed(1)
     vqvae = ReleaseVQVAE()
-    torch.save({"state_dict": vqvae.state_dict(), "epoch": 239, "hyper_parameters": {"lr": 2e-4}}, root / "vqvae.ckpt")
+    torch.save(
+        {"state_dict": vqvae.state_dict(), "epoch": 239, "hyper_parameters": {"lr": 2e-4}},
+        root / "vqvae.ckpt",
+    )
     vit = release_vit_state(generator)
     torch.save({"state_dict": vit}, root / "tokenhmr.ckpt")
 
     out = root / "converted"
-    report = convert_release(root / "base", unipose, root / "vqvae.ckpt", root / "tokenhmr.ckpt", out, config_overrides=OVERRIDES)
-    return {"root": root, "out": out, "report": report, "lm": lm, "embed": embed, "head": head, "vqvae": vqvae,
-            "vit": vit, "adapter": adapter, "rank": rank, "alpha": alpha, "release_tokenizer": release_tokenizer,
-            "trainables": trainables}
+    report = convert_release(
+        root / "base", unipose, root / "vqvae.ckpt", root / "tokenhmr.ckpt", out, config_overrides=OVERRIDES
+    )
+    return {
+        "root": root,
+        "out": out,
+        "report": report,
+        "lm": lm,
+        "embed": embed,
+        "head": head,
+        "vqvae": vqvae,
+        "vit": vit,
+        "adapter": adapter,
+        "rank": rank,
+        "alpha": alpha,
+        "release_tokenizer": release_tokenizer,
+        "trainables": trainables,
+    }
 
 
 def test_every_source_key_is_mapped_or_dropped(release):
@@ -259,13 +367,22 @@ def test_unknown_keys_stop_the_conversion(release, tmp_path):
     root = release["root"]
     torch.save({"state_dict": {**release["vit"], "backbone.mystery": torch.zeros(1)}}, tmp_path / "vit.ckpt")
     with pytest.raises(ValueError, match="backbone.mystery"):
-        convert_release(root / "base", root / "unipose", root / "vqvae.ckpt", tmp_path / "vit.ckpt", tmp_path / "out", config_overrides=OVERRIDES)
+        convert_release(
+            root / "base",
+            root / "unipose",
+            root / "vqvae.ckpt",
+            tmp_path / "vit.ckpt",
+            tmp_path / "out",
+            config_overrides=OVERRIDES,
+        )
 
 
 def test_missing_source_file_is_named(release, tmp_path):
     root = release["root"]
     with pytest.raises(FileNotFoundError, match="pose VQ-VAE"):
-        convert_release(root / "base", root / "unipose", tmp_path / "nope.ckpt", root / "tokenhmr.ckpt", tmp_path / "o")
+        convert_release(
+            root / "base", root / "unipose", tmp_path / "nope.ckpt", root / "tokenhmr.ckpt", tmp_path / "o"
+        )
 
 
 def test_the_pose_vit_computes_what_the_described_release_computes(release):
@@ -285,7 +402,9 @@ def test_the_pose_tokenizer_computes_what_the_described_release_computes(release
     with torch.no_grad():
         codes = model.pose_tokenizer.encode(poses)
         assert torch.equal(codes, reference.encode(to_rotation_6d(poses)))
-        torch.testing.assert_close(model.pose_tokenizer.decode(codes), reference.decode(codes), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            model.pose_tokenizer.decode(codes), reference.decode(codes), atol=1e-5, rtol=1e-4
+        )
 
 
 def test_vocabulary_rows_and_queries_move_to_our_ids(release):
@@ -295,12 +414,17 @@ def test_vocabulary_rows_and_queries_move_to_our_ids(release):
     ours = model.get_input_embeddings().weight
     for k in (0, 5, K - 1):
         torch.testing.assert_close(ours[config.pose_code_token_offset + k], embed[vocab[f"<pose_id_{k}>"]])
-        torch.testing.assert_close(model.lm_head.weight[config.pose_code_token_offset + k], head[vocab[f"<pose_id_{k}>"]])
+        torch.testing.assert_close(
+            model.lm_head.weight[config.pose_code_token_offset + k], head[vocab[f"<pose_id_{k}>"]]
+        )
     torch.testing.assert_close(ours[config.pose_start_token_id], embed[vocab[f"<pose_id_{K}>"]])
     torch.testing.assert_close(ours[config.pose_end_token_id], embed[vocab[f"<pose_id_{K + 1}>"]])
     queries = torch.stack([embed[vocab[f"<pose_query_{i}>"]] for i in range(T)])
     torch.testing.assert_close(model.model.pose_queries, queries)
-    torch.testing.assert_close(model.model.multi_modal_projector.linear_1.weight, release["trainables"]["base_model.model.model.mm_projector.0.weight"])
+    torch.testing.assert_close(
+        model.model.multi_modal_projector.linear_1.weight,
+        release["trainables"]["base_model.model.model.mm_projector.0.weight"],
+    )
 
 
 def _fake_llava(release):
@@ -310,26 +434,49 @@ def _fake_llava(release):
 
     def load_pretrained_model(model_path, model_base, model_name, device_map="cpu"):
         lm = MistralForCausalLM(mistral_config(len(release["release_tokenizer"])))
-        state = {k: v for k, v in release["lm"].state_dict().items() if "embed_tokens" not in k and "lm_head" not in k}
+        state = {
+            k: v
+            for k, v in release["lm"].state_dict().items()
+            if "embed_tokens" not in k and "lm_head" not in k
+        }
         lm.load_state_dict(state, strict=False)
         lm.model.embed_tokens.weight.data.copy_(release["embed"])
         lm.lm_head.weight.data.copy_(release["head"])
-        peft_model = get_peft_model(lm, LoraConfig(r=release["rank"], lora_alpha=release["alpha"], target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
-        state = {k.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight", ".lora_B.default.weight"): v for k, v in release["adapter"].items()}
+        peft_model = get_peft_model(
+            lm,
+            LoraConfig(
+                r=release["rank"],
+                lora_alpha=release["alpha"],
+                target_modules=["q_proj", "v_proj"],
+                lora_dropout=0.0,
+            ),
+        )
+        state = {
+            k.replace(".lora_A.weight", ".lora_A.default.weight").replace(
+                ".lora_B.weight", ".lora_B.default.weight"
+            ): v
+            for k, v in release["adapter"].items()
+        }
         missing = peft_model.load_state_dict(state, strict=False)
         assert not missing.unexpected_keys
         return release["release_tokenizer"], peft_model.eval(), None, 512
 
     builder = types.ModuleType("llava.model.builder")
     builder.load_pretrained_model = load_pretrained_model
-    return {"llava": types.ModuleType("llava"), "llava.model": types.ModuleType("llava.model"), "llava.model.builder": builder}
+    return {
+        "llava": types.ModuleType("llava"),
+        "llava.model": types.ModuleType("llava.model"),
+        "llava.model.builder": builder,
+    }
 
 
 def test_verify_mode_matches_the_original_with_its_lora_unmerged(release, monkeypatch):
     for name, module in _fake_llava(release).items():
         monkeypatch.setitem(sys.modules, name, module)
     root = release["root"]
-    result = verify_conversion(root / "base", root / "unipose", release["out"], prompt="describe the person standing .")
+    result = verify_conversion(
+        root / "base", root / "unipose", release["out"], prompt="describe the person standing ."
+    )
     assert result["max_abs_diff_text_logits"] < 1e-4 and result["max_abs_diff_code_logits"] < 1e-4
 
 
@@ -341,9 +488,15 @@ def test_verify_mode_explains_what_is_missing(release):
 
 def test_the_mapping_table_is_the_only_rename_rule():
     assert map_key("vqvae:encoder.encoder.12.model.1.conv2.bias") == (
-        True, "model.pose_tokenizer.encoder.residual_stack.blocks.1.conv2.bias"
+        True,
+        "model.pose_tokenizer.encoder.residual_stack.blocks.1.conv2.bias",
     )
     assert map_key("vit:smpl_head.anything") == (True, None)
+    # The transformers layout of LLaVA-1.6 (llava-hf), old and new key styles.
+    for key in ("base:language_model.model.layers.3.mlp.up_proj.weight", "base:model.language_model.layers.3.mlp.up_proj.weight"):
+        assert map_key(key) == (True, "model.language_model.layers.3.mlp.up_proj.weight")
+    for key in ("base:vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight", "base:model.vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"):
+        assert map_key(key) == (True, "model.vision_tower.encoder.layers.0.mlp.fc1.weight")
     assert map_key("vqvae:something.else") == (False, None)
     assert all(isinstance(pattern, str) for pattern, _ in KEY_MAPPING)
 

@@ -1,4 +1,4 @@
-"""Tests of the procedural pose sampler: reproducibility, joint limits and plausibility by forward kinematics."""
+"""Tests of the procedural pose sampler: reproducibility, joint limits, plausibility by forward kinematics."""
 
 import argparse
 from collections import Counter
@@ -28,9 +28,24 @@ from unipose.skeleton import BODY_JOINT_NAMES, JOINT_INDEX, NUM_BODY_JOINTS
 
 NUM_POSES = 4000
 FEET = [JOINT_INDEX[name] for name in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
-ARMS = [JOINT_INDEX[f"{side}_{part}"] for side in ("left", "right") for part in ("collar", "shoulder", "elbow", "wrist")]
+ARMS = [
+    JOINT_INDEX[f"{side}_{part}"]
+    for side in ("left", "right")
+    for part in ("collar", "shoulder", "elbow", "wrist")
+]
 NOT_ARMS = [index for index in range(NUM_BODY_JOINTS) if index not in ARMS]
-UPRIGHT = ("standing", "walking", "running", "lunging", "reaching", "arms_raised", "kicking", "twisting", "side_bend", "jumping")
+UPRIGHT = (
+    "standing",
+    "walking",
+    "running",
+    "lunging",
+    "reaching",
+    "arms_raised",
+    "kicking",
+    "twisting",
+    "side_bend",
+    "jumping",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +70,18 @@ def _where(sample, *categories) -> np.ndarray:
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def _limits() -> tuple[np.ndarray, np.ndarray]:
+    """Low and high limits `(21, 3)` of the body joints, from the table."""
+    limits = [(limit.x, limit.y, limit.z) for limit in JOINT_LIMITS_DEG.values()]
+    return np.array([[a[0] for a in joint] for joint in limits]), np.array(
+        [[a[1] for a in joint] for joint in limits]
+    )
+
+
+def _root_matrices(poses: np.ndarray) -> np.ndarray:
+    return axis_angle_to_matrix(torch.from_numpy(poses[:, 0]).double()).numpy()
 
 
 def _pose(**angles) -> np.ndarray:
@@ -110,7 +137,7 @@ def test_restricting_categories():
 def test_heading_is_uniform(sample):
     # The root's forward axis, for upright poses, points every way around the vertical.
     upright = _where(sample, *UPRIGHT)
-    root = axis_angle_to_matrix(torch.from_numpy(sample.poses[upright, 0]).double()).numpy()
+    root = _root_matrices(sample.poses[upright])
     heading = np.degrees(np.arctan2(root[:, 0, 2], root[:, 2, 2]))
     counts, _ = np.histogram(heading, bins=8, range=(-180, 180))
     assert counts.min() > 0.6 * counts.mean()
@@ -128,10 +155,10 @@ def test_euler_composition_order_and_inverse(order):
     quaternion = euler_to_quaternion(np.radians(angles)[:, None], [order])[:, 0]
     matrix = axis_angle_to_matrix(torch.from_numpy(quaternion_to_axis_angle(quaternion))).numpy()
     # The documented meaning of the order: R = R_a @ R_b @ R_c, each about a coordinate axis.
-    elementary = {
-        axis: axis_angle_to_matrix(torch.from_numpy(np.radians(angles[:, "xyz".index(axis), None]) * np.eye(3)["xyz".index(axis)])).numpy()
-        for axis in "xyz"
-    }
+    elementary = {}
+    for index, axis in enumerate("xyz"):
+        axis_angle = np.radians(angles[:, index, None]) * np.eye(3)[index]  # (256, 3) about one axis
+        elementary[axis] = axis_angle_to_matrix(torch.from_numpy(axis_angle)).numpy()
     expected = elementary[order[0]] @ elementary[order[1]] @ elementary[order[2]]
     np.testing.assert_allclose(matrix, expected, atol=1e-9)
     np.testing.assert_allclose(np.degrees(matrix_to_euler(matrix, order)), angles, atol=1e-7)
@@ -139,8 +166,8 @@ def test_euler_composition_order_and_inverse(order):
 
 def test_joint_angles_round_trip():
     rng = np.random.default_rng(1)
-    low = np.array([[-60.0] * 3] + [[limit[1][0], limit[2][0], limit[3][0]] for limit in JOINT_LIMITS_DEG.values()])
-    high = np.array([[60.0] * 3] + [[limit[1][1], limit[2][1], limit[3][1]] for limit in JOINT_LIMITS_DEG.values()])
+    low, high = _limits()
+    low, high = np.concatenate([[[-60.0] * 3], low]), np.concatenate([[[60.0] * 3], high])
     # Keep the middle Euler angle (the shoulders' y) off +-90 degrees, where the split is not unique.
     low, high = np.maximum(low, -85.0), np.minimum(high, 85.0)
     angles = low + rng.random((128, NUM_BODY_JOINTS, 3)) * (high - low)
@@ -179,10 +206,9 @@ def test_category_ranges_lie_inside_the_limits():
 
 def test_poses_within_joint_limits(sample):
     angles = pose_to_joint_angles(sample.poses)[:, 1:]  # (N, 21, 3), the root is free
-    low = np.array([[limit[1][0], limit[2][0], limit[3][0]] for limit in JOINT_LIMITS_DEG.values()])
-    high = np.array([[limit[1][1], limit[2][1], limit[3][1]] for limit in JOINT_LIMITS_DEG.values()])
+    low, high = _limits()
     middle_axis = np.array(["xyz".index(limit.order[1]) for limit in JOINT_LIMITS_DEG.values()])
-    middle = np.take_along_axis(angles, np.broadcast_to(middle_axis[None, :, None], angles.shape[:2] + (1,)), -1)
+    middle = angles[:, np.arange(len(middle_axis)), middle_axis][..., None]  # (N, 21, 1)
     # float32 poses: the outer angles lose precision as the middle one nears +-90 degrees (gimbal lock).
     tolerance = 1e-3 + 1e-4 / np.maximum(np.cos(np.radians(middle)), 1e-6)
     assert (angles >= low - tolerance).all() and (angles <= high + tolerance).all()
@@ -252,7 +278,7 @@ def test_lying_poses_are_horizontal(sample, joints):
     assert (elevation < 20).all(), elevation.max()
     # Face up on the back, face down on the front: the root's forward axis.
     for category, sign in (("lying_back", 1.0), ("lying_front", -1.0)):
-        root = axis_angle_to_matrix(torch.from_numpy(sample.poses[_where(sample, category), 0]).double()).numpy()
+        root = _root_matrices(sample.poses[_where(sample, category)])
         assert (sign * root[:, 1, 2] > 0.9).all(), category
 
 
@@ -276,7 +302,8 @@ def test_crouching_is_low(sample, joints):
 def test_mirrored_halves(sample):
     # Walking is written with the left leg forwards; mirroring gives the right leg forwards as often.
     walking = sample.poses[_where(sample, "walking")]
-    left_forward = pose_to_joint_angles(walking)[:, JOINT_INDEX["left_hip"], 0] < pose_to_joint_angles(walking)[:, JOINT_INDEX["right_hip"], 0]
+    angles = pose_to_joint_angles(walking)
+    left_forward = angles[:, JOINT_INDEX["left_hip"], 0] < angles[:, JOINT_INDEX["right_hip"], 0]
     assert 0.3 < left_forward.mean() < 0.7
 
 
@@ -312,3 +339,12 @@ def test_command_line_writes_poses(tmp_path):
         np.testing.assert_array_equal(data["poses"], sample_poses(25, seed=4))
         assert data["categories"].shape == (25,) and set(data["categories"]) <= set(POSE_CATEGORIES)
     assert [path.name for path in tmp_path.iterdir()] == ["poses.npz"]  # no temporary file left behind
+
+
+def test_contact_sheet_takes_every_category_in_turn():
+    categories = ["walking"] * 5 + ["standing"] * 2 + ["lying_side"] * 1
+    shown = pose_sampler._sheet_indices(categories, 6)
+    chosen = [categories[index] for index in shown]
+    # Round-robin: every category before any repeats, grouped in table order.
+    assert chosen == ["standing", "standing", "walking", "walking", "walking", "lying_side"]
+    assert len(pose_sampler._sheet_indices(categories, 100)) == len(categories)

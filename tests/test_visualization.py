@@ -35,7 +35,7 @@ def poses() -> np.ndarray:
 
 def _color_mask(image, color: str, tolerance: int = 40) -> np.ndarray:
     rgb = np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)])
-    return (np.abs(np.asarray(image).astype(int) - rgb).max(axis=-1) <= tolerance)
+    return np.abs(np.asarray(image).astype(int) - rgb).max(axis=-1) <= tolerance
 
 
 def _turned(pose: np.ndarray, degrees: float) -> np.ndarray:
@@ -89,7 +89,9 @@ def test_pose_formats_give_the_same_picture(poses, body):
 
 def test_pair_uses_the_first_pose_camera(tmp_path, poses, body):
     path = tmp_path / "pair.png"
-    titled = render_pose_pair(poses[0], poses[1], path=path, title="a long instruction " * 12, body_model=body)
+    titled = render_pose_pair(
+        poses[0], poses[1], path=path, title="a long instruction " * 12, body_model=body
+    )
     assert titled.size == (720, 400) and path.exists()
     image = render_pose_pair(poses[0], poses[0], body_model=body, size=(600, 300))
     # The same pose twice gives the same two panels; turned, B looks different from A.
@@ -103,7 +105,9 @@ def test_pair_uses_the_first_pose_camera(tmp_path, poses, body):
 def test_contact_sheet_grid_size_and_captions(tmp_path, poses, body):
     path = tmp_path / "sheet.png"
     captions = [f"pose {i} with a long caption that has to wrap over lines" for i in range(5)]
-    sheet = contact_sheet(poses[:5], captions=captions, path=path, columns=3, cell_size=(120, 150), body_model=body)
+    sheet = contact_sheet(
+        poses[:5], captions=captions, path=path, columns=3, cell_size=(120, 150), body_model=body
+    )
     assert sheet.size == (3 * 120, 2 * 150)
     with PIL.open(path) as written:
         assert written.format == "PNG" and written.size == sheet.size
@@ -117,6 +121,7 @@ def test_mesh_rendering(body_file):
     pose = sample_poses(1, seed=2)
     with_mesh = np.asarray(render_pose(pose, body_model=model, size=(200, 200))).astype(int)
     skeleton = np.asarray(render_pose(pose, body_model=model.body_joints(), size=(200, 200))).astype(int)
+
     # The mesh's faint blue-grey (blue a few levels above red, unlike the neutral greys of the floor and
     # shadow or the saturated limbs) covers many pixels that the skeleton alone leaves white.
     def mesh_pixels(pixels):
@@ -155,7 +160,9 @@ def test_save_obj(tmp_path):
     vertex_lines = [line for line in lines if line.startswith("v ")]
     face_lines = [line for line in lines if line.startswith("f ")]
     assert len(vertex_lines) == 7 and len(face_lines) == 3
-    np.testing.assert_allclose(np.array([line.split()[1:] for line in vertex_lines], float), vertices.numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        np.array([line.split()[1:] for line in vertex_lines], float), vertices.numpy(), atol=1e-6
+    )
     assert face_lines[1] == "f 3 4 5"  # 1-based
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.obj"]
 
@@ -172,3 +179,14 @@ def test_save_obj_rejects_bad_meshes(tmp_path):
     with pytest.raises(TypeError, match="vertices"):
         save_obj("not a mesh", np.zeros((1, 3), int), tmp_path / "a.obj")
     assert not list(tmp_path.iterdir())
+
+
+def test_command_line_contact_sheet(tmp_path, monkeypatch, body_file):
+    from unipose.cli import main
+
+    monkeypatch.setenv("UNIPOSE_CACHE", str(body_file.parents[2]))  # the generated body, made once
+    out, sheet = tmp_path / "poses.npz", tmp_path / "sheet.png"
+    argv = ["sample-poses", "--num", "80", "--seed", "2", "--out", str(out), "--contact-sheet", str(sheet)]
+    assert main(argv + ["--sheet-size", "20", "--sheet-columns", "10"]) == 0
+    with PIL.open(sheet) as image:
+        assert image.format == "PNG" and image.size == (10 * 200, 2 * 230)

@@ -660,7 +660,9 @@ def euler_to_quaternion(angles: np.ndarray, orders: Sequence[str]) -> np.ndarray
     quaternion = np.empty(angles.shape[:-1] + (4,))
     for order in sorted(set(orders)):
         joints = np.array([j for j, joint_order in enumerate(orders) if joint_order == order])
-        first, second, third = (_axis_quaternion(angles[..., joints, _AXES.index(axis)], axis) for axis in order)
+        first, second, third = (
+            _axis_quaternion(angles[..., joints, _AXES.index(axis)], axis) for axis in order
+        )
         quaternion[..., joints, :] = _quaternion_multiply(_quaternion_multiply(first, second), third)
     return quaternion
 

@@ -389,6 +389,12 @@ POSTURE_PRECEDENCE: tuple[str, ...] = (
     "standing",
 )
 
+
+def _with_right_twins(names: tuple[str, ...]) -> tuple[str, ...]:
+    """`("kneeling", "lying_left")` -> `("kneeling", "lying_left", "lying_right")`."""
+    return tuple(dict.fromkeys(name for left in names for name in (left, _swap_sides(left))))
+
+
 IMPLICATIONS: tuple[Implication, ...] = (
     Implication("torso_tilt", ("inverted",), "torso_pitch", KINDS["pitch"].categories),
     Implication("torso_tilt", ("inverted",), "head_vs_pelvis_y", ("below",)),
@@ -397,8 +403,8 @@ IMPLICATIONS: tuple[Implication, ...] = (
     Implication("squatting", _ALL, "left_knee_vs_hip_y", ("level",)),
     *(
         Implication(first, _ALL, second, _ALL)
-        for i, first in enumerate(POSTURE_PRECEDENCE)
-        for second in POSTURE_PRECEDENCE[i + 1 :]
+        for i, first in enumerate(_with_right_twins(POSTURE_PRECEDENCE))
+        for second in _with_right_twins(POSTURE_PRECEDENCE)[i + 1 :]
     ),
     Implication("sitting", _ALL, "left_knee_vs_hip_z", ("front",)),
     Implication("sitting_ground", _ALL, "left_knee_vs_hip_z", ("front",)),
@@ -1305,7 +1311,13 @@ class _PairGrammar:
                 less, more = _GOALS[base.kind]
                 self.goal_less[q] = _category_mask(width, base.category_names, less)
                 self.goal_more[q] = _category_mask(width, base.category_names, more)
-        self.posture_supers = [i for i, code in enumerate(pose.supers) if code.posture]
+        # Postures in order of precedence (see POSTURE_PRECEDENCE); a pose takes the first that holds.
+        precedence = _with_right_twins(POSTURE_PRECEDENCE)
+        names = [code.name for code in pose.supers]
+        missing = [code.name for code in pose.supers if code.posture and code.name not in precedence]
+        if missing:
+            raise ValueError(f"Postures {missing} are missing from POSTURE_PRECEDENCE.")
+        self.posture_supers = [names.index(name) for name in precedence]
         base_kinds = [
             "heading" if c.base is None else posecodes.codes[posecodes.index(c.base)].kind
             for c in table.codes
@@ -1446,6 +1458,15 @@ def _attributed_entities(base, attribution: int):
     return (other, subject) if attribution == _SWAPPED and other is not None else (subject, other)
 
 
+def _one_posture(fired: np.ndarray, precedence: list[int]) -> np.ndarray:
+    """Keep only the first fired posture in order of `precedence` (super-code indices): `(..., U)` bool."""
+    postures = fired[..., precedence]
+    first = postures & (np.cumsum(postures, axis=-1) == 1)
+    result = fired.copy()
+    result[..., precedence] = first
+    return result
+
+
 def _pair_grammar() -> _PairGrammar:
     global _PAIR_GRAMMAR
     if _PAIR_GRAMMAR is None:
@@ -1547,6 +1568,10 @@ class PairCaptioner:
         categories_a = categorize(values_a[None], posecodes, offsets)
         categories_b = categorize(values_b[None], posecodes, offsets)
         fired_a, fired_b = _fire_supercodes(pose, categories_a), _fire_supercodes(pose, categories_b)
+        fired_a, fired_b = (
+            _one_posture(fired_a, grammar.posture_supers),
+            _one_posture(fired_b, grammar.posture_supers),
+        )
         changes = measure_paircodes(
             np.repeat(values_a[None], num_captions, 0).reshape(-1, len(posecodes)),
             np.repeat(values_b[None], num_captions, 0).reshape(-1, len(posecodes)),

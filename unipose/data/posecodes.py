@@ -461,8 +461,17 @@ def _build_posecodes() -> tuple[Posecode, ...]:
     codes += _code("head_vs_pelvis_y", "y", "head pelvis", "RNNNN", **no_pairs)
     # ---- arms ----
     codes += _code("left_elbow_angle", "angle", "left_shoulder left_elbow left_wrist", "RSSSNS")
-    codes += _code("left_upper_arm_elevation", "elevation", "left_shoulder left_elbow", "SNSNN", "left_upper_arm", **no_pairs)
-    codes += _code("left_forearm_elevation", "elevation", "left_elbow left_wrist", "SNSNN", "left_forearm", **no_pairs)
+    codes += _code(
+        "left_upper_arm_elevation",
+        "elevation",
+        "left_shoulder left_elbow",
+        "SNSNN",
+        "left_upper_arm",
+        **no_pairs,
+    )
+    codes += _code(
+        "left_forearm_elevation", "elevation", "left_elbow left_wrist", "SNSNN", "left_forearm", **no_pairs
+    )
     codes += _code("left_hand_vs_head_y", "y", "left_hand head", "NNSNR")
     codes += _code("left_elbow_vs_head_y", "y", "left_elbow head", "NNNNS", **no_pairs)
     codes += _code("left_hand_vs_shoulder_y", "y", "left_hand left_shoulder", "NNSNS")
@@ -479,13 +488,19 @@ def _build_posecodes() -> tuple[Posecode, ...]:
     codes += _code("left_hand_vs_right_shoulder_x", "x", "left_hand right_shoulder", "SNNNN", **no_pairs)
     codes += _code("arms_crossed", "x", "left_hand right_hand", "RNNNN", "arms", phrase="crossed", **no_pairs)
     codes += _code("hands_distance", "distance", "left_hand right_hand", "SNNS", "hands", **pair_of_sides)
-    codes += _code("elbows_distance", "distance", "left_elbow right_elbow", "RNNN", "elbows", **pair_of_sides, **no_pairs)
+    codes += _code(
+        "elbows_distance", "distance", "left_elbow right_elbow", "RNNN", "elbows", **pair_of_sides, **no_pairs
+    )
     codes += _code("left_hand_vs_head_distance", "distance", "left_hand head", "SNNN")
     codes += _code("left_hand_vs_right_shoulder_distance", "distance", "left_hand right_shoulder", "SNNN")
-    codes += _code("left_hand_vs_shoulder_distance", "distance", "left_hand left_shoulder", "SNNN", **no_pairs)
+    codes += _code(
+        "left_hand_vs_shoulder_distance", "distance", "left_hand left_shoulder", "SNNN", **no_pairs
+    )
     codes += _code("left_hand_vs_hip_distance", "distance", "left_hand left_hip", "SNNN")
     codes += _code("left_hand_vs_torso_distance", "distance", "left_hand torso", "SNNN", **no_pairs)
-    codes += _code("left_hand_vs_right_elbow_distance", "distance", "left_hand right_elbow", "SNNN", **no_pairs)
+    codes += _code(
+        "left_hand_vs_right_elbow_distance", "distance", "left_hand right_elbow", "SNNN", **no_pairs
+    )
     codes += _code("left_hand_vs_knee_distance", "distance", "left_hand left_knee", "SNNN")
     codes += _code("left_hand_vs_right_knee_distance", "distance", "left_hand right_knee", "SNNN", **no_pairs)
     codes += _code("left_hand_vs_foot_distance", "distance", "left_hand left_foot", "RNNN")
@@ -494,8 +509,12 @@ def _build_posecodes() -> tuple[Posecode, ...]:
     codes += _code("left_elbow_height", "height", "left_elbow", "RN", **no_pairs)
     # ---- legs ----
     codes += _code("left_knee_angle", "angle", "left_hip left_knee left_ankle", "RSSSNS")
-    codes += _code("left_thigh_elevation", "elevation", "left_hip left_knee", "RRSNN", "left_thigh", **no_pairs)
-    codes += _code("left_shin_elevation", "elevation", "left_knee left_ankle", "RRSNN", "left_shin", **no_pairs)
+    codes += _code(
+        "left_thigh_elevation", "elevation", "left_hip left_knee", "RRSNN", "left_thigh", **no_pairs
+    )
+    codes += _code(
+        "left_shin_elevation", "elevation", "left_knee left_ankle", "RRSNN", "left_shin", **no_pairs
+    )
     codes += _code("left_knee_vs_hip_y", "y", "left_knee left_hip", "NNSNR")
     codes += _code("left_foot_vs_knee_y", "y", "left_foot left_knee", "NNSNR", **no_pairs)
     codes += _code("left_foot_vs_right_knee_y", "y", "left_foot right_knee", "NNNNS", **no_pairs)

@@ -116,13 +116,13 @@ HAIR_BEHIND = -0.15
 LEFT_HUE_RANGE_DEG = (200.0, 232.0)  # blues
 RIGHT_HUE_RANGE_DEG = (-10.0, 22.0)  # reds and oranges
 LIMB_SATURATION_RANGE = (0.55, 0.85)
-LIMB_VALUE_RANGE = (0.65, 0.92)
+LIMB_VALUE_RANGE = (0.7, 0.95)
 SEGMENT_BRIGHTNESS = {"upper_arm": 1.0, "forearm": 0.85, "hand": 0.7, "thigh": 1.0, "shank": 0.85, "foot": 0.7}
 # The torso stays clear of both limb hues: greys, or yellows and greens.
 TORSO_NEUTRAL_SATURATION = (0.0, 0.15)
 TORSO_HUE_RANGE_DEG = (45.0, 160.0)
 TORSO_SATURATION_RANGE = (0.3, 0.6)
-TORSO_VALUE_RANGE = (0.45, 0.95)
+TORSO_VALUE_RANGE = (0.55, 0.95)
 SKIN_TONES = ((0.96, 0.80, 0.69), (0.89, 0.69, 0.55), (0.78, 0.57, 0.42), (0.55, 0.38, 0.26), (0.36, 0.24, 0.17))
 HAIR_COLORS = ((0.08, 0.06, 0.05), (0.27, 0.16, 0.09), (0.55, 0.40, 0.22), (0.85, 0.72, 0.45), (0.6, 0.6, 0.6))
 COLOR_JITTER = 0.04
@@ -136,9 +136,20 @@ REFERENCE_COLORS = {
     "right": (0.9, 0.3, 0.15),
 }
 
+# The light's direction (camera axes: x right, y down, z away from the camera) before normalisation: from
+# either side, mostly from above, always from the camera's side of the body.
+LIGHT_SIDEWAYS = (-1.0, 1.0)
+LIGHT_DOWNWARDS = (-1.0, 0.3)
+LIGHT_TOWARDS_CAMERA = (0.4, 1.2)
+
 # Outlines darken the pixels on the near side of a part boundary to this fraction of their colour.
 OUTLINE_SHADE = 0.35
 BACKGROUNDS = ("solid", "gradient", "noise")
+# Backgrounds are dark or light (HSV value ranges), never mid-toned like the body.
+DARK_BACKGROUND_PROBABILITY = 0.4
+DARK_BACKGROUND_VALUE = (0.03, 0.25)
+LIGHT_BACKGROUND_VALUE = (0.7, 1.0)
+BACKGROUND_SATURATION = (0.0, 0.45)
 # "noise" backgrounds: smooth blobs from a coarse grid of this many cells per side, plus fine grain.
 NOISE_GRID_RANGE = (3, 9)
 NOISE_AMPLITUDE_RANGE = (0.08, 0.25)
@@ -166,7 +177,7 @@ class RenderSettings:
             Share of the image's side that the body's larger extent spans.
         offset_fraction (`float`, defaults to 0.8):
             How much of the free margin the body's centre may be shifted by, in each direction.
-        ambient_range (`tuple[float, float]`, defaults to `(0.3, 0.55)`):
+        ambient_range (`tuple[float, float]`, defaults to `(0.35, 0.6)`):
             Share of the light that does not depend on the surface's direction.
         background_weights (`tuple[float, float, float]`, defaults to `(1, 1, 1)`):
             Relative frequencies of `BACKGROUNDS` ("solid", "gradient", "noise").
@@ -183,7 +194,7 @@ class RenderSettings:
     fov_range_deg: tuple[float, float] = (25.0, 55.0)
     fill_range: tuple[float, float] = (0.6, 0.92)
     offset_fraction: float = 0.8
-    ambient_range: tuple[float, float] = (0.3, 0.55)
+    ambient_range: tuple[float, float] = (0.35, 0.6)
     background_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     shape_std: float = 0.8
     num_shape_coefficients: int = 3
@@ -303,11 +314,11 @@ def _sample_colors(rng: np.random.Generator) -> tuple[tuple[float, float, float]
 
 def _sample_background_colors(rng: np.random.Generator) -> tuple[tuple[float, float, float], ...]:
     # Backgrounds are either dark or light, so that the mid-toned body stands out from them.
-    dark = rng.random() < 0.4
+    dark = rng.random() < DARK_BACKGROUND_PROBABILITY
     colors = []
     for _ in range(2):
-        value = rng.uniform(0.05, 0.35) if dark else rng.uniform(0.7, 1.0)
-        colors.append(_hsv(rng.uniform(0, 360), rng.uniform(0.0, 0.45), value))
+        value = rng.uniform(*DARK_BACKGROUND_VALUE) if dark else rng.uniform(*LIGHT_BACKGROUND_VALUE)
+        colors.append(_hsv(rng.uniform(0, 360), rng.uniform(*BACKGROUND_SATURATION), value))
     return tuple(tuple(float(c) for c in color) for color in colors)
 
 
@@ -336,7 +347,7 @@ def sample_scenes(
     for _ in range(int(num_scenes)):
         fill = rng.uniform(*settings.fill_range)
         margin = (1.0 - fill) / 2 * settings.offset_fraction
-        light = np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 0.3), -rng.uniform(0.4, 1.2)])
+        light = np.array([rng.uniform(*LIGHT_SIDEWAYS), rng.uniform(*LIGHT_DOWNWARDS), -rng.uniform(*LIGHT_TOWARDS_CAMERA)])
         betas = np.clip(rng.normal(0.0, settings.shape_std, settings.num_shape_coefficients), -settings.max_shape, settings.max_shape)
         scenes.append(
             Scene(
@@ -519,6 +530,19 @@ def camera_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
     return np.stack((right, down, forward))
 
 
+# Grain is cut from a fixed texture this many pixels larger than the image, at a random offset.
+_GRAIN_MARGIN = 64
+_GRAIN_SEED = 20250601
+
+
+@functools.lru_cache(maxsize=4)
+def _grain_texture(height: int, width: int) -> np.ndarray:
+    """A fixed float32 texture `(height + margin, width + margin)` of uniform grain within `GRAIN_AMPLITUDE`."""
+    rng = np.random.default_rng(_GRAIN_SEED)
+    shape = (height + _GRAIN_MARGIN, width + _GRAIN_MARGIN)
+    return rng.uniform(-GRAIN_AMPLITUDE, GRAIN_AMPLITUDE, shape).astype(np.float32)
+
+
 def render_background(scene: Scene, height: int, width: int) -> np.ndarray:
     """
     The scene's background.
@@ -547,19 +571,6 @@ def render_background(scene: Scene, height: int, width: int) -> np.ndarray:
     grain = _grain_texture(height, width)[top : top + height, left : left + width]
     base = first + (second - first) * t.mean(-1, keepdims=True)
     return np.clip(base + amplitude * (t - 0.5) + grain[..., None], 0.0, 1.0)
-
-
-# Grain is cut from a fixed texture this many pixels larger than the image, at a random offset.
-_GRAIN_MARGIN = 64
-_GRAIN_SEED = 20250601
-
-
-@functools.lru_cache(maxsize=4)
-def _grain_texture(height: int, width: int) -> np.ndarray:
-    """A fixed float32 texture `(height + margin, width + margin)` of uniform grain within `GRAIN_AMPLITUDE`."""
-    rng = np.random.default_rng(_GRAIN_SEED)
-    shape = (height + _GRAIN_MARGIN, width + _GRAIN_MARGIN)
-    return rng.uniform(-GRAIN_AMPLITUDE, GRAIN_AMPLITUDE, shape).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -598,6 +609,8 @@ class BodyRenderer:
             from ..body_model import BodyModel
 
             body_model = BodyModel("generated" if body_model is None else body_model)
+        # Named in corpus metadata: "generated", or the user's body-model file.
+        self.body_model_name = "generated" if getattr(body_model, "is_generated", False) else str(body_model.path)
         smplh = body_model.smplh
         template = _numpy(smplh.v_template).astype(np.float64)  # (V, 3)
         weights = _numpy(smplh.lbs_weights).astype(np.float64)  # (V, 52)
