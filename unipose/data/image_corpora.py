@@ -338,7 +338,7 @@ def _dataset_poses(dataset) -> np.ndarray:
         )
     if not len(dataset):
         raise ValueError("`dataset` is empty.")
-    return np.asarray(dataset.with_format("numpy", columns=["pose"])["pose"], dtype=np.float32)
+    return np.asarray(dataset.with_format("numpy", columns=["pose"])["pose"][:], dtype=np.float32)
 
 
 def _selection(num_poses, indices, joints, device) -> np.ndarray:

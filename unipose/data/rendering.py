@@ -140,7 +140,7 @@ REFERENCE_COLORS = {
 # either side, mostly from above, always from the camera's side of the body.
 LIGHT_SIDEWAYS = (-1.0, 1.0)
 LIGHT_DOWNWARDS = (-1.0, 0.3)
-LIGHT_TOWARDS_CAMERA = (0.4, 1.2)
+LIGHT_TOWARDS_CAMERA = (0.6, 1.4)
 
 # Outlines darken the pixels on the near side of a part boundary to this fraction of their colour.
 OUTLINE_SHADE = 0.35
@@ -177,7 +177,7 @@ class RenderSettings:
             Share of the image's side that the body's larger extent spans.
         offset_fraction (`float`, defaults to 0.8):
             How much of the free margin the body's centre may be shifted by, in each direction.
-        ambient_range (`tuple[float, float]`, defaults to `(0.35, 0.6)`):
+        ambient_range (`tuple[float, float]`, defaults to `(0.4, 0.6)`):
             Share of the light that does not depend on the surface's direction.
         background_weights (`tuple[float, float, float]`, defaults to `(1, 1, 1)`):
             Relative frequencies of `BACKGROUNDS` ("solid", "gradient", "noise").
@@ -194,7 +194,7 @@ class RenderSettings:
     fov_range_deg: tuple[float, float] = (25.0, 55.0)
     fill_range: tuple[float, float] = (0.6, 0.92)
     offset_fraction: float = 0.8
-    ambient_range: tuple[float, float] = (0.35, 0.6)
+    ambient_range: tuple[float, float] = (0.4, 0.6)
     background_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     shape_std: float = 0.8
     num_shape_coefficients: int = 3

@@ -263,9 +263,9 @@ def _max_displacement(poses_a: np.ndarray, poses_b: np.ndarray) -> np.ndarray:
     """Largest joint displacement `(n,)` in metres between A and B, both placed at the pelvis."""
     from ..body_model import pose_to_joints
 
-    joints_a, joints_b = pose_to_joints(poses_a), pose_to_joints(poses_b)
-    joints_a = joints_a - joints_a[:, :1]
-    joints_b = joints_b - joints_b[:, :1]
+    joints = pose_to_joints(np.concatenate((poses_a, poses_b)))  # one call for both: (2n, 22, 3)
+    joints = joints - joints[:, :1]
+    joints_a, joints_b = joints[: len(poses_a)], joints[len(poses_a) :]
     return np.sqrt(((joints_a - joints_b) ** 2).sum(-1)).max(-1)
 
 
