@@ -187,6 +187,8 @@ def test_missing_paths_and_empty_folders(tmp_path, amass_folder):
         build_amass_dataset(shapes_only)
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         read_amass_sequence(tmp_path / "missing.npz")
+    with pytest.raises(ValueError, match="notes.txt"):
+        find_amass_files(empty / "sub" / "notes.txt")
 
 
 def test_bad_files(tmp_path):

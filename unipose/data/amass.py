@@ -303,6 +303,7 @@ def find_amass_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> 
 
     Raises:
         `FileNotFoundError`: if a path does not exist, or if no `.npz` file is found at all.
+        `ValueError`: for a file that is not an `.npz` archive.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -314,6 +315,8 @@ def find_amass_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> 
         if path.is_dir():
             files.update(path.rglob("*.npz"))
         elif path.is_file():
+            if path.suffix != ".npz":
+                raise ValueError(f"AMASS files are .npz archives; {str(path)!r} is not one.")
             files.add(path)
         else:
             raise FileNotFoundError(

@@ -186,7 +186,7 @@ def farthest_point_sampling(
         selected[k] = centre
         centres[k] = points[centre]
         centre_distance = _mpjpe_to(centres[:k], centres[k])  # to the other centres, (k,)
-        visited = centre_distance <= 2 * radius[:k] * (1 + PRUNING_SLACK)
+        visited = centre_distance <= 1 * radius[:k] * (1 + PRUNING_SLACK)
         rows = torch.nonzero(visited[cluster]).flatten()
         new_distance = _mpjpe_to(points[rows], centres[k])
         closer = new_distance < distance[rows]
