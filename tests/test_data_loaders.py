@@ -61,7 +61,7 @@ def amass_root(tmp_path):
     root = tmp_path / "amass"
     generator = np.random.default_rng(0)
     raw = {}
-    for number, (relative, frames) in enumerate(SEQUENCES.items()):
+    for relative, frames in SEQUENCES.items():
         poses = generator.normal(scale=0.3, size=(frames, 156))
         for frame in range(frames):
             heading = generator.uniform(-math.pi, math.pi)
@@ -70,7 +70,13 @@ def amass_root(tmp_path):
             poses[frame, :3] = matrix_to_axis_angle(matrix).numpy()
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, poses=poses, trans=np.zeros((frames, 3)), betas=np.zeros(16), mocap_framerate=np.array(120.0))
+        np.savez(
+            path,
+            poses=poses,
+            trans=np.zeros((frames, 3)),
+            betas=np.zeros(16),
+            mocap_framerate=np.array(120.0),
+        )
         raw[relative] = poses
     return root, raw
 
@@ -85,7 +91,12 @@ POSES = {
     5: ("BMLrub/s1/walk_poses.npz", 2),
     6: ("BMLrub/s1/walk_poses.npz", 0),
 }
-HUMAN = {"0": "The person stands.", "1": ["Arms up.", "Both arms are raised."], "3": "Kneeling.", "5": "Sitting."}
+HUMAN = {
+    "0": "The person stands.",
+    "1": ["Arms up.", "Both arms are raised."],
+    "3": "Kneeling.",
+    "5": "Sitting.",
+}
 AUTO = {str(i): [f"auto {i} a", f"auto {i} b", f"auto {i} c"] for i in POSES}
 TRAIN, VAL = [0, 1, 2, 3, 6], [4, 5]
 
@@ -99,7 +110,10 @@ def release(tmp_path):
     """The PoseScript and PoseFix files in one folder (both releases share the pose index)."""
     root = tmp_path / "release"
     root.mkdir()
-    _write_json(root / posescript.POSE_INDEX_FILE, {str(i): ["AMASS", seq, frame] for i, (seq, frame) in POSES.items()})
+    _write_json(
+        root / posescript.POSE_INDEX_FILE,
+        {str(i): ["AMASS", seq, frame] for i, (seq, frame) in POSES.items()},
+    )
     _write_json(root / "train_ids_100k.json", TRAIN)
     _write_json(root / "val_ids_100k.json", VAL)
     _write_json(root / "posescript_human_6293.json", HUMAN)
@@ -110,7 +124,10 @@ def release(tmp_path):
     _write_json(root / "train_out_sequence_pair_ids.json", [3, 4])
     _write_json(root / "val_in_sequence_pair_ids.json", [2])
     _write_json(root / "val_out_sequence_pair_ids.json", [])
-    _write_json(root / "posefix_human_6157.json", {"0": ["Raise your arms."], "1": "Bend.", "2": ["Turn."], "3": ["Sit."], "4": ["Kneel."]})
+    _write_json(
+        root / "posefix_human_6157.json",
+        {"0": ["Raise your arms."], "1": "Bend.", "2": ["Turn."], "3": ["Sit."], "4": ["Kneel."]},
+    )
     _write_json(root / "posefix_auto_135305.json", {str(i): [f"auto pair {i}"] for i in range(6)})
     _write_json(root / "posefix_paraphrases_4284.json", {"0": ["Lift your arms."]})
     return root
@@ -160,7 +177,9 @@ def test_posescript_heading_normalisation(release, amass_root):
     y_up = load_posescript(release, root, split="train", captions="automatic", output_up_axis="y")
     y_up = y_up.with_format("numpy")["pose"][:]
     np.testing.assert_allclose(
-        y_up[:, 0], change_up_axis(torch.from_numpy(poses[:, 0].astype(np.float64)), "z", "y").numpy(), atol=1e-5
+        y_up[:, 0],
+        change_up_axis(torch.from_numpy(poses[:, 0].astype(np.float64)), "z", "y").numpy(),
+        atol=1e-5,
     )
     assert np.abs(_headings(y_up[:, 0], "y")).max() < 1e-5
 
@@ -169,7 +188,9 @@ def test_posescript_splits_and_file_reads(release, amass_root, monkeypatch):
     root, _ = amass_root
     calls = []
     original = posescript.read_amass_sequence
-    monkeypatch.setattr(posescript, "read_amass_sequence", lambda path, *a, **k: calls.append(path) or original(path, *a, **k))
+    monkeypatch.setattr(
+        posescript, "read_amass_sequence", lambda path, *a, **k: calls.append(path) or original(path, *a, **k)
+    )
     splits = load_posescript(release, root, split=("train", "val"), captions="automatic")
     assert isinstance(splits, DatasetDict) and list(splits) == ["train", "val"]
     assert splits["val"]["id"] == ["4", "5"] and set(splits["val"]["source"]) == {"posescript-A/val"}
@@ -196,7 +217,9 @@ def test_posescript_errors(release, amass_root, tmp_path):
     index["1"] = ["AMASS", "CMU/01/01_01_poses.npz", 6]
     _write_json(release / posescript.POSE_INDEX_FILE, index)
     _write_json(release / "h.json", {"0": "a", "1": "b"})
-    with pytest.raises(ValueError, match=r"Pose id '1': frame 6 is out of range for .*01_01_poses\.npz.*6 frames"):
+    with pytest.raises(
+        ValueError, match=r"Pose id '1': frame 6 is out of range for .*01_01_poses\.npz.*6 frames"
+    ):
         load_posescript(release, {"AMASS": root}, split="train", caption_files={"human": "h.json"})
 
     # A pose id of the split without an index entry, and a malformed caption entry.
@@ -240,7 +263,11 @@ def test_posefix_heading_rules(release, amass_root):
     after = _root_matrices(pose_a).transpose(-1, -2) @ _root_matrices(pose_b)
     np.testing.assert_allclose(after[in_sequence].numpy(), before[in_sequence].numpy(), atol=1e-5)
     np.testing.assert_allclose(
-        _wrap(_headings(pose_b[in_sequence, 0]) - _headings(raw_b[in_sequence, 0]) + _headings(raw_a[in_sequence, 0])),
+        _wrap(
+            _headings(pose_b[in_sequence, 0])
+            - _headings(raw_b[in_sequence, 0])
+            + _headings(raw_a[in_sequence, 0])
+        ),
         0.0,
         atol=1e-5,
     )
@@ -310,7 +337,9 @@ def poseest(tmp_path):
 
 def test_poseest_records_and_crops(poseest, tmp_path):
     path, images, arrays = poseest
-    dataset = load_pose_estimation(path, images, image_size=32, image_format="PNG", cache_dir=tmp_path / "cache")
+    dataset = load_pose_estimation(
+        path, images, image_size=32, image_format="PNG", cache_dir=tmp_path / "cache"
+    )
     assert dataset.features == IMAGE_POSE_FEATURES and len(dataset) == 4
     assert dataset["id"] == [f"corpus_train/{i}" for i in range(4)]
     assert set(dataset["source"]) == {"poseest/corpus_train"} and dataset["texts"] == [[]] * 4
@@ -338,12 +367,21 @@ def test_poseest_pose_layouts_and_frames(poseest, tmp_path):
         np.savez(variant, **others, **pose_arrays)
         annotations = read_pose_estimation_annotations(variant)
         np.testing.assert_array_equal(annotations.poses, expected)
-    assert read_pose_estimation_annotations(tmp_path / "hmr2.npz").fitted.tolist() == [True, True, False, True]
+    assert read_pose_estimation_annotations(tmp_path / "hmr2.npz").fitted.tolist() == [
+        True,
+        True,
+        False,
+        True,
+    ]
     # HMR 2.0 stores the box size in pixels, (N, 2).
     np.savez(tmp_path / "pixels.npz", **{**arrays, "scale": np.full((4, 2), 16.0)})
-    np.testing.assert_allclose(read_pose_estimation_annotations(tmp_path / "pixels.npz", scale_unit=1.0).box_sizes, 16.0)
+    np.testing.assert_allclose(
+        read_pose_estimation_annotations(tmp_path / "pixels.npz", scale_unit=1.0).box_sizes, 16.0
+    )
 
-    camera = load_pose_estimation(path, images, image_size=8, cache_dir=tmp_path / "c1").with_format("numpy")["pose"][:]
+    camera = load_pose_estimation(path, images, image_size=8, cache_dir=tmp_path / "c1").with_format("numpy")[
+        "pose"
+    ][:]
     y_up = load_pose_estimation(path, images, image_size=8, output_up_axis="y", cache_dir=tmp_path / "c2")
     y_up = y_up.with_format("numpy")["pose"][:]
     half_turn = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=F64))
@@ -361,14 +399,18 @@ def test_poseest_missing_images_and_unfitted_rows(poseest, tmp_path, caplog):
     with pytest.raises(FileNotFoundError, match=r"row 2 .*image_2\.png"):
         load_pose_estimation(path, images, cache_dir=tmp_path / "cache")
     with caplog.at_level(logging.WARNING):
-        dataset = load_pose_estimation(path, images, image_size=8, skip_missing=True, cache_dir=tmp_path / "cache")
+        dataset = load_pose_estimation(
+            path, images, image_size=8, skip_missing=True, cache_dir=tmp_path / "cache"
+        )
     assert dataset["id"] == ["corpus_train/0", "corpus_train/1", "corpus_train/3"]
     assert "Skipped 1 of 4" in caplog.text and "image_2.png" in caplog.text
 
     caplog.clear()
     np.savez(tmp_path / "flags.npz", **arrays, has_smpl=np.array([0, 1, 1, 1]))
     with caplog.at_level(logging.WARNING):
-        dataset = load_pose_estimation(tmp_path / "flags.npz", images, image_size=8, skip_missing=True, cache_dir=tmp_path / "c")
+        dataset = load_pose_estimation(
+            tmp_path / "flags.npz", images, image_size=8, skip_missing=True, cache_dir=tmp_path / "c"
+        )
     assert dataset["id"] == ["flags/1", "flags/3"]
     assert "1 of 4 rows" in caplog.text and "no pose fit" in caplog.text
 
@@ -407,7 +449,9 @@ def _plain_fps(joints: torch.Tensor, num_samples: int, start: int) -> list:
     distance = torch.full((len(joints),), torch.inf)
     selected = [start]
     for _ in range(num_samples - 1):
-        distance = torch.minimum(distance, torch.linalg.vector_norm(joints - joints[selected[-1]], dim=-1).mean(-1))
+        distance = torch.minimum(
+            distance, torch.linalg.vector_norm(joints - joints[selected[-1]], dim=-1).mean(-1)
+        )
         distance[selected] = -1.0
         selected.append(int(distance.argmax()))
     return selected
@@ -430,11 +474,11 @@ def test_fps_on_a_line_takes_the_extremes_first():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fps_matches_the_plain_algorithm(seed):
     generator = torch.Generator().manual_seed(seed)
-    joints = torch.randn(600, 22, 3, generator=generator) * torch.rand(600, 1, 1, generator=generator)
-    joints[500:520] = joints[0]  # duplicates must not be selected twice
-    selected = farthest_point_sampling(joints, 550, start_index=3)
-    assert selected.tolist() == _plain_fps(joints, 550, 3)
-    assert len(set(selected.tolist())) == 550
+    joints = torch.randn(300, 22, 3, generator=generator) * torch.rand(300, 1, 1, generator=generator)
+    joints[250:260] = joints[0]  # duplicates must not be selected twice
+    selected = farthest_point_sampling(joints, 280, start_index=3)
+    assert selected.tolist() == _plain_fps(joints, 280, 3)
+    assert len(set(selected.tolist())) == 280
 
 
 def test_fps_rejects_bad_arguments():
@@ -499,7 +543,9 @@ def test_imagescript_selects_extreme_poses_and_captions_them():
     assert result.features == FEATURES["image_pose"]
     chosen = [int(i[len("pose") :]) for i in result["id"]]
     assert set(chosen) == {int(np.argmin(angles)), int(np.argmax(angles))}
-    assert all(len(texts) == 2 and all(texts) for texts in result["texts"]) and set(result["source"]) == {"imagescript-A"}
+    assert all(len(texts) == 2 and all(texts) for texts in result["texts"]) and set(result["source"]) == {
+        "imagescript-A"
+    }
     for record, index in zip(result, chosen):
         assert np.asarray(record["image"]).tolist() == np.asarray(dataset[index]["image"]).tolist()
         np.testing.assert_array_equal(record["pose"], np.asarray(dataset[index]["pose"]))
@@ -510,7 +556,10 @@ def test_imagediff_pairs_differ_in_enough_posecodes():
 
     poses = sample_poses(80, seed=0)
     dataset = _image_pose_dataset(poses)
-    result = build_imagediff(dataset, num_poses=20, num_candidates=15, min_posecode_difference=10, num_captions=1, up_axis="y")
+    # The nearest neighbours of these varied poses differ in about 26 posecodes: 30 rejects many of them.
+    result = build_imagediff(
+        dataset, num_poses=20, num_candidates=15, min_posecode_difference=30, num_captions=1, up_axis="y"
+    )
     assert result.features == FEATURES["image_pair"] and 0 < len(result) <= 20
     joints = pose_features(poses, "y")
     categories = posecode_categories(joints)
@@ -518,9 +567,9 @@ def test_imagediff_pairs_differ_in_enough_posecodes():
     unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
     for record in result:
         a, b = (int(part[len("pose") :]) for part in record["id"].split("+"))
-        assert (categories[a] != categories[b]).sum() >= 10
         neighbours = [i for i in np.argsort(-(unit @ unit[a])) if i != a][:15]
-        assert b in neighbours
+        qualifying = [i for i in neighbours if (categories[a] != categories[i]).sum() >= 30]
+        assert b == qualifying[0]
         np.testing.assert_array_equal(record["pose_a"], poses[a].astype(np.float32))
         np.testing.assert_array_equal(record["pose_b"], poses[b].astype(np.float32))
         assert np.asarray(record["image_b"]).tolist() == np.asarray(dataset[b]["image"]).tolist()

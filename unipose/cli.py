@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample-poses": ("unipose.pose_sampler", "Sample procedural poses and write them (and a contact sheet)."),
     "body-model": ("unipose.body_model", "Generate the offline SMPL-H-format body model file."),
     "train-tokenizer": ("unipose.tokenizer_training", "Stage 0: train the pose tokenizer (VQ-VAE)."),
+    "data": ("unipose.data.synthetic", "Build corpora: `unipose data synth --out DIR --num N --seed S`."),
     "convert": ("unipose.conversion", "Convert the published UniPose checkpoints into this format."),
 }
 

@@ -3,9 +3,10 @@ ImageScript and ImageDiff: images of people described by the automatic captioner
 `image_pose` records (PoseEst, see `unipose.data.pose_estimation`, or the synthetic corpus).
 
 ImageScript ([`build_imagescript`]) keeps a diverse subset of the records and describes each pose with
-`unipose.data.captioning.PoseCaptioner`. ImageDiff ([`build_imagediff`]) pairs each pose of such a subset with a
-similar pose that differs in enough posecodes, and writes the instructions from one to the other with
-`unipose.data.captioning.PairCaptioner`. Images are copied from the input records as they are (no re-encoding).
+`unipose.data.captioning.PoseCaptioner`. ImageDiff ([`build_imagediff`]) pairs each pose of such a subset with
+a similar pose that differs in enough posecodes, and writes the instructions from one to the other with
+`unipose.data.captioning.PairCaptioner`. Images are copied from the input records unchanged (no
+re-encoding).
 
 The steps, each a function of its own:
 
@@ -86,7 +87,9 @@ def _to_y_up(root_orient: np.ndarray, up_axis: str) -> torch.Tensor:
     return change_up_axis(root, "z", "y") if up_axis == "z" else root
 
 
-def pose_features(poses: np.ndarray, up_axis: str = CAMERA_UP_AXIS, body=None, batch_size: int = BATCH_SIZE) -> np.ndarray:
+def pose_features(
+    poses: np.ndarray, up_axis: str = CAMERA_UP_AXIS, body=None, batch_size: int = BATCH_SIZE
+) -> np.ndarray:
     """
     Root-aligned, heading-normalised joint positions in a y-up world (step 1 of the module docstring).
 
@@ -111,7 +114,9 @@ def pose_features(poses: np.ndarray, up_axis: str = CAMERA_UP_AXIS, body=None, b
     if poses.ndim != 3 or poses.shape[1:] != (NUM_BODY_JOINTS, 3):
         raise ValueError(f"`poses` must have shape (num_poses, {NUM_BODY_JOINTS}, 3), got {poses.shape}.")
     joints = np.empty(poses.shape, dtype=np.float32)
-    for start in logging.tqdm(range(0, len(poses), batch_size), desc="Pose features", unit="batch", leave=False):
+    for start in logging.tqdm(
+        range(0, len(poses), batch_size), desc="Pose features", unit="batch", leave=False
+    ):
         batch = poses[start : start + batch_size].astype(np.float32)
         batch[:, 0] = normalize_heading(_to_y_up(batch[:, 0], up_axis), "y").numpy()
         batch_joints = np.asarray(pose_to_joints(batch, body=body), dtype=np.float32)
@@ -124,9 +129,20 @@ def pose_features(poses: np.ndarray, up_axis: str = CAMERA_UP_AXIS, body=None, b
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _mpjpe_to(points: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Mean per-joint distance of `points` `(n, J, 3)` to one `reference` `(J, 3)`: `(n,)`."""
-    return torch.linalg.vector_norm(points - reference, dim=-1).mean(-1)
+def _mpjpe_to(coordinates: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """
+    Mean per-joint distance of poses to one reference pose.
+
+    Args:
+        coordinates (`torch.Tensor` of shape `(3, n, J)`): the poses, coordinate-major: summing the squares
+            over the first axis is much faster than over a trailing axis of 3.
+        reference (`torch.Tensor` of shape `(3, J)`): the reference pose, same layout.
+
+    Returns:
+        `torch.Tensor` of shape `(n,)`.
+    """
+    difference = coordinates - reference[:, None]
+    return difference.square_().sum(0).sqrt_().mean(-1)
 
 
 def farthest_point_sampling(
@@ -150,8 +166,8 @@ def farthest_point_sampling(
         num_samples (`int`):
             Poses to select, at most `num_poses`.
         start_index (`int`, *optional*):
-            The first pose; defaults to the pose farthest from the mean pose, which makes the result independent
-            of the order of the poses (up to ties).
+            The first pose; defaults to the pose farthest from the mean pose, which makes the result
+            independent of the order of the poses (up to ties).
         device (`str` or `torch.device`, *optional*):
             Where to compute (a GPU makes large selections much faster); the CPU by default.
 
@@ -160,43 +176,51 @@ def farthest_point_sampling(
     """
     points = torch.as_tensor(np.asarray(joints) if not isinstance(joints, torch.Tensor) else joints)
     if points.ndim != 3 or points.shape[-1] != 3 or not len(points):
-        raise ValueError(f"`joints` must have shape (num_poses, num_joints, 3) with num_poses > 0, got {tuple(points.shape)}.")
+        raise ValueError(
+            "`joints` must have shape (num_poses, num_joints, 3) with num_poses > 0, got "
+            f"{tuple(points.shape)}."
+        )
     if not bool(torch.isfinite(points).all()):
         raise ValueError("`joints` contains NaN or infinite values.")
     num_poses = len(points)
     if not (isinstance(num_samples, (int, np.integer)) and 0 < num_samples <= num_poses):
-        raise ValueError(f"`num_samples` must be an int in [1, {num_poses}] (the number of poses), got {num_samples!r}.")
-    points = points.to(device=device, dtype=torch.float32)
+        raise ValueError(
+            f"`num_samples` must be an int in [1, {num_poses}] (the number of poses), got {num_samples!r}."
+        )
+    coordinates = points.to(device=device, dtype=torch.float32).permute(2, 0, 1).contiguous()  # (3, N, J)
     if start_index is None:
-        start_index = int(_mpjpe_to(points, points.mean(0)).argmax())
+        start_index = int(_mpjpe_to(coordinates, coordinates.mean(1)).argmax())
     elif not (isinstance(start_index, (int, np.integer)) and 0 <= start_index < num_poses):
         raise ValueError(f"`start_index` must be an index in [0, {num_poses}), got {start_index!r}.")
-    selected = torch.empty(num_samples, dtype=torch.long, device=points.device)
+    device = coordinates.device
+    selected = torch.empty(num_samples, dtype=torch.long, device=device)
+    centres = torch.empty((3, num_samples, coordinates.shape[2]), dtype=coordinates.dtype, device=device)
     selected[0] = start_index
-    centres = torch.empty((num_samples,) + points.shape[1:], dtype=points.dtype, device=points.device)
-    centres[0] = points[start_index]
-    distance = _mpjpe_to(points, points[start_index])  # to the nearest centre, (num_poses,)
-    cluster = torch.zeros(num_poses, dtype=torch.long, device=points.device)  # index into `selected`
-    radius = torch.zeros(num_samples, dtype=distance.dtype, device=points.device)
+    centres[:, 0] = coordinates[:, start_index]
+    distance = _mpjpe_to(coordinates, centres[:, 0])  # to the nearest centre, (N,)
+    cluster = torch.zeros(num_poses, dtype=torch.long, device=device)  # index into `selected`
+    radius = torch.zeros(num_samples, dtype=distance.dtype, device=device)
     radius[0] = distance.max()
     # A selected pose can never be selected again, even when duplicates leave every distance at zero.
     distance[start_index] = -torch.inf
     for k in logging.tqdm(range(1, num_samples), desc="Farthest-point sampling", unit="pose", leave=False):
         centre = int(distance.argmax())
         selected[k] = centre
-        centres[k] = points[centre]
-        centre_distance = _mpjpe_to(centres[:k], centres[k])  # to the other centres, (k,)
-        visited = centre_distance <= 1 * radius[:k] * (1 + PRUNING_SLACK)
-        rows = torch.nonzero(visited[cluster]).flatten()
-        new_distance = _mpjpe_to(points[rows], centres[k])
-        closer = new_distance < distance[rows]
-        moved = rows[closer]
-        distance[moved] = new_distance[closer]
-        cluster[moved] = k
+        centres[:, k] = coordinates[:, centre]
+        centre_distance = _mpjpe_to(centres[:, :k], centres[:, k])  # to the other centres, (k,)
+        visited = centre_distance <= 2 * radius[:k] * (1 + PRUNING_SLACK)
+        # `index_select` rather than advanced indexing: several times faster on the CPU for these gathers.
+        rows = torch.nonzero(visited.index_select(0, cluster)).flatten()
+        old = distance.index_select(0, rows)
+        new = _mpjpe_to(coordinates.index_select(1, rows), centres[:, k])
+        closer = new < old
+        updated = torch.where(closer, new, old)
+        distance[rows] = updated
+        cluster[rows] = torch.where(closer, k, cluster.index_select(0, rows))
         distance[centre] = -torch.inf
         # Recompute the radii of the visited clusters and of the new one from their current members.
-        radius[:k][visited] = 0.0
-        radius.scatter_reduce_(0, cluster[rows], distance[rows].clamp_min(0.0), reduce="amax")
+        radius[:k].masked_fill_(visited, 0.0)
+        radius.scatter_reduce_(0, cluster[rows], updated.clamp_min(0.0), reduce="amax")
     return selected.cpu().numpy()
 
 
@@ -242,7 +266,7 @@ class MinedPairs:
         anchors (`np.ndarray` of shape `(num_pairs,)`): indices of poses A.
         partners (`np.ndarray` of shape `(num_pairs,)`): indices of poses B.
         similarity (`np.ndarray` of shape `(num_pairs,)`): cosine similarity of their features.
-        posecode_difference (`np.ndarray` of shape `(num_pairs,)`): number of posecodes whose categories differ.
+        posecode_difference (`np.ndarray` of shape `(num_pairs,)`): posecodes whose categories differ.
     """
 
     anchors: np.ndarray
@@ -274,35 +298,41 @@ def mine_pairs(
         device (`str` or `torch.device`, *optional*): where to compute the similarities.
 
     Returns:
-        [`MinedPairs`], in the order of `anchors`; anchors without a partner are left out (and counted in the log).
+        [`MinedPairs`], in the order of `anchors`; anchors without a partner are left out (and logged).
     """
     features = torch.as_tensor(np.asarray(features, dtype=np.float32)).flatten(1).to(device)
     categories = torch.as_tensor(np.asarray(categories)).to(device)
     num_poses = len(features)
     if categories.ndim != 2 or len(categories) != num_poses:
         raise ValueError(
-            f"`categories` must have shape ({num_poses}, num_posecodes) to match `features`, got {tuple(categories.shape)}."
+            f"`categories` must have shape ({num_poses}, num_posecodes) to match `features`, got "
+            f"{tuple(categories.shape)}."
         )
     anchors = torch.as_tensor(np.asarray(anchors, dtype=np.int64)).to(device)
     if anchors.ndim != 1 or (len(anchors) and not bool(((anchors >= 0) & (anchors < num_poses)).all())):
         raise ValueError(f"`anchors` must be a 1-D sequence of indices in [0, {num_poses}).")
     if not (isinstance(num_candidates, int) and 0 < num_candidates < num_poses):
         raise ValueError(
-            f"`num_candidates` must be an int in [1, {num_poses - 1}] (the other poses of the dataset), got {num_candidates!r}."
+            f"`num_candidates` must be an int in [1, {num_poses - 1}] (the other poses of the dataset), got "
+            f"{num_candidates!r}."
         )
     if not (isinstance(min_posecode_difference, int) and 0 <= min_posecode_difference <= categories.shape[1]):
         raise ValueError(
-            f"`min_posecode_difference` must be an int in [0, {categories.shape[1]}] (the number of posecodes), got "
-            f"{min_posecode_difference!r}."
+            f"`min_posecode_difference` must be an int in [0, {categories.shape[1]}] (the number of "
+            f"posecodes), got {min_posecode_difference!r}."
         )
     unit = torch.nn.functional.normalize(features, dim=1)
     kept, partners, similarities, differences = [], [], [], []
-    for start in logging.tqdm(range(0, len(anchors), SIMILARITY_BLOCK), desc="Mining pairs", unit="block", leave=False):
+    for start in logging.tqdm(
+        range(0, len(anchors), SIMILARITY_BLOCK), desc="Mining pairs", unit="block", leave=False
+    ):
         block = anchors[start : start + SIMILARITY_BLOCK]
         similarity = unit[block] @ unit.T  # (block, num_poses)
         similarity[torch.arange(len(block), device=similarity.device), block] = -torch.inf
         top_similarity, candidates = similarity.topk(num_candidates, dim=1)  # most similar first
-        difference = (categories[block][:, None, :] != categories[candidates]).sum(-1)  # (block, num_candidates)
+        difference = (categories[block][:, None, :] != categories[candidates]).sum(
+            -1
+        )  # (block, num_candidates)
         qualifies = difference >= min_posecode_difference
         found = qualifies.any(1)
         first = qualifies.to(torch.int8).argmax(1)  # the most similar qualifying candidate
@@ -314,13 +344,19 @@ def mine_pairs(
     result = MinedPairs(
         *(
             torch.cat(parts).cpu().numpy() if parts else np.zeros(0, dtype=dtype)
-            for parts, dtype in ((kept, np.int64), (partners, np.int64), (similarities, np.float32), (differences, np.int64))
+            for parts, dtype in (
+                (kept, np.int64),
+                (partners, np.int64),
+                (similarities, np.float32),
+                (differences, np.int64),
+            )
         )
     )
     if len(result.anchors) < len(anchors):
         logger.warning(
-            f"{len(anchors) - len(result.anchors)} of {len(anchors)} poses have no pose among their {num_candidates} "
-            f"most similar that differs in at least {min_posecode_difference} posecodes; they yield no pair."
+            f"{len(anchors) - len(result.anchors)} of {len(anchors)} poses have no pose among their "
+            f"{num_candidates} most similar that differs in at least {min_posecode_difference} posecodes; "
+            "they yield no pair."
         )
     return result
 
@@ -343,12 +379,17 @@ def _dataset_poses(dataset) -> np.ndarray:
 
 def _selection(num_poses, indices, joints, device) -> np.ndarray:
     if (num_poses is None) == (indices is None):
-        raise ValueError(f"Give exactly one of `num_poses` and `indices`, got num_poses={num_poses!r} and indices={indices!r}.")
+        raise ValueError(
+            f"Give exactly one of `num_poses` and `indices`, got num_poses={num_poses!r} and "
+            f"indices={indices!r}."
+        )
     if indices is None:
         return farthest_point_sampling(joints, num_poses, device=device)
     indices = np.asarray(indices, dtype=np.int64)
     if indices.ndim != 1 or not len(indices) or indices.min() < 0 or indices.max() >= len(joints):
-        raise ValueError(f"`indices` must be a non-empty 1-D sequence of record indices in [0, {len(joints)}).")
+        raise ValueError(
+            f"`indices` must be a non-empty 1-D sequence of record indices in [0, {len(joints)})."
+        )
     if len(np.unique(indices)) != len(indices):
         raise ValueError("`indices` lists a record more than once.")
     return indices
@@ -358,7 +399,9 @@ def _describe(captioner, num_captions: int, *joints: np.ndarray) -> list[list[st
     if not (isinstance(num_captions, int) and num_captions > 0):
         raise ValueError(f"`num_captions` must be a positive int, got {num_captions!r}.")
     texts = []
-    for start in logging.tqdm(range(0, len(joints[0]), BATCH_SIZE), desc="Captioning", unit="batch", leave=False):
+    for start in logging.tqdm(
+        range(0, len(joints[0]), BATCH_SIZE), desc="Captioning", unit="batch", leave=False
+    ):
         batch = [part[start : start + BATCH_SIZE] for part in joints]
         texts.extend(captioner.describe(*batch, num_captions=num_captions))
     return texts
@@ -457,19 +500,21 @@ def build_imagediff(
             Where to run the sampling and the similarity search.
 
     Returns:
-        `datasets.Dataset` of `image_pair` records (`id` `"<id A>+<id B>"`), one per pose A that found a partner.
+        `datasets.Dataset` of `image_pair` records (`id` `"<id A>+<id B>"`), one per pose A with a partner.
     """
     import datasets
 
     poses = _dataset_poses(dataset)
     joints = pose_features(poses, up_axis, body)
     anchors = _selection(num_poses, indices, joints, device)
-    pairs = mine_pairs(joints, posecode_categories(joints), anchors, num_candidates, min_posecode_difference, device)
+    pairs = mine_pairs(
+        joints, posecode_categories(joints), anchors, num_candidates, min_posecode_difference, device
+    )
     if not len(pairs.anchors):
         raise ValueError(
-            f"No pair found: none of the {len(anchors)} poses A has a pose among its {num_candidates} most similar that "
-            f"differs in at least {min_posecode_difference} posecodes; raise `num_candidates` or lower "
-            "`min_posecode_difference`."
+            f"No pair found: none of the {len(anchors)} poses A has a pose among its {num_candidates} most "
+            f"similar that differs in at least {min_posecode_difference} posecodes; raise `num_candidates` "
+            "or lower `min_posecode_difference`."
         )
     texts = _describe(PairCaptioner(seed=seed), num_captions, joints[pairs.anchors], joints[pairs.partners])
     sides = []

@@ -10,11 +10,11 @@ Accepted layout: one `.npz` annotation file per corpus and split, with one row p
   `pose` `(N, >= 66)` (SMPL's 72 values, global orientation first); or `body_pose` `(N, 63 or 69)` with
   `global_orient` `(N, 3)`; or `body_pose` `(N, 72)` alone (HMR 2.0's files: global orientation first);
 - `center` `(N, 2)`: centre of the person's box in pixels (x, y);
-- `scale` `(N,)`, `(N, 1)` or `(N, 2)`: size of the box, the largest of its values taken; the box is a square of
-  side `scale * scale_unit` pixels around `center`. The usual convention (SPIN, TokenHMR) is
+- `scale` `(N,)`, `(N, 1)` or `(N, 2)`: size of the box, the largest of its values taken; the box is a square
+  of side `scale * scale_unit` pixels around `center`. The usual convention (SPIN, TokenHMR) is
   `scale_unit=200`; HMR 2.0's files store the box size in pixels: pass `scale_unit=1` for them;
 - optional: `has_smpl` or `has_body_pose` `(N,)`: rows whose flag is 0 carry no pose fit and are left out
-  (their number is logged as a warning); `betas` and any other keys are ignored (the schema keeps the pose only).
+  (their number is logged as a warning); `betas` and any other keys are ignored (the schema keeps poses).
 
 Each record's image is the square box cut out of the image (parts outside the image are black) and resized to
 `image_size` x `image_size` pixels (256 by default, the input size of HMR 2.0's backbone before its central
@@ -91,7 +91,7 @@ class PoseEstimationAnnotations:
 
     Args:
         image_names (`list[str]`): image paths relative to the image root.
-        poses (`np.ndarray` of shape `(N, 22, 3)`): float32 axis-angle, global orientation in the camera frame.
+        poses (`np.ndarray` of shape `(N, 22, 3)`): float32 axis-angle, root in the camera frame.
         centers (`np.ndarray` of shape `(N, 2)`): box centres in pixels.
         box_sizes (`np.ndarray` of shape `(N,)`): box sides in pixels.
         fitted (`np.ndarray` of shape `(N,)`): bool, whether the row has a pose fit.
@@ -117,22 +117,35 @@ def _pose_values(npz, path: Path, num_rows: int) -> np.ndarray:
         body, root = np.asarray(npz["body_pose"]), np.asarray(npz["global_orient"])
         if body.ndim != 2 or body.shape[1] not in (63, 69) or root.shape != (len(body), 3):
             raise _key_error(
-                path, files, f"`body_pose` has shape {body.shape} and `global_orient` {root.shape}; expected (N, 63) or "
-                "(N, 69) and (N, 3)"
+                path,
+                files,
+                f"`body_pose` has shape {body.shape} and `global_orient` {root.shape}; expected (N, 63) or "
+                "(N, 69) and (N, 3)",
             )
-        values, layout = np.concatenate([root, body[:, : NUM_BODY_POSE_VALUES - 3]], axis=1), "`body_pose` + `global_orient`"
+        values, layout = (
+            np.concatenate([root, body[:, : NUM_BODY_POSE_VALUES - 3]], axis=1),
+            "`body_pose` + `global_orient`",
+        )
     elif "body_pose" in files:
         values, layout = np.asarray(npz["body_pose"]), "`body_pose` (N, 72)"
         if values.ndim == 2 and values.shape[1] != 72:
             raise _key_error(
-                path, files, f"`body_pose` has shape {values.shape} but there is no `global_orient`; expected (N, 72) "
-                "with the global orientation first, or a `global_orient` key"
+                path,
+                files,
+                f"`body_pose` has shape {values.shape} but there is no `global_orient`; expected (N, 72) "
+                "with the global orientation first, or a `global_orient` key",
             )
     else:
-        raise _key_error(path, files, "No pose: expected `pose`, or `body_pose` (with `global_orient` unless it has 72 values)")
+        raise _key_error(
+            path,
+            files,
+            "No pose: expected `pose`, or `body_pose` (with `global_orient` unless it has 72 values)",
+        )
     if values.ndim != 2 or values.shape[0] != num_rows or values.shape[1] < NUM_BODY_POSE_VALUES:
         raise _key_error(
-            path, files, f"The pose ({layout}) has shape {values.shape}; expected ({num_rows}, >= {NUM_BODY_POSE_VALUES})"
+            path,
+            files,
+            f"The pose ({layout}) has shape {values.shape}; expected ({num_rows}, >= {NUM_BODY_POSE_VALUES})",
         )
     return values[:, :NUM_BODY_POSE_VALUES].astype(np.float64)
 
@@ -146,8 +159,8 @@ def read_pose_estimation_annotations(
     Args:
         path (`str` or `os.PathLike`): the `.npz` file.
         scale_unit (`float`, *optional*, defaults to 200): pixels per unit of `scale`.
-        allow_pickle (`bool`, *optional*, defaults to `False`): allow object arrays (pickled Python objects; only
-            for files you trust), which some files use for `imgname`.
+        allow_pickle (`bool`, *optional*, defaults to `False`): allow object arrays (unpickled: only for files
+            you trust), which some files use for `imgname`.
 
     Returns:
         [`PoseEstimationAnnotations`].
@@ -186,13 +199,20 @@ def read_pose_estimation_annotations(
     if scales.ndim == 2 and scales.shape[1] in (1, 2):
         scales = scales.max(axis=1)
     if scales.shape != (num_rows,):
-        raise _key_error(path, files, f"`{SCALE_KEY}` has shape {scales.shape}; expected ({num_rows},), ({num_rows}, 1) or ({num_rows}, 2)")
+        raise _key_error(
+            path,
+            files,
+            f"`{SCALE_KEY}` has shape {scales.shape}; expected ({num_rows},), ({num_rows}, 1) or "
+            f"({num_rows}, 2)",
+        )
     if fitted.shape != (num_rows,):
         raise _key_error(path, files, f"`{flag_key}` has shape {fitted.shape}; expected ({num_rows},)")
     for key, values in ((CENTER_KEY, centers), (SCALE_KEY, scales), ("pose", poses)):
         bad = ~np.isfinite(values.reshape(num_rows, -1)).all(axis=1) & fitted
         if bad.any():
-            raise ValueError(f"`{key}` in {str(path)!r} has NaN or infinite values in row {int(np.argmax(bad))}.")
+            raise ValueError(
+                f"`{key}` in {str(path)!r} has NaN or infinite values in row {int(np.argmax(bad))}."
+            )
     small = (scales <= 0) & fitted
     if small.any():
         row = int(np.argmax(small))
@@ -207,7 +227,9 @@ def read_pose_estimation_annotations(
     )
 
 
-def crop_person(image: Image.Image, center, box_size: float, image_size: int = DEFAULT_IMAGE_SIZE) -> Image.Image:
+def crop_person(
+    image: Image.Image, center, box_size: float, image_size: int = DEFAULT_IMAGE_SIZE
+) -> Image.Image:
     """
     Cuts the square box of side `box_size` around `center` out of `image` and resizes it.
 
@@ -235,7 +257,7 @@ def crop_person(image: Image.Image, center, box_size: float, image_size: int = D
 
 def camera_to_up_axis(root_orient: np.ndarray, up_axis: str) -> np.ndarray:
     """
-    Re-expresses global orientations given in the camera frame (up = -y) in a world whose up axis is `up_axis`.
+    Re-expresses global orientations given in the camera frame (up = -y) in a world whose up is `up_axis`.
 
     Args:
         root_orient (`np.ndarray` of shape `(batch, 3)`): axis-angle global orientations in the camera frame.
@@ -248,8 +270,8 @@ def camera_to_up_axis(root_orient: np.ndarray, up_axis: str) -> np.ndarray:
         raise ValueError(f"`up_axis` must be one of {list(OUTPUT_UP_AXES)}, got {up_axis!r}.")
     root = torch.from_numpy(np.asarray(root_orient, dtype=np.float64))
     if up_axis != CAMERA_UP_AXIS and len(root):
-        # A half turn about x maps the camera's down (+y) to down (-y) and its viewing direction (+z) to -z, so a
-        # person facing the camera faces +z.
+        # A half turn about x maps the camera's down (+y) to down (-y) and its viewing direction (+z) to -z,
+        # so a person facing the camera faces +z.
         half_turn = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=root.dtype))
         root = matrix_to_axis_angle(half_turn @ axis_angle_to_matrix(root))
         if up_axis == "z":
@@ -259,7 +281,7 @@ def camera_to_up_axis(root_orient: np.ndarray, up_axis: str) -> np.ndarray:
 
 @dataclass
 class _CropJob:
-    """What the record generator needs, kept out of `gen_kwargs`' lists (which `datasets` splits into shards)."""
+    """What the record generator needs, kept out of `gen_kwargs`' lists (which `datasets` shards)."""
 
     image_root: Path
     image_names: list
@@ -294,7 +316,9 @@ def _fingerprint(path: Path, image_paths: list, rows: np.ndarray, settings: dict
     """A cache key that changes with the annotation file, the images used (size and time) and the settings."""
     digest = hashlib.sha256()
     stat = path.stat()
-    digest.update(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, settings, _CACHE_VERSION]).encode())
+    digest.update(
+        json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, settings, _CACHE_VERSION]).encode()
+    )
     for row in rows.tolist():
         image_stat = image_paths[row].stat()
         digest.update(f"{row}:{image_paths[row]}:{image_stat.st_size}:{image_stat.st_mtime_ns};".encode())
@@ -329,8 +353,8 @@ def load_pose_estimation(
         scale_unit (`float`, *optional*, defaults to 200):
             Pixels per unit of `scale` (1 for HMR 2.0's files, which store pixels).
         output_up_axis (`str`, *optional*, defaults to `"-y"`):
-            Frame of the returned global orientations: `"-y"` the camera frame of the fits, `"y"` or `"z"` (see
-            the module docstring).
+            Frame of the returned global orientations: `"-y"` the camera frame of the fits, `"y"` or `"z"`
+            (see the module docstring).
         source (`str`, *optional*):
             The `source` column; defaults to `"poseest/<file name without extension>"`.
         image_format (`str`, *optional*, defaults to `"JPEG"`):
@@ -339,7 +363,7 @@ def load_pose_estimation(
             Allow object arrays in the file (see [`read_pose_estimation_annotations`]).
         cache_dir (`str` or `os.PathLike`, *optional*):
             Where `datasets` writes the records (its default cache otherwise). The cache is keyed by the file,
-            the images' sizes and modification times, and the arguments, so a changed input is never served stale.
+            the images' sizes and modification times and the arguments: a changed input is never served stale.
         num_proc (`int`, *optional*):
             Processes that crop images in parallel.
 
@@ -348,8 +372,8 @@ def load_pose_estimation(
         `(22, 3)` float32 axis-angle, `texts` empty, `source`.
 
     Raises:
-        `FileNotFoundError`: for a missing annotation file, or a missing image (naming its row and path) unless
-            `skip_missing`.
+        `FileNotFoundError`: for a missing annotation file, or a missing image (naming its row and path)
+            unless `skip_missing`.
         `ValueError`: for a malformed annotation file or argument.
     """
     import datasets
@@ -368,19 +392,22 @@ def load_pose_estimation(
     num_rows = len(annotations.image_names)
     unfitted = int((~annotations.fitted).sum())
     if unfitted:
-        logger.warning(f"{unfitted} of {num_rows} rows of {str(path)!r} have no pose fit (flag 0) and are left out.")
+        logger.warning(
+            f"{unfitted} of {num_rows} rows of {str(path)!r} have no pose fit (flag 0) and are left out."
+        )
     image_paths = [image_root / name for name in annotations.image_names]
     rows = np.flatnonzero(annotations.fitted)
     missing = [row for row in rows.tolist() if not image_paths[row].is_file()]
     if missing and not skip_missing:
         raise FileNotFoundError(
-            f"Image of row {missing[0]} of {str(path)!r} not found: {str(image_paths[missing[0]])!r} ({len(missing)} "
-            f"of {len(rows)} images are missing). Check `image_root`, or pass `skip_missing=True` to leave them out."
+            f"Image of row {missing[0]} of {str(path)!r} not found: {str(image_paths[missing[0]])!r} "
+            f"({len(missing)} of {len(rows)} images are missing). Check `image_root`, or pass "
+            "`skip_missing=True` to leave them out."
         )
     if missing:
         logger.warning(
-            f"Skipped {len(missing)} of {len(rows)} rows of {str(path)!r} whose image is missing, e.g. row {missing[0]}: "
-            f"{str(image_paths[missing[0]])!r}."
+            f"Skipped {len(missing)} of {len(rows)} rows of {str(path)!r} whose image is missing, e.g. row "
+            f"{missing[0]}: {str(image_paths[missing[0]])!r}."
         )
         rows = np.setdiff1d(rows, np.array(missing, dtype=rows.dtype))
     if not len(rows):

@@ -119,8 +119,8 @@ def _release_file(root: PathLike, name: PathLike, what: str) -> Path:
     path = Path(root).expanduser() / Path(name).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
-            f"{what} not found: {str(path)!r}. Point `root` at the folder of the release or pass the file's name "
-            "(or absolute path) through the matching argument."
+            f"{what} not found: {str(path)!r}. Point `root` at the folder of the release or pass the file's "
+            "name (or absolute path) through the matching argument."
         )
     return path
 
@@ -149,7 +149,9 @@ def canonical_id(value, where: str) -> str:
     if isinstance(value, str) and value.strip():
         value = value.strip()
         return str(int(value)) if value.isdigit() else value
-    raise ValueError(f"{where}: ids must be integers or non-empty strings, got {value!r} ({type(value).__name__}).")
+    raise ValueError(
+        f"{where}: ids must be integers or non-empty strings, got {value!r} ({type(value).__name__})."
+    )
 
 
 def _id_table(content, path: Path, what: str) -> dict:
@@ -167,7 +169,7 @@ def _id_table(content, path: Path, what: str) -> dict:
 def read_pose_index(path: PathLike) -> dict[str, object]:
     """
     Reads a pose index file (pose id -> `[dataset name, sequence path, frame index]`), unchecked: entries are
-    checked by [`pose_reference`] when used, so that a bad entry outside the requested split does not block it.
+    checked by [`pose_reference`] when used, so that a bad entry outside the requested split blocks nothing.
 
     Returns:
         `dict` mapping canonical pose ids to their raw entries.
@@ -197,8 +199,8 @@ def pose_reference(index: Mapping[str, object], pose_id: str, path: PathLike) ->
     )
     if not valid:
         raise ValueError(
-            f"Pose id {pose_id!r} in {str(path)!r} has entry {entry!r}; expected [dataset name, path of the AMASS "
-            ".npz relative to the dataset's root, frame index >= 0]."
+            f"Pose id {pose_id!r} in {str(path)!r} has entry {entry!r}; expected [dataset name, path of the "
+            "AMASS .npz relative to the dataset's root, frame index >= 0]."
         )
     return PoseReference(entry[0], entry[1], entry[2])
 
@@ -216,8 +218,13 @@ def read_split_ids(path: PathLike, what: str = "Split file") -> list[str]:
     path = Path(path)
     content = _read_json(path, what)
     if not isinstance(content, list):
-        raise ValueError(f"{what} {str(path)!r} must hold a JSON list of ids, got a {type(content).__name__}.")
-    ids = [canonical_id(value, f"{what} {str(path)!r}, entry {position}") for position, value in enumerate(content)]
+        raise ValueError(
+            f"{what} {str(path)!r} must hold a JSON list of ids, got a {type(content).__name__}."
+        )
+    ids = [
+        canonical_id(value, f"{what} {str(path)!r}, entry {position}")
+        for position, value in enumerate(content)
+    ]
     if len(set(ids)) != len(ids):
         duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)[:5]
         raise ValueError(f"{what} {str(path)!r} lists ids more than once, e.g. {duplicates}.")
@@ -238,27 +245,35 @@ def read_texts(path: PathLike, what: str = "Caption file") -> dict[str, list[str
     path = Path(path)
     content = _read_json(path, what)
     if not isinstance(content, dict):
-        raise ValueError(f"{what} {str(path)!r} must hold a JSON object (id -> texts), got a {type(content).__name__}.")
+        raise ValueError(
+            f"{what} {str(path)!r} must hold a JSON object (id -> texts), got a {type(content).__name__}."
+        )
     texts = {}
     for key, value in content.items():
         key = canonical_id(key, f"{what} {str(path)!r}")
         entries = [value] if isinstance(value, str) else value
-        if not (isinstance(entries, list) and entries and all(isinstance(t, str) and t.strip() for t in entries)):
+        if not (
+            isinstance(entries, list) and entries and all(isinstance(t, str) and t.strip() for t in entries)
+        ):
             raise ValueError(
-                f"{what} {str(path)!r}: id {key!r} has {value!r}; expected a non-empty string or a non-empty list "
-                "of non-empty strings."
+                f"{what} {str(path)!r}: id {key!r} has {value!r}; expected a non-empty string or a non-empty "
+                "list of non-empty strings."
             )
         texts[key] = entries
     return texts
 
 
-def _text_kinds(value, allowed: Mapping[str, object], name: str, aliases: Optional[Mapping[str, tuple]] = None) -> tuple[str, ...]:
+def _text_kinds(
+    value, allowed: Mapping[str, object], name: str, aliases: Optional[Mapping[str, tuple]] = None
+) -> tuple[str, ...]:
     aliases = aliases or {}
     kinds = aliases.get(value, (value,)) if isinstance(value, str) else tuple(value)
     unknown = [kind for kind in kinds if kind not in allowed]
     if not kinds or unknown or len(set(kinds)) != len(kinds):
         choices = sorted(allowed) + sorted(aliases)
-        raise ValueError(f"`{name}` must be one of {choices} or a sequence of distinct {sorted(allowed)}, got {value!r}.")
+        raise ValueError(
+            f"`{name}` must be one of {choices} or a sequence of distinct {sorted(allowed)}, got {value!r}."
+        )
     return kinds
 
 
@@ -269,8 +284,14 @@ def _source_name(corpus: str, kinds: Sequence[str], split: str) -> str:
 def _splits(split) -> tuple[tuple[str, ...], bool]:
     """The requested split names, and whether a single one was asked for (a `Dataset` rather than a dict)."""
     names = (split,) if isinstance(split, str) else tuple(split)
-    if not names or not all(isinstance(name, str) and name for name in names) or len(set(names)) != len(names):
-        raise ValueError(f"`split` must be a split name such as 'train' or a sequence of distinct names, got {split!r}.")
+    if (
+        not names
+        or not all(isinstance(name, str) and name for name in names)
+        or len(set(names)) != len(names)
+    ):
+        raise ValueError(
+            f"`split` must be a split name such as 'train' or a sequence of distinct names, got {split!r}."
+        )
     return names, isinstance(split, str)
 
 
@@ -283,8 +304,8 @@ def _amass_file(reference: PoseReference, amass_root, pose_id: str) -> Path:
     if isinstance(amass_root, Mapping):
         if reference.dataset not in amass_root:
             raise ValueError(
-                f"Pose id {pose_id!r} is in dataset {reference.dataset!r}, which `amass_root` does not map to a "
-                f"folder (it maps {sorted(amass_root)}); pass a single folder or add the dataset."
+                f"Pose id {pose_id!r} is in dataset {reference.dataset!r}, which `amass_root` does not map "
+                f"to a folder (it maps {sorted(amass_root)}); pass a single folder or add the dataset."
             )
         amass_root = amass_root[reference.dataset]
     return Path(amass_root).expanduser() / reference.sequence
@@ -292,7 +313,7 @@ def _amass_file(reference: PoseReference, amass_root, pose_id: str) -> Path:
 
 def read_amass_poses(references: Mapping[str, PoseReference], amass_root) -> dict[str, np.ndarray]:
     """
-    The raw body poses (as stored, z-up, not normalised) of the referenced AMASS frames, reading each file once.
+    The raw body poses (as stored: z-up, not normalised) of the referenced AMASS frames, one read per file.
 
     Args:
         references (`Mapping[str, PoseReference]`): pose id -> where the pose lives.
@@ -313,15 +334,19 @@ def read_amass_poses(references: Mapping[str, PoseReference], amass_root) -> dic
     for path, requests in by_file.items():
         if not path.is_file():
             raise FileNotFoundError(
-                f"AMASS file for pose id {requests[0][0]!r} not found: {str(path)!r} ({len(requests)} requested poses "
-                "point into it). Check `amass_root`: the pose index gives paths relative to the root of AMASS's "
-                "SMPL-H release."
+                f"AMASS file for pose id {requests[0][0]!r} not found: {str(path)!r} ({len(requests)} "
+                "requested poses point into it). Check `amass_root`: the pose index gives paths relative to "
+                "the root of AMASS's SMPL-H release."
             )
     poses = {}
     for path, requests in logging.tqdm(by_file.items(), desc="Reading AMASS", unit="file", leave=False):
-        sequence = read_amass_sequence(path, target_fps=None, heading_normalization=False, output_up_axis=AMASS_UP_AXIS)
+        sequence = read_amass_sequence(
+            path, target_fps=None, heading_normalization=False, output_up_axis=AMASS_UP_AXIS
+        )
         if sequence is None:
-            raise ValueError(f"AMASS file {str(path)!r} of pose id {requests[0][0]!r} holds no `poses` array.")
+            raise ValueError(
+                f"AMASS file {str(path)!r} of pose id {requests[0][0]!r} holds no `poses` array."
+            )
         for pose_id, frame in requests:
             if frame >= len(sequence.poses):
                 raise ValueError(
@@ -347,7 +372,7 @@ def heading_corrections(root_orient: torch.Tensor, up_axis: str = AMASS_UP_AXIS)
 
 
 def _rotate_roots(poses: np.ndarray, corrections: torch.Tensor, output_up_axis: str) -> np.ndarray:
-    """`poses` `(B, 22, 3)` with each root turned by its correction `(B, 3, 3)`, then put in `output_up_axis`."""
+    """`poses` `(B, 22, 3)`, each root turned by its correction `(B, 3, 3)`, in `output_up_axis`'s world."""
     body = torch.from_numpy(poses.astype(np.float64))
     root = matrix_to_axis_angle(corrections @ axis_angle_to_matrix(body[:, 0]))
     if output_up_axis != AMASS_UP_AXIS:
@@ -378,8 +403,10 @@ def normalize_pair_headings(
     Zero the heading of poses A; poses B of in-sequence pairs get A's correction, the others their own.
 
     Args:
-        poses_a, poses_b (`np.ndarray` of shape `(batch, 22, 3)`): axis-angle body poses in AMASS's z-up world.
-        in_sequence (`np.ndarray` of shape `(batch,)`, bool): whether both poses of a pair come from one sequence.
+        poses_a, poses_b (`np.ndarray` of shape `(batch, 22, 3)`):
+            Axis-angle body poses in AMASS's z-up world.
+        in_sequence (`np.ndarray` of shape `(batch,)`, bool):
+            Whether both poses of a pair come from one sequence.
         output_up_axis (`str`, *optional*, defaults to `"z"`): vertical axis of the returned poses' world.
 
     Returns:
@@ -390,13 +417,16 @@ def normalize_pair_headings(
     correction_b = heading_corrections(torch.from_numpy(poses_b[:, 0].astype(np.float64)))
     shared = torch.from_numpy(np.asarray(in_sequence, dtype=bool))[:, None, None]
     correction_b = torch.where(shared, correction_a, correction_b)
-    return _rotate_roots(poses_a, correction_a, output_up_axis), _rotate_roots(poses_b, correction_b, output_up_axis)
+    return _rotate_roots(poses_a, correction_a, output_up_axis), _rotate_roots(
+        poses_b, correction_b, output_up_axis
+    )
 
 
 def _check_up_axis(output_up_axis: str) -> None:
     if output_up_axis not in UP_AXES:
         raise ValueError(
-            f"`output_up_axis` must be one of {list(UP_AXES)} ('z': AMASS's world, 'y': SMPL's), got {output_up_axis!r}."
+            f"`output_up_axis` must be one of {list(UP_AXES)} ('z': AMASS's world, 'y': SMPL's), got "
+            f"{output_up_axis!r}."
         )
 
 
@@ -429,19 +459,20 @@ def load_posescript(
             `"human"` (PoseScript-H), `"automatic"` (PoseScript-A), `"both"`, or a sequence of kinds; with
             several kinds a record's texts are those of each kind in turn.
         pose_index_file (`str` or `os.PathLike`, *optional*):
-            Name of the pose index under `root`, defaults to `"ids_2_dataset_sequence_and_frame_index_100k.json"`.
+            Name of the pose index under `root`; defaults to `POSE_INDEX_FILE`,
+            `"ids_2_dataset_sequence_and_frame_index_100k.json"`.
         split_file (`str`, *optional*, defaults to `"{split}_ids_100k.json"`):
             Name of the split files, with `{split}` in place of the split's name.
         caption_files (`Mapping[str, str | os.PathLike]`, *optional*):
             Caption kind -> file name, replacing the defaults `posescript_human_6293.json` and
             `posescript_auto_100k.json`.
         output_up_axis (`str`, *optional*, defaults to `"z"`):
-            Vertical axis of the returned poses' world: `"z"` (AMASS's, the frame of PoseScript) or `"y"` (SMPL's).
+            Vertical axis of the returned poses' world: `"z"` (AMASS's, PoseScript's) or `"y"` (SMPL's).
 
     Returns:
-        `datasets.Dataset` of `pose_text` records (`id` the pose id, `pose` `(22, 3)` float32 heading-normalised
-        axis-angle, `texts`, `source` such as `"posescript-H/train"`) for a single split, or a
-        `datasets.DatasetDict` keyed by split for several.
+        `datasets.Dataset` of `pose_text` records (`id` the pose id, `pose` `(22, 3)` float32
+        heading-normalised axis-angle, `texts`, `source` such as `"posescript-H/train"`) for a single split,
+        or a `datasets.DatasetDict` keyed by split for several.
 
     Raises:
         `FileNotFoundError`: for a missing release file or AMASS sequence (naming the pose id).
@@ -455,20 +486,25 @@ def load_posescript(
     names, single = _splits(split)
     files = {**POSESCRIPT_CAPTION_FILES, **(caption_files or {})}
     texts = {
-        kind: read_texts(_release_file(root, files[kind], f"PoseScript {kind} caption file"), f"PoseScript {kind} caption file")
+        kind: read_texts(
+            _release_file(root, files[kind], f"PoseScript {kind} caption file"),
+            f"PoseScript {kind} caption file",
+        )
         for kind in kinds
     }
     index_path = _release_file(root, pose_index_file, "PoseScript pose index")
     index = read_pose_index(index_path)
     result = {}
     for name in names:
-        split_path = _release_file(root, split_file.format(split=name), f"PoseScript split file for split {name!r}")
+        split_path = _release_file(
+            root, split_file.format(split=name), f"PoseScript split file for split {name!r}"
+        )
         split_ids = read_split_ids(split_path, f"PoseScript split file for split {name!r}")
         ids = [pose_id for pose_id in split_ids if any(pose_id in texts[kind] for kind in kinds)]
         if not ids:
             raise ValueError(
-                f"None of the {len(split_ids)} poses of split {name!r} ({str(split_path)!r}) has {'/'.join(kinds)} "
-                "captions; check `split` and `captions`."
+                f"None of the {len(split_ids)} poses of split {name!r} ({str(split_path)!r}) has "
+                f"{'/'.join(kinds)} captions; check `split` and `captions`."
             )
         if len(ids) < len(split_ids):
             logger.info(
@@ -498,7 +534,9 @@ def _pair_pose_ids(pairs: Mapping[str, object], pair_id: str, path: Path) -> tup
         raise ValueError(f"Pair id {pair_id!r} is not in the pairs file {str(path)!r} ({len(pairs)} pairs).")
     entry = pairs[pair_id]
     if not (isinstance(entry, (list, tuple)) and len(entry) == 2):
-        raise ValueError(f"Pair id {pair_id!r} in {str(path)!r} has entry {entry!r}; expected [pose id A, pose id B].")
+        raise ValueError(
+            f"Pair id {pair_id!r} in {str(path)!r} has entry {entry!r}; expected [pose id A, pose id B]."
+        )
     where = f"Pair id {pair_id!r} in {str(path)!r}"
     return canonical_id(entry[0], where), canonical_id(entry[1], where)
 
@@ -526,8 +564,8 @@ def load_posefix(
         split (`str` or `Sequence[str]`, *optional*, defaults to `"train"`):
             A split name (`"train"`, `"val"`, `"test"`) or several.
         modifiers (`str` or `Sequence[str]`, *optional*, defaults to `"human"`):
-            `"human"` (PoseFix-H), `"automatic"` (PoseFix-A), `"paraphrases"`, or a sequence of these; with several
-            kinds a record's texts are those of each kind in turn.
+            `"human"` (PoseFix-H), `"automatic"` (PoseFix-A), `"paraphrases"`, or a sequence of these; with
+            several kinds a record's texts are those of each kind in turn.
         sequence (`str`, *optional*, defaults to `"both"`):
             Which pairs: `"in"` (both poses from one sequence), `"out"`, or `"both"` (in-sequence ones first).
         pose_index_file (`str` or `os.PathLike`, *optional*):
@@ -549,7 +587,8 @@ def load_posefix(
     Raises:
         `FileNotFoundError`: for a missing release file or AMASS sequence (naming the pose id).
         `ValueError`: for a malformed file or entry, an unknown pair or pose id, a pair listed both in and out
-            of sequence, a frame out of range, or a split with no pair that has modifiers of the requested kind.
+            of sequence, a frame out of range, or a split with no pair that has modifiers of the requested
+            kind(s).
     """
     import datasets
 
@@ -561,7 +600,9 @@ def load_posefix(
     names, single = _splits(split)
     files = {**POSEFIX_MODIFIER_FILES, **(modifier_files or {})}
     texts = {
-        kind: read_texts(_release_file(root, files[kind], f"PoseFix {kind} modifier file"), f"PoseFix {kind} modifier file")
+        kind: read_texts(
+            _release_file(root, files[kind], f"PoseFix {kind} modifier file"), f"PoseFix {kind} modifier file"
+        )
         for kind in kinds
     }
     pairs_path = _release_file(root, pairs_file, "PoseFix pairs file")
@@ -577,8 +618,8 @@ def load_posefix(
             for pair_id in read_split_ids(path, what):
                 if pair_id in listed:
                     raise ValueError(
-                        f"Pair id {pair_id!r} is listed both in {str(listed[pair_id])!r} and {str(path)!r}; a pair is "
-                        "either in-sequence or out-of-sequence."
+                        f"Pair id {pair_id!r} is listed both in {str(listed[pair_id])!r} and {str(path)!r}; "
+                        "a pair is either in-sequence or out-of-sequence."
                     )
                 listed[pair_id] = path
                 if any(pair_id in texts[k] for k in kinds):
@@ -609,7 +650,9 @@ def load_posefix(
             "id": pair_ids,
             "pose_a": poses_a,
             "pose_b": poses_b,
-            "texts": [[text for kind in kinds for text in texts[kind].get(pair_id, ())] for pair_id in pair_ids],
+            "texts": [
+                [text for kind in kinds for text in texts[kind].get(pair_id, ())] for pair_id in pair_ids
+            ],
             "source": [_source_name("posefix", kinds, name)] * len(pair_ids),
         }
         result[name] = datasets.Dataset.from_dict(records, features=POSE_PAIR_FEATURES)

@@ -37,16 +37,14 @@ from __future__ import annotations
 import colorsys
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence, Union
 
 import numpy as np
-import scipy.sparse
 from PIL import Image
 
 from ..rotations import to_rotation_matrix
 from ..skeleton import BODY_JOINT_NAMES, BODY_PARENTS, NUM_BODY_JOINTS, SMPLH_PARENTS
-
 
 # The CLIP ViT-L/14 tower reads 336 x 336 images; the pose ViT's processor resizes and crops from there.
 IMAGE_SIZE = 336
@@ -102,8 +100,7 @@ PART_OF_JOINT = tuple(PARTS.index(_part_of_joint(name)) for name in BODY_JOINT_N
 
 # Materials are what colours differ by: the parts, with the head split into face and hair.
 MATERIALS = ("torso", "skin", "hair") + PARTS[2:]
-_MATERIAL_OF_PART = np.array([MATERIALS.index(part) if part in MATERIALS else -1 for part in PARTS])
-_MATERIAL_OF_PART[PARTS.index("head")] = MATERIALS.index("skin")
+_MATERIAL_OF_PART = np.array([MATERIALS.index("skin" if part == "head" else part) for part in PARTS])
 HAIR = MATERIALS.index("hair")
 
 # Hair covers the head above this height and behind this depth, both as fractions of the head's half
@@ -117,14 +114,33 @@ LEFT_HUE_RANGE_DEG = (200.0, 232.0)  # blues
 RIGHT_HUE_RANGE_DEG = (-10.0, 22.0)  # reds and oranges
 LIMB_SATURATION_RANGE = (0.55, 0.85)
 LIMB_VALUE_RANGE = (0.7, 0.95)
-SEGMENT_BRIGHTNESS = {"upper_arm": 1.0, "forearm": 0.85, "hand": 0.7, "thigh": 1.0, "shank": 0.85, "foot": 0.7}
+SEGMENT_BRIGHTNESS = {
+    "upper_arm": 1.0,
+    "forearm": 0.85,
+    "hand": 0.7,
+    "thigh": 1.0,
+    "shank": 0.85,
+    "foot": 0.7,
+}
 # The torso stays clear of both limb hues: greys, or yellows and greens.
 TORSO_NEUTRAL_SATURATION = (0.0, 0.15)
 TORSO_HUE_RANGE_DEG = (45.0, 160.0)
 TORSO_SATURATION_RANGE = (0.3, 0.6)
 TORSO_VALUE_RANGE = (0.55, 0.95)
-SKIN_TONES = ((0.96, 0.80, 0.69), (0.89, 0.69, 0.55), (0.78, 0.57, 0.42), (0.55, 0.38, 0.26), (0.36, 0.24, 0.17))
-HAIR_COLORS = ((0.08, 0.06, 0.05), (0.27, 0.16, 0.09), (0.55, 0.40, 0.22), (0.85, 0.72, 0.45), (0.6, 0.6, 0.6))
+SKIN_TONES = (
+    (0.96, 0.80, 0.69),
+    (0.89, 0.69, 0.55),
+    (0.78, 0.57, 0.42),
+    (0.55, 0.38, 0.26),
+    (0.36, 0.24, 0.17),
+)
+HAIR_COLORS = (
+    (0.08, 0.06, 0.05),
+    (0.27, 0.16, 0.09),
+    (0.55, 0.40, 0.22),
+    (0.85, 0.72, 0.45),
+    (0.6, 0.6, 0.6),
+)
 COLOR_JITTER = 0.04
 
 # Reference colours of [`frontal_scene`], for checks that look for a side's colour in an image.
@@ -141,6 +157,10 @@ REFERENCE_COLORS = {
 LIGHT_SIDEWAYS = (-1.0, 1.0)
 LIGHT_DOWNWARDS = (-1.0, 0.3)
 LIGHT_TOWARDS_CAMERA = (0.6, 1.4)
+
+# The camera's "up" is the world's: it may not look straight down or up. Wider views distort too much.
+MAX_PITCH_DEG = 80.0
+MAX_FOV_DEG = 120.0
 
 # Outlines darken the pixels on the near side of a part boundary to this fraction of their colour.
 OUTLINE_SHADE = 0.35
@@ -201,22 +221,29 @@ class RenderSettings:
     max_shape: float = 2.0
 
     def __post_init__(self):
-        for name in ("yaw_range_deg", "pitch_range_deg", "fov_range_deg", "fill_range", "ambient_range"):
+        limits = {
+            "yaw_range_deg": (-math.inf, math.inf),
+            "pitch_range_deg": (-MAX_PITCH_DEG, MAX_PITCH_DEG),
+            "fov_range_deg": (0.0, MAX_FOV_DEG),
+            "fill_range": (0.0, 1.0),
+            "ambient_range": (0.0, 1.0),
+        }
+        for name, (lowest, highest) in limits.items():
             low, high = getattr(self, name)
-            if not low <= high:
-                raise ValueError(f"`{name}` must be a (low, high) range with low <= high, got {(low, high)}.")
-        if not -80.0 <= self.pitch_range_deg[0] and self.pitch_range_deg[1] <= 80.0:
-            raise ValueError(f"`pitch_range_deg` must lie within [-80, 80] degrees, got {self.pitch_range_deg}.")
-        if not 0.0 < self.fov_range_deg[0] and self.fov_range_deg[1] < 150.0:
-            raise ValueError(f"`fov_range_deg` must lie within (0, 150) degrees, got {self.fov_range_deg}.")
-        if not 0.0 < self.fill_range[0] and self.fill_range[1] <= 1.0:
-            raise ValueError(f"`fill_range` must lie within (0, 1], got {self.fill_range}.")
-        if not 0.0 <= self.ambient_range[0] and self.ambient_range[1] <= 1.0:
-            raise ValueError(f"`ambient_range` must lie within [0, 1], got {self.ambient_range}.")
+            if not lowest <= low <= high <= highest:
+                raise ValueError(
+                    f"`{name}` must be a range (low, high) with {lowest} <= low <= high <= {highest}, "
+                    f"got {(low, high)}."
+                )
+        if self.fov_range_deg[0] == 0.0 or self.fill_range[0] == 0.0:
+            raise ValueError(
+                f"`fov_range_deg` and `fill_range` must start above 0, got {self.fov_range_deg} and "
+                f"{self.fill_range}."
+            )
         if len(self.background_weights) != len(BACKGROUNDS) or min(self.background_weights) < 0:
             raise ValueError(
-                f"`background_weights` must hold {len(BACKGROUNDS)} non-negative weights for {BACKGROUNDS}, got "
-                f"{self.background_weights}."
+                f"`background_weights` must hold {len(BACKGROUNDS)} non-negative weights for {BACKGROUNDS}, "
+                f"got {self.background_weights}."
             )
 
 
@@ -230,7 +257,8 @@ class Scene:
         pitch_deg (`float`): camera elevation (positive: from above).
         fov_deg (`float`): vertical field of view.
         fill (`float`): share of the image side that the body's larger extent spans.
-        offset (`tuple[float, float]`): shift of the body's centre, as fractions of the image (x right, y down).
+        offset (`tuple[float, float]`): shift of the body's centre, in fractions of the image (x right,
+            y down).
         light (`tuple[float, float, float]`): unit direction towards the light, in camera axes (x right,
             y down, z away from the camera).
         ambient (`float`): share of the light that reaches every surface.
@@ -258,11 +286,15 @@ class Scene:
         if self.background not in BACKGROUNDS:
             raise ValueError(f"`background` must be one of {BACKGROUNDS}, got {self.background!r}.")
         if len(self.colors) != len(MATERIALS):
-            raise ValueError(f"`colors` must hold one RGB triple per material {MATERIALS}, got {len(self.colors)}.")
-        if not 0.0 < self.fov_deg < 150.0:
-            raise ValueError(f"`fov_deg` must lie in (0, 150), got {self.fov_deg}.")
-        if not -80.0 <= self.pitch_deg <= 80.0:
-            raise ValueError(f"`pitch_deg` must lie in [-80, 80], got {self.pitch_deg}.")
+            raise ValueError(
+                f"`colors` must hold one RGB triple per material {MATERIALS}, got {len(self.colors)}."
+            )
+        if not 0.0 < self.fov_deg <= MAX_FOV_DEG:
+            raise ValueError(f"`fov_deg` must lie in (0, {MAX_FOV_DEG}], got {self.fov_deg}.")
+        if not -MAX_PITCH_DEG <= self.pitch_deg <= MAX_PITCH_DEG:
+            raise ValueError(
+                f"`pitch_deg` must lie in [-{MAX_PITCH_DEG}, {MAX_PITCH_DEG}], got {self.pitch_deg}."
+            )
         if not 0.0 < self.fill <= 1.0:
             raise ValueError(f"`fill` must lie in (0, 1], got {self.fill}.")
 
@@ -291,19 +323,31 @@ def _hsv(hue_deg: float, saturation: float, value: float) -> tuple[float, float,
 
 
 def _jitter(color, rng: np.random.Generator) -> tuple[float, float, float]:
-    return tuple(float(c) for c in np.clip(np.asarray(color) + rng.uniform(-COLOR_JITTER, COLOR_JITTER, 3), 0, 1))
+    return tuple(
+        float(c) for c in np.clip(np.asarray(color) + rng.uniform(-COLOR_JITTER, COLOR_JITTER, 3), 0, 1)
+    )
 
 
 def _sample_colors(rng: np.random.Generator) -> tuple[tuple[float, float, float], ...]:
     if rng.random() < 0.5:
-        torso = _hsv(rng.uniform(0, 360), rng.uniform(*TORSO_NEUTRAL_SATURATION), rng.uniform(*TORSO_VALUE_RANGE))
+        torso = _hsv(
+            rng.uniform(0, 360), rng.uniform(*TORSO_NEUTRAL_SATURATION), rng.uniform(*TORSO_VALUE_RANGE)
+        )
     else:
-        torso = _hsv(rng.uniform(*TORSO_HUE_RANGE_DEG), rng.uniform(*TORSO_SATURATION_RANGE), rng.uniform(*TORSO_VALUE_RANGE))
+        torso = _hsv(
+            rng.uniform(*TORSO_HUE_RANGE_DEG),
+            rng.uniform(*TORSO_SATURATION_RANGE),
+            rng.uniform(*TORSO_VALUE_RANGE),
+        )
     skin = _jitter(SKIN_TONES[rng.integers(len(SKIN_TONES))], rng)
     hair = _jitter(HAIR_COLORS[rng.integers(len(HAIR_COLORS))], rng)
     sides = {}
     for side, hues in (("left", LEFT_HUE_RANGE_DEG), ("right", RIGHT_HUE_RANGE_DEG)):
-        sides[side] = (rng.uniform(*hues), rng.uniform(*LIMB_SATURATION_RANGE), rng.uniform(*LIMB_VALUE_RANGE))
+        sides[side] = (
+            rng.uniform(*hues),
+            rng.uniform(*LIMB_SATURATION_RANGE),
+            rng.uniform(*LIMB_VALUE_RANGE),
+        )
     colors = {"torso": torso, "skin": skin, "hair": hair}
     for material in MATERIALS[3:]:
         side, segment = material.split("_", 1)
@@ -323,14 +367,14 @@ def _sample_background_colors(rng: np.random.Generator) -> tuple[tuple[float, fl
 
 
 def sample_scenes(
-    num_scenes: int, rng: Union[np.random.Generator, int], settings: Optional[RenderSettings] = None
+    num_scenes: int, rng: np.random.Generator | int, settings: RenderSettings | None = None
 ) -> list[Scene]:
     """
     Draw random scenes.
 
     Args:
         num_scenes (`int`): how many.
-        rng (`np.random.Generator` or `int`): the generator to draw from (advanced), or a seed.
+        rng (`np.random.Generator` or `int`): the generator to draw from (it advances), or a seed.
         settings ([`RenderSettings`], *optional*): the ranges; the defaults when omitted.
 
     Returns:
@@ -347,8 +391,11 @@ def sample_scenes(
     for _ in range(int(num_scenes)):
         fill = rng.uniform(*settings.fill_range)
         margin = (1.0 - fill) / 2 * settings.offset_fraction
-        light = np.array([rng.uniform(*LIGHT_SIDEWAYS), rng.uniform(*LIGHT_DOWNWARDS), -rng.uniform(*LIGHT_TOWARDS_CAMERA)])
-        betas = np.clip(rng.normal(0.0, settings.shape_std, settings.num_shape_coefficients), -settings.max_shape, settings.max_shape)
+        light = np.array(
+            [rng.uniform(*LIGHT_SIDEWAYS), rng.uniform(*LIGHT_DOWNWARDS), -rng.uniform(*LIGHT_TOWARDS_CAMERA)]
+        )
+        betas = rng.normal(0.0, settings.shape_std, settings.num_shape_coefficients)
+        betas = np.clip(betas, -settings.max_shape, settings.max_shape)
         scenes.append(
             Scene(
                 yaw_deg=float(rng.uniform(*settings.yaw_range_deg)),
@@ -461,7 +508,11 @@ def rasterize(points: np.ndarray, faces: np.ndarray, height: int, width: int) ->
     pixel_chunks, face_chunks, depth_chunks = [], [], []
     for index in np.unique(group[group >= 0]):
         members = np.flatnonzero(group == index)
-        size = _BOX_SIZES[index] if index < len(_BOX_SIZES) else int(max(columns_spanned.max(), rows_spanned.max())) + 1
+        size = (
+            _BOX_SIZES[index]
+            if index < len(_BOX_SIZES)
+            else int(max(columns_spanned.max(), rows_spanned.max())) + 1
+        )
         offset_row, offset_column = np.divmod(np.arange(size * size, dtype=np.float32), np.float32(size))
         columns = column_min[members, None] + offset_column  # (n, size^2), float32 pixel indices
         rows = row_min[members, None] + offset_row
@@ -480,7 +531,9 @@ def rasterize(points: np.ndarray, faces: np.ndarray, height: int, width: int) ->
             + weight1[member, cell] * owner_depth[:, 1]
             + weight2[member, cell] * owner_depth[:, 2]
         )
-        pixel_chunks.append(rows[member, cell].astype(np.int64) * width + columns[member, cell].astype(np.int64))
+        pixel_chunks.append(
+            rows[member, cell].astype(np.int64) * width + columns[member, cell].astype(np.int64)
+        )
         face_chunks.append(members[member])
     if not pixel_chunks:
         empty = np.zeros(0, dtype=np.int64)
@@ -522,7 +575,9 @@ def camera_rotation(yaw_deg: float, pitch_deg: float) -> np.ndarray:
         coordinates (SMPL's: x the body's left, y up, z forward).
     """
     yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    toward_camera = np.array([math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
+    toward_camera = np.array(
+        [math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)]
+    )
     forward = -toward_camera
     right = np.cross(forward, np.array([0.0, 1.0, 0.0]))
     right /= np.linalg.norm(right)
@@ -537,7 +592,7 @@ _GRAIN_SEED = 20250601
 
 @functools.lru_cache(maxsize=4)
 def _grain_texture(height: int, width: int) -> np.ndarray:
-    """A fixed float32 texture `(height + margin, width + margin)` of uniform grain within `GRAIN_AMPLITUDE`."""
+    """A fixed float32 texture `(height + margin, width + margin)` of uniform grain, `+-GRAIN_AMPLITUDE`."""
     rng = np.random.default_rng(_GRAIN_SEED)
     shape = (height + _GRAIN_MARGIN, width + _GRAIN_MARGIN)
     return rng.uniform(-GRAIN_AMPLITUDE, GRAIN_AMPLITUDE, shape).astype(np.float32)
@@ -578,6 +633,33 @@ def render_background(scene: Scene, height: int, width: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def connected_components(faces: np.ndarray, num_vertices: int) -> np.ndarray:
+    """
+    Connected pieces of a triangle mesh.
+
+    Args:
+        faces (`np.ndarray` of shape `(F, 3)`): vertex indices.
+        num_vertices (`int`): V.
+
+    Returns:
+        `np.ndarray` of shape `(V,)`, int64: the piece of each vertex, numbered from 0 in order of their
+        smallest vertex index.
+    """
+    first, second = faces.reshape(-1), np.roll(faces, 1, axis=1).reshape(-1)  # the three edges of each face
+    label = np.arange(num_vertices)
+    while True:
+        # Both ends of every edge take the smaller label; pointer jumping then shortcuts chains of labels.
+        smaller = np.minimum(label[first], label[second])
+        updated = label.copy()
+        np.minimum.at(updated, first, smaller)
+        np.minimum.at(updated, second, smaller)
+        updated = updated[updated]
+        if np.array_equal(updated, label):
+            break
+        label = updated
+    return np.unique(label, return_inverse=True)[1].reshape(-1)
+
+
 def _numpy(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
@@ -610,7 +692,9 @@ class BodyRenderer:
 
             body_model = BodyModel("generated" if body_model is None else body_model)
         # Named in corpus metadata: "generated", or the user's body-model file.
-        self.body_model_name = "generated" if getattr(body_model, "is_generated", False) else str(body_model.path)
+        self.body_model_name = (
+            "generated" if getattr(body_model, "is_generated", False) else str(body_model.path)
+        )
         smplh = body_model.smplh
         template = _numpy(smplh.v_template).astype(np.float64)  # (V, 3)
         weights = _numpy(smplh.lbs_weights).astype(np.float64)  # (V, 52)
@@ -631,7 +715,9 @@ class BodyRenderer:
         self.template = template.astype(np.float32)
         self.shapedirs = shapedirs.reshape(num_vertices * 3, -1).astype(np.float32)  # (V*3, num_betas)
         self.rest_joints = (regressor @ template)[:NUM_BODY_JOINTS].astype(np.float32)  # (22, 3)
-        self.joint_shapedirs = np.einsum("jv,vcb->jcb", regressor[:NUM_BODY_JOINTS], shapedirs).astype(np.float32)
+        self.joint_shapedirs = np.einsum("jv,vcb->jcb", regressor[:NUM_BODY_JOINTS], shapedirs).astype(
+            np.float32
+        )
         # Pose correctives of the 21 body joints ((R - I) of each, flattened); the hands' terms are zero.
         posedirs = _numpy(smplh.posedirs)[: (NUM_BODY_JOINTS - 1) * 9]
         self.posedirs = posedirs.astype(np.float32) if np.any(posedirs) else None  # (189, V*3)
@@ -642,23 +728,13 @@ class BodyRenderer:
         volume = np.einsum("fc,fc->f", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])).sum()
         self.faces = faces if volume >= 0 else faces[:, ::-1].copy()
         self.face_parts, self.face_materials = self._face_labels(template, folded)
-        # Vertex normals are the area-weighted sums of the normals of the faces around them.
-        incidence_rows = self.faces.reshape(-1)
-        incidence_columns = np.repeat(np.arange(len(self.faces)), 3)
-        self._vertex_faces = scipy.sparse.csr_matrix(
-            (np.ones(incidence_rows.size, np.float32), (incidence_rows, incidence_columns)),
-            shape=(num_vertices, len(self.faces)),
-        )
 
     def _face_labels(self, template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Part (index into `PARTS`) and material (index into `MATERIALS`) of each face, `(F,)` each."""
         vertex_part = np.asarray(PART_OF_JOINT)[weights.argmax(1)]  # (V,)
         num_vertices = len(template)
-        adjacency = scipy.sparse.coo_matrix(
-            (np.ones(self.faces.size), (self.faces.reshape(-1), np.roll(self.faces, 1, axis=1).reshape(-1))),
-            shape=(num_vertices, num_vertices),
-        )
-        num_components, component = scipy.sparse.csgraph.connected_components(adjacency, directed=False)
+        component = connected_components(self.faces, num_vertices)
+        num_components = component.max() + 1
         if num_components > 1:
             # A body made of separate closed pieces (the generated one: a tube per segment) colours each
             # piece by the part most of its vertices belong to, so that skinning weights that reach across
@@ -699,7 +775,9 @@ class BodyRenderer:
             `np.ndarray` of shape `(B, V, 3)`, float32: vertices in metres, placed as `BodyModel` places them
             (no translation).
         """
-        rotations = _numpy(to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses")).astype(np.float32)
+        rotations = _numpy(to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses")).astype(
+            np.float32
+        )
         batch = rotations.shape[0]
         template = np.broadcast_to(self.template, (batch,) + self.template.shape)
         joints = np.broadcast_to(self.rest_joints, (batch,) + self.rest_joints.shape)
@@ -726,12 +804,18 @@ class BodyRenderer:
             parent = self.parents[joint]
             world_rotation[:, joint] = world_rotation[:, parent] @ rotations[:, joint]
             bone = joints[:, joint] - joints[:, parent]
-            world_translation[:, joint] = np.einsum("nij,nj->ni", world_rotation[:, parent], bone) + world_translation[:, parent]
+            world_translation[:, joint] = (
+                np.einsum("nij,nj->ni", world_rotation[:, parent], bone) + world_translation[:, parent]
+            )
         # Skinning transforms map rest positions to posed ones: x -> R x + (t - R j_rest).
         offset = world_translation - np.einsum("njik,njk->nji", world_rotation, joints)
-        transforms = np.concatenate((world_rotation.reshape(batch, NUM_BODY_JOINTS, 9), offset), -1)  # (B, 22, 12)
+        transforms = np.concatenate(
+            (world_rotation.reshape(batch, NUM_BODY_JOINTS, 9), offset), -1
+        )  # (B, 22, 12)
         # One matrix product for the whole batch: (V, 22) @ (22, B * 12) -> per-vertex blended transforms.
-        blended = (self.weights @ transforms.transpose(1, 0, 2).reshape(NUM_BODY_JOINTS, -1)).reshape(-1, batch, 12)
+        blended = (self.weights @ transforms.transpose(1, 0, 2).reshape(NUM_BODY_JOINTS, -1)).reshape(
+            -1, batch, 12
+        )
         blended = blended.transpose(1, 0, 2)  # (B, V, 12): rotation (row-major), then offset
         vertices = blended[..., 9:].copy()
         for row in range(3):
@@ -740,16 +824,20 @@ class BodyRenderer:
 
     # -- drawing -------------------------------------------------------------------------------------------
 
-    def _project(self, vertices: np.ndarray, scene: Scene, framing: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _project(
+        self, vertices: np.ndarray, scene: Scene, framing: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """
         Screen points `(V, 3)` (x and y in pixels, inverse depth) and camera-space positions `(V, 3)` of
         `vertices`, through the scene's camera, framed on `framing` (`(N, 3)`; the vertices when `None`).
         """
         rotation = camera_rotation(scene.yaw_deg, scene.pitch_deg).astype(np.float32)
         reference = vertices if framing is None else framing
-        low, high = reference.min(0), reference.max(0)
-        centre = (low + high) / 2
-        radius = float(np.sqrt(((reference - centre) ** 2).sum(1).max()))
+        # The camera orbits the centroid, which turns with the body: a camera at yaw t sees exactly what a
+        # camera at yaw 0 sees of the body turned by -t.
+        centre = reference.mean(0)
+        offsets = reference - centre
+        radius = float(np.sqrt((offsets[:, 0] ** 2 + offsets[:, 1] ** 2 + offsets[:, 2] ** 2).max()))
         # Far enough for the bounding sphere to fit in the field of view.
         distance = np.float32(radius / math.sin(math.radians(scene.fov_deg) / 2))
         camera = (vertices - centre) @ rotation.T
@@ -770,7 +858,9 @@ class BodyRenderer:
         screen[:, 2] = inverse_depth
         return screen, camera
 
-    def render_vertices(self, vertices: np.ndarray, scene: Scene, framing: Optional[np.ndarray] = None) -> np.ndarray:
+    def render_vertices(
+        self, vertices: np.ndarray, scene: Scene, framing: np.ndarray | None = None
+    ) -> np.ndarray:
         """
         Draw one posed mesh.
 
@@ -789,12 +879,17 @@ class BodyRenderer:
         screen, camera = self._project(vertices, scene, framing)
 
         corners = camera[self.faces]
-        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # outward, area-weighted
+        # Face normals, outward and as long as twice the face's area.
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
         front = np.einsum("fc,fc->f", normals, corners[:, 0]) < 0  # facing the camera at the origin
         fragments = rasterize(screen, self.faces[front], size, size)
         face = np.flatnonzero(front)[fragments.faces]
 
-        vertex_normals = self._vertex_faces @ normals  # (V, 3), area-weighted, pointing out of the body
+        # Vertex normals: sums of the area-weighted normals of the faces around each vertex, out of the body.
+        corners_of = self.faces.reshape(-1)
+        vertex_normals = np.stack(
+            [np.bincount(corners_of, np.repeat(normals[:, axis], 3), len(vertices)) for axis in range(3)], -1
+        )
         length = np.sqrt(vertex_normals[:, 0] ** 2 + vertex_normals[:, 1] ** 2 + vertex_normals[:, 2] ** 2)
         cosine = (vertex_normals @ np.asarray(scene.light, dtype=np.float32)) / np.maximum(length, 1e-12)
         intensity = scene.ambient + (1.0 - scene.ambient) * np.maximum(cosine, 0.0)
@@ -808,7 +903,10 @@ class BodyRenderer:
         depth[fragments.pixels] = fragments.inverse_depth
         part, depth = part.reshape(size, size), depth.reshape(size, size)
         edge = np.zeros((size, size), dtype=bool)
-        for near, far in (((slice(1, None),), (slice(None, -1),)), ((slice(None), slice(1, None)), (slice(None), slice(None, -1)))):
+        for near, far in (
+            ((slice(1, None),), (slice(None, -1),)),
+            ((slice(None), slice(1, None)), (slice(None), slice(None, -1))),
+        ):
             differs = part[near] != part[far]
             edge[near] |= differs & (depth[far] < depth[near])
             edge[far] |= differs & (depth[near] < depth[far])
@@ -830,7 +928,8 @@ class BodyRenderer:
             `np.ndarray` of shape `(B, image_size, image_size, 3)`, uint8 RGB.
         """
         vertices = self._posed(poses, scenes, "poses")
-        return np.stack([self.render_vertices(v, scene) for v, scene in zip(vertices, scenes)])
+        images = [self.render_vertices(v, scene)[None] for v, scene in zip(vertices, scenes)]
+        return np.concatenate([np.zeros((0, self.image_size, self.image_size, 3), dtype=np.uint8)] + images)
 
     def render_pairs(self, poses_a, poses_b, scenes: Sequence[Scene]) -> tuple[np.ndarray, np.ndarray]:
         """
@@ -841,27 +940,31 @@ class BodyRenderer:
             `tuple` of two `np.ndarray` of shape `(B, image_size, image_size, 3)`, uint8 RGB.
         """
         vertices_a = self._posed(poses_a, scenes, "poses_a")
-        vertices_b = self._posed(poses_b, scenes, "poses_b")
-        if len(vertices_a) != len(vertices_b):
-            raise ValueError(f"`poses_a` and `poses_b` must hold as many poses, got {len(vertices_a)} and {len(vertices_b)}.")
-        images_a, images_b = [], []
+        vertices_b = self._posed(poses_b, scenes, "poses_b")  # as many as `scenes`, hence as `poses_a`
+        empty = np.zeros((0, self.image_size, self.image_size, 3), dtype=np.uint8)
+        images_a, images_b = [empty], [empty]
         for a, b, scene in zip(vertices_a, vertices_b, scenes):
             framing = np.concatenate((a, b))
-            images_a.append(self.render_vertices(a, scene, framing))
-            images_b.append(self.render_vertices(b, scene, framing))
-        return np.stack(images_a), np.stack(images_b)
+            images_a.append(self.render_vertices(a, scene, framing)[None])
+            images_b.append(self.render_vertices(b, scene, framing)[None])
+        return np.concatenate(images_a), np.concatenate(images_b)
 
-    def render_image(self, pose, scene: Optional[Scene] = None) -> Image.Image:
-        """One pose (`(22, 3)` axis-angle or any single-pose format) as a PIL image; `frontal_scene()` by default."""
+    def render_image(self, pose, scene: Scene | None = None) -> Image.Image:
+        """One pose (`(22, 3)` axis-angle or another single-pose format) as a PIL image (`frontal_scene()`)."""
         scene = frontal_scene() if scene is None else scene
         return Image.fromarray(self.render(pose, [scene])[0])
 
     def _posed(self, poses, scenes: Sequence[Scene], name: str) -> np.ndarray:
         if isinstance(scenes, Scene):
-            raise TypeError(f"`scenes` must be a sequence of `Scene`, one per pose in `{name}`, got a single `Scene`.")
+            raise TypeError(
+                f"`scenes` must be a sequence of `Scene`, one per pose in `{name}`, got a single `Scene`."
+            )
         rotations = to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name=name)
         if len(scenes) != rotations.shape[0]:
-            raise ValueError(f"`scenes` must hold one `Scene` per pose in `{name}` ({rotations.shape[0]}), got {len(scenes)}.")
+            raise ValueError(
+                f"`scenes` must hold one `Scene` per pose in `{name}` ({rotations.shape[0]}), got "
+                f"{len(scenes)}."
+            )
         width = max([len(scene.betas) for scene in scenes] + [0])
         if width == 0:
             return self.pose_vertices(rotations)
@@ -882,6 +985,7 @@ __all__ = [
     "RenderSettings",
     "Scene",
     "camera_rotation",
+    "connected_components",
     "frontal_scene",
     "rasterize",
     "render_background",

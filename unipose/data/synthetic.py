@@ -6,12 +6,12 @@ None of the real corpora (PoseScript, PoseFix, PoseEst, ImageScript, ImageDiff) 
 tests, demos and smoke-training runs use this one. It is written in the record kinds of
 `unipose.data.schema`, one `datasets.DatasetDict` (train / validation / test) per kind:
 
-| kind         | how it is made                                                         | tasks                          |
-| ------------ | ---------------------------------------------------------------------- | ------------------------------ |
-| `pose_text`  | [`~unipose.pose_sampler.PoseSampler`] poses, several automatic captions | Pose-to-Text, Text-to-Pose     |
-| `pose_pair`  | pose A, pose B derived from it ([`sample_pose_pairs`]), instructions    | Pose-Diff, Pose Editing        |
-| `image_pose` | a rendered image of a sampled pose (`unipose.data.rendering`), captions | Pose Estimation, Image-to-Text |
-| `image_pair` | images of a pose pair through one camera, instructions                  | Image-Diff                     |
+| kind         | records                                             | tasks                          |
+| ------------ | --------------------------------------------------- | ------------------------------ |
+| `pose_text`  | a sampled pose, automatic captions                  | Pose-to-Text, Text-to-Pose     |
+| `pose_pair`  | poses A and B ([`sample_pose_pairs`]), instructions | Pose-Diff, Pose Editing        |
+| `image_pose` | a rendered image, its pose, captions                | Pose Estimation, Image-to-Text |
+| `image_pair` | images of A and B (one camera), poses, instructions | Image-Diff                     |
 
 Captions come from `unipose.data.captioning` (the PoseScript-style describer and the PoseFix-style
 instruction writer). Pose B of a pair is pose A with one to three body parts (an arm, a leg, the trunk, the
@@ -60,12 +60,12 @@ import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
-import numpy as np
 import datasets
+import numpy as np
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 from PIL import Image, ImageDraw, ImageFont
@@ -74,9 +74,9 @@ from transformers.utils import logging
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
+from .amass import heading_angle
 from .rendering import IMAGE_SIZE, BodyRenderer, RenderSettings, Scene, frontal_scene, sample_scenes
 from .schema import FEATURES
-
 
 logger = logging.get_logger(__name__)
 
@@ -121,13 +121,27 @@ PAIR_ATTEMPTS = 4
 # Related categories: the same kind of posture or the next one (upright <-> low <-> lying).
 POSTURE_FAMILIES = {
     "upright": (
-        "standing", "walking", "running", "lunging", "reaching", "arms_raised", "kicking", "kicking_side",
-        "bending", "twisting", "side_bend", "jumping",
+        "standing",
+        "walking",
+        "running",
+        "lunging",
+        "reaching",
+        "arms_raised",
+        "kicking",
+        "kicking_side",
+        "bending",
+        "twisting",
+        "side_bend",
+        "jumping",
     ),
     "low": ("sitting", "sitting_floor", "kneeling", "kneeling_one_knee", "crouching"),
     "lying": ("lying_back", "lying_front", "lying_side"),
 }
-NEIGHBOUR_FAMILIES = {"upright": ("upright", "low"), "low": ("upright", "low", "lying"), "lying": ("low", "lying")}
+NEIGHBOUR_FAMILIES = {
+    "upright": ("upright", "low"),
+    "low": ("upright", "low", "lying"),
+    "lying": ("low", "lying"),
+}
 
 # -- contact sheet -----------------------------------------------------------------------------------------
 
@@ -171,7 +185,7 @@ def split_sizes(num_records: int) -> dict[str, int]:
     """
     sizes = {}
     for split in SPLITS[1:]:
-        share = int(math.floor(num_records * SPLIT_FRACTIONS[split] + 0.5))
+        share = math.floor(num_records * SPLIT_FRACTIONS[split] + 0.5)
         sizes[split] = max(share, 1) if num_records >= len(SPLITS) else 0
     sizes = {"train": num_records - sum(sizes.values()), **sizes}
     return {split: sizes[split] for split in SPLITS}
@@ -207,8 +221,6 @@ def heading(poses: np.ndarray) -> np.ndarray:
     Heading of each pose's root `(n,)` in radians: the angle about the vertical of the body's left axis,
     measured from the world's x axis (the definition of `unipose.data.amass.heading_angle`, y up).
     """
-    from .amass import heading_angle
-
     root = axis_angle_to_matrix(torch.from_numpy(np.asarray(poses, dtype=np.float32)[:, 0]).double())
     return heading_angle(root, up_axis="y").numpy()
 
@@ -269,7 +281,9 @@ def _max_displacement(poses_a: np.ndarray, poses_b: np.ndarray) -> np.ndarray:
     return np.sqrt(((joints_a - joints_b) ** 2).sum(-1)).max(-1)
 
 
-def sample_pose_pairs(num_pairs: int, seed: int = 0, categories: Optional[Sequence[str]] = None) -> PosePairSample:
+def sample_pose_pairs(
+    num_pairs: int, seed: int = 0, categories: Sequence[str] | None = None
+) -> PosePairSample:
     """
     Draw pairs of poses where B is a plausible modification of A.
 
@@ -302,9 +316,13 @@ def sample_pose_pairs(num_pairs: int, seed: int = 0, categories: Optional[Sequen
     for attempt in range(PAIR_ATTEMPTS):
         if not len(pending):
             break
-        donors = _sample_by_category([sample_a.categories[i] for i in pending], derive_seed(seed, f"pairs/donors/{attempt}"))
+        donors = _sample_by_category(
+            [sample_a.categories[i] for i in pending], derive_seed(seed, f"pairs/donors/{attempt}")
+        )
         for row, donor in zip(pending, donors):
-            count = 1 + rng.choice(len(CHANGED_PARTS_WEIGHTS), p=np.asarray(CHANGED_PARTS_WEIGHTS) / sum(CHANGED_PARTS_WEIGHTS))
+            count = 1 + rng.choice(
+                len(CHANGED_PARTS_WEIGHTS), p=np.asarray(CHANGED_PARTS_WEIGHTS) / sum(CHANGED_PARTS_WEIGHTS)
+            )
             parts = sorted(rng.choice(len(PAIR_PARTS), size=count, replace=False))
             joints = [JOINT_INDEX[name] for part in parts for name in PAIR_PART_JOINTS[PAIR_PARTS[part]]]
             poses_b[row] = poses_a[row]
@@ -351,16 +369,22 @@ def _check_out_dir(out_dir, overwrite: bool) -> Path:
     out_dir = Path(out_dir).expanduser().resolve()
     for ancestor in out_dir.parents:
         if ancestor.exists() and not ancestor.is_dir():
-            raise NotADirectoryError(f"`out_dir` {out_dir} lies under {ancestor}, which is a file, not a directory.")
+            raise NotADirectoryError(
+                f"`out_dir` {out_dir} lies under {ancestor}, which is a file, not a directory."
+            )
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise NotADirectoryError(f"`out_dir` {out_dir} is an existing file; give a directory path for the corpus.")
+            raise NotADirectoryError(
+                f"`out_dir` {out_dir} is an existing file; give a directory path for the corpus."
+            )
         if not overwrite:
-            raise FileExistsError(f"`out_dir` {out_dir} already exists; pass `overwrite=True` (--overwrite) to replace it.")
+            raise FileExistsError(
+                f"`out_dir` {out_dir} already exists; pass `overwrite=True` (--overwrite) to replace it."
+            )
         if any(out_dir.iterdir()) and not (out_dir / METADATA_FILE).is_file():
             raise FileExistsError(
-                f"`out_dir` {out_dir} exists and is not a synthetic corpus (no {METADATA_FILE}); refusing to replace "
-                "it. Choose another path."
+                f"`out_dir` {out_dir} exists and is not a synthetic corpus (no {METADATA_FILE}); refusing to "
+                "replace it. Choose another path."
             )
     return out_dir
 
@@ -390,7 +414,9 @@ def _datasets(kind: str, columns: dict, seed: int) -> DatasetDict:
         data = {name: values[rows] for name, values in columns.items()}
         data["id"] = [f"{SOURCE}-{seed}-{kind}-{index:07d}" for index in range(rows.start, rows.stop)]
         data["source"] = [f"{SOURCE}/{split}"] * size
-        splits[split] = Dataset.from_dict({name: data[name] for name in FEATURES[kind]}, features=FEATURES[kind])
+        splits[split] = Dataset.from_dict(
+            {name: data[name] for name in FEATURES[kind]}, features=FEATURES[kind]
+        )
     return DatasetDict(splits)
 
 
@@ -411,7 +437,9 @@ def _pose_pair(num: int, seed: int, num_captions: int) -> DatasetDict:
     correction = -heading(pairs.poses_a)
     poses_a = turn_about_vertical(pairs.poses_a, correction)
     poses_b = turn_about_vertical(pairs.poses_b, correction)
-    texts = caption_pairs(poses_a, poses_b, num_captions=num_captions, seed=derive_seed(seed, "pose_pair/captions"))
+    texts = caption_pairs(
+        poses_a, poses_b, num_captions=num_captions, seed=derive_seed(seed, "pose_pair/captions")
+    )
     return _datasets("pose_pair", {"pose_a": poses_a, "pose_b": poses_b, "texts": texts}, seed)
 
 
@@ -420,7 +448,13 @@ def _camera_headings(scenes: Sequence[Scene]) -> np.ndarray:
 
 
 def _image_pose(
-    num: int, seed: int, num_captions: int, renderer: BodyRenderer, settings, image_format: str, progress: bool
+    num: int,
+    seed: int,
+    num_captions: int,
+    renderer: BodyRenderer,
+    settings,
+    image_format: str,
+    progress: bool,
 ) -> DatasetDict:
     from .captioning import caption_poses
 
@@ -430,7 +464,9 @@ def _image_pose(
     with _progress(num, "image_pose", progress) as bar:
         for start in range(0, num, RENDER_CHUNK):
             rows = slice(start, start + RENDER_CHUNK)
-            images.extend(_encode(image, image_format) for image in renderer.render(poses[rows], scenes[rows]))
+            images.extend(
+                _encode(image, image_format) for image in renderer.render(poses[rows], scenes[rows])
+            )
             bar.update(len(poses[rows]))
     stored = turn_about_vertical(poses, _camera_headings(scenes))
     texts = caption_poses(stored, num_captions=num_captions, seed=derive_seed(seed, "image_pose/captions"))
@@ -438,7 +474,13 @@ def _image_pose(
 
 
 def _image_pair(
-    num: int, seed: int, num_captions: int, renderer: BodyRenderer, settings, image_format: str, progress: bool
+    num: int,
+    seed: int,
+    num_captions: int,
+    renderer: BodyRenderer,
+    settings,
+    image_format: str,
+    progress: bool,
 ) -> DatasetDict:
     from .captioning import caption_pairs
 
@@ -448,31 +490,35 @@ def _image_pair(
     with _progress(2 * num, "image_pair", progress) as bar:
         for start in range(0, num, RENDER_CHUNK):
             rows = slice(start, start + RENDER_CHUNK)
-            rendered_a, rendered_b = renderer.render_pairs(pairs.poses_a[rows], pairs.poses_b[rows], scenes[rows])
+            rendered_a, rendered_b = renderer.render_pairs(
+                pairs.poses_a[rows], pairs.poses_b[rows], scenes[rows]
+            )
             images_a.extend(_encode(image, image_format) for image in rendered_a)
             images_b.extend(_encode(image, image_format) for image in rendered_b)
             bar.update(2 * len(rendered_a))
     turn = _camera_headings(scenes)
     poses_a = turn_about_vertical(pairs.poses_a, turn)
     poses_b = turn_about_vertical(pairs.poses_b, turn)
-    texts = caption_pairs(poses_a, poses_b, num_captions=num_captions, seed=derive_seed(seed, "image_pair/captions"))
+    texts = caption_pairs(
+        poses_a, poses_b, num_captions=num_captions, seed=derive_seed(seed, "image_pair/captions")
+    )
     columns = {"image_a": images_a, "image_b": images_b, "pose_a": poses_a, "pose_b": poses_b, "texts": texts}
     return _datasets("image_pair", columns, seed)
 
 
 def build_synthetic_corpus(
-    out_dir: Union[str, os.PathLike],
+    out_dir: str | os.PathLike,
     num: int = 1000,
     seed: int = 0,
     image_size: int = IMAGE_SIZE,
-    num_images: Optional[int] = None,
+    num_images: int | None = None,
     num_captions: int = DEFAULT_NUM_CAPTIONS,
     kinds: Sequence[str] = KINDS,
     image_format: str = "jpeg",
     overwrite: bool = False,
     contact_sheet: bool = True,
     body_model=None,
-    render_settings: Optional[RenderSettings] = None,
+    render_settings: RenderSettings | None = None,
     progress: bool = False,
 ) -> dict[str, DatasetDict]:
     """
@@ -482,7 +528,7 @@ def build_synthetic_corpus(
 
     Args:
         out_dir (`str` or `os.PathLike`):
-            Directory to create; it must not exist unless `overwrite` (and then it must be a synthetic corpus).
+            Directory to create; it must not exist, unless `overwrite` (then it must be a synthetic corpus).
         num (`int`, *optional*, defaults to 1000):
             Records of each pose-only kind (`pose_text`, `pose_pair`).
         seed (`int`, *optional*, defaults to 0):
@@ -533,9 +579,13 @@ def build_synthetic_corpus(
         elif kind == "pose_pair":
             corpus[kind] = _pose_pair(num, seed, num_captions)
         elif kind == "image_pose":
-            corpus[kind] = _image_pose(num_images, seed, num_captions, renderer, render_settings, image_format, progress)
+            corpus[kind] = _image_pose(
+                num_images, seed, num_captions, renderer, render_settings, image_format, progress
+            )
         else:
-            corpus[kind] = _image_pair(num_images, seed, num_captions, renderer, render_settings, image_format, progress)
+            corpus[kind] = _image_pair(
+                num_images, seed, num_captions, renderer, render_settings, image_format, progress
+            )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
@@ -554,7 +604,9 @@ def build_synthetic_corpus(
             "image_size": image_size,
             "image_format": image_format,
             "body_model": None if renderer is None else renderer.body_model_name,
-            "splits": {kind: {split: len(data) for split, data in splits.items()} for kind, splits in corpus.items()},
+            "splits": {
+                kind: {split: len(data) for split, data in splits.items()} for kind, splits in corpus.items()
+            },
         }
         (temporary / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         if contact_sheet:
@@ -597,7 +649,7 @@ def _publish(temporary: Path, out_dir: Path) -> None:
     shutil.rmtree(previous, ignore_errors=True)
 
 
-def load_synthetic_corpus(path: Union[str, os.PathLike], kind: Optional[str] = None):
+def load_synthetic_corpus(path: str | os.PathLike, kind: str | None = None):
     """
     Load a corpus written by [`build_synthetic_corpus`].
 
@@ -611,8 +663,8 @@ def load_synthetic_corpus(path: Union[str, os.PathLike], kind: Optional[str] = N
     path = Path(path).expanduser()
     if not (path / METADATA_FILE).is_file():
         raise FileNotFoundError(
-            f"`path` {path} is not a synthetic corpus (no {METADATA_FILE}); write one with `unipose data synth --out "
-            f"{path}`."
+            f"`path` {path} is not a synthetic corpus (no {METADATA_FILE}); write one with "
+            f"`unipose data synth --out {path}`."
         )
     if kind is not None:
         if kind not in KINDS:
@@ -647,7 +699,7 @@ def _wrap(text: str, font, width: int) -> list[str]:
 
 
 def write_contact_sheet(
-    corpus: dict[str, DatasetDict], path: Union[str, os.PathLike], renderer: Optional[BodyRenderer] = None
+    corpus: dict[str, DatasetDict], path: str | os.PathLike, renderer: BodyRenderer | None = None
 ) -> Path:
     """
     Draw samples of every kind with their first caption (or instruction) on one PNG, for a person to judge
@@ -665,36 +717,39 @@ def write_contact_sheet(
     font = ImageFont.load_default(size=SHEET_FONT_SIZE)
     thumb, pad = SHEET_THUMBNAIL, SHEET_PADDING
     cell_width = 2 * thumb + pad
-    text_height = SHEET_MAX_LINES * SHEET_LINE_HEIGHT
-    title_height = SHEET_LINE_HEIGHT + pad
-    cell_height = thumb + text_height + 2 * pad
     columns = SHEET_SAMPLES_PER_KIND
-    kinds = [kind for kind in KINDS if kind in corpus]
-    width = columns * (cell_width + pad) + pad
-    height = len(kinds) * (title_height + cell_height) + pad
-    sheet = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-
-    top = pad
-    for kind in kinds:
-        records = corpus[kind]["train"]
-        draw.text((pad, top), SHEET_TITLES[kind], fill=(0, 0, 0), font=font)
-        top += title_height
-        rows = records.select(range(min(columns, len(records))))
+    # Each section: its title, and per sample the pictures (one, or A and B) and the wrapped first caption.
+    sections = []
+    for kind in (kind for kind in KINDS if kind in corpus):
+        rows = corpus[kind]["train"].select(range(min(columns, len(corpus[kind]["train"]))))
         if kind == "pose_text":
             poses = np.asarray(rows["pose"], dtype=np.float32)
             pictures = [(image,) for image in renderer.render(poses, [SHEET_POSE_SCENE] * len(poses))]
         elif kind == "pose_pair":
             poses_a, poses_b = (np.asarray(rows[name], dtype=np.float32) for name in ("pose_a", "pose_b"))
-            rendered = renderer.render_pairs(poses_a, poses_b, [SHEET_POSE_SCENE] * len(poses_a))
-            pictures = list(zip(*rendered))
+            pictures = list(zip(*renderer.render_pairs(poses_a, poses_b, [SHEET_POSE_SCENE] * len(poses_a))))
         elif kind == "image_pose":
             pictures = [(np.asarray(image.convert("RGB")),) for image in rows["image"]]
         else:
             pictures = [
-                (np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))) for a, b in zip(rows["image_a"], rows["image_b"])
+                (np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+                for a, b in zip(rows["image_a"], rows["image_b"])
             ]
-        for column, (images, texts) in enumerate(zip(pictures, rows["texts"])):
+        lines = [_wrap(texts[0] if texts else "(no caption)", font, cell_width) for texts in rows["texts"]]
+        sections.append((SHEET_TITLES[kind], pictures, lines))
+
+    title_height = SHEET_LINE_HEIGHT + 2 * pad
+    heights = [
+        thumb + pad + max(map(len, lines), default=0) * SHEET_LINE_HEIGHT + pad for *_, lines in sections
+    ]
+    width = columns * (cell_width + pad) + pad
+    sheet = Image.new("RGB", (width, pad + sum(title_height + h for h in heights)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    top = pad
+    for (title, pictures, lines), height in zip(sections, heights):
+        draw.text((pad, top + pad), title, fill=(0, 0, 0), font=font)
+        top += title_height
+        for column, (images, caption) in enumerate(zip(pictures, lines)):
             left = pad + column * (cell_width + pad)
             offset = (cell_width - len(images) * thumb - (len(images) - 1) * pad) // 2
             for index, image in enumerate(images):
@@ -702,10 +757,10 @@ def write_contact_sheet(
                 sheet.paste(picture, (left + offset + index * (thumb + pad), top))
             if len(images) == 2:
                 draw.text((left + cell_width // 2 - 4, top + thumb // 2 - 8), ">", fill=(0, 0, 0), font=font)
-            caption = texts[0] if texts else "(no caption)"
-            for line_index, line in enumerate(_wrap(caption, font, cell_width)):
-                draw.text((left, top + thumb + pad + line_index * SHEET_LINE_HEIGHT), line, fill=(20, 20, 20), font=font)
-        top += cell_height
+            for index, line in enumerate(caption):
+                position = (left, top + thumb + pad + index * SHEET_LINE_HEIGHT)
+                draw.text(position, line, fill=(20, 20, 20), font=font)
+        top += height
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -727,19 +782,37 @@ def write_contact_sheet(
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="Directory to write the corpus to (must not exist).")
-    parser.add_argument("--num", type=int, default=1000, help="Records of each pose-only kind (default: 1000).")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="Directory to write the corpus to (must not exist)."
+    )
+    parser.add_argument(
+        "--num", type=int, default=1000, help="Records of each pose-only kind (default: 1000)."
+    )
     parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     parser.add_argument(
-        "--num-images", type=int, default=None, help="Records of each image kind (default: --num; image_pair has two)."
+        "--num-images",
+        type=int,
+        default=None,
+        help="Records of each image kind (default: --num; image_pair has two).",
     )
-    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"Image side in pixels (default: {IMAGE_SIZE}).")
     parser.add_argument(
-        "--captions", type=int, default=DEFAULT_NUM_CAPTIONS, help=f"Captions per record (default: {DEFAULT_NUM_CAPTIONS})."
+        "--image-size", type=int, default=IMAGE_SIZE, help=f"Image side in pixels (default: {IMAGE_SIZE})."
     )
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="Record kinds to write (default: all).")
-    parser.add_argument("--image-format", choices=IMAGE_FORMATS, default="jpeg", help="Image encoding (default: jpeg).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing synthetic corpus at --out.")
+    parser.add_argument(
+        "--captions",
+        type=int,
+        default=DEFAULT_NUM_CAPTIONS,
+        help=f"Captions per record (default: {DEFAULT_NUM_CAPTIONS}).",
+    )
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="Record kinds to write (default: all)."
+    )
+    parser.add_argument(
+        "--image-format", choices=IMAGE_FORMATS, default="jpeg", help="Image encoding (default: jpeg)."
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Replace an existing synthetic corpus at --out."
+    )
     parser.add_argument("--no-contact-sheet", action="store_true", help=f"Do not write {CONTACT_SHEET_FILE}.")
 
 
@@ -760,11 +833,16 @@ def run_synth(args: argparse.Namespace) -> int:
     for kind, splits in corpus.items():
         sizes = ", ".join(f"{split} {len(data)}" for split, data in splits.items())
         print(f"{kind}: {sizes}")
-    print(f"Wrote {args.out}" + ("" if args.no_contact_sheet else f" (samples: {Path(args.out) / CONTACT_SHEET_FILE})"))
+    print(
+        f"Wrote {args.out}"
+        + ("" if args.no_contact_sheet else f" (samples: {Path(args.out) / CONTACT_SHEET_FILE})")
+    )
     return 0
 
 
-ACTIONS = {"synth": (add_synth_arguments, run_synth, "Generate the synthetic corpus (poses, captions, images).")}
+ACTIONS = {
+    "synth": (add_synth_arguments, run_synth, "Generate the synthetic corpus (poses, captions, images).")
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

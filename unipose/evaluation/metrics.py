@@ -63,11 +63,12 @@ GENERATION_RECALL_K = (5, 10, 20)
 RETRIEVAL_MODEL_RECALL_K = (1, 5, 10)
 # Queries scored against all candidates at once: bounds the (chunk, num_candidates) similarity matrix.
 SIMILARITY_CHUNK_ROWS = 1024
-# Added to the covariance diagonals when their product has no finite square root (singular estimates from
-# fewer samples than dimensions), as the reference FID implementation does.
-FID_COVARIANCE_OFFSET = 1e-6
-# Imaginary parts of sqrtm above this (relative to the trace term) mean the result is not trustworthy.
-FID_IMAGINARY_TOLERANCE = 1e-3
+# Queries whose pools are gathered at once (PoseScript protocol): bounds the (chunk, repetitions, pool, dim)
+# gathered embeddings (80 MiB for 128 x 10 x 32 x 512 in float32).
+POOL_CHUNK_ROWS = 128
+# Scores closer than this (relative to their magnitude) count as ties: float32 products of unit vectors of a
+# few hundred dimensions carry rounding errors of about 1e-6.
+TIE_TOLERANCE = 1e-5
 PERCENT = 100.0
 
 EmbeddingLike = Union[torch.Tensor, np.ndarray]
@@ -78,8 +79,9 @@ EmbeddingLike = Union[torch.Tensor, np.ndarray]
 # ----------------------------------------------------------------------------------------------------
 
 
-def _as_embeddings(value: EmbeddingLike, name: str) -> torch.Tensor:
-    """`value` as a finite float64 tensor of shape `(N, D)`."""
+def _as_embeddings(value: EmbeddingLike, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`value` as a finite tensor of shape `(N, D)`, float32 by default (the precision of the retrieval
+    models)."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "iuf":
             raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
@@ -90,7 +92,7 @@ def _as_embeddings(value: EmbeddingLike, name: str) -> torch.Tensor:
         raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
     if value.ndim != 2 or value.shape[0] == 0 or value.shape[1] == 0:
         raise ValueError(f"`{name}` must have shape (num_items, dim) with both > 0, got {tuple(value.shape)}.")
-    value = value.detach().to("cpu", torch.float64)
+    value = value.detach().to("cpu", dtype)
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
     return value
@@ -125,17 +127,27 @@ def _normalize(embeddings: torch.Tensor) -> torch.Tensor:
     return embeddings / embeddings.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(embeddings.dtype).tiny)
 
 
-def _tie_broken_rank(better: torch.Tensor, tied: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def _tie_broken_rank(
+    scores: torch.Tensor, true_score: torch.Tensor, generator: torch.Generator, higher_is_better: bool = True
+) -> torch.Tensor:
     """
-    0-based rank of the true candidate when it takes a uniformly random place among its ties.
+    0-based rank of the true candidate among `scores` when it takes a uniformly random place among the
+    candidates that tie with it (scores within `TIE_TOLERANCE`, relative to the score's magnitude, so that
+    rounding in the matrix products does not decide a tie).
 
     Args:
-        better (`torch.Tensor` of shape `(...)`): candidates scoring strictly better than the true one.
-        tied (`torch.Tensor` of shape `(...)`): other candidates scoring exactly as well.
+        scores (`torch.Tensor` of shape `(..., num_others)`): scores of the other candidates.
+        true_score (`torch.Tensor` of shape `(...)`): score of the true candidate.
+        higher_is_better (`bool`, *optional*, defaults to `True`): similarities (`True`) or distances.
 
     Returns:
         `torch.Tensor` of shape `(...)`, int64.
     """
+    true_score = true_score[..., None]
+    tolerance = TIE_TOLERANCE * (1 + true_score.abs())
+    difference = scores - true_score if higher_is_better else true_score - scores
+    better = (difference > tolerance).sum(-1)
+    tied = (difference.abs() <= tolerance).sum(-1)
     uniform = torch.rand(better.shape, generator=generator, dtype=torch.float64)
     return better + torch.floor(uniform * (tied + 1)).long()
 
@@ -206,18 +218,17 @@ def r_precision_posescript(
     generator = torch.Generator().manual_seed(seed)
     queries, candidates = _normalize(queries), _normalize(candidates)
     mean_ranks = torch.empty(num_items, dtype=torch.float64)
-    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
-        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
-        similarity = queries[rows] @ candidates.T  # (chunk, N)
-        true_score = similarity[torch.arange(len(rows)), rows]  # (chunk,)
-        # Distractor indices skip the query's own candidate: draw from N - 1 and shift past it.
+    for start in range(0, num_items, POOL_CHUNK_ROWS):
+        rows = torch.arange(start, min(start + POOL_CHUNK_ROWS, num_items))
+        # Distractor indices skip the query's own candidate: draw from N - 1 and shift past it. Each pool is
+        # the true candidate (position 0) and its distractors, all scored by the same product.
         distractors = _random_distractors(num_items, len(rows) * num_repetitions, pool_size - 1, generator)
         distractors = distractors.view(len(rows), num_repetitions, pool_size - 1)
         distractors = distractors + (distractors >= rows[:, None, None]).long()
-        scores = torch.gather(similarity, 1, distractors.flatten(1)).view_as(distractors)  # (chunk, R, P-1)
-        better = (scores > true_score[:, None, None]).sum(-1)
-        tied = (scores == true_score[:, None, None]).sum(-1)
-        mean_ranks[rows] = _tie_broken_rank(better, tied, generator).double().mean(dim=1)
+        pools = torch.cat([rows[:, None, None].expand(-1, num_repetitions, 1), distractors], dim=-1)  # (c, R, P)
+        scores = torch.einsum("cd,crpd->crp", queries[rows], candidates[pools])
+        ranks = _tie_broken_rank(scores[..., 1:], scores[..., 0], generator)  # (c, R)
+        mean_ranks[rows] = ranks.double().mean(dim=1)
     return {f"top{k}": float((mean_ranks < k).double().mean()) * PERCENT for k in top_k}
 
 
@@ -260,9 +271,10 @@ def r_precision_grouped(
     order = torch.randperm(num_items, generator=generator)[: num_groups * pool_size].view(num_groups, pool_size)
     distances = torch.cdist(queries[order], candidates[order])  # (G, P, P): query i of a group vs candidate j
     true_distance = distances.diagonal(dim1=1, dim2=2)  # (G, P)
-    better = (distances < true_distance[..., None]).sum(-1)
-    tied = (distances == true_distance[..., None]).sum(-1) - 1  # the true candidate ties with itself
-    ranks = _tie_broken_rank(better, tied, generator)
+    # The true candidate is left out of the comparison (it would tie with itself).
+    others = ~torch.eye(pool_size, dtype=torch.bool)
+    other_distances = distances[:, others].view(num_groups, pool_size, pool_size - 1)
+    ranks = _tie_broken_rank(other_distances, true_distance, generator, higher_is_better=False)
     return {f"top{k}": float((ranks < k).double().mean()) * PERCENT for k in top_k}
 
 
@@ -331,10 +343,11 @@ def recall_at_k(
     for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
         rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
         similarity = queries[rows] @ candidates.T  # (chunk, N)
-        true_score = similarity[torch.arange(len(rows)), rows][:, None]
-        better = (similarity > true_score).sum(-1)
-        tied = (similarity == true_score).sum(-1) - 1
-        ranks[rows] = _tie_broken_rank(better, tied, generator)
+        is_true = torch.zeros_like(similarity, dtype=torch.bool)
+        is_true[torch.arange(len(rows)), rows] = True
+        true_score = similarity[is_true]  # (chunk,)
+        others = similarity[~is_true].view(len(rows), num_items - 1)
+        ranks[rows] = _tie_broken_rank(others, true_score, generator)
     return {f"R@{k}": float((ranks < k).double().mean()) * PERCENT for k in k_values}
 
 
@@ -381,10 +394,16 @@ def feature_statistics(features: EmbeddingLike, name: str = "features") -> tuple
     Returns:
         `tuple[np.ndarray, np.ndarray]`: the mean `(D,)` and the covariance `(D, D)`, float64.
     """
-    values = _as_embeddings(features, name).numpy()
+    values = _as_embeddings(features, name, torch.float64).numpy()
     if values.shape[0] < 2:
         raise ValueError(f"`{name}` needs at least 2 vectors to estimate a covariance, got {values.shape[0]}.")
     return values.mean(axis=0), np.cov(values, rowvar=False).reshape(values.shape[1], values.shape[1])
+
+
+def _symmetric_square_root(matrix: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix; round-off negative eigenvalues count as 0."""
+    eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+    return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
 
 
 def frechet_distance_from_statistics(
@@ -395,6 +414,11 @@ def frechet_distance_from_statistics(
     `|mean_a - mean_b|^2 + Tr(covariance_a + covariance_b - 2 (covariance_a covariance_b)^(1/2))`
     (Dowson and Landau, 1982; the FID of Heusel et al., NeurIPS 2017).
 
+    The trace of the square root is computed as `Tr((A^(1/2) B A^(1/2))^(1/2))`, which equals
+    `Tr((A B)^(1/2))` for positive semi-definite A and B: two symmetric eigendecompositions instead of the
+    general matrix square root of `A B` (scipy's `sqrtm`, as the reference FID code uses). It is faster, stays
+    real, and needs no offset when the covariances are singular (fewer samples than dimensions).
+
     Args:
         mean_a, mean_b (`np.ndarray` of shape `(D,)`): the means.
         covariance_a, covariance_b (`np.ndarray` of shape `(D, D)`): symmetric positive semi-definite covariances.
@@ -402,40 +426,29 @@ def frechet_distance_from_statistics(
     Returns:
         `float`: the distance (squared units of the features).
     """
-    from scipy import linalg
-
     mean_a, mean_b = np.asarray(mean_a, dtype=np.float64), np.asarray(mean_b, dtype=np.float64)
     covariance_a = np.asarray(covariance_a, dtype=np.float64)
     covariance_b = np.asarray(covariance_b, dtype=np.float64)
-    dim = mean_a.shape[0] if mean_a.ndim == 1 else -1
+    if mean_a.ndim != 1:
+        raise ValueError(f"`mean_a` must have shape (D,), got {mean_a.shape}.")
+    dim = mean_a.shape[0]
     for name, value, shape in (
         ("mean_b", mean_b, (dim,)),
         ("covariance_a", covariance_a, (dim, dim)),
         ("covariance_b", covariance_b, (dim, dim)),
     ):
-        if mean_a.ndim != 1 or value.shape != shape:
-            raise ValueError(
-                f"`{name}` must have shape {shape} to match `mean_a` of shape {mean_a.shape}, got {value.shape}."
-            )
-    product_root, _ = linalg.sqrtm(covariance_a @ covariance_b, disp=False)
-    if not np.isfinite(product_root).all():
-        # Singular covariances (fewer samples than dimensions): nudge both away from singularity.
-        logger.warning_once(
-            f"FID: the covariance product has no finite square root; adding {FID_COVARIANCE_OFFSET} to the "
-            "diagonals. Use more samples than feature dimensions for a reliable FID."
-        )
-        offset = np.eye(covariance_a.shape[0]) * FID_COVARIANCE_OFFSET
-        product_root, _ = linalg.sqrtm((covariance_a + offset) @ (covariance_b + offset), disp=False)
-    if np.iscomplexobj(product_root):
-        scale = max(1.0, abs(np.trace(product_root.real)))
-        if np.abs(product_root.imag).max() > FID_IMAGINARY_TOLERANCE * scale:
-            logger.warning_once(
-                "FID: the square root of the covariance product has a large imaginary part "
-                f"({np.abs(product_root.imag).max():.3g}); keeping its real part."
-            )
-        product_root = product_root.real
+        if value.shape != shape:
+            raise ValueError(f"`{name}` must have shape {shape} to match `mean_a` of shape {mean_a.shape}, got {value.shape}.")
+    for name, value in (("covariance_a", covariance_a), ("covariance_b", covariance_b)):
+        if not np.isfinite(value).all() or not np.allclose(value, value.T, rtol=1e-6, atol=1e-10):
+            raise ValueError(f"`{name}` must be a finite symmetric matrix.")
+    root_a = _symmetric_square_root(covariance_a)
+    middle = root_a @ covariance_b @ root_a
+    # Symmetrise: the products above are symmetric up to round-off.
+    eigenvalues = np.linalg.eigvalsh((middle + middle.T) / 2)
+    trace_root = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
     difference = mean_a - mean_b
-    return float(difference @ difference + np.trace(covariance_a) + np.trace(covariance_b) - 2 * np.trace(product_root))
+    return float(difference @ difference + np.trace(covariance_a) + np.trace(covariance_b) - 2 * trace_root)
 
 
 def frechet_distance(real_features: EmbeddingLike, generated_features: EmbeddingLike) -> float:
@@ -610,10 +623,12 @@ def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
     Returns:
         `float`: ROUGE-L in [0, 100].
     """
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer, tokenizers
 
     references = _check_text_inputs(predictions, references)
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    # The default tokenizer given explicitly: without one, rouge-score logs through the root logger, which
+    # installs a root handler in the caller's process.
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizers.DefaultTokenizer(use_stemmer=False))
     scores = [scorer.score_multi(refs, prediction)["rougeL"].fmeasure for prediction, refs in zip(predictions, references)]
     return float(np.mean(scores)) * PERCENT
 

@@ -116,6 +116,10 @@ TASKS_BY_KIND = {
     for kind in ("pose_text", "pose_pair", "image_pose", "image_pair")
 }
 TEXT_OUTPUT_TASKS = tuple(task for task in TASKS if TASK_SPECS[task].target is None)
+# Text in, text out: the tasks the stock `trl sft` command can train once poses are written as code tokens.
+TEXT_ONLY_TASKS = tuple(
+    task for task in TEXT_OUTPUT_TASKS if not any(slot in IMAGE_SLOTS for slot in TASK_SPECS[task].media)
+)
 
 
 def build_example(record: dict, task: str, template: str, text: str | None = None) -> dict:
@@ -359,9 +363,9 @@ def text_only_conversations(conversations: Dataset, pose_tokenizer, batch_size: 
     The text-output examples of a conversation dataset with their input poses written as code tokens.
 
     The result has a single `messages` column of `{"role", "content": str}` turns, the conversational format
-    of TRL, and needs neither a custom collator nor the pose tokenizer at training time. Examples with an
-    image or a pose to produce are left out (and counted in a warning): the stock collator cannot feed images
-    or train the parallel pose outputs.
+    of TRL, and needs neither a custom collator nor the pose tokenizer at training time. Examples of the other
+    tasks (an image in the prompt, or a pose to produce) are left out and counted in a warning: the stock
+    collator cannot feed images or train the parallel pose outputs.
 
     Args:
         conversations (`Dataset`): examples with [`CONVERSATION_FEATURES`] (e.g. from [`build_task_mixture`]).
@@ -371,12 +375,13 @@ def text_only_conversations(conversations: Dataset, pose_tokenizer, batch_size: 
     Returns:
         `Dataset` with a `messages` column.
     """
-    keep = [not images and not targets for images, targets in zip(conversations["images"], conversations["target_poses"])]
+    # Read from the task names: reading the `images` column would decode every image.
+    keep = [task in TEXT_ONLY_TASKS for task in conversations["task"]]
     dropped = len(keep) - sum(keep)
     if dropped:
         logger.warning(
             f"{dropped} of {len(keep)} examples have an image or a pose to produce and are left out of the text-only "
-            f"conversations (tasks kept: {TEXT_OUTPUT_TASKS})."
+            f"conversations (tasks kept: {TEXT_ONLY_TASKS})."
         )
     kept = conversations.select(np.flatnonzero(keep).tolist())
 
@@ -438,7 +443,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", nargs="+", required=True, help="Corpora (save_to_disk directories) to read.")
     parser.add_argument("--split", default="train", help="Split of each corpus.")
     parser.add_argument(
-        "--tasks", nargs="+", default=list(TEXT_OUTPUT_TASKS), choices=TEXT_OUTPUT_TASKS, help="Tasks to draw."
+        "--tasks", nargs="+", default=list(TEXT_ONLY_TASKS), choices=TEXT_ONLY_TASKS, help="Tasks to draw."
     )
     parser.add_argument("--pose_tokenizer", required=True, help="UniPose checkpoint (or stage-0 pose tokenizer).")
     parser.add_argument("--output", required=True, help="Directory of the JSON-lines dataset (`train.jsonl`).")
@@ -466,6 +471,7 @@ __all__ = [
     "CONVERSATION_FEATURES",
     "TASKS_BY_KIND",
     "TASK_SPECS",
+    "TEXT_ONLY_TASKS",
     "TEXT_OUTPUT_TASKS",
     "TaskMixtureComponent",
     "TaskSpec",

@@ -1,0 +1,547 @@
+# Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
+"""Tests of the evaluation suite: every metric against an independent computation, the retrieval models and
+their training, and `unipose evaluate` end to end on the tiny model (with resuming)."""
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from unipose.data.schema import FEATURES
+from unipose.evaluation import metrics as M
+from unipose.evaluation.retrieval import (
+    PosePairTextRetrievalConfig,
+    PosePairTextRetrievalModel,
+    PoseTextRetrievalConfig,
+    PoseTextRetrievalModel,
+    embed_pose_pairs,
+    embed_poses,
+    embed_texts,
+    load_retrieval_model,
+    tokenize_texts,
+)
+
+
+TINY_RETRIEVAL = {
+    "word_embedding_dim": 16,
+    "text_hidden_size": 16,
+    "embed_dim": 32,
+    "pose_encoder_config": {"hidden_size": 16, "code_dim": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def text_tokenizer():
+    from unipose.tokenization import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
+def _random_poses(n, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return (0.4 * torch.randn(n, 22, 3, generator=generator)).numpy()
+
+
+# ----------------------------------------------------------------------------------------------------
+# R-precision and Recall@K
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", M.R_PRECISION_PROTOCOLS)
+def test_r_precision_of_a_perfect_model_is_100(protocol):
+    embeddings = torch.randn(96, 8, generator=torch.Generator().manual_seed(0))
+    scores = M.r_precision(embeddings, embeddings.clone(), protocol)
+    assert scores == {"top1": 100.0, "top2": 100.0, "top3": 100.0}
+
+
+def test_r_precision_of_a_random_model_is_at_chance():
+    generator = torch.Generator().manual_seed(1)
+    queries, candidates = torch.randn(3200, 16, generator=generator), torch.randn(3200, 16, generator=generator)
+    grouped = M.r_precision_grouped(queries, candidates)
+    posescript = M.r_precision_posescript(queries, candidates)
+    for k in (1, 2, 3):
+        # Grouped: the true item is uniformly placed among 32.
+        assert grouped[f"top{k}"] == pytest.approx(100 * k / 32, abs=1.3)
+        # PoseScript: given the true score's quantile u, the 10 x 31 distractor comparisons are Bernoulli(1 - u),
+        # so the summed rank is Binomial(310, 1 - u) with u uniform: each sum 0..310 has probability 1/311, and
+        # mean rank < k means sum < 10k.
+        assert posescript[f"top{k}"] == pytest.approx(100 * 10 * k / 311, abs=1.3)
+
+
+def test_r_precision_gives_no_credit_for_ties():
+    constant = torch.ones(320, 4)
+    grouped = M.r_precision_grouped(constant, constant)
+    assert grouped["top1"] == pytest.approx(100 / 32, abs=2.0)
+    # Every rank is uniform on 0..31; an average below 1 over 10 draws is very rare.
+    assert M.r_precision_posescript(constant, constant)["top1"] < 1.0
+
+
+def test_r_precision_grouped_matches_a_brute_force_ranking():
+    # With exactly one group the shuffle cannot change the ranks.
+    generator = torch.Generator().manual_seed(2)
+    queries, candidates = torch.randn(32, 5, generator=generator), torch.randn(32, 5, generator=generator)
+    distances = [[math.dist(q.tolist(), c.tolist()) for c in candidates] for q in queries]
+    ranks = [sum(d < row[i] for d in row) for i, row in enumerate(distances)]
+    expected = {f"top{k}": 100 * sum(r < k for r in ranks) / 32 for k in (1, 2, 3)}
+    assert M.r_precision_grouped(queries, candidates) == pytest.approx(expected)
+
+
+def test_r_precision_posescript_matches_a_brute_force_ranking():
+    # A pool as large as the set holds every candidate, whatever the draws.
+    generator = torch.Generator().manual_seed(3)
+    queries, candidates = torch.randn(20, 6, generator=generator), torch.randn(20, 6, generator=generator)
+
+    def cosine(a, b):
+        return float(a @ b / (a.norm() * b.norm()))
+
+    ranks = [sum(cosine(q, c) > cosine(q, candidates[i]) for c in candidates) for i, q in enumerate(queries)]
+    expected = {f"top{k}": 100 * sum(r < k for r in ranks) / 20 for k in (1, 2, 3)}
+    assert M.r_precision_posescript(queries, candidates, pool_size=20, num_repetitions=3) == pytest.approx(expected)
+
+
+def test_r_precision_draws_distinct_distractors_never_the_query():
+    generator = torch.Generator().manual_seed(4)
+    draws = M._random_distractors(40, 500, 31, generator)
+    assert draws.min() >= 0 and draws.max() < 39
+    assert all(len(set(row)) == 31 for row in draws.tolist())
+    # Floyd's algorithm samples subsets uniformly: every index appears about equally often.
+    counts = torch.bincount(draws.flatten(), minlength=39).double()
+    assert counts.std() / counts.mean() < 0.1
+
+
+def test_recall_at_k_matches_a_brute_force_ranking():
+    generator = torch.Generator().manual_seed(5)
+    queries, candidates = torch.randn(50, 7, generator=generator), torch.randn(50, 7, generator=generator)
+    similarity = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(candidates, dim=1).T
+    ranks = [sorted(row.tolist(), reverse=True).index(row[i].item()) for i, row in enumerate(similarity)]
+    expected = {f"R@{k}": 100 * sum(r < k for r in ranks) / 50 for k in (1, 5, 10)}
+    assert M.recall_at_k(queries, candidates, (1, 5, 10)) == pytest.approx(expected)
+    both = M.text_pose_recalls(queries, candidates, (1, 5, 10))
+    assert both["mRecall"] == pytest.approx(np.mean([v for k, v in both.items() if k != "mRecall"]))
+    assert both["R^T2P@5"] == pytest.approx(expected["R@5"])
+
+
+def test_retrieval_metrics_reject_bad_input():
+    with pytest.raises(ValueError, match="matched one to one"):
+        M.r_precision(torch.zeros(40, 3), torch.zeros(41, 3))
+    with pytest.raises(ValueError, match="at least 32 items"):
+        M.r_precision(torch.zeros(10, 3), torch.zeros(10, 3))
+    with pytest.raises(ValueError, match="protocol"):
+        M.r_precision(torch.zeros(40, 3), torch.zeros(40, 3), protocol="motiongpt")
+    with pytest.raises(ValueError, match="NaN"):
+        M.recall_at_k(torch.full((5, 3), float("nan")), torch.zeros(5, 3), (1,))
+    with pytest.raises(ValueError, match="k_values"):
+        M.recall_at_k(torch.zeros(5, 3), torch.zeros(5, 3), (10,))
+
+
+# ----------------------------------------------------------------------------------------------------
+# FID and joint errors
+# ----------------------------------------------------------------------------------------------------
+
+
+def _gaussian_closed_form(mean_a, cov_a, mean_b, cov_b):
+    """Frechet distance with scipy's general matrix square root of the covariance product."""
+    from scipy.linalg import sqrtm
+
+    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * sqrtm(cov_a @ cov_b).real))
+
+
+def test_fid_of_two_gaussians_matches_the_closed_form():
+    rng = np.random.default_rng(6)
+    dim = 6
+    factors = rng.normal(size=(2, dim, dim))
+    cov_a, cov_b = (f @ f.T / dim + 0.1 * np.eye(dim) for f in factors)
+    mean_a, mean_b = rng.normal(size=dim), rng.normal(size=dim)
+    exact = _gaussian_closed_form(mean_a, cov_a, mean_b, cov_b)
+    assert M.frechet_distance_from_statistics(mean_a, cov_a, mean_b, cov_b) == pytest.approx(exact, rel=1e-8)
+    # From samples, the estimate converges to the closed form.
+    samples_a = rng.multivariate_normal(mean_a, cov_a, size=100_000)
+    samples_b = rng.multivariate_normal(mean_b, cov_b, size=100_000)
+    assert M.frechet_distance(samples_a, samples_b) == pytest.approx(exact, rel=0.03)
+    assert M.frechet_distance(samples_a, samples_a) == pytest.approx(0.0, abs=1e-6)
+    # Fewer samples than dimensions (singular covariances) still give a finite, non-negative distance.
+    assert 0.0 <= M.frechet_distance(samples_a[:4], samples_b[:4]) < math.inf
+
+
+def test_fid_rejects_mismatched_features():
+    with pytest.raises(ValueError, match="same dimension"):
+        M.frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="at least 2"):
+        M.frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def test_pa_mpjpe_of_a_similarity_transformed_copy_is_zero():
+    from unipose.body_model import pose_to_joints
+    from unipose.metrics import mpjpe, pa_mpjpe
+    from unipose.rotations import axis_angle_to_matrix
+
+    joints = pose_to_joints(torch.from_numpy(_random_poses(4, 7)))
+    rotation = axis_angle_to_matrix(torch.tensor([0.3, -1.1, 0.7]))
+    moved = 1.7 * joints @ rotation.T + torch.tensor([0.5, -0.2, 2.0])
+    assert float(pa_mpjpe(moved, joints)) == pytest.approx(0.0, abs=1e-3)
+    assert float(mpjpe(moved, joints)) > 100.0
+    errors = M.pose_errors(_random_poses(4, 7), _random_poses(4, 7))
+    assert errors == {"MPJPE": pytest.approx(0.0, abs=1e-4), "PA-MPJPE": pytest.approx(0.0, abs=1e-3)}
+    assert M.pose_errors(_random_poses(4, 7), _random_poses(4, 8))["MPJPE"] > 10.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text metrics
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_bleu_of_a_hand_worked_example():
+    # 6 words, one wrong at the end: n-gram precisions 5/6, 4/5, 3/4, 2/3, equal lengths (no penalty).
+    score = M.bleu4(["A b c d e f"], [["a b c d e g"]])
+    assert score == pytest.approx(100 * (5 / 6 * 4 / 5 * 3 / 4 * 2 / 3) ** 0.25)
+    # A shorter hypothesis pays the brevity penalty exp(1 - r/c) against the closest reference (5, not 9).
+    short = M.bleu4(["a b c d"], [["a b c d e", "a b c d e f g h i"]])
+    assert short == pytest.approx(100 * math.exp(1 - 5 / 4))
+
+
+def test_bleu_matches_nltk_with_several_references():
+    from nltk.translate.bleu_score import corpus_bleu
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
+    predictions = [
+        "the person stands with both arms raised above the head",
+        "a man is kneeling on his left knee, hands on the hips",
+        "bend your right elbow and lift the left leg",
+    ]
+    references = [
+        ["the person is standing with the arms raised above the head", "someone stands, both arms up above the head"],
+        ["the man kneels on the left knee with his hands on the hips"],
+        ["bend the right elbow and raise your left leg", "lift your left leg and bend your right elbow", "right elbow bent"],
+    ]
+    tokenize = Tokenizer13a()
+    expected = 100 * corpus_bleu(
+        [[tokenize(ref.lower()).split() for ref in refs] for refs in references],
+        [tokenize(text.lower()).split() for text in predictions],
+    )
+    assert M.bleu4(predictions, references) == pytest.approx(expected, rel=1e-9)
+
+
+def _lcs(a, b):
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+    return table[-1][-1]
+
+
+def test_rouge_l_matches_a_longest_common_subsequence():
+    predictions = ["the left arm is raised high", "kneel down"]
+    references = [["the right arm is raised", "left arm raised high"], ["stand up straight"]]
+
+    def f_measure(prediction, reference):
+        p, r = prediction.split(), reference.split()
+        common = _lcs(p, r)
+        return 0.0 if common == 0 else 2 * common / (len(p) + len(r))
+
+    expected = 100 * np.mean([max(f_measure(p, r) for r in refs) for p, refs in zip(predictions, references)])
+    assert M.rouge_l(predictions, references) == pytest.approx(expected)
+
+
+def test_meteor_exact_and_stem_stages():
+    # Identical 4-word texts: F-mean 1, one chunk, fragmentation penalty 0.5 * (1/4)^3.
+    assert M.meteor(["Raise your left arm"], [["raise your left arm"]]) == pytest.approx(100 * (1 - 0.5 / 64))
+    # "raising" and "raise" share the Porter stem "rais": matched by the stem stage, not the exact one.
+    stemmed = M.meteor(["raising your left arm"], [["raise your left arm"]])
+    assert stemmed == pytest.approx(100 * (1 - 0.5 / 64))
+    assert M.meteor(["sit"], [["raise your left arm"]]) == 0.0
+    sources = M.text_metric_sources()
+    assert ("synonym stage is off" in sources["METEOR"]) != M.wordnet_available()
+    assert "sacrebleu" in sources["BLEU-4"] and "rouge-score" in sources["ROUGE-L"]
+
+
+def test_text_metrics_reject_bad_references():
+    with pytest.raises(ValueError, match="one list of reference"):
+        M.text_metrics(["a", "b"], [["a"]])
+    with pytest.raises(ValueError, match="non-empty"):
+        M.bleu4(["a"], [[]])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Retrieval models
+# ----------------------------------------------------------------------------------------------------
+
+
+def _tiny_pose_model(tokenizer, pair=False, seed=0):
+    torch.manual_seed(seed)
+    config_class = PosePairTextRetrievalConfig if pair else PoseTextRetrievalConfig
+    model_class = PosePairTextRetrievalModel if pair else PoseTextRetrievalModel
+    return model_class(config_class.for_tokenizer(tokenizer, **TINY_RETRIEVAL))
+
+
+def test_retrieval_model_embeds_to_the_unit_sphere_and_round_trips(text_tokenizer, tmp_path):
+    model = _tiny_pose_model(text_tokenizer).eval()
+    assert model.temperature.item() == 10.0
+    poses, texts = _random_poses(3, 9), ["arms up", "kneeling on the left knee", "sitting"]
+    pose_embeds, text_embeds = embed_poses(model, poses), embed_texts(model, text_tokenizer, texts)
+    assert pose_embeds.shape == text_embeds.shape == (3, 32)
+    torch.testing.assert_close(pose_embeds.norm(dim=1), torch.ones(3))
+    model.save_pretrained(tmp_path)
+    text_tokenizer.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded, tokenizer = load_retrieval_model(tmp_path)
+    assert type(loaded) is PoseTextRetrievalModel
+    torch.testing.assert_close(embed_poses(loaded, poses), pose_embeds)
+    torch.testing.assert_close(embed_texts(loaded, tokenizer, texts), text_embeds)
+
+
+def test_loss_is_the_batch_classification_loss(text_tokenizer):
+    from unipose.rotations import to_rotation_6d
+
+    model = _tiny_pose_model(text_tokenizer)
+    inputs = tokenize_texts(text_tokenizer, ["arms up", "kneeling", "lying down", "a squat"], 32)
+    output = model(poses_6d=to_rotation_6d(_random_poses(4, 10)), **inputs)
+    similarity = output.text_embeds @ output.pose_embeds.T
+    log_softmax_rows = torch.log_softmax(10 * similarity, dim=1).diagonal()
+    log_softmax_columns = torch.log_softmax(10 * similarity, dim=0).diagonal()
+    expected = -(log_softmax_rows.mean() + log_softmax_columns.mean()) / 2
+    torch.testing.assert_close(output.loss, expected)
+
+
+def test_training_step_moves_trainable_weights_and_keeps_word_embeddings(text_tokenizer):
+    from unipose.rotations import to_rotation_6d
+
+    model = _tiny_pose_model(text_tokenizer).train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    inputs = tokenize_texts(text_tokenizer, ["arms up", "kneeling", "lying down", "a squat"], 32)
+    model(poses_6d=to_rotation_6d(_random_poses(4, 11)), **inputs).loss.backward()
+    optimizer.step()
+    for name, parameter in model.named_parameters():
+        changed = not torch.equal(parameter, before[name])
+        assert changed == (name != "text_encoder.word_embeddings.weight"), name
+
+
+def test_pair_model_depends_on_both_poses_and_their_order(text_tokenizer):
+    model = _tiny_pose_model(text_tokenizer, pair=True).eval()
+    a, b, c = _random_poses(2, 12), _random_poses(2, 13), _random_poses(2, 14)
+    reference = embed_pose_pairs(model, a, b)
+    assert not torch.allclose(reference, embed_pose_pairs(model, a, c))
+    assert not torch.allclose(reference, embed_pose_pairs(model, c, b))
+    assert not torch.allclose(reference, embed_pose_pairs(model, b, a))
+    with pytest.raises(TypeError, match="pose-pair model"):
+        embed_pose_pairs(_tiny_pose_model(text_tokenizer), a, b)
+
+
+def test_text_encoder_rejects_left_padding_and_bad_poses(text_tokenizer):
+    model = _tiny_pose_model(text_tokenizer)
+    inputs = text_tokenizer(["arms up", "kneeling on the left knee"], padding=True, padding_side="left", return_tensors="pt")
+    with pytest.raises(ValueError, match="padding on the right"):
+        model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    with pytest.raises(ValueError, match="6D joint rotations"):
+        model.get_pose_features(torch.zeros(2, 22, 3))
+
+
+def _pose_text_records(n, seed, num_texts=2):
+    words = "left right arm leg raised bent straight knee elbow forward backward kneeling standing".split()
+    rng = np.random.default_rng(seed)
+    texts = [[" ".join(rng.choice(words, 5)) for _ in range(num_texts)] for _ in range(n)]
+    columns = {"id": [f"{seed}-{i}" for i in range(n)], "pose": _random_poses(n, seed), "texts": texts, "source": ["test"] * n}
+    return Dataset.from_dict(columns, features=FEATURES["pose_text"])
+
+
+def test_retrieval_training_resumes_exactly(text_tokenizer, tmp_path):
+    from safetensors.torch import load_file
+
+    from unipose.evaluation.retrieval_training import RetrievalTrainer, RetrievalTrainingArguments, train_retrieval
+
+    corpus = DatasetDict({"train": _pose_text_records(24, 0), "validation": _pose_text_records(8, 1)})
+    corpus.save_to_disk(tmp_path / "corpus" / "pose_text")
+    embeddings = torch.randn(len(text_tokenizer), 16, generator=torch.Generator().manual_seed(0))
+
+    def arguments(output_dir, **overrides):
+        return RetrievalTrainingArguments(
+            output_dir=str(output_dir), pretrain_data=[str(tmp_path / "corpus")], finetune_data=[str(tmp_path / "corpus")],
+            embed_dim=32, text_hidden_size=16, pose_hidden_size=16, batch_size=8, max_steps=3, save_steps=2,
+            logging_steps=1, disable_tqdm=True, **overrides,
+        )
+
+    complete = train_retrieval(arguments(tmp_path / "complete"), text_tokenizer, embeddings)
+    assert set(complete) >= {"pretrain", "finetune"} and complete["global_step"] == 6
+    assert "mRecall" in complete["finetune"]
+
+    # Killed during the fine-tuning phase (after the checkpoint of its step 2), then resumed.
+    original_step = RetrievalTrainer.training_step
+
+    def crashing_step(self, step):
+        if self.phase.name == "finetune" and step == 2:
+            raise KeyboardInterrupt
+        return original_step(self, step)
+
+    RetrievalTrainer.training_step = crashing_step
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_retrieval(arguments(tmp_path / "resumed"), text_tokenizer, embeddings)
+    finally:
+        RetrievalTrainer.training_step = original_step
+    assert (tmp_path / "resumed" / "checkpoint-5").is_dir()
+    resumed = train_retrieval(arguments(tmp_path / "resumed", resume_from_checkpoint="latest"), text_tokenizer, embeddings)
+    assert resumed["global_step"] == 6
+    final_complete = load_file(tmp_path / "complete" / "model.safetensors")
+    final_resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    for name, tensor in final_complete.items():
+        torch.testing.assert_close(final_resumed[name], tensor, rtol=0, atol=0, msg=name)
+    # The saved model loads with its tokenizer, ready for `unipose evaluate --retrieval-model`.
+    assert type(load_retrieval_model(tmp_path / "resumed")[0]) is PoseTextRetrievalModel
+
+
+def test_retrieval_training_arguments_are_checked(tmp_path):
+    from unipose.evaluation.retrieval_training import RetrievalTrainingArguments
+
+    with pytest.raises(ValueError, match="nothing to train on"):
+        RetrievalTrainingArguments(output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="batch_size"):
+        RetrievalTrainingArguments(output_dir=str(tmp_path), pretrain_data=["x"], batch_size=1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# `unipose evaluate`
+# ----------------------------------------------------------------------------------------------------
+
+
+def _images(n, seed):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (40, 32, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def _write_corpus(root, n):
+    """A small test split of every record kind, as `unipose data synth` lays it out."""
+    texts = [["raise the left arm", "the left arm is up"]] * n
+    common = {"id": [str(i) for i in range(n)], "texts": texts, "source": ["test"] * n}
+    columns = {
+        "pose_text": {"pose": _random_poses(n, 20)},
+        "pose_pair": {"pose_a": _random_poses(n, 21), "pose_b": _random_poses(n, 22)},
+        "image_pose": {"image": _images(n, 23), "pose": _random_poses(n, 24)},
+        "image_pair": {"image_a": _images(n, 25), "image_b": _images(n, 26), "pose_a": _random_poses(n, 27), "pose_b": _random_poses(n, 28)},
+    }
+    for kind, specific in columns.items():
+        records = Dataset.from_dict({**common, **specific}, features=FEATURES[kind])
+        DatasetDict({"test": records}).save_to_disk(root / kind)
+
+
+@pytest.fixture(scope="module")
+def tiny_unipose():
+    from unipose.testing import tiny_model_and_processor
+
+    return tiny_model_and_processor(seed=0)
+
+
+def test_unipose_evaluate_runs_every_task_and_writes_the_report(tmp_path, tiny_unipose, text_tokenizer):
+    from unipose.evaluation import runner
+
+    model, processor = tiny_unipose
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    for name, pair in (("pose_retrieval", False), ("pair_retrieval", True)):
+        _tiny_pose_model(text_tokenizer, pair=pair).save_pretrained(tmp_path / name)
+        text_tokenizer.save_pretrained(tmp_path / name)
+    _write_corpus(tmp_path / "corpus", n=8)
+
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--model", str(tmp_path / "model"), "--task", "all", "--data", str(tmp_path / "corpus"),
+            "--retrieval-model", str(tmp_path / "pose_retrieval"), "--pair-retrieval-model", str(tmp_path / "pair_retrieval"),
+            "--output", str(tmp_path / "out"), "--batch-size", "4", "--max-new-tokens", "4", "--pool-size", "4",
+            "--recall-k", "1", "5", "--num-examples", "1", "--no-progress",
+        ]
+    )
+    assert runner.run(args) == 0
+
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["tasks"]) == set(runner.TASKS)
+    for task in ("pose-to-text", "pose-diff", "image-to-text", "image-diff"):
+        metrics = results["tasks"][task]["metrics"]
+        assert {"BLEU-4", "ROUGE-L", "METEOR", "R-Precision@1 (posescript)", "R-Precision@3 (grouped)"} <= set(metrics)
+    for task in ("text-to-pose", "pose-editing"):
+        metrics = results["tasks"][task]["metrics"]
+        assert {"R^T2P@1", "R^P2T@5", "mRecall", "FID", "MPJPE", "PA-MPJPE"} <= set(metrics)
+        assert metrics["pose rate (%)"] == 100.0
+    assert set(results["tasks"]["pose-estimation"]["metrics"]) == {"pose rate (%)", "MPJPE", "PA-MPJPE"}
+    assert "protocol" in results["r_precision_protocols"]["grouped"]
+
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| metric | ours | paper |" in report and "arXiv:2411.16781" in report
+    assert "`posescript`" in report and "`grouped`" in report and "WordNet" in report
+    assert "R^T2P@5" in report  # the paper's columns appear even where ours were not computed
+    for task in runner.TASKS:
+        assert list((tmp_path / "out" / "examples").glob(f"{task}-0-*.png")), task
+        lines = (tmp_path / "out" / task / "predictions.jsonl").read_text().splitlines()
+        assert sorted(json.loads(line)["batch"] for line in lines) == [0, 1]
+
+
+class _CountingModel:
+    """Wraps a model to count `generate` calls, and to fail on a chosen call."""
+
+    def __init__(self, model, fail_on_call=None):
+        self.model, self.calls, self.fail_on_call = model, 0, fail_on_call
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def generate(self, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("simulated crash")
+        return self.model.generate(**kwargs)
+
+
+def test_evaluation_resumes_without_redoing_finished_batches(tmp_path, tiny_unipose):
+    from unipose.evaluation.runner import EvaluationSettings, evaluate_task
+
+    model, processor = tiny_unipose
+    dataset = _pose_text_records(10, 30)
+    settings = EvaluationSettings(batch_size=3, num_examples=0)  # 4 batches
+
+    reference = evaluate_task("text-to-pose", model, processor, dataset, tmp_path / "reference", settings, progress=False)
+
+    crashing = _CountingModel(model, fail_on_call=3)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        evaluate_task("text-to-pose", crashing, processor, dataset, tmp_path / "run", settings, progress=False)
+    predictions = tmp_path / "run" / "text-to-pose" / "predictions.jsonl"
+    assert len(predictions.read_text().splitlines()) == 2
+    # A crash in the middle of writing a line leaves a partial one: it is dropped and its batch redone.
+    with open(predictions, "a") as handle:
+        handle.write('{"batch": 2, "predictions": [{"pose"')
+
+    resumed_model = _CountingModel(model)
+    resumed = evaluate_task("text-to-pose", resumed_model, processor, dataset, tmp_path / "run", settings, progress=False)
+    assert resumed_model.calls == 2
+    assert resumed["metrics"] == reference["metrics"]
+    assert predictions.read_text() == (tmp_path / "reference" / "text-to-pose" / "predictions.jsonl").read_text()
+
+
+def test_evaluation_refuses_predictions_of_another_run(tmp_path, tiny_unipose):
+    from unipose.evaluation.runner import EvaluationSettings, evaluate_task
+
+    model, processor = tiny_unipose
+    dataset = _pose_text_records(4, 31)
+    evaluate_task("text-to-pose", model, processor, dataset, tmp_path, EvaluationSettings(batch_size=2, num_examples=0), progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_task("text-to-pose", model, processor, dataset, tmp_path, EvaluationSettings(batch_size=4, num_examples=0), progress=False)
+    again = evaluate_task(
+        "text-to-pose", model, processor, dataset, tmp_path, EvaluationSettings(batch_size=4, num_examples=0), overwrite=True, progress=False
+    )
+    assert again["num_items"] == 4
+
+
+def test_paper_results_hold_only_recorded_numbers():
+    from unipose.evaluation.paper_results import PAPER_ABLATIONS, PAPER_RESULTS, paper_value
+    from unipose.evaluation.runner import TASKS
+
+    assert set(PAPER_RESULTS) == set(TASKS)
+    assert paper_value("pose-to-text", "BLEU-4") is None
+    ablation = PAPER_ABLATIONS["mixed-attention"]["results"]
+    assert [ablation["mixed attention"][f"R^T2P@{k}"] for k in (5, 10, 20)] == [13.8, 20.3, 28.8]
+    assert PAPER_ABLATIONS["pose-tokenizer"]["results"]["AMASS test, with orientation noise"] == {"MPJPE": 6.2, "PA-MPJPE": 3.7}

@@ -1,0 +1,166 @@
+# Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
+"""
+Stages 1-3 of UniPose: supervised fine-tuning with TRL's `SFTTrainer`.
+
+Each stage is a recipe (`train/recipes/stage{1,2,3}.yaml`); its keys are the fields of `UniPoseScriptArguments`
+below, of `trl.SFTConfig` and of `trl.ModelConfig`, and unknown keys are refused. Every stage starts from the
+previous stage's output directory, where the merged model and its processor are saved (the LoRA adapter goes
+to `OUTPUT/adapter`).
+
+# On a CPU, offline, in minutes: the tiny model and the synthetic corpus
+```bash
+unipose data synth --out data/synthetic --num 400 --seed 0 --image_size 64
+python train/train_unipose.py --config train/recipes/stage1_cpu.yaml   # -> runs/stage1_cpu
+python train/train_unipose.py --config train/recipes/stage2_cpu.yaml   # -> runs/stage2_cpu
+python train/train_unipose.py --config train/recipes/stage3_cpu.yaml   # -> runs/stage3_cpu
+```
+
+# The paper's stages on 8 GPUs (start from a model assembled with `unipose.assembly.build_unipose`)
+```bash
+accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
+    train/train_unipose.py --config train/recipes/stage1.yaml \
+    --model_name_or_path runs/unipose-assembled --output_dir runs/stage1
+accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
+    train/train_unipose.py --config train/recipes/stage2.yaml --model_name_or_path runs/stage1 --output_dir runs/stage2
+accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
+    train/train_unipose.py --config train/recipes/stage3.yaml --model_name_or_path runs/stage2 --output_dir runs/stage3
+```
+(`train/accelerate/ddp.yaml`, `deepspeed_zero3.yaml` and `fsdp.yaml` are the other launch configurations; the
+recipes state the global batch they assume.)
+
+# Several processes on one CPU machine (gloo)
+```bash
+accelerate launch --cpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
+    train/train_unipose.py --config train/recipes/stage1_cpu.yaml --per_device_train_batch_size 2
+```
+
+# Resume a killed run from its last complete checkpoint
+```bash
+python train/train_unipose.py --config train/recipes/stage1_cpu.yaml --resume_from_checkpoint latest
+```
+"""
+
+import argparse
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
+from unipose.training.sft import (
+    STAGES,
+    UniPoseSFTTrainer,
+    prepare_model_for_stage,
+    save_stage_outputs,
+    stage_peft_config,
+)
+from unipose.training.tasks import TaskMixtureComponent, build_task_mixture
+
+
+@dataclass
+class UniPoseScriptArguments:
+    """
+    Arguments of the UniPose training stages.
+
+    Args:
+        stage (`int`):
+            1 (pose-text alignment: LoRA, new token rows, pose queries), 2 (the projector) or 3 (instruction
+            tuning: projector, LoRA, new token rows, pose queries).
+        datasets (`list[TaskMixtureComponent]`):
+            The corpora of the mixture: `path`, `split`, `tasks`, `weight` (see `unipose.training.tasks`).
+        template_style (`str`, *optional*):
+            `"simple"` (one prompt per task) or `"instruction"` (many phrasings); stages 1-2 use `"simple"` and
+            stage 3 `"instruction"` unless set.
+        mixture_seed (`int`, *optional*):
+            Seed of the examples' draws (records, templates, captions); the training `seed` when unset.
+        tiny_model_seed (`int`, *optional*):
+            Start from the tiny random model of `unipose.testing` built with this seed instead of
+            `model_name_or_path` (CPU recipes and tests).
+    """
+
+    stage: int = field(metadata={"help": "Training stage: 1, 2 or 3.", "choices": list(STAGES)})
+    datasets: list[TaskMixtureComponent] = field(
+        default_factory=list, metadata={"help": "Corpora of the task mixture (path, split, tasks, weight)."}
+    )
+    template_style: str | None = field(
+        default=None, metadata={"help": "Prompt templates: 'simple' or 'instruction'.", "choices": ["simple", "instruction"]}
+    )
+    mixture_seed: int | None = field(default=None, metadata={"help": "Seed of the mixture's draws."})
+    tiny_model_seed: int | None = field(default=None, metadata={"help": "Start from the tiny model with this seed."})
+
+    def __post_init__(self):
+        self.datasets = [
+            TaskMixtureComponent(**entry) if isinstance(entry, dict) else entry for entry in self.datasets
+        ]
+        if self.template_style is None:
+            self.template_style = "instruction" if self.stage == 3 else "simple"
+
+
+def load_model_and_processor(script_args, model_args):
+    if script_args.tiny_model_seed is not None:
+        from unipose.testing import tiny_model_and_processor
+
+        return tiny_model_and_processor(seed=script_args.tiny_model_seed)
+    if model_args.model_name_or_path is None:
+        raise ValueError("Set `model_name_or_path` (the previous stage's output) or `tiny_model_seed`.")
+    dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    model = UniPoseForConditionalGeneration.from_pretrained(
+        model_args.model_name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation
+    )
+    processor = UniPoseProcessor.from_pretrained(model_args.model_name_or_path)
+    return model, processor
+
+
+def main(script_args, training_args, model_args):
+    set_seed(training_args.seed)
+    model, processor = load_model_and_processor(script_args, model_args)
+
+    with training_args.main_process_first(desc="building the task mixture"):
+        seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
+        train_dataset = build_task_mixture(script_args.datasets, style=script_args.template_style, seed=seed)
+
+    if model_args.use_peft != (script_args.stage != 2):
+        raise ValueError(
+            f"Stage {script_args.stage} {'does not train' if script_args.stage == 2 else 'trains'} a LoRA adapter: "
+            f"set `use_peft: {str(script_args.stage != 2).lower()}` (got {model_args.use_peft})."
+        )
+    peft_config = stage_peft_config(
+        model.config,
+        script_args.stage,
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=model_args.lora_target_modules,
+        use_rslora=model_args.use_rslora,
+        use_dora=model_args.use_dora,
+    )
+    model = prepare_model_for_stage(model, script_args.stage, peft_config)
+
+    trainer = UniPoseSFTTrainer(
+        model=model, args=training_args, train_dataset=train_dataset, processing_class=processor
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume in ("latest", "true", "True"):
+        # Resume when a complete checkpoint exists, start afresh otherwise (preemptible jobs rerun one command).
+        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    trainer.train(resume_from_checkpoint=resume)
+    paths = save_stage_outputs(trainer, training_args.output_dir, base_model_path=model_args.model_name_or_path)
+    trainer.accelerator.print(f"Stage {script_args.stage} saved to {', '.join(map(str, paths.values()))}.")
+
+
+def make_parser(subparsers: argparse._SubParsersAction | None = None):
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    dataclass_types = (UniPoseScriptArguments, SFTConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("train", help="Run a UniPose training stage", dataclass_types=dataclass_types)
+    return TrlParser(dataclass_types)
+
+
+if __name__ == "__main__":
+    parser = make_parser()
+    # Unknown keys, in the recipe or on the command line, are errors.
+    script_args, training_args, model_args = parser.parse_args_and_config(fail_with_unknown_args=True)
+    main(script_args, training_args, model_args)

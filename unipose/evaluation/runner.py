@@ -1,0 +1,770 @@
+# Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
+"""
+`unipose evaluate`: batched generation over a test split, the metrics of the paper for each task, and a
+JSON file and a Markdown report with the paper's numbers beside ours.
+
+```bash
+unipose evaluate --model runs/stage3 --task pose-to-text --data synthetic \
+    --retrieval-model runs/retrieval_posescript --output eval/stage3
+unipose evaluate --model runs/stage3 --task all --data synthetic --retrieval-model runs/retrieval_posescript \
+    --pair-retrieval-model runs/retrieval_posefix --output eval/stage3
+```
+
+| task            | records      | the model writes | metrics                                                          |
+| --------------- | ------------ | ---------------- | ---------------------------------------------------------------- |
+| pose-to-text    | `pose_text`  | a description    | R-precision (pose model), BLEU-4, ROUGE-L, METEOR                |
+| image-to-text   | `image_pose` | a description    | R-precision (pose model), BLEU-4, ROUGE-L, METEOR                |
+| pose-diff       | `pose_pair`  | an instruction   | R-precision (pair model), BLEU-4, ROUGE-L, METEOR                |
+| image-diff      | `image_pair` | an instruction   | R-precision (pair model), BLEU-4, ROUGE-L, METEOR                |
+| text-to-pose    | `pose_text`  | a pose           | R^T2P / R^P2T top-5/10/20, mRecall, R-precision, FID, MPJPE, PA-MPJPE |
+| pose-estimation | `image_pose` | a pose           | MPJPE, PA-MPJPE                                                  |
+| pose-editing    | `pose_pair`  | pose B           | R^T2P / R^P2T (pair model), mRecall, FID vs pose B, MPJPE, PA-MPJPE |
+
+R-precision ranks, for each generated (or given) text, its true pose among 32 (see
+`unipose.evaluation.metrics`), under both protocols in use; every number is labelled with its protocol.
+
+Resuming: the predictions of every finished batch are appended to `OUTPUT/TASK/predictions.jsonl` (one
+line per batch, flushed and fsync'd) next to `run.json`, which records what the predictions depend on. A run
+started again with the same settings skips the batches already there; a line cut short by a crash is
+dropped and its batch generated again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from transformers.utils import logging
+
+from .data import discover_datasets, load_split
+from .metrics import (
+    DEFAULT_NUM_REPETITIONS,
+    DEFAULT_POOL_SIZE,
+    GENERATION_RECALL_K,
+    R_PRECISION_PROTOCOLS,
+    R_PRECISION_TOP_K,
+    describe_r_precision_protocol,
+    frechet_distance,
+    pose_errors,
+    r_precision,
+    text_metric_sources,
+    text_metrics,
+    text_pose_recalls,
+)
+from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS, paper_value
+
+
+logger = logging.get_logger(__name__)
+
+PREDICTIONS_NAME = "predictions.jsonl"
+RUN_NAME = "run.json"
+RESULTS_NAME = "results.json"
+REPORT_NAME = "report.md"
+EXAMPLES_DIR = "examples"
+# Changes whenever the prompts change, so that predictions made with other prompts are never mixed in.
+PROMPT_VERSION = "unipose-eval-prompts-1"
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task reads, what the model writes, and which retrieval model judges it."""
+
+    kind: str  # record kind of `unipose.data.schema`
+    output: str  # "text" or "pose"
+    retrieval: Optional[str]  # "pose" (pose-text model), "pair" (pose-pair-text model) or None
+    title: str
+
+
+TASKS: dict[str, TaskSpec] = {
+    "pose-to-text": TaskSpec("pose_text", "text", "pose", "Pose-to-Text"),
+    "pose-diff": TaskSpec("pose_pair", "text", "pair", "Pose-Diff"),
+    "image-to-text": TaskSpec("image_pose", "text", "pose", "Image-to-Text"),
+    "image-diff": TaskSpec("image_pair", "text", "pair", "Image-Diff"),
+    "text-to-pose": TaskSpec("pose_text", "pose", "pose", "Text-to-Pose"),
+    "pose-estimation": TaskSpec("image_pose", "pose", None, "Pose Estimation"),
+    "pose-editing": TaskSpec("pose_pair", "pose", "pair", "Pose Editing"),
+}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Prompts
+# ----------------------------------------------------------------------------------------------------
+
+# One instruction per task. Training uses many phrasings; evaluation keeps one so that runs compare.
+_INSTRUCTIONS = {
+    "pose-to-text": "Describe the body pose {pose} in detail.",
+    "pose-diff": "Pose A: {pose}. Pose B: {pose}. How should the person change pose A to get pose B?",
+    "image-to-text": "{image} Describe the body pose of the person in this image.",
+    "image-diff": "Image A: {image} Image B: {image} How should the person in image A move to take the pose of "
+    "image B?",
+    "text-to-pose": "Generate the SMPL pose that matches this description: {caption}",
+    "pose-estimation": "{image} Estimate the SMPL pose of the person in this image.",
+    "pose-editing": "Here is a pose: {pose}. Change it as follows and give the new SMPL pose: {caption}",
+}
+
+
+@dataclass
+class EvaluationPrompt:
+    """A prompt and the inputs of its placeholders, in order."""
+
+    text: str
+    images: list = field(default_factory=list)
+    poses: list = field(default_factory=list)
+
+
+def evaluation_prompt(task: str, record: dict, caption: Optional[str], tokenizer) -> EvaluationPrompt:
+    """
+    The prompt of one item: the task's instruction as the user turn of the tokenizer's chat template; the
+    answer of a pose task is opened with `<p>` so that the model writes the pose in one step.
+
+    Args:
+        task (`str`): a key of `TASKS`.
+        record (`dict`): one record of the task's kind (`unipose.data.schema`).
+        caption (`str`, *optional*): the input text of text-to-pose and pose-editing.
+        tokenizer: the UniPose tokenizer (its chat template writes the turn).
+
+    Returns:
+        [`EvaluationPrompt`]
+    """
+    spec = TASKS[task]
+    images, poses = [], []
+    if spec.kind == "pose_text" and task == "pose-to-text":
+        poses = [record["pose"]]
+    elif spec.kind == "pose_pair":
+        poses = [record["pose_a"], record["pose_b"]] if task == "pose-diff" else [record["pose_a"]]
+    elif spec.kind == "image_pose":
+        images = [record["image"]]
+    elif spec.kind == "image_pair":
+        images = [record["image_a"], record["image_b"]]
+    instruction = _INSTRUCTIONS[task].format(pose="<pose>", image="<image>", caption=caption or "")
+    messages = [{"role": "user", "content": instruction}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    if spec.output == "pose":
+        # The answer of a pose task is `<p>` + the pose; its first token is fed, the model writes the rest.
+        text += " <p>"
+    return EvaluationPrompt(text=text, images=images, poses=[np.asarray(pose, dtype=np.float32) for pose in poses])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Items and predictions
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationSettings:
+    """What the predictions and metrics of a run depend on (besides the model and the data)."""
+
+    batch_size: int = 8
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    max_samples: Optional[int] = None
+    captions: str = "first"  # "first" or "all": input captions per record for text-to-pose / pose-editing
+    pool_size: int = DEFAULT_POOL_SIZE
+    num_repetitions: int = DEFAULT_NUM_REPETITIONS
+    recall_k: tuple[int, ...] = GENERATION_RECALL_K
+    seed: int = 0
+    num_examples: int = 3
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_new_tokens", "pool_size", "num_repetitions"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"`max_samples` must be a positive integer or None, got {self.max_samples!r}.")
+        if self.captions not in ("first", "all"):
+            raise ValueError(f"`captions` must be 'first' or 'all', got {self.captions!r}.")
+        if self.num_examples < 0:
+            raise ValueError(f"`num_examples` must be >= 0, got {self.num_examples}.")
+        self.recall_k = tuple(int(k) for k in self.recall_k)
+
+
+def task_items(task: str, dataset, settings: EvaluationSettings) -> list[tuple[int, Optional[int]]]:
+    """
+    The items of a task: `(record index, caption index)`, the caption being the model's input
+    (text-to-pose, pose-editing) or `None`. Records without captions are left out of every task that needs
+    them (all but pose estimation).
+    """
+    spec = TASKS[task]
+    texts = dataset["texts"] if task != "pose-estimation" else None
+    items = []
+    for index in range(len(dataset)):
+        if texts is None:
+            items.append((index, None))
+        elif len(texts[index]) == 0:
+            continue
+        elif spec.output == "pose":
+            captions = range(len(texts[index])) if settings.captions == "all" else range(1)
+            items.extend((index, caption) for caption in captions)
+        else:
+            items.append((index, None))
+    return items[: settings.max_samples] if settings.max_samples is not None else items
+
+
+class PredictionStore:
+    """
+    The predictions of a task, one JSON line per finished batch: `{"batch": b, "predictions": [...]}`.
+
+    Lines are appended, flushed and fsync'd; a last line cut short by a crash is dropped (the file is
+    rewritten atomically without it) when the store is opened.
+    """
+
+    def __init__(self, directory: Path, fingerprint: dict, overwrite: bool = False):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / PREDICTIONS_NAME
+        run_path = self.directory / RUN_NAME
+        if run_path.is_file() and not overwrite:
+            previous = json.loads(run_path.read_text(encoding="utf-8"))
+            if previous != fingerprint:
+                changed = sorted(key for key in set(previous) | set(fingerprint) if previous.get(key) != fingerprint.get(key))
+                raise ValueError(
+                    f"{str(self.directory)!r} holds predictions of another run (it differs in {changed}). Pass "
+                    "`--overwrite` to discard them, or choose another `--output`."
+                )
+        if overwrite and self.path.exists():
+            self.path.unlink()
+        _write_text_atomically(run_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+        self.batches: dict[int, list] = {}
+        if self.path.is_file():
+            self._read()
+
+    def _read(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                if not line.endswith("\n"):
+                    raise ValueError("unterminated line")
+            except ValueError:
+                logger.warning(f"{self.path}: dropping an incomplete line (its batch is generated again).")
+                continue
+            self.batches[int(entry["batch"])] = entry["predictions"]
+            kept.append(line)
+        if len(kept) != len(lines):
+            _write_text_atomically(self.path, "".join(kept))
+
+    def append(self, batch: int, predictions: list) -> None:
+        line = json.dumps({"batch": batch, "predictions": predictions}) + "\n"
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.batches[batch] = predictions
+
+    def ordered(self, num_batches: int) -> list:
+        missing = [batch for batch in range(num_batches) if batch not in self.batches]
+        if missing:
+            raise RuntimeError(f"Batches {missing[:10]} of {num_batches} have no predictions yet.")
+        return [prediction for batch in range(num_batches) for prediction in self.batches[batch]]
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+@torch.no_grad()
+def generate_batch(model, processor, task: str, records: list[dict], captions: list[Optional[str]], max_new_tokens: int) -> list[dict]:
+    """
+    Generates the answers of one batch.
+
+    Returns:
+        `list[dict]`: per item, `{"text": ...}` for text tasks, or `{"pose": (22, 3) nested list, "text": ...}`
+        for pose tasks (`"pose"` is `None` when the model wrote no pose).
+    """
+    spec = TASKS[task]
+    prompts = [evaluation_prompt(task, record, caption, processor.tokenizer) for record, caption in zip(records, captions)]
+    inputs = processor(
+        text=[prompt.text for prompt in prompts],
+        images=[image for prompt in prompts for image in prompt.images] or None,
+        poses=[pose for prompt in prompts for pose in prompt.poses] or None,
+        add_special_tokens=False,  # the chat template already starts with BOS
+        return_tensors="pt",
+    ).to(model.device)
+    if spec.output == "pose":
+        # A pose is `num_pose_tokens` codes and `</p>` after the `<p>` of the prompt.
+        max_new_tokens = model.config.num_pose_tokens + 1
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True)
+    new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+    texts = [text.strip() for text in processor.batch_decode(new_tokens, pose_spans="remove", skip_special_tokens=True)]
+    if spec.output == "text":
+        return [{"text": text} for text in texts]
+    return [
+        {"pose": poses[0].float().cpu().tolist() if len(poses) else None, "text": text}
+        for poses, text in zip(output.poses, texts)
+    ]
+
+
+def run_generation(
+    model, processor, task: str, dataset, items: list, store: PredictionStore, settings: EvaluationSettings, progress: bool = True
+) -> list[dict]:
+    """Generates every batch of `items` that `store` lacks; returns all predictions in item order."""
+    from tqdm.auto import tqdm
+
+    batches = [items[start : start + settings.batch_size] for start in range(0, len(items), settings.batch_size)]
+    todo = [index for index in range(len(batches)) if index not in store.batches]
+    if len(todo) < len(batches):
+        logger.info(f"{task}: {len(batches) - len(todo)} of {len(batches)} batches already done, resuming.")
+    bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=task, unit="batch", disable=not progress)
+    for index in todo:
+        batch = batches[index]
+        records = [dataset[record_index] for record_index, _ in batch]
+        captions = [record["texts"][caption] if caption is not None else None for record, (_, caption) in zip(records, batch)]
+        store.append(index, generate_batch(model, processor, task, records, captions, settings.max_new_tokens))
+        bar.update(1)
+    bar.close()
+    return store.ordered(len(batches))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RetrievalJudges:
+    """The retrieval models that score a run (either may be missing) and their tokenizers."""
+
+    pose_model: Any = None
+    pose_tokenizer: Any = None
+    pair_model: Any = None
+    pair_tokenizer: Any = None
+
+
+def _stack_poses(dataset, indices: Sequence[int], column: str) -> np.ndarray:
+    return np.asarray(dataset.select_columns([column]).with_format("numpy")[list(indices)][column], dtype=np.float32)
+
+
+def _r_precision_metrics(text_embeds, pose_embeds, settings: EvaluationSettings, notes: list[str]) -> dict[str, float]:
+    if len(text_embeds) < settings.pool_size:
+        notes.append(f"R-precision not computed: it needs at least {settings.pool_size} items, got {len(text_embeds)}.")
+        return {}
+    results = {}
+    for protocol in R_PRECISION_PROTOCOLS:
+        scores = r_precision(
+            text_embeds, pose_embeds, protocol, R_PRECISION_TOP_K, settings.pool_size, settings.num_repetitions, settings.seed
+        )
+        results.update({f"R-Precision@{name[3:]} ({protocol})": value for name, value in scores.items()})
+    return results
+
+
+def compute_task_metrics(
+    task: str, dataset, items: list, predictions: list[dict], judges: RetrievalJudges, settings: EvaluationSettings, body=None
+) -> tuple[dict[str, float], list[str]]:
+    """
+    The metrics of a task from its predictions.
+
+    Returns:
+        `tuple[dict[str, float], list[str]]`: metric name -> value, and notes on what could not be computed
+        (and why) or how a number was obtained.
+    """
+    from .retrieval import embed_pose_pairs, embed_poses, embed_texts
+
+    spec = TASKS[task]
+    notes: list[str] = []
+    metrics: dict[str, float] = {}
+    record_indices = [index for index, _ in items]
+    judge = judges.pose_model if spec.retrieval == "pose" else judges.pair_model
+    judge_tokenizer = judges.pose_tokenizer if spec.retrieval == "pose" else judges.pair_tokenizer
+    option = "--retrieval-model" if spec.retrieval == "pose" else "--pair-retrieval-model"
+
+    def embed_true_poses():
+        if spec.retrieval == "pose":
+            return embed_poses(judge, _stack_poses(dataset, record_indices, "pose"))
+        return embed_pose_pairs(
+            judge, _stack_poses(dataset, record_indices, "pose_a"), _stack_poses(dataset, record_indices, "pose_b")
+        )
+
+    if spec.output == "text":
+        generated = [prediction["text"] for prediction in predictions]
+        references = [list(dataset[index]["texts"]) for index in record_indices]
+        metrics.update(text_metrics(generated, references))
+        if judge is None:
+            notes.append(f"R-precision not computed: no `{option}` given.")
+        else:
+            text_embeds = embed_texts(judge, judge_tokenizer, generated)
+            metrics.update(_r_precision_metrics(text_embeds, embed_true_poses(), settings, notes))
+        return metrics, notes
+
+    # Pose outputs. A missing pose (the model wrote none) cannot be scored: count it and leave it out.
+    written = [position for position, prediction in enumerate(predictions) if prediction["pose"] is not None]
+    if len(written) < len(predictions):
+        notes.append(f"{len(predictions) - len(written)} of {len(predictions)} items got no pose; they are left out.")
+    metrics["pose rate (%)"] = 100.0 * len(written) / max(1, len(predictions))
+    if not written:
+        return metrics, notes
+    generated = np.asarray([predictions[position]["pose"] for position in written], dtype=np.float32)
+    kept = [items[position] for position in written]
+    kept_records = [index for index, _ in kept]
+    target_column = {"pose_text": "pose", "image_pose": "pose", "pose_pair": "pose_b"}[spec.kind]
+    targets = _stack_poses(dataset, kept_records, target_column)
+    metrics.update(pose_errors(generated, targets, body=body))
+    if spec.retrieval is None:
+        return metrics, notes
+    if judge is None:
+        notes.append(f"Recall@K not computed: no `{option}` given.")
+    else:
+        captions = [dataset[index]["texts"][caption] for index, caption in kept]
+        text_embeds = embed_texts(judge, judge_tokenizer, captions)
+        if spec.retrieval == "pose":
+            generated_embeds = embed_poses(judge, generated)
+        else:
+            generated_embeds = embed_pose_pairs(judge, _stack_poses(dataset, kept_records, "pose_a"), generated)
+        k_values = tuple(k for k in settings.recall_k if k <= len(kept))
+        if len(k_values) < len(settings.recall_k):
+            notes.append(f"Recall@K for K > {len(kept)} (the number of items) not computed.")
+        if k_values:
+            metrics.update(text_pose_recalls(text_embeds, generated_embeds, k_values, settings.seed))
+        metrics.update(_r_precision_metrics(text_embeds, generated_embeds, settings, notes))
+    # FID compares single poses in the pose-text model's feature space (for editing: real B vs generated B).
+    if judges.pose_model is None:
+        notes.append("FID not computed: no `--retrieval-model` (its pose features are the FID features).")
+    elif len(kept) < 2:
+        notes.append("FID not computed: it needs at least 2 poses.")
+    else:
+        metrics["FID"] = frechet_distance(embed_poses(judges.pose_model, targets), embed_poses(judges.pose_model, generated))
+        if len(kept) <= judges.pose_model.config.embed_dim:
+            notes.append(
+                f"FID from {len(kept)} poses in {judges.pose_model.config.embed_dim} dimensions: the covariances are "
+                "singular and the value is only indicative."
+            )
+    return metrics, notes
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reports
+# ----------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _one_line(text: str) -> str:
+    """`text` on one Markdown line (generated text may hold newlines)."""
+    return " ".join(text.split())
+
+
+def render_examples(task: str, dataset, items: list, predictions: list[dict], directory: Path, count: int) -> list[dict]:
+    """
+    Pictures of the first `count` items (the inputs, the reference and the prediction) in `directory`.
+
+    Returns:
+        `list[dict]`: per example, the picture file names (relative to the report) and its texts.
+    """
+    if count == 0:
+        return []
+    try:
+        from ..visualization import contact_sheet, render_pose, render_pose_pair
+    except ImportError as error:
+        logger.warning(f"No examples rendered ({error}); install the `demo` extra for matplotlib.")
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = TASKS[task]
+    examples = []
+    for number, ((index, caption), prediction) in enumerate(zip(items[:count], predictions[:count])):
+        record = dataset[index]
+        stem = f"{task}-{number}"
+        pictures = []
+
+        def save_image(image, suffix: str) -> None:
+            name = f"{stem}-{suffix}.png"
+            temporary = directory / f".{name}.tmp-{os.getpid()}.png"
+            image.convert("RGB").save(temporary)
+            os.replace(temporary, directory / name)
+            pictures.append(f"{EXAMPLES_DIR}/{name}")
+
+        for key in ("image", "image_a", "image_b"):
+            if key in record and record[key] is not None:
+                save_image(record[key], key.replace("_", "-"))
+        if spec.kind == "pose_text" and spec.output == "text":
+            save_image(render_pose(record["pose"], title="input pose"), "poses")
+        elif task == "pose-diff":
+            save_image(render_pose_pair(record["pose_a"], record["pose_b"]), "poses")
+        elif spec.output == "pose" and prediction.get("pose") is not None:
+            if task == "pose-editing":
+                poses, labels = [record["pose_a"], record["pose_b"], prediction["pose"]], ["A", "B (reference)", "B (generated)"]
+            else:
+                poses, labels = [record["pose"], prediction["pose"]], ["reference", "generated"]
+            save_image(contact_sheet(np.asarray(poses, dtype=np.float32), captions=labels, columns=len(poses)), "poses")
+        examples.append(
+            {
+                "pictures": pictures,
+                "input": record["texts"][caption] if caption is not None else None,
+                "generated": prediction.get("text") if spec.output == "text" else None,
+                "references": list(record["texts"]) if spec.output == "text" else None,
+            }
+        )
+    return examples
+
+
+def _task_section(task: str, result: dict) -> list[str]:
+    spec = TASKS[task]
+    paper = PAPER_RESULTS.get(task, {})
+    lines = [f"## {spec.title}", ""]
+    lines.append(f"{result['num_items']} items from `{result['split']}`; paper: {paper.get('dataset', 'n/a')}.")
+    lines += ["", "| metric | ours | paper |", "| --- | ---: | ---: |"]
+    names = list(result["metrics"]) + [name for name in paper.get("metrics", {}) if name not in result["metrics"]]
+    for name in names:
+        lines.append(f"| {name} | {_fmt(result['metrics'].get(name))} | {_fmt(paper_value(task, name))} |")
+    for ablation in PAPER_ABLATIONS.values():
+        if ablation.get("task") == task:
+            lines += ["", f"Paper ablation, {ablation['description']}:"]
+            for setting, values in ablation["results"].items():
+                lines.append(f"- {setting}: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+    if result["notes"]:
+        lines += [""] + [f"- {note}" for note in result["notes"]]
+    for number, example in enumerate(result["examples"]):
+        lines += ["", f"**Example {number + 1}**", ""]
+        lines += [f"![{task} example {number + 1}]({picture})" for picture in example["pictures"]]
+        if example["input"] is not None:
+            lines += ["", f"- input: {_one_line(example['input'])}"]
+        if example["generated"] is not None:
+            lines += ["", f"- generated: {_one_line(example['generated']) or '(empty)'}"]
+            lines += [f"- reference: {_one_line(reference)}" for reference in example["references"]]
+    return lines + [""]
+
+
+def write_report(output_dir: Path, results: dict) -> Path:
+    """Writes `results.json` and `report.md` into `output_dir` (atomically) and returns the report's path."""
+    _write_text_atomically(output_dir / RESULTS_NAME, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    settings = results["settings"]
+    lines = [
+        "# UniPose evaluation",
+        "",
+        f"- model: `{results['model']}`",
+        f"- data: {', '.join(f'`{path}`' for path in results['data'])}",
+        f"- retrieval models: pose-text `{results['retrieval_model']}`, pose-pair-text `{results['pair_retrieval_model']}`",
+        f"- written: {results['date']}",
+        "",
+        f"Paper numbers: {PAPER_CITATION}. \"n/a\": not available (only numbers checked against the paper are "
+        "kept in `unipose/evaluation/paper_results.py`). The paper's R-precision is the grouped protocol.",
+        "",
+        "R-precision protocols:",
+    ]
+    for protocol in R_PRECISION_PROTOCOLS:
+        lines.append(f"- `{protocol}`: {describe_r_precision_protocol(protocol, settings['pool_size'], settings['num_repetitions'])}")
+    lines += ["", "Text metrics:"] + [f"- {name}: {source}" for name, source in results["text_metric_sources"].items()]
+    lines += ["", "Joint errors: MPJPE after aligning the pelvis, PA-MPJPE after a Procrustes similarity alignment, in mm, over the 22 body joints.", ""]
+    for task, result in results["tasks"].items():
+        lines += _task_section(task, result)
+    path = output_dir / REPORT_NAME
+    _write_text_atomically(path, "\n".join(lines))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------------
+
+
+def evaluate_task(
+    task: str,
+    model,
+    processor,
+    dataset,
+    output_dir: Path,
+    settings: EvaluationSettings,
+    judges: Optional[RetrievalJudges] = None,
+    fingerprint: Optional[dict] = None,
+    overwrite: bool = False,
+    body=None,
+    progress: bool = True,
+) -> dict:
+    """
+    Generation (resumable) and metrics of one task on `dataset` (records of the task's kind).
+
+    Args:
+        task (`str`): a key of `TASKS`.
+        model, processor: a UniPose model and its processor.
+        dataset (`datasets.Dataset`): the test records.
+        output_dir (`Path`): the run's folder; predictions go to `output_dir/TASK/`.
+        settings ([`EvaluationSettings`]): batch size, sample limit, metric settings.
+        judges ([`RetrievalJudges`], *optional*): the retrieval models.
+        fingerprint (`dict`, *optional*): what identifies the model and data, stored with the predictions.
+        overwrite (`bool`, *optional*, defaults to `False`): discard predictions of a different run.
+        body (*optional*): the `BodyJoints` of the joint errors (defaults to the generated body).
+        progress (`bool`, *optional*, defaults to `True`): show a progress bar.
+
+    Returns:
+        `dict`: `metrics`, `notes`, `num_items`, `examples` (and what they were computed on).
+    """
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {sorted(TASKS)}, got {task!r}.")
+    items = task_items(task, dataset, settings)
+    if not items:
+        raise ValueError(f"The `{TASKS[task].kind}` records hold no item for {task} (no captions?).")
+    task_dir = Path(output_dir) / task
+    run_fingerprint = {
+        **(fingerprint or {}),
+        "task": task,
+        "prompt_version": PROMPT_VERSION,
+        "num_items": len(items),
+        "batch_size": settings.batch_size,
+        "max_new_tokens": settings.max_new_tokens,
+        "captions": settings.captions,
+    }
+    store = PredictionStore(task_dir, run_fingerprint, overwrite=overwrite)
+    predictions = run_generation(model, processor, task, dataset, items, store, settings, progress)
+    metrics, notes = compute_task_metrics(task, dataset, items, predictions, judges or RetrievalJudges(), settings, body)
+    examples = render_examples(task, dataset, items, predictions, Path(output_dir) / EXAMPLES_DIR, settings.num_examples)
+    return {"metrics": metrics, "notes": notes, "num_items": len(items), "examples": examples}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="A saved UniPose model (and its processor).")
+    parser.add_argument(
+        "--task", required=True, nargs="+", choices=[*TASKS, "all"], help="Task(s) to evaluate; 'all' runs every task the data has records for."
+    )
+    parser.add_argument("--data", required=True, nargs="+", help="Saved datasets, or folders of them (e.g. `unipose data synth` output).")
+    parser.add_argument("--split", default="test", help="Split to evaluate (default: test).")
+    parser.add_argument("--output", default="evaluation", help="Folder for predictions, results.json, report.md and examples.")
+    parser.add_argument("--retrieval-model", default=None, help="Pose-text retrieval model (R-precision, Recall@K, FID).")
+    parser.add_argument("--pair-retrieval-model", default=None, help="Pose-pair-text retrieval model (Pose-Diff, Image-Diff, Pose Editing).")
+    parser.add_argument("--body-model", default=None, help="SMPL-H npz for the joint errors (default: the generated stand-in).")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Longest generated text.")
+    parser.add_argument("--max-samples", type=int, default=None, help="Evaluate only the first N items of each task.")
+    parser.add_argument("--captions", choices=("first", "all"), default="first", help="Input captions per record (text-to-pose, pose-editing).")
+    parser.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="R-precision pool / group size.")
+    parser.add_argument("--num-repetitions", type=int, default=DEFAULT_NUM_REPETITIONS, help="Pools per query (PoseScript protocol).")
+    parser.add_argument("--recall-k", type=int, nargs="+", default=list(GENERATION_RECALL_K))
+    parser.add_argument("--num-examples", type=int, default=3, help="Rendered examples per task.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the R-precision pools and tie breaking.")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--overwrite", action="store_true", help="Discard predictions of an earlier, different run.")
+    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
+
+
+def _load_unipose(path: str, device: torch.device, dtype: str):
+    import unipose  # noqa: F401  (registers the UniPose classes with the Auto classes)
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"`--model` {path!r} is not a saved model folder (no config.json).")
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    return model, processor
+
+
+def _judges(args, device) -> RetrievalJudges:
+    from .retrieval import PosePairTextRetrievalConfig, PoseTextRetrievalConfig, load_retrieval_model
+
+    judges = RetrievalJudges()
+    for option, attribute, expected in (
+        ("retrieval_model", "pose", PoseTextRetrievalConfig.model_type),
+        ("pair_retrieval_model", "pair", PosePairTextRetrievalConfig.model_type),
+    ):
+        path = getattr(args, option)
+        if path is None:
+            continue
+        model, tokenizer = load_retrieval_model(path, device)
+        if model.config.model_type != expected:
+            raise ValueError(f"`--{option.replace('_', '-')}` {path!r} holds a {model.config.model_type!r} model; expected {expected!r}.")
+        setattr(judges, f"{attribute}_model", model)
+        setattr(judges, f"{attribute}_tokenizer", tokenizer)
+    return judges
+
+
+def run(args: argparse.Namespace) -> int:
+    """`unipose evaluate`: every requested task, then `results.json` and `report.md` in `--output`."""
+    from ..tokenizer_training import enable_progress_logging
+
+    enable_progress_logging()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    settings = EvaluationSettings(
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        max_samples=args.max_samples,
+        captions=args.captions,
+        pool_size=args.pool_size,
+        num_repetitions=args.num_repetitions,
+        recall_k=tuple(args.recall_k),
+        seed=args.seed,
+        num_examples=args.num_examples,
+    )
+    available = set(discover_datasets(args.data))
+    if "all" in args.task:
+        tasks = [task for task, spec in TASKS.items() if spec.kind in available]
+        skipped = [task for task in TASKS if task not in tasks]
+        if skipped:
+            logger.warning(f"No records for {skipped} in {args.data}: skipped.")
+    else:
+        tasks = list(dict.fromkeys(args.task))
+        lacking = [task for task in tasks if TASKS[task].kind not in available]
+        if lacking:
+            raise FileNotFoundError(
+                f"No records for {lacking} in {args.data} (they need {sorted({TASKS[t].kind for t in lacking})})."
+            )
+    if not tasks:
+        raise FileNotFoundError(f"No UniPose records in {args.data}.")
+    model, processor = _load_unipose(args.model, device, args.dtype)
+    judges = _judges(args, device)
+    body = None
+    if args.body_model is not None:
+        from ..body_model import BodyJoints, resolve_body_model_path
+
+        body = BodyJoints.from_body_model_file(resolve_body_model_path(args.body_model))
+    output_dir = Path(args.output)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = {
+        "model": str(Path(args.model).resolve()),
+        "data": [str(Path(path).resolve()) for path in args.data],
+        "split": args.split,
+        "max_samples": args.max_samples,
+    }
+    results = {
+        "model": args.model,
+        "data": list(args.data),
+        "retrieval_model": args.retrieval_model,
+        "pair_retrieval_model": args.pair_retrieval_model,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": asdict(settings),
+        "text_metric_sources": text_metric_sources(),
+        "r_precision_protocols": {
+            protocol: describe_r_precision_protocol(protocol, settings.pool_size, settings.num_repetitions)
+            for protocol in R_PRECISION_PROTOCOLS
+        },
+        "paper": PAPER_CITATION,
+        "tasks": {},
+    }
+    for task in tasks:
+        dataset = load_split(args.data, TASKS[task].kind, args.split)
+        result = evaluate_task(
+            task, model, processor, dataset, output_dir, settings, judges, fingerprint, args.overwrite, body, not args.no_progress
+        )
+        results["tasks"][task] = {"split": args.split, **result}
+        # Rewritten after every task, so that a later crash keeps the finished tasks' numbers.
+        report = write_report(output_dir, results)
+    sys.stdout.write(json.dumps({task: result["metrics"] for task, result in results["tasks"].items()}, indent=2) + "\n")
+    logger.info(f"Report: {report}")
+    return 0
+
+
+__all__ = [
+    "EvaluationPrompt",
+    "EvaluationSettings",
+    "PredictionStore",
+    "RetrievalJudges",
+    "TASKS",
+    "add_arguments",
+    "compute_task_metrics",
+    "evaluate_task",
+    "evaluation_prompt",
+    "run",
+    "task_items",
+    "write_report",
+]

@@ -1,0 +1,518 @@
+"""
+Supervised fine-tuning of UniPose with TRL: what each stage trains, the LoRA configuration, the trainer, and
+the saved outputs.
+
+| stage | trains                                                                                   |
+| ----- | ---------------------------------------------------------------------------------------- |
+| 1     | LoRA on the language model, the new vocabulary rows (input and output), the pose queries |
+| 2     | the projector                                                                            |
+| 3     | the projector, LoRA on the language model, the new vocabulary rows, the pose queries     |
+
+The vision towers and the pose tokenizer never train. LoRA is restricted to the language model by a regular
+expression on module names (the vision towers have `q_proj` ... too). The new vocabulary rows (`<image>`,
+`<pose>`, `<pose_query>`, `<p>`, `</p>` and the pose codes) train through PEFT's trainable tokens, on the
+input embeddings and on `lm_head`, so the old rows stay bit-identical. The projector trains as a PEFT
+`modules_to_save` copy in stage 3 and in place in stage 2 (no adapter). The pose queries are a bare
+parameter, which PEFT cannot wrap: they train in place and are saved beside the adapter
+(`unipose_trainables.safetensors`), in every checkpoint too, so that a resumed run restores them.
+
+Why a trainer subclass: TRL's `SFTTrainer` computes the loss with a fused LM head over the whole vocabulary.
+UniPose's loss at a pose query is a cross-entropy over the pose codes only (the query writes a code, never
+text), so the fused loss equals the model's only on text targets. [`UniPoseSFTTrainer`] therefore calls the
+model with `labels` / `shift_labels` and uses its own loss, normalised by `num_items_in_batch` (the targets
+of the whole accumulated, all-process batch) exactly like `Trainer`. It also writes checkpoints atomically
+(into a staging directory, renamed when complete).
+
+After training, [`save_stage_outputs`] writes the adapter (`OUTPUT/adapter`) and the merged model with its
+processor (`OUTPUT`), which loads with `AutoModel.from_pretrained(OUTPUT, trust_remote_code=True)` and is
+the input of the next stage.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.utils import logging
+from trl import SFTTrainer
+
+from ..modeling_unipose import UniPoseForConditionalGeneration
+from ..processing_unipose import IGNORE_INDEX
+from .collator import UniPoseDataCollator
+from .tasks import CONVERSATION_FEATURES
+
+
+logger = logging.get_logger(__name__)
+
+STAGES = (1, 2, 3)
+# The linear layers of Llama-family decoders (Mistral, Llama, Qwen2 ...).
+LANGUAGE_MODEL_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ADAPTER_DIR = "adapter"
+# Parameters trained outside PEFT (the pose queries), saved next to the adapter and in every checkpoint.
+IN_PLACE_WEIGHTS_NAME = "unipose_trainables.safetensors"
+# Checkpoints are written here first and renamed to `checkpoint-N` when complete.
+STAGING_DIR = ".staging"
+# Keys of a PEFT model's parameters that PEFT owns (saved in the adapter).
+_PEFT_PARAMETER_MARKERS = ("lora_", "trainable_tokens_", "modules_to_save.")
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What a stage trains."""
+
+    lora: bool
+    new_token_rows: bool
+    pose_queries: bool
+    projector: bool
+
+
+STAGE_PLANS = {
+    1: StagePlan(lora=True, new_token_rows=True, pose_queries=True, projector=False),
+    2: StagePlan(lora=False, new_token_rows=False, pose_queries=False, projector=True),
+    3: StagePlan(lora=True, new_token_rows=True, pose_queries=True, projector=True),
+}
+
+
+def _check_stage(stage) -> StagePlan:
+    if stage not in STAGE_PLANS:
+        raise ValueError(f"`stage` must be one of {STAGES}, got {stage!r}.")
+    return STAGE_PLANS[stage]
+
+
+def new_token_ids(config) -> list[int]:
+    """Vocabulary ids of the UniPose tokens: `<image>`, `<pose>`, `<pose_query>`, `<p>`, `</p>` and the codes."""
+    special = [
+        config.image_token_id,
+        config.pose_token_id,
+        config.pose_query_token_id,
+        config.pose_start_token_id,
+        config.pose_end_token_id,
+    ]
+    codes = range(config.pose_code_token_offset, config.pose_code_token_offset + config.pose_codebook_size)
+    return sorted({*special, *codes})
+
+
+def language_model_target_modules(module_names=LANGUAGE_MODEL_LINEAR_MODULES) -> str:
+    """A PEFT `target_modules` regex that matches `module_names` inside the language model only."""
+    if isinstance(module_names, str):
+        module_names = [module_names]
+    names = "|".join(re.escape(name) for name in module_names)
+    return rf"model\.language_model\..*\.({names})"
+
+
+def stage_peft_config(
+    config,
+    stage: int,
+    r: int = 128,
+    lora_alpha: int = 256,
+    lora_dropout: float = 0.05,
+    target_modules=None,
+    use_rslora: bool = False,
+    use_dora: bool = False,
+):
+    """
+    The PEFT configuration of a stage, or `None` for stage 2 (which trains the projector without an adapter).
+
+    Args:
+        config ([`UniPoseConfig`]): the model's config (gives the new token ids).
+        stage (`int`): 1, 2 or 3.
+        r, lora_alpha, lora_dropout, use_rslora, use_dora: LoRA settings (LLaVA's rank 128 / alpha 256 by default).
+        target_modules (`list[str]`, *optional*): names of the language model's linear layers to adapt; all of
+            [`LANGUAGE_MODEL_LINEAR_MODULES`] by default. Layers of the vision towers are never adapted.
+
+    Returns:
+        `peft.LoraConfig` or `None`.
+    """
+    from peft import LoraConfig
+
+    plan = _check_stage(stage)
+    if not plan.lora:
+        return None
+    token_ids = new_token_ids(config)
+    return LoraConfig(
+        r=r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        bias="none",
+        use_rslora=use_rslora,
+        use_dora=use_dora,
+        target_modules=language_model_target_modules(target_modules or LANGUAGE_MODEL_LINEAR_MODULES),
+        modules_to_save=["multi_modal_projector"] if plan.projector else None,
+        trainable_token_indices={"embed_tokens": token_ids, "lm_head": token_ids} if plan.new_token_rows else None,
+        task_type="CAUSAL_LM",
+    )
+
+
+def prepare_model_for_stage(model: UniPoseForConditionalGeneration, stage: int, peft_config=None):
+    """
+    Freeze everything, then make trainable what `stage` trains (see the module docstring).
+
+    Args:
+        model ([`UniPoseForConditionalGeneration`]): the model (not wrapped yet).
+        stage (`int`): 1, 2 or 3.
+        peft_config (`peft.LoraConfig`, *optional*): the stage's adapter (see [`stage_peft_config`]); required
+            for stages 1 and 3, refused for stage 2.
+
+    Returns:
+        The model, wrapped in a `peft.PeftModel` for stages 1 and 3.
+    """
+    plan = _check_stage(stage)
+    if plan.lora != (peft_config is not None):
+        raise ValueError(
+            f"Stage {stage} {'trains' if plan.lora else 'does not train'} a LoRA adapter: "
+            f"{'pass' if plan.lora else 'do not pass'} a `peft_config` (got {type(peft_config).__name__})."
+        )
+    if not isinstance(model, UniPoseForConditionalGeneration):
+        raise TypeError(f"`model` must be a UniPoseForConditionalGeneration, got {type(model).__name__}.")
+    model.requires_grad_(False)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        # Marks only the adapter (LoRA, token rows, modules_to_save copies) as trainable.
+        model = get_peft_model(model, peft_config)
+    elif plan.projector:
+        model.model.multi_modal_projector.requires_grad_(True)
+    if plan.pose_queries:
+        _base_model(model).model.pose_queries.requires_grad_(True)
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    total = sum(parameter.numel() for parameter in model.parameters())
+    logger.info(f"Stage {stage}: {trainable:,} trainable parameters of {total:,}.")
+    return model
+
+
+def _base_model(model) -> UniPoseForConditionalGeneration:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _is_peft_model(model) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def in_place_trainables(model) -> dict[str, torch.Tensor]:
+    """The trainable parameters of a PEFT model that PEFT does not own (the pose queries), by their name in the
+    base model."""
+    prefix = "base_model.model."
+    return {
+        name.removeprefix(prefix): parameter
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad and not any(marker in name for marker in _PEFT_PARAMETER_MARKERS)
+    }
+
+
+def save_in_place_trainables(model, directory: str | os.PathLike, state_dict: dict | None = None) -> Path | None:
+    """Write [`in_place_trainables`] to `directory/unipose_trainables.safetensors` (nothing if there are none).
+
+    `state_dict` (a full state dict of the PEFT model, as DeepSpeed gathers it) is read instead of the parameters
+    when given."""
+    names = list(in_place_trainables(model))
+    if not names:
+        return None
+    if state_dict is not None:
+        prefix = "base_model.model."
+        tensors = {name: state_dict[prefix + name] for name in names if prefix + name in state_dict}
+    else:
+        tensors = {name: parameter for name, parameter in in_place_trainables(model).items()}
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    path = Path(directory) / IN_PLACE_WEIGHTS_NAME
+    _atomic_save_file(tensors, path)
+    return path
+
+
+def load_in_place_trainables(model, directory: str | os.PathLike) -> bool:
+    """Load `directory/unipose_trainables.safetensors` into the base model of `model`; `False` if absent."""
+    path = Path(directory) / IN_PLACE_WEIGHTS_NAME
+    if not path.is_file():
+        return False
+    tensors = safetensors.torch.load_file(str(path))
+    parameters = dict(_base_model(model).named_parameters())
+    unknown = sorted(set(tensors) - set(parameters))
+    if unknown:
+        raise ValueError(f"{path} holds weights that the model does not have: {unknown}.")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            if parameters[name].shape != tensor.shape:
+                raise ValueError(
+                    f"{path}: `{name}` has shape {tuple(tensor.shape)}, the model's {tuple(parameters[name].shape)}."
+                )
+            parameters[name].copy_(tensor.to(parameters[name].dtype))
+    return True
+
+
+def _atomic_save_file(tensors: dict, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        safetensors.torch.save_file(tensors, temporary, metadata={"format": "pt"})
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_adapter(model: UniPoseForConditionalGeneration, adapter_dir: str | os.PathLike, is_trainable: bool = False):
+    """
+    Apply a saved stage adapter to a base model: the PEFT adapter (LoRA, token rows, projector copy) and the
+    in-place trainables (pose queries).
+
+    Returns:
+        `peft.PeftModel`; `merge_and_unload()` gives the merged model.
+    """
+    from peft import PeftModel
+
+    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"No PEFT adapter in {adapter_dir} (`adapter_config.json` is missing).")
+    peft_model = PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
+    load_in_place_trainables(peft_model, adapter_dir)
+    return peft_model
+
+
+class UniPoseSFTTrainer(SFTTrainer):
+    r"""
+    TRL's [`~trl.SFTTrainer`] for UniPose: the model's own loss (text over the vocabulary, pose queries over the
+    codes), the [`UniPoseDataCollator`] by default, the conversation columns kept, in-place trainables saved
+    with every checkpoint, and checkpoints written atomically.
+
+    Takes [`~trl.SFTTrainer`]'s arguments. Wrap the model with [`prepare_model_for_stage`] first (a `peft_config`
+    here would freeze the pose queries). Dataset preparation is skipped: examples are conversations with
+    images and poses ([`~unipose.training.tasks.CONVERSATION_FEATURES`]) that the collator renders.
+
+    Besides TRL's metrics it logs `mean_token_accuracy` (text targets), `pose_code_accuracy`, `text_loss` and
+    `pose_loss` (the mean cross-entropy of each kind of target).
+    """
+
+    def __init__(self, model, args=None, data_collator=None, train_dataset=None, processing_class=None, **kwargs):
+        if args is None:
+            raise ValueError("`args` (an `SFTConfig`) is required.")
+        if kwargs.get("peft_config") is not None:
+            raise ValueError(
+                "Wrap the model with `prepare_model_for_stage(model, stage, peft_config)` instead of passing "
+                "`peft_config`: PEFT would freeze the pose queries, which train outside the adapter."
+            )
+        if processing_class is None:
+            raise ValueError("`processing_class` (the model's UniPoseProcessor) is required.")
+        # The examples are conversations with images and poses, rendered by the collator.
+        args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        if data_collator is None:
+            data_collator = UniPoseDataCollator.from_model(
+                model,
+                processing_class,
+                max_length=args.max_length,
+                pad_to_multiple_of=args.pad_to_multiple_of,
+            )
+        self._staging_root = None
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        self._unipose_config = _base_model(self.model).config
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = list(CONVERSATION_FEATURES)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        inputs = {**inputs, "use_cache": False}
+        if num_items_in_batch is not None:
+            inputs["num_items_in_batch"] = num_items_in_batch
+        outputs = model(**inputs)
+        loss = outputs.loss
+        # As `Trainer.compute_loss`: `num_items_in_batch` counts the targets of every process and DDP averages
+        # the gradients over processes, so the per-process loss is scaled back up.
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+        self._record_metrics(outputs.logits.detach(), inputs, mode)
+        return (loss, outputs) if return_outputs else loss
+
+    @torch.no_grad()
+    def _record_metrics(self, logits: torch.Tensor, inputs: dict, mode: str):
+        """Accuracy and cross-entropy of text and pose-code targets, summed over every process."""
+        config = self._unipose_config
+        shift_labels = inputs["shift_labels"]
+        valid = shift_labels != IGNORE_INDEX
+        is_query = inputs["input_ids"] == config.pose_query_token_id
+        offset, size = config.pose_code_token_offset, config.pose_codebook_size
+        logits = logits.float()
+
+        text = valid & ~is_query
+        text_logits, text_targets = logits[text], shift_labels[text]
+        query = valid & is_query
+        code_logits, code_targets = logits[query][:, offset : offset + size], shift_labels[query] - offset
+        sums = torch.stack(
+            [
+                text.sum().float(),
+                (text_logits.argmax(-1) == text_targets).sum().float(),
+                torch.nn.functional.cross_entropy(text_logits, text_targets, reduction="sum")
+                if len(text_targets)
+                else logits.new_zeros(()),
+                query.sum().float(),
+                (code_logits.argmax(-1) == code_targets).sum().float(),
+                torch.nn.functional.cross_entropy(code_logits, code_targets, reduction="sum")
+                if len(code_targets)
+                else logits.new_zeros(()),
+            ]
+        )
+        num_text, text_correct, text_loss, num_codes, code_correct, code_loss = (
+            self.accelerator.gather_for_metrics(sums[None]).sum(0).tolist()
+        )
+        metrics = self._metrics[mode]
+        if num_text:
+            metrics["mean_token_accuracy"].append(text_correct / num_text)
+            metrics["text_loss"].append(text_loss / num_text)
+        if num_codes:
+            metrics["pose_code_accuracy"].append(code_correct / num_codes)
+            metrics["pose_loss"].append(code_loss / num_codes)
+        if mode == "train":
+            num_tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()[None]).sum().item()
+            self._total_train_tokens += num_tokens
+        metrics["num_tokens"] = [self._total_train_tokens]
+
+    # -- saving ----------------------------------------------------------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save and _is_peft_model(self.model):
+            save_in_place_trainables(self.model, output_dir or self.args.output_dir, state_dict)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        model = self.model if model is None else model
+        if _is_peft_model(model):
+            load_in_place_trainables(model, resume_from_checkpoint)
+
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is written, `Trainer._save_checkpoint` writes into the staging directory.
+        return self._staging_root if self._staging_root is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """`Trainer._save_checkpoint`, written under `.staging/` and renamed to `checkpoint-N` when complete, so
+        that a run killed while saving leaves no partial checkpoint for `resume_from_checkpoint` to pick up."""
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING_DIR)
+        staging, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
+        self.accelerator.wait_for_everyone()
+        self._staging_root = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        # Every process writes its random state into the checkpoint: rename once all are done.
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if os.path.isdir(final):  # the same step saved again, by a resumed run
+                shutil.rmtree(final)
+            os.replace(staging, final)
+            if self.state.best_model_checkpoint == staging:
+                self.state.best_model_checkpoint = final
+            shutil.rmtree(staging_root, ignore_errors=True)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()
+
+
+def _publish_files(source: Path, target: Path, last: tuple[str, ...] = ("config.json",)):
+    """Move every file of `source` into `target` with `os.replace` (each file appears whole), the files of
+    `last` at the end so that a reader who finds them finds the rest too; then remove `source`."""
+    target.mkdir(parents=True, exist_ok=True)
+    files = sorted(path for path in source.rglob("*") if path.is_file())
+    files.sort(key=lambda path: path.name in last)
+    for path in files:
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+    shutil.rmtree(source, ignore_errors=True)
+
+
+def save_merged_model(model, processor, output_dir: str | os.PathLike) -> Path:
+    """Save a (merged) UniPose model and its processor so that `AutoModel.from_pretrained(output_dir,
+    trust_remote_code=True)` and `AutoProcessor.from_pretrained(...)` load them; files are written to a staging
+    directory next to them first."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".merged-", suffix=".tmp"))
+    try:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        _publish_files(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def save_stage_outputs(trainer: UniPoseSFTTrainer, output_dir: str | os.PathLike | None = None, base_model_path=None) -> dict:
+    """
+    Save what a stage produced.
+
+    - stages with an adapter (1, 3): the adapter, its in-place trainables and the processor in
+      `output_dir/adapter`; the merged model and processor in `output_dir`. Without sharding the trainer's model
+      is merged in place (the trainer is done with it); under DeepSpeed ZeRO-3 or FSDP the main process reloads
+      the base model from `base_model_path` on the CPU and applies the saved adapter to it.
+    - stage 2: the model and processor in `output_dir`.
+
+    Returns:
+        `dict` with the paths written (`"model"`, and `"adapter"` for stages with one).
+    """
+    output_dir = Path(output_dir or trainer.args.output_dir)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not _is_peft_model(model):
+        trainer.save_model(os.fspath(output_dir))
+        return {"model": output_dir}
+
+    adapter_dir = output_dir / ADAPTER_DIR
+    trainer.save_model(os.fspath(adapter_dir))  # gathers sharded adapters; writes the in-place trainables too
+    sharded = trainer.is_fsdp_enabled or (
+        trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save:
+        if sharded:
+            if base_model_path is None:
+                raise ValueError("Merging a sharded run needs `base_model_path`, the model the stage started from.")
+            base = UniPoseForConditionalGeneration.from_pretrained(base_model_path, dtype=torch.float32)
+            merged = load_adapter(base, adapter_dir).merge_and_unload()
+        else:
+            merged = model.merge_and_unload()
+        save_merged_model(merged, trainer.processing_class, output_dir)
+    trainer.accelerator.wait_for_everyone()
+    return {"model": output_dir, "adapter": adapter_dir}
+
+
+__all__ = [
+    "ADAPTER_DIR",
+    "IN_PLACE_WEIGHTS_NAME",
+    "LANGUAGE_MODEL_LINEAR_MODULES",
+    "STAGES",
+    "STAGE_PLANS",
+    "StagePlan",
+    "UniPoseSFTTrainer",
+    "in_place_trainables",
+    "language_model_target_modules",
+    "load_adapter",
+    "load_in_place_trainables",
+    "new_token_ids",
+    "prepare_model_for_stage",
+    "save_in_place_trainables",
+    "save_merged_model",
+    "save_stage_outputs",
+    "stage_peft_config",
+]
