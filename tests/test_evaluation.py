@@ -34,6 +34,16 @@ TINY_RETRIEVAL = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The metrics are many small tensor operations: on a busy machine, thread hand-offs cost more than they
+    save (x10 here), so this file runs single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def text_tokenizer():
     from unipose.tokenization import build_tiny_tokenizer

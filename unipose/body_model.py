@@ -694,14 +694,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
+    """Writes the file; returns its path (the command's output)."""
     if args.out is None:
         path = generated_body_model_path()
     else:
         out = Path(args.out).expanduser()
         path = write_generated_body_model(out / SMPLH_FILE_NAME if out.is_dir() else out)
-    print(path)  # the command's output: where the file is
-    return 0
+    return str(path)
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """The ``unipose`` command line.
 
 Each subcommand lives in the module that owns its work and exposes two functions,
-``add_arguments(parser)`` and ``run(args) -> int``; this file only lists them, and imports a module
-when its subcommand is used so that ``unipose --help`` stays fast.
+``add_arguments(parser)`` and ``run(args)``, which returns an exit code or the text to show; this file only
+lists them, prints what they return, and imports a module when its subcommand is used so that
+``unipose --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"unipose {known.command}", description=COMMANDS[known.command][1])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    result = module.run(args)
+    if isinstance(result, str):
+        print(result)
+        return 0
+    return int(result or 0)
 
 
 if __name__ == "__main__":

@@ -505,15 +505,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action="store_true", help="Compare logits with the original code afterwards.")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     report = convert_release(
         args.base, args.unipose, args.pose_tokenizer, args.pose_vit, args.out, dtype=dtype, overwrite=args.overwrite
     )
-    print(json.dumps(report.to_dict(), indent=2))
+    result = {"conversion": report.to_dict()}
     if args.verify:
-        print(json.dumps(verify_conversion(args.base, args.unipose, args.out), indent=2))
-    return 0
+        result["verification"] = verify_conversion(args.base, args.unipose, args.out)
+    return json.dumps(result, indent=2)
 
 
 __all__ = ["KEY_MAPPING", "ConversionReport", "convert_release", "map_key", "verify_conversion"]

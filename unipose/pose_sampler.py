@@ -946,13 +946,14 @@ def _sheet_indices(categories: Sequence[str], size: int) -> list[int]:
     return sorted(chosen[:size], key=lambda index: (order[categories[index]], index))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
+    """Samples and writes the poses (and a contact sheet); returns what was written."""
     if args.num < 0:
         raise ValueError(f"`--num` must be a non-negative integer, got {args.num}.")
     sample = PoseSampler(seed=args.seed, categories=args.categories).sample(args.num)
     save_poses(args.out, sample)
     counts = {name: sample.categories.count(name) for name in POSE_CATEGORIES if name in sample.categories}
-    print(f"Wrote {args.num} poses to {args.out}: {counts}")
+    report = [f"Wrote {args.num} poses to {args.out}: {counts}"]
     if args.contact_sheet is not None and args.num > 0:
         from .visualization import contact_sheet
 
@@ -962,8 +963,8 @@ def run(args: argparse.Namespace) -> int:
         contact_sheet(
             sample.poses[shown], captions=captions, path=args.contact_sheet, columns=args.sheet_columns
         )
-        print(f"Wrote a contact sheet of {len(shown)} poses to {args.contact_sheet}")
-    return 0
+        report.append(f"Wrote a contact sheet of {len(shown)} poses to {args.contact_sheet}")
+    return "\n".join(report)
 
 
 __all__ = [

@@ -830,14 +830,12 @@ def run_synth(args: argparse.Namespace) -> int:
         contact_sheet=not args.no_contact_sheet,
         progress=True,
     )
-    for kind, splits in corpus.items():
-        sizes = ", ".join(f"{split} {len(data)}" for split, data in splits.items())
-        print(f"{kind}: {sizes}")
-    print(
+    report = [f"{kind}: " + ", ".join(f"{split} {len(data)}" for split, data in splits.items()) for kind, splits in corpus.items()]
+    report.append(
         f"Wrote {args.out}"
         + ("" if args.no_contact_sheet else f" (samples: {Path(args.out) / CONTACT_SHEET_FILE})")
     )
-    return 0
+    return "\n".join(report)
 
 
 ACTIONS = {

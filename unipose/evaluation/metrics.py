@@ -218,17 +218,19 @@ def r_precision_posescript(
     generator = torch.Generator().manual_seed(seed)
     queries, candidates = _normalize(queries), _normalize(candidates)
     mean_ranks = torch.empty(num_items, dtype=torch.float64)
-    for start in range(0, num_items, POOL_CHUNK_ROWS):
-        rows = torch.arange(start, min(start + POOL_CHUNK_ROWS, num_items))
+    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
+        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
         # Distractor indices skip the query's own candidate: draw from N - 1 and shift past it. Each pool is
         # the true candidate (position 0) and its distractors, all scored by the same product.
         distractors = _random_distractors(num_items, len(rows) * num_repetitions, pool_size - 1, generator)
         distractors = distractors.view(len(rows), num_repetitions, pool_size - 1)
         distractors = distractors + (distractors >= rows[:, None, None]).long()
         pools = torch.cat([rows[:, None, None].expand(-1, num_repetitions, 1), distractors], dim=-1)  # (c, R, P)
-        scores = torch.einsum("cd,crpd->crp", queries[rows], candidates[pools])
-        ranks = _tie_broken_rank(scores[..., 1:], scores[..., 0], generator)  # (c, R)
-        mean_ranks[rows] = ranks.double().mean(dim=1)
+        for sub in range(0, len(rows), POOL_CHUNK_ROWS):
+            sub_rows, sub_pools = rows[sub : sub + POOL_CHUNK_ROWS], pools[sub : sub + POOL_CHUNK_ROWS]
+            scores = torch.einsum("cd,crpd->crp", queries[sub_rows], candidates[sub_pools])
+            ranks = _tie_broken_rank(scores[..., 1:], scores[..., 0], generator)  # (c, R)
+            mean_ranks[sub_rows] = ranks.double().mean(dim=1)
     return {f"top{k}": float((mean_ranks < k).double().mean()) * PERCENT for k in top_k}
 
 
