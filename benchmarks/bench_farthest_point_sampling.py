@@ -7,7 +7,7 @@ The poses are procedural (`unipose.pose_sampler`), turned into root-aligned join
 selection, and are timed on one thread by process CPU time, in alternating rounds, so that other work on a
 shared machine weighs little on the ratio.
 
-    python benchmarks/bench_farthest_point_sampling.py                    # 20k poses, 5k samples
+    python benchmarks/bench_farthest_point_sampling.py                    # 100k poses, 20k samples
     python benchmarks/bench_farthest_point_sampling.py --num-poses 100000 --num-samples 50000 --device cuda
 """
 
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as transformers_logging
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,15 +64,15 @@ def timed(function, device: str) -> tuple[float, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num-poses", type=int, default=20_000)
-    parser.add_argument("--num-samples", type=int, default=5_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--num-poses", type=int, default=100_000)
+    parser.add_argument("--num-samples", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    transformers_logging.disable_progress_bar()
 
     joints = torch.from_numpy(pose_features(sample_poses(args.num_poses, seed=0), up_axis="y")).to(
         args.device

@@ -25,7 +25,6 @@ from unipose.evaluation.retrieval import (
     tokenize_texts,
 )
 
-
 TINY_RETRIEVAL = {
     "word_embedding_dim": 16,
     "text_hidden_size": 16,
@@ -70,7 +69,10 @@ def test_r_precision_of_a_perfect_model_is_100(protocol):
 
 def test_r_precision_of_a_random_model_is_at_chance():
     generator = torch.Generator().manual_seed(1)
-    queries, candidates = torch.randn(3200, 16, generator=generator), torch.randn(3200, 16, generator=generator)
+    queries, candidates = (
+        torch.randn(3200, 16, generator=generator),
+        torch.randn(3200, 16, generator=generator),
+    )
     grouped = M.r_precision_grouped(queries, candidates)
     posescript = M.r_precision_posescript(queries, candidates)
     for k in (1, 2, 3):
@@ -110,7 +112,9 @@ def test_r_precision_posescript_matches_a_brute_force_ranking():
 
     ranks = [sum(cosine(q, c) > cosine(q, candidates[i]) for c in candidates) for i, q in enumerate(queries)]
     expected = {f"top{k}": 100 * sum(r < k for r in ranks) / 20 for k in (1, 2, 3)}
-    assert M.r_precision_posescript(queries, candidates, pool_size=20, num_repetitions=3) == pytest.approx(expected)
+    assert M.r_precision_posescript(queries, candidates, pool_size=20, num_repetitions=3) == pytest.approx(
+        expected
+    )
 
 
 def test_r_precision_draws_distinct_distractors_never_the_query():
@@ -126,7 +130,9 @@ def test_r_precision_draws_distinct_distractors_never_the_query():
 def test_recall_at_k_matches_a_brute_force_ranking():
     generator = torch.Generator().manual_seed(5)
     queries, candidates = torch.randn(50, 7, generator=generator), torch.randn(50, 7, generator=generator)
-    similarity = torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(candidates, dim=1).T
+    similarity = (
+        torch.nn.functional.normalize(queries, dim=1) @ torch.nn.functional.normalize(candidates, dim=1).T
+    )
     ranks = [sorted(row.tolist(), reverse=True).index(row[i].item()) for i, row in enumerate(similarity)]
     expected = {f"R@{k}": 100 * sum(r < k for r in ranks) / 50 for k in (1, 5, 10)}
     assert M.recall_at_k(queries, candidates, (1, 5, 10)) == pytest.approx(expected)
@@ -223,9 +229,16 @@ def test_bleu_matches_nltk_with_several_references():
         "bend your right elbow and lift the left leg",
     ]
     references = [
-        ["the person is standing with the arms raised above the head", "someone stands, both arms up above the head"],
+        [
+            "the person is standing with the arms raised above the head",
+            "someone stands, both arms up above the head",
+        ],
         ["the man kneels on the left knee with his hands on the hips"],
-        ["bend the right elbow and raise your left leg", "lift your left leg and bend your right elbow", "right elbow bent"],
+        [
+            "bend the right elbow and raise your left leg",
+            "lift your left leg and bend your right elbow",
+            "right elbow bent",
+        ],
     ]
     tokenize = Tokenizer13a()
     expected = 100 * corpus_bleu(
@@ -343,7 +356,9 @@ def test_pair_model_depends_on_both_poses_and_their_order(text_tokenizer):
 
 def test_text_encoder_rejects_left_padding_and_bad_poses(text_tokenizer):
     model = _tiny_pose_model(text_tokenizer)
-    inputs = text_tokenizer(["arms up", "kneeling on the left knee"], padding=True, padding_side="left", return_tensors="pt")
+    inputs = text_tokenizer(
+        ["arms up", "kneeling on the left knee"], padding=True, padding_side="left", return_tensors="pt"
+    )
     with pytest.raises(ValueError, match="padding on the right"):
         model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
     with pytest.raises(ValueError, match="6D joint rotations"):
@@ -354,14 +369,23 @@ def _pose_text_records(n, seed, num_texts=2):
     words = "left right arm leg raised bent straight knee elbow forward backward kneeling standing".split()
     rng = np.random.default_rng(seed)
     texts = [[" ".join(rng.choice(words, 5)) for _ in range(num_texts)] for _ in range(n)]
-    columns = {"id": [f"{seed}-{i}" for i in range(n)], "pose": _random_poses(n, seed), "texts": texts, "source": ["test"] * n}
+    columns = {
+        "id": [f"{seed}-{i}" for i in range(n)],
+        "pose": _random_poses(n, seed),
+        "texts": texts,
+        "source": ["test"] * n,
+    }
     return Dataset.from_dict(columns, features=FEATURES["pose_text"])
 
 
 def test_retrieval_training_resumes_exactly(text_tokenizer, tmp_path):
     from safetensors.torch import load_file
 
-    from unipose.evaluation.retrieval_training import RetrievalTrainer, RetrievalTrainingArguments, train_retrieval
+    from unipose.evaluation.retrieval_training import (
+        RetrievalTrainer,
+        RetrievalTrainingArguments,
+        train_retrieval,
+    )
 
     corpus = DatasetDict({"train": _pose_text_records(24, 0), "validation": _pose_text_records(8, 1)})
     corpus.save_to_disk(tmp_path / "corpus" / "pose_text")
@@ -369,9 +393,18 @@ def test_retrieval_training_resumes_exactly(text_tokenizer, tmp_path):
 
     def arguments(output_dir, **overrides):
         return RetrievalTrainingArguments(
-            output_dir=str(output_dir), pretrain_data=[str(tmp_path / "corpus")], finetune_data=[str(tmp_path / "corpus")],
-            embed_dim=32, text_hidden_size=16, pose_hidden_size=16, batch_size=8, max_steps=3, save_steps=2,
-            logging_steps=1, disable_tqdm=True, **overrides,
+            output_dir=str(output_dir),
+            pretrain_data=[str(tmp_path / "corpus")],
+            finetune_data=[str(tmp_path / "corpus")],
+            embed_dim=32,
+            text_hidden_size=16,
+            pose_hidden_size=16,
+            batch_size=8,
+            max_steps=3,
+            save_steps=2,
+            logging_steps=1,
+            disable_tqdm=True,
+            **overrides,
         )
 
     complete = train_retrieval(arguments(tmp_path / "complete"), text_tokenizer, embeddings)
@@ -393,7 +426,9 @@ def test_retrieval_training_resumes_exactly(text_tokenizer, tmp_path):
     finally:
         RetrievalTrainer.training_step = original_step
     assert (tmp_path / "resumed" / "checkpoint-5").is_dir()
-    resumed = train_retrieval(arguments(tmp_path / "resumed", resume_from_checkpoint="latest"), text_tokenizer, embeddings)
+    resumed = train_retrieval(
+        arguments(tmp_path / "resumed", resume_from_checkpoint="latest"), text_tokenizer, embeddings
+    )
     assert resumed["global_step"] == 6
     final_complete = load_file(tmp_path / "complete" / "model.safetensors")
     final_resumed = load_file(tmp_path / "resumed" / "model.safetensors")
@@ -432,7 +467,12 @@ def _write_corpus(root, n):
         "pose_text": {"pose": _random_poses(n, 20)},
         "pose_pair": {"pose_a": _random_poses(n, 21), "pose_b": _random_poses(n, 22)},
         "image_pose": {"image": _images(n, 23), "pose": _random_poses(n, 24)},
-        "image_pair": {"image_a": _images(n, 25), "image_b": _images(n, 26), "pose_a": _random_poses(n, 27), "pose_b": _random_poses(n, 28)},
+        "image_pair": {
+            "image_a": _images(n, 25),
+            "image_b": _images(n, 26),
+            "pose_a": _random_poses(n, 27),
+            "pose_b": _random_poses(n, 28),
+        },
     }
     for kind, specific in columns.items():
         records = Dataset.from_dict({**common, **specific}, features=FEATURES[kind])
@@ -461,19 +501,46 @@ def test_unipose_evaluate_runs_every_task_and_writes_the_report(tmp_path, tiny_u
     runner.add_arguments(parser)
     args = parser.parse_args(
         [
-            "--model", str(tmp_path / "model"), "--task", "all", "--data", str(tmp_path / "corpus"),
-            "--retrieval-model", str(tmp_path / "pose_retrieval"), "--pair-retrieval-model", str(tmp_path / "pair_retrieval"),
-            "--output", str(tmp_path / "out"), "--batch-size", "4", "--max-new-tokens", "4", "--pool-size", "4",
-            "--recall-k", "1", "5", "--num-examples", "1", "--no-progress",
+            "--model",
+            str(tmp_path / "model"),
+            "--task",
+            "all",
+            "--data",
+            str(tmp_path / "corpus"),
+            "--retrieval-model",
+            str(tmp_path / "pose_retrieval"),
+            "--pair-retrieval-model",
+            str(tmp_path / "pair_retrieval"),
+            "--output",
+            str(tmp_path / "out"),
+            "--batch-size",
+            "4",
+            "--max-new-tokens",
+            "4",
+            "--pool-size",
+            "4",
+            "--recall-k",
+            "1",
+            "5",
+            "--num-examples",
+            "1",
+            "--no-progress",
         ]
     )
-    assert runner.run(args) == 0
+    summary = json.loads(runner.run(args))
+    assert set(summary) == set(runner.TASKS)
 
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert set(results["tasks"]) == set(runner.TASKS)
     for task in ("pose-to-text", "pose-diff", "image-to-text", "image-diff"):
         metrics = results["tasks"][task]["metrics"]
-        assert {"BLEU-4", "ROUGE-L", "METEOR", "R-Precision@1 (posescript)", "R-Precision@3 (grouped)"} <= set(metrics)
+        assert {
+            "BLEU-4",
+            "ROUGE-L",
+            "METEOR",
+            "R-Precision@1 (posescript)",
+            "R-Precision@3 (grouped)",
+        } <= set(metrics)
     for task in ("text-to-pose", "pose-editing"):
         metrics = results["tasks"][task]["metrics"]
         assert {"R^T2P@1", "R^P2T@5", "mRecall", "FID", "MPJPE", "PA-MPJPE"} <= set(metrics)
@@ -514,11 +581,15 @@ def test_evaluation_resumes_without_redoing_finished_batches(tmp_path, tiny_unip
     dataset = _pose_text_records(10, 30)
     settings = EvaluationSettings(batch_size=3, num_examples=0)  # 4 batches
 
-    reference = evaluate_task("text-to-pose", model, processor, dataset, tmp_path / "reference", settings, progress=False)
+    reference = evaluate_task(
+        "text-to-pose", model, processor, dataset, tmp_path / "reference", settings, progress=False
+    )
 
     crashing = _CountingModel(model, fail_on_call=3)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        evaluate_task("text-to-pose", crashing, processor, dataset, tmp_path / "run", settings, progress=False)
+        evaluate_task(
+            "text-to-pose", crashing, processor, dataset, tmp_path / "run", settings, progress=False
+        )
     predictions = tmp_path / "run" / "text-to-pose" / "predictions.jsonl"
     assert len(predictions.read_text().splitlines()) == 2
     # A crash in the middle of writing a line leaves a partial one: it is dropped and its batch redone.
@@ -526,10 +597,14 @@ def test_evaluation_resumes_without_redoing_finished_batches(tmp_path, tiny_unip
         handle.write('{"batch": 2, "predictions": [{"pose"')
 
     resumed_model = _CountingModel(model)
-    resumed = evaluate_task("text-to-pose", resumed_model, processor, dataset, tmp_path / "run", settings, progress=False)
+    resumed = evaluate_task(
+        "text-to-pose", resumed_model, processor, dataset, tmp_path / "run", settings, progress=False
+    )
     assert resumed_model.calls == 2
     assert resumed["metrics"] == reference["metrics"]
-    assert predictions.read_text() == (tmp_path / "reference" / "text-to-pose" / "predictions.jsonl").read_text()
+    assert (
+        predictions.read_text() == (tmp_path / "reference" / "text-to-pose" / "predictions.jsonl").read_text()
+    )
 
 
 def test_evaluation_refuses_predictions_of_another_run(tmp_path, tiny_unipose):
@@ -537,11 +612,34 @@ def test_evaluation_refuses_predictions_of_another_run(tmp_path, tiny_unipose):
 
     model, processor = tiny_unipose
     dataset = _pose_text_records(4, 31)
-    evaluate_task("text-to-pose", model, processor, dataset, tmp_path, EvaluationSettings(batch_size=2, num_examples=0), progress=False)
+    evaluate_task(
+        "text-to-pose",
+        model,
+        processor,
+        dataset,
+        tmp_path,
+        EvaluationSettings(batch_size=2, num_examples=0),
+        progress=False,
+    )
     with pytest.raises(ValueError, match="batch_size"):
-        evaluate_task("text-to-pose", model, processor, dataset, tmp_path, EvaluationSettings(batch_size=4, num_examples=0), progress=False)
+        evaluate_task(
+            "text-to-pose",
+            model,
+            processor,
+            dataset,
+            tmp_path,
+            EvaluationSettings(batch_size=4, num_examples=0),
+            progress=False,
+        )
     again = evaluate_task(
-        "text-to-pose", model, processor, dataset, tmp_path, EvaluationSettings(batch_size=4, num_examples=0), overwrite=True, progress=False
+        "text-to-pose",
+        model,
+        processor,
+        dataset,
+        tmp_path,
+        EvaluationSettings(batch_size=4, num_examples=0),
+        overwrite=True,
+        progress=False,
     )
     assert again["num_items"] == 4
 
@@ -554,4 +652,7 @@ def test_paper_results_hold_only_recorded_numbers():
     assert paper_value("pose-to-text", "BLEU-4") is None
     ablation = PAPER_ABLATIONS["mixed-attention"]["results"]
     assert [ablation["mixed attention"][f"R^T2P@{k}"] for k in (5, 10, 20)] == [13.8, 20.3, 28.8]
-    assert PAPER_ABLATIONS["pose-tokenizer"]["results"]["AMASS test, with orientation noise"] == {"MPJPE": 6.2, "PA-MPJPE": 3.7}
+    assert PAPER_ABLATIONS["pose-tokenizer"]["results"]["AMASS test, with orientation noise"] == {
+        "MPJPE": 6.2,
+        "PA-MPJPE": 3.7,
+    }

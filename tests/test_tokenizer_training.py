@@ -313,6 +313,7 @@ def test_cli_trains_and_saves_a_loadable_tokenizer(tmp_path):
         ["train-tokenizer", "--config", str(RECIPES / "stage0_cpu.yaml"), "--output_dir", str(out),
          "--num_train_poses", "64", "--num_validation_poses", "16", "--batch_size", "16", "--max_steps", "2",
          "--eval_steps", "2", "--save_steps", "2", "--disable_tqdm", "--max_train_minutes", "null",
+         "--num_threads", "null",  # keep the test process's thread count
          *[f"--model={key}={value}" for key, value in TINY_MODEL.items()]]
     )  # fmt: skip
     assert code == 0

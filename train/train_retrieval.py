@@ -27,10 +27,18 @@ python train/train_retrieval.py --output_dir runs/retrieval_posefix --model_kind
 ```
 """
 
-import sys
+import json
 
-from unipose.evaluation.retrieval_training import main
+from unipose.evaluation.retrieval_training import parse_arguments, train_retrieval
+from unipose.tokenizer_training import enable_progress_logging
+
+
+def main(argv: list[str] | None = None) -> dict:
+    enable_progress_logging()
+    results = train_retrieval(parse_arguments(argv))
+    print(json.dumps(results, indent=2, sort_keys=True))
+    return results
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,7 +5,7 @@ Stage 0: train the UniPose pose tokenizer (a VQ-VAE over SMPL-H body poses).
 The recipe (YAML) names every setting; `--field value` overrides one, `--model key=value` overrides a
 tokenizer size field. The same run is `unipose train-tokenizer --config ...`.
 
-# On a CPU, offline: procedural poses and the generated body model (about 25 minutes on 2 cores)
+# On a CPU, offline: procedural poses and the generated body model (about 20 minutes on 2 cores)
 ```bash
 python train/train_tokenizer.py --config train/recipes/stage0_cpu.yaml
 ```

@@ -2,5 +2,55 @@
 """
 The UniPose evaluation suite: the retrieval models that score generated texts and poses, the metrics of the
 paper (R-precision under both protocols in use, Recall@K, FID, BLEU-4, ROUGE-L, METEOR, MPJPE, PA-MPJPE),
-the paper's published numbers, and the `unipose evaluate` command.
+the paper's published numbers, and the `unipose evaluate` command (`unipose.evaluation.runner`).
 """
+
+from .metrics import (
+    R_PRECISION_PROTOCOLS,
+    bleu4,
+    frechet_distance,
+    meteor,
+    pose_errors,
+    r_precision,
+    recall_at_k,
+    rouge_l,
+    text_metric_sources,
+    text_metrics,
+    text_pose_recalls,
+)
+from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS
+from .retrieval import (
+    PosePairTextRetrievalConfig,
+    PosePairTextRetrievalModel,
+    PoseTextRetrievalConfig,
+    PoseTextRetrievalModel,
+    embed_pose_pairs,
+    embed_poses,
+    embed_texts,
+    load_retrieval_model,
+)
+
+__all__ = [
+    "PAPER_ABLATIONS",
+    "PAPER_CITATION",
+    "PAPER_RESULTS",
+    "R_PRECISION_PROTOCOLS",
+    "PosePairTextRetrievalConfig",
+    "PosePairTextRetrievalModel",
+    "PoseTextRetrievalConfig",
+    "PoseTextRetrievalModel",
+    "bleu4",
+    "embed_pose_pairs",
+    "embed_poses",
+    "embed_texts",
+    "frechet_distance",
+    "load_retrieval_model",
+    "meteor",
+    "pose_errors",
+    "r_precision",
+    "recall_at_k",
+    "rouge_l",
+    "text_metric_sources",
+    "text_metrics",
+    "text_pose_recalls",
+]

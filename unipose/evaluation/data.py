@@ -13,21 +13,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
 
 from ..data.schema import FEATURES, record_kind
 
-
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
 
 
-def _kind_of(dataset: Union[Dataset, DatasetDict]) -> str | None:
+def _kind_of(dataset: Dataset | DatasetDict) -> str | None:
     features = next(iter(dataset.values())).features if isinstance(dataset, DatasetDict) else dataset.features
     try:
         return record_kind(features)
@@ -35,7 +33,7 @@ def _kind_of(dataset: Union[Dataset, DatasetDict]) -> str | None:
         return None
 
 
-def discover_datasets(paths: Sequence[PathLike]) -> dict[str, list[tuple[Path, Union[Dataset, DatasetDict]]]]:
+def discover_datasets(paths: Sequence[PathLike]) -> dict[str, list[tuple[Path, Dataset | DatasetDict]]]:
     """
     The saved datasets under `paths`, grouped by record kind.
 
@@ -53,7 +51,9 @@ def discover_datasets(paths: Sequence[PathLike]) -> dict[str, list[tuple[Path, U
         path = Path(raw).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"Data path {str(path)!r} does not exist.")
-        candidates = [path] if _is_saved_dataset(path) else sorted(p for p in path.iterdir() if _is_saved_dataset(p))
+        candidates = (
+            [path] if _is_saved_dataset(path) else sorted(p for p in path.iterdir() if _is_saved_dataset(p))
+        )
         if not candidates:
             raise FileNotFoundError(
                 f"{str(path)!r} is neither a dataset saved with `save_to_disk` nor a folder of such datasets "
@@ -93,13 +93,15 @@ def load_split(paths: Sequence[PathLike], kind: str, split: str) -> Dataset:
     if not sources:
         raise FileNotFoundError(f"No `{kind}` records under {[str(p) for p in paths]}.")
     parts = []
-    for path, dataset in sources:
+    for _, dataset in sources:
         if isinstance(dataset, Dataset):
             parts.append(dataset)
         elif split in dataset:
             parts.append(dataset[split])
     if not parts:
-        available = sorted({name for _, dataset in sources if isinstance(dataset, DatasetDict) for name in dataset})
+        available = sorted(
+            {name for _, dataset in sources if isinstance(dataset, DatasetDict) for name in dataset}
+        )
         raise ValueError(f"No `{split}` split among the `{kind}` datasets; they have {available}.")
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 

@@ -14,9 +14,10 @@ give different numbers; every result names the one it comes from:
   consecutive groups of `pool_size` (the remainder is left out), rank the true candidate within its group
   by Euclidean distance. Top-k is the share of items (in full groups) whose rank is below k.
 
-Ties between the true candidate and others are broken at random (the true candidate takes a uniformly
-random place among the candidates it ties with), so a model that gives every item the same embedding
-scores at chance, not at 100.
+Scores are computed in float32, the precision of the retrieval models. Ties between the true candidate
+and others (scores equal up to `TIE_TOLERANCE`) are broken at random: the true candidate takes a uniformly
+random place among the candidates it ties with, so a model that gives every item the same embedding scores
+at chance, not at 100.
 
 Recall@K (`R^T2P`, `R^P2T`) ranks every candidate of the whole set by cosine similarity; mRecall is the
 mean of the recalls of both directions. FID is the Frechet distance between Gaussians fitted to two sets
@@ -33,14 +34,12 @@ import functools
 import importlib.metadata
 import re
 from collections.abc import Sequence
-from typing import Optional, Union
 
 import numpy as np
 import torch
 from transformers.utils import logging
 
 from ..metrics import mpjpe, pa_mpjpe
-
 
 logger = logging.get_logger(__name__)
 
@@ -63,15 +62,12 @@ GENERATION_RECALL_K = (5, 10, 20)
 RETRIEVAL_MODEL_RECALL_K = (1, 5, 10)
 # Queries scored against all candidates at once: bounds the (chunk, num_candidates) similarity matrix.
 SIMILARITY_CHUNK_ROWS = 1024
-# Queries whose pools are gathered at once (PoseScript protocol): bounds the (chunk, repetitions, pool, dim)
-# gathered embeddings (80 MiB for 128 x 10 x 32 x 512 in float32).
-POOL_CHUNK_ROWS = 128
 # Scores closer than this (relative to their magnitude) count as ties: float32 products of unit vectors of a
 # few hundred dimensions carry rounding errors of about 1e-6.
 TIE_TOLERANCE = 1e-5
 PERCENT = 100.0
 
-EmbeddingLike = Union[torch.Tensor, np.ndarray]
+EmbeddingLike = torch.Tensor | np.ndarray
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -91,7 +87,9 @@ def _as_embeddings(value: EmbeddingLike, name: str, dtype: torch.dtype = torch.f
     if value.is_complex() or value.dtype == torch.bool:
         raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
     if value.ndim != 2 or value.shape[0] == 0 or value.shape[1] == 0:
-        raise ValueError(f"`{name}` must have shape (num_items, dim) with both > 0, got {tuple(value.shape)}.")
+        raise ValueError(
+            f"`{name}` must have shape (num_items, dim) with both > 0, got {tuple(value.shape)}."
+        )
     value = value.detach().to("cpu", dtype)
     if not bool(torch.isfinite(value).all()):
         raise ValueError(f"`{name}` contains NaN or infinite values.")
@@ -110,7 +108,9 @@ def _matched_pair(queries: EmbeddingLike, candidates: EmbeddingLike) -> tuple[to
 
 def _check_top_k(top_k: Sequence[int], limit: int, name: str) -> tuple[int, ...]:
     values = tuple(top_k)
-    if not values or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in values):
+    if not values or any(
+        isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in values
+    ):
         raise ValueError(f"`{name}` must be a non-empty sequence of positive integers, got {top_k!r}.")
     if max(values) > limit:
         raise ValueError(f"`{name}` asks for k={max(values)}, more than the {limit} candidates to rank.")
@@ -220,17 +220,19 @@ def r_precision_posescript(
     mean_ranks = torch.empty(num_items, dtype=torch.float64)
     for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
         rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
-        # Distractor indices skip the query's own candidate: draw from N - 1 and shift past it. Each pool is
-        # the true candidate (position 0) and its distractors, all scored by the same product.
+        # One product against all candidates, then a gather, costs less than gathering the pools'
+        # embeddings (R * (P - 1) vectors per query) once the set is a few times larger than a pool.
+        similarity = queries[rows] @ candidates.T  # (chunk, N)
+        true_score = similarity[torch.arange(len(rows)), rows]  # (chunk,)
+        # Distractor indices skip the query's own candidate: draw from N - 1 and shift past it.
         distractors = _random_distractors(num_items, len(rows) * num_repetitions, pool_size - 1, generator)
         distractors = distractors.view(len(rows), num_repetitions, pool_size - 1)
         distractors = distractors + (distractors >= rows[:, None, None]).long()
-        pools = torch.cat([rows[:, None, None].expand(-1, num_repetitions, 1), distractors], dim=-1)  # (c, R, P)
-        for sub in range(0, len(rows), POOL_CHUNK_ROWS):
-            sub_rows, sub_pools = rows[sub : sub + POOL_CHUNK_ROWS], pools[sub : sub + POOL_CHUNK_ROWS]
-            scores = torch.einsum("cd,crpd->crp", queries[sub_rows], candidates[sub_pools])
-            ranks = _tie_broken_rank(scores[..., 1:], scores[..., 0], generator)  # (c, R)
-            mean_ranks[sub_rows] = ranks.double().mean(dim=1)
+        scores = torch.gather(similarity, 1, distractors.flatten(1)).view_as(distractors)  # (chunk, R, P - 1)
+        ranks = _tie_broken_rank(
+            scores, true_score[:, None].expand(-1, num_repetitions), generator
+        )  # (chunk, R)
+        mean_ranks[rows] = ranks.double().mean(dim=1)
     return {f"top{k}": float((mean_ranks < k).double().mean()) * PERCENT for k in top_k}
 
 
@@ -270,7 +272,9 @@ def r_precision_grouped(
             f"{num_items}."
         )
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(num_items, generator=generator)[: num_groups * pool_size].view(num_groups, pool_size)
+    order = torch.randperm(num_items, generator=generator)[: num_groups * pool_size].view(
+        num_groups, pool_size
+    )
     distances = torch.cdist(queries[order], candidates[order])  # (G, P, P): query i of a group vs candidate j
     true_distance = distances.diagonal(dim1=1, dim2=2)  # (G, P)
     # The true candidate is left out of the comparison (it would tie with itself).
@@ -317,7 +321,10 @@ def describe_r_precision_protocol(
 
 
 def recall_at_k(
-    queries: EmbeddingLike, candidates: EmbeddingLike, k_values: Sequence[int] = GENERATION_RECALL_K, seed: int = 0
+    queries: EmbeddingLike,
+    candidates: EmbeddingLike,
+    k_values: Sequence[int] = GENERATION_RECALL_K,
+    seed: int = 0,
 ) -> dict[str, float]:
     """
     Recall@K over the whole set: the share of queries whose true candidate is among the K candidates of
@@ -354,7 +361,10 @@ def recall_at_k(
 
 
 def text_pose_recalls(
-    text_embeds: EmbeddingLike, pose_embeds: EmbeddingLike, k_values: Sequence[int] = GENERATION_RECALL_K, seed: int = 0
+    text_embeds: EmbeddingLike,
+    pose_embeds: EmbeddingLike,
+    k_values: Sequence[int] = GENERATION_RECALL_K,
+    seed: int = 0,
 ) -> dict[str, float]:
     """
     Recall@K in both directions and their mean.
@@ -398,7 +408,9 @@ def feature_statistics(features: EmbeddingLike, name: str = "features") -> tuple
     """
     values = _as_embeddings(features, name, torch.float64).numpy()
     if values.shape[0] < 2:
-        raise ValueError(f"`{name}` needs at least 2 vectors to estimate a covariance, got {values.shape[0]}.")
+        raise ValueError(
+            f"`{name}` needs at least 2 vectors to estimate a covariance, got {values.shape[0]}."
+        )
     return values.mean(axis=0), np.cov(values, rowvar=False).reshape(values.shape[1], values.shape[1])
 
 
@@ -440,7 +452,9 @@ def frechet_distance_from_statistics(
         ("covariance_b", covariance_b, (dim, dim)),
     ):
         if value.shape != shape:
-            raise ValueError(f"`{name}` must have shape {shape} to match `mean_a` of shape {mean_a.shape}, got {value.shape}.")
+            raise ValueError(
+                f"`{name}` must have shape {shape} to match `mean_a` of shape {mean_a.shape}, got {value.shape}."
+            )
     for name, value in (("covariance_a", covariance_a), ("covariance_b", covariance_b)):
         if not np.isfinite(value).all() or not np.allclose(value, value.T, rtol=1e-6, atol=1e-10):
             raise ValueError(f"`{name}` must be a finite symmetric matrix.")
@@ -540,7 +554,7 @@ def wordnet_available() -> bool:
     return True
 
 
-def _package_version(name: str) -> Optional[str]:
+def _package_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -577,7 +591,9 @@ def _check_text_inputs(predictions: Sequence[str], references: Sequence[Sequence
         raise TypeError("`predictions` must be a sequence of strings, one per item.")
     if isinstance(references, str) or len(references) != len(predictions):
         got = "a string" if isinstance(references, str) else f"{len(references)} entries"
-        raise ValueError(f"`references` must hold one list of reference strings per prediction ({len(predictions)}), got {got}.")
+        raise ValueError(
+            f"`references` must hold one list of reference strings per prediction ({len(predictions)}), got {got}."
+        )
     checked = []
     for index, refs in enumerate(references):
         if isinstance(refs, str):
@@ -631,7 +647,10 @@ def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
     # The default tokenizer given explicitly: without one, rouge-score logs through the root logger, which
     # installs a root handler in the caller's process.
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizers.DefaultTokenizer(use_stemmer=False))
-    scores = [scorer.score_multi(refs, prediction)["rougeL"].fmeasure for prediction, refs in zip(predictions, references)]
+    scores = [
+        scorer.score_multi(refs, prediction)["rougeL"].fmeasure
+        for prediction, refs in zip(predictions, references)
+    ]
     return float(np.mean(scores)) * PERCENT
 
 

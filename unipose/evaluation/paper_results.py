@@ -19,9 +19,6 @@ trained the same way, on the same test splits.
 
 from __future__ import annotations
 
-from typing import Optional
-
-
 PAPER_CITATION = (
     'Li, Hou, Chang, Shan and Chen, "UniPose: A Unified Multimodal Framework for Human Pose Comprehension, '
     'Generation and Editing", CVPR 2025 (arXiv:2411.16781)'
@@ -33,7 +30,7 @@ _TEXT = ("BLEU-4", "ROUGE-L", "METEOR")
 _RECALL = ("R^T2P@5", "R^T2P@10", "R^T2P@20", "R^P2T@5", "R^P2T@10", "R^P2T@20")
 
 
-def _unknown(*metrics: str) -> dict[str, Optional[float]]:
+def _unknown(*metrics: str) -> dict[str, float | None]:
     return dict.fromkeys(metrics, NOT_AVAILABLE)
 
 
@@ -101,7 +98,7 @@ PAPER_ABLATIONS: dict[str, dict] = {
 }
 
 
-def paper_value(task: str, metric: str) -> Optional[float]:
+def paper_value(task: str, metric: str) -> float | None:
     """The paper's value of `metric` for `task`, or `None` when it is not available here."""
     return PAPER_RESULTS.get(task, {}).get("metrics", {}).get(metric)
 

@@ -32,8 +32,6 @@ torch.Size([2, 2])
 ```
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,7 +49,6 @@ from transformers.utils import ModelOutput, logging
 from ..configuration_pose_vqvae import PoseVQVAEConfig
 from ..modeling_pose_vqvae import PoseVQVAEEncoder
 from ..rotations import to_rotation_6d
-
 
 logger = logging.get_logger(__name__)
 
@@ -125,11 +122,12 @@ class PoseTextRetrievalConfig(PreTrainedConfig):
             )
 
     @classmethod
-    def for_tokenizer(cls, tokenizer, **kwargs) -> PoseTextRetrievalConfig:
+    def for_tokenizer(cls, tokenizer, **kwargs) -> "PoseTextRetrievalConfig":
         """A config whose vocabulary and padding id are those of `tokenizer`; `kwargs` set the other fields."""
         if tokenizer.pad_token_id is None:
             raise ValueError(
-                "The text tokenizer has no padding token; set one (e.g. `tokenizer.pad_token = tokenizer.eos_token`)."
+                "The text tokenizer has no padding token; set one (e.g. "
+                "`tokenizer.pad_token = tokenizer.eos_token`)."
             )
         return cls(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **kwargs)
 
@@ -321,7 +319,9 @@ class _RetrievalModelMixin:
         if return_loss:
             # Batch-based classification: item i of the batch is the class of text i and of pose i.
             targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
-            loss = (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.T, targets)) / 2
+            loss = (
+                F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.T, targets)
+            ) / 2
         return RetrievalOutput(
             loss=loss, logits_per_text=logits_per_text, text_embeds=text_embeds, pose_embeds=pose_embeds
         )
@@ -349,7 +349,9 @@ class PoseTextRetrievalModel(_RetrievalModelMixin, RetrievalPreTrainedModel):
         super().__init__(config)
         encoder_config = config.pose_encoder_config
         self.pose_encoder = PoseVQVAEEncoder(encoder_config)
-        self.pose_reduction = RetrievalPoseReduction(encoder_config.num_tokens, encoder_config.code_dim, config.embed_dim)
+        self.pose_reduction = RetrievalPoseReduction(
+            encoder_config.num_tokens, encoder_config.code_dim, config.embed_dim
+        )
         self._build_text_side(config)
         self.post_init()
 
@@ -395,7 +397,9 @@ class PosePairTextRetrievalModel(_RetrievalModelMixin, RetrievalPreTrainedModel)
         encoder_config = config.pose_encoder_config
         self.pose_encoder = PoseVQVAEEncoder(encoder_config)
         self.pair_fusion = RetrievalPairFusion(encoder_config.code_dim)
-        self.pose_reduction = RetrievalPoseReduction(encoder_config.num_tokens, encoder_config.code_dim, config.embed_dim)
+        self.pose_reduction = RetrievalPoseReduction(
+            encoder_config.num_tokens, encoder_config.code_dim, config.embed_dim
+        )
         self._build_text_side(config)
         self.post_init()
 
@@ -505,22 +509,32 @@ def embed_texts(
     """
     device = _model_device(model)
     chunks = [
-        model.get_text_features(**tokenize_texts(tokenizer, texts[start : start + batch_size], model.config.max_text_length, device)).cpu()
+        model.get_text_features(
+            **tokenize_texts(
+                tokenizer, texts[start : start + batch_size], model.config.max_text_length, device
+            )
+        ).cpu()
         for start in range(0, len(texts), batch_size)
     ]
     return torch.cat(chunks) if chunks else torch.zeros(0, model.config.embed_dim)
 
 
 @torch.no_grad()
-def embed_poses(model: PoseTextRetrievalModel, poses, batch_size: int = DEFAULT_EMBED_BATCH_SIZE) -> torch.Tensor:
+def embed_poses(
+    model: PoseTextRetrievalModel, poses, batch_size: int = DEFAULT_EMBED_BATCH_SIZE
+) -> torch.Tensor:
     """
     Embeddings of `poses` (any format of `unipose.rotations.to_rotation_6d`, e.g. axis-angle `(N, 22, 3)`),
     `(N, embed_dim)` float32 on the CPU.
     """
     if getattr(model.config, "num_poses", 1) != 1:
-        raise TypeError(f"`embed_poses` needs a pose-text model, got {type(model).__name__}; use `embed_pose_pairs`.")
+        raise TypeError(
+            f"`embed_poses` needs a pose-text model, got {type(model).__name__}; use `embed_pose_pairs`."
+        )
     device = _model_device(model)
-    poses_6d = to_rotation_6d(poses, num_joints=model.config.pose_encoder_config.num_joints, name="poses").float()
+    poses_6d = to_rotation_6d(
+        poses, num_joints=model.config.pose_encoder_config.num_joints, name="poses"
+    ).float()
     chunks = [model.get_pose_features(chunk.to(device)).cpu() for chunk in poses_6d.split(batch_size)]
     return torch.cat(chunks)
 
@@ -538,7 +552,8 @@ def embed_pose_pairs(
     poses_b_6d = to_rotation_6d(poses_b, num_joints=num_joints, name="poses_b").float()
     if poses_a_6d.shape != poses_b_6d.shape:
         raise ValueError(
-            f"`poses_a` and `poses_b` must hold as many poses, got {poses_a_6d.shape[0]} and {poses_b_6d.shape[0]}."
+            f"`poses_a` and `poses_b` must hold as many poses, got {poses_a_6d.shape[0]} and "
+            f"{poses_b_6d.shape[0]}."
         )
     chunks = [
         model.get_pose_features(a.to(device), b.to(device)).cpu()

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from transformers import HfArgumentParser, get_scheduler
 from transformers.utils import logging
 
 from ..rotations import to_rotation_6d
-from ..tokenizer_training import StepBatchSampler, enable_progress_logging
+from ..tokenizer_training import StepBatchSampler
 from .data import load_split
 from .metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
 from .retrieval import (
@@ -48,7 +48,6 @@ from .retrieval import (
     pretrained_word_embeddings,
     tokenize_texts,
 )
-
 
 logger = logging.get_logger(__name__)
 
@@ -73,53 +72,83 @@ class RetrievalTrainingArguments:
 
     output_dir: str = field(metadata={"help": "Where checkpoints and the trained model go."})
     model_kind: Literal["pose_text", "pose_pair"] = field(
-        default="pose_text", metadata={"help": "pose_text: a pose and its description; pose_pair: poses A, B and the instruction A -> B."}
+        default="pose_text",
+        metadata={
+            "help": "pose_text: a pose and its description; pose_pair: poses A, B and the instruction A -> B."
+        },
     )
     pretrain_data: list[str] = field(
-        default_factory=list, metadata={"help": "Datasets with automatic captions (saved datasets or folders of them)."}
+        default_factory=list,
+        metadata={"help": "Datasets with automatic captions (saved datasets or folders of them)."},
     )
     finetune_data: list[str] = field(
-        default_factory=list, metadata={"help": "Datasets with human captions, trained on after `pretrain_data`."}
+        default_factory=list,
+        metadata={"help": "Datasets with human captions, trained on after `pretrain_data`."},
     )
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
-    eval_split: Optional[str] = field(default="validation", metadata={"help": "Split for Recall@K after each phase (none: skip)."})
+    eval_split: str | None = field(
+        default="validation", metadata={"help": "Split for Recall@K after each phase (none: skip)."}
+    )
     word_embeddings: str = field(
         default="distilbert-base-uncased",
-        metadata={"help": "Hub id or folder of a model whose tokenizer and input embeddings feed the text encoder; 'tiny' for an offline smoke run."},
+        metadata={
+            "help": "Hub id or folder of a model whose tokenizer and input embeddings feed the text encoder; "
+            "'tiny' for an offline smoke run."
+        },
     )
-    model_name_or_path: Optional[str] = field(default=None, metadata={"help": "Start from a saved retrieval model."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from a saved retrieval model."}
+    )
     embed_dim: int = field(default=512, metadata={"help": "Dimension of the joint embedding space."})
     text_hidden_size: int = field(default=512, metadata={"help": "GRU width per direction."})
-    pose_hidden_size: int = field(default=512, metadata={"help": "Channels of the pose encoder's convolutions."})
+    pose_hidden_size: int = field(
+        default=512, metadata={"help": "Channels of the pose encoder's convolutions."}
+    )
     max_text_length: int = field(default=256, metadata={"help": "Texts are cut to this many tokens."})
-    batch_size: int = field(default=256, metadata={"help": "Batch size (the loss classifies within the batch)."})
+    batch_size: int = field(
+        default=256, metadata={"help": "Batch size (the loss classifies within the batch)."}
+    )
     pretrain_epochs: float = field(default=100.0, metadata={"help": "Epochs over `pretrain_data`."})
     finetune_epochs: float = field(default=50.0, metadata={"help": "Epochs over `finetune_data`."})
     max_steps: int = field(default=-1, metadata={"help": "If > 0: steps per phase, overriding the epochs."})
-    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate of the pretraining phase."})
-    finetune_learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate of the fine-tuning phase."})
+    learning_rate: float = field(
+        default=2e-4, metadata={"help": "Peak learning rate of the pretraining phase."}
+    )
+    finetune_learning_rate: float = field(
+        default=2e-5, metadata={"help": "Peak learning rate of the fine-tuning phase."}
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "A transformers scheduler name."})
     warmup_ratio: float = field(default=0.0, metadata={"help": "Share of each phase spent warming up."})
     eval_batch_size: int = field(default=256, metadata={"help": "Batch size of the Recall@K evaluation."})
     logging_steps: int = field(default=50, metadata={"help": "Log the mean loss every this many steps."})
     save_steps: int = field(default=500, metadata={"help": "Write a checkpoint every this many steps."})
-    save_total_limit: Optional[int] = field(default=2, metadata={"help": "Checkpoints kept (oldest removed)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (oldest removed)."})
     seed: int = field(default=0, metadata={"help": "Seed of the initialisation, batches and caption choice."})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1 ..."})
     disable_tqdm: bool = field(default=False, metadata={"help": "Hide the progress bar."})
-    resume_from_checkpoint: Optional[str] = field(
+    resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "'latest' or a checkpoint folder to resume from."}
     )
 
     def __post_init__(self):
         if not self.pretrain_data and not self.finetune_data:
             raise ValueError("Give `pretrain_data`, `finetune_data` or both: there is nothing to train on.")
-        for name in ("embed_dim", "text_hidden_size", "pose_hidden_size", "max_text_length", "eval_batch_size", "logging_steps", "save_steps"):
+        for name in (
+            "embed_dim",
+            "text_hidden_size",
+            "pose_hidden_size",
+            "max_text_length",
+            "eval_batch_size",
+            "logging_steps",
+            "save_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
         if self.batch_size < 2:
-            raise ValueError(f"`batch_size` must be at least 2 (the loss contrasts items of a batch), got {self.batch_size}.")
+            raise ValueError(
+                f"`batch_size` must be at least 2 (the loss contrasts items of a batch), got {self.batch_size}."
+            )
         for name in ("pretrain_epochs", "finetune_epochs", "learning_rate", "finetune_learning_rate"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
@@ -157,7 +186,9 @@ def _with_captions(dataset, name: str):
     """`dataset` without records that have no caption (they cannot be trained or evaluated on)."""
     keep = [index for index, texts in enumerate(dataset["texts"]) if len(texts) > 0]
     if len(keep) < len(dataset):
-        logger.warning(f"{name}: {len(dataset) - len(keep)} of {len(dataset)} records have no caption and are left out.")
+        logger.warning(
+            f"{name}: {len(dataset) - len(keep)} of {len(dataset)} records have no caption and are left out."
+        )
         dataset = dataset.select(keep)
     return dataset
 
@@ -186,13 +217,15 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def _resolve_checkpoint(resume_from_checkpoint: Optional[str], output_dir: str) -> Optional[Path]:
+def _resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> Path | None:
     if resume_from_checkpoint is None:
         return None
     if resume_from_checkpoint == "latest":
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:
-            logger.warning(f"`resume_from_checkpoint` is 'latest' but {output_dir!r} has no checkpoint: starting anew.")
+            logger.warning(
+                f"`resume_from_checkpoint` is 'latest' but {output_dir!r} has no checkpoint: starting anew."
+            )
             return None
         return checkpoints[-1]
     path = Path(resume_from_checkpoint)
@@ -257,9 +290,13 @@ class RetrievalTrainer:
     def _start_phase(self) -> None:
         """A fresh optimizer, schedule and batch order for the current phase."""
         phase = self.phase
-        self.sampler = StepBatchSampler(len(phase.train_dataset), self.args.batch_size, self.args.seed * len(PHASES) + self.phase_index)
+        self.sampler = StepBatchSampler(
+            len(phase.train_dataset), self.args.batch_size, self.args.seed * len(PHASES) + self.phase_index
+        )
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=phase.learning_rate, weight_decay=self.args.weight_decay
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=phase.learning_rate,
+            weight_decay=self.args.weight_decay,
         )
         self.scheduler = get_scheduler(
             self.args.lr_scheduler_type,
@@ -275,7 +312,9 @@ class RetrievalTrainer:
         """The model inputs of step `step` of the current phase (depend on `(seed, phase, step)` only)."""
         indices = np.sort(self.sampler(step))
         poses = self.train_records[indices]
-        texts = _caption_choice(self.phase.train_dataset[indices]["texts"], self.args.seed, self.phase_index, step)
+        texts = _caption_choice(
+            self.phase.train_dataset[indices]["texts"], self.args.seed, self.phase_index, step
+        )
         inputs = tokenize_texts(self.tokenizer, texts, self.model.config.max_text_length, self.device)
         names = ("poses_6d",) if len(self.pose_columns) == 1 else ("poses_a_6d", "poses_b_6d")
         for name, column in zip(names, self.pose_columns):
@@ -305,7 +344,9 @@ class RetrievalTrainer:
         checkpoint = _resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
-            logger.info(f"Resumed from {str(checkpoint)!r}: phase {self.phase.name}, step {self.step_in_phase}.")
+            logger.info(
+                f"Resumed from {str(checkpoint)!r}: phase {self.phase.name}, step {self.step_in_phase}."
+            )
         start_time = time.monotonic()
         while self.phase_index < len(self.phases):
             phase = self.phase
@@ -322,7 +363,9 @@ class RetrievalTrainer:
                 progress.update(1)
                 if self.step_in_phase % args.logging_steps == 0 or self.step_in_phase == phase.num_steps:
                     entry = {name: float(np.mean([m[name] for m in window])) for name in window[0]}
-                    entry.update(phase=phase.name, step=self.global_step, learning_rate=self.scheduler.get_last_lr()[0])
+                    entry.update(
+                        phase=phase.name, step=self.global_step, learning_rate=self.scheduler.get_last_lr()[0]
+                    )
                     self._log(entry)
                     progress.set_postfix(loss=f"{entry['loss']:.4f}")
                     window = []
@@ -331,7 +374,11 @@ class RetrievalTrainer:
             progress.close()
             self._finish_phase()
         self.save_model(self.output_dir)
-        return {**self.phase_results, "global_step": self.global_step, "train_runtime": time.monotonic() - start_time}
+        return {
+            **self.phase_results,
+            "global_step": self.global_step,
+            "train_runtime": time.monotonic() - start_time,
+        }
 
     def _finish_phase(self) -> None:
         """Evaluates and saves the model of the phase just trained, then moves to the next phase."""
@@ -339,7 +386,12 @@ class RetrievalTrainer:
         if phase.name not in self.phase_results:
             if phase.eval_dataset is not None:
                 self.phase_results[phase.name] = self.evaluate(phase.eval_dataset)
-                self._log({**{f"eval_{k}": v for k, v in self.phase_results[phase.name].items()}, "phase": phase.name})
+                self._log(
+                    {
+                        **{f"eval_{k}": v for k, v in self.phase_results[phase.name].items()},
+                        "phase": phase.name,
+                    }
+                )
             else:
                 self.phase_results[phase.name] = {}
             self.save_model(self.output_dir / phase.name)
@@ -366,7 +418,9 @@ class RetrievalTrainer:
 
     def _log(self, entry: dict[str, Any]) -> None:
         self.log_history.append(entry)
-        logger.info(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+        logger.info(
+            " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
+        )
 
     # -- saving ------------------------------------------------------------------------------------------
 
@@ -395,7 +449,11 @@ class RetrievalTrainer:
         torch.save(self._training_state(), staging / TRAINING_STATE_NAME)
         _write_json(
             staging / TRAINER_STATE_NAME,
-            {"global_step": self.global_step, "log_history": self.log_history, "phase_results": self.phase_results},
+            {
+                "global_step": self.global_step,
+                "log_history": self.log_history,
+                "phase_results": self.phase_results,
+            },
         )
         if final.exists():
             shutil.rmtree(final)
@@ -417,7 +475,9 @@ class RetrievalTrainer:
                 f"{state['run_signature']}, this run has {json.dumps(self._run_signature, sort_keys=True)}. Use the "
                 "settings and data of that run, or start a new run in another `output_dir`."
             )
-        self.model.load_state_dict(load_file(checkpoint / "model.safetensors", device=str(self.device)), strict=True)
+        self.model.load_state_dict(
+            load_file(checkpoint / "model.safetensors", device=str(self.device)), strict=True
+        )
         self.phase_index = int(state["phase_index"])
         self.step_in_phase = int(state["step_in_phase"])
         self.global_step = int(state["global_step"])
@@ -442,7 +502,14 @@ class RetrievalTrainer:
         self.model.save_pretrained(staging)
         self.tokenizer.save_pretrained(staging)
         _write_json(staging / TRAINING_ARGS_NAME, dataclasses.asdict(self.args))
-        _write_json(staging / TRAINER_STATE_NAME, {"global_step": self.global_step, "log_history": self.log_history, "phase_results": self.phase_results})
+        _write_json(
+            staging / TRAINER_STATE_NAME,
+            {
+                "global_step": self.global_step,
+                "log_history": self.log_history,
+                "phase_results": self.phase_results,
+            },
+        )
         for path in staging.iterdir():
             os.replace(path, directory / path.name)
         staging.rmdir()
@@ -451,7 +518,9 @@ class RetrievalTrainer:
 def _progress_bar(total: int, initial: int, description: str, disable: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=disable, desc=description, unit="step", dynamic_ncols=True)
+    return tqdm(
+        total=total, initial=initial, disable=disable, desc=description, unit="step", dynamic_ncols=True
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -470,7 +539,9 @@ def build_tokenizer_and_embeddings(word_embeddings: str) -> tuple:
     return pretrained_word_embeddings(word_embeddings)
 
 
-def build_retrieval_model(args: RetrievalTrainingArguments, tokenizer=None, word_embeddings: torch.Tensor | None = None):
+def build_retrieval_model(
+    args: RetrievalTrainingArguments, tokenizer=None, word_embeddings: torch.Tensor | None = None
+):
     """
     A new retrieval model for `args` (or the saved one of `args.model_name_or_path`) and its tokenizer.
 
@@ -487,10 +558,15 @@ def build_retrieval_model(args: RetrievalTrainingArguments, tokenizer=None, word
     torch.manual_seed(args.seed)
     if args.model_name_or_path is not None:
         model, saved_tokenizer = load_retrieval_model(args.model_name_or_path)
-        expected = "unipose_pose_text_retrieval" if args.model_kind == "pose_text" else "unipose_pose_pair_text_retrieval"
+        expected = (
+            "unipose_pose_text_retrieval"
+            if args.model_kind == "pose_text"
+            else "unipose_pose_pair_text_retrieval"
+        )
         if model.config.model_type != expected:
             raise ValueError(
-                f"`model_name_or_path` holds a {model.config.model_type!r} model but `model_kind` is {args.model_kind!r}."
+                f"`model_name_or_path` holds a {model.config.model_type!r} model but `model_kind` is "
+                f"{args.model_kind!r}."
             )
         return model, tokenizer or saved_tokenizer
     if tokenizer is None or word_embeddings is None:
@@ -524,10 +600,14 @@ def build_phases(args: RetrievalTrainingArguments) -> list[TrainingPhase]:
     ):
         if not paths:
             continue
-        train = _with_captions(load_split(paths, args.model_kind, args.train_split), f"{name}/{args.train_split}")
+        train = _with_captions(
+            load_split(paths, args.model_kind, args.train_split), f"{name}/{args.train_split}"
+        )
         evaluation = None
         if args.eval_split is not None:
-            evaluation = _with_captions(load_split(paths, args.model_kind, args.eval_split), f"{name}/{args.eval_split}")
+            evaluation = _with_captions(
+                load_split(paths, args.model_kind, args.eval_split), f"{name}/{args.eval_split}"
+            )
         if len(train) < args.batch_size:
             raise ValueError(
                 f"The {name} data has {len(train)} captioned records, fewer than one batch (`batch_size`="
@@ -547,7 +627,9 @@ def train_retrieval(args: RetrievalTrainingArguments, tokenizer=None, word_embed
 
 def make_parser() -> HfArgumentParser:
     parser = HfArgumentParser(RetrievalTrainingArguments, description="Train a text-pose retrieval model.")
-    parser.add_argument("--config", default=None, help="YAML file of field values; command-line options override it.")
+    parser.add_argument(
+        "--config", default=None, help="YAML file of field values; command-line options override it."
+    )
     return parser
 
 
@@ -575,13 +657,6 @@ def parse_arguments(argv: list[str] | None = None) -> RetrievalTrainingArguments
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    enable_progress_logging()
-    results = train_retrieval(parse_arguments(argv))
-    sys.stdout.write(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    return 0
-
-
 __all__ = [
     "RetrievalTrainer",
     "RetrievalTrainingArguments",
@@ -589,7 +664,6 @@ __all__ = [
     "build_phases",
     "build_retrieval_model",
     "list_checkpoints",
-    "main",
     "parse_arguments",
     "train_retrieval",
 ]

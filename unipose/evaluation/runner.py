@@ -10,18 +10,21 @@ unipose evaluate --model runs/stage3 --task all --data synthetic --retrieval-mod
     --pair-retrieval-model runs/retrieval_posefix --output eval/stage3
 ```
 
-| task            | records      | the model writes | metrics                                                          |
-| --------------- | ------------ | ---------------- | ---------------------------------------------------------------- |
-| pose-to-text    | `pose_text`  | a description    | R-precision (pose model), BLEU-4, ROUGE-L, METEOR                |
-| image-to-text   | `image_pose` | a description    | R-precision (pose model), BLEU-4, ROUGE-L, METEOR                |
-| pose-diff       | `pose_pair`  | an instruction   | R-precision (pair model), BLEU-4, ROUGE-L, METEOR                |
-| image-diff      | `image_pair` | an instruction   | R-precision (pair model), BLEU-4, ROUGE-L, METEOR                |
-| text-to-pose    | `pose_text`  | a pose           | R^T2P / R^P2T top-5/10/20, mRecall, R-precision, FID, MPJPE, PA-MPJPE |
-| pose-estimation | `image_pose` | a pose           | MPJPE, PA-MPJPE                                                  |
-| pose-editing    | `pose_pair`  | pose B           | R^T2P / R^P2T (pair model), mRecall, FID vs pose B, MPJPE, PA-MPJPE |
+| task            | records      | writes      | metrics                                                      |
+| --------------- | ------------ | ----------- | ------------------------------------------------------------ |
+| pose-to-text    | `pose_text`  | description | R-precision (pose model), BLEU-4, ROUGE-L, METEOR            |
+| image-to-text   | `image_pose` | description | R-precision (pose model), BLEU-4, ROUGE-L, METEOR            |
+| pose-diff       | `pose_pair`  | instruction | R-precision (pair model), BLEU-4, ROUGE-L, METEOR            |
+| image-diff      | `image_pair` | instruction | R-precision (pair model), BLEU-4, ROUGE-L, METEOR            |
+| text-to-pose    | `pose_text`  | pose        | R^T2P, R^P2T @5/10/20, mRecall, R-precision, FID, (PA-)MPJPE |
+| pose-estimation | `image_pose` | pose        | MPJPE, PA-MPJPE                                              |
+| pose-editing    | `pose_pair`  | pose B      | R^T2P, R^P2T (pair model), mRecall, FID vs B, (PA-)MPJPE     |
 
-R-precision ranks, for each generated (or given) text, its true pose among 32 (see
-`unipose.evaluation.metrics`), under both protocols in use; every number is labelled with its protocol.
+R-precision ranks, for each generated (or given) text, its true pose (or pair) among 32 (see
+`unipose.evaluation.metrics`), as the evaluation code of PoseScript and of the UniPose authors does (text
+queries, pose candidates), under both protocols in use; every number is labelled with its protocol. Prompts
+are the fixed templates of training stages 1-2 (`unipose.training.instructions.SIMPLE_TEMPLATES`) in the
+tokenizer's chat template; greedy decoding.
 
 Resuming: the predictions of every finished batch are appended to `OUTPUT/TASK/predictions.jsonl` (one
 line per batch, flushed and fsync'd) next to `run.json`, which records what the predictions depend on. A run
@@ -35,16 +38,18 @@ import argparse
 import datetime
 import json
 import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..processing_unipose import POSE_START_TOKEN
+from ..training.instructions import IMAGE_SLOTS, SIMPLE_TEMPLATES, render_template
+from ..training.tasks import TASK_SPECS
 from .data import discover_datasets, load_split
 from .metrics import (
     DEFAULT_NUM_REPETITIONS,
@@ -62,7 +67,6 @@ from .metrics import (
 )
 from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS, paper_value
 
-
 logger = logging.get_logger(__name__)
 
 PREDICTIONS_NAME = "predictions.jsonl"
@@ -70,8 +74,6 @@ RUN_NAME = "run.json"
 RESULTS_NAME = "results.json"
 REPORT_NAME = "report.md"
 EXAMPLES_DIR = "examples"
-# Changes whenever the prompts change, so that predictions made with other prompts are never mixed in.
-PROMPT_VERSION = "unipose-eval-prompts-1"
 DEFAULT_MAX_NEW_TOKENS = 128
 
 
@@ -81,7 +83,7 @@ class TaskSpec:
 
     kind: str  # record kind of `unipose.data.schema`
     output: str  # "text" or "pose"
-    retrieval: Optional[str]  # "pose" (pose-text model), "pair" (pose-pair-text model) or None
+    retrieval: str | None  # "pose" (pose-text model), "pair" (pose-pair-text model) or None
     title: str
 
 
@@ -100,18 +102,6 @@ TASKS: dict[str, TaskSpec] = {
 # Prompts
 # ----------------------------------------------------------------------------------------------------
 
-# One instruction per task. Training uses many phrasings; evaluation keeps one so that runs compare.
-_INSTRUCTIONS = {
-    "pose-to-text": "Describe the body pose {pose} in detail.",
-    "pose-diff": "Pose A: {pose}. Pose B: {pose}. How should the person change pose A to get pose B?",
-    "image-to-text": "{image} Describe the body pose of the person in this image.",
-    "image-diff": "Image A: {image} Image B: {image} How should the person in image A move to take the pose of "
-    "image B?",
-    "text-to-pose": "Generate the SMPL pose that matches this description: {caption}",
-    "pose-estimation": "{image} Estimate the SMPL pose of the person in this image.",
-    "pose-editing": "Here is a pose: {pose}. Change it as follows and give the new SMPL pose: {caption}",
-}
-
 
 @dataclass
 class EvaluationPrompt:
@@ -122,10 +112,17 @@ class EvaluationPrompt:
     poses: list = field(default_factory=list)
 
 
-def evaluation_prompt(task: str, record: dict, caption: Optional[str], tokenizer) -> EvaluationPrompt:
+def evaluation_template(task: str) -> str:
+    """The prompt template of `task`: the fixed one of training stages 1-2 (`unipose.training`), so that a
+    model is asked the way it was taught."""
+    return SIMPLE_TEMPLATES[task.replace("-", "_")]
+
+
+def evaluation_prompt(task: str, record: dict, caption: str | None, tokenizer) -> EvaluationPrompt:
     """
-    The prompt of one item: the task's instruction as the user turn of the tokenizer's chat template; the
-    answer of a pose task is opened with `<p>` so that the model writes the pose in one step.
+    The prompt of one item: the task's template (see [`evaluation_template`]) as the user turn of the
+    tokenizer's chat template. The answer of a pose task is opened with `<p>`, as training writes it
+    (`" <p>"` + the pose + `"</p>"`), so that the model writes the pose in one step.
 
     Args:
         task (`str`): a key of `TASKS`.
@@ -136,23 +133,16 @@ def evaluation_prompt(task: str, record: dict, caption: Optional[str], tokenizer
     Returns:
         [`EvaluationPrompt`]
     """
-    spec = TASKS[task]
-    images, poses = [], []
-    if spec.kind == "pose_text" and task == "pose-to-text":
-        poses = [record["pose"]]
-    elif spec.kind == "pose_pair":
-        poses = [record["pose_a"], record["pose_b"]] if task == "pose-diff" else [record["pose_a"]]
-    elif spec.kind == "image_pose":
-        images = [record["image"]]
-    elif spec.kind == "image_pair":
-        images = [record["image_a"], record["image_b"]]
-    instruction = _INSTRUCTIONS[task].format(pose="<pose>", image="<image>", caption=caption or "")
-    messages = [{"role": "user", "content": instruction}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    if spec.output == "pose":
-        # The answer of a pose task is `<p>` + the pose; its first token is fed, the model writes the rest.
-        text += " <p>"
-    return EvaluationPrompt(text=text, images=images, poses=[np.asarray(pose, dtype=np.float32) for pose in poses])
+    spec = TASK_SPECS[task.replace("-", "_")]
+    content, media = render_template(evaluation_template(task), caption if spec.text_slot else None)
+    images = [record[spec.media[slot]] for slot in media if slot in IMAGE_SLOTS]
+    poses = [
+        np.asarray(record[spec.media[slot]], dtype=np.float32) for slot in media if slot not in IMAGE_SLOTS
+    ]
+    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
+    if TASKS[task].output == "pose":
+        text += " " + POSE_START_TOKEN
+    return EvaluationPrompt(text=text, images=images, poses=poses)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -166,7 +156,7 @@ class EvaluationSettings:
 
     batch_size: int = 8
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    max_samples: Optional[int] = None
+    max_samples: int | None = None
     captions: str = "first"  # "first" or "all": input captions per record for text-to-pose / pose-editing
     pool_size: int = DEFAULT_POOL_SIZE
     num_repetitions: int = DEFAULT_NUM_REPETITIONS
@@ -188,7 +178,7 @@ class EvaluationSettings:
         self.recall_k = tuple(int(k) for k in self.recall_k)
 
 
-def task_items(task: str, dataset, settings: EvaluationSettings) -> list[tuple[int, Optional[int]]]:
+def task_items(task: str, dataset, settings: EvaluationSettings) -> list[tuple[int, int | None]]:
     """
     The items of a task: `(record index, caption index)`, the caption being the model's input
     (text-to-pose, pose-editing) or `None`. Records without captions are left out of every task that needs
@@ -226,7 +216,11 @@ class PredictionStore:
         if run_path.is_file() and not overwrite:
             previous = json.loads(run_path.read_text(encoding="utf-8"))
             if previous != fingerprint:
-                changed = sorted(key for key in set(previous) | set(fingerprint) if previous.get(key) != fingerprint.get(key))
+                changed = sorted(
+                    key
+                    for key in set(previous) | set(fingerprint)
+                    if previous.get(key) != fingerprint.get(key)
+                )
                 raise ValueError(
                     f"{str(self.directory)!r} holds predictions of another run (it differs in {changed}). Pass "
                     "`--overwrite` to discard them, or choose another `--output`."
@@ -276,7 +270,9 @@ def _write_text_atomically(path: Path, text: str) -> None:
 
 
 @torch.no_grad()
-def generate_batch(model, processor, task: str, records: list[dict], captions: list[Optional[str]], max_new_tokens: int) -> list[dict]:
+def generate_batch(
+    model, processor, task: str, records: list[dict], captions: list[str | None], max_new_tokens: int
+) -> list[dict]:
     """
     Generates the answers of one batch.
 
@@ -285,7 +281,10 @@ def generate_batch(model, processor, task: str, records: list[dict], captions: l
         for pose tasks (`"pose"` is `None` when the model wrote no pose).
     """
     spec = TASKS[task]
-    prompts = [evaluation_prompt(task, record, caption, processor.tokenizer) for record, caption in zip(records, captions)]
+    prompts = [
+        evaluation_prompt(task, record, caption, processor.tokenizer)
+        for record, caption in zip(records, captions)
+    ]
     inputs = processor(
         text=[prompt.text for prompt in prompts],
         images=[image for prompt in prompts for image in prompt.images] or None,
@@ -296,9 +295,14 @@ def generate_batch(model, processor, task: str, records: list[dict], captions: l
     if spec.output == "pose":
         # A pose is `num_pose_tokens` codes and `</p>` after the `<p>` of the prompt.
         max_new_tokens = model.config.num_pose_tokens + 1
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True)
+    output = model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True
+    )
     new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
-    texts = [text.strip() for text in processor.batch_decode(new_tokens, pose_spans="remove", skip_special_tokens=True)]
+    texts = [
+        text.strip()
+        for text in processor.batch_decode(new_tokens, pose_spans="remove", skip_special_tokens=True)
+    ]
     if spec.output == "text":
         return [{"text": text} for text in texts]
     return [
@@ -308,21 +312,37 @@ def generate_batch(model, processor, task: str, records: list[dict], captions: l
 
 
 def run_generation(
-    model, processor, task: str, dataset, items: list, store: PredictionStore, settings: EvaluationSettings, progress: bool = True
+    model,
+    processor,
+    task: str,
+    dataset,
+    items: list,
+    store: PredictionStore,
+    settings: EvaluationSettings,
+    progress: bool = True,
 ) -> list[dict]:
     """Generates every batch of `items` that `store` lacks; returns all predictions in item order."""
     from tqdm.auto import tqdm
 
-    batches = [items[start : start + settings.batch_size] for start in range(0, len(items), settings.batch_size)]
+    batches = [
+        items[start : start + settings.batch_size] for start in range(0, len(items), settings.batch_size)
+    ]
     todo = [index for index in range(len(batches)) if index not in store.batches]
     if len(todo) < len(batches):
         logger.info(f"{task}: {len(batches) - len(todo)} of {len(batches)} batches already done, resuming.")
-    bar = tqdm(total=len(batches), initial=len(batches) - len(todo), desc=task, unit="batch", disable=not progress)
+    bar = tqdm(
+        total=len(batches), initial=len(batches) - len(todo), desc=task, unit="batch", disable=not progress
+    )
     for index in todo:
         batch = batches[index]
         records = [dataset[record_index] for record_index, _ in batch]
-        captions = [record["texts"][caption] if caption is not None else None for record, (_, caption) in zip(records, batch)]
-        store.append(index, generate_batch(model, processor, task, records, captions, settings.max_new_tokens))
+        captions = [
+            record["texts"][caption] if caption is not None else None
+            for record, (_, caption) in zip(records, batch)
+        ]
+        store.append(
+            index, generate_batch(model, processor, task, records, captions, settings.max_new_tokens)
+        )
         bar.update(1)
     bar.close()
     return store.ordered(len(batches))
@@ -344,24 +364,42 @@ class RetrievalJudges:
 
 
 def _stack_poses(dataset, indices: Sequence[int], column: str) -> np.ndarray:
-    return np.asarray(dataset.select_columns([column]).with_format("numpy")[list(indices)][column], dtype=np.float32)
+    return np.asarray(
+        dataset.select_columns([column]).with_format("numpy")[list(indices)][column], dtype=np.float32
+    )
 
 
-def _r_precision_metrics(text_embeds, pose_embeds, settings: EvaluationSettings, notes: list[str]) -> dict[str, float]:
+def _r_precision_metrics(
+    text_embeds, pose_embeds, settings: EvaluationSettings, notes: list[str]
+) -> dict[str, float]:
     if len(text_embeds) < settings.pool_size:
-        notes.append(f"R-precision not computed: it needs at least {settings.pool_size} items, got {len(text_embeds)}.")
+        notes.append(
+            f"R-precision not computed: it needs at least {settings.pool_size} items, got {len(text_embeds)}."
+        )
         return {}
     results = {}
     for protocol in R_PRECISION_PROTOCOLS:
         scores = r_precision(
-            text_embeds, pose_embeds, protocol, R_PRECISION_TOP_K, settings.pool_size, settings.num_repetitions, settings.seed
+            text_embeds,
+            pose_embeds,
+            protocol,
+            R_PRECISION_TOP_K,
+            settings.pool_size,
+            settings.num_repetitions,
+            settings.seed,
         )
         results.update({f"R-Precision@{name[3:]} ({protocol})": value for name, value in scores.items()})
     return results
 
 
 def compute_task_metrics(
-    task: str, dataset, items: list, predictions: list[dict], judges: RetrievalJudges, settings: EvaluationSettings, body=None
+    task: str,
+    dataset,
+    items: list,
+    predictions: list[dict],
+    judges: RetrievalJudges,
+    settings: EvaluationSettings,
+    body=None,
 ) -> tuple[dict[str, float], list[str]]:
     """
     The metrics of a task from its predictions.
@@ -376,6 +414,8 @@ def compute_task_metrics(
     notes: list[str] = []
     metrics: dict[str, float] = {}
     record_indices = [index for index, _ in items]
+    # The texts column alone: reading whole records would decode every image again.
+    all_texts = dataset["texts"]
     judge = judges.pose_model if spec.retrieval == "pose" else judges.pair_model
     judge_tokenizer = judges.pose_tokenizer if spec.retrieval == "pose" else judges.pair_tokenizer
     option = "--retrieval-model" if spec.retrieval == "pose" else "--pair-retrieval-model"
@@ -384,12 +424,14 @@ def compute_task_metrics(
         if spec.retrieval == "pose":
             return embed_poses(judge, _stack_poses(dataset, record_indices, "pose"))
         return embed_pose_pairs(
-            judge, _stack_poses(dataset, record_indices, "pose_a"), _stack_poses(dataset, record_indices, "pose_b")
+            judge,
+            _stack_poses(dataset, record_indices, "pose_a"),
+            _stack_poses(dataset, record_indices, "pose_b"),
         )
 
     if spec.output == "text":
         generated = [prediction["text"] for prediction in predictions]
-        references = [list(dataset[index]["texts"]) for index in record_indices]
+        references = [list(all_texts[index]) for index in record_indices]
         metrics.update(text_metrics(generated, references))
         if judge is None:
             notes.append(f"R-precision not computed: no `{option}` given.")
@@ -401,7 +443,9 @@ def compute_task_metrics(
     # Pose outputs. A missing pose (the model wrote none) cannot be scored: count it and leave it out.
     written = [position for position, prediction in enumerate(predictions) if prediction["pose"] is not None]
     if len(written) < len(predictions):
-        notes.append(f"{len(predictions) - len(written)} of {len(predictions)} items got no pose; they are left out.")
+        notes.append(
+            f"{len(predictions) - len(written)} of {len(predictions)} items got no pose; they are left out."
+        )
     metrics["pose rate (%)"] = 100.0 * len(written) / max(1, len(predictions))
     if not written:
         return metrics, notes
@@ -416,12 +460,14 @@ def compute_task_metrics(
     if judge is None:
         notes.append(f"Recall@K not computed: no `{option}` given.")
     else:
-        captions = [dataset[index]["texts"][caption] for index, caption in kept]
+        captions = [all_texts[index][caption] for index, caption in kept]
         text_embeds = embed_texts(judge, judge_tokenizer, captions)
         if spec.retrieval == "pose":
             generated_embeds = embed_poses(judge, generated)
         else:
-            generated_embeds = embed_pose_pairs(judge, _stack_poses(dataset, kept_records, "pose_a"), generated)
+            generated_embeds = embed_pose_pairs(
+                judge, _stack_poses(dataset, kept_records, "pose_a"), generated
+            )
         k_values = tuple(k for k in settings.recall_k if k <= len(kept))
         if len(k_values) < len(settings.recall_k):
             notes.append(f"Recall@K for K > {len(kept)} (the number of items) not computed.")
@@ -434,7 +480,9 @@ def compute_task_metrics(
     elif len(kept) < 2:
         notes.append("FID not computed: it needs at least 2 poses.")
     else:
-        metrics["FID"] = frechet_distance(embed_poses(judges.pose_model, targets), embed_poses(judges.pose_model, generated))
+        metrics["FID"] = frechet_distance(
+            embed_poses(judges.pose_model, targets), embed_poses(judges.pose_model, generated)
+        )
         if len(kept) <= judges.pose_model.config.embed_dim:
             notes.append(
                 f"FID from {len(kept)} poses in {judges.pose_model.config.embed_dim} dimensions: the covariances are "
@@ -448,7 +496,7 @@ def compute_task_metrics(
 # ----------------------------------------------------------------------------------------------------
 
 
-def _fmt(value: Optional[float]) -> str:
+def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
@@ -457,7 +505,17 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def render_examples(task: str, dataset, items: list, predictions: list[dict], directory: Path, count: int) -> list[dict]:
+def _save_png(image, path: Path) -> str:
+    """Writes a PIL image as PNG atomically; returns the file name."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    image.convert("RGB").save(temporary)
+    os.replace(temporary, path)
+    return path.name
+
+
+def render_examples(
+    task: str, dataset, items: list, predictions: list[dict], directory: Path, count: int
+) -> list[dict]:
     """
     Pictures of the first `count` items (the inputs, the reference and the prediction) in `directory`.
 
@@ -476,32 +534,29 @@ def render_examples(task: str, dataset, items: list, predictions: list[dict], di
     examples = []
     for number, ((index, caption), prediction) in enumerate(zip(items[:count], predictions[:count])):
         record = dataset[index]
-        stem = f"{task}-{number}"
-        pictures = []
-
-        def save_image(image, suffix: str) -> None:
-            name = f"{stem}-{suffix}.png"
-            temporary = directory / f".{name}.tmp-{os.getpid()}.png"
-            image.convert("RGB").save(temporary)
-            os.replace(temporary, directory / name)
-            pictures.append(f"{EXAMPLES_DIR}/{name}")
-
-        for key in ("image", "image_a", "image_b"):
-            if key in record and record[key] is not None:
-                save_image(record[key], key.replace("_", "-"))
+        pictures = {
+            key.replace("_", "-"): record[key] for key in ("image", "image_a", "image_b") if key in record
+        }
         if spec.kind == "pose_text" and spec.output == "text":
-            save_image(render_pose(record["pose"], title="input pose"), "poses")
+            pictures["poses"] = render_pose(record["pose"], title="input pose")
         elif task == "pose-diff":
-            save_image(render_pose_pair(record["pose_a"], record["pose_b"]), "poses")
+            pictures["poses"] = render_pose_pair(record["pose_a"], record["pose_b"])
         elif spec.output == "pose" and prediction.get("pose") is not None:
             if task == "pose-editing":
-                poses, labels = [record["pose_a"], record["pose_b"], prediction["pose"]], ["A", "B (reference)", "B (generated)"]
+                poses = [record["pose_a"], record["pose_b"], prediction["pose"]]
+                labels = ["A", "B (reference)", "B (generated)"]
             else:
                 poses, labels = [record["pose"], prediction["pose"]], ["reference", "generated"]
-            save_image(contact_sheet(np.asarray(poses, dtype=np.float32), captions=labels, columns=len(poses)), "poses")
+            pictures["poses"] = contact_sheet(
+                np.asarray(poses, dtype=np.float32), captions=labels, columns=len(poses)
+            )
+        names = [
+            _save_png(image, directory / f"{task}-{number}-{suffix}.png")
+            for suffix, image in pictures.items()
+        ]
         examples.append(
             {
-                "pictures": pictures,
+                "pictures": [f"{EXAMPLES_DIR}/{name}" for name in names],
                 "input": record["texts"][caption] if caption is not None else None,
                 "generated": prediction.get("text") if spec.output == "text" else None,
                 "references": list(record["texts"]) if spec.output == "text" else None,
@@ -514,9 +569,13 @@ def _task_section(task: str, result: dict) -> list[str]:
     spec = TASKS[task]
     paper = PAPER_RESULTS.get(task, {})
     lines = [f"## {spec.title}", ""]
-    lines.append(f"{result['num_items']} items from `{result['split']}`; paper: {paper.get('dataset', 'n/a')}.")
+    lines.append(
+        f"{result['num_items']} items from `{result['split']}`; paper: {paper.get('dataset', 'n/a')}."
+    )
     lines += ["", "| metric | ours | paper |", "| --- | ---: | ---: |"]
-    names = list(result["metrics"]) + [name for name in paper.get("metrics", {}) if name not in result["metrics"]]
+    names = list(result["metrics"]) + [
+        name for name in paper.get("metrics", {}) if name not in result["metrics"]
+    ]
     for name in names:
         lines.append(f"| {name} | {_fmt(result['metrics'].get(name))} | {_fmt(paper_value(task, name))} |")
     for ablation in PAPER_ABLATIONS.values():
@@ -546,18 +605,31 @@ def write_report(output_dir: Path, results: dict) -> Path:
         "",
         f"- model: `{results['model']}`",
         f"- data: {', '.join(f'`{path}`' for path in results['data'])}",
-        f"- retrieval models: pose-text `{results['retrieval_model']}`, pose-pair-text `{results['pair_retrieval_model']}`",
+        f"- pose-text retrieval model: `{results['retrieval_model']}`",
+        f"- pose-pair-text retrieval model: `{results['pair_retrieval_model']}`",
         f"- written: {results['date']}",
         "",
-        f"Paper numbers: {PAPER_CITATION}. \"n/a\": not available (only numbers checked against the paper are "
-        "kept in `unipose/evaluation/paper_results.py`). The paper's R-precision is the grouped protocol.",
+        (
+            f'Paper numbers: {PAPER_CITATION}. "n/a": not available (only numbers checked against the paper '
+            "are kept in `unipose/evaluation/paper_results.py`). The paper's R-precision is the grouped protocol."
+        ),
         "",
         "R-precision protocols:",
     ]
     for protocol in R_PRECISION_PROTOCOLS:
-        lines.append(f"- `{protocol}`: {describe_r_precision_protocol(protocol, settings['pool_size'], settings['num_repetitions'])}")
-    lines += ["", "Text metrics:"] + [f"- {name}: {source}" for name, source in results["text_metric_sources"].items()]
-    lines += ["", "Joint errors: MPJPE after aligning the pelvis, PA-MPJPE after a Procrustes similarity alignment, in mm, over the 22 body joints.", ""]
+        lines.append(
+            f"- `{protocol}`: "
+            + describe_r_precision_protocol(protocol, settings["pool_size"], settings["num_repetitions"])
+        )
+    lines += ["", "Text metrics:"] + [
+        f"- {name}: {source}" for name, source in results["text_metric_sources"].items()
+    ]
+    lines += [
+        "",
+        "Joint errors (mm, 22 body joints): MPJPE after aligning the pelvis, PA-MPJPE after a Procrustes "
+        "similarity alignment.",
+        "",
+    ]
     for task, result in results["tasks"].items():
         lines += _task_section(task, result)
     path = output_dir / REPORT_NAME
@@ -577,8 +649,8 @@ def evaluate_task(
     dataset,
     output_dir: Path,
     settings: EvaluationSettings,
-    judges: Optional[RetrievalJudges] = None,
-    fingerprint: Optional[dict] = None,
+    judges: RetrievalJudges | None = None,
+    fingerprint: dict | None = None,
     overwrite: bool = False,
     body=None,
     progress: bool = True,
@@ -610,7 +682,8 @@ def evaluate_task(
     run_fingerprint = {
         **(fingerprint or {}),
         "task": task,
-        "prompt_version": PROMPT_VERSION,
+        # Predictions made with other prompts are never mixed in.
+        "template": evaluation_template(task),
         "num_items": len(items),
         "batch_size": settings.batch_size,
         "max_new_tokens": settings.max_new_tokens,
@@ -618,40 +691,84 @@ def evaluate_task(
     }
     store = PredictionStore(task_dir, run_fingerprint, overwrite=overwrite)
     predictions = run_generation(model, processor, task, dataset, items, store, settings, progress)
-    metrics, notes = compute_task_metrics(task, dataset, items, predictions, judges or RetrievalJudges(), settings, body)
-    examples = render_examples(task, dataset, items, predictions, Path(output_dir) / EXAMPLES_DIR, settings.num_examples)
+    metrics, notes = compute_task_metrics(
+        task, dataset, items, predictions, judges or RetrievalJudges(), settings, body
+    )
+    examples = render_examples(
+        task, dataset, items, predictions, Path(output_dir) / EXAMPLES_DIR, settings.num_examples
+    )
     return {"metrics": metrics, "notes": notes, "num_items": len(items), "examples": examples}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="A saved UniPose model (and its processor).")
     parser.add_argument(
-        "--task", required=True, nargs="+", choices=[*TASKS, "all"], help="Task(s) to evaluate; 'all' runs every task the data has records for."
+        "--task",
+        required=True,
+        nargs="+",
+        choices=[*TASKS, "all"],
+        help="Task(s) to evaluate; 'all' runs every task the data has records for.",
     )
-    parser.add_argument("--data", required=True, nargs="+", help="Saved datasets, or folders of them (e.g. `unipose data synth` output).")
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="Saved datasets, or folders of them (e.g. `unipose data synth` output).",
+    )
     parser.add_argument("--split", default="test", help="Split to evaluate (default: test).")
-    parser.add_argument("--output", default="evaluation", help="Folder for predictions, results.json, report.md and examples.")
-    parser.add_argument("--retrieval-model", default=None, help="Pose-text retrieval model (R-precision, Recall@K, FID).")
-    parser.add_argument("--pair-retrieval-model", default=None, help="Pose-pair-text retrieval model (Pose-Diff, Image-Diff, Pose Editing).")
-    parser.add_argument("--body-model", default=None, help="SMPL-H npz for the joint errors (default: the generated stand-in).")
+    parser.add_argument(
+        "--output", default="evaluation", help="Folder for predictions, results.json, report.md and examples."
+    )
+    parser.add_argument(
+        "--retrieval-model", default=None, help="Pose-text retrieval model (R-precision, Recall@K, FID)."
+    )
+    parser.add_argument(
+        "--pair-retrieval-model",
+        default=None,
+        help="Pose-pair-text retrieval model (Pose-Diff, Image-Diff, Pose Editing).",
+    )
+    parser.add_argument(
+        "--body-model",
+        default=None,
+        help="SMPL-H npz for the joint errors (default: the generated stand-in).",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Longest generated text.")
-    parser.add_argument("--max-samples", type=int, default=None, help="Evaluate only the first N items of each task.")
-    parser.add_argument("--captions", choices=("first", "all"), default="first", help="Input captions per record (text-to-pose, pose-editing).")
-    parser.add_argument("--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="R-precision pool / group size.")
-    parser.add_argument("--num-repetitions", type=int, default=DEFAULT_NUM_REPETITIONS, help="Pools per query (PoseScript protocol).")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Longest generated text."
+    )
+    parser.add_argument(
+        "--max-samples", type=int, default=None, help="Evaluate only the first N items of each task."
+    )
+    parser.add_argument(
+        "--captions",
+        choices=("first", "all"),
+        default="first",
+        help="Input captions per record (text-to-pose, pose-editing).",
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="R-precision pool / group size."
+    )
+    parser.add_argument(
+        "--num-repetitions",
+        type=int,
+        default=DEFAULT_NUM_REPETITIONS,
+        help="Pools per query (PoseScript protocol).",
+    )
     parser.add_argument("--recall-k", type=int, nargs="+", default=list(GENERATION_RECALL_K))
     parser.add_argument("--num-examples", type=int, default=3, help="Rendered examples per task.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the R-precision pools and tie breaking.")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--overwrite", action="store_true", help="Discard predictions of an earlier, different run.")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Discard predictions of an earlier, different run."
+    )
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
 
 
 def _load_unipose(path: str, device: torch.device, dtype: str):
-    import unipose  # noqa: F401  (registers the UniPose classes with the Auto classes)
     from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import unipose  # noqa: F401  (registers the UniPose classes with the Auto classes)
 
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"`--model` {path!r} is not a saved model folder (no config.json).")
@@ -673,18 +790,28 @@ def _judges(args, device) -> RetrievalJudges:
             continue
         model, tokenizer = load_retrieval_model(path, device)
         if model.config.model_type != expected:
-            raise ValueError(f"`--{option.replace('_', '-')}` {path!r} holds a {model.config.model_type!r} model; expected {expected!r}.")
+            raise ValueError(
+                f"`--{option.replace('_', '-')}` {path!r} holds a {model.config.model_type!r} model; "
+                f"expected {expected!r}."
+            )
         setattr(judges, f"{attribute}_model", model)
         setattr(judges, f"{attribute}_tokenizer", tokenizer)
     return judges
 
 
-def run(args: argparse.Namespace) -> int:
-    """`unipose evaluate`: every requested task, then `results.json` and `report.md` in `--output`."""
+def run(args: argparse.Namespace) -> str:
+    """
+    `unipose evaluate`: every requested task, then `results.json` and `report.md` in `--output`.
+
+    Returns:
+        `str`: the metrics of every task, as JSON (the command line prints it).
+    """
     from ..tokenizer_training import enable_progress_logging
 
     enable_progress_logging()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
     settings = EvaluationSettings(
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
@@ -744,22 +871,32 @@ def run(args: argparse.Namespace) -> int:
     for task in tasks:
         dataset = load_split(args.data, TASKS[task].kind, args.split)
         result = evaluate_task(
-            task, model, processor, dataset, output_dir, settings, judges, fingerprint, args.overwrite, body, not args.no_progress
+            task,
+            model,
+            processor,
+            dataset,
+            output_dir,
+            settings,
+            judges=judges,
+            fingerprint=fingerprint,
+            overwrite=args.overwrite,
+            body=body,
+            progress=not args.no_progress,
         )
         results["tasks"][task] = {"split": args.split, **result}
         # Rewritten after every task, so that a later crash keeps the finished tasks' numbers.
         report = write_report(output_dir, results)
-    sys.stdout.write(json.dumps({task: result["metrics"] for task, result in results["tasks"].items()}, indent=2) + "\n")
     logger.info(f"Report: {report}")
-    return 0
+    # The command line prints what `run` returns: the metrics of every task.
+    return json.dumps({task: result["metrics"] for task, result in results["tasks"].items()}, indent=2)
 
 
 __all__ = [
+    "TASKS",
     "EvaluationPrompt",
     "EvaluationSettings",
     "PredictionStore",
     "RetrievalJudges",
-    "TASKS",
     "add_arguments",
     "compute_task_metrics",
     "evaluate_task",

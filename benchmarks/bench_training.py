@@ -1,0 +1,251 @@
+"""Training benchmarks of UniPose stages 1-3 on a CPU.
+
+1. Throughput (samples/s and tokens/s, tokens = non-padding positions) of `UniPoseSFTTrainer` for each stage on
+   the tiny test model and on a small one, with batches of the synthetic corpus, against a baseline measured in
+   the same run: a bare PyTorch loop (forward, backward, AdamW step) over the same model, prepared the same way,
+   on batches collated beforehand. Their ratio is the share of time left to the model by the trainer, the
+   collator (rendering, tokenising, image preprocessing, target encoding) and logging.
+2. With `--loss-curves`: the CPU recipes (`train/recipes/stage{1,2,3}_cpu.yaml`) run end to end, each stage from
+   the previous one's output, and their loss curves (total, text and pose targets) are plotted.
+
+    python benchmarks/bench_training.py                         # -> benchmarks/results/training.json
+    python benchmarks/bench_training.py --loss-curves --corpus data/synthetic
+        # -> benchmarks/results/training_loss_curves.{json,png}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import TrainerCallback
+from trl import SFTConfig
+
+from unipose.testing import tiny_model_and_processor
+from unipose.training.collator import UniPoseDataCollator
+from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
+from unipose.training.tasks import build_task_mixture
+
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+CONFIGS = {
+    # The tiny test model (width 32, 2 layers, 64 codes).
+    "tiny": {},
+    # A small language model (8 layers of width 256) with the paper's 2,048 codes; vision towers stay tiny.
+    "small": {
+        "text_config": {
+            "hidden_size": 256,
+            "intermediate_size": 704,
+            "num_hidden_layers": 8,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+        },
+        "pose_tokenizer_config": {"codebook_size": 2048, "hidden_size": 64, "code_dim": 32},
+    },
+}
+STAGE_DATA = {
+    1: ([("pose_text", None), ("pose_pair", None)], "simple"),
+    2: ([("image_pose", None), ("image_pair", None)], "simple"),
+    3: ([("pose_text", None), ("pose_pair", None), ("image_pose", None), ("image_pair", None)], "instruction"),
+}
+
+
+class StepTimer(TrainerCallback):
+    """Time stamps of the ends of the optimizer steps: the time between two includes fetching and collating the
+    batch, which `Trainer` does before `on_step_begin`."""
+
+    def __init__(self):
+        self.ends = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+
+class CountingCollator:
+    """Wraps a collator and records the samples and tokens of each batch."""
+
+    def __init__(self, collator):
+        self.collator, self.samples, self.tokens = collator, [], []
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        self.samples.append(len(examples))
+        self.tokens.append(int(batch["attention_mask"].sum()))
+        return batch
+
+
+def ensure_corpus(path: Path, num: int) -> Path:
+    if not (path / "pose_text").is_dir():
+        from unipose.data.synthetic import build_synthetic_corpus
+
+        build_synthetic_corpus(path, num=num, seed=0, image_size=64, contact_sheet=False)
+    return path
+
+
+def mixture(corpus: Path, stage: int, seed: int = 0):
+    components, style = STAGE_DATA[stage]
+    return build_task_mixture([{"path": str(corpus / kind), "tasks": tasks} for kind, tasks in components], style, seed)
+
+
+def prepared_model(config_name: str, stage: int):
+    model, processor = tiny_model_and_processor(seed=0, **CONFIGS[config_name])
+    peft_config = stage_peft_config(model.config, stage, r=16, lora_alpha=32, lora_dropout=0.0)
+    return prepare_model_for_stage(model, stage, peft_config), processor
+
+
+def trainer_throughput(config_name, stage, dataset, batch_size, warmup, steps, output_dir) -> dict:
+    model, processor = prepared_model(config_name, stage)
+    collator = CountingCollator(UniPoseDataCollator.from_model(model, processor, max_length=1024))
+    timer = StepTimer()
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=batch_size,
+        max_steps=warmup + steps,
+        learning_rate=1e-3,
+        bf16=False,
+        use_cpu=True,
+        activation_checkpointing=False,
+        report_to="none",
+        logging_steps=10**6,
+        save_strategy="no",
+        max_length=1024,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = UniPoseSFTTrainer(
+        model=model, args=args, train_dataset=dataset, processing_class=processor, data_collator=collator,
+        callbacks=[timer],
+    )
+    trainer.train()
+    seconds = timer.ends[warmup + steps - 1] - timer.ends[warmup - 1]
+    # Batches `warmup .. warmup + steps - 1` (0-based) are the ones collated between those two time stamps.
+    samples, tokens = sum(collator.samples[warmup : warmup + steps]), sum(collator.tokens[warmup : warmup + steps])
+    return {"samples_per_second": samples / seconds, "tokens_per_second": tokens / seconds, "seconds_per_step": seconds / steps}
+
+
+def bare_loop_throughput(config_name, stage, dataset, batch_size, warmup, steps) -> dict:
+    model, processor = prepared_model(config_name, stage)
+    collator = UniPoseDataCollator.from_model(model, processor, max_length=1024)
+    batches = [collator([dataset[i] for i in range(start, start + batch_size)]) for start in
+               range(0, (warmup + steps) * batch_size, batch_size)]
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    times = []
+    for batch in batches:
+        start = time.perf_counter()
+        loss = model(**batch, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+    seconds = sum(times[warmup:])
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in batches[warmup:])
+    return {"samples_per_second": steps * batch_size / seconds, "tokens_per_second": tokens / seconds}
+
+
+def throughput(corpus: Path, batch_size: int, warmup: int, steps: int) -> dict:
+    results = {"threads": torch.get_num_threads(), "batch_size": batch_size, "steps": steps, "runs": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        for stage in (1, 2, 3):
+            dataset = mixture(corpus, stage).shuffle(seed=0)
+            for config_name in CONFIGS:
+                trained = trainer_throughput(config_name, stage, dataset, batch_size, warmup, steps, Path(scratch))
+                bare = bare_loop_throughput(config_name, stage, dataset, batch_size, warmup, steps)
+                run = {"config": config_name, "stage": stage, "trainer": trained, "bare_loop": bare}
+                run["trainer_over_bare_loop"] = trained["samples_per_second"] / bare["samples_per_second"]
+                results["runs"].append(run)
+                print(json.dumps(run))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loss curves of the CPU recipes
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def run_cpu_recipes(corpus: Path, runs: Path) -> dict:
+    curves, previous = {}, None
+    for stage in (1, 2, 3):
+        recipe = yaml.safe_load((REPO / "train" / "recipes" / f"stage{stage}_cpu.yaml").read_text())
+        for component in recipe["datasets"]:
+            component["path"] = str(corpus / Path(component["path"]).name)
+        recipe["output_dir"] = str(runs / f"stage{stage}_cpu")
+        if previous is not None:
+            recipe["model_name_or_path"] = str(previous)
+        path = runs / f"stage{stage}_cpu.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(REPO / "train" / "train_unipose.py"), "--config", str(path)], cwd=REPO,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1"), check=True)
+        minutes = (time.perf_counter() - start) / 60
+        last = max((runs / f"stage{stage}_cpu").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        history = json.loads((last / "trainer_state.json").read_text())["log_history"]
+        curves[f"stage{stage}"] = {
+            "minutes": minutes,
+            "steps": [entry["step"] for entry in history if "loss" in entry],
+            **{key: [entry.get(key) for entry in history if "loss" in entry] for key in ("loss", "text_loss", "pose_loss")},
+        }
+        print(f"stage {stage}: {minutes:.1f} min, loss {curves[f'stage{stage}']['loss'][0]:.3f} -> "
+              f"{curves[f'stage{stage}']['loss'][-1]:.3f}")
+        previous = runs / f"stage{stage}_cpu"
+    return curves
+
+
+def plot_curves(curves: dict, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), sharey=True)
+    for axis, (name, curve) in zip(axes, curves.items()):
+        for key, style in (("loss", "-"), ("text_loss", "--"), ("pose_loss", ":")):
+            points = [(s, v) for s, v in zip(curve["steps"], curve[key]) if v is not None]
+            if points:
+                axis.plot(*zip(*points), style, label=key.replace("_", " "))
+        axis.set_title(f"{name} (CPU recipe, {curve['minutes']:.1f} min)")
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("cross-entropy (nats)")
+    axes[0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def write_json(data: dict, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=REPO / "data" / "synthetic", help="Synthetic corpus (made if absent).")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (at least 1).")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--loss-curves", action="store_true", help="Also run the CPU recipes and plot their losses.")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench", help="Output of the recipe runs.")
+    args = parser.parse_args()
+
+    corpus = ensure_corpus(args.corpus, num=1000 if args.loss_curves else 64)
+    write_json(throughput(corpus, args.batch_size, args.warmup, args.steps), RESULTS / "training.json")
+    if args.loss_curves:
+        curves = run_cpu_recipes(corpus, args.runs)
+        write_json(curves, RESULTS / "training_loss_curves.json")
+        plot_curves(curves, RESULTS / "training_loss_curves.png")
+
+
+if __name__ == "__main__":
+    main()
