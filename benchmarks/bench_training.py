@@ -1,8 +1,8 @@
 """Training benchmarks of UniPose stages 1-3 on a CPU.
 
-1. Throughput (samples/s and tokens/s, tokens = non-padding positions) of `UniPoseSFTTrainer` for each stage on
-   the tiny test model and on a small one, with batches of the synthetic corpus, against a baseline measured in
-   the same run: a bare PyTorch loop (forward, backward, AdamW step) over the same model, prepared the same way,
+1. Throughput (samples/s and tokens/s, tokens = non-padding positions; medians over steps) of
+   `UniPoseSFTTrainer` for each stage on the tiny test model and on a small one, with batches of the synthetic
+   corpus, against a baseline measured in the same run: a bare PyTorch loop (forward, backward, AdamW step) over the same model, prepared the same way,
    on batches collated beforehand. Their ratio is the share of time left to the model by the trainer, the
    collator (rendering, tokenising, image preprocessing, target encoding) and logging.
 2. With `--loss-curves`: the CPU recipes (`train/recipes/stage{1,2,3}_cpu.yaml`) run end to end, each stage from
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,10 +128,18 @@ def trainer_throughput(config_name, stage, dataset, batch_size, warmup, steps, o
         callbacks=[timer],
     )
     trainer.train()
-    seconds = timer.ends[warmup + steps - 1] - timer.ends[warmup - 1]
-    # Batches `warmup .. warmup + steps - 1` (0-based) are the ones collated between those two time stamps.
-    samples, tokens = sum(collator.samples[warmup : warmup + steps]), sum(collator.tokens[warmup : warmup + steps])
-    return {"samples_per_second": samples / seconds, "tokens_per_second": tokens / seconds, "seconds_per_step": seconds / steps}
+    # Step i lasts from the end of step i - 1 to its own end, which includes collating its batch. Medians, because
+    # other work on a shared machine stretches single steps by large factors.
+    durations = [end - previous for previous, end in zip(timer.ends[warmup - 1 :], timer.ends[warmup:])]
+    return summarize(durations, collator.samples[warmup : warmup + steps], collator.tokens[warmup : warmup + steps])
+
+
+def summarize(durations, samples, tokens) -> dict:
+    return {
+        "samples_per_second": statistics.median(n / t for n, t in zip(samples, durations)),
+        "tokens_per_second": statistics.median(n / t for n, t in zip(tokens, durations)),
+        "seconds_per_step": statistics.median(durations),
+    }
 
 
 def bare_loop_throughput(config_name, stage, dataset, batch_size, warmup, steps) -> dict:
@@ -148,9 +157,8 @@ def bare_loop_throughput(config_name, stage, dataset, batch_size, warmup, steps)
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - start)
-    seconds = sum(times[warmup:])
-    tokens = sum(int(batch["attention_mask"].sum()) for batch in batches[warmup:])
-    return {"samples_per_second": steps * batch_size / seconds, "tokens_per_second": tokens / seconds}
+    tokens = [int(batch["attention_mask"].sum()) for batch in batches[warmup:]]
+    return summarize(times[warmup:], [batch_size] * steps, tokens)
 
 
 def throughput(corpus: Path, batch_size: int, warmup: int, steps: int) -> dict:
@@ -234,7 +242,7 @@ def main():
     parser.add_argument("--corpus", type=Path, default=REPO / "data" / "synthetic", help="Synthetic corpus (made if absent).")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (at least 1).")
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--loss-curves", action="store_true", help="Also run the CPU recipes and plot their losses.")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench", help="Output of the recipe runs.")
     args = parser.parse_args()

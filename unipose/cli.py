@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "body-model": ("unipose.body_model", "Generate the offline SMPL-H-format body model file."),
     "train-tokenizer": ("unipose.tokenizer_training", "Stage 0: train the pose tokenizer (VQ-VAE)."),
     "data": ("unipose.data.synthetic", "Build corpora: `unipose data synth --out DIR --num N --seed S`."),
+    "evaluate": ("unipose.evaluation.runner", "Evaluate a model on the paper's tasks; writes JSON and a Markdown report."),
     "convert": ("unipose.conversion", "Convert the published UniPose checkpoints into this format."),
 }
 
