@@ -2,9 +2,10 @@
 
 1. Throughput (samples/s and tokens/s, tokens = non-padding positions; medians over steps) of
    `UniPoseSFTTrainer` for each stage on the tiny test model and on a small one, with batches of the synthetic
-   corpus, against a baseline measured in the same run: a bare PyTorch loop (forward, backward, AdamW step) over the same model, prepared the same way,
-   on batches collated beforehand. Their ratio is the share of time left to the model by the trainer, the
-   collator (rendering, tokenising, image preprocessing, target encoding) and logging.
+   corpus, against a baseline measured in the same run: a bare PyTorch loop (forward, backward, AdamW step)
+   over the same model, prepared the same way, on batches collated beforehand. Their ratio is the share of
+   time left to the model by the trainer, the collator (rendering, tokenising, image preprocessing, target
+   encoding) and logging.
 2. With `--loss-curves`: the CPU recipes (`train/recipes/stage{1,2,3}_cpu.yaml`) run end to end, each stage from
    the previous one's output, and their loss curves (total, text and pose targets) are plotted.
 
@@ -35,7 +36,6 @@ from unipose.training.collator import UniPoseDataCollator
 from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
 from unipose.training.tasks import build_task_mixture
 
-
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 CONFIGS = {
@@ -56,13 +56,16 @@ CONFIGS = {
 STAGE_DATA = {
     1: ([("pose_text", None), ("pose_pair", None)], "simple"),
     2: ([("image_pose", None), ("image_pair", None)], "simple"),
-    3: ([("pose_text", None), ("pose_pair", None), ("image_pose", None), ("image_pair", None)], "instruction"),
+    3: (
+        [("pose_text", None), ("pose_pair", None), ("image_pose", None), ("image_pair", None)],
+        "instruction",
+    ),
 }
 
 
 class StepTimer(TrainerCallback):
-    """Time stamps of the ends of the optimizer steps: the time between two includes fetching and collating the
-    batch, which `Trainer` does before `on_step_begin`."""
+    """Time stamps of the ends of the optimizer steps: the time between two includes fetching and collating
+    the batch, which `Trainer` does before `on_step_begin`."""
 
     def __init__(self):
         self.ends = []
@@ -94,7 +97,9 @@ def ensure_corpus(path: Path, num: int) -> Path:
 
 def mixture(corpus: Path, stage: int, seed: int = 0):
     components, style = STAGE_DATA[stage]
-    return build_task_mixture([{"path": str(corpus / kind), "tasks": tasks} for kind, tasks in components], style, seed)
+    return build_task_mixture(
+        [{"path": str(corpus / kind), "tasks": tasks} for kind, tasks in components], style, seed
+    )
 
 
 def prepared_model(config_name: str, stage: int):
@@ -124,14 +129,20 @@ def trainer_throughput(config_name, stage, dataset, batch_size, warmup, steps, o
         seed=0,
     )
     trainer = UniPoseSFTTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=processor, data_collator=collator,
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        data_collator=collator,
         callbacks=[timer],
     )
     trainer.train()
-    # Step i lasts from the end of step i - 1 to its own end, which includes collating its batch. Medians, because
-    # other work on a shared machine stretches single steps by large factors.
+    # Step i lasts from the end of step i - 1 to its own end, which includes collating its batch. Medians,
+    # because other work on a shared machine stretches single steps by large factors.
     durations = [end - previous for previous, end in zip(timer.ends[warmup - 1 :], timer.ends[warmup:])]
-    return summarize(durations, collator.samples[warmup : warmup + steps], collator.tokens[warmup : warmup + steps])
+    return summarize(
+        durations, collator.samples[warmup : warmup + steps], collator.tokens[warmup : warmup + steps]
+    )
 
 
 def summarize(durations, samples, tokens) -> dict:
@@ -145,8 +156,10 @@ def summarize(durations, samples, tokens) -> dict:
 def bare_loop_throughput(config_name, stage, dataset, batch_size, warmup, steps) -> dict:
     model, processor = prepared_model(config_name, stage)
     collator = UniPoseDataCollator.from_model(model, processor, max_length=1024)
-    batches = [collator([dataset[i] for i in range(start, start + batch_size)]) for start in
-               range(0, (warmup + steps) * batch_size, batch_size)]
+    batches = [
+        collator([dataset[i] for i in range(start, start + batch_size)])
+        for start in range(0, (warmup + steps) * batch_size, batch_size)
+    ]
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     times = []
@@ -167,7 +180,9 @@ def throughput(corpus: Path, batch_size: int, warmup: int, steps: int) -> dict:
         for stage in (1, 2, 3):
             dataset = mixture(corpus, stage).shuffle(seed=0)
             for config_name in CONFIGS:
-                trained = trainer_throughput(config_name, stage, dataset, batch_size, warmup, steps, Path(scratch))
+                trained = trainer_throughput(
+                    config_name, stage, dataset, batch_size, warmup, steps, Path(scratch)
+                )
                 bare = bare_loop_throughput(config_name, stage, dataset, batch_size, warmup, steps)
                 run = {"config": config_name, "stage": stage, "trainer": trained, "bare_loop": bare}
                 run["trainer_over_bare_loop"] = trained["samples_per_second"] / bare["samples_per_second"]
@@ -176,9 +191,9 @@ def throughput(corpus: Path, batch_size: int, warmup: int, steps: int) -> dict:
     return results
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Loss curves of the CPU recipes
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def run_cpu_recipes(corpus: Path, runs: Path) -> dict:
@@ -193,18 +208,27 @@ def run_cpu_recipes(corpus: Path, runs: Path) -> dict:
         path = runs / f"stage{stage}_cpu.yaml"
         path.write_text(yaml.safe_dump(recipe))
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(REPO / "train" / "train_unipose.py"), "--config", str(path)], cwd=REPO,
-                       env=dict(os.environ, HF_HUB_OFFLINE="1"), check=True)
+        subprocess.run(
+            [sys.executable, str(REPO / "train" / "train_unipose.py"), "--config", str(path)],
+            cwd=REPO,
+            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+            check=True,
+        )
         minutes = (time.perf_counter() - start) / 60
         last = max((runs / f"stage{stage}_cpu").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         history = json.loads((last / "trainer_state.json").read_text())["log_history"]
         curves[f"stage{stage}"] = {
             "minutes": minutes,
             "steps": [entry["step"] for entry in history if "loss" in entry],
-            **{key: [entry.get(key) for entry in history if "loss" in entry] for key in ("loss", "text_loss", "pose_loss")},
+            **{
+                key: [entry.get(key) for entry in history if "loss" in entry]
+                for key in ("loss", "text_loss", "pose_loss")
+            },
         }
-        print(f"stage {stage}: {minutes:.1f} min, loss {curves[f'stage{stage}']['loss'][0]:.3f} -> "
-              f"{curves[f'stage{stage}']['loss'][-1]:.3f}")
+        print(
+            f"stage {stage}: {minutes:.1f} min, loss {curves[f'stage{stage}']['loss'][0]:.3f} -> "
+            f"{curves[f'stage{stage}']['loss'][-1]:.3f}"
+        )
         previous = runs / f"stage{stage}_cpu"
     return curves
 
@@ -239,12 +263,18 @@ def write_json(data: dict, path: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=REPO / "data" / "synthetic", help="Synthetic corpus (made if absent).")
+    parser.add_argument(
+        "--corpus", type=Path, default=REPO / "data" / "synthetic", help="Synthetic corpus (made if absent)."
+    )
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (at least 1).")
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--loss-curves", action="store_true", help="Also run the CPU recipes and plot their losses.")
-    parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bench", help="Output of the recipe runs.")
+    parser.add_argument(
+        "--loss-curves", action="store_true", help="Also run the CPU recipes and plot their losses."
+    )
+    parser.add_argument(
+        "--runs", type=Path, default=REPO / "runs" / "bench", help="Output of the recipe runs."
+    )
     args = parser.parse_args()
 
     corpus = ensure_corpus(args.corpus, num=1000 if args.loss_curves else 64)

@@ -145,14 +145,14 @@ def _raw_pose(raw, pose_id: int) -> np.ndarray:
 
 def test_posescript_records_and_captions(release, amass_root):
     root, raw = amass_root
-    dataset = load_posescript(release, root, split="train", captions="human")
+    dataset = load_posescript(release, root, split="train", captions="human", output_up_axis="z")
     assert isinstance(dataset, Dataset) and record_kind(dataset.features) == "pose_text"
     # Train poses with a human caption, in the split file's order.
     assert dataset["id"] == ["0", "1", "3"]
     assert dataset["texts"] == [["The person stands."], ["Arms up.", "Both arms are raised."], ["Kneeling."]]
     assert set(dataset["source"]) == {"posescript-H/train"}
 
-    both = load_posescript(release, root, split="train", captions="both")
+    both = load_posescript(release, root, split="train", captions="both", output_up_axis="z")
     assert both["id"] == ["0", "1", "2", "3", "6"]
     assert both["texts"][1] == ["Arms up.", "Both arms are raised.", "auto 1 a", "auto 1 b", "auto 1 c"]
     assert both["texts"][2] == AUTO["2"] and set(both["source"]) == {"posescript-H+A/train"}
@@ -160,7 +160,7 @@ def test_posescript_records_and_captions(release, amass_root):
 
 def test_posescript_heading_normalisation(release, amass_root):
     root, raw = amass_root
-    dataset = load_posescript(release, root, split="train", captions="automatic").with_format("numpy")
+    dataset = load_posescript(release, root, split="train", captions="automatic", output_up_axis="z").with_format("numpy")
     poses = dataset["pose"][:]
     assert poses.dtype == np.float32 and poses.shape == (5, 22, 3)
     assert np.abs(_headings(poses[:, 0])).max() < 1e-5
@@ -191,7 +191,7 @@ def test_posescript_splits_and_file_reads(release, amass_root, monkeypatch):
     monkeypatch.setattr(
         posescript, "read_amass_sequence", lambda path, *a, **k: calls.append(path) or original(path, *a, **k)
     )
-    splits = load_posescript(release, root, split=("train", "val"), captions="automatic")
+    splits = load_posescript(release, root, split=("train", "val"), captions="automatic", output_up_axis="z")
     assert isinstance(splits, DatasetDict) and list(splits) == ["train", "val"]
     assert splits["val"]["id"] == ["4", "5"] and set(splits["val"]["source"]) == {"posescript-A/val"}
     # Each AMASS file is read once per split however many poses point into it.
@@ -203,14 +203,14 @@ def test_posescript_splits_and_file_reads(release, amass_root, monkeypatch):
 def test_posescript_errors(release, amass_root, tmp_path):
     root, _ = amass_root
     with pytest.raises(FileNotFoundError, match="test_ids_100k.json"):
-        load_posescript(release, root, split="test")
+        load_posescript(release, root, split="test", output_up_axis="z")
     with pytest.raises(ValueError, match="`captions`"):
-        load_posescript(release, root, captions="written")
+        load_posescript(release, root, captions="written", output_up_axis="z")
 
     # Missing AMASS file: the error names the pose id and the path.
     (root / "CMU/02/02_03_poses.npz").unlink()
     with pytest.raises(FileNotFoundError, match=r"pose id '3'.*02_03_poses\.npz"):
-        load_posescript(release, root, split="train")
+        load_posescript(release, root, split="train", output_up_axis="z")
 
     # Frame out of range: id, file, frame and length.
     index = json.loads((release / posescript.POSE_INDEX_FILE).read_text())
@@ -220,18 +220,18 @@ def test_posescript_errors(release, amass_root, tmp_path):
     with pytest.raises(
         ValueError, match=r"Pose id '1': frame 6 is out of range for .*01_01_poses\.npz.*6 frames"
     ):
-        load_posescript(release, {"AMASS": root}, split="train", caption_files={"human": "h.json"})
+        load_posescript(release, {"AMASS": root}, split="train", caption_files={"human": "h.json"}, output_up_axis="z")
 
     # A pose id of the split without an index entry, and a malformed caption entry.
     _write_json(release / "h2.json", {"9": "a"})
     _write_json(release / "train_ids_100k.json", TRAIN + [9])
     with pytest.raises(ValueError, match=r"Pose id '9' is not in the pose index"):
-        load_posescript(release, root, caption_files={"human": "h2.json"})
+        load_posescript(release, root, caption_files={"human": "h2.json"}, output_up_axis="z")
     _write_json(release / "h3.json", {"0": ["fine"], "1": []})
     with pytest.raises(ValueError, match=r"id '1' has \[\]"):
-        load_posescript(release, root, caption_files={"human": "h3.json"})
+        load_posescript(release, root, caption_files={"human": "h3.json"}, output_up_axis="z")
     with pytest.raises(ValueError, match="does not map"):
-        load_posescript(release, {"KIT": root}, split="val", captions="automatic")
+        load_posescript(release, {"KIT": root}, split="val", captions="automatic", output_up_axis="z")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -245,7 +245,7 @@ def _root_matrices(poses: np.ndarray) -> torch.Tensor:
 
 def test_posefix_heading_rules(release, amass_root):
     root, raw = amass_root
-    dataset = load_posefix(release, root, split="train", modifiers="automatic").with_format("numpy")
+    dataset = load_posefix(release, root, split="train", modifiers="automatic", output_up_axis="z").with_format("numpy")
     assert record_kind(dataset.features) == "pose_pair"
     assert list(dataset["id"]) == ["0", "1", "5", "3", "4"]  # in-sequence pairs first
     pairs = json.loads((release / "pair_id_2_pose_ids.json").read_text())
@@ -276,11 +276,11 @@ def test_posefix_heading_rules(release, amass_root):
 
 def test_posefix_modifiers_and_splits(release, amass_root):
     root, _ = amass_root
-    dataset = load_posefix(release, root, split="train", modifiers=("human", "paraphrases"), sequence="in")
+    dataset = load_posefix(release, root, split="train", modifiers=("human", "paraphrases"), sequence="in", output_up_axis="z")
     assert dataset["id"] == ["0", "1"]  # pair 5 has no human modifier
     assert dataset["texts"] == [["Raise your arms.", "Lift your arms."], ["Bend."]]
     assert set(dataset["source"]) == {"posefix-H+P/train"}
-    splits = load_posefix(release, root, split=["train", "val"], modifiers="human")
+    splits = load_posefix(release, root, split=["train", "val"], modifiers="human", output_up_axis="z")
     assert splits["val"]["id"] == ["2"] and splits["train"]["id"] == ["0", "1", "3", "4"]
 
 
@@ -288,15 +288,15 @@ def test_posefix_errors(release, amass_root):
     root, _ = amass_root
     _write_json(release / "train_out_sequence_pair_ids.json", [3, 4, 1])
     with pytest.raises(ValueError, match=r"Pair id '1' is listed both"):
-        load_posefix(release, root)
+        load_posefix(release, root, output_up_axis="z")
     _write_json(release / "train_out_sequence_pair_ids.json", [3, 4, 17])
     _write_json(release / "posefix_human_6157.json", {"17": ["x"], "0": ["y"]})
     with pytest.raises(ValueError, match=r"Pair id '17' is not in the pairs file .* \(6 pairs\)"):
-        load_posefix(release, root)
+        load_posefix(release, root, output_up_axis="z")
     with pytest.raises(ValueError, match="`sequence`"):
-        load_posefix(release, root, sequence="inside")
+        load_posefix(release, root, sequence="inside", output_up_axis="z")
     with pytest.raises(FileNotFoundError, match="test_in_sequence_pair_ids.json"):
-        load_posefix(release, root, split="test")
+        load_posefix(release, root, split="test", output_up_axis="z")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_poseest_records_and_crops(poseest, tmp_path):
     path, images, arrays = poseest
     dataset = load_pose_estimation(
         path, images, image_size=32, image_format="PNG", cache_dir=tmp_path / "cache"
-    )
+    , output_up_axis="-y")
     assert dataset.features == IMAGE_POSE_FEATURES and len(dataset) == 4
     assert dataset["id"] == [f"corpus_train/{i}" for i in range(4)]
     assert set(dataset["source"]) == {"poseest/corpus_train"} and dataset["texts"] == [[]] * 4
@@ -379,7 +379,7 @@ def test_poseest_pose_layouts_and_frames(poseest, tmp_path):
         read_pose_estimation_annotations(tmp_path / "pixels.npz", scale_unit=1.0).box_sizes, 16.0
     )
 
-    camera = load_pose_estimation(path, images, image_size=8, cache_dir=tmp_path / "c1").with_format("numpy")[
+    camera = load_pose_estimation(path, images, image_size=8, cache_dir=tmp_path / "c1", output_up_axis="-y").with_format("numpy")[
         "pose"
     ][:]
     y_up = load_pose_estimation(path, images, image_size=8, output_up_axis="y", cache_dir=tmp_path / "c2")
@@ -397,11 +397,11 @@ def test_poseest_missing_images_and_unfitted_rows(poseest, tmp_path, caplog):
     path, images, arrays = poseest
     (images / "sub/image_2.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"row 2 .*image_2\.png"):
-        load_pose_estimation(path, images, cache_dir=tmp_path / "cache")
+        load_pose_estimation(path, images, cache_dir=tmp_path / "cache", output_up_axis="-y")
     with caplog.at_level(logging.WARNING):
         dataset = load_pose_estimation(
             path, images, image_size=8, skip_missing=True, cache_dir=tmp_path / "cache"
-        )
+        , output_up_axis="-y")
     assert dataset["id"] == ["corpus_train/0", "corpus_train/1", "corpus_train/3"]
     assert "Skipped 1 of 4" in caplog.text and "image_2.png" in caplog.text
 
@@ -410,7 +410,7 @@ def test_poseest_missing_images_and_unfitted_rows(poseest, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         dataset = load_pose_estimation(
             tmp_path / "flags.npz", images, image_size=8, skip_missing=True, cache_dir=tmp_path / "c"
-        )
+        , output_up_axis="-y")
     assert dataset["id"] == ["flags/1", "flags/3"]
     assert "1 of 4 rows" in caplog.text and "no pose fit" in caplog.text
 
@@ -429,7 +429,7 @@ def test_poseest_bad_files(poseest, tmp_path):
     with pytest.raises(ValueError, match=r"shape \(4, 60\)"):
         read_pose_estimation_annotations(tmp_path / "short.npz")
     with pytest.raises(FileNotFoundError, match="missing.npz"):
-        load_pose_estimation(tmp_path / "missing.npz", images)
+        load_pose_estimation(tmp_path / "missing.npz", images, output_up_axis="-y")
 
 
 def test_crop_pads_outside_the_image():

@@ -1,5 +1,6 @@
-"""Invariants of UniPose training: instruction templates, task examples and mixtures, the collator's labels and
-truncation, the trainer's loss, what each stage trains, the saved outputs, atomic checkpoints and the recipes."""
+"""Invariants of UniPose training: instruction templates, task examples and mixtures, the collator's labels
+and truncation, the trainer's loss, what each stage trains, the saved outputs, atomic checkpoints and the
+recipes."""
 
 import importlib.util
 import logging
@@ -47,7 +48,6 @@ from unipose.training.tasks import (
     task_examples,
     text_only_conversations,
 )
-
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTIONS = [line for line in TINY_CORPUS if not line.startswith("[INST]")]
@@ -100,21 +100,21 @@ def _kind(task):
 
 
 def sft_config(tmp_path, **overrides):
-    settings = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=len(TASKS),
-        max_steps=1,
-        learning_rate=1e-2,
-        bf16=False,
-        use_cpu=True,
-        activation_checkpointing=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        max_length=512,
-        seed=0,
-        dataloader_num_workers=0,
-    )
+    settings = {
+        "output_dir": str(tmp_path),
+        "per_device_train_batch_size": len(TASKS),
+        "max_steps": 1,
+        "learning_rate": 1e-2,
+        "bf16": False,
+        "use_cpu": True,
+        "activation_checkpointing": False,
+        "report_to": "none",
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "max_length": 512,
+        "seed": 0,
+        "dataloader_num_workers": 0,
+    }
     return SFTConfig(**{**settings, **overrides})
 
 
@@ -128,9 +128,9 @@ def make_trainer(stage, dataset, tmp_path, seed=0, **overrides):
     return trainer, before
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Instruction templates
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -145,7 +145,10 @@ def test_every_task_has_thirty_distinct_phrasings_with_its_slots(task):
 
 def test_slot_placement_varies_across_phrasings():
     for task in ("pose_to_text", "image_to_text", "text_to_pose", "pose_estimation"):
-        positions = {("start" if t.startswith("{") else "end" if t.endswith("}") else "middle") for t in INSTRUCTION_TEMPLATES[task]}
+        positions = {
+            ("start" if t.startswith("{") else "end" if t.endswith("}") else "middle")
+            for t in INSTRUCTION_TEMPLATES[task]
+        }
         assert positions == {"start", "middle", "end"}, task
 
 
@@ -166,7 +169,9 @@ def test_templates_render_through_the_chat_template_as_written():
 
 
 def test_media_order_follows_the_template(records):
-    template = next(t for t in INSTRUCTION_TEMPLATES["image_diff"] if t.index("{image_b}") < t.index("{image_a}"))
+    template = next(
+        t for t in INSTRUCTION_TEMPLATES["image_diff"] if t.index("{image_b}") < t.index("{image_a}")
+    )
     record = records["image_pair"].cast_column("image_a", FEATURES["image_pair"]["image_a"])[0]
     example = build_example(record, "image_diff", template, "Raise your arms.")
     assert [np.asarray(image).tolist() for image in example["images"]] == [
@@ -174,7 +179,13 @@ def test_media_order_follows_the_template(records):
         np.asarray(record["image_a"]).tolist(),
     ]
     content, media = render_template("Before {pose_b} after {pose_a} ok")
-    assert media == ["pose_b", "pose_a"] and [item["type"] for item in content] == ["text", "pose", "text", "pose", "text"]
+    assert media == ["pose_b", "pose_a"] and [item["type"] for item in content] == [
+        "text",
+        "pose",
+        "text",
+        "pose",
+        "text",
+    ]
 
 
 def test_render_template_refuses_missing_or_unexpected_text():
@@ -184,9 +195,9 @@ def test_render_template_refuses_missing_or_unexpected_text():
         render_template("Describe {pose}", "text")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Task examples and mixtures
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def test_task_examples_are_deterministic_and_weighted():
@@ -216,7 +227,9 @@ def test_records_without_text_serve_only_text_free_tasks(caplog):
     assert sorted(captions["id"]) == ["image_pose-0", "image_pose-2", "image_pose-4"]
     estimation = task_examples(records, "pose_estimation")
     assert len(estimation) == 5
-    assert all(example["messages"][1]["content"] == [{"type": "pose_query", "text": None}] for example in estimation)
+    assert all(
+        example["messages"][1]["content"] == [{"type": "pose_query", "text": None}] for example in estimation
+    )
     np.testing.assert_array_equal(
         np.asarray(estimation.sort("id")[0]["target_poses"][0]), np.asarray(records[0]["pose"])
     )
@@ -246,9 +259,9 @@ def test_mixture_over_several_corpora(tmp_path):
         build_task_mixture([{"path": str(paths["pose_text"]), "tasks": ["dance"]}])
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Collator
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def test_collator_labels_the_answer_and_the_codes_of_the_target(mixed_examples):
@@ -257,7 +270,9 @@ def test_collator_labels_the_answer_and_the_codes_of_the_target(mixed_examples):
     examples = list(mixed_examples)
     batch = collator(examples)
     config = model.config
-    torch.testing.assert_close(batch["shift_labels"], pose_shift_labels(batch["input_ids"], batch["labels"], config))
+    torch.testing.assert_close(
+        batch["shift_labels"], pose_shift_labels(batch["input_ids"], batch["labels"], config)
+    )
     assert batch["pixel_values"].shape[0] == sum(len(example["images"]) for example in examples)
     assert batch["pose_pixel_values"].shape[0] == batch["pixel_values"].shape[0]
     assert batch["pose_values"].shape == (sum(len(example["poses"]) for example in examples), 22, 6)
@@ -265,7 +280,8 @@ def test_collator_labels_the_answer_and_the_codes_of_the_target(mixed_examples):
     tokenizer = processor.tokenizer
     for row, example in enumerate(examples):
         ids, labels = batch["input_ids"][row].tolist(), batch["labels"][row]
-        # The labels cover exactly the answer: a contiguous run from just after the prompt's `[/INST]` to the end.
+        # The labels cover exactly the answer: a contiguous run from just after the prompt's `[/INST]` to the
+        # end.
         length = int(batch["attention_mask"][row].sum())
         labeled = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
         start = labeled[0]
@@ -302,22 +318,35 @@ def span_token_count(ids, config):
     ids = torch.as_tensor(ids)
     offset = config.pose_code_token_offset
     special = torch.tensor(
-        [config.image_token_id, config.pose_query_token_id, config.pose_start_token_id, config.pose_end_token_id]
+        [
+            config.image_token_id,
+            config.pose_query_token_id,
+            config.pose_start_token_id,
+            config.pose_end_token_id,
+        ]
     )
-    return int(((ids >= offset) & (ids < offset + config.pose_codebook_size)).sum() + torch.isin(ids, special).sum())
+    return int(
+        ((ids >= offset) & (ids < offset + config.pose_codebook_size)).sum() + torch.isin(ids, special).sum()
+    )
 
 
 def test_truncation_removes_answer_text_only_and_says_so(records, caplog):
     model, processor = tiny_model_and_processor()
-    long_answer = build_example(records["image_pose"][0], "image_to_text", SIMPLE_TEMPLATES["image_to_text"], LONG_CAPTION)
-    short = build_example(records["pose_text"][0], "text_to_pose", SIMPLE_TEMPLATES["text_to_pose"], "Stand up.")
+    long_answer = build_example(
+        records["image_pose"][0], "image_to_text", SIMPLE_TEMPLATES["image_to_text"], LONG_CAPTION
+    )
+    short = build_example(
+        records["pose_text"][0], "text_to_pose", SIMPLE_TEMPLATES["text_to_pose"], "Stand up."
+    )
     full = UniPoseDataCollator.from_model(model, processor)([long_answer, short])
     full_length = int(full["attention_mask"][0].sum())
     max_length = full_length - 40
     collator = UniPoseDataCollator.from_model(model, processor, max_length=max_length)
     with caplog.at_level(logging.WARNING):
         batch = collator([long_answer, short])
-    assert "Truncated the answers of 1 of 2 examples" in caplog.text and "40 text tokens removed" in caplog.text
+    assert (
+        "Truncated the answers of 1 of 2 examples" in caplog.text and "40 text tokens removed" in caplog.text
+    )
     assert batch["input_ids"].shape[1] == max_length
     config = model.config
     assert span_token_count(batch["input_ids"][0], config) == span_token_count(full["input_ids"][0], config)
@@ -330,26 +359,31 @@ def test_truncation_removes_answer_text_only_and_says_so(records, caplog):
     assert batch["pixel_values"].shape == full["pixel_values"].shape
 
     # A pose answer has no text to give up; an example that only fits by cutting its prompt or a span raises.
-    too_short = UniPoseDataCollator.from_model(model, processor, max_length=int(full["attention_mask"][1].sum()) - 5)
+    too_short = UniPoseDataCollator.from_model(
+        model, processor, max_length=int(full["attention_mask"][1].sum()) - 5
+    )
     with pytest.raises(ValueError, match="cannot fit"):
         too_short([short])
 
 
 def test_collator_refuses_an_example_without_its_target(records):
     model, processor = tiny_model_and_processor()
-    example = build_example(records["pose_text"][0], "text_to_pose", SIMPLE_TEMPLATES["text_to_pose"], "Sit down.")
+    example = build_example(
+        records["pose_text"][0], "text_to_pose", SIMPLE_TEMPLATES["text_to_pose"], "Sit down."
+    )
     example["target_poses"] = []
     with pytest.raises(ValueError, match="asks for 1 pose"):
         UniPoseDataCollator.from_model(model, processor)([example])
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Trainer
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def test_trainer_loss_is_the_models_and_differs_from_the_fused_loss_at_queries(mixed_examples, tmp_path):
-    # Stage 2 keeps the model unwrapped, so TRL's fused head (patched onto it by `SFTTrainer`) can be called too.
+    # Stage 2 keeps the model unwrapped, so TRL's fused head (patched onto it by `SFTTrainer`) can be called
+    # too.
     trainer, _ = make_trainer(2, mixed_examples, tmp_path)
     model = trainer.model
     model.eval()
@@ -363,7 +397,9 @@ def test_trainer_loss_is_the_models_and_differs_from_the_fused_loss_at_queries(m
     assert float(fused) > float(own) + 1e-3
     text_only = trainer.data_collator([example for example in mixed_examples if not example["target_poses"]])
     with torch.no_grad():
-        torch.testing.assert_close(model(**text_only).loss, model(**text_only, fused_lm_head=True).loss, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            model(**text_only).loss, model(**text_only, fused_lm_head=True).loss, rtol=1e-4, atol=1e-4
+        )
 
 
 LANGUAGE_MODEL_LINEAR = re.compile(r"model\.language_model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight")
@@ -417,10 +453,14 @@ def test_saved_adapter_and_merged_model_reproduce_the_trained_model(mixed_exampl
         expected = trainer.model(**batch).logits
     paths = save_stage_outputs(trainer, tmp_path / "run")
     adapter = paths["adapter"]
-    assert {"adapter_config.json", "adapter_model.safetensors", IN_PLACE_WEIGHTS_NAME} <= {p.name for p in adapter.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", IN_PLACE_WEIGHTS_NAME} <= {
+        p.name for p in adapter.iterdir()
+    }
 
     merged = AutoModel.from_pretrained(paths["model"], trust_remote_code=True).eval()
-    assert (paths["model"] / "modeling_unipose.py").is_file() and (paths["model"] / "processor_config.json").is_file()
+    assert (paths["model"] / "modeling_unipose.py").is_file() and (
+        paths["model"] / "processor_config.json"
+    ).is_file()
     base, _ = tiny_model_and_processor(seed=0)
     reloaded = load_adapter(base, adapter).eval()
     with torch.no_grad():
@@ -446,9 +486,9 @@ def test_a_checkpoint_interrupted_while_saving_is_never_seen(mixed_examples, tmp
     assert get_last_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-1")
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Text-only conversations for `trl sft`
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def test_text_only_conversations_write_poses_as_code_tokens(mixed_examples, caplog):
@@ -463,13 +503,15 @@ def test_text_only_conversations_write_poses_as_code_tokens(mixed_examples, capl
     prompt = pose_diff["messages"][0]["content"]
     assert pose_span_text(codes[0].tolist()) in prompt and pose_span_text(codes[1].tolist()) in prompt
     # The processor reads them as two complete pose spans of codes.
-    ids = processor.apply_chat_template(pose_diff["messages"], tokenize=True, return_dict=True)["input_ids"][0]
+    ids = processor.apply_chat_template(pose_diff["messages"], tokenize=True, return_dict=True)["input_ids"][
+        0
+    ]
     assert processor.extract_pose_codes([ids.tolist()])[0].tolist() == codes.tolist()
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Script and recipes
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def load_script():
@@ -485,7 +527,8 @@ PAPER = {1: (1.5e-4, 24, 6, True), 2: (5e-5, 8, 2, False), 3: (5e-5, 8, 2, True)
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_recipes_parse_with_the_papers_settings(stage):
     parser = load_script().make_parser()
-    # The paper's recipes train in bf16, which this CPU machine refuses: the command line overrides the recipe.
+    # The paper's recipes train in bf16, which this CPU machine refuses: the command line overrides the
+    # recipe.
     script_args, training_args, model_args = parser.parse_args_and_config(
         ["--config", str(REPO / "train" / "recipes" / f"stage{stage}.yaml"), "--bf16", "false"]
     )
@@ -493,10 +536,15 @@ def test_recipes_parse_with_the_papers_settings(stage):
     assert script_args.stage == stage and model_args.use_peft is use_peft
     assert training_args.learning_rate == learning_rate and training_args.num_train_epochs == epochs
     gpus = 8
-    assert training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * gpus == global_batch
+    assert (
+        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * gpus
+        == global_batch
+    )
     assert training_args.lr_scheduler_type == "cosine" and training_args.warmup_steps == 0.03
     assert script_args.template_style == ("instruction" if stage == 3 else "simple")
-    cpu_args = parser.parse_args_and_config(["--config", str(REPO / "train" / "recipes" / f"stage{stage}_cpu.yaml")])
+    cpu_args = parser.parse_args_and_config(
+        ["--config", str(REPO / "train" / "recipes" / f"stage{stage}_cpu.yaml")]
+    )
     assert cpu_args[0].stage == stage and cpu_args[1].use_cpu and not cpu_args[1].bf16
 
 

@@ -21,9 +21,11 @@ accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
     train/train_unipose.py --config train/recipes/stage1.yaml \
     --model_name_or_path runs/unipose-assembled --output_dir runs/stage1
 accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
-    train/train_unipose.py --config train/recipes/stage2.yaml --model_name_or_path runs/stage1 --output_dir runs/stage2
+    train/train_unipose.py --config train/recipes/stage2.yaml --model_name_or_path runs/stage1 --output_dir
+    runs/stage2
 accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
-    train/train_unipose.py --config train/recipes/stage3.yaml --model_name_or_path runs/stage2 --output_dir runs/stage3
+    train/train_unipose.py --config train/recipes/stage3.yaml --model_name_or_path runs/stage2 --output_dir
+    runs/stage3
 ```
 (`train/accelerate/ddp.yaml`, `deepspeed_zero3.yaml` and `fsdp.yaml` are the other launch configurations; the
 recipes state the global batch they assume.)
@@ -71,8 +73,8 @@ class UniPoseScriptArguments:
         datasets (`list[TaskMixtureComponent]`):
             The corpora of the mixture: `path`, `split`, `tasks`, `weight` (see `unipose.training.tasks`).
         template_style (`str`, *optional*):
-            `"simple"` (one prompt per task) or `"instruction"` (many phrasings); stages 1-2 use `"simple"` and
-            stage 3 `"instruction"` unless set.
+            `"simple"` (one prompt per task) or `"instruction"` (many phrasings); stages 1-2 use `"simple"`
+            and stage 3 `"instruction"` unless set.
         mixture_seed (`int`, *optional*):
             Seed of the examples' draws (records, templates, captions); the training `seed` when unset.
         tiny_model_seed (`int`, *optional*):
@@ -85,10 +87,16 @@ class UniPoseScriptArguments:
         default_factory=list, metadata={"help": "Corpora of the task mixture (path, split, tasks, weight)."}
     )
     template_style: str | None = field(
-        default=None, metadata={"help": "Prompt templates: 'simple' or 'instruction'.", "choices": ["simple", "instruction"]}
+        default=None,
+        metadata={
+            "help": "Prompt templates: 'simple' or 'instruction'.",
+            "choices": ["simple", "instruction"],
+        },
     )
     mixture_seed: int | None = field(default=None, metadata={"help": "Seed of the mixture's draws."})
-    tiny_model_seed: int | None = field(default=None, metadata={"help": "Start from the tiny model with this seed."})
+    tiny_model_seed: int | None = field(
+        default=None, metadata={"help": "Start from the tiny model with this seed."}
+    )
 
     def __post_init__(self):
         self.datasets = [
@@ -143,10 +151,15 @@ def main(script_args, training_args, model_args):
     )
     resume = training_args.resume_from_checkpoint
     if resume in ("latest", "true", "True"):
-        # Resume when a complete checkpoint exists, start afresh otherwise (preemptible jobs rerun one command).
-        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        # Resume when a complete checkpoint exists, start afresh otherwise (preemptible jobs rerun one
+        # command).
+        resume = (
+            get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        )
     trainer.train(resume_from_checkpoint=resume)
-    paths = save_stage_outputs(trainer, training_args.output_dir, base_model_path=model_args.model_name_or_path)
+    paths = save_stage_outputs(
+        trainer, training_args.output_dir, base_model_path=model_args.model_name_or_path
+    )
     trainer.accelerator.print(f"Stage {script_args.stage} saved to {', '.join(map(str, paths.values()))}.")
 
 
@@ -155,7 +168,9 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
     dataclass_types = (UniPoseScriptArguments, SFTConfig, ModelConfig)
     if subparsers is not None:
-        return subparsers.add_parser("train", help="Run a UniPose training stage", dataclass_types=dataclass_types)
+        return subparsers.add_parser(
+            "train", help="Run a UniPose training stage", dataclass_types=dataclass_types
+        )
     return TrlParser(dataclass_types)
 
 

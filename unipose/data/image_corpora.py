@@ -57,7 +57,7 @@ from .amass import change_up_axis, normalize_heading
 from .captioning import PairCaptioner, PoseCaptioner
 from .pose_estimation import CAMERA_UP_AXIS, OUTPUT_UP_AXES, camera_to_up_axis
 from .posecodes import POSECODES, PosecodeTable, categorize, measure_posecodes, prepare_points
-from .schema import IMAGE_PAIR_FEATURES, IMAGE_POSE_FEATURES
+from .schema import IMAGE_PAIR_FEATURES, IMAGE_POSE_FEATURES, RECORD_UP_AXIS
 
 
 logger = logging.get_logger(__name__)
@@ -420,7 +420,7 @@ def build_imagescript(
     indices: Optional[Sequence[int]] = None,
     num_captions: int = DEFAULT_NUM_CAPTIONS,
     seed: int = 0,
-    up_axis: str = CAMERA_UP_AXIS,
+    up_axis: str = RECORD_UP_AXIS,
     source: str = "imagescript-A",
     body=None,
     device: Optional[Union[str, torch.device]] = None,
@@ -466,7 +466,7 @@ def build_imagediff(
     min_posecode_difference: int = DEFAULT_MIN_POSECODE_DIFFERENCE,
     num_captions: int = DEFAULT_NUM_CAPTIONS,
     seed: int = 0,
-    up_axis: str = CAMERA_UP_AXIS,
+    up_axis: str = RECORD_UP_AXIS,
     source: str = "imagediff-A",
     body=None,
     device: Optional[Union[str, torch.device]] = None,

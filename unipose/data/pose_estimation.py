@@ -58,7 +58,7 @@ from transformers.utils import logging
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import NUM_BODY_JOINTS
 from .amass import change_up_axis
-from .schema import IMAGE_POSE_FEATURES
+from .schema import IMAGE_POSE_FEATURES, RECORD_UP_AXIS
 
 
 logger = logging.get_logger(__name__)
@@ -331,7 +331,7 @@ def load_pose_estimation(
     image_size: int = DEFAULT_IMAGE_SIZE,
     skip_missing: bool = False,
     scale_unit: float = BOX_SCALE_UNIT,
-    output_up_axis: str = CAMERA_UP_AXIS,
+    output_up_axis: str = RECORD_UP_AXIS,
     source: Optional[str] = None,
     image_format: str = "JPEG",
     allow_pickle: bool = False,

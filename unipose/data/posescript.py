@@ -80,7 +80,7 @@ from .amass import (
     heading_angle,
     read_amass_sequence,
 )
-from .schema import POSE_PAIR_FEATURES, POSE_TEXT_FEATURES
+from .schema import POSE_PAIR_FEATURES, POSE_TEXT_FEATURES, RECORD_UP_AXIS
 
 
 logger = logging.get_logger(__name__)
@@ -443,7 +443,7 @@ def load_posescript(
     pose_index_file: PathLike = POSE_INDEX_FILE,
     split_file: str = POSESCRIPT_SPLIT_FILE,
     caption_files: Optional[Mapping[str, PathLike]] = None,
-    output_up_axis: str = AMASS_UP_AXIS,
+    output_up_axis: str = RECORD_UP_AXIS,
 ):
     """
     Loads PoseScript poses with their descriptions.
@@ -551,7 +551,7 @@ def load_posefix(
     pairs_file: PathLike = POSEFIX_PAIRS_FILE,
     split_file: str = POSEFIX_SPLIT_FILE,
     modifier_files: Optional[Mapping[str, PathLike]] = None,
-    output_up_axis: str = AMASS_UP_AXIS,
+    output_up_axis: str = RECORD_UP_AXIS,
 ):
     """
     Loads PoseFix pairs of poses with the instructions that turn pose A into pose B.

@@ -5,7 +5,10 @@ ImageDiff, AMASS, the synthetic corpus) produces them, and the training and eval
 
 Poses are stored in one canonical format: SMPL-H body axis-angle, `(22, 3)` float32 (the root orientation
 first, then the 21 body joints in SMPL order), so that a record can be read and checked by eye and fed to
-`smplx` directly. Images are `datasets.Image` (encoded PNG/JPEG bytes, decoded to PIL on access).
+`smplx` directly, in one world frame: SMPL's own, y up (`RECORD_UP_AXIS`), the frame in which the body
+model's rest pose stands upright. Every loader writes that frame by default (AMASS is z-up and camera fits
+are y-down: the loaders turn them); pose-only corpora have their heading zeroed, image corpora keep the
+orientation the camera sees. Images are `datasets.Image` (encoded PNG/JPEG bytes, decoded to PIL on access).
 
 | kind         | columns                                                        | tasks                              |
 | ------------ | -------------------------------------------------------------- | ---------------------------------- |
@@ -27,6 +30,7 @@ from ..skeleton import NUM_BODY_JOINTS
 
 
 POSE_SHAPE = (NUM_BODY_JOINTS, 3)
+RECORD_UP_AXIS = "y"
 
 
 def _pose() -> Array2D:

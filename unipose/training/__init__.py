@@ -1,4 +1,5 @@
-"""Training stages 1-3 of UniPose with TRL: instruction templates, task mixtures, the collator and the trainer.
+"""Training stages 1-3 of UniPose with TRL: instruction templates, task mixtures, the collator and the
+trainer.
 
 The modules import `trl` and `peft` (the `train` extra) only where they need them: `instructions` and `tasks`
 work without them.
@@ -13,7 +14,6 @@ from .tasks import (
     task_examples,
     text_only_conversations,
 )
-
 
 __all__ = [
     "CONVERSATION_FEATURES",

@@ -32,7 +32,6 @@ from transformers.utils import logging
 from ..modeling_unipose import pose_shift_labels
 from ..processing_unipose import IGNORE_INDEX
 
-
 logger = logging.get_logger(__name__)
 
 
@@ -70,11 +69,24 @@ class UniPoseDataCollator:
     ```
     """
 
-    def __init__(self, processor, pose_tokenizer, config, max_length: int | None = None, pad_to_multiple_of: int | None = None):
-        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+    def __init__(
+        self,
+        processor,
+        pose_tokenizer,
+        config,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+    ):
+        if max_length is not None and (
+            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        ):
             raise ValueError(f"`max_length` must be a positive integer or None, got {max_length!r}.")
-        if pad_to_multiple_of is not None and (not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1):
-            raise ValueError(f"`pad_to_multiple_of` must be a positive integer or None, got {pad_to_multiple_of!r}.")
+        if pad_to_multiple_of is not None and (
+            not isinstance(pad_to_multiple_of, int) or pad_to_multiple_of < 1
+        ):
+            raise ValueError(
+                f"`pad_to_multiple_of` must be a positive integer or None, got {pad_to_multiple_of!r}."
+            )
         mismatched = {
             name: (getattr(processor, name), getattr(config, name))
             for name in (
@@ -88,7 +100,9 @@ class UniPoseDataCollator:
             if getattr(processor, name) != getattr(config, name)
         }
         if mismatched:
-            raise ValueError(f"The processor and the model config disagree on token ids (processor, config): {mismatched}.")
+            raise ValueError(
+                f"The processor and the model config disagree on token ids (processor, config): {mismatched}."
+            )
         self.processor = processor
         self.pose_tokenizer = pose_tokenizer
         self.config = config
@@ -96,7 +110,9 @@ class UniPoseDataCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
         tokenizer = processor.tokenizer
         # Padding is masked out and carries no label; any id that is not a pose-span token would do.
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_token_id = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
         self.num_truncated = 0
         self.num_without_targets = 0
 
@@ -107,23 +123,29 @@ class UniPoseDataCollator:
         pose_tokenizer = copy.deepcopy(base.model.pose_tokenizer).to("cpu", torch.float32).eval()
         return cls(processor, pose_tokenizer, base.config, **kwargs)
 
-    # ------------------------------------------------------------------------------------------------------------------
+    # ----------------------------------------------------------------------------------------------------------
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         if not examples:
             raise ValueError("The collator got an empty batch.")
         target_codes = self._encode_targets(examples)
-        encoded = [self._encode_example(index, example, codes) for index, (example, codes) in enumerate(zip(examples, target_codes))]
+        encoded = [
+            self._encode_example(index, example, codes)
+            for index, (example, codes) in enumerate(zip(examples, target_codes))
+        ]
         if self.max_length is not None:
             encoded = self._truncate(encoded)
         return self._pad(encoded)
 
     def _encode_targets(self, examples: Sequence[dict]) -> list[list[torch.Tensor]]:
-        """Codes `(num_pose_tokens,)` of every target pose, per example, from one pass of the pose tokenizer."""
+        """Codes `(num_pose_tokens,)` of every target pose, per example, from one pass of the pose
+        tokenizer."""
         counts = [len(example.get("target_poses") or ()) for example in examples]
         if not any(counts):
             return [[] for _ in examples]
-        poses = np.stack([np.asarray(pose, dtype=np.float32) for example in examples for pose in example["target_poses"]])
+        poses = np.stack(
+            [np.asarray(pose, dtype=np.float32) for example in examples for pose in example["target_poses"]]
+        )
         with torch.no_grad():
             codes = self.pose_tokenizer.encode(poses).cpu()
         return [list(chunk) for chunk in torch.split(codes, counts)]
@@ -237,7 +259,12 @@ class UniPoseDataCollator:
                 f"{without_targets} of {batch_size} examples of this batch have nothing to learn from (no answer "
                 f"token left); {self.num_without_targets} so far."
             )
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "shift_labels": shift_labels}
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "shift_labels": shift_labels,
+        }
         for key in ("pixel_values", "pose_pixel_values", "pose_values"):
             values = [np.asarray(item[key]) for item in encoded if item[key] is not None and len(item[key])]
             if values:

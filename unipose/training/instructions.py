@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 
-
 TASKS = (
     "pose_to_text",
     "image_to_text",
@@ -138,8 +137,10 @@ INSTRUCTION_TEMPLATES = {
         "I am in this pose: {pose_a} I want to end up in this one: {pose_b} What do I have to move?",
         "Describe how to modify the pose {pose_a} so that it matches {pose_b}",
         "Compare the two poses {pose_a} and {pose_b} and explain how to get from the first to the second.",
-        "Here is a starting pose: {pose_a} And here is the target pose: {pose_b} Write the instructions to go "
-        "from one to the other.",
+        (
+            "Here is a starting pose: {pose_a} And here is the target pose: {pose_b} Write the instructions to go "
+            "from one to the other."
+        ),
         "{pose_a} This is my current pose. {pose_b} This is the pose I need. Tell me what to change.",
         "Tell me how to move from {pose_a} into {pose_b} step by step.",
         "List the changes that transform pose {pose_a} into pose {pose_b} one body part at a time.",
@@ -185,20 +186,30 @@ INSTRUCTION_TEMPLATES = {
         "Explain the change of posture between the two images. {image_a} {image_b}",
         "{image_a} Now look at {image_b} How should the body move to go from the first pose to the second?",
         "Source image: {image_a} Target image: {image_b} List the pose changes needed.",
-        "Write instructions that would take the person from the pose in {image_a} to the pose in {image_b} step "
-        "by step.",
-        "Describe how the pose in {image_b} differs from the pose in {image_a} as advice to the person in the "
-        "first image.",
-        "What would you tell the person in the first picture so that they end up in the pose of the second "
-        "picture? {image_a} {image_b}",
+        (
+            "Write instructions that would take the person from the pose in {image_a} to the pose in {image_b} step "
+            "by step."
+        ),
+        (
+            "Describe how the pose in {image_b} differs from the pose in {image_a} as advice to the person in the "
+            "first image."
+        ),
+        (
+            "What would you tell the person in the first picture so that they end up in the pose of the second "
+            "picture? {image_a} {image_b}"
+        ),
         "Photo 1: {image_a} Photo 2: {image_b} How should the pose in photo 1 be modified?",
         "{image_a} {image_b} Give a short instruction describing the pose change.",
-        "Here are two images of people in different poses, {image_a} and {image_b} Explain how to go from one to "
-        "the other.",
+        (
+            "Here are two images of people in different poses, {image_a} and {image_b} Explain how to go from one to "
+            "the other."
+        ),
         "Compare the body positions shown in {image_a} and {image_b} and explain the modification.",
         "Starting pose shown in {image_a} target pose shown in {image_b} Describe the movement.",
-        "How do the arms, legs and torso have to move to turn the pose of {image_a} into the pose of {image_b} "
-        "exactly?",
+        (
+            "How do the arms, legs and torso have to move to turn the pose of {image_a} into the pose of {image_b} "
+            "exactly?"
+        ),
         "Guide the person in {image_a} into the pose from {image_b} with clear instructions.",
         "{image_a} That was the first pose. {image_b} That is the second. What changed?",
         "Please describe the pose difference between the following images. {image_a} {image_b}",
@@ -337,9 +348,9 @@ def render_template(template: str, text: str | None = None) -> tuple[list[dict],
             The text written into the text slot; required when the template has one.
 
     Returns:
-        `tuple[list[dict], list[str]]`: the content items (`{"type": "text", "text": ...}`, `{"type": "pose"}`,
-        `{"type": "image"}`, each with a `text` key, `None` for media) and the media slots in order of
-        appearance, which is the order the poses / images must be given in.
+        `tuple[list[dict], list[str]]`: the content items (`{"type": "text", "text": ...}`, `{"type":
+        "pose"}`, `{"type": "image"}`, each with a `text` key, `None` for media) and the media slots in order
+        of appearance, which is the order the poses / images must be given in.
     """
     slots = template_slots(template)
     text_slots = [slot for slot in slots if slot in TEXT_SLOTS]
@@ -348,7 +359,9 @@ def render_template(template: str, text: str | None = None) -> tuple[list[dict],
     if text_slots and text is None:
         raise ValueError(f"The template {template!r} has the slot {{{text_slots[0]}}}: pass its `text`.")
     if not text_slots and text is not None:
-        raise ValueError(f"`text` was given but the template {template!r} has no caption or instruction slot.")
+        raise ValueError(
+            f"`text` was given but the template {template!r} has no caption or instruction slot."
+        )
     content, media, pending, last = [], [], "", 0
     for match in _SLOT_PATTERN.finditer(template):
         slot = match.group(1)

@@ -48,7 +48,6 @@ from ..processing_unipose import IGNORE_INDEX
 from .collator import UniPoseDataCollator
 from .tasks import CONVERSATION_FEATURES
 
-
 logger = logging.get_logger(__name__)
 
 STAGES = (1, 2, 3)
@@ -87,7 +86,8 @@ def _check_stage(stage) -> StagePlan:
 
 
 def new_token_ids(config) -> list[int]:
-    """Vocabulary ids of the UniPose tokens: `<image>`, `<pose>`, `<pose_query>`, `<p>`, `</p>` and the codes."""
+    """Vocabulary ids of the UniPose tokens: `<image>`, `<pose>`, `<pose_query>`, `<p>`, `</p>` and the
+    codes."""
     special = [
         config.image_token_id,
         config.pose_token_id,
@@ -123,7 +123,8 @@ def stage_peft_config(
     Args:
         config ([`UniPoseConfig`]): the model's config (gives the new token ids).
         stage (`int`): 1, 2 or 3.
-        r, lora_alpha, lora_dropout, use_rslora, use_dora: LoRA settings (LLaVA's rank 128 / alpha 256 by default).
+        r, lora_alpha, lora_dropout, use_rslora, use_dora: LoRA settings (by default LLaVA's: rank 128,
+            alpha 256).
         target_modules (`list[str]`, *optional*): names of the language model's linear layers to adapt; all of
             [`LANGUAGE_MODEL_LINEAR_MODULES`] by default. Layers of the vision towers are never adapted.
 
@@ -145,7 +146,9 @@ def stage_peft_config(
         use_dora=use_dora,
         target_modules=language_model_target_modules(target_modules or LANGUAGE_MODEL_LINEAR_MODULES),
         modules_to_save=["multi_modal_projector"] if plan.projector else None,
-        trainable_token_indices={"embed_tokens": token_ids, "lm_head": token_ids} if plan.new_token_rows else None,
+        trainable_token_indices={"embed_tokens": token_ids, "lm_head": token_ids}
+        if plan.new_token_rows
+        else None,
         task_type="CAUSAL_LM",
     )
 
@@ -196,8 +199,8 @@ def _is_peft_model(model) -> bool:
 
 
 def in_place_trainables(model) -> dict[str, torch.Tensor]:
-    """The trainable parameters of a PEFT model that PEFT does not own (the pose queries), by their name in the
-    base model."""
+    """The trainable parameters of a PEFT model that PEFT does not own (the pose queries), by their name in
+    the base model."""
     prefix = "base_model.model."
     return {
         name.removeprefix(prefix): parameter
@@ -206,11 +209,14 @@ def in_place_trainables(model) -> dict[str, torch.Tensor]:
     }
 
 
-def save_in_place_trainables(model, directory: str | os.PathLike, state_dict: dict | None = None) -> Path | None:
-    """Write [`in_place_trainables`] to `directory/unipose_trainables.safetensors` (nothing if there are none).
+def save_in_place_trainables(
+    model, directory: str | os.PathLike, state_dict: dict | None = None
+) -> Path | None:
+    """Write [`in_place_trainables`] to `directory/unipose_trainables.safetensors` (nothing if there are
+    none).
 
-    `state_dict` (a full state dict of the PEFT model, as DeepSpeed gathers it) is read instead of the parameters
-    when given."""
+    `state_dict` (a full state dict of the PEFT model, as DeepSpeed gathers it) is read instead of the
+    parameters when given."""
     names = list(in_place_trainables(model))
     if not names:
         return None
@@ -257,7 +263,9 @@ def _atomic_save_file(tensors: dict, path: Path):
         raise
 
 
-def load_adapter(model: UniPoseForConditionalGeneration, adapter_dir: str | os.PathLike, is_trainable: bool = False):
+def load_adapter(
+    model: UniPoseForConditionalGeneration, adapter_dir: str | os.PathLike, is_trainable: bool = False
+):
     """
     Apply a saved stage adapter to a base model: the PEFT adapter (LoRA, token rows, projector copy) and the
     in-place trainables (pose queries).
@@ -276,19 +284,22 @@ def load_adapter(model: UniPoseForConditionalGeneration, adapter_dir: str | os.P
 
 class UniPoseSFTTrainer(SFTTrainer):
     r"""
-    TRL's [`~trl.SFTTrainer`] for UniPose: the model's own loss (text over the vocabulary, pose queries over the
-    codes), the [`UniPoseDataCollator`] by default, the conversation columns kept, in-place trainables saved
-    with every checkpoint, and checkpoints written atomically.
+    TRL's [`~trl.SFTTrainer`] for UniPose: the model's own loss (text over the vocabulary, pose queries over
+    the codes), the [`UniPoseDataCollator`] by default, the conversation columns kept, in-place trainables
+    saved with every checkpoint, and checkpoints written atomically.
 
-    Takes [`~trl.SFTTrainer`]'s arguments. Wrap the model with [`prepare_model_for_stage`] first (a `peft_config`
-    here would freeze the pose queries). Dataset preparation is skipped: examples are conversations with
-    images and poses ([`~unipose.training.tasks.CONVERSATION_FEATURES`]) that the collator renders.
+    Takes [`~trl.SFTTrainer`]'s arguments. Wrap the model with [`prepare_model_for_stage`] first (a
+    `peft_config` here would freeze the pose queries). Dataset preparation is skipped: examples are
+    conversations with images and poses ([`~unipose.training.tasks.CONVERSATION_FEATURES`]) that the collator
+    renders.
 
     Besides TRL's metrics it logs `mean_token_accuracy` (text targets), `pose_code_accuracy`, `text_loss` and
     `pose_loss` (the mean cross-entropy of each kind of target).
     """
 
-    def __init__(self, model, args=None, data_collator=None, train_dataset=None, processing_class=None, **kwargs):
+    def __init__(
+        self, model, args=None, data_collator=None, train_dataset=None, processing_class=None, **kwargs
+    ):
         if args is None:
             raise ValueError("`args` (an `SFTConfig`) is required.")
         if kwargs.get("peft_config") is not None:
@@ -375,11 +386,13 @@ class UniPoseSFTTrainer(SFTTrainer):
             metrics["pose_code_accuracy"].append(code_correct / num_codes)
             metrics["pose_loss"].append(code_loss / num_codes)
         if mode == "train":
-            num_tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()[None]).sum().item()
+            num_tokens = (
+                self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()[None]).sum().item()
+            )
             self._total_train_tokens += num_tokens
         metrics["num_tokens"] = [self._total_train_tokens]
 
-    # -- saving ----------------------------------------------------------------------------------------------------
+    # -- saving ------------------------------------------------------------------------------------------
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict=state_dict)
@@ -397,8 +410,9 @@ class UniPoseSFTTrainer(SFTTrainer):
         return self._staging_root if self._staging_root is not None else super()._get_output_dir(trial)
 
     def _save_checkpoint(self, model, trial) -> None:
-        """`Trainer._save_checkpoint`, written under `.staging/` and renamed to `checkpoint-N` when complete, so
-        that a run killed while saving leaves no partial checkpoint for `resume_from_checkpoint` to pick up."""
+        """`Trainer._save_checkpoint`, written under `.staging/` and renamed to `checkpoint-N` when
+        complete, so that a run killed while saving leaves no partial checkpoint for
+        `resume_from_checkpoint` to pick up."""
         run_dir = self._get_output_dir(trial)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staging_root = os.path.join(run_dir, STAGING_DIR)
@@ -444,8 +458,8 @@ def _publish_files(source: Path, target: Path, last: tuple[str, ...] = ("config.
 
 def save_merged_model(model, processor, output_dir: str | os.PathLike) -> Path:
     """Save a (merged) UniPose model and its processor so that `AutoModel.from_pretrained(output_dir,
-    trust_remote_code=True)` and `AutoProcessor.from_pretrained(...)` load them; files are written to a staging
-    directory next to them first."""
+    trust_remote_code=True)` and `AutoProcessor.from_pretrained(...)` load them; files are written to a
+    staging directory next to them first."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".merged-", suffix=".tmp"))
@@ -459,14 +473,16 @@ def save_merged_model(model, processor, output_dir: str | os.PathLike) -> Path:
     return output_dir
 
 
-def save_stage_outputs(trainer: UniPoseSFTTrainer, output_dir: str | os.PathLike | None = None, base_model_path=None) -> dict:
+def save_stage_outputs(
+    trainer: UniPoseSFTTrainer, output_dir: str | os.PathLike | None = None, base_model_path=None
+) -> dict:
     """
     Save what a stage produced.
 
     - stages with an adapter (1, 3): the adapter, its in-place trainables and the processor in
-      `output_dir/adapter`; the merged model and processor in `output_dir`. Without sharding the trainer's model
-      is merged in place (the trainer is done with it); under DeepSpeed ZeRO-3 or FSDP the main process reloads
-      the base model from `base_model_path` on the CPU and applies the saved adapter to it.
+      `output_dir/adapter`; the merged model and processor in `output_dir`. Without sharding the trainer's
+      model is merged in place (the trainer is done with it); under DeepSpeed ZeRO-3 or FSDP the main process
+      reloads the base model from `base_model_path` on the CPU and applies the saved adapter to it.
     - stage 2: the model and processor in `output_dir`.
 
     Returns:
@@ -487,7 +503,9 @@ def save_stage_outputs(trainer: UniPoseSFTTrainer, output_dir: str | os.PathLike
     if trainer.args.should_save:
         if sharded:
             if base_model_path is None:
-                raise ValueError("Merging a sharded run needs `base_model_path`, the model the stage started from.")
+                raise ValueError(
+                    "Merging a sharded run needs `base_model_path`, the model the stage started from."
+                )
             base = UniPoseForConditionalGeneration.from_pretrained(base_model_path, dtype=torch.float32)
             merged = load_adapter(base, adapter_dir).merge_and_unload()
         else:

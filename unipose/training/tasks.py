@@ -62,7 +62,6 @@ from ..data.schema import POSE_SHAPE, record_kind
 from ..processing_unipose import POSE_END_TOKEN, POSE_START_TOKEN, pose_code_token
 from .instructions import IMAGE_SLOTS, POSE_SLOTS, TASKS, TEMPLATE_STYLES, render_template, templates_for
 
-
 logger = logging.get_logger(__name__)
 
 _CONTENT_ITEM = {"type": Value("string"), "text": Value("string")}
@@ -141,7 +140,9 @@ def build_example(record: dict, task: str, template: str, text: str | None = Non
         raise ValueError(f"The task {task!r} needs a text from the record `texts`, got {text!r}.")
     content, media = render_template(template, text if spec.text_slot else None)
     if sorted(media) != sorted(spec.media):
-        raise ValueError(f"The template {template!r} has the media slots {media}; {task!r} needs {sorted(spec.media)}.")
+        raise ValueError(
+            f"The template {template!r} has the media slots {media}; {task!r} needs {sorted(spec.media)}."
+        )
     if spec.target is None:
         answer = [{"type": "text", "text": text.strip()}]
     else:
@@ -157,7 +158,9 @@ def build_example(record: dict, task: str, template: str, text: str | None = Non
     }
 
 
-def _draw_example(record: dict, index: int, task: str, templates: Sequence[str], stream: Sequence[int]) -> dict:
+def _draw_example(
+    record: dict, index: int, task: str, templates: Sequence[str], stream: Sequence[int]
+) -> dict:
     """`build_example` with the template and the text drawn from a generator seeded by `(*stream, index)`."""
     rng = np.random.default_rng([*stream, index])
     template = templates[int(rng.integers(len(templates)))]
@@ -197,8 +200,15 @@ def task_examples(
     spec = TASK_SPECS[task]
     kind = record_kind(records.features)
     if kind != spec.kind:
-        raise ValueError(f"The task {task!r} reads `{spec.kind}` records, but `records` holds `{kind}` records.")
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ValueError(
+            f"The task {task!r} reads `{spec.kind}` records, but `records` holds `{kind}` records."
+        )
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float))
+        or not math.isfinite(weight)
+        or weight < 0
+    ):
         raise ValueError(f"`weight` must be a finite number >= 0, got {weight!r}.")
     templates = templates_for(task, style)
     name = name or "records"
@@ -218,7 +228,9 @@ def task_examples(
     # Whole permutations first, so that every record is used before any is used again.
     rng = np.random.default_rng([seed, *stream])
     repeats = math.ceil(count / len(usable)) if len(usable) else 0
-    order = np.concatenate([usable[rng.permutation(len(usable))] for _ in range(repeats)] or [usable[:0]])[:count]
+    order = np.concatenate([usable[rng.permutation(len(usable))] for _ in range(repeats)] or [usable[:0]])[
+        :count
+    ]
 
     selected = records.select(order.tolist())
     # Images pass through as encoded bytes: decoding and re-encoding them would only cost time.
@@ -267,17 +279,20 @@ class TaskMixtureComponent:
             self.tasks = [self.tasks]
         unknown = [task for task in self.tasks or () if task not in TASKS]
         if unknown:
-            raise ValueError(f"`tasks` of the corpus {self.path!r} holds unknown tasks {unknown}; known: {TASKS}.")
+            raise ValueError(
+                f"`tasks` of the corpus {self.path!r} holds unknown tasks {unknown}; known: {TASKS}."
+            )
         if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or self.weight < 0:
-            raise ValueError(f"`weight` of the corpus {self.path!r} must be a number >= 0, got {self.weight!r}.")
+            raise ValueError(
+                f"`weight` of the corpus {self.path!r} must be a number >= 0, got {self.weight!r}."
+            )
 
 
 def load_records(path: str | os.PathLike, split: str = "train") -> Dataset:
     """
-    The records of `split` of a corpus: a directory written by `save_to_disk` (a `Dataset`, or a `DatasetDict`
-    such as `unipose data synth --out DIR` writes under DIR/pose_text ...), or anything `datasets.load_dataset`
-    reads.
-    """
+    The records of `split` of a corpus: a directory written by `save_to_disk` (a `Dataset`, or a
+    `DatasetDict` such as `unipose data synth --out DIR` writes under DIR/pose_text ...), or anything
+    `datasets.load_dataset` reads."""
     path = os.fspath(path)
     saved = os.path.isdir(path) and any(
         os.path.isfile(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json")
@@ -316,7 +331,9 @@ def build_task_mixture(
             component = TaskMixtureComponent(**component)
         records = load_records(component.path, component.split)
         name = component.name or component.path
-        for task, examples in mix_records(records, component.tasks, component.weight, style, seed, index, name).items():
+        for task, examples in mix_records(
+            records, component.tasks, component.weight, style, seed, index, name
+        ).items():
             parts.append(examples)
             counts[task] = counts.get(task, 0) + len(examples)
     mixture = concatenate_datasets(parts)
@@ -333,8 +350,8 @@ def mix_records(
     index: int = 0,
     name: str | None = None,
 ) -> dict[str, Dataset]:
-    """The examples of each of `tasks` (all tasks of the records' kind by default) drawn from one corpus; `index`
-    (the corpus' place in its mixture) keeps the draws of different corpora independent."""
+    """The examples of each of `tasks` (all tasks of the records' kind by default) drawn from one corpus;
+    `index` (the corpus' place in its mixture) keeps the draws of different corpora independent."""
     kind = record_kind(records.features)
     tasks = list(TASKS_BY_KIND[kind] if tasks is None else tasks)
     wrong = [task for task in tasks if TASK_SPECS[task].kind != kind]
@@ -348,9 +365,9 @@ def mix_records(
     }
 
 
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 # Text-only conversations for the stock `trl sft` command
-# ----------------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------------
 
 
 def pose_span_text(codes: Sequence[int]) -> str:
@@ -399,7 +416,8 @@ def text_only_conversations(conversations: Dataset, pose_tokenizer, batch_size: 
                     {
                         "role": turn["role"],
                         "content": " ".join(
-                            next(spans) if item["type"] == "pose" else item["text"] for item in turn["content"]
+                            next(spans) if item["type"] == "pose" else item["text"]
+                            for item in turn["content"]
                         ),
                     }
                     for turn in conversation
@@ -440,13 +458,19 @@ def write_json_lines(dataset: Dataset, path: str | os.PathLike) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--records", nargs="+", required=True, help="Corpora (save_to_disk directories) to read.")
+    parser.add_argument(
+        "--records", nargs="+", required=True, help="Corpora (save_to_disk directories) to read."
+    )
     parser.add_argument("--split", default="train", help="Split of each corpus.")
     parser.add_argument(
         "--tasks", nargs="+", default=list(TEXT_ONLY_TASKS), choices=TEXT_ONLY_TASKS, help="Tasks to draw."
     )
-    parser.add_argument("--pose_tokenizer", required=True, help="UniPose checkpoint (or stage-0 pose tokenizer).")
-    parser.add_argument("--output", required=True, help="Directory of the JSON-lines dataset (`train.jsonl`).")
+    parser.add_argument(
+        "--pose_tokenizer", required=True, help="UniPose checkpoint (or stage-0 pose tokenizer)."
+    )
+    parser.add_argument(
+        "--output", required=True, help="Directory of the JSON-lines dataset (`train.jsonl`)."
+    )
     parser.add_argument("--style", default="instruction", choices=TEMPLATE_STYLES, help="Template style.")
     parser.add_argument("--weight", type=float, default=1.0, help="Examples per record and task.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the draws.")
@@ -460,8 +484,12 @@ def run(args: argparse.Namespace) -> int:
         tasks = [task for task in args.tasks if TASK_SPECS[task].kind == record_kind(records.features)]
         parts += mix_records(records, tasks, args.weight, args.style, args.seed, index, path).values()
     if not parts:
-        raise ValueError(f"None of `--tasks` {args.tasks} reads the record kinds of `--records` {args.records}.")
-    conversations = text_only_conversations(concatenate_datasets(parts), load_pose_tokenizer(args.pose_tokenizer))
+        raise ValueError(
+            f"None of `--tasks` {args.tasks} reads the record kinds of `--records` {args.records}."
+        )
+    conversations = text_only_conversations(
+        concatenate_datasets(parts), load_pose_tokenizer(args.pose_tokenizer)
+    )
     path = write_json_lines(conversations, Path(args.output) / "train.jsonl")
     logger.warning(f"Wrote {len(conversations)} conversations to {path}")
     return 0
