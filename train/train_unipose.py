@@ -2,14 +2,14 @@
 """
 Stages 1-3 of UniPose: supervised fine-tuning with TRL's `SFTTrainer`.
 
-Each stage is a recipe (`train/recipes/stage{1,2,3}.yaml`); its keys are the fields of `UniPoseScriptArguments`
-below, of `trl.SFTConfig` and of `trl.ModelConfig`, and unknown keys are refused. Every stage starts from the
-previous stage's output directory, where the merged model and its processor are saved (the LoRA adapter goes
-to `OUTPUT/adapter`).
+Each stage is a recipe (`train/recipes/stage{1,2,3}.yaml`); its keys are the fields of
+`UniPoseScriptArguments` below, of `trl.SFTConfig` and of `trl.ModelConfig`, and unknown keys are refused.
+Every stage starts from the previous stage's output directory, where the merged model and its processor are
+saved (the LoRA adapter goes to `OUTPUT/adapter`).
 
 # On a CPU, offline, in minutes: the tiny model and the synthetic corpus
 ```bash
-unipose data synth --out data/synthetic --num 400 --seed 0 --image_size 64
+unipose data synth --out data/synthetic --num 1000 --seed 0 --image-size 64
 python train/train_unipose.py --config train/recipes/stage1_cpu.yaml   # -> runs/stage1_cpu
 python train/train_unipose.py --config train/recipes/stage2_cpu.yaml   # -> runs/stage2_cpu
 python train/train_unipose.py --config train/recipes/stage3_cpu.yaml   # -> runs/stage3_cpu
@@ -52,6 +52,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
 from unipose.training.sft import (
+    STAGE_PLANS,
     STAGES,
     UniPoseSFTTrainer,
     prepare_model_for_stage,
@@ -122,6 +123,12 @@ def load_model_and_processor(script_args, model_args):
 
 
 def main(script_args, training_args, model_args):
+    trains_adapter = STAGE_PLANS[script_args.stage].lora
+    if model_args.use_peft != trains_adapter:
+        raise ValueError(
+            f"Stage {script_args.stage} {'trains' if trains_adapter else 'does not train'} a LoRA adapter: "
+            f"set `use_peft: {str(trains_adapter).lower()}` (got {model_args.use_peft})."
+        )
     set_seed(training_args.seed)
     model, processor = load_model_and_processor(script_args, model_args)
 
@@ -129,11 +136,6 @@ def main(script_args, training_args, model_args):
         seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
         train_dataset = build_task_mixture(script_args.datasets, style=script_args.template_style, seed=seed)
 
-    if model_args.use_peft != (script_args.stage != 2):
-        raise ValueError(
-            f"Stage {script_args.stage} {'does not train' if script_args.stage == 2 else 'trains'} a LoRA adapter: "
-            f"set `use_peft: {str(script_args.stage != 2).lower()}` (got {model_args.use_peft})."
-        )
     peft_config = stage_peft_config(
         model.config,
         script_args.stage,

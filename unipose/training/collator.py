@@ -15,9 +15,9 @@ Target poses are encoded into codes here, with a CPU copy of the model's frozen 
 dataset keeps plain SMPL poses and the codes always come from the tokenizer inside the model being trained.
 Input poses go to the model as `pose_values`; it encodes them itself.
 
-Truncation (`max_length`) only ever removes text of the answer, from its end: the prompt, every image and every
-pose span stay whole, so the placeholders always match `pixel_values` / `pose_values`. Each truncation is
-logged with counts; an example whose prompt and spans alone exceed `max_length` raises a `ValueError`.
+Truncation (`max_length`) only ever removes text of the answer, from its end: the prompt, every image and
+every pose span stay whole, so the placeholders always match `pixel_values` / `pose_values`. Each truncation
+is logged with counts; an example whose prompt and spans alone exceed `max_length` raises a `ValueError`.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class UniPoseDataCollator:
         pose_tokenizer = copy.deepcopy(base.model.pose_tokenizer).to("cpu", torch.float32).eval()
         return cls(processor, pose_tokenizer, base.config, **kwargs)
 
-    # ----------------------------------------------------------------------------------------------------------
+    # ------------------------------------------------------------------------------------------------------
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         if not examples:
@@ -162,8 +162,8 @@ class UniPoseDataCollator:
         )
         if num_queries != len(target_codes):
             raise ValueError(
-                f"Example {index} (task {example.get('task')!r}, id {example.get('id')!r}) asks for {num_queries} "
-                f"pose(s) to produce but has {len(target_codes)} `target_poses`."
+                f"Example {index} (task {example.get('task')!r}, id {example.get('id')!r}) asks for "
+                f"{num_queries} pose(s) to produce but has {len(target_codes)} `target_poses`."
             )
         processor_kwargs = {"padding": False, "return_tensors": None}
         if example.get("images"):
@@ -219,9 +219,9 @@ class UniPoseDataCollator:
             removable = np.flatnonzero(item["answer"] & ~self._protected(item["input_ids"]))
             if len(removable) < excess:
                 raise ValueError(
-                    f"The {item['name']} is {len(item['input_ids'])} tokens long and cannot fit in `max_length`="
-                    f"{self.max_length}: only {len(removable)} answer text tokens may be removed (the prompt, images "
-                    "and pose spans are never cut). Raise `max_length`."
+                    f"The {item['name']} is {len(item['input_ids'])} tokens long and cannot fit in "
+                    f"`max_length`={self.max_length}: only {len(removable)} answer text tokens may be "
+                    "removed (the prompt, images and pose spans are never cut). Raise `max_length`."
                 )
             keep = np.ones(len(item["input_ids"]), dtype=bool)
             keep[removable[-excess:]] = False
@@ -232,8 +232,9 @@ class UniPoseDataCollator:
         if truncated:
             self.num_truncated += truncated
             logger.warning(
-                f"Truncated the answers of {truncated} of {len(encoded)} examples to `max_length`={self.max_length} "
-                f"({removed} text tokens removed; {self.num_truncated} examples truncated so far)."
+                f"Truncated the answers of {truncated} of {len(encoded)} examples to `max_length`="
+                f"{self.max_length} ({removed} text tokens removed; {self.num_truncated} examples truncated "
+                "so far)."
             )
         return encoded
 
@@ -256,8 +257,8 @@ class UniPoseDataCollator:
         if without_targets:
             self.num_without_targets += without_targets
             logger.warning(
-                f"{without_targets} of {batch_size} examples of this batch have nothing to learn from (no answer "
-                f"token left); {self.num_without_targets} so far."
+                f"{without_targets} of {batch_size} examples of this batch have nothing to learn from (no "
+                f"answer token left); {self.num_without_targets} so far."
             )
         batch = {
             "input_ids": input_ids,

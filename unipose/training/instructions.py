@@ -55,7 +55,7 @@ SIMPLE_TEMPLATES = {
     "pose_to_text": "Describe this pose: {pose}",
     "image_to_text": "{image} Describe the pose of the person in this image.",
     "pose_diff": "Pose A: {pose_a} Pose B: {pose_b} How should pose A change to become pose B?",
-    "image_diff": "Image A: {image_a} Image B: {image_b} How should the person in image A move to match image B?",
+    "image_diff": "Image A: {image_a} Image B: {image_b} How should the person in A move to match B?",
     "text_to_pose": "Generate the pose described as follows: {caption}",
     "pose_estimation": "{image} Estimate the 3D pose of the person in this image.",
     "pose_editing": "Here is a pose: {pose} Modify it as follows: {instruction}",
@@ -137,10 +137,7 @@ INSTRUCTION_TEMPLATES = {
         "I am in this pose: {pose_a} I want to end up in this one: {pose_b} What do I have to move?",
         "Describe how to modify the pose {pose_a} so that it matches {pose_b}",
         "Compare the two poses {pose_a} and {pose_b} and explain how to get from the first to the second.",
-        (
-            "Here is a starting pose: {pose_a} And here is the target pose: {pose_b} Write the instructions to go "
-            "from one to the other."
-        ),
+        "Here is a starting pose: {pose_a} And here is the target: {pose_b} How do I get there?",
         "{pose_a} This is my current pose. {pose_b} This is the pose I need. Tell me what to change.",
         "Tell me how to move from {pose_a} into {pose_b} step by step.",
         "List the changes that transform pose {pose_a} into pose {pose_b} one body part at a time.",
@@ -160,7 +157,7 @@ INSTRUCTION_TEMPLATES = {
         "How does the second pose differ from the first, as an instruction to the person? {pose_a} {pose_b}",
         "Pose 1: {pose_a} Pose 2: {pose_b} Instruct the person to change from pose 1 to pose 2.",
         "{pose_a} is where the person is, and {pose_b} is where they should be. What should they do?",
-        "Consider {pose_a} and {pose_b} Which body parts must move, and how, to go from the first to the second?",
+        "Consider {pose_a} and {pose_b} Which body parts must move and how, from the first to the second?",
         "Tell the person in the first pose how to reach the second one. {pose_a} {pose_b}",
         "The target is {pose_b} and the current pose is {pose_a} What has to change?",
         "Here are two poses, the original {pose_a} and the modified {pose_b} Describe the modification.",
@@ -169,47 +166,32 @@ INSTRUCTION_TEMPLATES = {
     ),
     "image_diff": (
         "{image_a} {image_b} How does the person's pose change from the first image to the second?",
-        "Image A: {image_a} Image B: {image_b} What should the person in image A do to match the pose in image B?",
+        "Image A: {image_a} Image B: {image_b} What should the person in image A do to match image B?",
         "Compare the poses in {image_a} and {image_b} and describe how to go from the first to the second.",
         "Here is the first photo: {image_a} and here is the second: {image_b} Explain the change in pose.",
         "What is the difference in body pose between {image_a} and {image_b} written as instructions?",
         "{image_a} This is the starting pose. {image_b} This is the target pose. Describe the modification.",
-        "Tell the person in the first image how to move to reach the pose in the second image. {image_a} {image_b}",
+        "Tell the person in the first image how to reach the pose of the second. {image_a} {image_b}",
         "Before: {image_a} After: {image_b} How did the person change their pose?",
-        "Look at these two pictures: {image_a} {image_b} Give instructions that turn the first pose into the second.",
-        "Describe the movements that lead from the pose in {image_a} to the pose in {image_b} in a few sentences.",
+        "Look at these two pictures: {image_a} {image_b} How does one pose turn into the next?",
+        "Describe the movements that lead from the pose in {image_a} to the pose in {image_b} briefly.",
         "Given the photos {image_a} and {image_b} explain how the body pose differs.",
         "{image_a} {image_b} Which body parts moved between the two images, and how?",
-        "First image: {image_a} Second image: {image_b} Write a pose correction from the first to the second.",
-        "As a coach, explain how the person in {image_a} should adjust to take the pose shown in {image_b} as well.",
+        "First image: {image_a} Second image: {image_b} Write the pose correction between them.",
+        "As a coach, explain how the person in {image_a} should adjust to match {image_b} exactly.",
         "I am posing like this: {image_a} but I should pose like this: {image_b} What do I need to change?",
         "Explain the change of posture between the two images. {image_a} {image_b}",
         "{image_a} Now look at {image_b} How should the body move to go from the first pose to the second?",
         "Source image: {image_a} Target image: {image_b} List the pose changes needed.",
-        (
-            "Write instructions that would take the person from the pose in {image_a} to the pose in {image_b} step "
-            "by step."
-        ),
-        (
-            "Describe how the pose in {image_b} differs from the pose in {image_a} as advice to the person in the "
-            "first image."
-        ),
-        (
-            "What would you tell the person in the first picture so that they end up in the pose of the second "
-            "picture? {image_a} {image_b}"
-        ),
+        "Write the steps that take the person from the pose in {image_a} to the one in {image_b} in order.",
+        "Describe how the pose in {image_b} differs from that in {image_a} as advice to the first person.",
+        "What would you tell the first person so that they end up in the second pose? {image_a} {image_b}",
         "Photo 1: {image_a} Photo 2: {image_b} How should the pose in photo 1 be modified?",
         "{image_a} {image_b} Give a short instruction describing the pose change.",
-        (
-            "Here are two images of people in different poses, {image_a} and {image_b} Explain how to go from one to "
-            "the other."
-        ),
+        "Here are two images of people in different poses, {image_a} and {image_b} Explain the change.",
         "Compare the body positions shown in {image_a} and {image_b} and explain the modification.",
         "Starting pose shown in {image_a} target pose shown in {image_b} Describe the movement.",
-        (
-            "How do the arms, legs and torso have to move to turn the pose of {image_a} into the pose of {image_b} "
-            "exactly?"
-        ),
+        "How must the limbs and torso move to turn the pose of {image_a} into that of {image_b} exactly?",
         "Guide the person in {image_a} into the pose from {image_b} with clear instructions.",
         "{image_a} That was the first pose. {image_b} That is the second. What changed?",
         "Please describe the pose difference between the following images. {image_a} {image_b}",

@@ -245,7 +245,8 @@ def load_in_place_trainables(model, directory: str | os.PathLike) -> bool:
         for name, tensor in tensors.items():
             if parameters[name].shape != tensor.shape:
                 raise ValueError(
-                    f"{path}: `{name}` has shape {tuple(tensor.shape)}, the model's {tuple(parameters[name].shape)}."
+                    f"{path}: `{name}` has shape {tuple(tensor.shape)}, the model's "
+                    f"{tuple(parameters[name].shape)}."
                 )
             parameters[name].copy_(tensor.to(parameters[name].dtype))
     return True

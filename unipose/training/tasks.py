@@ -4,13 +4,13 @@ mixtures of them over several corpora.
 
 Every example is a single-turn conversation in one schema, [`CONVERSATION_FEATURES`], whatever its task:
 
-| column         | holds                                                                                       |
-| -------------- | ------------------------------------------------------------------------------------------- |
-| `messages`     | the user turn (template with `{"type": "pose"}` / `{"type": "image"}` items) and the answer |
-| `images`       | the images of the prompt, in the order of its `<image>` items                               |
-| `poses`        | the input poses `(22, 3)` axis-angle, in the order of its `<pose>` items                    |
-| `target_poses` | the pose the answer must produce (`{"type": "pose_query"}`), or nothing for a text answer  |
-| `task`, `id`, `source` | the task, and the record and corpus the example comes from                          |
+| column                 | holds                                                                       |
+| ---------------------- | --------------------------------------------------------------------------- |
+| `messages`             | the user turn (`{"type": "pose"}` / `{"type": "image"}` items) and answer   |
+| `images`               | the images of the prompt, in the order of its `<image>` items               |
+| `poses`                | the input poses `(22, 3)` axis-angle, in the order of its `<pose>` items    |
+| `target_poses`         | the pose the answer produces (`{"type": "pose_query"}`); none for text      |
+| `task`, `id`, `source` | the task, and the record and corpus the example comes from                  |
 
 | task              | record kind  | prompt                           | answer                       |
 | ----------------- | ------------ | -------------------------------- | ---------------------------- |
@@ -219,8 +219,8 @@ def task_examples(
         usable = usable[has_text]
         if len(usable) < len(records):
             logger.warning(
-                f"{name}: {len(records) - len(usable)} of {len(records)} records have no text and are left out of "
-                f"{task!r}, which needs one."
+                f"{name}: {len(records) - len(usable)} of {len(records)} records have no text and are left "
+                f"out of {task!r}, which needs one."
             )
     count = round(weight * len(usable))
     if count == 0:
@@ -357,7 +357,8 @@ def mix_records(
     wrong = [task for task in tasks if TASK_SPECS[task].kind != kind]
     if wrong:
         raise ValueError(
-            f"The corpus {name or 'records'} holds `{kind}` records, which serve {TASKS_BY_KIND[kind]}, not {wrong}."
+            f"The corpus {name or 'records'} holds `{kind}` records, which serve {TASKS_BY_KIND[kind]}, not "
+            f"{wrong}."
         )
     return {
         task: task_examples(records, task, style, weight, seed, stream=(index, TASKS.index(task)), name=name)
@@ -397,8 +398,8 @@ def text_only_conversations(conversations: Dataset, pose_tokenizer, batch_size: 
     dropped = len(keep) - sum(keep)
     if dropped:
         logger.warning(
-            f"{dropped} of {len(keep)} examples have an image or a pose to produce and are left out of the text-only "
-            f"conversations (tasks kept: {TEXT_ONLY_TASKS})."
+            f"{dropped} of {len(keep)} examples have an image or a pose to produce and are left out of the "
+            f"text-only conversations (tasks kept: {TEXT_ONLY_TASKS})."
         )
     kept = conversations.select(np.flatnonzero(keep).tolist())
 

@@ -1,0 +1,53 @@
+"""`unipose demo` end to end on a tiny random checkpoint saved to disk."""
+
+import json
+
+import numpy as np
+import pytest
+
+from unipose.cli import main
+from unipose.demo import TASK_TITLES
+from unipose.testing import tiny_model_and_processor
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    model, processor = tiny_model_and_processor(seed=3)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def test_demo_writes_every_task_with_renders_meshes_and_poses(checkpoint, tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", str(checkpoint), "--out", str(out), "--max-new-tokens", "12"]) == 0
+    summary = json.loads((out / "texts.json").read_text())
+    assert sorted(summary) == sorted(TASK_TITLES)
+    # Prompts of the pose tasks end with `<p>`: each writes exactly one pose, in one step.
+    for task in ("text_to_pose", "pose_estimation", "pose_editing"):
+        assert summary[task]["num_poses"] == 1
+        pose = np.load(out / summary[task]["poses"][0])["pose"]
+        assert pose.shape == (22, 3) and np.isfinite(pose).all()
+        assert (out / "renders" / f"{task}_0.png").exists()
+        obj = (out / "meshes" / f"{task}_0.obj").read_text().splitlines()
+        assert sum(line.startswith("v ") for line in obj) == 6890
+    report = (out / "report.md").read_text()
+    assert all(title in report for title in TASK_TITLES.values())
+    for picture in ("image_a.png", "image_b.png", "input_pose_a.png", "input_pose_b.png", "input_pair.png"):
+        assert (out / "renders" / picture).exists()
+
+
+def test_demo_explains_a_missing_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--model"):
+        main(["demo", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
+
+
+def test_demo_takes_the_users_inputs(checkpoint, tmp_path):
+    pose = tmp_path / "pose.npz"
+    np.savez(pose, pose=np.zeros((22, 3, 3)) + np.eye(3))  # rotation matrices work too
+    out = tmp_path / "demo"
+    main(["demo", "--model", str(checkpoint), "--out", str(out), "--pose-a", str(pose), "--max-new-tokens", "4",
+          "--caption", "A person sitting."])
+    np.testing.assert_allclose(np.load(out / "poses" / "input_pose_a.npz")["pose"], 0.0, atol=1e-6)
+    assert "A person sitting." in json.loads((out / "texts.json").read_text())["text_to_pose"]["prompt"]

@@ -1,0 +1,194 @@
+"""`unipose demo`: the seven UniPose tasks on bundled inputs, with poses, meshes, renders and a report.
+
+The model is loaded exactly as a user loads a checkpoint from the Hub (`AutoModel.from_pretrained(...,
+trust_remote_code=True)` and `AutoProcessor`), and all seven requests run as one batch: some sequences
+write a pose while others write text. The output folder holds:
+
+- `report.md`: every task with its inputs and outputs side by side;
+- `texts.json`: the prompts and the generated texts;
+- `poses/*.npz`: every input and output pose (SMPL-H body axis-angle, key `pose`);
+- `meshes/*.obj`: the body mesh of every pose (the generated body model unless `--body-model` is given);
+- `renders/*.png`: a picture of every pose and pose pair, and the input images.
+
+    unipose demo --out outputs/demo
+    unipose demo --model path/to/checkpoint --pose-a a.npz --pose-b b.npz --image-a a.jpg --image-b b.jpg
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+ASSETS = Path(__file__).parent / "demo_assets"
+# The bundled model of a repository checkout (the package itself does not ship weights).
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "unipose-tiny"
+TASK_TITLES = {
+    "pose_to_text": "Pose-to-Text",
+    "image_to_text": "Image-to-Text",
+    "pose_diff": "Pose-Diff",
+    "image_diff": "Image-Diff",
+    "text_to_pose": "Text-to-Pose",
+    "pose_estimation": "Pose Estimation",
+    "pose_editing": "Pose Editing",
+}
+
+
+def load_inputs(pose_a=None, pose_b=None, image_a=None, image_b=None, caption=None, instruction=None) -> dict:
+    """The demo's inputs: the bundled ones, each replaceable by a file or a text of the user's."""
+    from .rotations import to_axis_angle
+
+    bundled = json.loads((ASSETS / "inputs.json").read_text())
+
+    def read_pose(path, key):
+        if path is None:
+            return np.load(ASSETS / "poses.npz")[key]
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"Pose file {path} not found (a .npz with a `pose` array or a .npy array).")
+        array = np.load(path)
+        array = array["pose"] if path.suffix == ".npz" else array
+        return to_axis_angle(array, name=str(path))[0].numpy()
+
+    def read_image(path, name):
+        path = ASSETS / name if path is None else Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"Image {path} not found.")
+        return Image.open(path).convert("RGB")
+
+    return {
+        "pose_a": read_pose(pose_a, "pose_a").astype(np.float32),
+        "pose_b": read_pose(pose_b, "pose_b").astype(np.float32),
+        "image_a": read_image(image_a, "image_a.jpg"),
+        "image_b": read_image(image_b, "image_b.jpg"),
+        "caption": caption or bundled["caption"],
+        "instruction": instruction or bundled["instruction"],
+    }
+
+
+def task_records(inputs: dict) -> dict[str, tuple[dict, str | None]]:
+    """Each task's record (in the corpus schema) and its input text."""
+    single = {"id": "demo", "source": "demo", "texts": []}
+    return {
+        "pose_to_text": ({**single, "pose": inputs["pose_a"]}, None),
+        "image_to_text": ({**single, "image": inputs["image_a"], "pose": inputs["pose_a"]}, None),
+        "pose_diff": ({**single, "pose_a": inputs["pose_a"], "pose_b": inputs["pose_b"]}, None),
+        "image_diff": ({**single, "image_a": inputs["image_a"], "image_b": inputs["image_b"]}, None),
+        "text_to_pose": (single, inputs["caption"]),
+        "pose_estimation": ({**single, "image": inputs["image_a"]}, None),
+        "pose_editing": ({**single, "pose_a": inputs["pose_a"], "pose_b": inputs["pose_b"]}, inputs["instruction"]),
+    }
+
+
+@torch.no_grad()
+def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens: int = 96, seed: int = 0) -> dict:
+    """Run the seven tasks as one batch and write everything to `out_dir`; returns the summary."""
+    from transformers import AutoModel, AutoProcessor
+
+    from .evaluation.runner import evaluation_prompt
+
+    model_path = Path(model_path)
+    if not (model_path / "config.json").exists():
+        raise FileNotFoundError(
+            f"No UniPose checkpoint at {model_path}. Pass `--model PATH` (a folder written by `save_pretrained`, "
+            "e.g. a converted checkpoint), or build the bundled model with `python train/build_unipose_tiny.py`."
+        )
+    model = AutoModel.from_pretrained(model_path, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=True)
+    torch.manual_seed(seed)
+
+    prompts = {
+        task: evaluation_prompt(task.replace("_", "-"), record, text, processor.tokenizer)
+        for task, (record, text) in task_records(inputs).items()
+    }
+    batch = processor(
+        text=[prompt.text for prompt in prompts.values()],
+        images=[prompt.images for prompt in prompts.values()],
+        poses=[prompt.poses for prompt in prompts.values()],
+    )
+    output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True)
+    prompt_length = batch["input_ids"].shape[1]
+    texts = processor.batch_decode(output.sequences[:, prompt_length:], pose_spans="remove")
+    return write_outputs(Path(out_dir), inputs, prompts, texts, output.poses, body_model)
+
+
+def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], poses: list, body_model=None) -> dict:
+    from .body_model import BodyModel
+    from .visualization import render_pose, render_pose_pair, save_obj
+
+    for folder in ("poses", "meshes", "renders"):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    body = BodyModel(body_model or "generated")
+
+    def save_pose(name: str, pose) -> str:
+        pose = np.asarray(pose, dtype=np.float32).reshape(-1, 3)
+        tmp = out_dir / "poses" / f".{name}.npz"
+        with open(tmp, "wb") as handle:
+            np.savez(handle, pose=pose)
+        os.replace(tmp, out_dir / "poses" / f"{name}.npz")
+        mesh = body(torch.from_numpy(pose)[None])
+        save_obj(mesh.vertices[0], mesh.faces, out_dir / "meshes" / f"{name}.obj")
+        render_pose(pose, path=out_dir / "renders" / f"{name}.png", title=name.replace("_", " "))
+        return f"renders/{name}.png"
+
+    for name in ("image_a", "image_b"):
+        inputs[name].save(out_dir / "renders" / f"{name}.png")
+    pictures = {
+        "pose_a": save_pose("input_pose_a", inputs["pose_a"]),
+        "pose_b": save_pose("input_pose_b", inputs["pose_b"]),
+    }
+    render_pose_pair(inputs["pose_a"], inputs["pose_b"], path=out_dir / "renders" / "input_pair.png")
+
+    summary, lines = {}, ["# UniPose demo", "", "Every task ran in one batch through `generate`.", ""]
+    for (task, prompt), text, task_poses in zip(prompts.items(), texts, poses):
+        entry = {"prompt": prompt.text, "text": text.strip(), "num_poses": int(len(task_poses))}
+        lines += [f"## {TASK_TITLES[task]}", "", f"Prompt: `{prompt.text}`", ""]
+        if task in ("pose_to_text", "pose_editing"):
+            lines.append(f"![input pose]({pictures['pose_a']})")
+        if task == "pose_diff":
+            lines.append("![input poses](renders/input_pair.png)")
+        if task in ("image_to_text", "pose_estimation"):
+            lines.append("![input image](renders/image_a.png)")
+        if task == "image_diff":
+            lines.append("![image A](renders/image_a.png) ![image B](renders/image_b.png)")
+        for index, pose in enumerate(task_poses):
+            picture = save_pose(f"{task}_{index}", pose.cpu().numpy())
+            entry.setdefault("poses", []).append(f"poses/{task}_{index}.npz")
+            lines.append(f"![generated pose]({picture})")
+        lines += ["", f"Output: {entry['text'] or '(a pose only)'}", ""]
+        summary[task] = entry
+    (out_dir / "texts.json").write_text(json.dumps(summary, indent=2) + "\n")
+    report = out_dir / "report.md"
+    report.with_suffix(".md.tmp").write_text("\n".join(lines) + "\n")
+    os.replace(report.with_suffix(".md.tmp"), report)
+    return summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="A UniPose checkpoint folder (default: the bundled model).")
+    parser.add_argument("--out", default="outputs/demo", help="Output folder (default: outputs/demo).")
+    parser.add_argument("--pose-a", help="First input pose (.npz with `pose`, or .npy), any rotation format.")
+    parser.add_argument("--pose-b", help="Second input pose (the target of Pose-Diff).")
+    parser.add_argument("--image-a", help="First input image.")
+    parser.add_argument("--image-b", help="Second input image (for Image-Diff).")
+    parser.add_argument("--caption", help="Description for Text-to-Pose.")
+    parser.add_argument("--instruction", help="Instruction for Pose Editing.")
+    parser.add_argument("--body-model", help="SMPLH_NEUTRAL.npz for meshes (default: the generated body model).")
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> str:
+    inputs = load_inputs(args.pose_a, args.pose_b, args.image_a, args.image_b, args.caption, args.instruction)
+    summary = run_demo(args.model, args.out, inputs, args.body_model, args.max_new_tokens, args.seed)
+    lines = [f"{TASK_TITLES[task]}: {entry['text'] or '-'} ({entry['num_poses']} pose(s))" for task, entry in summary.items()]
+    return "\n".join(lines + [f"Report: {Path(args.out) / 'report.md'}"])
+
+
+__all__ = ["load_inputs", "run_demo", "task_records"]
