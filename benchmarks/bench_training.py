@@ -211,7 +211,7 @@ def run_cpu_recipes(corpus: Path, runs: Path) -> dict:
         subprocess.run(
             [sys.executable, str(REPO / "train" / "train_unipose.py"), "--config", str(path)],
             cwd=REPO,
-            env=dict(os.environ, HF_HUB_OFFLINE="1"),
+            env=dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(torch.get_num_threads())),
             check=True,
         )
         minutes = (time.perf_counter() - start) / 60
@@ -270,12 +270,16 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (at least 1).")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument(
+        "--threads", type=int, default=1, help="Torch threads (one: shared machines stall oversubscribed threads)."
+    )
+    parser.add_argument(
         "--loss-curves", action="store_true", help="Also run the CPU recipes and plot their losses."
     )
     parser.add_argument(
         "--runs", type=Path, default=REPO / "runs" / "bench", help="Output of the recipe runs."
     )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     corpus = ensure_corpus(args.corpus, num=1000 if args.loss_curves else 64)
     write_json(throughput(corpus, args.batch_size, args.warmup, args.steps), RESULTS / "training.json")

@@ -656,3 +656,62 @@ def test_paper_results_hold_only_recorded_numbers():
         "MPJPE": 6.2,
         "PA-MPJPE": 3.7,
     }
+
+
+def test_mean_pose_is_the_chordal_mean():
+    from unipose.evaluation.baselines import mean_pose
+
+    pose = _random_poses(1, 40)[0]
+    np.testing.assert_allclose(mean_pose(np.stack([pose, pose, pose])), pose, atol=1e-5)
+    # +30 and -30 degrees about the same axis average to no rotation.
+    turn = np.zeros((2, 22, 3), dtype=np.float32)
+    turn[0, :, 0], turn[1, :, 0] = np.pi / 6, -np.pi / 6
+    np.testing.assert_allclose(mean_pose(turn), 0.0, atol=1e-6)
+
+
+def test_evaluate_scores_the_baselines_with_the_same_metrics(tmp_path, tiny_unipose):
+    from unipose.evaluation import runner
+    from unipose.evaluation.baselines import mean_pose
+    from unipose.body_model import pose_to_joints
+    from unipose.metrics import mpjpe
+
+    model, processor = tiny_unipose
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    n = 6
+    texts = [["the left arm is up", "raise the left arm"], ["kneel down"]] * (n // 2)
+    splits = {}
+    for split, seed in (("train", 50), ("test", 60)):
+        splits[split] = {
+            "pose_text": {"pose": _random_poses(n, seed)},
+            "pose_pair": {"pose_a": _random_poses(n, seed + 1), "pose_b": _random_poses(n, seed + 2)},
+        }
+    for kind in ("pose_text", "pose_pair"):
+        DatasetDict(
+            {
+                split: Dataset.from_dict(
+                    {"id": [str(i) for i in range(n)], "texts": texts, "source": ["t"] * n, **columns[kind]},
+                    features=FEATURES[kind],
+                )
+                for split, columns in splits.items()
+            }
+        ).save_to_disk(tmp_path / "corpus" / kind)
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args(
+        ["--model", str(tmp_path / "model"), "--task", "pose-to-text", "text-to-pose", "pose-editing", "--data",
+         str(tmp_path / "corpus"), "--output", str(tmp_path / "out"), "--max-new-tokens", "3", "--num-examples", "0",
+         "--no-progress", "--baselines", "--captions", "first"]
+    )
+    runner.run(args)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]
+    test = splits["test"]
+    editing = results["pose-editing"]["baseline"]
+    assert editing["name"] == "unchanged pose A"
+    expected = mpjpe(pose_to_joints(test["pose_pair"]["pose_a"]), pose_to_joints(test["pose_pair"]["pose_b"]))
+    assert editing["metrics"]["MPJPE"] == pytest.approx(float(expected), rel=1e-4)
+    mean = mean_pose(splits["train"]["pose_text"]["pose"])
+    expected = mpjpe(pose_to_joints(np.repeat(mean[None], n, 0)), pose_to_joints(test["pose_text"]["pose"]))
+    assert results["text-to-pose"]["baseline"]["metrics"]["MPJPE"] == pytest.approx(float(expected), rel=1e-4)
+    assert results["pose-to-text"]["baseline"]["name"].startswith("constant answer (the left arm is up")
+    assert "| metric | ours | baseline | paper |" in (tmp_path / "out" / "report.md").read_text()

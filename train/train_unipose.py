@@ -17,29 +17,37 @@ python train/train_unipose.py --config train/recipes/stage3_cpu.yaml   # -> runs
 
 # The paper's stages on 8 GPUs (start from a model assembled with `unipose.assembly.build_unipose`)
 ```bash
-accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
-    train/train_unipose.py --config train/recipes/stage1.yaml \
-    --model_name_or_path runs/unipose-assembled --output_dir runs/stage1
-accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
-    train/train_unipose.py --config train/recipes/stage2.yaml --model_name_or_path runs/stage1 --output_dir
-    runs/stage2
-accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml \
-    train/train_unipose.py --config train/recipes/stage3.yaml --model_name_or_path runs/stage2 --output_dir
-    runs/stage3
+accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml train/train_unipose.py \
+    --config train/recipes/stage1.yaml --model_name_or_path runs/unipose-assembled --output_dir runs/stage1
+accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml train/train_unipose.py \
+    --config train/recipes/stage2.yaml --model_name_or_path runs/stage1 --output_dir runs/stage2
+accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml train/train_unipose.py \
+    --config train/recipes/stage3.yaml --model_name_or_path runs/stage2 --output_dir runs/stage3
 ```
-(`train/accelerate/ddp.yaml`, `deepspeed_zero3.yaml` and `fsdp.yaml` are the other launch configurations; the
-recipes state the global batch they assume.)
+(`train/accelerate/ddp.yaml`, `deepspeed_zero3.yaml` and `fsdp.yaml` are the other launch configurations;
+the recipes state the global batch they assume.)
 
-# Several processes on one CPU machine (gloo)
+# Several processes on one CPU machine (gloo): the DDP configuration, the same global batch of 8
 ```bash
-accelerate launch --cpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no \
-    train/train_unipose.py --config train/recipes/stage1_cpu.yaml --per_device_train_batch_size 2
+accelerate launch --config_file train/accelerate/ddp.yaml --num_processes 2 --mixed_precision no \
+    train/train_unipose.py --config train/recipes/stage1_cpu.yaml --per_device_train_batch_size 4
 ```
 
 # Resume a killed run from its last complete checkpoint
 ```bash
 python train/train_unipose.py --config train/recipes/stage1_cpu.yaml --resume_from_checkpoint latest
 ```
+
+# The text-output tasks with the stock `trl sft` command (no custom collator: poses written as code tokens)
+```bash
+python -m unipose.training.tasks --records data/synthetic/pose_text data/synthetic/pose_pair \
+    --pose_tokenizer runs/stage1_cpu --output data/text_sft
+trl sft --model_name_or_path runs/stage1_cpu --trust_remote_code --dataset_name data/text_sft \
+    --assistant_only_loss --output_dir runs/text_sft --bf16 false --use_cpu --activation_checkpointing false
+```
+`--assistant_only_loss` is required: inside a pose span the code tokens see each other, so predicting them
+as next tokens would teach nothing. TRL warns that the end-of-turn token is not in the loss mask; it is (the
+template puts `</s>` inside its generation block), TRL's check only looks for it among the added tokens.
 """
 
 import argparse
@@ -100,6 +108,10 @@ class UniPoseScriptArguments:
     )
 
     def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"`stage` must be one of {STAGES}, got {self.stage!r}.")
+        if not self.datasets:
+            raise ValueError("`datasets` is empty: list the corpora of the task mixture (see the recipes).")
         self.datasets = [
             TaskMixtureComponent(**entry) if isinstance(entry, dict) else entry for entry in self.datasets
         ]
@@ -108,6 +120,11 @@ class UniPoseScriptArguments:
 
 
 def load_model_and_processor(script_args, model_args):
+    if script_args.tiny_model_seed is not None and model_args.model_name_or_path is not None:
+        raise ValueError(
+            f"Set either `model_name_or_path` ({model_args.model_name_or_path!r}) or `tiny_model_seed` "
+            f"({script_args.tiny_model_seed}), not both."
+        )
     if script_args.tiny_model_seed is not None:
         from unipose.testing import tiny_model_and_processor
 

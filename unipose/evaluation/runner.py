@@ -572,12 +572,21 @@ def _task_section(task: str, result: dict) -> list[str]:
     lines.append(
         f"{result['num_items']} items from `{result['split']}`; paper: {paper.get('dataset', 'n/a')}."
     )
-    lines += ["", "| metric | ours | paper |", "| --- | ---: | ---: |"]
+    baseline = result.get("baseline")
+    if baseline is not None:
+        lines += ["", f"Baseline: {baseline['name']}."]
+        lines += ["", "| metric | ours | baseline | paper |", "| --- | ---: | ---: | ---: |"]
+    else:
+        lines += ["", "| metric | ours | paper |", "| --- | ---: | ---: |"]
     names = list(result["metrics"]) + [
         name for name in paper.get("metrics", {}) if name not in result["metrics"]
     ]
     for name in names:
-        lines.append(f"| {name} | {_fmt(result['metrics'].get(name))} | {_fmt(paper_value(task, name))} |")
+        cells = [_fmt(result["metrics"].get(name))]
+        if baseline is not None:
+            cells.append(_fmt(baseline["metrics"].get(name)))
+        cells.append(_fmt(paper_value(task, name)))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for ablation in PAPER_ABLATIONS.values():
         if ablation.get("task") == task:
             lines += ["", f"Paper ablation, {ablation['description']}:"]
@@ -654,6 +663,7 @@ def evaluate_task(
     overwrite: bool = False,
     body=None,
     progress: bool = True,
+    train_dataset=None,
 ) -> dict:
     """
     Generation (resumable) and metrics of one task on `dataset` (records of the task's kind).
@@ -669,9 +679,12 @@ def evaluate_task(
         overwrite (`bool`, *optional*, defaults to `False`): discard predictions of a different run.
         body (*optional*): the `BodyJoints` of the joint errors (defaults to the generated body).
         progress (`bool`, *optional*, defaults to `True`): show a progress bar.
+        train_dataset (`datasets.Dataset`, *optional*): the training records; when given, the task's simple
+            baseline ([`~unipose.evaluation.baselines`]) is scored too, by the same code.
 
     Returns:
-        `dict`: `metrics`, `notes`, `num_items`, `examples` (and what they were computed on).
+        `dict`: `metrics`, `notes`, `num_items`, `examples` (and what they were computed on), and `baseline`
+        (its name and metrics) when `train_dataset` is given.
     """
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {sorted(TASKS)}, got {task!r}.")
@@ -697,7 +710,16 @@ def evaluate_task(
     examples = render_examples(
         task, dataset, items, predictions, Path(output_dir) / EXAMPLES_DIR, settings.num_examples
     )
-    return {"metrics": metrics, "notes": notes, "num_items": len(items), "examples": examples}
+    result = {"metrics": metrics, "notes": notes, "num_items": len(items), "examples": examples}
+    if train_dataset is not None:
+        from .baselines import baseline_predictions
+
+        name, baseline = baseline_predictions(TASKS[task].output, TASKS[task].kind, train_dataset, dataset, items)
+        baseline_metrics, _ = compute_task_metrics(
+            task, dataset, items, baseline, judges or RetrievalJudges(), settings, body
+        )
+        result["baseline"] = {"name": name, "metrics": baseline_metrics}
+    return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -716,6 +738,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Saved datasets, or folders of them (e.g. `unipose data synth` output).",
     )
     parser.add_argument("--split", default="test", help="Split to evaluate (default: test).")
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="Also score each task's simple baseline (constant answer, mean pose, unchanged pose A), computed "
+        "from the `train` split of --data.",
+    )
     parser.add_argument(
         "--output", default="evaluation", help="Folder for predictions, results.json, report.md and examples."
     )
@@ -882,6 +910,7 @@ def run(args: argparse.Namespace) -> str:
             overwrite=args.overwrite,
             body=body,
             progress=not args.no_progress,
+            train_dataset=load_split(args.data, TASKS[task].kind, "train") if args.baselines else None,
         )
         results["tasks"][task] = {"split": args.split, **result}
         # Rewritten after every task, so that a later crash keeps the finished tasks' numbers.

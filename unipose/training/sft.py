@@ -486,20 +486,26 @@ def save_stage_outputs(
       reloads the base model from `base_model_path` on the CPU and applies the saved adapter to it.
     - stage 2: the model and processor in `output_dir`.
 
+    Files appear whole (each is written under a temporary name, then renamed), `config.json` last.
+
     Returns:
         `dict` with the paths written (`"model"`, and `"adapter"` for stages with one).
     """
     output_dir = Path(output_dir or trainer.args.output_dir)
     model = trainer.accelerator.unwrap_model(trainer.model)
+    sharded = trainer.is_fsdp_enabled or (
+        trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+    )
     if not _is_peft_model(model):
-        trainer.save_model(os.fspath(output_dir))
+        if sharded:
+            trainer.save_model(os.fspath(output_dir))  # gathers the shards
+        elif trainer.args.should_save:
+            save_merged_model(model, trainer.processing_class, output_dir)
+        trainer.accelerator.wait_for_everyone()
         return {"model": output_dir}
 
     adapter_dir = output_dir / ADAPTER_DIR
     trainer.save_model(os.fspath(adapter_dir))  # gathers sharded adapters; writes the in-place trainables too
-    sharded = trainer.is_fsdp_enabled or (
-        trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
-    )
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
         if sharded:

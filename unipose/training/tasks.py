@@ -228,9 +228,8 @@ def task_examples(
     # Whole permutations first, so that every record is used before any is used again.
     rng = np.random.default_rng([seed, *stream])
     repeats = math.ceil(count / len(usable)) if len(usable) else 0
-    order = np.concatenate([usable[rng.permutation(len(usable))] for _ in range(repeats)] or [usable[:0]])[
-        :count
-    ]
+    permutations = [usable[rng.permutation(len(usable))] for _ in range(repeats)]
+    order = np.concatenate(permutations)[:count] if permutations else usable[:0]
 
     selected = records.select(order.tolist())
     # Images pass through as encoded bytes: decoding and re-encoding them would only cost time.
