@@ -6,11 +6,11 @@
    over the same model, prepared the same way, on batches collated beforehand. Their ratio is the share of
    time left to the model by the trainer, the collator (rendering, tokenising, image preprocessing, target
    encoding) and logging.
-2. With `--loss-curves`: the CPU recipes (`train/recipes/stage{1,2,3}_cpu.yaml`) run end to end, each stage
+2. With `--parts loss_curves`: the CPU recipes (`train/recipes/stage{1,2,3}_cpu.yaml`) run end to end, each stage
    from the previous one's output, and their loss curves (total, text and pose targets) are plotted.
 
     python benchmarks/bench_training.py                         # -> benchmarks/results/training.json
-    python benchmarks/bench_training.py --loss-curves --corpus data/synthetic
+    python benchmarks/bench_training.py --parts loss_curves --corpus data/synthetic
         # -> benchmarks/results/training_loss_curves.{json,png}
 """
 
@@ -197,6 +197,7 @@ def throughput(corpus: Path, batch_size: int, warmup: int, steps: int) -> dict:
 
 
 def run_cpu_recipes(corpus: Path, runs: Path) -> dict:
+    runs.mkdir(parents=True, exist_ok=True)
     curves, previous = {}, None
     for stage in (1, 2, 3):
         recipe = yaml.safe_load((REPO / "train" / "recipes" / f"stage{stage}_cpu.yaml").read_text())
@@ -273,7 +274,11 @@ def main():
         "--threads", type=int, default=1, help="Torch threads (one: shared machines stall oversubscribed threads)."
     )
     parser.add_argument(
-        "--loss-curves", action="store_true", help="Also run the CPU recipes and plot their losses."
+        "--parts",
+        nargs="+",
+        default=["throughput"],
+        choices=["throughput", "loss_curves"],
+        help="What to measure: trainer throughput, and/or the loss curves of the CPU recipes (minutes).",
     )
     parser.add_argument(
         "--runs", type=Path, default=REPO / "runs" / "bench", help="Output of the recipe runs."
@@ -281,9 +286,10 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    corpus = ensure_corpus(args.corpus, num=1000 if args.loss_curves else 64)
-    write_json(throughput(corpus, args.batch_size, args.warmup, args.steps), RESULTS / "training.json")
-    if args.loss_curves:
+    corpus = ensure_corpus(args.corpus, num=1000 if "loss_curves" in args.parts else 64)
+    if "throughput" in args.parts:
+        write_json(throughput(corpus, args.batch_size, args.warmup, args.steps), RESULTS / "training.json")
+    if "loss_curves" in args.parts:
         curves = run_cpu_recipes(corpus, args.runs)
         write_json(curves, RESULTS / "training_loss_curves.json")
         plot_curves(curves, RESULTS / "training_loss_curves.png")

@@ -182,7 +182,6 @@ def main() -> None:
                 sys.executable, str(ROOT / "train" / "train_unipose.py"),
                 "--config", str(RECIPES / f"tiny_{stage}.yaml"),
                 "--model_name_or_path", str(previous), "--output_dir", str(work / stage),
-                "--dataset_root", str(work / "corpus"),
             )
         previous = work / stage
     if "evaluation" in args.steps and not (work / "evaluation" / "results.json").exists():

@@ -89,6 +89,11 @@ class UniPoseScriptArguments:
         tiny_model_seed (`int`, *optional*):
             Start from the tiny random model of `unipose.testing` built with this seed instead of
             `model_name_or_path` (CPU recipes and tests).
+        train_language_model (`bool`, *optional*, defaults to `False`):
+            In stages 1 and 3, train every weight of the language model (with `use_peft: false`) instead of a
+            LoRA adapter: for a language model trained from scratch, such as UniPose-Tiny's.
+        train_vision_towers (`bool`, *optional*, defaults to `False`):
+            In stages 2 and 3, train the CLIP and pose-ViT towers too: for towers without pretraining.
     """
 
     stage: int = field(metadata={"help": "Training stage: 1, 2 or 3.", "choices": list(STAGES)})
@@ -105,6 +110,12 @@ class UniPoseScriptArguments:
     mixture_seed: int | None = field(default=None, metadata={"help": "Seed of the mixture's draws."})
     tiny_model_seed: int | None = field(
         default=None, metadata={"help": "Start from the tiny model with this seed."}
+    )
+    train_language_model: bool = field(
+        default=False, metadata={"help": "Stages 1 and 3: train the whole language model instead of LoRA."}
+    )
+    train_vision_towers: bool = field(
+        default=False, metadata={"help": "Stages 2 and 3: train the vision towers too."}
     )
 
     def __post_init__(self):
@@ -140,7 +151,7 @@ def load_model_and_processor(script_args, model_args):
 
 
 def main(script_args, training_args, model_args):
-    trains_adapter = STAGE_PLANS[script_args.stage].lora
+    trains_adapter = STAGE_PLANS[script_args.stage].lora and not script_args.train_language_model
     if model_args.use_peft != trains_adapter:
         raise ValueError(
             f"Stage {script_args.stage} {'trains' if trains_adapter else 'does not train'} a LoRA adapter: "
@@ -153,17 +164,25 @@ def main(script_args, training_args, model_args):
         seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
         train_dataset = build_task_mixture(script_args.datasets, style=script_args.template_style, seed=seed)
 
-    peft_config = stage_peft_config(
-        model.config,
+    peft_config = None
+    if trains_adapter:
+        peft_config = stage_peft_config(
+            model.config,
+            script_args.stage,
+            r=model_args.lora_r,
+            lora_alpha=model_args.lora_alpha,
+            lora_dropout=model_args.lora_dropout,
+            target_modules=model_args.lora_target_modules,
+            use_rslora=model_args.use_rslora,
+            use_dora=model_args.use_dora,
+        )
+    model = prepare_model_for_stage(
+        model,
         script_args.stage,
-        r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        target_modules=model_args.lora_target_modules,
-        use_rslora=model_args.use_rslora,
-        use_dora=model_args.use_dora,
+        peft_config,
+        train_language_model=script_args.train_language_model,
+        train_vision_towers=script_args.train_vision_towers,
     )
-    model = prepare_model_for_stage(model, script_args.stage, peft_config)
 
     trainer = UniPoseSFTTrainer(
         model=model, args=training_args, train_dataset=train_dataset, processing_class=processor

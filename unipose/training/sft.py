@@ -153,7 +153,13 @@ def stage_peft_config(
     )
 
 
-def prepare_model_for_stage(model: UniPoseForConditionalGeneration, stage: int, peft_config=None):
+def prepare_model_for_stage(
+    model: UniPoseForConditionalGeneration,
+    stage: int,
+    peft_config=None,
+    train_language_model: bool = False,
+    train_vision_towers: bool = False,
+):
     """
     Freeze everything, then make trainable what `stage` trains (see the module docstring).
 
@@ -161,13 +167,21 @@ def prepare_model_for_stage(model: UniPoseForConditionalGeneration, stage: int, 
         model ([`UniPoseForConditionalGeneration`]): the model (not wrapped yet).
         stage (`int`): 1, 2 or 3.
         peft_config (`peft.LoraConfig`, *optional*): the stage's adapter (see [`stage_peft_config`]); required
-            for stages 1 and 3, refused for stage 2.
+            for stages 1 and 3 (unless `train_language_model`), refused for stage 2.
+        train_language_model (`bool`): stages 1 and 3 train the whole language model instead of an adapter (for
+            a language model trained from scratch).
+        train_vision_towers (`bool`): stages 2 and 3 also train the vision towers (for towers without
+            pretraining).
 
     Returns:
         The model, wrapped in a `peft.PeftModel` for stages 1 and 3.
     """
     plan = _check_stage(stage)
-    if plan.lora != (peft_config is not None):
+    if train_language_model and not plan.lora:
+        raise ValueError(f"Stage {stage} does not train the language model: unset `train_language_model`.")
+    if train_vision_towers and not plan.projector:
+        raise ValueError(f"Stage {stage} does not train the vision side: unset `train_vision_towers`.")
+    if (plan.lora and not train_language_model) != (peft_config is not None):
         raise ValueError(
             f"Stage {stage} {'trains' if plan.lora else 'does not train'} a LoRA adapter: "
             f"{'pass' if plan.lora else 'do not pass'} a `peft_config` (got {type(peft_config).__name__})."
@@ -182,6 +196,13 @@ def prepare_model_for_stage(model: UniPoseForConditionalGeneration, stage: int, 
         model = get_peft_model(model, peft_config)
     elif plan.projector:
         model.model.multi_modal_projector.requires_grad_(True)
+    if train_language_model:
+        model.model.language_model.requires_grad_(True)
+        model.lm_head.requires_grad_(True)
+    if train_vision_towers:
+        base = _base_model(model).model
+        base.vision_tower.requires_grad_(True)
+        base.pose_vision_tower.requires_grad_(True)
     if plan.pose_queries:
         _base_model(model).model.pose_queries.requires_grad_(True)
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
