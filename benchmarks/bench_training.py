@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from transformers import TrainerCallback
@@ -218,13 +219,12 @@ def run_cpu_recipes(corpus: Path, runs: Path) -> dict:
         minutes = (time.perf_counter() - start) / 60
         last = max((runs / f"stage{stage}_cpu").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         history = json.loads((last / "trainer_state.json").read_text())["log_history"]
+        entries = [entry for entry in history if "loss" in entry]
+        keys = ("loss", "text_loss", "pose_loss", "mean_token_accuracy", "pose_code_accuracy")
         curves[f"stage{stage}"] = {
             "minutes": minutes,
-            "steps": [entry["step"] for entry in history if "loss" in entry],
-            **{
-                key: [entry.get(key) for entry in history if "loss" in entry]
-                for key in ("loss", "text_loss", "pose_loss")
-            },
+            "steps": [entry["step"] for entry in entries],
+            **{key: [entry.get(key) for entry in entries] for key in keys},
         }
         print(
             f"stage {stage}: {minutes:.1f} min, loss {curves[f'stage{stage}']['loss'][0]:.3f} -> "
@@ -235,24 +235,41 @@ def run_cpu_recipes(corpus: Path, runs: Path) -> dict:
 
 
 def plot_curves(curves: dict, path: Path):
+    """Losses (top) and accuracies (bottom) of each stage; thin lines are the logged values, thick ones their
+    running mean over 10 logs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), sharey=True)
-    for axis, (name, curve) in zip(axes, curves.items()):
-        for key, style in (("loss", "-"), ("text_loss", "--"), ("pose_loss", ":")):
-            points = [(s, v) for s, v in zip(curve["steps"], curve[key]) if v is not None]
-            if points:
-                axis.plot(*zip(*points), style, label=key.replace("_", " "))
-        axis.set_title(f"{name} (CPU recipe, {curve['minutes']:.1f} min)")
-        axis.set_xlabel("step")
-        axis.grid(alpha=0.3)
-    axes[0].set_ylabel("cross-entropy (nats)")
-    axes[0].legend()
+    figure, axes = plt.subplots(2, len(curves), figsize=(5 * len(curves), 6.4), sharex="col", sharey="row")
+    rows = (
+        (("loss", "total"), ("text_loss", "text targets"), ("pose_loss", "pose codes")),
+        (("mean_token_accuracy", "text tokens"), ("pose_code_accuracy", "pose codes")),
+    )
+    for column, (name, curve) in enumerate(curves.items()):
+        for row, series in enumerate(rows):
+            axis = axes[row, column]
+            for color, (key, label) in zip(("C0", "C1", "C2"), series):
+                points = [
+                    (step, value) for step, value in zip(curve["steps"], curve[key]) if value is not None
+                ]
+                if not points:
+                    continue
+                steps, values = (np.asarray(part, dtype=float) for part in zip(*points))
+                window = min(10, len(values))
+                smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+                axis.plot(steps, values, color=color, alpha=0.25, linewidth=0.8)
+                axis.plot(steps[window - 1 :], smooth, color=color, label=label)
+            axis.grid(alpha=0.3)
+        axes[0, column].set_title(f"{name} (CPU recipe, {curve['minutes']:.1f} min)")
+        axes[1, column].set_xlabel("step")
+    axes[0, 0].set_ylabel("cross-entropy (nats)")
+    axes[1, 0].set_ylabel("accuracy")
+    axes[0, 0].legend()
+    axes[1, 0].legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=110)
 
 
 def write_json(data: dict, path: Path):
@@ -271,7 +288,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="Untimed steps first (at least 1).")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument(
-        "--threads", type=int, default=1, help="Torch threads (one: shared machines stall oversubscribed threads)."
+        "--threads",
+        type=int,
+        default=1,
+        help="Torch threads (one: shared machines stall oversubscribed threads).",
     )
     parser.add_argument(
         "--parts",

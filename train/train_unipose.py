@@ -69,6 +69,9 @@ from unipose.training.sft import (
 )
 from unipose.training.tasks import TaskMixtureComponent, build_task_mixture
 
+# Procedural poses whose encoder outputs give the tiny model's codebook (CPU recipes).
+TINY_CODEBOOK_POSES = 256
+
 
 @dataclass
 class UniPoseScriptArguments:
@@ -130,6 +133,24 @@ class UniPoseScriptArguments:
             self.template_style = "instruction" if self.stage == 3 else "simple"
 
 
+def tiny_model_and_processor_for_training(seed: int):
+    """The tiny random model of `unipose.testing`, with a codebook drawn from encoder outputs of procedural
+    poses (as a VQ-VAE initialises its codebook from its first batch). Its random codebook sends every pose to
+    the same code, which would leave the pose outputs nothing to learn."""
+    from unipose.pose_sampler import sample_poses
+    from unipose.rotations import to_rotation_6d
+    from unipose.testing import tiny_model_and_processor
+
+    model, processor = tiny_model_and_processor(seed=seed)
+    pose_tokenizer = model.model.pose_tokenizer
+    with torch.no_grad():
+        latents = pose_tokenizer.encoder(to_rotation_6d(sample_poses(TINY_CODEBOOK_POSES, seed=seed)))
+    latents = latents.reshape(-1, latents.shape[-1])  # (poses * num_pose_tokens, code_dim)
+    chosen = torch.randperm(len(latents), generator=torch.Generator().manual_seed(seed))
+    pose_tokenizer.quantizer.set_codebook(latents[chosen[: pose_tokenizer.config.codebook_size]].clone())
+    return model, processor
+
+
 def load_model_and_processor(script_args, model_args):
     if script_args.tiny_model_seed is not None and model_args.model_name_or_path is not None:
         raise ValueError(
@@ -137,9 +158,7 @@ def load_model_and_processor(script_args, model_args):
             f"({script_args.tiny_model_seed}), not both."
         )
     if script_args.tiny_model_seed is not None:
-        from unipose.testing import tiny_model_and_processor
-
-        return tiny_model_and_processor(seed=script_args.tiny_model_seed)
+        return tiny_model_and_processor_for_training(script_args.tiny_model_seed)
     if model_args.model_name_or_path is None:
         raise ValueError("Set `model_name_or_path` (the previous stage's output) or `tiny_model_seed`.")
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)

@@ -56,6 +56,14 @@ import yaml
 from transformers import PreTrainedConfig, get_scheduler
 from transformers.utils import logging
 
+from .checkpoints import (
+    CHECKPOINT_PREFIX,
+    MODEL_WEIGHTS_NAME,
+    TRAINING_STATE_NAME,
+    list_checkpoints,
+    resolve_checkpoint,
+    write_json_atomically,
+)
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .data.amass import (
     AMASS_UP_AXIS,
@@ -71,12 +79,9 @@ from .skeleton import JOINT_INDEX, NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-TRAINING_STATE_NAME = "training_state.pt"
 TRAINER_STATE_NAME = "trainer_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 EVAL_RESULTS_NAME = "eval_results.json"
-MODEL_WEIGHTS_NAME = "model.safetensors"
 
 # Groups of joints that the joint-noise augmentation perturbs together. The root (pelvis) belongs to no
 # part: its rotation is the global orientation, which has an augmentation of its own.
@@ -855,49 +860,6 @@ def evaluate_tokenizer(
 # ----------------------------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """Complete `checkpoint-STEP` folders (weights and training state) in `output_dir`, oldest first."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return []
-    found = []
-    for path in output_dir.iterdir():
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
-        if match and (path / TRAINING_STATE_NAME).is_file() and (path / MODEL_WEIGHTS_NAME).is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
-
-
-def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | os.PathLike) -> Path | None:
-    """The checkpoint folder to resume from: `latest` -> the newest in `output_dir` (`None` if none)."""
-    if resume_from_checkpoint is None:
-        return None
-    if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        if not checkpoints:
-            logger.warning(
-                f"`resume_from_checkpoint` is 'latest' but {str(output_dir)!r} has no checkpoint: starting "
-                "anew."
-            )
-            return None
-        return checkpoints[-1]
-    path = Path(resume_from_checkpoint)
-    for name in (TRAINING_STATE_NAME, MODEL_WEIGHTS_NAME):
-        if not (path / name).is_file():
-            raise FileNotFoundError(
-                f"`resume_from_checkpoint` {str(path)!r} is not a complete checkpoint folder: {name} is "
-                "missing. "
-                f"Give a `{CHECKPOINT_PREFIX}STEP` folder written by this trainer, or 'latest'."
-            )
-    return path
-
-
 # ----------------------------------------------------------------------------------------------------
 # Trainer
 # ----------------------------------------------------------------------------------------------------
@@ -1147,7 +1109,7 @@ class PoseTokenizerTrainer:
         staging.mkdir(parents=True)
         self.model.save_pretrained(staging)
         torch.save(self._training_state(), staging / TRAINING_STATE_NAME)
-        _write_json(
+        write_json_atomically(
             staging / TRAINER_STATE_NAME, {"global_step": self.global_step, "log_history": self.log_history}
         )
         if final.exists():
@@ -1207,10 +1169,10 @@ class PoseTokenizerTrainer:
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
         self.model.save_pretrained(staging)
-        _write_json(staging / TRAINING_ARGS_NAME, dataclasses.asdict(self.args))
+        write_json_atomically(staging / TRAINING_ARGS_NAME, dataclasses.asdict(self.args))
         if results is not None:
-            _write_json(staging / EVAL_RESULTS_NAME, results)
-        _write_json(
+            write_json_atomically(staging / EVAL_RESULTS_NAME, results)
+        write_json_atomically(
             staging / TRAINER_STATE_NAME, {"global_step": self.global_step, "log_history": self.log_history}
         )
         for path in staging.iterdir():

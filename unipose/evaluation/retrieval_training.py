@@ -35,6 +35,13 @@ from transformers.utils import logging
 
 from ..rotations import to_rotation_6d
 from ..tokenizer_training import StepBatchSampler
+from ..checkpoints import (
+    CHECKPOINT_PREFIX,
+    TRAINING_STATE_NAME,
+    list_checkpoints,
+    resolve_checkpoint,
+    write_json_atomically,
+)
 from .data import load_split
 from .metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
 from .retrieval import (
@@ -51,8 +58,6 @@ from .retrieval import (
 
 logger = logging.get_logger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-TRAINING_STATE_NAME = "training_state.pt"
 TRAINER_STATE_NAME = "trainer_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 PHASES = ("pretrain", "finetune")
@@ -198,45 +203,6 @@ def _with_captions(dataset, name: str):
 # ----------------------------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
-    """Complete `checkpoint-STEP` folders in `output_dir`, oldest first."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return []
-    found = []
-    for path in output_dir.iterdir():
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", path.name)
-        if match and (path / TRAINING_STATE_NAME).is_file():
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found)]
-
-
-def _resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> Path | None:
-    if resume_from_checkpoint is None:
-        return None
-    if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        if not checkpoints:
-            logger.warning(
-                f"`resume_from_checkpoint` is 'latest' but {output_dir!r} has no checkpoint: starting anew."
-            )
-            return None
-        return checkpoints[-1]
-    path = Path(resume_from_checkpoint)
-    if not (path / TRAINING_STATE_NAME).is_file():
-        raise FileNotFoundError(
-            f"`resume_from_checkpoint` {str(path)!r} is not a checkpoint folder of this trainer (no "
-            f"{TRAINING_STATE_NAME}); give a `{CHECKPOINT_PREFIX}STEP` folder or 'latest'."
-        )
-    return path
-
-
 # ----------------------------------------------------------------------------------------------------
 # Trainer
 # ----------------------------------------------------------------------------------------------------
@@ -341,7 +307,7 @@ class RetrievalTrainer:
         """
         args = self.args
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint = _resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
             logger.info(
@@ -447,7 +413,7 @@ class RetrievalTrainer:
         staging.mkdir(parents=True)
         self.model.save_pretrained(staging)
         torch.save(self._training_state(), staging / TRAINING_STATE_NAME)
-        _write_json(
+        write_json_atomically(
             staging / TRAINER_STATE_NAME,
             {
                 "global_step": self.global_step,
@@ -501,8 +467,8 @@ class RetrievalTrainer:
         staging.mkdir()
         self.model.save_pretrained(staging)
         self.tokenizer.save_pretrained(staging)
-        _write_json(staging / TRAINING_ARGS_NAME, dataclasses.asdict(self.args))
-        _write_json(
+        write_json_atomically(staging / TRAINING_ARGS_NAME, dataclasses.asdict(self.args))
+        write_json_atomically(
             staging / TRAINER_STATE_NAME,
             {
                 "global_step": self.global_step,
