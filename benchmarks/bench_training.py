@@ -6,8 +6,8 @@
    over the same model, prepared the same way, on batches collated beforehand. Their ratio is the share of
    time left to the model by the trainer, the collator (rendering, tokenising, image preprocessing, target
    encoding) and logging.
-2. With `--parts loss_curves`: the CPU recipes (`train/recipes/stage{1,2,3}_cpu.yaml`) run end to end, each stage
-   from the previous one's output, and their loss curves (total, text and pose targets) are plotted.
+2. With `--parts loss_curves`: the CPU recipes (`train/recipes/stage{1,2,3}_cpu.yaml`) run end to end, each
+   stage from the previous one's output, and their loss curves (total, text and pose targets) are plotted.
 
     python benchmarks/bench_training.py                         # -> benchmarks/results/training.json
     python benchmarks/bench_training.py --parts loss_curves --corpus data/synthetic

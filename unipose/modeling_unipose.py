@@ -374,8 +374,14 @@ class UniPoseModel(UniPosePreTrainedModel):
 
     @torch.no_grad()
     def encode_poses(self, pose_values: torch.Tensor) -> torch.LongTensor:
-        """Pose codes of `pose_values` (any pose format) as vocabulary ids, `(num_poses, num_pose_tokens)`."""
-        return self.pose_tokenizer.encode(pose_values) + self.config.pose_code_token_offset
+        """Pose codes of `pose_values` (any pose format) as vocabulary ids, `(num_poses, num_pose_tokens)`.
+
+        Each pose is encoded on its own: batched convolutions may round differently with the batch size, and
+        a code near a tie must not depend on which other poses share the batch (training encodes targets one
+        by one too).
+        """
+        codes = [self.pose_tokenizer.encode(pose[None]) for pose in pose_values]
+        return torch.cat(codes) + self.config.pose_code_token_offset
 
     def get_placeholder_mask(
         self, input_ids: torch.LongTensor, token_id: int, features: torch.Tensor, name: str

@@ -22,6 +22,8 @@ from transformers import AutoConfig
 
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .configuration_unipose import UniPoseConfig
+from .pose_sampler import sample_poses
+from .rotations import to_rotation_6d
 
 
 TINY_TEXT_CONFIG = {
@@ -113,16 +115,21 @@ def _build_config(fields: dict):
 
 
 def tiny_model(config: UniPoseConfig | None = None, seed: int = 0, attn_implementation: str = "sdpa"):
-    """A tiny random `UniPoseForConditionalGeneration` in eval mode whose pose tokenizer has a random (but
-    initialised) codebook, so that different poses get different codes."""
+    """A tiny random `UniPoseForConditionalGeneration` in eval mode whose pose tokenizer's codebook is drawn from
+    its encoder's outputs on procedural poses, so that different poses get different codes."""
     from .modeling_unipose import UniPoseForConditionalGeneration
 
     config = tiny_unipose_config() if config is None else config
     torch.manual_seed(seed)
     model = UniPoseForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
-    quantizer = model.model.pose_tokenizer.quantizer
+    # A codebook drawn from the encoder's own outputs on procedural poses (as the first training batch would
+    # initialise it), so that different poses get different codes.
+    tokenizer = model.model.pose_tokenizer
     generator = torch.Generator().manual_seed(seed)
-    quantizer.set_codebook(torch.randn(config.pose_codebook_size, config.pose_tokenizer_config.code_dim, generator=generator))
+    with torch.no_grad():
+        latents = tokenizer.encoder(to_rotation_6d(sample_poses(64, seed=seed))).flatten(0, 1)
+    chosen = torch.randperm(latents.shape[0], generator=generator)[: config.pose_codebook_size]
+    tokenizer.quantizer.set_codebook(latents[chosen])
     return model.eval()
 
 

@@ -11,8 +11,9 @@ exactly as they will at inference), expands the placeholders, and builds
   code itself at a query, nothing at the `<p>` that opens a pose to produce). Trainers that count the items of
   a batch (`num_items_in_batch`) count these.
 
-Target poses are encoded into codes here, with a CPU copy of the model's frozen pose tokenizer, so that the
-dataset keeps plain SMPL poses and the codes always come from the tokenizer inside the model being trained.
+Target poses are encoded into codes here, one at a time, with a CPU copy of the model's frozen pose tokenizer,
+so that the dataset keeps plain SMPL poses and the codes always come from the tokenizer inside the model being
+trained.
 Input poses go to the model as `pose_values`; it encodes them itself.
 
 Truncation (`max_length`) only ever removes text of the answer, from its end: the prompt, every image and
@@ -138,17 +139,22 @@ class UniPoseDataCollator:
         return self._pad(encoded)
 
     def _encode_targets(self, examples: Sequence[dict]) -> list[list[torch.Tensor]]:
-        """Codes `(num_pose_tokens,)` of every target pose, per example, from one pass of the pose
-        tokenizer."""
-        counts = [len(example.get("target_poses") or ()) for example in examples]
-        if not any(counts):
-            return [[] for _ in examples]
-        poses = np.stack(
-            [np.asarray(pose, dtype=np.float32) for example in examples for pose in example["target_poses"]]
-        )
+        """Codes `(num_pose_tokens,)` of every target pose, per example.
+
+        Each pose is encoded on its own: convolutions take other code paths for other batch sizes, and a
+        last-bit difference can move a latent across the boundary between two codes. One at a time, the
+        labels of an example never depend on the examples it is batched with (or on the number of
+        processes)."""
         with torch.no_grad():
-            codes = self.pose_tokenizer.encode(poses).cpu()
-        return [list(chunk) for chunk in torch.split(codes, counts)]
+            return [
+                [
+                    self.pose_tokenizer.encode(np.asarray(pose, dtype=np.float32))[0].cpu()
+                    for pose in example["target_poses"]
+                ]
+                if example.get("target_poses")
+                else []
+                for example in examples
+            ]
 
     def _encode_example(self, index: int, example: dict, target_codes: list[torch.Tensor]) -> dict:
         """Tokens, labels and pixel / pose values of one example, unpadded."""

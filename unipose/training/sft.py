@@ -18,10 +18,11 @@ parameter, which PEFT cannot wrap: they train in place and are saved beside the 
 
 Why a trainer subclass: TRL's `SFTTrainer` computes the loss with a fused LM head over the whole vocabulary.
 UniPose's loss at a pose query is a cross-entropy over the pose codes only (the query writes a code, never
-text), so the fused loss equals the model's only on text targets. [`UniPoseSFTTrainer`] therefore calls the
-model with `labels` / `shift_labels` and uses its own loss, normalised by `num_items_in_batch` (the targets
-of the whole accumulated, all-process batch) exactly like `Trainer`. It also writes checkpoints atomically
-(into a staging directory, renamed when complete).
+text), so the fused loss equals the model's only on text targets (and, reading `lm_head.weight` directly, it
+would miss the trained rows of `lm_head`). [`UniPoseSFTTrainer`] therefore calls the model with `labels` /
+`shift_labels` and uses its own loss, normalised by `num_items_in_batch` (the targets of the whole
+accumulated, all-process batch) exactly like `Trainer`. It also writes checkpoints atomically (into a staging
+directory, renamed when complete).
 
 After training, [`save_stage_outputs`] writes the adapter (`OUTPUT/adapter`) and the merged model with its
 processor (`OUTPUT`), which loads with `AutoModel.from_pretrained(OUTPUT, trust_remote_code=True)` and is
@@ -168,8 +169,8 @@ def prepare_model_for_stage(
         stage (`int`): 1, 2 or 3.
         peft_config (`peft.LoraConfig`, *optional*): the stage's adapter (see [`stage_peft_config`]); required
             for stages 1 and 3 (unless `train_language_model`), refused for stage 2.
-        train_language_model (`bool`): stages 1 and 3 train the whole language model instead of an adapter (for
-            a language model trained from scratch).
+        train_language_model (`bool`): stages 1 and 3 train the whole language model instead of an adapter
+            (for a language model trained from scratch).
         train_vision_towers (`bool`): stages 2 and 3 also train the vision towers (for towers without
             pretraining).
 
@@ -186,7 +187,8 @@ def prepare_model_for_stage(
             f"Stage {stage} {'trains' if plan.lora else 'does not train'} a LoRA adapter: "
             f"{'pass' if plan.lora else 'do not pass'} a `peft_config` (got {type(peft_config).__name__})."
         )
-    if not isinstance(model, UniPoseForConditionalGeneration):
+    # By name: a checkpoint loaded with `trust_remote_code=True` has its own copy of the class.
+    if type(model).__name__ != UniPoseForConditionalGeneration.__name__:
         raise TypeError(f"`model` must be a UniPoseForConditionalGeneration, got {type(model).__name__}.")
     model.requires_grad_(False)
     if peft_config is not None:
