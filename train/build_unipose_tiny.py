@@ -19,7 +19,10 @@ resumes where it stopped):
 4. `stage1`, `stage2`, `stage3`: `train/train_unipose.py` with `train/recipes/tiny_stage{1,2,3}.yaml`. As
    nothing is pretrained, these recipes train the whole language model (and, from stage 2, the towers) instead
    of a LoRA adapter; otherwise they are the paper's stages.
-5. `evaluation`: `unipose evaluate --task all` on the corpus's test split, with the baselines.
+5. `retrieval`: the pose-text and pose-pair-text retrieval models of the metrics (`train/train_retrieval.py`,
+   on the corpus's automatic captions, with small widths and word embeddings trained from scratch).
+   `evaluation`: `unipose evaluate --task all` on 300 items per task of the corpus's test split, with the
+   baselines.
 6. `publish`: the stage-3 checkpoint, the recipes, training logs, loss plots and the evaluation report,
    with a model card, into `--out`.
 """
@@ -36,7 +39,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "train" / "recipes"
-STEPS = ("stage0", "corpus", "init", "stage1", "stage2", "stage3", "evaluation", "publish")
+STEPS = ("stage0", "corpus", "init", "stage1", "stage2", "stage3", "retrieval", "evaluation", "publish")
 
 # The sizes of UniPose-Tiny (about 5M parameters, under 25 MB in float32).
 LANGUAGE_MODEL = {
@@ -73,6 +76,9 @@ POSE_VISION_TOWER = {
 }
 POSE_VISION_FEATURE_PADDING = 1
 CORPUS = ["--num", "20000", "--num-images", "6000", "--image-size", "128", "--seed", "0"]
+RETRIEVAL = ["--word_embeddings", "tiny", "--batch_size", "64", "--max_steps", "700", "--learning_rate", "1e-3",
+             "--pose_hidden_size", "64", "--text_hidden_size", "128", "--save_steps", "350", "--disable_tqdm", "true"]
+EVALUATION = ["--max-samples", "300", "--batch-size", "16", "--num-examples", "2", "--baselines", "--no-progress"]
 
 
 def command(*args: str) -> None:
@@ -120,6 +126,28 @@ def build_init(work: Path) -> None:
     staging.rename(work / "init")
 
 
+def plot_loss_curves(histories: dict, path: Path) -> None:
+    """One panel per stage: the total loss and, for stages 1-3, its text and pose-code parts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3.2), squeeze=False)
+    for axis, (stage, history) in zip(axes[0], histories.items()):
+        for key in ("loss", "text_loss", "pose_loss"):
+            points = [(entry["step"], entry[key]) for entry in history if key in entry and "step" in entry]
+            if points:
+                axis.plot(*zip(*points), label=key)
+        axis.set_title(stage)
+        axis.set_xlabel("step")
+        axis.set_yscale("log")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def publish(work: Path, out: Path) -> None:
     """Step 6: the final checkpoint with its recipes, logs, plots, evaluation and model card."""
     from unipose.model_card import write_model_card
@@ -129,10 +157,19 @@ def publish(work: Path, out: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(work / "stage3", staging, ignore=shutil.ignore_patterns("checkpoint-*", "adapter", "runs"))
     (staging / "training").mkdir(exist_ok=True)
+    histories = {}
     for stage in ("stage0", "stage1", "stage2", "stage3"):
-        for name in ("trainer_state.json", "training_log.jsonl", "loss_curve.png", "metrics.json"):
-            if (work / stage / name).exists():
-                shutil.copy(work / stage / name, staging / "training" / f"{stage}_{name}")
+        # Stage 0 writes its log next to the model; TRL writes it into each checkpoint (the last one is complete).
+        candidates = [work / stage / "trainer_state.json"] + sorted(
+            (work / stage).glob("checkpoint-*/trainer_state.json"), key=lambda path: int(path.parent.name.split("-")[1])
+        )
+        found = [path for path in candidates if path.exists()]
+        if found:
+            shutil.copy(found[-1], staging / "training" / f"{stage}_trainer_state.json")
+            histories[stage] = json.loads(found[-1].read_text())["log_history"]
+        if (work / stage / "eval_results.json").exists():
+            shutil.copy(work / stage / "eval_results.json", staging / "training" / f"{stage}_eval_results.json")
+    plot_loss_curves(histories, staging / "training" / "loss_curves.png")
     for recipe in ("stage0_cpu.yaml", "tiny_stage1.yaml", "tiny_stage2.yaml", "tiny_stage3.yaml"):
         shutil.copy(RECIPES / recipe, staging / "training" / recipe)
     evaluation = {}
@@ -140,7 +177,8 @@ def publish(work: Path, out: Path) -> None:
         shutil.copytree(work / "evaluation", staging / "evaluation", ignore=shutil.ignore_patterns("*.jsonl"))
         summary = work / "evaluation" / "results.json"
         if summary.exists():
-            evaluation = json.loads(summary.read_text()).get("headline", {})
+            for task, result in json.loads(summary.read_text())["tasks"].items():
+                evaluation.update({f"{task} {name}": value for name, value in result["metrics"].items()})
     config = UniPoseForConditionalGeneration.config_class.from_pretrained(staging)
     write_model_card(
         staging,
@@ -184,9 +222,18 @@ def main() -> None:
                 "--model_name_or_path", str(previous), "--output_dir", str(work / stage),
             )
         previous = work / stage
-    if "evaluation" in args.steps and not (work / "evaluation" / "results.json").exists():
-        unipose("evaluate", "--model", str(work / "stage3"), "--task", "all", "--data", str(work / "corpus"),
-                "--out", str(work / "evaluation"), "--baselines")
+    for kind, name in (("pose_text", "retrieval_pose"), ("pose_pair", "retrieval_pair")):
+        if "retrieval" in args.steps and not done(name):
+            command(
+                sys.executable, str(ROOT / "train" / "train_retrieval.py"), "--output_dir", str(work / name),
+                "--model_kind", kind, "--pretrain_data", str(work / "corpus" / kind), *RETRIEVAL,
+            )
+    if "evaluation" in args.steps:
+        unipose(
+            "evaluate", "--model", str(work / "stage3"), "--task", "all", "--data", str(work / "corpus"),
+            "--output", str(work / "evaluation"), "--retrieval-model", str(work / "retrieval_pose"),
+            "--pair-retrieval-model", str(work / "retrieval_pair"), *EVALUATION,
+        )
     if "publish" in args.steps:
         publish(work, args.out)
 
