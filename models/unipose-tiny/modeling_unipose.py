@@ -1,0 +1,807 @@
+"""UniPose: a multimodal language model that reads and writes 3D human poses.
+
+A pose is a span `<p>` + `num_pose_tokens` tokens + `</p>` in the sequence. Inside a span the tokens attend
+to each other bidirectionally; everything else is causal. A pose that is given (as codes, or as
+`pose_values` that the frozen pose tokenizer encodes) enters through the code embeddings; a pose that the
+model must write enters as learned query vectors, and the output at query `i` is the logit vector of code
+`i`, so a whole pose is decoded in one forward pass.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedModel
+from transformers.cache_utils import Cache
+from transformers.generation import LogitsProcessorList
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.masking_utils import create_causal_mask
+from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.utils import ModelOutput, logging
+
+from .configuration_unipose import UniPoseConfig
+from .modeling_pose_vqvae import PoseVQVAE
+
+
+logger = logging.get_logger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pose spans: pure functions of `input_ids`
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def pose_span_mask(input_ids: torch.LongTensor, config: UniPoseConfig) -> torch.BoolTensor:
+    """Positions that belong to a pose span: codes, `<pose>` placeholders and `<pose_query>` placeholders.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`)
+    Returns:
+        `torch.BoolTensor` of shape `(batch, length)`; the markers `<p>` and `</p>` are not part of the span.
+    """
+    offset = config.pose_code_token_offset
+    is_code = (input_ids >= offset) & (input_ids < offset + config.pose_codebook_size)
+    return is_code | (input_ids == config.pose_token_id) | (input_ids == config.pose_query_token_id)
+
+
+def pose_block_ids(span_mask: torch.BoolTensor) -> torch.LongTensor:
+    """Block ids for `create_causal_mask(..., block_sequence_ids=...)`.
+
+    Every maximal run of span positions in a row is one block: its positions see each other bidirectionally
+    (and, causally, everything before). All other positions are causal.
+
+    Args:
+        span_mask (`torch.BoolTensor` of shape `(batch, length)`)
+    Returns:
+        `torch.LongTensor` of shape `(batch, length)`: `-1` outside spans, `k >= 0` for the k-th span of the row.
+
+    Example: `[0, 1, 1, 0, 1]` -> `[-1, 0, 0, -1, 1]`.
+    """
+    previous = F.pad(span_mask[:, :-1], (1, 0), value=False)
+    starts = span_mask & ~previous
+    return torch.where(span_mask, starts.cumsum(-1) - 1, -1)
+
+
+def pose_query_positions(input_ids: torch.LongTensor, query_token_id: int, num_pose_tokens: int) -> torch.LongTensor:
+    """Index of every query placeholder within its span (`0 ... num_pose_tokens - 1`), `-1` elsewhere.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`)
+    Raises:
+        `ValueError` if a run of query placeholders does not have exactly `num_pose_tokens` tokens.
+    """
+    is_query = input_ids == query_token_id
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    starts = is_query & ~F.pad(is_query[:, :-1], (1, 0), value=False)
+    # Position of each run's first token, carried along the run by a running maximum.
+    index = positions - torch.where(starts, positions, 0).cummax(-1).values
+    ends = is_query & ~F.pad(is_query[:, 1:], (0, 1), value=False)
+    if ends.any() and bool((index[ends] != num_pose_tokens - 1).any()):
+        lengths = (index[ends] + 1).tolist()
+        raise ValueError(
+            f"Every pose span to be generated must hold exactly {num_pose_tokens} `<pose_query>` tokens, got spans of "
+            f"{lengths} in `input_ids`. Write a pose to generate as `<p>` + {num_pose_tokens} x `<pose_query>` + "
+            "`</p>` (the processor does this for a single `<pose_query>` in the text)."
+        )
+    return torch.where(is_query, index, -1)
+
+
+def pose_shift_labels(
+    input_ids: torch.LongTensor, labels: torch.LongTensor, config: UniPoseConfig, ignore_index: int = -100
+) -> torch.LongTensor:
+    """Turn `labels` aligned with `input_ids` into the targets of each position's output (`shift_labels`).
+
+    Text positions predict the next token. A query position predicts the code written at its own position
+    in `labels` (no shift). The position just before a run of queries (`<p>`) predicts nothing: the queries
+    are inputs, not tokens to be sampled.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`)
+        labels (`torch.LongTensor` of shape `(batch, length)`): `ignore_index` where nothing is learned; at
+            query positions, the vocabulary id of the code (`pose_code_token_offset + code`).
+    Returns:
+        `torch.LongTensor` of shape `(batch, length)`.
+    """
+    is_query = input_ids == config.pose_query_token_id
+    shift_labels = F.pad(labels[:, 1:], (0, 1), value=ignore_index)
+    before_query = F.pad(is_query[:, 1:], (0, 1), value=False) & ~is_query
+    shift_labels = torch.where(is_query, labels, shift_labels)
+    return shift_labels.masked_fill(before_query, ignore_index)
+
+
+def unipose_loss(
+    logits: torch.Tensor,
+    shift_labels: torch.LongTensor,
+    query_mask: torch.BoolTensor,
+    code_offset: int,
+    codebook_size: int,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    ignore_index: int = -100,
+) -> torch.Tensor:
+    """Cross-entropy of text positions over the vocabulary and of query positions over the pose codes only.
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, length, vocab)`)
+        shift_labels (`torch.LongTensor` of shape `(batch, length)`): target of each position's output.
+        query_mask (`torch.BoolTensor` of shape `(batch, length)`): positions fed with a pose query.
+    Returns:
+        The sum of the per-position losses divided by `num_items_in_batch` (or by the number of targets).
+    """
+    logits = logits.float()
+    valid = shift_labels != ignore_index
+    text = valid & ~query_mask
+    query = valid & query_mask
+    total = logits.new_zeros(())
+    if text.any():
+        total = total + F.cross_entropy(logits[text], shift_labels[text], reduction="sum")
+    if query.any():
+        codes = shift_labels[query] - code_offset
+        if bool(((codes < 0) | (codes >= codebook_size)).any()):
+            raise ValueError(
+                f"The labels at pose-query positions must be pose-code token ids in [{code_offset}, "
+                f"{code_offset + codebook_size}), got {sorted(set((codes + code_offset).tolist()))[:8]}."
+            )
+        code_logits = logits[query][:, code_offset : code_offset + codebook_size]
+        total = total + F.cross_entropy(code_logits, codes, reduction="sum")
+    denominator = valid.sum() if num_items_in_batch is None else num_items_in_batch
+    return total / torch.as_tensor(denominator, device=total.device).clamp(min=1)
+
+
+def create_pose_attention_mask(
+    config: UniPoseConfig,
+    text_config,
+    input_ids: torch.LongTensor,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    past_key_values: Cache | None,
+    position_ids: torch.LongTensor,
+):
+    """The attention mask of UniPose: causal text, bidirectional pose spans, padding masked.
+
+    Built by transformers' `create_causal_mask` with one block per pose span, so it takes the form the
+    language model's attention implementation expects (`None` when plain causal attention suffices, a
+    boolean `(batch, 1, length, past + length)` mask for sdpa, an additive float mask for eager).
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`): the tokens fed now (after the cache).
+        inputs_embeds (`torch.Tensor` of shape `(batch, length, hidden)`): gives batch size, dtype and device.
+        attention_mask (`torch.Tensor` of shape `(batch, past + length)`, *optional*): 1 for real tokens.
+        position_ids (`torch.LongTensor` of shape `(batch, length)`)
+    """
+    span_mask = pose_span_mask(input_ids, config)
+    block_ids = None
+    if bool(span_mask.any()):
+        block_ids = pose_block_ids(span_mask)
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        # Spans are always fed whole, so cached positions are never part of a current block.
+        block_ids = F.pad(block_ids, (past_length, 0), value=-1)
+    return create_causal_mask(
+        config=text_config,
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        past_key_values=past_key_values,
+        position_ids=position_ids,
+        block_sequence_ids=block_ids,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class UniPoseModelOutputWithPast(BaseModelOutputWithPast):
+    r"""
+    image_hidden_states (`torch.FloatTensor` of shape `(num_images, image_seq_length, hidden_size)`, *optional*):
+        Projected image features scattered into the `<image>` positions.
+    """
+
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class UniPoseCausalLMOutputWithPast(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Next-token cross-entropy of text positions plus the code cross-entropy of pose-query positions.
+    logits (`torch.FloatTensor` of shape `(batch, length, vocab_size)`):
+        At a text position, the scores of the next token; at a query position, the scores of that query's code.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    image_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass
+class UniPoseGenerateOutput(ModelOutput):
+    r"""
+    sequences (`torch.LongTensor` of shape `(batch, prompt_length + new_length)`):
+        The prompts followed by what was generated, padded on the right. A generated pose appears as `<p>`, its
+        codes as `<pose_k>` tokens, and `</p>`.
+    pose_codes (`list[torch.LongTensor]`):
+        Per sample, the codes of the poses it generated, `(num_poses_i, num_pose_tokens)`, in order.
+    poses (`list[torch.FloatTensor]`):
+        Per sample, the decoded poses as SMPL axis-angle, `(num_poses_i, num_joints, 3)`.
+    """
+
+    sequences: torch.LongTensor | None = None
+    pose_codes: list[torch.LongTensor] | None = None
+    poses: list[torch.FloatTensor] | None = None
+    past_key_values: Cache | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Modules
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class UniPoseMultiModalProjector(nn.Module):
+    """Two-layer MLP (LLaVA's `mlp2x_gelu`) from the concatenated CLIP and pose-ViT features to the LM width."""
+
+    def __init__(self, config: UniPoseConfig):
+        super().__init__()
+        in_features = config.vision_config.hidden_size + config.pose_vision_config.hidden_size
+        out_features = config.text_config.hidden_size
+        self.linear_1 = nn.Linear(in_features, out_features, bias=config.multimodal_projector_bias)
+        self.act = nn.GELU() if config.projector_hidden_act == "gelu" else nn.SiLU()
+        self.linear_2 = nn.Linear(out_features, out_features, bias=config.multimodal_projector_bias)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(image_features)))
+
+
+class UniPosePreTrainedModel(PreTrainedModel):
+    config_class = UniPoseConfig
+    config: UniPoseConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _skip_keys_device_placement = ["past_key_values"]
+    _no_split_modules = ["PoseVQVAE"]
+    # The pose spans need an arbitrary block mask: sdpa and eager express it, flash attention cannot, and flex
+    # attention is not supported on every device.
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _supports_attention_backend = False
+
+    def _check_and_adjust_attn_implementation(self, attn_implementation, is_init_check=False, **kwargs):
+        requested = attn_implementation.values() if isinstance(attn_implementation, dict) else [attn_implementation]
+        for name in requested:
+            if name is not None and name not in ("sdpa", "eager"):
+                raise ValueError(
+                    f"`attn_implementation={name!r}` cannot express UniPose's attention pattern (pose spans that "
+                    "attend to each other inside causal text): use 'sdpa' (the default) or 'eager'."
+                )
+        return super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """[`~PreTrainedModel.from_pretrained`], strict: a checkpoint with missing, unexpected or mis-shaped
+        weights raises a `ValueError` that lists them instead of silently re-initialising them."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        strict = not kwargs.pop("ignore_mismatched_sizes", False)
+        # Let transformers collect every mismatch, then report them all by name.
+        model, info = super().from_pretrained(*args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        keys = ("missing_keys", "unexpected_keys", "mismatched_keys") if strict else ("missing_keys", "unexpected_keys")
+        problems = {key: info[key] for key in keys if info.get(key)}
+        if problems:
+            details = "; ".join(f"{key}: {sorted(map(str, value))[:10]}" for key, value in problems.items())
+            raise ValueError(f"The checkpoint does not match {cls.__name__}. {details}")
+        return (model, info) if output_loading_info else model
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, UniPoseModel):
+            std = getattr(self.config.text_config, "initializer_range", 0.02)
+            nn.init.normal_(module.pose_queries, mean=0.0, std=std)
+
+
+class UniPoseModel(UniPosePreTrainedModel):
+    """The UniPose backbone: vision towers, projector, frozen pose tokenizer, pose queries and language model.
+
+    It returns hidden states, not logits, so that trainers that apply the head themselves (TRL's fused loss)
+    see the multimodal merge, the queries and the pose-span mask.
+    """
+
+    def __init__(self, config: UniPoseConfig):
+        super().__init__(config)
+        self.vision_tower = AutoModel.from_config(config.vision_config)
+        self.pose_vision_tower = AutoBackbone.from_config(config.pose_vision_config)
+        self.multi_modal_projector = UniPoseMultiModalProjector(config)
+        self.language_model = AutoModel.from_config(config.text_config)
+        # The pose tokenizer is trained on its own (stage 0) and frozen here: it only turns `pose_values` into
+        # codes and generated codes back into poses.
+        self.pose_tokenizer = PoseVQVAE(config.pose_tokenizer_config)
+        self.pose_tokenizer.requires_grad_(False)
+        self.pose_queries = nn.Parameter(torch.zeros(config.num_pose_tokens, config.text_config.hidden_size))
+        self.post_init()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        # Keep the frozen tokenizer in eval mode: in training mode its quantizer would update the codebook.
+        self.pose_tokenizer.eval()
+        return self
+
+    def get_input_embeddings(self):
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.language_model.set_input_embeddings(value)
+
+    def get_image_features(self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor) -> torch.Tensor:
+        """Fuse CLIP and pose-ViT features of the same images into LM-width tokens.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(num_images, 3, clip_size, clip_size)`)
+            pose_pixel_values (`torch.FloatTensor` of shape `(num_images, 3, 256, 192)`)
+        Returns:
+            `torch.FloatTensor` of shape `(num_images, grid**2, hidden_size)` (`grid` = 24 for CLIP-L/14-336).
+        """
+        if pixel_values.shape[0] != pose_pixel_values.shape[0]:
+            raise ValueError(
+                f"`pixel_values` has {pixel_values.shape[0]} images but `pose_pixel_values` has "
+                f"{pose_pixel_values.shape[0]}: both come from the same images."
+            )
+        clip_outputs = self.vision_tower(pixel_values, output_hidden_states=True)
+        clip_features = clip_outputs.hidden_states[self.config.vision_feature_layer][:, 1:]  # drop CLS
+        grid = self.config.image_grid_size
+
+        pose_features = self.pose_vision_tower(pose_pixel_values).feature_maps[-1]  # (N, h*w, C)
+        height, width = self._pose_feature_grid(pose_pixel_values.shape[-2:])
+        pose_features = pose_features.transpose(1, 2).reshape(pose_features.shape[0], -1, height, width)
+        padding = self.config.pose_vision_feature_padding
+        pose_features = F.pad(pose_features, (padding, padding))  # 16x12 -> 16x16: zero columns on both sides
+        pose_features = F.interpolate(pose_features, size=(grid, grid), mode="bilinear", align_corners=True)
+        pose_features = pose_features.flatten(2).transpose(1, 2)  # (N, grid*grid, C)
+
+        fused = torch.cat([clip_features, pose_features.to(clip_features.dtype)], dim=-1)
+        return self.multi_modal_projector(fused)
+
+    def _pose_feature_grid(self, image_size) -> tuple[int, int]:
+        """Height and width of the pose ViT's patch grid, from its patch embedding convolution."""
+        conv = self.pose_vision_tower.embeddings.patch_embeddings.projection
+        return tuple(
+            (size + 2 * pad - kernel) // stride + 1
+            for size, pad, kernel, stride in zip(image_size, conv.padding, conv.kernel_size, conv.stride)
+        )
+
+    @torch.no_grad()
+    def encode_poses(self, pose_values: torch.Tensor) -> torch.LongTensor:
+        """Pose codes of `pose_values` (any pose format) as vocabulary ids, `(num_poses, num_pose_tokens)`.
+
+        Each pose is encoded on its own: batched convolutions may round differently with the batch size, and
+        a code near a tie must not depend on which other poses share the batch (training encodes targets one
+        by one too).
+        """
+        codes = [self.pose_tokenizer.encode(pose[None]) for pose in pose_values]
+        return torch.cat(codes) + self.config.pose_code_token_offset
+
+    def get_placeholder_mask(
+        self, input_ids: torch.LongTensor, token_id: int, features: torch.Tensor, name: str
+    ) -> torch.BoolTensor:
+        """Positions of `token_id`, checked against the number of feature vectors that will fill them."""
+        mask = input_ids == token_id
+        num_tokens, num_features = int(mask.sum()), features.shape[0] * features.shape[1]
+        if num_tokens != num_features:
+            raise ValueError(
+                f"`input_ids` holds {num_tokens} placeholder tokens (id {token_id}) but `{name}` gives "
+                f"{features.shape[0]} items x {features.shape[1]} tokens = {num_features}. Build the inputs with "
+                "the processor, which expands each placeholder to the right length."
+            )
+        return mask
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        pose_pixel_values: torch.FloatTensor | None = None,
+        pose_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> UniPoseModelOutputWithPast:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch, length)`):
+            Token ids; the pose spans (and so the attention pattern) are read from them, so they are required.
+        pixel_values (`torch.FloatTensor` of shape `(num_images, 3, H, W)`, *optional*):
+            CLIP inputs of the images, one per `<image>` run.
+        pose_pixel_values (`torch.FloatTensor` of shape `(num_images, 3, 256, 192)`, *optional*):
+            Pose-ViT inputs of the same images.
+        pose_values (`torch.FloatTensor` of shape `(num_poses, num_joints, 6)`, *optional*):
+            Input poses (any pose format), one per run of `<pose>` placeholders; encoded by the pose tokenizer.
+        """
+        if input_ids is None:
+            raise ValueError(
+                "UniPose needs `input_ids`: the pose spans and their attention pattern are read from them "
+                "(`inputs_embeds` alone cannot say where a pose is)."
+            )
+        config = self.config
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        max_positions = getattr(config.text_config, "max_position_embeddings", None)
+        if max_positions is not None and past_length + input_ids.shape[1] > max_positions:
+            raise ValueError(
+                f"The sequence is {past_length + input_ids.shape[1]} tokens long (`input_ids` {input_ids.shape[1]} "
+                f"+ cache {past_length}) but the language model handles at most {max_positions} "
+                "(`text_config.max_position_embeddings`): shorten the prompt or `max_new_tokens`."
+            )
+
+        # 1. Input poses: their codes replace the `<pose>` placeholders, so that from here on a given pose
+        #    looks exactly like one written with code tokens.
+        if pose_values is not None:
+            codes = self.encode_poses(pose_values)
+            mask = self.get_placeholder_mask(input_ids, config.pose_token_id, codes, "pose_values")
+            input_ids = input_ids.masked_scatter(mask, codes.to(input_ids.device))
+        elif bool((input_ids == config.pose_token_id).any()):
+            raise ValueError("`input_ids` holds `<pose>` placeholders but no `pose_values` were given.")
+
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+
+        # 2. Poses to generate: the i-th query placeholder of a span becomes the i-th learned query vector.
+        query_index = pose_query_positions(input_ids, config.pose_query_token_id, config.num_pose_tokens)
+        is_query = query_index >= 0
+        if bool(is_query.any()):
+            queries = self.pose_queries.to(inputs_embeds.dtype)[query_index.clamp(min=0)]
+            inputs_embeds = torch.where(is_query.unsqueeze(-1), queries, inputs_embeds)
+
+        # 3. Images: fused CLIP + pose-ViT features fill the `<image>` positions.
+        image_features = None
+        if pixel_values is not None or pose_pixel_values is not None:
+            if pixel_values is None or pose_pixel_values is None:
+                raise ValueError("Images need both `pixel_values` (CLIP) and `pose_pixel_values` (pose ViT).")
+            image_features = self.get_image_features(pixel_values, pose_pixel_values).to(inputs_embeds.dtype)
+            mask = self.get_placeholder_mask(input_ids, config.image_token_id, image_features, "pixel_values")
+            inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1), image_features)
+        elif bool((input_ids == config.image_token_id).any()):
+            raise ValueError("`input_ids` holds `<image>` placeholders but no `pixel_values` were given.")
+
+        # 4. Positions follow the attention mask, so that left padding and generation's gaps do not shift them.
+        if position_ids is None:
+            if attention_mask is not None and attention_mask.dim() == 2:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+                position_ids = position_ids[:, past_length : past_length + input_ids.shape[1]]
+            else:
+                position_ids = torch.arange(input_ids.shape[1], device=input_ids.device) + past_length
+                position_ids = position_ids.unsqueeze(0).expand_as(input_ids)
+
+        # 5. Causal text, bidirectional pose spans.
+        causal_mask = create_pose_attention_mask(
+            config, self.language_model.config, input_ids, inputs_embeds, attention_mask, past_key_values, position_ids
+        )
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=causal_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return UniPoseModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=image_features,
+        )
+
+
+class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
+    """UniPose with its language-model head, its loss and a `generate` that writes a whole pose in one step.
+
+    Example:
+
+    ```python
+    >>> from unipose.testing import tiny_model_and_processor
+    >>> model, processor = tiny_model_and_processor()
+    >>> inputs = processor(text=["Describe the pose: <pose>"], poses=[torch.zeros(22, 3)], return_tensors="pt")
+    >>> out = model.generate(**inputs, max_new_tokens=20, return_dict_in_generate=True)
+    >>> out.sequences.shape[0], len(out.poses)
+    (1, 1)
+    ```
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+
+    def __init__(self, config: UniPoseConfig):
+        super().__init__(config)
+        self.model = UniPoseModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head = new_embeddings
+
+    def get_image_features(self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor):
+        return self.model.get_image_features(pixel_values, pose_pixel_values)
+
+    @property
+    def pose_tokenizer(self) -> PoseVQVAE:
+        return self.model.pose_tokenizer
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        pose_pixel_values: torch.FloatTensor | None = None,
+        pose_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        shift_labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> UniPoseCausalLMOutputWithPast:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            Aligned with `input_ids`: the token each position should hold (`-100` to ignore). At pose-query
+            positions, the vocabulary id of the target code. Shifted internally by [`pose_shift_labels`].
+        shift_labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
+            The target of each position's output, already shifted (TRL's form). Takes precedence over `labels`.
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            pose_pixel_values=pose_pixel_values,
+            pose_values=pose_values,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+        logits = self.lm_head(hidden_states[:, slice_indices])
+
+        loss = None
+        if labels is not None or shift_labels is not None:
+            if logits.shape[1] != input_ids.shape[1]:
+                raise ValueError("A loss needs the logits of every position: leave `logits_to_keep` at 0.")
+            if shift_labels is None:
+                if labels.shape != input_ids.shape:
+                    raise ValueError(
+                        f"`labels` must be aligned with `input_ids` {tuple(input_ids.shape)}, got {tuple(labels.shape)}."
+                    )
+                shift_labels = pose_shift_labels(input_ids, labels, self.config)
+            loss = unipose_loss(
+                logits,
+                shift_labels,
+                input_ids == self.config.pose_query_token_id,
+                self.config.pose_code_token_offset,
+                self.config.pose_codebook_size,
+                num_items_in_batch=num_items_in_batch,
+            )
+        return UniPoseCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            image_hidden_states=outputs.image_hidden_states,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------------------------------
+
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        r"""
+        Generates text token by token and every pose in one step: when a sequence emits `<p>` (or its prompt
+        ends with `<p>`), one forward pass over `<p>` and the `num_pose_tokens` queries gives all the codes of
+        the pose (restricted to the code tokens), `</p>` follows and text decoding goes on. Each sequence of a
+        batch decodes on its own: some may write a pose while others write text.
+
+        Takes the arguments of [`~GenerationMixin.generate`] (text sampling follows `do_sample`, `temperature`,
+        `top_k`, `top_p` ...) plus `pose_do_sample`, `pose_temperature`, `pose_top_k` and `pose_top_p` for the
+        codes (by default the same as for text). With `return_dict_in_generate=True` it returns a
+        [`UniPoseGenerateOutput`] with the decoded poses.
+
+        A sequence can exceed `max_new_tokens` by at most `num_pose_tokens + 1` tokens: a pose that was begun
+        is always finished.
+        """
+        if kwargs.get("custom_generate") is not None:
+            return super().generate(inputs, generation_config=generation_config, **kwargs)
+        if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
+            raise ValueError("UniPose generation supports `num_beams=1` and `num_return_sequences=1` only.")
+        return super().generate(
+            inputs, generation_config=generation_config, custom_generate=_unipose_decode, **kwargs
+        )
+
+
+def _sample_or_argmax(scores: torch.Tensor, do_sample: bool) -> torch.LongTensor:
+    """`scores` `(n, vocab)` -> `(n,)`."""
+    if do_sample:
+        return torch.multinomial(scores.softmax(-1), num_samples=1).squeeze(-1)
+    return scores.argmax(-1)
+
+
+def _unipose_decode(
+    model: UniPoseForConditionalGeneration,
+    input_ids: torch.LongTensor,
+    logits_processor: LogitsProcessorList,
+    stopping_criteria,
+    generation_config,
+    synced_gpus: bool = False,
+    streamer=None,
+    pose_do_sample: bool | None = None,
+    pose_temperature: float | None = None,
+    pose_top_k: int | None = None,
+    pose_top_p: float | None = None,
+    **model_kwargs,
+):
+    """The decoding loop behind [`UniPoseForConditionalGeneration.generate`], called by `GenerationMixin.generate`
+    once it has prepared the cache, the logits processors and the generation config."""
+    if streamer is not None:
+        raise ValueError("UniPose generation does not support `streamer`.")
+    config = model.config
+    device = input_ids.device
+    batch_size, prompt_length = input_ids.shape
+    num_tokens, codebook_size = config.num_pose_tokens, config.pose_codebook_size
+    code_offset = config.pose_code_token_offset
+    pad_token_id = generation_config.pad_token_id
+    if pad_token_id is None:
+        pad_token_id = generation_config.eos_token_id
+        pad_token_id = pad_token_id[0] if isinstance(pad_token_id, (list, tuple)) else pad_token_id
+    if pad_token_id is None:
+        raise ValueError("Generation needs a `pad_token_id` (or an `eos_token_id`) in the generation config.")
+    eos_ids = generation_config.eos_token_id
+    eos_ids = torch.tensor([] if eos_ids is None else eos_ids, device=device).long().flatten()
+    max_new_tokens = generation_config.max_length - prompt_length
+
+    # Text never writes what only a pose step may write.
+    text_forbidden = torch.zeros(config.text_config.vocab_size, dtype=torch.bool, device=device)
+    text_forbidden[code_offset : code_offset + codebook_size] = True
+    for token_id in (config.pose_query_token_id, config.pose_token_id, config.image_token_id, config.pose_end_token_id):
+        text_forbidden[token_id] = True
+
+    pose_do_sample = generation_config.do_sample if pose_do_sample is None else pose_do_sample
+    pose_warpers = LogitsProcessorList()
+    if pose_do_sample:
+        temperature = generation_config.temperature if pose_temperature is None else pose_temperature
+        top_k = generation_config.top_k if pose_top_k is None else pose_top_k
+        top_p = generation_config.top_p if pose_top_p is None else pose_top_p
+        if temperature is not None and temperature != 1.0:
+            pose_warpers.append(TemperatureLogitsWarper(temperature))
+        if top_k is not None and top_k != 0:
+            pose_warpers.append(TopKLogitsWarper(min(top_k, codebook_size)))
+        if top_p is not None and top_p < 1.0:
+            pose_warpers.append(TopPLogitsWarper(top_p))
+
+    attention_mask = model_kwargs.pop("attention_mask", None)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    cache = model_kwargs.pop("past_key_values", None)
+    for key in ("use_cache", "logits_to_keep", "position_ids", "cache_position"):
+        model_kwargs.pop(key, None)
+    multimodal_inputs = {key: value for key, value in model_kwargs.items() if value is not None}
+
+    if bool(pose_span_mask(input_ids[:, -1:], config).any()):
+        raise ValueError("A prompt cannot end inside a pose span: close every `<p>` with its tokens and `</p>`.")
+
+    generated = torch.full((batch_size, max_new_tokens + num_tokens + 2), pad_token_id, device=device)
+    lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    rows = torch.arange(batch_size, device=device)
+    pose_codes = [[] for _ in range(batch_size)]
+
+    def append(mask: torch.BoolTensor, tokens: torch.LongTensor):
+        """Write `tokens` `(n, width)` after the generated text of the rows in `mask`."""
+        width = tokens.shape[1]
+        index = lengths[mask, None] + torch.arange(width, device=device)
+        generated[rows[mask, None], index] = tokens
+        lengths[mask] += width
+
+    def next_text_tokens(text_logits: torch.Tensor, mask: torch.BoolTensor) -> torch.LongTensor:
+        """Sample the next token of the rows in `mask` from `text_logits` `(batch, vocab)`; record them."""
+        scores = text_logits.float().masked_fill(text_forbidden, float("-inf"))
+        history = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
+        tokens = _sample_or_argmax(logits_processor(history, scores), generation_config.do_sample)
+        append(mask, tokens[mask, None])
+        finished.logical_or_(mask & torch.isin(tokens, eos_ids))
+        return tokens
+
+    # 1. Prefill. A prompt that ends with `<p>` asks for a pose right away; the others sample a first token.
+    prompt_logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+        **multimodal_inputs,
+    ).logits[:, -1]
+    already_fed = input_ids[:, -1] == config.pose_start_token_id  # `<p>` is in the cache already
+    pending = torch.where(already_fed, input_ids[:, -1], next_text_tokens(prompt_logits, ~already_fed))
+    finished |= lengths >= max_new_tokens
+
+    while not bool(finished.all()):
+        # 2. One step. Rows whose pending token is `<p>` feed it with the queries; the others feed their token
+        #    followed by masked-out padding, so every row gets exactly what it would get alone. (A `<p>` that
+        #    ended the prompt is in the cache already: its slot is masked out too.)
+        in_pose = (pending == config.pose_start_token_id) & ~finished
+        width = 1 + num_tokens if bool(in_pose.any()) else 1
+        feeds = ~finished & ~already_fed
+        step_ids = torch.full((batch_size, width), pad_token_id, device=device)
+        step_ids[:, 0] = torch.where(feeds, pending, pad_token_id)
+        step_mask = torch.zeros((batch_size, width), dtype=attention_mask.dtype, device=device)
+        step_mask[:, 0] = feeds.to(attention_mask.dtype)
+        if width > 1:
+            step_ids[in_pose, 1:] = config.pose_query_token_id
+            step_mask[in_pose, 1:] = 1
+        already_fed = torch.zeros_like(already_fed)
+        attention_mask = torch.cat([attention_mask, step_mask], dim=-1)
+        logits = model(
+            input_ids=step_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True
+        ).logits
+
+        # 3. Poses: all codes at once, from the outputs of the queries, over the code tokens only.
+        if width > 1:
+            code_scores = logits[in_pose, 1:, code_offset : code_offset + codebook_size].float()
+            code_scores = pose_warpers(None, code_scores.reshape(-1, codebook_size))
+            codes = _sample_or_argmax(code_scores, pose_do_sample).view(-1, num_tokens)
+            end = torch.full((codes.shape[0], 1), config.pose_end_token_id, device=device)
+            append(in_pose, torch.cat([codes + code_offset, end], dim=-1))
+            for row, row_codes in zip(in_pose.nonzero().flatten().tolist(), codes):
+                pose_codes[row].append(row_codes)
+            pending[in_pose] = config.pose_end_token_id
+
+        # 4. Text: the next token of every other running row.
+        in_text = ~in_pose & ~finished
+        if bool(in_text.any()):
+            pending = torch.where(in_text, next_text_tokens(logits[:, 0], in_text), pending)
+        finished |= lengths >= max_new_tokens
+
+    # 5. Outputs: right-padded sequences, and the poses each sequence wrote.
+    sequences = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
+    if not generation_config.return_dict_in_generate:
+        return sequences
+    pose_codes = [
+        torch.stack(codes) if codes else input_ids.new_zeros((0, num_tokens)) for codes in pose_codes
+    ]
+    poses = [_decode_to_axis_angle(model, codes) for codes in pose_codes]
+    return UniPoseGenerateOutput(sequences=sequences, pose_codes=pose_codes, poses=poses, past_key_values=cache)
+
+
+def _decode_to_axis_angle(model: UniPoseForConditionalGeneration, codes: torch.LongTensor) -> torch.Tensor:
+    """Codes `(n, num_pose_tokens)` -> SMPL axis-angle `(n, num_joints, 3)` through the frozen tokenizer."""
+    if codes.shape[0] == 0:
+        return torch.zeros((0, model.config.num_joints, 3), device=codes.device)
+    return model.pose_tokenizer.decode_to_axis_angle(codes)
+
+
+# `save_pretrained` copies this file and its relative imports next to the weights (`trust_remote_code=True`).
+UniPoseForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+
+__all__ = [
+    "UniPosePreTrainedModel",
+    "UniPoseModel",
+    "UniPoseForConditionalGeneration",
+    "pose_block_ids",
+    "pose_query_positions",
+    "pose_shift_labels",
+    "pose_span_mask",
+    "unipose_loss",
+]
