@@ -51,3 +51,21 @@ def test_demo_takes_the_users_inputs(checkpoint, tmp_path):
           "--caption", "A person sitting."])
     np.testing.assert_allclose(np.load(out / "poses" / "input_pose_a.npz")["pose"], 0.0, atol=1e-6)
     assert "A person sitting." in json.loads((out / "texts.json").read_text())["text_to_pose"]["prompt"]
+
+
+def test_the_bundled_model_loads_as_remote_code_and_writes_a_pose():
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    from unipose.demo import DEFAULT_MODEL
+
+    if not (Path(DEFAULT_MODEL) / "config.json").exists():
+        pytest.skip("no bundled model in this checkout (an installed package ships none)")
+    model = AutoModel.from_pretrained(DEFAULT_MODEL, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(DEFAULT_MODEL, trust_remote_code=True)
+    inputs = processor(text=["[INST] Generate the pose described as follows: a person kneeling. [/INST] <p>"])
+    out = model.generate(**inputs, max_new_tokens=model.config.num_pose_tokens + 1, do_sample=False,
+                         return_dict_in_generate=True)
+    assert out.poses[0].shape == (1, 22, 3) and torch.isfinite(out.poses[0]).all()
