@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers.utils import logging
 
 
@@ -21,6 +23,7 @@ logger = logging.get_logger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_STATE_NAME = "training_state.pt"
 MODEL_WEIGHTS_NAME = "model.safetensors"
+TRAINER_STATE_NAME = "trainer_state.json"
 
 
 def write_json_atomically(path: Path, payload: Any) -> None:
@@ -65,4 +68,61 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | os.
     return path
 
 
-__all__ = ["CHECKPOINT_PREFIX", "MODEL_WEIGHTS_NAME", "TRAINING_STATE_NAME", "list_checkpoints", "resolve_checkpoint", "write_json_atomically"]
+def rng_state() -> dict:
+    """The random states a resumed run must restore to draw the same numbers."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def format_log_entry(entry: dict) -> str:
+    """`key=value` pairs of a log entry, floats to 5 significant digits."""
+    return " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
+
+
+def write_checkpoint(
+    output_dir: Path, step: int, model, training_state: dict, trainer_state: dict, save_total_limit: int | None
+) -> Path:
+    """Writes `output_dir/checkpoint-STEP/` atomically (built in a hidden sibling folder, then renamed) and
+    keeps the newest `save_total_limit` checkpoints.
+
+    The folder holds the model (`save_pretrained`), `training_state.pt` (optimizer, scheduler, random state,
+    position; loadable with `torch.load(weights_only=True)`) and `trainer_state.json` (the log history).
+    """
+    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    staging = output_dir / f".{final.name}.tmp-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging)
+    torch.save(training_state, staging / TRAINING_STATE_NAME)
+    write_json_atomically(staging / TRAINER_STATE_NAME, trainer_state)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    if save_total_limit is not None:
+        for stale in list_checkpoints(output_dir)[:-save_total_limit]:
+            shutil.rmtree(stale)
+    return final
+
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "MODEL_WEIGHTS_NAME",
+    "TRAINER_STATE_NAME",
+    "TRAINING_STATE_NAME",
+    "format_log_entry",
+    "list_checkpoints",
+    "resolve_checkpoint",
+    "restore_rng_state",
+    "rng_state",
+    "write_checkpoint",
+    "write_json_atomically",
+]

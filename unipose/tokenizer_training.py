@@ -57,11 +57,15 @@ from transformers import PreTrainedConfig, get_scheduler
 from transformers.utils import logging
 
 from .checkpoints import (
-    CHECKPOINT_PREFIX,
     MODEL_WEIGHTS_NAME,
+    TRAINER_STATE_NAME,
     TRAINING_STATE_NAME,
+    format_log_entry,
     list_checkpoints,
     resolve_checkpoint,
+    restore_rng_state,
+    rng_state,
+    write_checkpoint,
     write_json_atomically,
 )
 from .configuration_pose_vqvae import PoseVQVAEConfig
@@ -79,7 +83,6 @@ from .skeleton import JOINT_INDEX, NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
 
-TRAINER_STATE_NAME = "trainer_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 EVAL_RESULTS_NAME = "eval_results.json"
 
@@ -1075,21 +1078,16 @@ class PoseTokenizerTrainer:
 
     def _log(self, entry: dict[str, float]) -> None:
         self.log_history.append(entry)
-        logger.info(
-            " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
-        )
+        logger.info(format_log_entry(entry))
 
     # -- saving --------------------------------------------------------------------------------------
 
     def _training_state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "global_step": self.global_step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
+            "rng": rng_state(),
             "run_signature": self._run_signature,
         }
 
@@ -1102,23 +1100,14 @@ class PoseTokenizerTrainer:
         state (`training_state.pt`: optimizer, scheduler, random state, step; loadable with
         `torch.load(weights_only=True)`) and `trainer_state.json` (the log history).
         """
-        final = self.output_dir / f"{CHECKPOINT_PREFIX}{self.global_step}"
-        staging = self.output_dir / f".{final.name}.tmp-{os.getpid()}"
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        self.model.save_pretrained(staging)
-        torch.save(self._training_state(), staging / TRAINING_STATE_NAME)
-        write_json_atomically(
-            staging / TRAINER_STATE_NAME, {"global_step": self.global_step, "log_history": self.log_history}
+        return write_checkpoint(
+            self.output_dir,
+            self.global_step,
+            self.model,
+            self._training_state(),
+            {"global_step": self.global_step, "log_history": self.log_history},
+            self.args.save_total_limit,
         )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-        if self.args.save_total_limit is not None:
-            for stale in list_checkpoints(self.output_dir)[: -self.args.save_total_limit]:
-                shutil.rmtree(stale)
-        return final
 
     def load_checkpoint(self, checkpoint: str | os.PathLike) -> None:
         """Restores the model, optimizer, scheduler, random state, step and log history of a checkpoint."""
@@ -1150,9 +1139,7 @@ class PoseTokenizerTrainer:
             ) from error
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        restore_rng_state(state["rng"])
         self.global_step = int(state["global_step"])
         trainer_state = checkpoint / TRAINER_STATE_NAME
         if trainer_state.is_file():

@@ -36,10 +36,14 @@ from transformers.utils import logging
 from ..rotations import to_rotation_6d
 from ..tokenizer_training import StepBatchSampler
 from ..checkpoints import (
-    CHECKPOINT_PREFIX,
+    TRAINER_STATE_NAME,
     TRAINING_STATE_NAME,
+    format_log_entry,
     list_checkpoints,
     resolve_checkpoint,
+    restore_rng_state,
+    rng_state,
+    write_checkpoint,
     write_json_atomically,
 )
 from .data import load_split
@@ -58,7 +62,6 @@ from .retrieval import (
 
 logger = logging.get_logger(__name__)
 
-TRAINER_STATE_NAME = "trainer_state.json"
 TRAINING_ARGS_NAME = "training_args.json"
 PHASES = ("pretrain", "finetune")
 # `word_embeddings` value that builds a small in-memory tokenizer with random embeddings (offline smoke runs).
@@ -384,50 +387,31 @@ class RetrievalTrainer:
 
     def _log(self, entry: dict[str, Any]) -> None:
         self.log_history.append(entry)
-        logger.info(
-            " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
-        )
+        logger.info(format_log_entry(entry))
 
     # -- saving ------------------------------------------------------------------------------------------
 
     def _training_state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "phase_index": self.phase_index,
             "step_in_phase": self.step_in_phase,
             "global_step": self.global_step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
+            "rng": rng_state(),
             "run_signature": json.dumps(self._run_signature, sort_keys=True),
         }
 
     def save_checkpoint(self) -> Path:
         """Writes `output_dir/checkpoint-STEP/` atomically and keeps the newest `save_total_limit`."""
-        final = self.output_dir / f"{CHECKPOINT_PREFIX}{self.global_step}"
-        staging = self.output_dir / f".{final.name}.tmp-{os.getpid()}"
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True)
-        self.model.save_pretrained(staging)
-        torch.save(self._training_state(), staging / TRAINING_STATE_NAME)
-        write_json_atomically(
-            staging / TRAINER_STATE_NAME,
-            {
-                "global_step": self.global_step,
-                "log_history": self.log_history,
-                "phase_results": self.phase_results,
-            },
+        return write_checkpoint(
+            self.output_dir,
+            self.global_step,
+            self.model,
+            self._training_state(),
+            {"global_step": self.global_step, "log_history": self.log_history, "phase_results": self.phase_results},
+            self.args.save_total_limit,
         )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-        if self.args.save_total_limit is not None:
-            for stale in list_checkpoints(self.output_dir)[: -self.args.save_total_limit]:
-                shutil.rmtree(stale)
-        return final
 
     def load_checkpoint(self, checkpoint: str | os.PathLike) -> None:
         """Restores the model, optimizer, schedule, random state and position of a checkpoint."""
@@ -450,9 +434,7 @@ class RetrievalTrainer:
         self._start_phase()
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        restore_rng_state(state["rng"])
         trainer_state = json.loads((checkpoint / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
         self.log_history = trainer_state["log_history"]
         self.phase_results = trainer_state["phase_results"]
