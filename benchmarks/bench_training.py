@@ -37,23 +37,12 @@ from unipose.training.collator import UniPoseDataCollator
 from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
 from unipose.training.tasks import build_task_mixture
 
+from bench_generation import CONFIGS as GENERATION_CONFIGS  # the benchmarks folder is the script's path
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-CONFIGS = {
-    # The tiny test model (width 32, 2 layers, 64 codes).
-    "tiny": {},
-    # A small language model (8 layers of width 256) with the paper's 2,048 codes; vision towers stay tiny.
-    "small": {
-        "text_config": {
-            "hidden_size": 256,
-            "intermediate_size": 704,
-            "num_hidden_layers": 8,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 4,
-        },
-        "pose_tokenizer_config": {"codebook_size": 2048, "hidden_size": 64, "code_dim": 32},
-    },
-}
+# The tiny test model and the "small" model of the generation benchmark (8 layers of width 256, 2,048 codes).
+CONFIGS = {name: GENERATION_CONFIGS[name] for name in ("tiny", "small")}
 STAGE_DATA = {
     1: ([("pose_text", None), ("pose_pair", None)], "simple"),
     2: ([("image_pose", None), ("image_pair", None)], "simple"),

@@ -23,6 +23,7 @@ from transformers import AutoConfig
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .configuration_unipose import UniPoseConfig
 from .pose_sampler import sample_poses
+from .processing_unipose import get_unipose_token_ids
 from .rotations import to_rotation_6d
 
 
@@ -165,17 +166,7 @@ def tiny_model_and_processor(seed: int = 0, attn_implementation: str = "sdpa", *
     )
     processor = tiny_processor(codebook_size)
     tokenizer = processor.tokenizer
-    token_ids = {
-        name: getattr(processor, name)
-        for name in (
-            "image_token_id",
-            "pose_token_id",
-            "pose_query_token_id",
-            "pose_start_token_id",
-            "pose_end_token_id",
-            "pose_code_token_offset",
-        )
-    }
+    token_ids, _ = get_unipose_token_ids(tokenizer)
     config = tiny_unipose_config(token_ids=token_ids, **overrides)
     model = tiny_model(config, seed=seed, attn_implementation=attn_implementation)
     model.generation_config.bos_token_id = tokenizer.bos_token_id

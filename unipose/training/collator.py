@@ -31,7 +31,7 @@ import torch
 from transformers.utils import logging
 
 from ..modeling_unipose import pose_shift_labels
-from ..processing_unipose import IGNORE_INDEX
+from ..processing_unipose import IGNORE_INDEX, get_unipose_token_ids
 
 logger = logging.get_logger(__name__)
 
@@ -88,17 +88,11 @@ class UniPoseDataCollator:
             raise ValueError(
                 f"`pad_to_multiple_of` must be a positive integer or None, got {pad_to_multiple_of!r}."
             )
+        token_ids, _ = get_unipose_token_ids(processor.tokenizer)
         mismatched = {
-            name: (getattr(processor, name), getattr(config, name))
-            for name in (
-                "image_token_id",
-                "pose_token_id",
-                "pose_query_token_id",
-                "pose_start_token_id",
-                "pose_end_token_id",
-                "pose_code_token_offset",
-            )
-            if getattr(processor, name) != getattr(config, name)
+            name: (value, getattr(config, name))
+            for name, value in token_ids.items()
+            if value != getattr(config, name)
         }
         if mismatched:
             raise ValueError(
