@@ -718,8 +718,10 @@ def _unipose_decode(
     def next_text_tokens(text_logits: torch.Tensor, mask: torch.BoolTensor) -> torch.LongTensor:
         """Sample the next token of the rows in `mask` from `text_logits` `(batch, vocab)`; record them."""
         scores = text_logits.float().masked_fill(text_forbidden, float("-inf"))
-        history = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
-        tokens = _sample_or_argmax(logits_processor(history, scores), generation_config.do_sample)
+        if len(logits_processor):  # the processors read the history; greedy decoding usually has none
+            history = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
+            scores = logits_processor(history, scores)
+        tokens = _sample_or_argmax(scores, generation_config.do_sample)
         append(mask, tokens[mask, None])
         finished.logical_or_(mask & torch.isin(tokens, eos_ids))
         return tokens
