@@ -552,6 +552,8 @@ def test_unipose_evaluate_runs_every_task_and_writes_the_report(tmp_path, tiny_u
     assert "| metric | ours | paper |" in report and "arXiv:2411.16781" in report
     assert "`posescript`" in report and "`grouped`" in report and "WordNet" in report
     assert "R^T2P@5" in report  # the paper's columns appear even where ours were not computed
+    assert "| PA-MPJPE | " in report and "| 59.1 |" in report  # pose estimation beside the paper's 3DPW row
+    assert "Paper, Table 3 (PoseScript):" in report and "| PoseScript | 73.3 |" in report
     for task in runner.TASKS:
         assert list((tmp_path / "out" / "examples").glob(f"{task}-0-*.png")), task
         lines = (tmp_path / "out" / task / "predictions.jsonl").read_text().splitlines()
@@ -644,12 +646,33 @@ def test_evaluation_refuses_predictions_of_another_run(tmp_path, tiny_unipose):
     assert again["num_items"] == 4
 
 
-def test_paper_results_hold_only_recorded_numbers():
-    from unipose.evaluation.paper_results import PAPER_ABLATIONS, PAPER_RESULTS, paper_value
+def test_paper_tables_and_the_unipose_rows_the_reports_use():
+    from unipose.evaluation.paper_results import (
+        PAPER_ABLATIONS,
+        PAPER_RESULTS,
+        PAPER_TABLES,
+        UNIPOSE,
+        paper_value,
+    )
     from unipose.evaluation.runner import TASKS
 
     assert set(PAPER_RESULTS) == set(TASKS)
-    assert paper_value("pose-to-text", "BLEU-4") is None
+    for spec in PAPER_TABLES.values():
+        for section in spec["tasks"].values():
+            assert UNIPOSE in section["rows"]
+            assert all(len(values) == len(spec["columns"]) for values in section["rows"].values())
+    # Every reported metric name is one the evaluation computes.
+    computed = {"BLEU-4", "ROUGE-L", "METEOR", "MPJPE", "PA-MPJPE", "FID"}
+    computed |= {f"R-Precision@{k} (grouped)" for k in (1, 2, 3)}
+    computed |= {f"R^{d}@{k}" for d in ("T2P", "P2T") for k in (5, 10, 20)}
+    assert all(set(result["metrics"]) <= computed for result in PAPER_RESULTS.values())
+    # Spot checks, one per table; pose estimation reports the 3DPW columns.
+    assert paper_value("pose-to-text", "R-Precision@1 (grouped)") == 85.6
+    assert paper_value("pose-to-text", "BLEU-4") == 12.1
+    assert paper_value("text-to-pose", "FID") == 0.038
+    assert (paper_value("pose-estimation", "MPJPE"), paper_value("pose-estimation", "PA-MPJPE")) == (94.7, 59.1)
+    assert paper_value("pose-editing", "MPJPE") == 270.3
+    assert paper_value("pose-editing", "R^T2P@5") is None  # Table 5 has no retrieval columns
     ablation = PAPER_ABLATIONS["mixed-attention"]["results"]
     assert [ablation["mixed attention"][f"R^T2P@{k}"] for k in (5, 10, 20)] == [13.8, 20.3, 28.8]
     assert PAPER_ABLATIONS["pose-tokenizer"]["results"]["AMASS test, with orientation noise"] == {

@@ -220,6 +220,7 @@ def main() -> None:
                 sys.executable, str(ROOT / "train" / "train_unipose.py"),
                 "--config", str(RECIPES / f"tiny_{stage}.yaml"),
                 "--model_name_or_path", str(previous), "--output_dir", str(work / stage),
+                "--resume_from_checkpoint", "latest",
             )
         previous = work / stage
     for kind, name in (("pose_text", "retrieval_pose"), ("pose_pair", "retrieval_pair")):

@@ -18,7 +18,7 @@ from .metrics import (
     text_metrics,
     text_pose_recalls,
 )
-from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS
+from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS, PAPER_TABLES
 from .retrieval import (
     PosePairTextRetrievalConfig,
     PosePairTextRetrievalModel,
@@ -34,6 +34,7 @@ __all__ = [
     "PAPER_ABLATIONS",
     "PAPER_CITATION",
     "PAPER_RESULTS",
+    "PAPER_TABLES",
     "R_PRECISION_PROTOCOLS",
     "PosePairTextRetrievalConfig",
     "PosePairTextRetrievalModel",

@@ -65,7 +65,7 @@ from .metrics import (
     text_metrics,
     text_pose_recalls,
 )
-from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS, paper_value
+from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS, PAPER_TABLES, paper_value
 
 logger = logging.get_logger(__name__)
 
@@ -500,6 +500,11 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _fmt_published(value: float | None) -> str:
+    """A published number as printed (0.038 stays 0.038)."""
+    return "n/a" if value is None else f"{value:g}"
+
+
 def _one_line(text: str) -> str:
     """`text` on one Markdown line (generated text may hold newlines)."""
     return " ".join(text.split())
@@ -585,8 +590,15 @@ def _task_section(task: str, result: dict) -> list[str]:
         cells = [_fmt(result["metrics"].get(name))]
         if baseline is not None:
             cells.append(_fmt(baseline["metrics"].get(name)))
-        cells.append(_fmt(paper_value(task, name)))
+        cells.append(_fmt_published(paper_value(task, name)))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if paper:
+        table = PAPER_TABLES[paper["table"]]
+        section = table["tasks"][task]
+        lines += ["", f"Paper, {paper['table']} ({section['dataset']}):", ""]
+        lines += ["| method | " + " | ".join(table["columns"]) + " |", "| --- |" + " ---: |" * len(table["columns"])]
+        for method, values in section["rows"].items():
+            lines.append(f"| {method} | " + " | ".join(_fmt_published(value) for value in values) + " |")
     for ablation in PAPER_ABLATIONS.values():
         if ablation.get("task") == task:
             lines += ["", f"Paper ablation, {ablation['description']}:"]
@@ -619,8 +631,9 @@ def write_report(output_dir: Path, results: dict) -> Path:
         f"- written: {results['date']}",
         "",
         (
-            f'Paper numbers: {PAPER_CITATION}. "n/a": not available (only numbers checked against the paper '
-            "are kept in `unipose/evaluation/paper_results.py`). The paper's R-precision is the grouped protocol."
+            f'Paper numbers: {PAPER_CITATION}, UniPose row; the tables and their provenance are in '
+            '`unipose/evaluation/paper_results.py`. "n/a": not reported by the paper. The paper\'s R-precision '
+            "is the grouped protocol."
         ),
         "",
         "R-precision protocols:",
