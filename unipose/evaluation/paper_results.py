@@ -190,7 +190,7 @@ PAPER_ABLATIONS: dict[str, dict] = {
 
 
 def paper_value(task: str, metric: str) -> float | None:
-    """The paper's value of `metric` for `task` (its UniPose row), or `None` where the paper does not report it."""
+    """The paper's value of `metric` for `task` (its UniPose row), or `None` where the paper has none."""
     return PAPER_RESULTS.get(task, {}).get("metrics", {}).get(metric)
 
 

@@ -392,6 +392,34 @@ def _r_precision_metrics(
     return results
 
 
+def _note_reference_r_precision(
+    text_embeds, pose_embeds, settings: EvaluationSettings, notes: list[str]
+) -> None:
+    """
+    Notes the R-precision of the test items' own texts against their true poses (or pairs): the retrieval
+    model's ceiling on this data, against which a model's R-precision is read.
+    """
+    if len(text_embeds) < settings.pool_size:
+        return
+    parts = []
+    for protocol in R_PRECISION_PROTOCOLS:
+        scores = r_precision(
+            text_embeds,
+            pose_embeds,
+            protocol,
+            R_PRECISION_TOP_K,
+            settings.pool_size,
+            settings.num_repetitions,
+            settings.seed,
+        )
+        parts.append(f"{protocol} " + " / ".join(f"@{name[3:]} {value:.2f}" for name, value in scores.items()))
+    notes.append(
+        "R-precision of the items' own texts with their true poses (the retrieval model's ceiling here): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
 def compute_task_metrics(
     task: str,
     dataset,
@@ -437,7 +465,12 @@ def compute_task_metrics(
             notes.append(f"R-precision not computed: no `{option}` given.")
         else:
             text_embeds = embed_texts(judge, judge_tokenizer, generated)
-            metrics.update(_r_precision_metrics(text_embeds, embed_true_poses(), settings, notes))
+            true_pose_embeds = embed_true_poses()
+            metrics.update(_r_precision_metrics(text_embeds, true_pose_embeds, settings, notes))
+            first_references = [texts[0] for texts in references]
+            _note_reference_r_precision(
+                embed_texts(judge, judge_tokenizer, first_references), true_pose_embeds, settings, notes
+            )
         return metrics, notes
 
     # Pose outputs. A missing pose (the model wrote none) cannot be scored: count it and leave it out.
@@ -474,6 +507,10 @@ def compute_task_metrics(
         if k_values:
             metrics.update(text_pose_recalls(text_embeds, generated_embeds, k_values, settings.seed))
         metrics.update(_r_precision_metrics(text_embeds, generated_embeds, settings, notes))
+        true_embeds = embed_poses(judge, targets) if spec.retrieval == "pose" else embed_pose_pairs(
+            judge, _stack_poses(dataset, kept_records, "pose_a"), targets
+        )
+        _note_reference_r_precision(text_embeds, true_embeds, settings, notes)
     # FID compares single poses in the pose-text model's feature space (for editing: real B vs generated B).
     if judges.pose_model is None:
         notes.append("FID not computed: no `--retrieval-model` (its pose features are the FID features).")
@@ -596,7 +633,8 @@ def _task_section(task: str, result: dict) -> list[str]:
         table = PAPER_TABLES[paper["table"]]
         section = table["tasks"][task]
         lines += ["", f"Paper, {paper['table']} ({section['dataset']}):", ""]
-        lines += ["| method | " + " | ".join(table["columns"]) + " |", "| --- |" + " ---: |" * len(table["columns"])]
+        lines += ["| method | " + " | ".join(table["columns"]) + " |"]
+        lines += ["| --- |" + " ---: |" * len(table["columns"])]
         for method, values in section["rows"].items():
             lines.append(f"| {method} | " + " | ".join(_fmt_published(value) for value in values) + " |")
     for ablation in PAPER_ABLATIONS.values():
