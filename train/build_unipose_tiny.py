@@ -76,8 +76,9 @@ POSE_VISION_TOWER = {
 }
 POSE_VISION_FEATURE_PADDING = 1
 CORPUS = ["--num", "20000", "--num-images", "6000", "--image-size", "128", "--seed", "0"]
-RETRIEVAL = ["--word_embeddings", "tiny", "--batch_size", "64", "--max_steps", "700", "--learning_rate", "1e-3",
-             "--pose_hidden_size", "64", "--text_hidden_size", "128", "--save_steps", "350", "--disable_tqdm", "true"]
+# At a learning rate of 1e-3 the pair model can collapse to a constant embedding (loss stuck at log 64).
+RETRIEVAL = ["--word_embeddings", "tiny", "--batch_size", "64", "--max_steps", "3000", "--learning_rate", "3e-4",
+             "--pose_hidden_size", "64", "--text_hidden_size", "128", "--save_steps", "500", "--disable_tqdm", "true"]
 EVALUATION = ["--max-samples", "300", "--batch-size", "16", "--num-examples", "2", "--baselines", "--no-progress"]
 
 
@@ -228,6 +229,7 @@ def main() -> None:
             command(
                 sys.executable, str(ROOT / "train" / "train_retrieval.py"), "--output_dir", str(work / name),
                 "--model_kind", kind, "--pretrain_data", str(work / "corpus" / kind), *RETRIEVAL,
+                "--resume_from_checkpoint", "latest",
             )
     if "evaluation" in args.steps:
         unipose(
