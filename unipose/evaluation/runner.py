@@ -496,20 +496,17 @@ def compute_task_metrics(
         captions = [all_texts[index][caption] for index, caption in kept]
         text_embeds = embed_texts(judge, judge_tokenizer, captions)
         if spec.retrieval == "pose":
-            generated_embeds = embed_poses(judge, generated)
+            generated_embeds, true_embeds = embed_poses(judge, generated), embed_poses(judge, targets)
         else:
-            generated_embeds = embed_pose_pairs(
-                judge, _stack_poses(dataset, kept_records, "pose_a"), generated
-            )
+            poses_a = _stack_poses(dataset, kept_records, "pose_a")
+            generated_embeds = embed_pose_pairs(judge, poses_a, generated)
+            true_embeds = embed_pose_pairs(judge, poses_a, targets)
         k_values = tuple(k for k in settings.recall_k if k <= len(kept))
         if len(k_values) < len(settings.recall_k):
             notes.append(f"Recall@K for K > {len(kept)} (the number of items) not computed.")
         if k_values:
             metrics.update(text_pose_recalls(text_embeds, generated_embeds, k_values, settings.seed))
         metrics.update(_r_precision_metrics(text_embeds, generated_embeds, settings, notes))
-        true_embeds = embed_poses(judge, targets) if spec.retrieval == "pose" else embed_pose_pairs(
-            judge, _stack_poses(dataset, kept_records, "pose_a"), targets
-        )
         _note_reference_r_precision(text_embeds, true_embeds, settings, notes)
     # FID compares single poses in the pose-text model's feature space (for editing: real B vs generated B).
     if judges.pose_model is None:
