@@ -145,6 +145,7 @@ _REPORTED_DATASET = {
     "pose-editing": "PoseFix-H test",
 }
 _REPORTED_COLUMN = {"MPJPE (3DPW)": "MPJPE", "PA-MPJPE (3DPW)": "PA-MPJPE"}
+_UNREPORTED_COLUMNS = {"MPJPE (Human3.6M)", "PA-MPJPE (Human3.6M)"}
 
 
 def _unipose_results() -> dict[str, dict]:
@@ -152,11 +153,11 @@ def _unipose_results() -> dict[str, dict]:
     results = {}
     for table, spec in PAPER_TABLES.items():
         for task, section in spec["tasks"].items():
-            values = dict(zip(spec["columns"], section["rows"][UNIPOSE], strict=True))
+            values = zip(spec["columns"], section["rows"][UNIPOSE], strict=True)
             metrics = {
                 _REPORTED_COLUMN.get(column, column): value
-                for column, value in values.items()
-                if "(" not in column or column in _REPORTED_COLUMN or column.endswith("(grouped)")
+                for column, value in values
+                if column not in _UNREPORTED_COLUMNS
             }
             results[task] = {"table": table, "dataset": _REPORTED_DATASET[task], "metrics": metrics}
     return results

@@ -399,25 +399,13 @@ def _note_reference_r_precision(
     Notes the R-precision of the test items' own texts against their true poses (or pairs): the retrieval
     model's ceiling on this data, against which a model's R-precision is read.
     """
-    if len(text_embeds) < settings.pool_size:
-        return
-    parts = []
-    for protocol in R_PRECISION_PROTOCOLS:
-        scores = r_precision(
-            text_embeds,
-            pose_embeds,
-            protocol,
-            R_PRECISION_TOP_K,
-            settings.pool_size,
-            settings.num_repetitions,
-            settings.seed,
+    scores = _r_precision_metrics(text_embeds, pose_embeds, settings, notes=[])
+    if scores:
+        notes.append(
+            "R-precision of the items' own texts with their true poses (the retrieval model's ceiling here): "
+            + ", ".join(f"{name} {value:.2f}" for name, value in scores.items())
+            + "."
         )
-        parts.append(f"{protocol} " + " / ".join(f"@{name[3:]} {value:.2f}" for name, value in scores.items()))
-    notes.append(
-        "R-precision of the items' own texts with their true poses (the retrieval model's ceiling here): "
-        + "; ".join(parts)
-        + "."
-    )
 
 
 def compute_task_metrics(
