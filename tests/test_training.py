@@ -449,6 +449,31 @@ def test_stage_two_trains_without_an_adapter():
         stage_peft_config(model.config, 4)
 
 
+def test_stage_two_trains_only_the_named_vision_towers():
+    model, _ = tiny_model_and_processor()
+    model = prepare_model_for_stage(model, 2, train_vision_towers=["vision_tower"])
+    base = model.model
+    assert all(parameter.requires_grad for parameter in base.vision_tower.parameters())
+    assert not any(parameter.requires_grad for parameter in base.pose_vision_tower.parameters())
+    assert all(parameter.requires_grad for parameter in base.multi_modal_projector.parameters())
+    for towers, message in ((["clip"], "must list some of"), ("vision_tower", "must list some of")):
+        with pytest.raises(ValueError, match=message):
+            prepare_model_for_stage(tiny_model_and_processor()[0], 2, train_vision_towers=towers)
+    with pytest.raises(ValueError, match="does not train the vision side"):
+        prepare_model_for_stage(tiny_model_and_processor()[0], 1, train_language_model=True, train_vision_towers=["vision_tower"])
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_unipose_tiny_recipes_parse(stage):
+    script_args, training_args, model_args = load_script().make_parser().parse_args_and_config(
+        ["--config", str(REPO / "train" / "recipes" / f"tiny_stage{stage}.yaml")]
+    )
+    assert script_args.stage == stage and script_args.train_language_model is (stage != 2)
+    # The pretrained pose ViT stays frozen; the CLIP tower, without pretraining, trains from stage 2.
+    assert script_args.train_vision_towers == ([] if stage == 1 else ["vision_tower"])
+    assert training_args.use_cpu and not model_args.use_peft
+
+
 def test_saved_adapter_and_merged_model_reproduce_the_trained_model(mixed_examples, tmp_path):
     trainer, _ = make_trainer(1, mixed_examples, tmp_path / "run")
     trainer.train()

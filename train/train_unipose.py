@@ -95,8 +95,9 @@ class UniPoseScriptArguments:
         train_language_model (`bool`, *optional*, defaults to `False`):
             In stages 1 and 3, train every weight of the language model (with `use_peft: false`) instead of a
             LoRA adapter: for a language model trained from scratch, such as UniPose-Tiny's.
-        train_vision_towers (`bool`, *optional*, defaults to `False`):
-            In stages 2 and 3, train the CLIP and pose-ViT towers too: for towers without pretraining.
+        train_vision_towers (`list[str]`, *optional*):
+            In stages 2 and 3, train these towers too (`vision_tower`: CLIP, `pose_vision_tower`: the pose
+            ViT): for towers without pretraining.
     """
 
     stage: int = field(metadata={"help": "Training stage: 1, 2 or 3.", "choices": list(STAGES)})
@@ -117,8 +118,9 @@ class UniPoseScriptArguments:
     train_language_model: bool = field(
         default=False, metadata={"help": "Stages 1 and 3: train the whole language model instead of LoRA."}
     )
-    train_vision_towers: bool = field(
-        default=False, metadata={"help": "Stages 2 and 3: train the vision towers too."}
+    train_vision_towers: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Stages 2 and 3: also train these towers ('vision_tower', 'pose_vision_tower')."},
     )
 
     def __post_init__(self):

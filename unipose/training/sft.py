@@ -8,7 +8,8 @@ the saved outputs.
 | 2     | the projector                                                                            |
 | 3     | the projector, LoRA on the language model, the new vocabulary rows, the pose queries     |
 
-The vision towers and the pose tokenizer never train. LoRA is restricted to the language model by a regular
+The vision towers and the pose tokenizer never train (unless `train_vision_towers` names a tower without
+pretraining, as for UniPose-Tiny's CLIP). LoRA is restricted to the language model by a regular
 expression on module names (the vision towers have `q_proj` ... too). The new vocabulary rows (`<image>`,
 `<pose>`, `<pose_query>`, `<p>`, `</p>` and the pose codes) train through PEFT's trainable tokens, on the
 input embeddings and on `lm_head`, so the old rows stay bit-identical. The projector trains as a PEFT
@@ -35,6 +36,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,7 @@ STAGES = (1, 2, 3)
 # The linear layers of Llama-family decoders (Mistral, Llama, Qwen2 ...).
 LANGUAGE_MODEL_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_DIR = "adapter"
+VISION_TOWERS = ("vision_tower", "pose_vision_tower")
 # Parameters trained outside PEFT (the pose queries), saved next to the adapter and in every checkpoint.
 IN_PLACE_WEIGHTS_NAME = "unipose_trainables.safetensors"
 # Checkpoints are written here first and renamed to `checkpoint-N` when complete.
@@ -159,7 +162,7 @@ def prepare_model_for_stage(
     stage: int,
     peft_config=None,
     train_language_model: bool = False,
-    train_vision_towers: bool = False,
+    train_vision_towers: Sequence[str] = (),
 ):
     """
     Freeze everything, then make trainable what `stage` trains (see the module docstring).
@@ -171,8 +174,8 @@ def prepare_model_for_stage(
             for stages 1 and 3 (unless `train_language_model`), refused for stage 2.
         train_language_model (`bool`): stages 1 and 3 train the whole language model instead of an adapter
             (for a language model trained from scratch).
-        train_vision_towers (`bool`): stages 2 and 3 also train the vision towers (for towers without
-            pretraining).
+        train_vision_towers (sequence of `str`): stages 2 and 3 also train these of `VISION_TOWERS`
+            (`"vision_tower"`: CLIP, `"pose_vision_tower"`: the pose ViT), for towers without pretraining.
 
     Returns:
         The model, wrapped in a `peft.PeftModel` for stages 1 and 3.
@@ -180,6 +183,8 @@ def prepare_model_for_stage(
     plan = _check_stage(stage)
     if train_language_model and not plan.lora:
         raise ValueError(f"Stage {stage} does not train the language model: unset `train_language_model`.")
+    if isinstance(train_vision_towers, str) or not all(name in VISION_TOWERS for name in train_vision_towers):
+        raise ValueError(f"`train_vision_towers` must list some of {VISION_TOWERS}, got {train_vision_towers!r}.")
     if train_vision_towers and not plan.projector:
         raise ValueError(f"Stage {stage} does not train the vision side: unset `train_vision_towers`.")
     if (plan.lora and not train_language_model) != (peft_config is not None):
@@ -201,10 +206,8 @@ def prepare_model_for_stage(
     if train_language_model:
         model.model.language_model.requires_grad_(True)
         model.lm_head.requires_grad_(True)
-    if train_vision_towers:
-        base = _base_model(model).model
-        base.vision_tower.requires_grad_(True)
-        base.pose_vision_tower.requires_grad_(True)
+    for name in train_vision_towers:
+        getattr(_base_model(model).model, name).requires_grad_(True)
     if plan.pose_queries:
         _base_model(model).model.pose_queries.requires_grad_(True)
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
