@@ -136,6 +136,7 @@ def test_training_saves_a_backbone_and_its_scores_and_resumes(corpus, tmp_path):
             f"--output_dir={output_dir}", f"--train_data={corpus}", "--image_size", "32", "24", *tower,
             f"--max_steps={max_steps}", "--per_device_train_batch_size=4", "--save_steps=2", "--use_cpu=true",
             "--report_to=none", "--learning_rate=1e-3", "--resume_from_checkpoint=latest", "--disable_tqdm=true",
+            "--logging_steps=1",
         ])
 
     args, training_args = run(2)
@@ -146,6 +147,11 @@ def test_training_saves_a_backbone_and_its_scores_and_resumes(corpus, tmp_path):
     assert resumed["steps"] == 4  # two more steps from checkpoint-2, not four from scratch
     assert set(resumed) >= {"MPJPE", "PA-MPJPE", "baseline/MPJPE", "baseline/PA-MPJPE"}
     assert json.loads((output_dir / "eval_results.json").read_text()) == resumed
+    history = json.loads((output_dir / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    logged = [entry for entry in history if "loss" in entry]
+    assert [entry["step"] for entry in logged] == [1, 2, 3, 4]
+    for entry in logged:  # the parts of each step's loss, logged beside it
+        assert entry["loss"] == pytest.approx(entry["rotation_loss"] + entry["joint_loss"], rel=1e-3)
 
     backbone = load_backbone(output_dir / "backbone")
     assert list(backbone.config.image_size) == [32, 24] and backbone.config.hidden_size == 16

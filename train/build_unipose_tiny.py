@@ -194,7 +194,9 @@ def publish(work: Path, out: Path) -> None:
         repo_id="models/unipose-tiny",
         training="Trained from scratch on this machine's CPU by `python train/build_unipose_tiny.py` on the "
         "project's synthetic corpus (procedural poses, automatic captions, rendered images): stage 0 "
-        "(`stage0_cpu.yaml`), then stages 1-3 (`tiny_stage{1,2,3}.yaml`). Logs and loss plots are in `training/`.",
+        "(`stage0_cpu.yaml`); the pose ViT's pretraining by SMPL body regression from 32,400 rendered images "
+        "(`train/train_pose_vision.py`, as HMR 2.0's backbone is pretrained; frozen afterwards); then stages 1-3 "
+        "(`tiny_stage{1,2,3}.yaml`). Logs and loss plots are in `training/`.",
         evaluation=evaluation,
         limitations="A demonstration model: tiny, trained only on synthetic data, with random (then fine-tuned) "
         "vision towers. Its outputs show the pipeline working, not the quality of the published UniPose. On the "

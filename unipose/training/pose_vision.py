@@ -275,23 +275,26 @@ class PoseImageCollator:
 
 
 class PoseVisionTrainer(Trainer):
-    """The transformers `Trainer`, logging the two parts of the loss beside it."""
+    """The transformers `Trainer`, logging the two parts of the loss (averaged since the last log) beside it."""
+
+    PARTS = ("rotation_loss", "joint_loss")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._part_sums, self._part_count = dict.fromkeys(self.PARTS, 0.0), 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         if model.training:
-            self._parts = getattr(self, "_parts", {"rotation_loss": 0.0, "joint_loss": 0.0, "count": 0})
-            self._parts["rotation_loss"] += float(outputs.rotation_loss)
-            self._parts["joint_loss"] += float(outputs.joint_loss)
-            self._parts["count"] += 1
+            for name in self.PARTS:
+                self._part_sums[name] += float(getattr(outputs, name))
+            self._part_count += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
-        parts = getattr(self, "_parts", None)
-        if "loss" in logs and parts and parts["count"]:
-            logs["rotation_loss"] = round(parts["rotation_loss"] / parts["count"], 5)
-            logs["joint_loss"] = round(parts["joint_loss"] / parts["count"], 5)
-            self._parts = {"rotation_loss": 0.0, "joint_loss": 0.0, "count": 0}
+        if "loss" in logs and self._part_count:
+            logs.update({name: round(total / self._part_count, 5) for name, total in self._part_sums.items()})
+            self._part_sums, self._part_count = dict.fromkeys(self.PARTS, 0.0), 0
         super().log(logs, *args, **kwargs)
 
 
