@@ -469,8 +469,8 @@ def test_unipose_tiny_recipes_parse(stage):
         ["--config", str(REPO / "train" / "recipes" / f"tiny_stage{stage}.yaml")]
     )
     assert script_args.stage == stage and script_args.train_language_model is (stage != 2)
-    # The pretrained pose ViT stays frozen; the CLIP tower, without pretraining, trains from stage 2.
-    assert script_args.train_vision_towers == ([] if stage == 1 else ["vision_tower"])
+    # Both towers of UniPose-Tiny start from random weights: they train from stage 2.
+    assert script_args.train_vision_towers == ([] if stage == 1 else ["vision_tower", "pose_vision_tower"])
     assert training_args.use_cpu and not model_args.use_peft
 
 
