@@ -51,14 +51,13 @@ template puts `</s>` inside its generation block), TRL's check only looks for it
 """
 
 import argparse
-import os
 from dataclasses import dataclass, field
 
 import torch
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
+from unipose.checkpoints import resolve_trainer_checkpoint
 from unipose.training.sft import (
     STAGE_PLANS,
     STAGES,
@@ -208,14 +207,9 @@ def main(script_args, training_args, model_args):
     trainer = UniPoseSFTTrainer(
         model=model, args=training_args, train_dataset=train_dataset, processing_class=processor
     )
-    resume = training_args.resume_from_checkpoint
-    if resume in ("latest", "true", "True"):
-        # Resume when a complete checkpoint exists, start afresh otherwise (preemptible jobs rerun one
-        # command).
-        resume = (
-            get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        )
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(
+        resume_from_checkpoint=resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    )
     paths = save_stage_outputs(
         trainer, training_args.output_dir, base_model_path=model_args.model_name_or_path
     )

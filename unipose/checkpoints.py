@@ -68,6 +68,16 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str | os.
     return path
 
 
+def resolve_trainer_checkpoint(resume_from_checkpoint: str | None, output_dir: str | os.PathLike) -> str | None:
+    """For a transformers `Trainer`: `latest` (or `true`) -> the newest `checkpoint-STEP` folder of
+    `output_dir`, `None` when there is none yet (so that a preemptible job reruns one command); a path as given."""
+    if resume_from_checkpoint not in ("latest", "true", "True"):
+        return resume_from_checkpoint
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if os.path.isdir(output_dir) else None
+
+
 def rng_state() -> dict:
     """The random states a resumed run must restore to draw the same numbers."""
     state = {"torch": torch.get_rng_state()}
@@ -121,6 +131,7 @@ __all__ = [
     "format_log_entry",
     "list_checkpoints",
     "resolve_checkpoint",
+    "resolve_trainer_checkpoint",
     "restore_rng_state",
     "rng_state",
     "write_checkpoint",

@@ -237,6 +237,35 @@ class UniPoseGenerateOutput(ModelOutput):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# The pose ViT's feature map on the language model's image grid
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def pose_feature_grid(pose_vision_tower: nn.Module, image_size) -> tuple[int, int]:
+    """Height and width of the pose ViT's patch grid for `image_size`, from its patch embedding convolution."""
+    conv = pose_vision_tower.embeddings.patch_embeddings.projection
+    return tuple(
+        (size + 2 * pad - kernel) // stride + 1
+        for size, pad, kernel, stride in zip(image_size, conv.padding, conv.kernel_size, conv.stride)
+    )
+
+
+def resize_pose_features(
+    features: torch.Tensor, feature_grid: tuple[int, int], padding: int, image_grid_size: int
+) -> torch.Tensor:
+    """
+    The pose ViT's patch features `(N, height * width, C)` on the `image_grid_size` square grid of the CLIP
+    tokens, `(N, image_grid_size**2, C)`: `padding` zero columns on both sides (16x12 -> 16x16 for HMR 2.0's
+    tower), then a bilinear resize (align_corners=True).
+    """
+    features = features.transpose(1, 2).reshape(features.shape[0], -1, *feature_grid)
+    features = F.pad(features, (padding, padding))
+    size = (image_grid_size, image_grid_size)
+    features = F.interpolate(features, size=size, mode="bilinear", align_corners=True)
+    return features.flatten(2).transpose(1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Modules
 # ----------------------------------------------------------------------------------------------------------------------
 
@@ -351,26 +380,17 @@ class UniPoseModel(UniPosePreTrainedModel):
             )
         clip_outputs = self.vision_tower(pixel_values, output_hidden_states=True)
         clip_features = clip_outputs.hidden_states[self.config.vision_feature_layer][:, 1:]  # drop CLS
-        grid = self.config.image_grid_size
 
         pose_features = self.pose_vision_tower(pose_pixel_values).feature_maps[-1]  # (N, h*w, C)
-        height, width = self._pose_feature_grid(pose_pixel_values.shape[-2:])
-        pose_features = pose_features.transpose(1, 2).reshape(pose_features.shape[0], -1, height, width)
-        padding = self.config.pose_vision_feature_padding
-        pose_features = F.pad(pose_features, (padding, padding))  # 16x12 -> 16x16: zero columns on both sides
-        pose_features = F.interpolate(pose_features, size=(grid, grid), mode="bilinear", align_corners=True)
-        pose_features = pose_features.flatten(2).transpose(1, 2)  # (N, grid*grid, C)
+        pose_features = resize_pose_features(
+            pose_features,
+            pose_feature_grid(self.pose_vision_tower, pose_pixel_values.shape[-2:]),
+            self.config.pose_vision_feature_padding,
+            self.config.image_grid_size,
+        )
 
         fused = torch.cat([clip_features, pose_features.to(clip_features.dtype)], dim=-1)
         return self.multi_modal_projector(fused)
-
-    def _pose_feature_grid(self, image_size) -> tuple[int, int]:
-        """Height and width of the pose ViT's patch grid, from its patch embedding convolution."""
-        conv = self.pose_vision_tower.embeddings.patch_embeddings.projection
-        return tuple(
-            (size + 2 * pad - kernel) // stride + 1
-            for size, pad, kernel, stride in zip(image_size, conv.padding, conv.kernel_size, conv.stride)
-        )
 
     @torch.no_grad()
     def encode_poses(self, pose_values: torch.Tensor) -> torch.LongTensor:

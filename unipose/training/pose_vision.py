@@ -9,8 +9,8 @@ read the body. This module gives it the same pretraining on the image-pose recor
 
 - [`PoseRegressionModel`]: a transformers `VitPoseBackbone` and a head that takes the feature map as UniPose
   will (`feature_grid`, `feature_padding`: padded and resized to the language model's image grid), narrows
-  each feature, then reads the 22 body rotations (6D; the root first, relative to the camera's heading, as the records store it)
-  from all of them in their places with an MLP. (A head that pools the patches first, with one learned query,
+  each feature, then reads the 22 body rotations (6D; the root first, relative to the camera's heading, as
+  the records store it) from all of them in their places with an MLP. (A head that pools the patches first, with one learned query,
   learns far more slowly from a random backbone: it must find the body before it can read it.) The loss is
   the mean squared error of the rotation matrices plus `joint_loss_weight` times the mean joint error
   (metres) of the posed body.
@@ -37,12 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import ImageOps
 from torch import nn
 from transformers import AutoBackbone, AutoConfig, HfArgumentParser, Trainer, TrainingArguments, VitPoseBackboneConfig
 from transformers.utils import ModelOutput, logging
 
 from ..body_model import BodyJoints
-from ..checkpoints import write_json_atomically
+from ..checkpoints import resolve_trainer_checkpoint, write_json_atomically
+from ..modeling_unipose import pose_feature_grid, resize_pose_features
 from ..processing_unipose import UniPoseProcessor
 from ..rotations import matrix_to_rotation_6d, mirror_axis_angle, rotation_6d_to_matrix, to_rotation_matrix
 from ..skeleton import NUM_BODY_JOINTS
@@ -197,11 +199,7 @@ class PoseRegressionModel(nn.Module):
     ):
         super().__init__()
         self.backbone = backbone
-        conv = backbone.embeddings.patch_embeddings.projection
-        self.grid = tuple(
-            (size + 2 * pad - kernel) // stride + 1
-            for size, pad, kernel, stride in zip(backbone.config.image_size, conv.padding, conv.kernel_size, conv.stride)
-        )
+        self.grid = pose_feature_grid(backbone, backbone.config.image_size)
         self.feature_grid, self.feature_padding = feature_grid, feature_padding
         read = (feature_grid, feature_grid) if feature_grid else self.grid
         self.norm = nn.LayerNorm(backbone.config.hidden_size)
@@ -225,11 +223,7 @@ class PoseRegressionModel(nn.Module):
         """
         features = self.backbone(pose_pixel_values).feature_maps[-1]  # (batch, patches, width)
         if self.feature_grid:  # as `UniPoseModel.get_image_features` resizes it
-            features = features.transpose(1, 2).reshape(features.shape[0], -1, *self.grid)
-            features = nn.functional.pad(features, (self.feature_padding, self.feature_padding))
-            size = (self.feature_grid, self.feature_grid)
-            features = nn.functional.interpolate(features, size=size, mode="bilinear", align_corners=True)
-            features = features.flatten(2).transpose(1, 2)
+            features = resize_pose_features(features, self.grid, self.feature_padding, self.feature_grid)
         features = self.narrow(self.norm(features)).flatten(1)
         rotation_6d = self.head(features).view(-1, NUM_BODY_JOINTS, 6)
         rotations = rotation_6d_to_matrix(rotation_6d)
@@ -260,8 +254,6 @@ class PoseImageCollator:
         self.flip_probability = flip_probability
 
     def __call__(self, records: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        from PIL import ImageOps
-
         images, poses = [], []
         for record in records:
             image = record["image"].convert("RGB")
@@ -285,15 +277,15 @@ class PoseVisionTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
-        if model.training:
+        if model.training:  # summed as tensors: read (one device sync) only when logged
             for name in self.PARTS:
-                self._part_sums[name] += float(getattr(outputs, name))
+                self._part_sums[name] = self._part_sums[name] + getattr(outputs, name)
             self._part_count += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs and self._part_count:
-            logs.update({name: round(total / self._part_count, 5) for name, total in self._part_sums.items()})
+            logs.update({name: round(float(total) / self._part_count, 5) for name, total in self._part_sums.items()})
             self._part_sums, self._part_count = dict.fromkeys(self.PARTS, 0.0), 0
         super().log(logs, *args, **kwargs)
 
@@ -312,14 +304,6 @@ def evaluate_pose_regression(model: PoseRegressionModel, dataset, image_processo
         predictions.append(model(batch["pose_pixel_values"].to(device)).rotations.cpu())
         targets.append(batch["poses"])
     return pose_errors(torch.cat(predictions), torch.cat(targets))
-
-
-def _resume_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | bool | None:
-    """`'latest'` -> the newest checkpoint of `output_dir` (`None` when there is none yet); a path as given."""
-    if resume_from_checkpoint != "latest":
-        return resume_from_checkpoint
-    has_checkpoint = Path(output_dir).is_dir() and any(Path(output_dir).glob("checkpoint-*"))
-    return True if has_checkpoint else None
 
 
 def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArguments) -> dict[str, Any]:
@@ -361,10 +345,10 @@ def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArgument
         train_dataset=train_dataset,
         data_collator=PoseImageCollator(image_processor, args.flip_probability),
     )
-    trainer.train(resume_from_checkpoint=_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir))
+    trainer.train(resume_from_checkpoint=resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir))
 
-    results = {f"{name}": round(value, 2) for name, value in
-               evaluate_pose_regression(model, eval_dataset, image_processor).items()}
+    scores = evaluate_pose_regression(model, eval_dataset, image_processor)
+    results = {name: round(value, 2) for name, value in scores.items()}
     baseline = mean_pose(train_dataset.with_format("numpy")[:]["pose"])
     target = eval_dataset.with_format("numpy")[:]["pose"]
     baseline_errors = pose_errors(baseline[None].repeat(len(target), axis=0), target)

@@ -8,8 +8,8 @@ the saved outputs.
 | 2     | the projector                                                                            |
 | 3     | the projector, LoRA on the language model, the new vocabulary rows, the pose queries     |
 
-The vision towers and the pose tokenizer never train (unless `train_vision_towers` names a tower without
-pretraining, as for UniPose-Tiny's CLIP). LoRA is restricted to the language model by a regular
+The vision towers and the pose tokenizer never train (unless `train_vision_towers` names towers without
+pretraining, as UniPose-Tiny's recipes do). LoRA is restricted to the language model by a regular
 expression on module names (the vision towers have `q_proj` ... too). The new vocabulary rows (`<image>`,
 `<pose>`, `<pose_query>`, `<p>`, `</p>` and the pose codes) train through PEFT's trainable tokens, on the
 input embeddings and on `lm_head`, so the old rows stay bit-identical. The projector trains as a PEFT
