@@ -69,3 +69,17 @@ def test_the_bundled_model_loads_as_remote_code_and_writes_a_pose():
     out = model.generate(**inputs, max_new_tokens=model.config.num_pose_tokens + 1, do_sample=False,
                          return_dict_in_generate=True)
     assert out.poses[0].shape == (1, 22, 3) and torch.isfinite(out.poses[0]).all()
+
+
+def test_the_bundled_models_remote_code_is_the_packages():
+    from pathlib import Path
+
+    import unipose
+    from unipose.demo import DEFAULT_MODEL
+
+    remote_code = sorted(Path(DEFAULT_MODEL).glob("*.py"))
+    if not remote_code:
+        pytest.skip("no bundled model in this checkout (an installed package ships none)")
+    package = Path(unipose.__file__).parent
+    stale = [path.name for path in remote_code if path.read_bytes() != (package / path.name).read_bytes()]
+    assert not stale, f"refresh {stale} in {DEFAULT_MODEL} from the package"

@@ -12,6 +12,7 @@ from transformers import DynamicCache
 
 from unipose.configuration_unipose import UniPoseConfig
 from unipose.modeling_unipose import (
+    CACHE_NAME,
     create_pose_attention_mask,
     pose_block_ids,
     pose_query_positions,
@@ -148,6 +149,19 @@ def test_prefill_pose_step_and_text_equal_one_forward(config, attn_implementatio
         rest = model(input_ids=full[:, n + 1 + N :], past_key_values=cache, use_cache=True).logits
     stepped = torch.cat([first, pose, rest], dim=1)
     torch.testing.assert_close(stepped, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_cache_is_taken_under_either_name_and_returned_under_the_installed_ones(config, model):
+    # transformers 5.24 renamed `past_key_values` to `cache`; UniPose accepts both and returns the cache where
+    # the installed transformers' outputs keep it.
+    ids = torch.tensor([text(3, 4, 5)])
+    with torch.no_grad():
+        for name in ("past_key_values", "cache"):
+            cache = DynamicCache(config=config.text_config)
+            outputs = model(input_ids=ids, use_cache=True, **{name: cache})
+            assert cache.get_seq_length() == 3 and getattr(outputs, CACHE_NAME) is cache
+        with pytest.raises(ValueError, match="`past_key_values` or as `cache`, not both"):
+            model(input_ids=ids, past_key_values=cache, cache=cache)
 
 
 def test_queries_see_each_other_and_text_before_does_not_see_them(config, model):

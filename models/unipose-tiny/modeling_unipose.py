@@ -14,17 +14,22 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache
-from transformers.generation import LogitsProcessorList
+from transformers.generation import GenerateDecoderOnlyOutput, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import BaseModelOutputWithPast
-from transformers.utils import ModelOutput, logging
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.utils import logging
 
 from .configuration_unipose import UniPoseConfig
 from .modeling_pose_vqvae import PoseVQVAE
 
 
 logger = logging.get_logger(__name__)
+
+# transformers 5.24 renamed the key-value cache from `past_key_values` to `cache`, in forward arguments and in
+# outputs (the old name still works there, with a warning, until 5.40). UniPose speaks to transformers in the
+# installed version's name and accepts both from its callers.
+CACHE_NAME = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -180,10 +185,18 @@ def create_pose_attention_mask(
         config=text_config,
         inputs_embeds=inputs_embeds,
         attention_mask=attention_mask,
-        past_key_values=past_key_values,
         position_ids=position_ids,
         block_sequence_ids=block_ids,
+        **{CACHE_NAME: past_key_values},
     )
+
+
+def _cache_argument(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
+    """The cache given as `past_key_values` or, in transformers 5.24's name, `cache` (removed from `kwargs`)."""
+    cache = kwargs.pop("cache", None)
+    if cache is not None and past_key_values is not None:
+        raise ValueError("Pass the key-value cache once, as `past_key_values` or as `cache`, not both.")
+    return past_key_values if cache is None else cache
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -202,25 +215,25 @@ class UniPoseModelOutputWithPast(BaseModelOutputWithPast):
 
 
 @dataclass
-class UniPoseCausalLMOutputWithPast(ModelOutput):
+class UniPoseCausalLMOutputWithPast(CausalLMOutputWithPast):
     r"""
     loss (`torch.FloatTensor` of shape `()`, *optional*):
         Next-token cross-entropy of text positions plus the code cross-entropy of pose-query positions.
     logits (`torch.FloatTensor` of shape `(batch, length, vocab_size)`):
         At a text position, the scores of the next token; at a query position, the scores of that query's code.
+    image_hidden_states (`torch.FloatTensor` of shape `(num_images, image_seq_length, hidden_size)`, *optional*):
+        Projected image features scattered into the `<image>` positions.
     """
 
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
     image_hidden_states: torch.FloatTensor | None = None
 
 
 @dataclass
-class UniPoseGenerateOutput(ModelOutput):
+class UniPoseGenerateOutput(GenerateDecoderOnlyOutput):
     r"""
+    [`~generation.GenerateDecoderOnlyOutput`] (`sequences` and the key-value cache; scores, logits, attentions
+    and hidden states are not kept) with the poses:
+
     sequences (`torch.LongTensor` of shape `(batch, prompt_length + new_length)`):
         The prompts followed by what was generated, padded on the right. A generated pose appears as `<p>`, its
         codes as `<pose_k>` tokens, and `</p>`.
@@ -230,10 +243,8 @@ class UniPoseGenerateOutput(ModelOutput):
         Per sample, the decoded poses as SMPL axis-angle, `(num_poses_i, num_joints, 3)`.
     """
 
-    sequences: torch.LongTensor | None = None
     pose_codes: list[torch.LongTensor] | None = None
     poses: list[torch.FloatTensor] | None = None
-    past_key_values: Cache | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -291,7 +302,7 @@ class UniPosePreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["past_key_values", "cache"]
     _no_split_modules = ["PoseVQVAE"]
     # The pose spans need an arbitrary block mask: sdpa and eager express it, flash attention cannot, and flex
     # attention is not supported on every device.
@@ -445,6 +456,7 @@ class UniPoseModel(UniPosePreTrainedModel):
                 "UniPose needs `input_ids`: the pose spans and their attention pattern are read from them "
                 "(`inputs_embeds` alone cannot say where a pose is)."
             )
+        past_key_values = _cache_argument(past_key_values, kwargs)
         config = self.config
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         max_positions = getattr(config.text_config, "max_position_embeddings", None)
@@ -502,16 +514,16 @@ class UniPoseModel(UniPosePreTrainedModel):
             inputs_embeds=inputs_embeds,
             attention_mask=causal_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **{CACHE_NAME: past_key_values},
             **kwargs,
         )
         return UniPoseModelOutputWithPast(
             last_hidden_state=outputs.last_hidden_state,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=image_features,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
         )
 
 
@@ -588,7 +600,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
             pose_values=pose_values,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            past_key_values=_cache_argument(past_key_values, kwargs),
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -618,10 +630,10 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
         return UniPoseCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             image_hidden_states=outputs.image_hidden_states,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
         )
 
     # ------------------------------------------------------------------------------------------------------------------
@@ -714,7 +726,7 @@ def _unipose_decode(
     attention_mask = model_kwargs.pop("attention_mask", None)
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    cache = model_kwargs.pop("past_key_values", None)
+    cache = model_kwargs.pop(CACHE_NAME, None)
     for key in ("use_cache", "logits_to_keep", "position_ids", "cache_position"):
         model_kwargs.pop(key, None)
     multimodal_inputs = {key: value for key, value in model_kwargs.items() if value is not None}
@@ -804,7 +816,7 @@ def _unipose_decode(
         torch.stack(codes) if codes else input_ids.new_zeros((0, num_tokens)) for codes in pose_codes
     ]
     poses = [_decode_to_axis_angle(model, codes) for codes in pose_codes]
-    return UniPoseGenerateOutput(sequences=sequences, pose_codes=pose_codes, poses=poses, past_key_values=cache)
+    return UniPoseGenerateOutput(sequences=sequences, pose_codes=pose_codes, poses=poses, **{CACHE_NAME: cache})
 
 
 def _decode_to_axis_angle(model: UniPoseForConditionalGeneration, codes: torch.LongTensor) -> torch.Tensor:
