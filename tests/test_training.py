@@ -463,15 +463,19 @@ def test_stage_two_trains_only_the_named_vision_towers():
         prepare_model_for_stage(tiny_model_and_processor()[0], 1, train_language_model=True, train_vision_towers=["vision_tower"])
 
 
-@pytest.mark.parametrize("stage", [1, 2, 3])
-def test_unipose_tiny_recipes_parse(stage):
+@pytest.mark.parametrize("step", ["stage1", "stage2", "stage2_pose", "stage3"])
+def test_unipose_tiny_recipes_parse(step):
     script_args, training_args, model_args = load_script().make_parser().parse_args_and_config(
-        ["--config", str(REPO / "train" / "recipes" / f"tiny_stage{stage}.yaml")]
+        ["--config", str(REPO / "train" / "recipes" / f"tiny_{step}.yaml")]
     )
-    assert script_args.stage == stage and script_args.train_language_model is (stage != 2)
-    # Both towers of UniPose-Tiny start from random weights: they train from stage 2.
-    assert script_args.train_vision_towers == ([] if stage == 1 else ["vision_tower", "pose_vision_tower"])
+    assert script_args.stage == {"stage1": 1, "stage2": 2}.get(step, 3)
+    assert script_args.train_language_model is (step != "stage2")
+    # The CLIP tower starts from random weights and trains from stage 2; the pretrained pose ViT stays frozen.
+    assert script_args.train_vision_towers == ([] if step == "stage1" else ["vision_tower"])
     assert training_args.use_cpu and not model_args.use_peft
+    # Each recipe starts from the previous step's output.
+    previous = {"stage1": "init", "stage2": "stage1", "stage2_pose": "stage2", "stage3": "stage2_pose"}[step]
+    assert Path(model_args.model_name_or_path).name == previous and Path(training_args.output_dir).name == step
 
 
 def test_saved_adapter_and_merged_model_reproduce_the_trained_model(mixed_examples, tmp_path):
