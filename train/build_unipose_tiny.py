@@ -44,7 +44,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "train" / "recipes"
-STEPS = ("stage0", "corpus", "pose_vision", "init", "stage1", "stage2", "stage2_pose", "stage3", "retrieval", "evaluation", "publish")
+# The steps that run `train/train_unipose.py` with `train/recipes/tiny_<step>.yaml`, each from the previous output.
+TRAINING_STAGES = ("stage1", "stage2", "stage2_pose", "stage3")
+STEPS = ("stage0", "corpus", "pose_vision", "init", *TRAINING_STAGES, "retrieval", "evaluation", "publish")
 
 # The sizes of UniPose-Tiny (about 5M parameters, under 25 MB in float32).
 LANGUAGE_MODEL = {
@@ -169,7 +171,7 @@ def publish(work: Path, out: Path) -> None:
         shutil.copy(ROOT / "unipose" / path.name, path)
     (staging / "training").mkdir(exist_ok=True)
     histories = {}
-    for stage in ("stage0", "pose_vision", "stage1", "stage2", "stage2_pose", "stage3"):
+    for stage in ("stage0", "pose_vision", *TRAINING_STAGES):
         # Stage 0 writes its log next to the model; TRL writes it into each checkpoint (the last one is complete).
         candidates = [work / stage / "trainer_state.json"] + sorted(
             (work / stage).glob("checkpoint-*/trainer_state.json"), key=lambda path: int(path.parent.name.split("-")[1])
@@ -181,7 +183,7 @@ def publish(work: Path, out: Path) -> None:
         if (work / stage / "eval_results.json").exists():
             shutil.copy(work / stage / "eval_results.json", staging / "training" / f"{stage}_eval_results.json")
     plot_loss_curves(histories, staging / "training" / "loss_curves.png")
-    for recipe in ("stage0_cpu.yaml", "tiny_stage1.yaml", "tiny_stage2.yaml", "tiny_stage2_pose.yaml", "tiny_stage3.yaml"):
+    for recipe in ("stage0_cpu.yaml", *(f"tiny_{stage}.yaml" for stage in TRAINING_STAGES)):
         shutil.copy(RECIPES / recipe, staging / "training" / recipe)
     evaluation = {}
     if (work / "evaluation").exists():
@@ -238,7 +240,7 @@ def main() -> None:
     if "init" in args.steps and not done("init"):
         build_init(work)
     previous = work / "init"
-    for stage in ("stage1", "stage2", "stage2_pose", "stage3"):
+    for stage in TRAINING_STAGES:
         if stage in args.steps and not done(stage):
             command(
                 sys.executable, str(ROOT / "train" / "train_unipose.py"),

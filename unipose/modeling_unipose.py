@@ -600,7 +600,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
             pose_values=pose_values,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=_cache_argument(past_key_values, kwargs),
+            past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
             **kwargs,

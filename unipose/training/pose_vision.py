@@ -10,10 +10,10 @@ read the body. This module gives it the same pretraining on the image-pose recor
 - [`PoseRegressionModel`]: a transformers `VitPoseBackbone` and a head that takes the feature map as UniPose
   will (`feature_grid`, `feature_padding`: padded and resized to the language model's image grid), narrows
   each feature, then reads the 22 body rotations (6D; the root first, relative to the camera's heading, as
-  the records store it) from all of them in their places with an MLP. (A head that pools the patches first, with one learned query,
-  learns far more slowly from a random backbone: it must find the body before it can read it.) The loss is
-  the mean squared error of the rotation matrices plus `joint_loss_weight` times the mean joint error
-  (metres) of the posed body.
+  the records store it) from all of them in their places with an MLP. (A head that pools the patches first,
+  with one learned query, learns far more slowly from a random backbone: it must find the body before it can
+  read it.) The loss is the mean squared error of the rotation matrices plus `joint_loss_weight` times the
+  mean joint error (metres) of the posed body.
 - [`PoseImageCollator`]: decodes the records' images through UniPose's pose-ViT preprocessing and, if asked,
   flips some of them left-right with the pose mirrored. Leave it off for the synthetic corpus, whose renders
   colour the left limbs blue and the right ones red: a flip would teach the tower to ignore the cue.
@@ -345,7 +345,8 @@ def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArgument
         train_dataset=train_dataset,
         data_collator=PoseImageCollator(image_processor, args.flip_probability),
     )
-    trainer.train(resume_from_checkpoint=resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir))
+    checkpoint = resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    trainer.train(resume_from_checkpoint=checkpoint)
 
     scores = evaluate_pose_regression(model, eval_dataset, image_processor)
     results = {name: round(value, 2) for name, value in scores.items()}
