@@ -7,8 +7,6 @@ modules: a ViT with a fused `qkv` and the cls position added to every patch, a V
 
 import json
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from torch import nn
 from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
 
-from unipose.conversion import KEY_MAPPING, convert_release, map_key, verify_conversion
+from unipose.conversion import KEY_MAPPING, convert_release, map_key
 from unipose.modeling_unipose import UniPoseForConditionalGeneration
 
 
@@ -425,65 +423,6 @@ def test_vocabulary_rows_and_queries_move_to_our_ids(release):
         model.model.multi_modal_projector.linear_1.weight,
         release["trainables"]["base_model.model.model.mm_projector.0.weight"],
     )
-
-
-def _fake_llava(release):
-    """A stand-in for the release's `llava` package: the language model with the release's vocabulary and its
-    LoRA applied by PEFT (not merged)."""
-    from peft import LoraConfig, get_peft_model
-
-    def load_pretrained_model(model_path, model_base, model_name, device_map="cpu"):
-        lm = MistralForCausalLM(mistral_config(len(release["release_tokenizer"])))
-        state = {
-            k: v
-            for k, v in release["lm"].state_dict().items()
-            if "embed_tokens" not in k and "lm_head" not in k
-        }
-        lm.load_state_dict(state, strict=False)
-        lm.model.embed_tokens.weight.data.copy_(release["embed"])
-        lm.lm_head.weight.data.copy_(release["head"])
-        peft_model = get_peft_model(
-            lm,
-            LoraConfig(
-                r=release["rank"],
-                lora_alpha=release["alpha"],
-                target_modules=["q_proj", "v_proj"],
-                lora_dropout=0.0,
-            ),
-        )
-        state = {
-            k.replace(".lora_A.weight", ".lora_A.default.weight").replace(
-                ".lora_B.weight", ".lora_B.default.weight"
-            ): v
-            for k, v in release["adapter"].items()
-        }
-        missing = peft_model.load_state_dict(state, strict=False)
-        assert not missing.unexpected_keys
-        return release["release_tokenizer"], peft_model.eval(), None, 512
-
-    builder = types.ModuleType("llava.model.builder")
-    builder.load_pretrained_model = load_pretrained_model
-    return {
-        "llava": types.ModuleType("llava"),
-        "llava.model": types.ModuleType("llava.model"),
-        "llava.model.builder": builder,
-    }
-
-
-def test_verify_mode_matches_the_original_with_its_lora_unmerged(release, monkeypatch):
-    for name, module in _fake_llava(release).items():
-        monkeypatch.setitem(sys.modules, name, module)
-    root = release["root"]
-    result = verify_conversion(
-        root / "base", root / "unipose", release["out"], prompt="describe the person standing ."
-    )
-    assert result["max_abs_diff_text_logits"] < 1e-4 and result["max_abs_diff_code_logits"] < 1e-4
-
-
-def test_verify_mode_explains_what_is_missing(release):
-    root = release["root"]
-    with pytest.raises(ImportError, match="llava"):
-        verify_conversion(root / "base", root / "unipose", release["out"])
 
 
 def test_the_mapping_table_is_the_only_rename_rule():

@@ -53,6 +53,19 @@ def test_demo_takes_the_users_inputs(checkpoint, tmp_path):
     assert "A person sitting." in json.loads((out / "texts.json").read_text())["text_to_pose"]["prompt"]
 
 
+def test_a_pose_file_of_real_rotation_matrices_reaches_the_model_as_its_raw_rows(tmp_path):
+    # Like the release's `demo_smpl_rotmat_*.npy`: float32 matrices a few 1e-3 off exact rotations.
+    import torch
+
+    from unipose.demo import load_inputs
+    from unipose.testing import near_rotation_matrices
+
+    matrices = near_rotation_matrices(torch.randn(22, 3, generator=torch.Generator().manual_seed(0)) * 0.5)
+    np.save(tmp_path / "pose.npy", matrices.numpy())
+    inputs = load_inputs(pose_a=tmp_path / "pose.npy")
+    np.testing.assert_array_equal(inputs["pose_a"], matrices[:, :2].reshape(22, 6).numpy())
+
+
 def test_the_bundled_model_loads_as_remote_code_and_writes_a_pose():
     from pathlib import Path
 

@@ -14,11 +14,12 @@ from unipose.configuration_unipose import UniPoseConfig
 from unipose.modeling_unipose import (
     CACHE_NAME,
     create_pose_attention_mask,
+    pose_bidirectional_mask,
     pose_block_ids,
     pose_query_positions,
     pose_shift_labels,
 )
-from unipose.testing import tiny_model, tiny_unipose_config
+from unipose.testing import near_rotation_matrices, tiny_model, tiny_unipose_config
 
 
 N = 80  # tokens per pose of every config (tiny ones included)
@@ -32,6 +33,18 @@ def config():
 @pytest.fixture(scope="module")
 def model(config):
     return tiny_model(config, seed=0)
+
+
+INPUT_POSE_ATTENTION = ("bidirectional", "causal")
+
+
+@pytest.fixture(scope="module")
+def models_by_attention():
+    """Tiny models with the same weights, one per `input_pose_attention` setting."""
+    return {
+        setting: tiny_model(tiny_unipose_config(input_pose_attention=setting), seed=0)
+        for setting in INPUT_POSE_ATTENTION
+    }
 
 
 def text(*ids):
@@ -75,6 +88,7 @@ def test_default_config_describes_the_paper():
         ({"pose_code_token_offset": 300}, "vocab_size"),
         ({"pose_vision_feature_padding": -1}, "pose_vision_feature_padding"),
         ({"text_config": {"sliding_window": 16, "model_type": "mistral"}}, "sliding_window"),
+        ({"input_pose_attention": "full"}, "input_pose_attention"),
     ],
 )
 def test_config_cross_field_checks_name_the_field(overrides, field):
@@ -82,6 +96,34 @@ def test_config_cross_field_checks_name_the_field(overrides, field):
     text_config = {"vocab_size": vocab_size, **overrides.pop("text_config", {})}
     with pytest.raises(ValueError, match=field):
         tiny_unipose_config(text_config=text_config, **overrides)
+
+
+def test_input_pose_attention_is_validated_and_defaults_to_bidirectional():
+    assert UniPoseConfig().input_pose_attention == "bidirectional"
+    assert tiny_unipose_config(input_pose_attention="causal").input_pose_attention == "causal"
+    with pytest.raises(ValueError, match=r"`input_pose_attention`.*'bidirectional', 'causal'.*'Causal'"):
+        tiny_unipose_config(input_pose_attention="Causal")
+
+
+def test_input_pose_attention_round_trips_and_old_configs_load_as_bidirectional(tmp_path):
+    import json
+
+    tiny_unipose_config(input_pose_attention="causal").save_pretrained(tmp_path / "causal")
+    assert json.loads((tmp_path / "causal" / "config.json").read_text())["input_pose_attention"] == "causal"
+    assert UniPoseConfig.from_pretrained(tmp_path / "causal").input_pose_attention == "causal"
+
+    # A config saved before the field existed lacks it: it must keep the attention it was trained with.
+    tiny_unipose_config().save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    fields = json.loads(path.read_text())
+    del fields["input_pose_attention"]
+    path.write_text(json.dumps(fields))
+    assert UniPoseConfig.from_pretrained(tmp_path / "old").input_pose_attention == "bidirectional"
+
+    fields["input_pose_attention"] = "sideways"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(ValueError, match="input_pose_attention"):
+        UniPoseConfig.from_pretrained(tmp_path / "old")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -131,12 +173,37 @@ def test_attention_mask_against_a_hand_written_matrix(config, attn_implementatio
     assert torch.equal(visible[0], expected[0]) and torch.equal(visible[1], expected[1])
 
 
+@pytest.mark.parametrize("setting", INPUT_POSE_ATTENTION)
+def test_attention_mask_blocks_follow_input_pose_attention(setting):
+    config = tiny_unipose_config(input_pose_attention=setting)
+    c0, q = config.pose_code_token_offset, config.pose_query_token_id
+    p, e, x = config.pose_start_token_id, config.pose_end_token_id, config.pose_token_id
+    # An input span of codes, one of `<pose>` placeholders and a run of queries (2 tokens each suffice here).
+    ids = torch.tensor([[7, p, c0, c0 + 1, e, p, x, x, e, p, q, q, e]])
+    bidirectional = pose_bidirectional_mask(ids, config)
+    expected = ids == q if setting == "causal" else (ids >= c0) | (ids == x) | (ids == q)
+    assert torch.equal(bidirectional, expected)
+
+    text_config = tiny_unipose_config(text_config={"model_type": "llama"}).text_config
+    text_config._attn_implementation = "sdpa"
+    length = ids.shape[1]
+    embeds, positions = torch.zeros(1, length, 4), torch.arange(length)[None]
+    mask = create_pose_attention_mask(config, text_config, ids, embeds, torch.ones_like(ids), None, positions)
+    visible = torch.ones(length, length, dtype=torch.bool).tril()
+    visible[10, 11] = True  # the queries see each other whatever the setting
+    if setting == "bidirectional":
+        visible[2, 3] = visible[6, 7] = True
+    assert torch.equal(mask[0, 0], visible)
+
+
 def _ids(config, *parts):
     return torch.tensor([sum(parts, [])])
 
 
+@pytest.mark.parametrize("setting", INPUT_POSE_ATTENTION)
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_prefill_pose_step_and_text_equal_one_forward(config, attn_implementation):
+def test_prefill_pose_step_and_text_equal_one_forward(attn_implementation, setting):
+    config = tiny_unipose_config(input_pose_attention=setting)
     model = tiny_model(config, seed=1, attn_implementation=attn_implementation)
     prompt = text(3, 4, 5) + code_span(config, random_codes(config, 0)) + text(6, 7)
     full = torch.tensor([prompt + target_span(config) + text(9, 10, 11)])
@@ -164,16 +231,64 @@ def test_cache_is_taken_under_either_name_and_returned_under_the_installed_ones(
             model(input_ids=ids, past_key_values=cache, cache=cache)
 
 
-def test_queries_see_each_other_and_text_before_does_not_see_them(config, model):
+def test_causal_input_poses_can_be_fed_in_pieces():
+    """With causal input spans nothing in a span looks ahead, so a span split between two calls (prefill, then
+    the rest) gives the outputs of one forward."""
+    config = tiny_unipose_config(input_pose_attention="causal")
+    model = tiny_model(config, seed=1)
+    full = torch.tensor([text(3, 4) + code_span(config, random_codes(config, 4)) + text(6, 7)])
+    split = 2 + 1 + N // 2  # inside the span
+    with torch.no_grad():
+        reference = model(input_ids=full).logits
+        cache = DynamicCache(config=config.text_config)
+        first = model(input_ids=full[:, :split], past_key_values=cache, use_cache=True).logits
+        rest = model(input_ids=full[:, split:], past_key_values=cache, use_cache=True).logits
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("setting", INPUT_POSE_ATTENTION)
+def test_input_pose_span_attention_follows_the_config(models_by_attention, setting):
+    """Changing one code in the middle of an input span: with causal input spans the outputs of every earlier
+    position stay bit-identical; with bidirectional ones the earlier positions of the span see the change."""
+    model = models_by_attention[setting]
+    config = model.config
+    prompt = text(3, 4, 5)
+    start = len(prompt) + 1  # first position of the span
+    changed_index = N // 2
+    codes = random_codes(config, 5)
+    other = codes.clone()
+    other[changed_index] = (codes[changed_index] + 1) % config.pose_codebook_size
+
+    with torch.no_grad():
+        base, changed = (
+            model(input_ids=torch.tensor([prompt + code_span(config, span) + text(6)])).logits[0]
+            for span in (codes, other)
+        )
+    position = start + changed_index
+    torch.testing.assert_close(base[:start], changed[:start], atol=0, rtol=0)  # text before never sees it
+    assert not torch.allclose(base[position], changed[position])  # the changed token itself
+    assert not torch.allclose(base[-1], changed[-1])  # text after the span
+    earlier = [not torch.equal(base[i], changed[i]) for i in range(start, position)]
+    if setting == "causal":
+        assert not any(earlier)
+    else:
+        assert all(earlier)
+
+
+@pytest.mark.parametrize("setting", INPUT_POSE_ATTENTION)
+def test_queries_see_each_other_and_text_before_does_not_see_them(models_by_attention, setting):
+    model = models_by_attention[setting]
+    config = model.config
     prompt = text(3, 4, 5, 6)
     ids = torch.tensor([prompt + target_span(config) + text(9)])
     with torch.no_grad():
         base = model(input_ids=ids).logits
+        original = model.model.pose_queries.data[-1].clone()
         model.model.pose_queries.data[-1] += 1.0  # change what the last query feeds in
         try:
             changed = model(input_ids=ids).logits
         finally:
-            model.model.pose_queries.data[-1] -= 1.0
+            model.model.pose_queries.data[-1] = original  # bit for bit: the module's models are shared
     first_query = len(prompt) + 1
     assert not torch.allclose(base[0, first_query], changed[0, first_query])
     torch.testing.assert_close(base[0, : len(prompt) + 1], changed[0, : len(prompt) + 1], atol=0, rtol=0)
@@ -209,7 +324,11 @@ def test_left_and_right_padding_give_the_same_outputs(config, model):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_pose_values_equal_their_codes_written_as_tokens(config, model):
+@pytest.mark.parametrize("setting", INPUT_POSE_ATTENTION)
+def test_pose_values_equal_their_codes_written_as_tokens(models_by_attention, setting):
+    # `<pose>` placeholders become codes before the mask is built, so they attend as input codes do.
+    model = models_by_attention[setting]
+    config = model.config
     pose = torch.randn(22, 3) * 0.3
     codes = model.pose_tokenizer.encode(pose)[0]
     placeholder = [config.pose_start_token_id] + [config.pose_token_id] * N + [config.pose_end_token_id]
@@ -217,6 +336,18 @@ def test_pose_values_equal_their_codes_written_as_tokens(config, model):
         from_values = model(input_ids=torch.tensor([text(3) + placeholder + text(4)]), pose_values=pose[None]).logits
         from_codes = model(input_ids=torch.tensor([text(3) + code_span(config, codes) + text(4)])).logits
     torch.testing.assert_close(from_values, from_codes, atol=0, rtol=0)
+
+
+def test_encode_poses_reads_real_rotation_matrices_as_given(config, model):
+    # Float32 matrices ~4e-3 off (as real data is) reach the pose encoder as their raw first two rows.
+    matrices = near_rotation_matrices(torch.randn(2, 22, 3, generator=torch.Generator().manual_seed(2)) * 0.4)
+    raw_rows = matrices[..., :2, :].reshape(2, 22, 6)
+    tokenizer = model.pose_tokenizer
+    with torch.no_grad():
+        latents = [tokenizer.encoder(pose[None]) for pose in raw_rows]
+        expected = torch.cat([tokenizer.quantizer.quantize(latent) for latent in latents])
+    assert torch.equal(model.model.encode_poses(matrices), expected + config.pose_code_token_offset)
+    assert torch.equal(model.model.encode_poses(raw_rows), expected + config.pose_code_token_offset)
 
 
 def test_image_features_grid_and_scatter(config, model):
@@ -347,12 +478,16 @@ def test_prompt_ending_with_p_decodes_a_whole_pose(config, model):
     torch.testing.assert_close(out.poses[0], model.pose_tokenizer.decode_to_axis_angle(codes))
 
 
-def test_generated_pose_equals_argmax_of_one_forward_over_the_queries(config, model):
-    prompt = text(3, 4, 5, config.pose_start_token_id)
+@pytest.mark.parametrize("setting", INPUT_POSE_ATTENTION)
+def test_generated_pose_equals_argmax_of_one_forward_over_the_queries(models_by_attention, setting):
+    model = models_by_attention[setting]
+    config = model.config
+    # The prompt holds an input pose, so that generation's prefill has to honour `input_pose_attention`.
+    prompt = text(3) + code_span(config, random_codes(config, 6)) + text(4, 5, config.pose_start_token_id)
     out = _generate(model, [prompt], max_new_tokens=N + 1)
     ids = torch.tensor([prompt + [config.pose_query_token_id] * N])
     with torch.no_grad():
-        logits = model(input_ids=ids).logits[0, 4:]
+        logits = model(input_ids=ids).logits[0, len(prompt) :]
     offset = config.pose_code_token_offset
     expected = logits[:, offset : offset + config.pose_codebook_size].argmax(-1)
     assert torch.equal(out.pose_codes[0][0], expected)

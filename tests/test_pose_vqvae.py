@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModel
 from unipose.configuration_pose_vqvae import PoseVQVAEConfig
 from unipose.modeling_pose_vqvae import PoseVQVAE, PoseVQVAEOutput, PoseVQVAEVectorQuantizer
 from unipose.rotations import axis_angle_to_rotation_6d
+from unipose.testing import near_rotation_matrices
 # 22 joints and 80 tokens; hidden size 32, 64 codes of dimension 16.
 from unipose.testing import tiny_pose_tokenizer_config as tiny_config
 
@@ -184,6 +185,20 @@ def test_encode_accepts_every_pose_format_and_decode_returns_rotations():
     assert model.decode_to_axis_angle(codes).shape == (3, 22, 3)
     assert model.decode(codes[0]).shape == (1, 22, 6)
     assert torch.equal(model.decode(codes.numpy()), model.decode(codes))
+
+
+def test_encode_reads_matrices_and_6d_as_given():
+    """The encoder gets the raw first two rows of real (float32, ~4e-3 off) matrices, as the published model's
+    does, and 6D unchanged: no Gram-Schmidt on the way in."""
+    model = trained_tokenizer()
+    axis_angle = torch.randn(3, 22, 3, generator=torch.Generator().manual_seed(1)) * 0.5
+    matrices = near_rotation_matrices(axis_angle)
+    raw_rows = matrices[..., :2, :].reshape(3, 22, 6)
+    with torch.no_grad():
+        expected = model.quantizer.quantize(model.encoder(raw_rows))
+    assert torch.equal(model.encode(matrices), expected)
+    assert torch.equal(model.encode(matrices.numpy()), expected)
+    assert torch.equal(model.encode(raw_rows), expected)
 
 
 def test_index_to_code_to_index_round_trip():

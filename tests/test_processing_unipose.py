@@ -21,6 +21,7 @@ import unipose.processing_unipose as processing_module
 from unipose.configuration_unipose import UniPoseConfig
 from unipose.processing_unipose import IGNORE_INDEX, UniPoseProcessor, pose_code_token
 from unipose.rotations import axis_angle_to_matrix, to_rotation_6d
+from unipose.testing import near_rotation_matrices
 from unipose.tokenization import UNIPOSE_CHAT_TEMPLATE, add_unipose_tokens, build_tiny_tokenizer
 
 
@@ -354,6 +355,28 @@ def test_pose_formats_give_the_same_pose_values(processor):
     for given in formats:
         out = processor(text="Pose <pose>", poses=[given])
         torch.testing.assert_close(out["pose_values"][0], expected, atol=1e-5, rtol=0)
+
+
+def test_real_rotation_matrices_are_accepted_and_their_raw_rows_are_the_pose_values(processor):
+    """Float32 matrices off by ~4e-3 (as SMPL fits and the release's demo poses are) enter `pose_values` as
+    their raw first two rows, as the published model encodes them; 6D input enters unchanged."""
+    matrices = near_rotation_matrices(axis_angle(7, batch=(2,)))
+    raw_rows = matrices[:, :, :2, :].reshape(2, 22, 6)
+    for given in (matrices[0], matrices[0].numpy(), raw_rows[0], raw_rows[0].numpy()):
+        out = processor(text="Pose <pose>", poses=[given])
+        assert out["pose_values"].dtype == torch.float32
+        assert torch.equal(out["pose_values"][0], raw_rows[0])  # bit for bit
+    out = processor(text=["A <pose>", "B <pose>"], poses=[matrices[0], matrices[1].numpy()])
+    assert torch.equal(out["pose_values"], raw_rows)
+
+
+def test_a_clear_non_rotation_is_refused_with_its_deviation(processor):
+    matrices = near_rotation_matrices(axis_angle(8))
+    matrices[3] = matrices[3] @ torch.diag(torch.tensor([1.0, 1.0, 1.1]))  # one joint stretched by 10%
+    deviation = (matrices[3] @ matrices[3].T - torch.eye(3)).abs().amax().item()
+    message = rf"`poses\[0\]` .*joint 3, max \|R R\^T - I\| = {deviation:.3g} > atol"
+    with pytest.raises(ValueError, match=message):
+        processor(text="Pose <pose>", poses=[matrices])
 
 
 def test_integer_codes_are_written_as_code_tokens(processor):

@@ -23,6 +23,7 @@ from unipose.rotations import (
     to_rotation_matrix,
 )
 from unipose.skeleton import BODY_MIRROR_INDEX, SMPLH_MIRROR_INDEX
+from unipose.testing import near_rotation_matrices
 
 
 def rodrigues(axis_angle: np.ndarray) -> np.ndarray:
@@ -192,19 +193,20 @@ def reference_6d(axis_angle: torch.Tensor) -> np.ndarray:
     return Rotation.from_rotvec(flat).as_matrix()[:, :2, :].reshape(*axis_angle.shape[:-1], 6)
 
 
-def all_formats(axis_angle: torch.Tensor):
-    """Every accepted layout of one `(22, 3)` pose, in torch, numpy and nested lists."""
-    matrix = axis_angle_to_matrix(axis_angle)
-    # A non-orthonormal 6D of the same rotation: rows rescaled and the second one sheared along the first.
-    rotation_6d = matrix_to_rotation_6d(matrix)
+def sheared_6d(rotation_6d: torch.Tensor) -> torch.Tensor:
+    """A non-orthonormal 6D of the same rotation: rows rescaled and the second one sheared along the first."""
     row1, row2 = rotation_6d[..., :3], rotation_6d[..., 3:]
-    sheared = torch.cat((2.5 * row1, 0.7 * row2 + 0.4 * row1), dim=-1)
+    return torch.cat((2.5 * row1, 0.7 * row2 + 0.4 * row1), dim=-1)
+
+
+def all_formats(axis_angle: torch.Tensor):
+    """Every accepted layout of one exact `(22, 3)` pose, in torch, numpy and nested lists."""
+    matrix = axis_angle_to_matrix(axis_angle)
     layouts = {
         "flat": axis_angle.reshape(-1),
         "axis_angle": axis_angle,
         "matrix": matrix,
-        "6d": rotation_6d,
-        "sheared_6d": sheared,
+        "6d": matrix_to_rotation_6d(matrix),
     }
     for label, tensor in list(layouts.items()):
         layouts[f"{label}_batched"] = tensor[None]
@@ -263,14 +265,79 @@ def test_gradients_flow_through_the_entry_point():
     assert axis_angle.grad is not None and torch.isfinite(axis_angle.grad).all()
 
 
-def test_matrices_within_tolerance_are_accepted():
+def test_matrices_within_tolerance_are_accepted_as_given():
     matrix = axis_angle_to_matrix(pose_batch(batch=1))
     nudged = matrix + ORTHONORMAL_ATOL / 10
-    result = to_rotation_6d(nudged)
-    # The output is still an exact rotation.
-    rebuilt = rotation_6d_to_matrix(result)
+    assert torch.equal(to_rotation_6d(nudged), nudged[..., :2, :].flatten(-2))
+    # The conversions for display and metrics still give exact rotations.
+    rebuilt = to_rotation_matrix(nudged)
     identity = torch.eye(3, dtype=torch.float64).expand_as(rebuilt)
     torch.testing.assert_close(rebuilt @ rebuilt.transpose(-1, -2), identity)
+
+
+def test_float32_matrices_off_by_a_few_thousandths_are_encoded_as_given():
+    """Real data (float32 SMPL fits, AMASS, the release's `demo_smpl_rotmat_*.npy`) is off by a few 1e-3; the
+    published model feeds the raw first two rows of each matrix to its pose encoder."""
+    matrix = near_rotation_matrices(pose_batch(batch=2))
+    identity = torch.eye(3).expand_as(matrix)
+    deviation = (matrix @ matrix.transpose(-1, -2) - identity).abs().amax()
+    assert 3.5e-3 < deviation < 4.5e-3  # four times the tolerance of 1e-3 this module had before
+    raw_rows = matrix[..., :2, :].reshape(2, 22, 6)
+    for given in (matrix, matrix.numpy(), matrix[0]):
+        result = to_rotation_6d(given)
+        assert result.dtype == torch.float32
+        assert torch.equal(result, raw_rows[: result.shape[0]])  # bit for bit: no Gram-Schmidt
+    # ... which is not what Gram-Schmidt would give, so the test can tell the two apart.
+    gram_schmidt = matrix_to_rotation_6d(rotation_6d_to_matrix(raw_rows))
+    assert not torch.allclose(gram_schmidt, raw_rows, atol=1e-4, rtol=0)
+    # The conversions for display and metrics project onto exact rotations.
+    projected = to_rotation_matrix(matrix)
+    torch.testing.assert_close(projected @ projected.transpose(-1, -2), identity, atol=1e-6, rtol=0)
+
+
+def test_6d_is_passed_through_unchanged_as_a_copy():
+    rotation_6d = near_rotation_matrices(pose_batch(batch=2))[..., :2, :].reshape(2, 22, 6)
+    result = to_rotation_6d(rotation_6d)
+    assert torch.equal(result, rotation_6d)
+    result += 1  # a copy: the caller's tensor is untouched
+    assert not torch.equal(result, rotation_6d)
+    array = rotation_6d.numpy().copy()
+    assert torch.equal(to_rotation_6d(array[0]), rotation_6d[:1])
+    to_rotation_6d(array).add_(1)
+    np.testing.assert_array_equal(array, rotation_6d.numpy())
+
+
+def test_non_orthonormal_6d_is_refused_for_encoding_but_projected_for_display():
+    axis_angle = pose_batch(batch=1)[0]
+    sheared = sheared_6d(axis_angle_to_rotation_6d(axis_angle))
+    rows = sheared.unflatten(-1, (2, 3))
+    deviation = (rows @ rows.transpose(-1, -2) - torch.eye(2, dtype=rows.dtype)).abs().amax(dim=(-1, -2))
+    joint = int(deviation.argmax())
+    # The pose encoder reads 6D as given: far from a rotation, it would get numbers it never saw.
+    message = f"`my_pose` .*not orthonormal.*pose 0, joint {joint},.* = {deviation[joint].item():.3g} > atol"
+    with pytest.raises(ValueError, match=message):
+        to_rotation_6d(sheared, name="my_pose")
+    # Conversions to rotations bring it onto the rotation it shears.
+    expected = axis_angle_to_matrix(axis_angle)[None]
+    torch.testing.assert_close(to_rotation_matrix(sheared), expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close(to_axis_angle(sheared), axis_angle[None], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["scaled", "skewed", "random", "reflection"])
+def test_clear_non_rotations_are_refused_with_their_deviation(kind):
+    if kind == "random":
+        matrix = torch.rand(2, 22, 3, 3, generator=torch.Generator().manual_seed(0))
+    else:
+        matrix = bad_matrix(kind)
+    identity = torch.eye(3, dtype=matrix.dtype)
+    orthogonality = (matrix @ matrix.transpose(-1, -2) - identity).abs().amax(dim=(-1, -2))
+    determinant = (torch.linalg.det(matrix) - 1).abs()
+    # The check that fails first reports its figure: orthonormality, or the determinant of an orthonormal one.
+    deviation = orthogonality if bool((orthogonality > ORTHONORMAL_ATOL).any()) else determinant
+    worst = deviation.max().item()
+    assert worst > 5 * ORTHONORMAL_ATOL
+    with pytest.raises(ValueError, match=f"= {worst:.3g} > atol {ORTHONORMAL_ATOL:g}"):
+        to_rotation_6d(matrix)
 
 
 def bad_matrix(kind):

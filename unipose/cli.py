@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("unipose.data.synthetic", "Build corpora: `unipose data synth --out DIR --num N --seed S`."),
     "evaluate": ("unipose.evaluation.runner", "Evaluate a model on the paper's tasks; writes JSON and a Markdown report."),
     "convert": ("unipose.conversion", "Convert the published UniPose checkpoints into this format."),
+    "verify": ("unipose.verification", "Compare a converted checkpoint with the published program's recorded outputs."),
 }
 
 

@@ -12,19 +12,25 @@ The published model is spread over several downloads, all of which the user supp
 Every weight of every source is mapped by [`KEY_MAPPING`] (regex on `source:key` -> our name, or `None`
 to drop it on purpose); a key that no rule matches stops the conversion, and the report lists what was
 dropped. Three mappings are more than a rename and have their own functions: the LoRA deltas are merged
-into the language model, the fused `qkv` of the pose ViT is split into transformers' query/key/value, and
-the vocabulary is remapped (the released `<pose_id_k>` rows become `<pose_k>`, `<pose_id_2048>` /
-`<pose_id_2049>` become `<p>` / `</p>`, and the last 80 rows, `<pose_query_0..79>`, become the separate
-`pose_queries` parameter). Loading is strict and every shape is checked. Pickled files are read with
-`weights_only=True`.
+into the weights they adapt (the language model's, and the CLIP tower's when PEFT put LoRA there), the fused
+`qkv` of the pose ViT is split into transformers' query/key/value, and the vocabulary is remapped (the released
+`<pose_id_k>` rows become `<pose_k>`, `<pose_id_2048>` / `<pose_id_2049>` become `<p>` / `</p>`, other added
+tokens such as `<im_start>` keep their names, and the last 80 rows, `<pose_query_0..79>`, become the separate
+`pose_queries` parameter). Every size is read from the configs and the weights; every setting of the release's
+config is carried, or refused, or listed in the report with the reason it does not change the outputs. Loading is
+strict and every shape is checked. Pickled files are read with `weights_only=True`.
+
+The converted model computes what the release computes, which `unipose verify` checks against outputs recorded with
+the authors' program (`parity/README.md`):
 
     unipose convert --base llava-v1.6-mistral-7b --unipose unipose-release --pose-tokenizer vqvae.ckpt \\
-        --pose-vit tokenhmr.ckpt --out unipose-hf [--dtype bfloat16] [--verify]
+        --pose-vit tokenhmr.ckpt --out unipose-hf [--dtype bfloat16] [--verify reference.safetensors]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -34,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, MistralConfig
+from tokenizers import normalizers
+from transformers import AutoTokenizer, MistralConfig, PreTrainedTokenizerFast
 from transformers.utils import logging
 
 from .configuration_unipose import UniPoseConfig
@@ -51,6 +58,8 @@ PathLike = str | os.PathLike
 # markers, `<pose_query_0..79>` the query rows (the last rows of the embedding matrix).
 RELEASE_CODE_TOKEN = "<pose_id_{}>"
 RELEASE_QUERY_TOKEN = "<pose_query_{}>"
+# The release writes every image of a prompt as `<im_start><image><im_end>`.
+RELEASE_IMAGE_START, RELEASE_IMAGE_END = "<im_start>", "<im_end>"
 
 # (regex on "source:key", replacement or None to drop). The only place where the release's names appear.
 KEY_MAPPING: list[tuple[str, str | None]] = [
@@ -79,6 +88,11 @@ KEY_MAPPING: list[tuple[str, str | None]] = [
     (r"trainables:base_model\.model\.lm_head\.weight", r"lm_head.weight"),
     # --- UniPose LoRA adapter (merged into the weight it adapts) -------------------------------------------
     (r"lora:base_model\.model\.model\.layers\.(.+)\.lora_[AB]\.weight", r"model.language_model.layers.\1.weight"),
+    # PEFT places LoRA on the CLIP tower's `q_proj` / `k_proj` / `v_proj` too when the targets are given by name.
+    (
+        r"lora:base_model\.model\.model\.vision_tower\.vision_tower\.vision_model\.(.+)\.lora_[AB]\.weight",
+        r"model.vision_tower.\1.weight",
+    ),
     # --- Pose VQ-VAE (Lightning `state_dict`) --------------------------------------------------------------
     (r"vqvae:encoder\.encoder\.0\.(weight|bias)", r"model.pose_tokenizer.encoder.conv_in.\1"),
     (r"vqvae:encoder\.encoder\.3\.(weight|bias)", r"model.pose_tokenizer.encoder.resample_blocks.0.conv.\1"),
@@ -102,6 +116,7 @@ KEY_MAPPING: list[tuple[str, str | None]] = [
     ),
     (r"vqvae:decoder\.decoder\.15\.(weight|bias)", r"model.pose_tokenizer.decoder.conv_mid.\1"),
     (r"vqvae:decoder\.decoder\.16\.(weight|bias)", r"model.pose_tokenizer.decoder.conv_out.\1"),
+    (r"vqvae:loss\..+", None),  # the training loss's own tensors (the release's loader skips them too)
     # --- TokenHMR's ViT-H ----------------------------------------------------------------------------------
     (r"vit:backbone\.patch_embed\.proj\.(weight|bias)", r"model.pose_vision_tower.embeddings.patch_embeddings.projection.\1"),
     (r"vit:backbone\.pos_embed", r"model.pose_vision_tower.embeddings.position_embeddings"),
@@ -132,13 +147,15 @@ class ConversionReport:
     dropped: list[str] = field(default_factory=list)
     merged_lora_modules: list[str] = field(default_factory=list)
     filled: dict[str, str] = field(default_factory=dict)  # our key -> how it was filled without a source
+    settings: dict[str, str] = field(default_factory=dict)  # a setting of the release -> how it was handled
 
     def to_dict(self) -> dict:
         return {
             "num_mapped": len(self.mapped),
             "dropped": sorted(self.dropped),
-            "merged_lora_modules": len(self.merged_lora_modules),
+            "merged_lora_modules": sorted(self.merged_lora_modules),
             "filled_without_source": self.filled,
+            "release_settings": self.settings,
         }
 
 
@@ -185,6 +202,32 @@ def _state_dict(checkpoint: dict, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _base_tokenizer(base: Path, legacy: bool):
+    """The base vocabulary as a fast tokenizer that splits text as the release's slow tokenizer does.
+
+    transformers 4's slow, "legacy" Llama tokenizer hands every piece of text between two added tokens to
+    sentencepiece on its own, which puts a word prefix `▁` in front of each piece even when it starts with a space
+    (` in` -> `▁`, `▁in`). transformers 5's Llama tokenizer does not, and does not keep the setting when saved. The
+    converted tokenizer therefore carries the legacy splitting in its own `tokenizer.json` (a `▁` prepended to, and
+    every space replaced in, each piece: the normalizer of the Llama fast tokenizers of that time), under the
+    generic fast-tokenizer class, which loads that file as it is.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if not legacy:
+        return tokenizer
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    backend.pre_tokenizer = None
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=tokenizer.bos_token,
+        eos_token=tokenizer.eos_token,
+        unk_token=tokenizer.unk_token,
+        pad_token=tokenizer.pad_token,
+        model_max_length=tokenizer.model_max_length,
+    )
+
+
 def read_sources(base: PathLike, unipose: PathLike, pose_tokenizer: PathLike, pose_vit: PathLike) -> dict:
     """Every source tensor, keyed `source:key`, plus the release's configuration and tokenizer."""
     base, unipose = Path(base), Path(unipose)
@@ -208,12 +251,19 @@ def read_sources(base: PathLike, unipose: PathLike, pose_tokenizer: PathLike, po
     vit = _state_dict(_load_pickle(_require(pose_vit, "The TokenHMR checkpoint")), pose_vit)
     weights.update({f"vit:{k}": v for k, v in vit.items()})
     config = json.loads(_require(unipose / "config.json", "The UniPose `config.json`").read_text())
+    # The release reads its tokenizer with transformers 4's slow `LlamaTokenizer` (`use_fast=False`), which is
+    # "legacy" (a word prefix `▁` before the text after every added token) unless its config says otherwise;
+    # transformers 5 defaults to the opposite, so the setting is made explicit.
+    tokenizer_config_file = unipose / "tokenizer_config.json"
+    tokenizer_config = json.loads(tokenizer_config_file.read_text()) if tokenizer_config_file.exists() else {}
+    slow_llama = tokenizer_config.get("tokenizer_class", "").removesuffix("Fast") == "LlamaTokenizer"
+    base_tokenizer = _base_tokenizer(base, legacy=slow_llama and tokenizer_config.get("legacy", True))
     return {
         "weights": weights,
         "adapter_config": adapter_config,
         "config": config,
         "release_tokenizer": AutoTokenizer.from_pretrained(unipose),
-        "base_tokenizer": AutoTokenizer.from_pretrained(base),
+        "base_tokenizer": base_tokenizer,
     }
 
 
@@ -222,32 +272,202 @@ def read_sources(base: PathLike, unipose: PathLike, pose_tokenizer: PathLike, po
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _text_config(release_config: dict, vocab_size: int) -> MistralConfig:
-    fields = set(MistralConfig().to_dict())
-    kept = {k: v for k, v in release_config.items() if k in fields and not k.startswith(("_", "architectures"))}
-    kept.pop("model_type", None)
-    kept.pop("torch_dtype", None)
-    kept.pop("dtype", None)
-    return MistralConfig(**{**kept, "vocab_size": vocab_size, "sliding_window": None})
+# The release's LLM config (LLaVA's `llava_mistral`): the fields transformers' `MistralConfig` expresses are carried;
+# every other field is listed here with what the converter does with it and why. A field in neither list is
+# reported as unknown (and logged); values that the converted model could not reproduce stop the conversion.
+CARRIED_TEXT_FIELDS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "head_dim", "hidden_act", "max_position_embeddings", "initializer_range", "rms_norm_eps", "use_cache",
+    "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id", "attention_dropout",
+)
+NOT_CARRIED_TEXT_FIELDS = {
+    "vocab_size": "replaced by the converted vocabulary's size",
+    "rope_theta": "carried as `rope_parameters['rope_theta']`",
+    "rope_scaling": "carried as `rope_parameters`",
+    "sliding_window": (
+        "not applied by the release: its UniPose attention mask is built without the window, so the converted "
+        "model uses full attention (`sliding_window=None`) as the release computes"
+    ),
+    "mm_vision_select_layer": "carried as `vision_feature_layer`",
+    "mm_hidden_size": "checked against the projector's weights (CLIP width + pose-ViT width)",
+    "mm_vision_tower": "names the CLIP tower, whose sizes are read from its config or its weights",
+    "mm_projector_type": "must be `mlp2x_gelu`, UniPose's projector",
+    "mm_vision_select_feature": "must be `patch` (CLS dropped), as UniPose's image features",
+    "mm_patch_merge_type": "LLaVA-NeXT's any-resolution merge, which UniPose's image path does not use",
+    "image_aspect_ratio": "LLaVA-NeXT's any-resolution tiling, which UniPose's image path does not use",
+    "image_grid_pinpoints": "LLaVA-NeXT's any-resolution tiling, which UniPose's image path does not use",
+    "mm_use_im_start_end": "LLaVA's learned image markers; UniPose writes `<im_start>`/`<im_end>` as prompt text",
+    "mm_use_im_patch_token": "unused by UniPose",
+    "tune_mm_mlp_adapter": "a training switch",
+    "freeze_mm_mlp_adapter": "a training switch",
+    "unfreeze_mm_vision_tower": "a training switch",
+    "mm_projector_lr": "a training setting",
+    "mm_vision_tower_lr": "a training setting",
+    "tokenizer_model_max_length": "a tokenizer setting, kept by the converted tokenizer",
+    "tokenizer_padding_side": "the processor pads on the left, as the release's inference",
+    "use_mm_proj": "always true for UniPose",
+    "img_start_token_id": "ids of the release's vocabulary; the tokens themselves are carried",
+    "img_end_token_id": "ids of the release's vocabulary; the tokens themselves are carried",
+    "architectures": "LLaVA's class name", "model_type": "LLaVA's model type", "_name_or_path": "a path",
+    "torch_dtype": "the dtype is chosen at conversion (`--dtype`)", "dtype": "the dtype is chosen at conversion",
+    "transformers_version": "the writer's version", "_attn_implementation": "chosen at load time",
+}
+
+
+def _refuse(field: str, value, expected: str) -> None:
+    raise ValueError(
+        f"The release's config has `{field}`={value!r}; the converter {expected}. Converting it would give a "
+        "model that does not compute what the release computes."
+    )
+
+
+def _text_config(release_config: dict, vocab_size: int, report: ConversionReport) -> MistralConfig:
+    """The language model's config: every field that changes the computation is carried or refused."""
+    if release_config.get("mm_projector_type", "mlp2x_gelu") != "mlp2x_gelu":
+        _refuse("mm_projector_type", release_config["mm_projector_type"], "supports only `mlp2x_gelu`")
+    if release_config.get("mm_vision_select_feature", "patch") != "patch":
+        _refuse("mm_vision_select_feature", release_config["mm_vision_select_feature"], "supports only `patch`")
+    if release_config.get("attention_bias") or release_config.get("mlp_bias"):
+        _refuse("attention_bias / mlp_bias", True, "knows Mistral without biases")
+    kept = {k: release_config[k] for k in CARRIED_TEXT_FIELDS if release_config.get(k) is not None}
+    rope = {"rope_type": "default", "rope_theta": float(release_config.get("rope_theta", 10000.0))}
+    scaling = release_config.get("rope_scaling")
+    if scaling:
+        rope.update({k: v for k, v in scaling.items() if k != "type"}, rope_type=scaling.get("rope_type", scaling.get("type")))
+    for key, value in release_config.items():
+        if key in CARRIED_TEXT_FIELDS or value is None:
+            continue
+        reason = NOT_CARRIED_TEXT_FIELDS.get(key)
+        if reason is None:
+            reason = "unknown to the converter; not part of UniPose's computation as far as the converter knows"
+            logger.warning(f"The release's config field `{key}`={value!r} is not converted: {reason}.")
+        report.settings[f"config.json:{key}"] = reason
+    return MistralConfig(**kept, vocab_size=vocab_size, rope_parameters=rope, sliding_window=None)
+
+
+def _count_layers(weights: dict, pattern: str) -> int:
+    indices = {int(m.group(1)) for key in weights if (m := re.fullmatch(pattern, key))}
+    if not indices or indices != set(range(len(indices))):
+        raise ValueError(f"Cannot count the layers matching `{pattern}` in the weights: found indices {sorted(indices)}.")
+    return len(indices)
+
+
+def _attention_heads(width: int, what: str, given: int | None, report: ConversionReport) -> int:
+    """Heads are not written in any released weight; towers of UniPose's kind use heads 64 wide (ViT-H's 80)."""
+    if given is not None:
+        return given
+    heads = 16 if width == 1280 else width // 64
+    if heads < 1 or width % heads:
+        raise ValueError(f"The {what} is {width} wide; give its number of attention heads explicitly.")
+    report.settings[f"{what}.num_attention_heads"] = (
+        f"not in the release's files; {heads} assumed ({'ViT-H' if width == 1280 else 'heads 64 wide'})"
+    )
+    return heads
+
+
+def _clip_config(weights: dict, release_config: dict, folders: list[Path], num_heads: int | None, report) -> dict:
+    """CLIP's config: from the folder `mm_vision_tower` names when there is one, else read off the weights."""
+    prefix = "base:model.vision_tower.vision_tower.vision_model."
+    if f"{prefix}embeddings.patch_embedding.weight" not in weights:
+        prefix = next(
+            (p for p in ("base:model.vision_tower.vision_model.", "base:vision_tower.vision_model.")
+             if f"{p}embeddings.patch_embedding.weight" in weights),
+            None,
+        )
+        if prefix is None:
+            raise ValueError("The base checkpoint (`--base`) holds no CLIP vision tower weights.")
+    patch = weights[f"{prefix}embeddings.patch_embedding.weight"]
+    positions = weights[f"{prefix}embeddings.position_embedding.weight"].shape[0]
+    grid = round((positions - 1) ** 0.5)
+    if grid * grid != positions - 1:
+        raise ValueError(f"CLIP's position embedding has {positions} rows, not 1 + a square grid.")
+    from_weights = {
+        "hidden_size": patch.shape[0],
+        "patch_size": patch.shape[-1],
+        "image_size": grid * patch.shape[-1],
+        "num_hidden_layers": _count_layers(weights, re.escape(prefix) + r"encoder\.layers\.(\d+)\..+"),
+        "intermediate_size": weights[f"{prefix}encoder.layers.0.mlp.fc1.weight"].shape[0],
+    }
+    tower = release_config.get("mm_vision_tower") or ""
+    config_file = next((f / tower / "config.json" for f in folders if tower and (f / tower / "config.json").is_file()), None)
+    if config_file is not None:
+        written = json.loads(config_file.read_text())
+        written = written.get("vision_config", written)
+        for key, value in from_weights.items():
+            if key in written and written[key] != value:
+                raise ValueError(f"{config_file} has {key}={written[key]}, but the CLIP weights say {value}.")
+        heads = written["num_attention_heads"]
+        extra = {k: written[k] for k in ("hidden_act", "layer_norm_eps") if k in written}
+    else:
+        heads = _attention_heads(from_weights["hidden_size"], "vision_config", num_heads, report)
+        extra = {"hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}  # every OpenAI CLIP tower
+    return {**from_weights, **extra, "num_attention_heads": heads, "projection_dim": from_weights["hidden_size"]}
+
+
+def _pose_vision_config(weights: dict, num_heads: int | None, report: ConversionReport) -> dict:
+    """The pose ViT's config (transformers' VitPose backbone), read off TokenHMR's weights."""
+    patch = weights["vit:backbone.patch_embed.proj.weight"]
+    width, patch_size = patch.shape[0], tuple(patch.shape[-2:])
+    positions = weights["vit:backbone.pos_embed"].shape[1] - 1
+    # TokenHMR's input is 256 x 192; with padding 2 a 16-pixel patch grid is 16 x 12.
+    height, image_width = 256, 192
+    grid = ((height + 4 - patch_size[0]) // patch_size[0] + 1) * ((image_width + 4 - patch_size[1]) // patch_size[1] + 1)
+    if grid != positions:
+        raise ValueError(
+            f"The pose ViT's position embedding covers {positions} patches, not the {grid} of a 256x192 input "
+            f"with {patch_size} patches: a TokenHMR checkpoint of another input size is not supported."
+        )
+    return {
+        "image_size": (height, image_width),
+        "patch_size": patch_size,
+        "hidden_size": width,
+        "num_hidden_layers": _count_layers(weights, r"vit:backbone\.blocks\.(\d+)\..+"),
+        "num_attention_heads": _attention_heads(width, "pose_vision_config", num_heads, report),
+        "mlp_ratio": weights["vit:backbone.blocks.0.mlp.fc1.weight"].shape[0] // width,
+        "layer_norm_eps": 1e-6,
+        "out_indices": [-1],
+    }
 
 
 def _merge_lora(weights: dict, mapped: dict, adapter_config: dict, report: ConversionReport) -> None:
     """Add each LoRA delta `scaling * B @ A` to the weight it adapts (`scaling = alpha / r`, or
-    `alpha / sqrt(r)` with rsLoRA)."""
-    rank, alpha = adapter_config["r"], adapter_config["lora_alpha"]
-    scaling = alpha / rank**0.5 if adapter_config.get("use_rslora") else alpha / rank
+    `alpha / sqrt(r)` with rsLoRA; per-module ranks and alphas from `rank_pattern` / `alpha_pattern`)."""
+    for option, refused in (("use_dora", True), ("fan_in_fan_out", True)):
+        if adapter_config.get(option) == refused:
+            raise ValueError(f"The LoRA adapter has `{option}`={refused}, which the converter does not merge.")
+    if adapter_config.get("bias", "none") != "none":
+        raise ValueError(f"The LoRA adapter trains biases (`bias`={adapter_config['bias']!r}); not supported.")
     pairs: dict[str, dict[str, torch.Tensor]] = {}
+    unknown = []
     for key, tensor in weights.items():
         if key.startswith("lora:"):
             matched, target = map_key(key)
+            if not matched or target is None:
+                unknown.append(key)
+                continue
             side = "A" if ".lora_A." in key else "B"
             pairs.setdefault(target, {})[side] = tensor
             report.mapped[key] = target
+    if unknown:
+        raise ValueError(f"{len(unknown)} entries of the LoRA adapter match no rule, e.g. {sorted(unknown)[:5]}.")
+
+    def pattern_value(patterns: dict, module: str, default):
+        for pattern, value in (patterns or {}).items():
+            if re.match(rf"(.*\.)?{pattern}$", module):
+                return value
+        return default
+
     for target, pair in pairs.items():
         if set(pair) != {"A", "B"}:
             raise ValueError(f"The LoRA adapter of `{target}` lacks its lora_{({'A', 'B'} - set(pair)).pop()} matrix.")
         if target not in mapped:
             raise ValueError(f"The LoRA adapter targets `{target}`, which the base model does not have.")
+        module = target.removesuffix(".weight")
+        rank = pattern_value(adapter_config.get("rank_pattern"), module, adapter_config["r"])
+        alpha = pattern_value(adapter_config.get("alpha_pattern"), module, adapter_config["lora_alpha"])
+        if pair["A"].shape[0] != rank:
+            raise ValueError(f"The LoRA A matrix of `{target}` has rank {pair['A'].shape[0]}, the adapter config {rank}.")
+        scaling = alpha / rank**0.5 if adapter_config.get("use_rslora") else alpha / rank
         base = mapped[target]
         delta = (pair["B"].float() @ pair["A"].float()) * scaling
         if delta.shape != base.shape:
@@ -264,8 +484,17 @@ def _split_qkv(mapped: dict) -> None:
             mapped[key.replace(".qkv.", f".{name}.")] = tensor
 
 
+def release_extra_tokens(release_tokenizer, base_vocab_size: int, codebook_size: int) -> list:
+    """Tokens the release added beyond its base vocabulary other than the pose codes, markers and queries (such as
+    `<im_start>` / `<im_end>`), as `AddedToken`s: the converted tokenizer must split prompts as the release's."""
+    pose_tokens = {RELEASE_CODE_TOKEN.format(k) for k in range(codebook_size + 2)}
+    pose_tokens |= {RELEASE_QUERY_TOKEN.format(i) for i in range(1000)}
+    decoder = release_tokenizer.added_tokens_decoder
+    return [decoder[i] for i in sorted(decoder) if i >= base_vocab_size and str(decoder[i]) not in pose_tokens]
+
+
 def _remap_vocabulary(
-    mapped: dict, config: UniPoseConfig, release_tokenizer, base_vocab_size: int, report: ConversionReport
+    mapped: dict, config: UniPoseConfig, release_tokenizer, tokenizer, base_vocab_size: int, report: ConversionReport
 ) -> None:
     """Rows of the released embedding / output matrices -> our vocabulary, and the query rows -> `pose_queries`."""
     release_ids = release_tokenizer.get_vocab()
@@ -279,6 +508,8 @@ def _remap_vocabulary(
     sources = {config.pose_code_token_offset + k: release_id(RELEASE_CODE_TOKEN.format(k)) for k in range(codebook_size)}
     sources[config.pose_start_token_id] = release_id(RELEASE_CODE_TOKEN.format(codebook_size))
     sources[config.pose_end_token_id] = release_id(RELEASE_CODE_TOKEN.format(codebook_size + 1))
+    for token in release_extra_tokens(release_tokenizer, base_vocab_size, codebook_size):
+        sources[tokenizer.convert_tokens_to_ids(str(token))] = release_id(str(token))
     query_rows = [release_id(RELEASE_QUERY_TOKEN.format(i)) for i in range(num_queries)]
     # The query rows of the released embedding become the separate `pose_queries`; those of the output
     # matrix were never used as targets and are dropped.
@@ -360,16 +591,26 @@ def convert_release(
     dtype: torch.dtype | None = None,
     overwrite: bool = False,
     config_overrides: dict | None = None,
+    vision_num_heads: int | None = None,
+    pose_vit_num_heads: int | None = None,
 ) -> ConversionReport:
     """Convert the published UniPose files into a checkpoint folder (weights, config, processor, model card).
+
+    Every size is read from the release's configs and weights: the language model from its `config.json`
+    (checked against the weights), CLIP from the folder its `mm_vision_tower` names when there is one and otherwise
+    from its weights, the pose ViT, the projector and the pose tokenizer from their weights. The converted model
+    computes what the release computes: its input pose spans are causal (`input_pose_attention="causal"`), and its
+    processor writes each image as the release's prompts do, `<im_start>` + image + `<im_end>`.
 
     Args:
         base, unipose, pose_tokenizer, pose_vit: the downloaded sources (see the module docstring).
         output_dir: the folder to write; written to a temporary folder first and renamed when complete.
         dtype (`torch.dtype`, *optional*): dtype of the saved weights (the pose tokenizer stays float32).
         overwrite (`bool`): replace an existing `output_dir`.
-        config_overrides (`dict`, *optional*): `UniPoseConfig` fields to use instead of the paper's defaults
-            (e.g. `vision_config` for a differently sized CLIP); the weights' shapes are checked either way.
+        config_overrides (`dict`, *optional*): `UniPoseConfig` fields to set explicitly; the weights' shapes are
+            checked either way.
+        vision_num_heads, pose_vit_num_heads (`int`, *optional*): attention heads of the two image towers, which no
+            released file records; by default those of the published towers' kind (heads 64 wide, ViT-H's 16).
     Returns:
         A [`ConversionReport`] (also saved as `conversion_report.json`).
     """
@@ -377,27 +618,53 @@ def convert_release(
     if output_dir.exists() and not overwrite:
         raise FileExistsError(f"{output_dir} exists; pass `overwrite=True` (`--overwrite`) to replace it.")
     sources = read_sources(base, unipose, pose_tokenizer, pose_vit)
+    weights, release_config = sources["weights"], sources["config"]
     report = ConversionReport()
-    mapped = _rename(sources["weights"], report)
-    _merge_lora(sources["weights"], mapped, sources["adapter_config"], report)
+    overrides = dict(config_overrides or {})
+    vision_config = overrides.pop("vision_config", None) or _clip_config(
+        weights, release_config, [Path(base), Path(unipose)], vision_num_heads, report
+    )
+    pose_vision_config = overrides.pop("pose_vision_config", None) or _pose_vision_config(
+        weights, pose_vit_num_heads, report
+    )
+    mapped = _rename(weights, report)
+    _merge_lora(weights, mapped, sources["adapter_config"], report)
     _split_qkv(mapped)
 
-    # Our vocabulary: the base tokenizer plus the UniPose tokens, in our order and names.
+    # Our vocabulary: the base tokenizer, the release's other added tokens, then the UniPose tokens.
     tokenizer = sources["base_tokenizer"]
     base_vocab_size = len(tokenizer)
     pose_tokenizer_config = _pose_tokenizer_config(mapped)
+    extra_tokens = release_extra_tokens(sources["release_tokenizer"], base_vocab_size, pose_tokenizer_config["codebook_size"])
+    tokenizer.add_tokens(extra_tokens)
     token_ids = add_unipose_tokens(tokenizer, pose_tokenizer_config["codebook_size"])
     tokenizer.chat_template = UNIPOSE_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token  # as the release (LLaVA) pads Mistral's tokenizer
     tokenizer.padding_side = "left"
-    config = UniPoseConfig(
-        text_config=_text_config(sources["config"], vocab_size=len(tokenizer)),
-        pose_tokenizer_config=pose_tokenizer_config,
+
+    projector = mapped["model.multi_modal_projector.linear_1.weight"]
+    fused_width = vision_config["hidden_size"] + pose_vision_config["hidden_size"]  # the towers' output widths
+    if projector.shape[1] != fused_width or release_config.get("mm_hidden_size", fused_width) != fused_width:
+        raise ValueError(
+            f"The projector reads {projector.shape[1]} features and the config's `mm_hidden_size` is "
+            f"{release_config.get('mm_hidden_size')}, but CLIP ({vision_config['hidden_size']}) and the pose ViT "
+            f"({pose_vision_config['hidden_size']}) give {fused_width}."
+        )
+    settings = {
+        "text_config": _text_config(release_config, vocab_size=len(tokenizer), report=report),
+        "vision_config": vision_config,
+        "pose_vision_config": pose_vision_config,
+        "pose_tokenizer_config": pose_tokenizer_config,
+        "vision_feature_layer": release_config.get("mm_vision_select_layer", -2),
+        "multimodal_projector_bias": "model.multi_modal_projector.linear_1.bias" in mapped,
+        # The release attends to input poses causally: only the 80 queries of a pose to write see each other.
+        "input_pose_attention": "causal",
         **token_ids,
-        **(config_overrides or {}),
-    )
-    _remap_vocabulary(mapped, config, sources["release_tokenizer"], base_vocab_size, report)
+    }
+    config = UniPoseConfig(**{**settings, **overrides})
+    _check_text_sizes(mapped, config.text_config)
+    _remap_vocabulary(mapped, config, sources["release_tokenizer"], tokenizer, base_vocab_size, report)
     codebook = mapped["model.pose_tokenizer.quantizer.codebook"]
     mapped["model.pose_tokenizer.quantizer.cluster_size"] = torch.ones(codebook.shape[0])
     mapped["model.pose_tokenizer.quantizer.embed_sum"] = codebook.clone()
@@ -425,6 +692,8 @@ def convert_release(
         image_seq_length=config.image_seq_length,
         num_pose_tokens=config.num_pose_tokens,
         num_joints=config.num_joints,
+        image_start_text=RELEASE_IMAGE_START,
+        image_end_text=RELEASE_IMAGE_END,
     )
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -446,47 +715,19 @@ def convert_release(
     return report
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Verification against the original code
-# ----------------------------------------------------------------------------------------------------------------------
-
-VERIFY_PROMPT = "[INST] Describe a person standing with both arms raised above the head. [/INST]"
-
-
-@torch.no_grad()
-def verify_conversion(base: PathLike, unipose: PathLike, output_dir: PathLike, prompt: str = VERIFY_PROMPT) -> dict:
-    """Compare the logits of the original model (through the release's own code, which must be installed:
-    its `llava` package) and of the converted one on the same text prompt.
-
-    Text tokens keep their ids, so the logits of the base vocabulary are compared directly, and the logits of
-    `<pose_k>` against those of the released `<pose_id_k>`.
-    """
-    try:
-        from llava.model.builder import load_pretrained_model
-    except ImportError as error:
-        raise ImportError(
-            "`--verify` runs the original UniPose code: install the release's code (its `llava` package) in this "
-            "environment, or convert without `--verify`."
-        ) from error
-    release_tokenizer, original, _, _ = load_pretrained_model(
-        model_path=str(unipose), model_base=str(base), model_name="unipose-lora", device_map="cpu"
-    )
-    converted = UniPoseForConditionalGeneration.from_pretrained(output_dir).float().eval()
-    processor = UniPoseProcessor.from_pretrained(output_dir)
-    their_ids = release_tokenizer(prompt, return_tensors="pt").input_ids
-    our_ids = processor.tokenizer(prompt, return_tensors="pt").input_ids
-    if not torch.equal(their_ids, our_ids):
-        raise ValueError("The two tokenizers split the verification prompt differently; choose another prompt.")
-    theirs = original(input_ids=their_ids).logits.float()
-    ours = converted(input_ids=our_ids).logits.float()
-    config = converted.config
-    base_vocab = config.image_token_id
-    release_vocab = release_tokenizer.get_vocab()
-    their_codes = [release_vocab[RELEASE_CODE_TOKEN.format(k)] for k in range(config.pose_codebook_size)]
-    offset = config.pose_code_token_offset
-    text_diff = (theirs[..., :base_vocab] - ours[..., :base_vocab]).abs().max().item()
-    code_diff = (theirs[..., their_codes] - ours[..., offset : offset + config.pose_codebook_size]).abs().max().item()
-    return {"prompt": prompt, "max_abs_diff_text_logits": text_diff, "max_abs_diff_code_logits": code_diff}
+def _check_text_sizes(mapped: dict, text_config) -> None:
+    """The language model's sizes in its config against its weights (a wrong config is refused, not loaded)."""
+    layer = "model.language_model.layers.0."
+    expected = {
+        "num_hidden_layers": _count_layers(mapped, r"model\.language_model\.layers\.(\d+)\..+"),
+        "hidden_size": mapped["model.language_model.norm.weight"].shape[0],
+        "intermediate_size": mapped[f"{layer}mlp.gate_proj.weight"].shape[0],
+        "num_key_value_heads": mapped[f"{layer}self_attn.k_proj.weight"].shape[0] // text_config.head_dim,
+        "num_attention_heads": mapped[f"{layer}self_attn.q_proj.weight"].shape[0] // text_config.head_dim,
+    }
+    wrong = {k: (getattr(text_config, k), v) for k, v in expected.items() if getattr(text_config, k) != v}
+    if wrong:
+        raise ValueError(f"The release's config.json disagrees with its weights (config, weights): {wrong}.")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -502,18 +743,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="Output folder of the converted checkpoint.")
     parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    parser.add_argument("--verify", action="store_true", help="Compare logits with the original code afterwards.")
+    parser.add_argument("--vision-num-heads", type=int, default=None, help="CLIP's attention heads (default: 64-wide heads).")
+    parser.add_argument("--pose-vit-num-heads", type=int, default=None, help="The pose ViT's heads (default: ViT-H's 16).")
+    parser.add_argument(
+        "--verify", metavar="REFERENCE", default=None,
+        help="A file written by `parity/record_reference.py` in the release's own environment: compare afterwards.",
+    )
 
 
-def run(args: argparse.Namespace) -> str:
+def run(args: argparse.Namespace) -> str | int:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     report = convert_release(
-        args.base, args.unipose, args.pose_tokenizer, args.pose_vit, args.out, dtype=dtype, overwrite=args.overwrite
+        args.base, args.unipose, args.pose_tokenizer, args.pose_vit, args.out, dtype=dtype, overwrite=args.overwrite,
+        vision_num_heads=args.vision_num_heads, pose_vit_num_heads=args.pose_vit_num_heads,
     )
-    result = {"conversion": report.to_dict()}
-    if args.verify:
-        result["verification"] = verify_conversion(args.base, args.unipose, args.out)
-    return json.dumps(result, indent=2)
+    text = json.dumps({"conversion": report.to_dict()}, indent=2)
+    if args.verify is None:
+        return text
+    from .verification import format_checks, verify_against_reference
+
+    checks = verify_against_reference(args.out, args.verify)
+    print(text)
+    print(format_checks(checks))
+    return 0 if all(check.passed for check in checks) else 1
 
 
-__all__ = ["KEY_MAPPING", "ConversionReport", "convert_release", "map_key", "verify_conversion"]
+__all__ = ["KEY_MAPPING", "ConversionReport", "convert_release", "map_key"]

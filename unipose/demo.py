@@ -41,20 +41,25 @@ TASK_TITLES = {
 
 
 def load_inputs(pose_a=None, pose_b=None, image_a=None, image_b=None, caption=None, instruction=None) -> dict:
-    """The demo's inputs: the bundled ones, each replaceable by a file or a text of the user's."""
-    from .rotations import to_axis_angle
+    """The demo's inputs: the bundled ones, each replaceable by a file or a text of the user's.
+
+    Poses are kept as 6D `(22, 6)` float32, as the pose tokenizer reads them: a file of rotation matrices
+    (such as the UniPose release's `demo_smpl_rotmat_*.npy`) reaches the model with its raw first two rows,
+    not projected onto exact rotations through axis-angle.
+    """
+    from .rotations import to_rotation_6d
 
     bundled = json.loads((ASSETS / "inputs.json").read_text())
 
     def read_pose(path, key):
         if path is None:
-            return np.load(ASSETS / "poses.npz")[key]
+            return to_rotation_6d(np.load(ASSETS / "poses.npz")[key], name=key)[0].numpy()
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Pose file {path} not found (a .npz with a `pose` array or a .npy array).")
         array = np.load(path)
         array = array["pose"] if path.suffix == ".npz" else array
-        return to_axis_angle(array, name=str(path))[0].numpy()
+        return to_rotation_6d(array, name=str(path))[0].numpy()
 
     def read_image(path, name):
         path = ASSETS / name if path is None else Path(path)
@@ -120,6 +125,7 @@ def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens:
 
 def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], poses: list, body_model=None) -> dict:
     from .body_model import BodyModel
+    from .rotations import to_axis_angle
     from .visualization import render_pose, render_pose_pair, save_obj
 
     for folder in ("poses", "meshes", "renders"):
@@ -127,7 +133,8 @@ def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], 
     body = BodyModel(body_model or "generated")
 
     def save_pose(name: str, pose) -> str:
-        pose = np.asarray(pose, dtype=np.float32).reshape(-1, 3)
+        # Saved as SMPL-H body axis-angle `(22, 3)` whatever the format of `pose` (inputs are 6D).
+        pose = to_axis_angle(np.asarray(pose, dtype=np.float32), name=name)[0].numpy()
         tmp = out_dir / "poses" / f".{name}.npz"
         with open(tmp, "wb") as handle:
             np.savez(handle, pose=pose)

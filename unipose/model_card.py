@@ -66,7 +66,7 @@ def render_model_card(
     training_text = training or defaults["training"]
     if conversion_report:
         training_text += f"\n\nConversion: {conversion_report.get('num_mapped', 0)} weights mapped, LoRA merged into " \
-            f"{conversion_report.get('merged_lora_modules', 0)} modules."
+            f"{len(conversion_report.get('merged_lora_modules', []))} modules."
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),

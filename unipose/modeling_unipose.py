@@ -1,10 +1,14 @@
 """UniPose: a multimodal language model that reads and writes 3D human poses.
 
-A pose is a span `<p>` + `num_pose_tokens` tokens + `</p>` in the sequence. Inside a span the tokens attend
-to each other bidirectionally; everything else is causal. A pose that is given (as codes, or as
-`pose_values` that the frozen pose tokenizer encodes) enters through the code embeddings; a pose that the
-model must write enters as learned query vectors, and the output at query `i` is the logit vector of code
-`i`, so a whole pose is decoded in one forward pass.
+A pose is a span `<p>` + `num_pose_tokens` tokens + `</p>` in the sequence. A pose that is given (as codes,
+or as `pose_values` that the frozen pose tokenizer encodes) enters through the code embeddings; a pose that
+the model must write enters as learned query vectors, and the output at query `i` is the logit vector of
+code `i`, so a whole pose is decoded in one forward pass.
+
+The queries of a pose to be written attend to each other bidirectionally (all its codes come out of the
+same step). The tokens of an input pose attend to each other bidirectionally or causally, as the config's
+`input_pose_attention` says (the published weights were trained with causal input poses). The markers
+`<p>` and `</p>` and all text are causal.
 """
 
 from dataclasses import dataclass
@@ -44,10 +48,26 @@ def pose_span_mask(input_ids: torch.LongTensor, config: UniPoseConfig) -> torch.
         input_ids (`torch.LongTensor` of shape `(batch, length)`)
     Returns:
         `torch.BoolTensor` of shape `(batch, length)`; the markers `<p>` and `</p>` are not part of the span.
+        (Membership only: which of these positions attend bidirectionally is [`pose_bidirectional_mask`].)
     """
     offset = config.pose_code_token_offset
     is_code = (input_ids >= offset) & (input_ids < offset + config.pose_codebook_size)
     return is_code | (input_ids == config.pose_token_id) | (input_ids == config.pose_query_token_id)
+
+
+def pose_bidirectional_mask(input_ids: torch.LongTensor, config: UniPoseConfig) -> torch.BoolTensor:
+    """Positions that see the rest of their run bidirectionally: the `<pose_query>` placeholders and, when
+    `config.input_pose_attention == "bidirectional"`, the tokens of input pose spans (codes and `<pose>`
+    placeholders) too. Every other position is causal.
+
+    Args:
+        input_ids (`torch.LongTensor` of shape `(batch, length)`)
+    Returns:
+        `torch.BoolTensor` of shape `(batch, length)`, the input of [`pose_block_ids`].
+    """
+    if config.input_pose_attention == "causal":
+        return input_ids == config.pose_query_token_id
+    return pose_span_mask(input_ids, config)
 
 
 def pose_block_ids(span_mask: torch.BoolTensor) -> torch.LongTensor:
@@ -57,7 +77,8 @@ def pose_block_ids(span_mask: torch.BoolTensor) -> torch.LongTensor:
     (and, causally, everything before). All other positions are causal.
 
     Args:
-        span_mask (`torch.BoolTensor` of shape `(batch, length)`)
+        span_mask (`torch.BoolTensor` of shape `(batch, length)`): the positions that attend bidirectionally,
+            as given by [`pose_bidirectional_mask`].
     Returns:
         `torch.LongTensor` of shape `(batch, length)`: `-1` outside spans, `k >= 0` for the k-th span of the row.
 
@@ -162,9 +183,10 @@ def create_pose_attention_mask(
     past_key_values: Cache | None,
     position_ids: torch.LongTensor,
 ):
-    """The attention mask of UniPose: causal text, bidirectional pose spans, padding masked.
+    """The attention mask of UniPose: causal text, bidirectional runs of pose queries, input pose spans as
+    `config.input_pose_attention` says, padding masked.
 
-    Built by transformers' `create_causal_mask` with one block per pose span, so it takes the form the
+    Built by transformers' `create_causal_mask` with one block per bidirectional run, so it takes the form the
     language model's attention implementation expects (`None` when plain causal attention suffices, a
     boolean `(batch, 1, length, past + length)` mask for sdpa, an additive float mask for eager).
 
@@ -174,12 +196,12 @@ def create_pose_attention_mask(
         attention_mask (`torch.Tensor` of shape `(batch, past + length)`, *optional*): 1 for real tokens.
         position_ids (`torch.LongTensor` of shape `(batch, length)`)
     """
-    span_mask = pose_span_mask(input_ids, config)
+    bidirectional = pose_bidirectional_mask(input_ids, config)
     block_ids = None
-    if bool(span_mask.any()):
-        block_ids = pose_block_ids(span_mask)
+    if bool(bidirectional.any()):
+        block_ids = pose_block_ids(bidirectional)
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        # Spans are always fed whole, so cached positions are never part of a current block.
+        # Bidirectional runs are always fed whole, so cached positions are never part of a current block.
         block_ids = F.pad(block_ids, (past_length, 0), value=-1)
     return create_causal_mask(
         config=text_config,
@@ -506,7 +528,7 @@ class UniPoseModel(UniPosePreTrainedModel):
                 position_ids = torch.arange(input_ids.shape[1], device=input_ids.device) + past_length
                 position_ids = position_ids.unsqueeze(0).expand_as(input_ids)
 
-        # 5. Causal text, bidirectional pose spans.
+        # 5. Causal text, bidirectional pose queries, input poses as `config.input_pose_attention` says.
         causal_mask = create_pose_attention_mask(
             config, self.language_model.config, input_ids, inputs_embeds, attention_mask, past_key_values, position_ids
         )
@@ -833,6 +855,7 @@ __all__ = [
     "UniPosePreTrainedModel",
     "UniPoseModel",
     "UniPoseForConditionalGeneration",
+    "pose_bidirectional_mask",
     "pose_block_ids",
     "pose_query_positions",
     "pose_shift_labels",

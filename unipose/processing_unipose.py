@@ -340,6 +340,9 @@ class UniPoseProcessor(ProcessorMixin):
             Tokens per pose span, between `<p>` and `</p>` (the pose tokenizer's `num_tokens`).
         num_joints (`int`, *optional*, defaults to 22):
             Joints per pose.
+        image_start_text (`str`, *optional*, defaults to `""`), image_end_text (`str`, *optional*, defaults to `""`):
+            Text written before and after the tokens of every image. A checkpoint converted from the published
+            UniPose sets `"<im_start>"` and `"<im_end>"`, the way the release writes images in its prompts.
 
     Example:
 
@@ -367,7 +370,13 @@ class UniPoseProcessor(ProcessorMixin):
         image_seq_length: int = 576,
         num_pose_tokens: int = 80,
         num_joints: int = NUM_BODY_JOINTS,
+        image_start_text: str = "",
+        image_end_text: str = "",
     ):
+        for name, value in (("image_start_text", image_start_text), ("image_end_text", image_end_text)):
+            if not isinstance(value, str):
+                raise TypeError(f"`{name}` must be a string, got {type(value).__name__}.")
+        self.image_start_text, self.image_end_text = image_start_text, image_end_text
         for name, value in (
             ("image_seq_length", image_seq_length),
             ("num_pose_tokens", num_pose_tokens),
@@ -445,8 +454,9 @@ class UniPoseProcessor(ProcessorMixin):
         return list(dict.fromkeys([*names, "pose_pixel_values", "pose_values", "pose_labels"]))
 
     def replace_image_token(self, image_inputs: dict | None = None, image_idx: int = 0, **kwargs) -> str:
-        """The text that replaces one `<image>` placeholder: `image_seq_length` copies of `<image>`."""
-        return IMAGE_TOKEN * self.image_seq_length
+        """The text that replaces one `<image>` placeholder: `image_seq_length` copies of `<image>`, between
+        `image_start_text` and `image_end_text`."""
+        return self.image_start_text + IMAGE_TOKEN * self.image_seq_length + self.image_end_text
 
     def _get_num_multimodal_tokens(self, image_sizes=None, **kwargs) -> MultiModalData:
         """Tokens and patches per image: every image is `image_seq_length` tokens, whatever its size."""
@@ -486,7 +496,8 @@ class UniPoseProcessor(ProcessorMixin):
                 - floating point: a pose in any format of `to_rotation_6d` (axis-angle `(J*3,)` / `(J, 3)`,
                   rotation matrices `(J, 3, 3)`, 6D `(J, 6)`, or several stacked on a leading axis); it is
                   validated, returned in `pose_values` and its span holds `<pose>` placeholders that the model
-                  fills from its pose tokenizer;
+                  fills from its pose tokenizer. Matrices and 6D are taken as given (`pose_values` holds the
+                  raw first two rows, not re-orthonormalised), as the published UniPose model reads them;
                 - integer: pose codes of shape `(num_pose_tokens,)` (or `(N, num_pose_tokens)`), written
                   directly as the code tokens `<p><pose_c1>...</p>`.
 

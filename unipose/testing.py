@@ -24,7 +24,7 @@ from .configuration_pose_vqvae import PoseVQVAEConfig
 from .configuration_unipose import UniPoseConfig
 from .pose_sampler import sample_poses
 from .processing_unipose import get_unipose_token_ids
-from .rotations import to_rotation_6d
+from .rotations import axis_angle_to_matrix, to_rotation_6d
 
 
 TINY_TEXT_CONFIG = {
@@ -64,6 +64,26 @@ TINY_POSE_VISION_CONFIG = {
 }
 TINY_POSE_TOKENIZER_CONFIG = {"hidden_size": 32, "codebook_size": 64, "code_dim": 16}
 TINY_POSE_VISION_FEATURE_PADDING = 1
+
+
+# A fixed non-orthogonal distortion `I + S` applied to exact rotations: (I + S)(I + S)^T - I = S + S^T + S S^T
+# has largest entry 4.006e-3 (the first row stretched by 2e-3 and sheared towards the second), and
+# det(I + S) - 1 = 1.0e-3. Real float32 SMPL fits and the UniPose release's demo poses are off by as much.
+NEAR_ROTATION_DISTORTION = ((2e-3, 1.5e-3, 0.0), (0.0, -1e-3, 0.0), (0.0, 0.0, 0.0))
+
+
+def near_rotation_matrices(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices as real data holds them: exact rotations distorted by `NEAR_ROTATION_DISTORTION`
+    (max |R R^T - I| of about 4e-3), then stored in float32. Deterministic.
+
+    Args:
+        axis_angle (`torch.Tensor` of shape `(..., 3)`): the exact rotations.
+    Returns:
+        `torch.Tensor` of shape `(..., 3, 3)`, float32.
+    """
+    exact = axis_angle_to_matrix(axis_angle.double())
+    distortion = torch.tensor(NEAR_ROTATION_DISTORTION, dtype=torch.float64)
+    return ((torch.eye(3, dtype=torch.float64) + distortion) @ exact).float()
 
 
 def tiny_pose_tokenizer_config(**overrides) -> PoseVQVAEConfig:

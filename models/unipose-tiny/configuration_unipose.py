@@ -35,6 +35,8 @@ _POSE_VIT_H = {
 # Mistral-7B (the LLM of LLaVA-1.6-Mistral), with the UniPose vocabulary appended to its 32,000 tokens:
 # <image>, <pose>, <pose_query>, <p>, </p>, then the 2,048 pose codes.
 _MISTRAL_7B = {"vocab_size": 32000 + 5 + 2048, "sliding_window": None, "max_position_embeddings": 32768}
+# Values of `UniPoseConfig.input_pose_attention`.
+INPUT_POSE_ATTENTION_MODES = ("bidirectional", "causal")
 
 
 @strict
@@ -49,8 +51,10 @@ class UniPoseConfig(PreTrainedConfig):
     A pose inside a sequence is always `<p>` followed by `num_pose_tokens` tokens and `</p>`. The tokens of a
     span are pose codes (`<pose_0>` ... contiguous from `pose_code_token_offset`), the placeholder of an input
     pose given as `pose_values` (`pose_token_id`), or the placeholder of a pose to be generated
-    (`pose_query_token_id`, replaced by the learned query vectors). Tokens within a span attend to each
-    other bidirectionally.
+    (`pose_query_token_id`, replaced by the learned query vectors). The tokens of a span to be generated
+    (the run of `<pose_query>` tokens) attend to each other bidirectionally; whether the tokens of an input
+    span (codes or `<pose>` placeholders) do as well is `input_pose_attention`. The markers `<p>` and `</p>`
+    and all text are causal.
 
     Args:
         text_config (`dict` or `PreTrainedConfig`, *optional*):
@@ -76,6 +80,14 @@ class UniPoseConfig(PreTrainedConfig):
             Activation of the two-layer projector.
         multimodal_projector_bias (`bool`, *optional*, defaults to `True`):
             Whether the projector's linear layers have biases.
+        input_pose_attention (`str`, *optional*, defaults to `"bidirectional"`):
+            Attention inside the span of an input pose (pose codes or `<pose>` placeholders):
+            `"bidirectional"` (every token of the span sees the whole span) or `"causal"` (like text).
+            Spans of `<pose_query>` tokens are bidirectional either way, since all the codes of a pose are
+            written in one step. The published UniPose weights were trained with `"causal"`; a model trained
+            by this project records the setting it was trained with. The default is what every checkpoint
+            saved before this field existed was trained with, so that their configs, which lack it, keep
+            their behaviour.
 
     Example:
 
@@ -112,6 +124,7 @@ class UniPoseConfig(PreTrainedConfig):
     pose_vision_feature_padding: int = 2
     projector_hidden_act: str = "gelu"
     multimodal_projector_bias: bool = True
+    input_pose_attention: str = "bidirectional"
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -190,6 +203,11 @@ class UniPoseConfig(PreTrainedConfig):
             )
         if self.pose_vision_feature_padding < 0:
             raise ValueError(f"`pose_vision_feature_padding` must be >= 0, got {self.pose_vision_feature_padding}.")
+        if self.input_pose_attention not in INPUT_POSE_ATTENTION_MODES:
+            raise ValueError(
+                f"`input_pose_attention` must be one of {INPUT_POSE_ATTENTION_MODES}, got "
+                f"{self.input_pose_attention!r}."
+            )
 
 
 UniPoseConfig.register_for_auto_class()

@@ -491,7 +491,8 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             poses (`torch.Tensor`, `np.ndarray` or nested lists):
                 Axis-angle `(num_joints * 3,)` or `(num_joints, 3)`, rotation matrices `(num_joints, 3, 3)` or
                 6D `(num_joints, 6)`, each optionally with a leading batch axis; validated by
-                `rotations.to_rotation_6d`.
+                `rotations.to_rotation_6d`, which gives the encoder matrices and 6D as they are (the raw
+                first two rows, not re-orthonormalised).
 
         Returns:
             `torch.LongTensor` of shape `(batch_size, num_tokens)` with values in `[0, codebook_size)`.

@@ -3,6 +3,10 @@
 The 6D representation is that of Zhou et al., "On the Continuity of Rotation Representations in Neural
 Networks" (CVPR 2019), in PyTorch3D's convention: the first two ROWS of the rotation matrix, flattened
 row-major; back to a matrix by Gram-Schmidt on those rows.
+
+User poses enter the pose encoders through [`to_rotation_6d`], which takes matrices and 6D as given (no
+Gram-Schmidt), as the published UniPose model does; [`to_rotation_matrix`] and [`to_axis_angle`], for
+display, bodies and metrics, bring them onto exact rotations.
 """
 
 import math
@@ -14,8 +18,11 @@ import torch
 from .skeleton import BODY_MIRROR_INDEX, NUM_BODY_JOINTS, SMPLH_MIRROR_INDEX
 
 
-# A rotation matrix is accepted when max |R R^T - I| and |det R - 1| are both at most this.
-ORTHONORMAL_ATOL = 1e-3
+# A rotation matrix is accepted when max |R R^T - I| and |det R - 1| are both at most this, and 6D input to
+# `to_rotation_6d` when max |A A^T - I| of its two rows A is. Real rotations are not exact: SMPL fits and
+# AMASS stored in float32, and the UniPose release's own demo poses (`demo_smpl_rotmat_*.npy`), deviate by a
+# few 1e-3. A matrix that is no rotation at all (scaled, sheared, a reflection, random) is off by far more.
+ORTHONORMAL_ATOL = 1e-2
 # A 6D rotation is degenerate when a row is shorter than this, or when the sine of the angle between its
 # two rows is below it: Gram-Schmidt has no stable answer then.
 DEGENERATE_6D_EPS = 1e-6
@@ -262,11 +269,16 @@ def _check_finite(tensor: torch.Tensor, name: str) -> None:
         )
 
 
+def _orthonormality_error(rows: torch.Tensor) -> torch.Tensor:
+    """`max |A A^T - I|` of each set of rows `A`: `(..., k, 3)` -> `(...)`."""
+    identity = torch.eye(rows.shape[-2], dtype=rows.dtype, device=rows.device)
+    return (rows @ rows.transpose(-1, -2) - identity).abs().amax(dim=(-1, -2))
+
+
 def _check_rotation_matrices(matrix: torch.Tensor, name: str, atol: float) -> None:
     """Raises if any `(B, J, 3, 3)` matrix is not orthonormal with determinant +1 within `atol`."""
     with torch.no_grad():
-        identity = torch.eye(3, dtype=matrix.dtype, device=matrix.device)
-        orthogonality_error = (matrix @ matrix.transpose(-1, -2) - identity).abs().amax(dim=(-1, -2))
+        orthogonality_error = _orthonormality_error(matrix)
         determinant = torch.linalg.det(matrix)
         for error, label in (
             (orthogonality_error, "max |R R^T - I|"),
@@ -301,6 +313,22 @@ def _check_rotation_6d(rotation_6d: torch.Tensor, name: str) -> None:
             )
 
 
+def _check_orthonormal_6d(rotation_6d: torch.Tensor, name: str, atol: float) -> None:
+    """Raises if the two rows of any `(B, J, 6)` rotation are not orthonormal within `atol`. (Their third row
+    would be their cross product, so the determinant needs no check.)"""
+    with torch.no_grad():
+        error = _orthonormality_error(rotation_6d.unflatten(-1, (2, 3)))
+        if bool((error > atol).any()):
+            batch, joint = divmod(int(error.argmax()), error.shape[1])
+            raise ValueError(
+                f"`{name}` holds a 6D rotation whose rows are not orthonormal: at pose {batch}, joint "
+                f"{joint}, max |A A^T - I| of its two rows A = {error[batch, joint].item():.3g} > atol "
+                f"{atol:g} ({rotation_6d[batch, joint].tolist()}). The pose encoder reads 6D as given, so it "
+                "must be the first two rows of a rotation matrix; project other 6D onto rotations first, "
+                "e.g. with `to_rotation_6d(to_rotation_matrix(poses))`."
+            )
+
+
 def _read_poses(poses: PoseLike, num_joints: int, name: str, atol: float) -> tuple[torch.Tensor, str]:
     if not (isinstance(atol, (int, float)) and not isinstance(atol, bool) and 0 < atol < math.inf):
         raise ValueError(f"`atol` must be a positive finite number, got {atol!r}.")
@@ -317,11 +345,15 @@ def to_rotation_6d(
     poses: PoseLike, num_joints: int = NUM_BODY_JOINTS, name: str = "poses", atol: float = ORTHONORMAL_ATOL
 ) -> torch.Tensor:
     """
-    Canonical 6D poses from user poses in any supported format, after validation.
+    6D poses, as the pose encoders read them, from user poses in any supported format, after validation.
 
-    The output is the exact 6D of a rotation matrix (two orthonormal rows): matrices within `atol` of a
-    rotation and non-orthonormal 6D input are brought onto a rotation by Gram-Schmidt on their first two
-    rows, so that every format of the same pose gives the same result.
+    Axis-angle is converted exactly (Rodrigues, then the first two rows). Rotation matrices and 6D are taken
+    as given, not re-orthonormalised: the 6D of a matrix is its raw first two rows, flattened row-major, and
+    6D input is returned unchanged (as a copy). This is how the published UniPose model encodes poses, and
+    real rotations (float32 SMPL fits, AMASS, the release's demo poses) are a few 1e-3 away from exact ones:
+    projecting them would hand the encoder slightly different numbers from those it was trained and
+    published with. Both must be within `atol` of a rotation. Every format of an exact rotation gives the
+    same 6D (up to rounding); [`to_rotation_matrix`] gives exact rotations (Gram-Schmidt on the two rows).
 
     Args:
         poses (`torch.Tensor`, `np.ndarray` or nested lists):
@@ -333,7 +365,8 @@ def to_rotation_6d(
         name (`str`, *optional*, defaults to `"poses"`):
             Argument name used in error messages.
         atol (`float`, *optional*, defaults to `ORTHONORMAL_ATOL`):
-            Tolerance on `max |R R^T - I|` and `|det R - 1|` for rotation-matrix input.
+            Tolerance on `max |R R^T - I|` and `|det R - 1|` for rotation-matrix input, and on
+            `max |A A^T - I|` of the two rows `A` of 6D input.
 
     Returns:
         `torch.Tensor` of shape `(batch, num_joints, 6)`.
@@ -341,7 +374,7 @@ def to_rotation_6d(
     Raises:
         `TypeError`: if `poses` is not a tensor, an array or nested lists of real numbers.
         `ValueError`: for an unknown shape, NaN or infinite values, matrices that are not rotations, or
-            degenerate 6D rotations.
+            6D rotations that are degenerate or whose rows are not orthonormal.
 
     Example:
 
@@ -356,14 +389,20 @@ def to_rotation_6d(
         return axis_angle_to_rotation_6d(tensor)
     if kind == "matrix":
         tensor = matrix_to_rotation_6d(tensor)
-    return matrix_to_rotation_6d(rotation_6d_to_matrix(tensor))
+    else:
+        # Matrices were checked against `atol` already; 6D is passed on as given only if it is as close.
+        _check_orthonormal_6d(tensor, name, atol)
+    # A copy: the input may share memory with the caller's tensor or array.
+    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 def to_rotation_matrix(
     poses: PoseLike, num_joints: int = NUM_BODY_JOINTS, name: str = "poses", atol: float = ORTHONORMAL_ATOL
 ) -> torch.Tensor:
     """
-    Rotation matrices from user poses in any format accepted by [`to_rotation_6d`] (same validation).
+    Rotation matrices from user poses in any format accepted by [`to_rotation_6d`] (same validation, except
+    that 6D needs only two non-parallel rows): exact rotations, matrices and 6D being brought onto one by
+    Gram-Schmidt on their first two rows.
 
     Returns:
         `torch.Tensor` of shape `(batch, num_joints, 3, 3)`.
@@ -380,7 +419,9 @@ def to_axis_angle(
     poses: PoseLike, num_joints: int = NUM_BODY_JOINTS, name: str = "poses", atol: float = ORTHONORMAL_ATOL
 ) -> torch.Tensor:
     """
-    Axis-angle poses from user poses in any format accepted by [`to_rotation_6d`] (same validation).
+    Axis-angle poses from user poses in any format accepted by [`to_rotation_6d`] (same validation, except
+    that 6D needs only two non-parallel rows). Matrices and 6D are brought onto rotations by Gram-Schmidt
+    first.
 
     Axis-angle input is returned as given (a copy, reshaped), not wrapped into `[0, pi]`.
 

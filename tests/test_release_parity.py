@@ -1,0 +1,194 @@
+"""A converted release computes what the published UniPose program computes.
+
+`tests/fixtures/release_{a,b}` are tiny UniPose releases in the published folder layout (random weights, two sets
+of sizes, both unlike the paper's) written by `parity/make_release_fixture.py`, together with the outputs of the
+authors' own program on them (`reference.safetensors`), recorded in its environment (transformers 4.37, their
+`posegpt` package, LLaVA) by `parity/record_reference.py`. Here each release is converted from the command line with
+no overrides and compared with those outputs: prompt ids, pixels, image features, forward logits of every prompt,
+greedy token ids of all seven tasks, the 80-query step, pose codes and decoded poses.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from unipose import conversion
+from unipose.cli import main as cli_main
+from unipose.rotations import to_rotation_matrix
+from unipose.verification import read_reference, verify_against_reference
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VARIANTS = ("release_a", "release_b")
+
+
+def convert(variant: str, out: Path, **kwargs) -> Path:
+    root = FIXTURES / variant
+    conversion.convert_release(
+        root / "base", root / "unipose", root / "pose_vqvae.ckpt", root / "tokenhmr_model.ckpt", out, **kwargs
+    )
+    return out
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def converted(request, tmp_path_factory):
+    """Each fixture release converted through the command line, with no overrides."""
+    root = FIXTURES / request.param
+    out = tmp_path_factory.mktemp(request.param) / "converted"
+    code = cli_main([
+        "convert", "--base", str(root / "base"), "--unipose", str(root / "unipose"),
+        "--pose-tokenizer", str(root / "pose_vqvae.ckpt"), "--pose-vit", str(root / "tokenhmr_model.ckpt"),
+        "--out", str(out),
+    ])
+    assert code == 0
+    checks = verify_against_reference(out, root / "reference.safetensors")
+    return request.param, out, {check.name: check for check in checks}
+
+
+def _failed(checks: dict) -> dict:
+    return {name: check.value for name, check in checks.items() if not check.passed}
+
+
+def test_every_output_of_the_published_program_is_reproduced(converted):
+    variant, _, checks = converted
+    assert len(checks) > 40
+    assert not _failed(checks), f"{variant}: {_failed(checks)}"
+
+
+@pytest.mark.parametrize("case", ["text_only", "image_to_text", "pose_to_text", "pose_diff"])
+def test_forward_logits_of_text_image_and_pose_prompts_within_1e_4(converted, case):
+    _, _, checks = converted
+    for part in ("logits, all positions (vocabulary sample)", "logits, last 4 positions"):
+        check = checks[f"{case}: {part}"]
+        assert check.value <= 1e-4, (case, part, check.value)
+
+
+@pytest.mark.parametrize("case", ["text_to_pose", "pose_estimation", "pose_edit"])
+def test_pose_answers_have_the_release_codes_and_poses(converted, case):
+    _, _, checks = converted
+    assert checks[f"{case}: greedy ids"].value == 0
+    assert checks[f"{case}: pose codes"].value == 0
+    assert checks[f"{case}: decoded pose (axis-angle)"].value <= 1e-4
+    assert checks[f"{case}: logits of the 80-query step"].value <= 1e-4
+
+
+def test_greedy_pose_to_text_ids_are_the_release_ids(converted):
+    _, _, checks = converted
+    assert checks["pose_to_text: greedy ids"].value == 0
+
+
+def test_real_float32_rotation_matrices_encode_to_the_release_codes(converted):
+    """The input poses are SMPL rotation matrices as real pipelines write them (a few 1e-3 from orthonormal), fed
+    raw; the release's own demo poses are of this kind."""
+    variant, _, checks = converted
+    tensors, _ = read_reference(FIXTURES / variant / "reference.safetensors")
+    matrices = tensors["poses"].double()
+    deviation = (matrices @ matrices.transpose(-1, -2) - torch.eye(3, dtype=torch.float64)).abs().amax()
+    assert 1e-3 < deviation < 1e-2
+    assert checks["pose tokenizer: codes of the input poses"].value == 0
+
+
+def test_the_converted_config_carries_every_setting_that_changes_the_outputs(converted):
+    variant, out, _ = converted
+    config = json.loads((out / "config.json").read_text())
+    release = json.loads((FIXTURES / variant / "unipose" / "config.json").read_text())
+    text = config["text_config"]
+    assert text["rope_parameters"]["rope_theta"] == release["rope_theta"] != 10000.0
+    assert text["rms_norm_eps"] == release["rms_norm_eps"]
+    assert text["max_position_embeddings"] == release["max_position_embeddings"]
+    assert text["sliding_window"] is None
+    assert config["input_pose_attention"] == "causal"
+    report = json.loads((out / "conversion_report.json").read_text())
+    settings = report["release_settings"]
+    if release["sliding_window"] is not None:
+        assert "not applied by the release" in settings["config.json:sliding_window"]
+    processor = json.loads((out / "processor_config.json").read_text())
+    assert (processor["image_start_text"], processor["image_end_text"]) == ("<im_start>", "<im_end>")
+
+
+def test_the_second_release_exercises_the_variants_a_release_may_hold(tmp_path):
+    """Release b has LoRA on the CLIP tower (merged there), rsLoRA, `<im_start>`/`<im_end>` as added tokens, a
+    512-code tokenizer, loss weights in the VQ-VAE checkpoint (dropped and listed), a sliding window."""
+    out = convert("release_b", tmp_path / "b")
+    report = json.loads((out / "conversion_report.json").read_text())
+    assert any(key.startswith("vqvae:loss.") for key in report["dropped"])
+    adapter = json.loads((FIXTURES / "release_b" / "unipose" / "adapter_config.json").read_text())
+    assert adapter["use_rslora"] and isinstance(adapter["target_modules"], list)
+    from safetensors import safe_open
+
+    with safe_open(str(FIXTURES / "release_b" / "unipose" / "adapter_model.safetensors"), "pt") as file:
+        vision_lora = [key for key in file.keys() if ".vision_tower." in key]
+    assert vision_lora, "the fixture must hold LoRA entries on the CLIP tower"
+    merged_into_clip = [name for name in report["merged_lora_modules"] if name.startswith("model.vision_tower.")]
+    assert len(merged_into_clip) == len(vision_lora) // 2  # one A and one B per module
+    config = json.loads((out / "config.json").read_text())
+    assert config["pose_tokenizer_config"]["codebook_size"] == 512
+
+
+def test_the_golden_tests_fail_when_rope_theta_is_dropped(tmp_path, monkeypatch):
+    original = conversion._text_config
+
+    def without_rope(release_config, *args, **kwargs):
+        return original({k: v for k, v in release_config.items() if k != "rope_theta"}, *args, **kwargs)
+
+    monkeypatch.setattr(conversion, "_text_config", without_rope)
+    out = convert("release_a", tmp_path / "a")
+    checks = {c.name: c for c in verify_against_reference(out, FIXTURES / "release_a" / "reference.safetensors")}
+    assert checks["text_only: logits, last 4 positions"].value > 1e-2
+    assert checks["pose tokenizer: codes of the input poses"].passed  # the pose tokenizer does not use RoPE
+
+
+def test_the_golden_tests_fail_when_input_poses_attend_bidirectionally(tmp_path):
+    out = convert("release_a", tmp_path / "a", config_overrides={"input_pose_attention": "bidirectional"})
+    checks = {c.name: c for c in verify_against_reference(out, FIXTURES / "release_a" / "reference.safetensors")}
+    assert checks["text_only: logits, last 4 positions"].passed  # no input pose: nothing changes
+    for case in ("pose_to_text", "pose_diff", "pose_edit"):
+        assert checks[f"{case}: logits, last 4 positions"].value > 1e-3, case
+
+
+def test_verify_command_runs_end_to_end_and_reports_a_table(tmp_path, capsys):
+    out = convert("release_a", tmp_path / "a")
+    code = cli_main(["verify", "--model", str(out), "--reference", str(FIXTURES / "release_a" / "reference.safetensors")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "| check | difference |" in printed and "checks passed" in printed and "FAIL" not in printed
+
+
+def test_verify_command_exits_1_on_a_wrong_conversion(tmp_path, capsys):
+    out = convert("release_a", tmp_path / "a", config_overrides={"input_pose_attention": "bidirectional"})
+    code = cli_main(["verify", "--model", str(out), "--reference", str(FIXTURES / "release_a" / "reference.safetensors")])
+    assert code == 1 and "FAIL" in capsys.readouterr().out
+
+
+def test_a_release_config_with_an_unsupported_projector_is_refused(tmp_path):
+    root = tmp_path / "release"
+    shutil.copytree(FIXTURES / "release_a", root)
+    config = json.loads((root / "unipose" / "config.json").read_text())
+    config["mm_projector_type"] = "linear"
+    (root / "unipose" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="mm_projector_type"):
+        conversion.convert_release(
+            root / "base", root / "unipose", root / "pose_vqvae.ckpt", root / "tokenhmr_model.ckpt", tmp_path / "out"
+        )
+
+
+def test_a_config_that_disagrees_with_the_weights_is_refused(tmp_path):
+    root = tmp_path / "release"
+    shutil.copytree(FIXTURES / "release_a", root)
+    config = json.loads((root / "unipose" / "config.json").read_text())
+    config["intermediate_size"] *= 2
+    (root / "unipose" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="intermediate_size"):
+        conversion.convert_release(
+            root / "base", root / "unipose", root / "pose_vqvae.ckpt", root / "tokenhmr_model.ckpt", tmp_path / "out"
+        )
+
+
+def test_reference_input_poses_are_real_rotations_seen_through_our_validation():
+    tensors, _ = read_reference(FIXTURES / "release_a" / "reference.safetensors")
+    # Accepted as rotations (not refused), and projected onto exact rotations for display.
+    exact = to_rotation_matrix(tensors["poses"][0])
+    torch.testing.assert_close(exact @ exact.transpose(-1, -2), torch.eye(3).expand_as(exact), atol=1e-5, rtol=0)
