@@ -23,7 +23,6 @@ import contextlib
 import functools
 import io
 import os
-import secrets
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from .files import atomic_path, open_npz
 from .generated_body import GENERATOR_TAG, build_body_model_arrays
 from .rotations import to_rotation_matrix
 from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS
@@ -239,19 +239,9 @@ def write_generated_body_model(path: PathLike) -> Path:
         `pathlib.Path` of the written file.
     """
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = build_generated_body_model()
-    # A unique name in the same folder (so that the rename is atomic), opened like any new file so that it
-    # gets the usual permissions.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            _write_npz(file, arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        _write_npz(file, arrays)
     return path
 
 
@@ -436,8 +426,8 @@ class BodyJoints(torch.nn.Module):
         (see [`resolve_body_model_path`]). Only numeric arrays are read; nothing is unpickled.
         """
         file = resolve_body_model_path(path)
-        with np.load(file, allow_pickle=False) as data:
-            missing = [key for key in ("v_template", "J_regressor", "shapedirs") if key not in data.files]
+        with open_npz(file, "body model file") as data:
+            missing = [key for key in ("v_template", "J_regressor", "shapedirs") if key not in data]
             if missing:
                 raise ValueError(
                     f"The body model file {file} lacks the arrays {missing}; is it an SMPL-H npz file?"
@@ -609,6 +599,12 @@ class BodyModel(torch.nn.Module):
         super().__init__()
         _check_num_betas(num_betas, SMPLX_MAX_BETAS, "the most smplx keeps of an SMPL-H file")
         self.path = resolve_body_model_path(path)
+        # smplx opens the archive itself and leaves it open when it is corrupt: check it first, and close it.
+        with open_npz(self.path, "body model file") as data:
+            missing = [key for key in ("v_template", "J_regressor", "shapedirs", "posedirs", "weights", "f") if key not in data]
+            if missing:
+                raise ValueError(f"The body model file {self.path} lacks the arrays {missing}; is it an SMPL-H npz file?")
+            self.is_generated = "unipose_generator" in data
         smplx = _import_smplx()
         with _smplx_messages():
             self.smplh = smplx.SMPLHLayer(
@@ -620,8 +616,6 @@ class BodyModel(torch.nn.Module):
                 f"`num_betas` is {num_betas} but the body model file {self.path} has only {available} shape "
                 "coefficients."
             )
-        with np.load(self.path, allow_pickle=False) as data:  # reads the archive's index only
-            self.is_generated = "unipose_generator" in data.files
         if self.is_generated:
             logger.warning_once(
                 "Using the generated stand-in body model: its joints and mesh are not SMPL-H's, so numbers "

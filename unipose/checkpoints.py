@@ -7,15 +7,15 @@ loads with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers.utils import logging
+
+from .files import write_json_atomically  # noqa: F401  (re-exported for the training loops)
 
 
 logger = logging.get_logger(__name__)
@@ -24,13 +24,6 @@ CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_STATE_NAME = "training_state.pt"
 MODEL_WEIGHTS_NAME = "model.safetensors"
 TRAINER_STATE_NAME = "trainer_state.json"
-
-
-def write_json_atomically(path: Path, payload: Any) -> None:
-    """`payload` as indented JSON at `path`, written to a temporary file first and then renamed."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:

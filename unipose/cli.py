@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -35,7 +36,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Runs a subcommand. Errors are printed as one line (`unipose COMMAND: error: ...`) with exit code 1, usage
+    errors with exit code 2; `--debug` anywhere on the line, or `UNIPOSE_DEBUG=1`, shows the traceback instead."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv or os.environ.get("UNIPOSE_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     parser = make_parser()
     # Parse the command name first, then let its module declare the rest of its arguments.
     known, _ = parser.parse_known_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
@@ -46,7 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"unipose {known.command}", description=COMMANDS[known.command][1])
     module.add_arguments(sub)
     args = sub.parse_args(argv[1:])
-    result = module.run(args)
+    try:
+        result = module.run(args)
+    except KeyboardInterrupt:
+        print(f"unipose {known.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - every failure is reported as one line
+        if debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"unipose {known.command}: error: {type(error).__name__}: {message}", file=sys.stderr)
+        print("(run again with --debug, or UNIPOSE_DEBUG=1, for the traceback)", file=sys.stderr)
+        return 1
     if isinstance(result, str):
         print(result)
         return 0

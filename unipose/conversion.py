@@ -45,6 +45,7 @@ from transformers import AutoTokenizer, MistralConfig, PreTrainedTokenizerFast
 from transformers.utils import logging
 
 from .configuration_unipose import UniPoseConfig
+from .files import current_umask
 from .modeling_unipose import UniPoseForConditionalGeneration
 from .processing_unipose import UniPoseProcessor
 from .tokenization import UNIPOSE_CHAT_TEMPLATE, add_unipose_tokens
@@ -615,8 +616,7 @@ def convert_release(
         A [`ConversionReport`] (also saved as `conversion_report.json`).
     """
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"{output_dir} exists; pass `overwrite=True` (`--overwrite`) to replace it.")
+    _check_output_dir(output_dir, overwrite)
     sources = read_sources(base, unipose, pose_tokenizer, pose_vit)
     weights, release_config = sources["weights"], sources["config"]
     report = ConversionReport()
@@ -705,14 +705,39 @@ def convert_release(
         from .model_card import write_model_card
 
         write_model_card(staging, model.config, source="converted", conversion_report=report.to_dict())
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp's private mode would outlive the rename
         if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
+            # The previous conversion stays whole until the new one is in place.
+            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous.", dir=output_dir.parent))
+            os.replace(output_dir, previous / output_dir.name)
+            os.replace(staging, output_dir)
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            os.replace(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info(f"Converted {len(report.mapped)} weights ({len(report.dropped)} dropped on purpose) into {output_dir}.")
     return report
+
+
+def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuses to replace anything but an empty folder or an earlier conversion (`--overwrite` never deletes a
+    folder the converter did not write)."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise FileExistsError(f"`--out` {str(output_dir)!r} is a file, not a folder; choose another path.")
+    if not any(output_dir.iterdir()):
+        output_dir.rmdir()
+        return
+    if not overwrite:
+        raise FileExistsError(f"{output_dir} exists; pass `overwrite=True` (`--overwrite`) to replace it.")
+    if not (output_dir / "conversion_report.json").is_file() or not (output_dir / "config.json").is_file():
+        raise FileExistsError(
+            f"`--overwrite` replaces only an earlier conversion, and {str(output_dir)!r} is not one (it has no "
+            "conversion_report.json and config.json); remove it yourself or choose another `--out`."
+        )
 
 
 def _check_text_sizes(mapped: dict, text_config) -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .files import atomic_path, write_text_atomically
 
 
 ASSETS = Path(__file__).parent / "demo_assets"
@@ -135,17 +136,16 @@ def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], 
     def save_pose(name: str, pose) -> str:
         # Saved as SMPL-H body axis-angle `(22, 3)` whatever the format of `pose` (inputs are 6D).
         pose = to_axis_angle(np.asarray(pose, dtype=np.float32), name=name)[0].numpy()
-        tmp = out_dir / "poses" / f".{name}.npz"
-        with open(tmp, "wb") as handle:
+        with atomic_path(out_dir / "poses" / f"{name}.npz") as temporary, open(temporary, "wb") as handle:
             np.savez(handle, pose=pose)
-        os.replace(tmp, out_dir / "poses" / f"{name}.npz")
         mesh = body(torch.from_numpy(pose)[None])
         save_obj(mesh.vertices[0], mesh.faces, out_dir / "meshes" / f"{name}.obj")
         render_pose(pose, path=out_dir / "renders" / f"{name}.png", title=name.replace("_", " "))
         return f"renders/{name}.png"
 
     for name in ("image_a", "image_b"):
-        inputs[name].save(out_dir / "renders" / f"{name}.png")
+        with atomic_path(out_dir / "renders" / f"{name}.png") as temporary:
+            inputs[name].save(temporary, format="PNG")
     pictures = {
         "pose_a": save_pose("input_pose_a", inputs["pose_a"]),
         "pose_b": save_pose("input_pose_b", inputs["pose_b"]),
@@ -170,10 +170,8 @@ def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], 
             lines.append(f"![generated pose]({picture})")
         lines += ["", f"Output: {entry['text'] or '(a pose only)'}", ""]
         summary[task] = entry
-    (out_dir / "texts.json").write_text(json.dumps(summary, indent=2) + "\n")
-    report = out_dir / "report.md"
-    report.with_suffix(".md.tmp").write_text("\n".join(lines) + "\n")
-    os.replace(report.with_suffix(".md.tmp"), report)
+    write_text_atomically(out_dir / "texts.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomically(out_dir / "report.md", "\n".join(lines) + "\n")
     return summary
 
 

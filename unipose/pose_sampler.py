@@ -49,13 +49,13 @@ import argparse
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .files import atomic_path
 from .skeleton import BODY_JOINT_NAMES, BODY_MIRROR_INDEX, JOINT_INDEX, NUM_BODY_JOINTS
 
 AxisRange = tuple[float, float]
@@ -907,15 +907,8 @@ def save_poses(path: os.PathLike, sample: PoseSample) -> Path:
     `categories` `(N,)` str.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, poses=sample.poses, categories=np.array(sample.categories, dtype=str))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        np.savez(file, poses=sample.poses, categories=np.array(sample.categories, dtype=str))
     return path
 
 

@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import torch
 from safetensors import safe_open

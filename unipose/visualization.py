@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .files import atomic_path, write_text_atomically
 from .rotations import to_rotation_matrix
 from .skeleton import BODY_JOINT_NAMES, BODY_PARENTS
 
@@ -334,16 +334,8 @@ def _to_image(figure, size: tuple[int, int]):
 
 
 def _save_png(image, path: PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         image.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _check_pixels(size: Any, name: str) -> tuple[int, int]:
@@ -568,15 +560,7 @@ def save_obj(vertices: Any, faces: Any, path: PathLike) -> Path:
     lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices.tolist()]
     lines += [f"f {i} {j} {k}" for i, j, k in (faces.astype(np.int64) + 1).tolist()]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write("\n".join(lines) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, "\n".join(lines) + "\n")
     return path
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..files import open_npz
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import NUM_BODY_JOINTS
 
@@ -54,6 +55,7 @@ UP_AXES = ("y", "z")
 # The npz keys of the two AMASS releases (SMPL-H, SMPL-X) that hold the capture rate.
 FRAME_RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
 POSES_KEY = "poses"
+MAX_ROTATION_RADIANS = 1e3
 # Axis-angle values per frame for the root and the 21 body joints.
 NUM_BODY_POSE_VALUES = NUM_BODY_JOINTS * 3
 
@@ -264,19 +266,32 @@ def read_amass_sequence(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"AMASS sequence file not found: {str(path)!r}.")
-    with np.load(path, allow_pickle=False) as npz:
-        if POSES_KEY not in npz.files:
+    if target_fps is not None and not (isinstance(target_fps, (int, float)) and 0 < target_fps < math.inf):
+        raise ValueError(f"`target_fps` must be a positive number of frames per second or None, got {target_fps!r}.")
+    with open_npz(path, "AMASS sequence file") as npz:
+        if POSES_KEY not in npz:
             return None
         poses = np.asarray(npz[POSES_KEY])
-        rate_key = next((key for key in FRAME_RATE_KEYS if key in npz.files), None)
+        rate_key = next((key for key in FRAME_RATE_KEYS if key in npz), None)
         source_fps = float(npz[rate_key]) if rate_key is not None else None
+    if source_fps is not None and not (0 < source_fps < math.inf):
+        raise ValueError(f"`{rate_key}` in {str(path)!r} is {source_fps}; a capture rate must be a positive number.")
     if poses.ndim != 2 or poses.shape[1] < NUM_BODY_POSE_VALUES:
         raise ValueError(
             f"`{POSES_KEY}` in {str(path)!r} has shape {poses.shape}; expected (frames, values) with at "
             f"least {NUM_BODY_POSE_VALUES} axis-angle values per frame (root + 21 body joints)."
         )
-    if not np.isfinite(poses[:, :NUM_BODY_POSE_VALUES]).all():
-        raise ValueError(f"`{POSES_KEY}` in {str(path)!r} contains NaN or infinite values.")
+    body_values = poses[:, :NUM_BODY_POSE_VALUES]
+    if not np.issubdtype(body_values.dtype, np.number) or not np.isfinite(body_values).all():
+        raise ValueError(f"`{POSES_KEY}` in {str(path)!r} contains NaN, infinite or non-numeric values.")
+    # Rotations beyond a thousand radians are not poses but corrupt numbers (their sines and cosines are noise).
+    largest = float(np.abs(body_values).max()) if body_values.size else 0.0
+    if largest > MAX_ROTATION_RADIANS:
+        row = int(np.abs(body_values).max(axis=1).argmax())
+        raise ValueError(
+            f"`{POSES_KEY}` in {str(path)!r} holds an axis-angle value of {largest:.3g} at frame {row}; "
+            f"values beyond {MAX_ROTATION_RADIANS:g} radians are not rotations."
+        )
     if target_fps is None:
         frames = np.arange(len(poses), dtype=np.int64)
     else:

@@ -47,7 +47,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Optional, Union
 
 import numpy as np
@@ -55,6 +55,7 @@ import torch
 from PIL import Image
 from transformers.utils import logging
 
+from ..files import open_npz
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import NUM_BODY_JOINTS
 from .amass import change_up_axis
@@ -174,7 +175,7 @@ def read_pose_estimation_annotations(
         raise FileNotFoundError(f"PoseEst annotation file not found: {str(path)!r}.")
     if not (scale_unit > 0 and math.isfinite(scale_unit)):
         raise ValueError(f"`scale_unit` must be a positive number of pixels, got {scale_unit!r}.")
-    with np.load(path, allow_pickle=allow_pickle) as npz:
+    with open_npz(path, "PoseEst annotation file", allow_pickle=allow_pickle) as npz:
         files = set(npz.files)
         for key in (IMAGE_NAME_KEY, CENTER_KEY, SCALE_KEY):
             if key not in files:
@@ -294,12 +295,32 @@ class _CropJob:
     source: str
 
 
+def _inside(root: Path, name, row: int, path: Path) -> Path:
+    """`root / name`, refused when the annotation's image name leads out of `root` (an absolute path, `..`)."""
+    name = str(name)
+    candidate = (root / name).resolve()
+    if PurePath(name).is_absolute() or not candidate.is_relative_to(root.resolve()):
+        raise ValueError(
+            f"Row {row} of {str(path)!r} names the image {name!r}, which lies outside `image_root` "
+            f"({str(root)!r}); image names must be relative paths inside it."
+        )
+    return root / name
+
+
 def _generate_records(shards, job: _CropJob):
     for rows in shards:
         for row in rows:
             row = int(row)
-            with Image.open(job.image_root / job.image_names[row]) as image:
-                crop = crop_person(image, job.centers[row], float(job.box_sizes[row]), job.image_size)
+            image_path = job.image_root / job.image_names[row]
+            try:
+                with Image.open(image_path) as image:
+                    crop = crop_person(image, job.centers[row], float(job.box_sizes[row]), job.image_size)
+            except (OSError, ValueError, Image.DecompressionBombError) as error:
+                # `datasets` would only say that an error occurred while generating the dataset.
+                raise ValueError(
+                    f"Row {row} of the PoseEst annotations ({job.id_prefix}): its image {str(image_path)!r} cannot "
+                    f"be read ({type(error).__name__}: {error})."
+                ) from error
             buffer = io.BytesIO()
             options = {"quality": JPEG_QUALITY} if job.image_format == "JPEG" else {}
             crop.save(buffer, format=job.image_format, **options)
@@ -395,7 +416,7 @@ def load_pose_estimation(
         logger.warning(
             f"{unfitted} of {num_rows} rows of {str(path)!r} have no pose fit (flag 0) and are left out."
         )
-    image_paths = [image_root / name for name in annotations.image_names]
+    image_paths = [_inside(image_root, name, row, path) for row, name in enumerate(annotations.image_names)]
     rows = np.flatnonzero(annotations.fitted)
     missing = [row for row in rows.tolist() if not image_paths[row].is_file()]
     if missing and not skip_missing:

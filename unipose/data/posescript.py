@@ -131,6 +131,27 @@ def _read_json(path: Path, what: str):
             return json.load(file)
     except json.JSONDecodeError as error:
         raise ValueError(f"{what} {str(path)!r} is not valid JSON: {error}.") from error
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{what} {str(path)!r} is not UTF-8 text (byte {error.start}: {error.object[error.start:error.start + 1]!r}); "
+            "JSON files must be UTF-8: re-encode it (e.g. `iconv -f latin1 -t utf-8`)."
+        ) from None
+    except RecursionError:
+        raise ValueError(f"{what} {str(path)!r} nests JSON too deeply to be one of the release's files.") from None
+
+
+def _canonical_keys(items, where: str) -> dict:
+    """`{canonical_id(key): value}`, refusing two keys of one file that name the same id (`"1"` and `"01"`)."""
+    table, original = {}, {}
+    for key, value in items:
+        canonical = canonical_id(key, where)
+        if canonical in table:
+            raise ValueError(
+                f"{where}: the ids {original[canonical]!r} and {key!r} are the same id ({canonical!r}); one of their "
+                "entries would be lost. Remove or rename one of them."
+            )
+        table[canonical], original[canonical] = value, key
+    return table
 
 
 def canonical_id(value, where: str) -> str:
@@ -159,7 +180,7 @@ def _id_table(content, path: Path, what: str) -> dict:
     if isinstance(content, list):
         return {str(index): entry for index, entry in enumerate(content)}
     if isinstance(content, dict):
-        return {canonical_id(key, f"{what} {str(path)!r}"): entry for key, entry in content.items()}
+        return _canonical_keys(content.items(), f"{what} {str(path)!r}")
     raise ValueError(
         f"{what} {str(path)!r} must hold a JSON object keyed by id or a JSON list indexed by id, got a "
         f"{type(content).__name__}."
@@ -249,8 +270,7 @@ def read_texts(path: PathLike, what: str = "Caption file") -> dict[str, list[str
             f"{what} {str(path)!r} must hold a JSON object (id -> texts), got a {type(content).__name__}."
         )
     texts = {}
-    for key, value in content.items():
-        key = canonical_id(key, f"{what} {str(path)!r}")
+    for key, value in _canonical_keys(content.items(), f"{what} {str(path)!r}").items():
         entries = [value] if isinstance(value, str) else value
         if not (
             isinstance(entries, list) and entries and all(isinstance(t, str) and t.strip() for t in entries)
@@ -308,7 +328,13 @@ def _amass_file(reference: PoseReference, amass_root, pose_id: str) -> Path:
                 f"to a folder (it maps {sorted(amass_root)}); pass a single folder or add the dataset."
             )
         amass_root = amass_root[reference.dataset]
-    return Path(amass_root).expanduser() / reference.sequence
+    root = Path(amass_root).expanduser()
+    if Path(reference.sequence).is_absolute() or not (root / reference.sequence).resolve().is_relative_to(root.resolve()):
+        raise ValueError(
+            f"Pose id {pose_id!r} refers to {reference.sequence!r}, which lies outside the AMASS folder "
+            f"{str(root)!r}; sequence paths must be relative paths inside it."
+        )
+    return root / reference.sequence
 
 
 def read_amass_poses(references: Mapping[str, PoseReference], amass_root) -> dict[str, np.ndarray]:

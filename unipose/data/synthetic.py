@@ -71,6 +71,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from PIL import Image, ImageDraw, ImageFont
 from transformers.utils import logging
 
+from ..files import atomic_path, current_umask
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
@@ -590,7 +591,7 @@ def build_synthetic_corpus(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
     try:
-        temporary.chmod(0o777 & ~_umask())  # mkdtemp's private mode would outlive the rename
+        temporary.chmod(0o777 & ~current_umask())  # mkdtemp's private mode would outlive the rename
         with _datasets_progress(progress):
             for kind, splits in corpus.items():
                 splits.save_to_disk(str(temporary / kind))
@@ -617,12 +618,6 @@ def build_synthetic_corpus(
         raise
     logger.info(f"Wrote the synthetic corpus to {out_dir}: {metadata['splits']}")
     return load_synthetic_corpus(out_dir)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager
@@ -763,16 +758,8 @@ def write_contact_sheet(
         top += height
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            sheet.save(file, format="PNG")
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        sheet.save(temporary, format="PNG")
     return path
 
 

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..files import atomic_path, write_text_atomically
 from ..processing_unipose import POSE_START_TOKEN
 from ..training.instructions import IMAGE_SLOTS, SIMPLE_TEMPLATES, render_template
 from ..training.tasks import TASK_SPECS
@@ -227,7 +228,7 @@ class PredictionStore:
                 )
         if overwrite and self.path.exists():
             self.path.unlink()
-        _write_text_atomically(run_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(run_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
         self.batches: dict[int, list] = {}
         if self.path.is_file():
             self._read()
@@ -246,7 +247,7 @@ class PredictionStore:
             self.batches[int(entry["batch"])] = entry["predictions"]
             kept.append(line)
         if len(kept) != len(lines):
-            _write_text_atomically(self.path, "".join(kept))
+            write_text_atomically(self.path, "".join(kept))
 
     def append(self, batch: int, predictions: list) -> None:
         line = json.dumps({"batch": batch, "predictions": predictions}) + "\n"
@@ -261,12 +262,6 @@ class PredictionStore:
         if missing:
             raise RuntimeError(f"Batches {missing[:10]} of {num_batches} have no predictions yet.")
         return [prediction for batch in range(num_batches) for prediction in self.batches[batch]]
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 @torch.no_grad()
@@ -534,9 +529,8 @@ def _one_line(text: str) -> str:
 
 def _save_png(image, path: Path) -> str:
     """Writes a PIL image as PNG atomically; returns the file name."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    image.convert("RGB").save(temporary)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        image.convert("RGB").save(temporary, format="PNG")
     return path.name
 
 
@@ -642,7 +636,7 @@ def _task_section(task: str, result: dict) -> list[str]:
 
 def write_report(output_dir: Path, results: dict) -> Path:
     """Writes `results.json` and `report.md` into `output_dir` (atomically) and returns the report's path."""
-    _write_text_atomically(output_dir / RESULTS_NAME, json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_text_atomically(output_dir / RESULTS_NAME, json.dumps(results, indent=2, sort_keys=True) + "\n")
     settings = results["settings"]
     lines = [
         "# UniPose evaluation",
@@ -678,7 +672,7 @@ def write_report(output_dir: Path, results: dict) -> Path:
     for task, result in results["tasks"].items():
         lines += _task_section(task, result)
     path = output_dir / REPORT_NAME
-    _write_text_atomically(path, "\n".join(lines))
+    write_text_atomically(path, "\n".join(lines))
     return path
 
 
@@ -756,6 +750,21 @@ def evaluate_task(
         )
         result["baseline"] = {"name": name, "metrics": baseline_metrics}
     return result
+
+
+def resolve_device(value: str):
+    """A `--device` value as a `torch.device`: `auto` (CUDA when available), or a device torch knows and has."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"`--device` must be `auto`, `cpu`, `cuda`, `cuda:N`, `mps`, ...; got {value!r}.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`--device` is {value!r} but this machine has no CUDA device; use `cpu` or `auto`.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"`--device` is {value!r} but this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -873,9 +882,7 @@ def run(args: argparse.Namespace) -> str:
     from ..tokenizer_training import enable_progress_logging
 
     enable_progress_logging()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
+    device = resolve_device(args.device)
     settings = EvaluationSettings(
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,

@@ -1,0 +1,261 @@
+"""Bad and unusual inputs to the loaders, the body model, the files the project writes and the command line.
+
+Every case asserts the error's type and a fragment of its message (the argument, file or record it names), in the
+spirit of transformers' and datasets' own tests of bad input. Nothing is silently lost, clipped or overwritten.
+"""
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unipose import conversion
+from unipose.body_model import BodyModel
+from unipose.cli import main as cli_main
+from unipose.data import posescript
+from unipose.data.amass import read_amass_sequence
+from unipose.data.pose_estimation import load_pose_estimation, read_pose_estimation_annotations
+from unipose.evaluation.runner import resolve_device
+from unipose.files import atomic_path, open_npz, write_json_atomically
+from unipose.visualization import save_obj
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# PoseScript / PoseFix files
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reader", ["pose_index", "captions"])
+def test_two_ids_that_name_the_same_pose_are_refused_not_dropped(tmp_path, reader):
+    path = tmp_path / "file.json"
+    if reader == "pose_index":
+        path.write_text(json.dumps({"1": ["AMASS", "a.npz", 0], "01": ["AMASS", "b.npz", 3]}))
+        read = posescript.read_pose_index
+    else:
+        path.write_text(json.dumps({"7": ["first caption"], "007": ["second caption"]}))
+        read = posescript.read_texts
+    with pytest.raises(ValueError, match=r"the ids '1' and '01' are the same id|the ids '7' and '007' are the same id"):
+        read(path)
+
+
+def test_a_latin1_caption_file_is_named_with_what_to_do(tmp_path):
+    path = tmp_path / "captions.json"
+    path.write_bytes('{"1": ["Le bras lev\xe9"]}'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"is not UTF-8 text .*re-encode"):
+        posescript.read_texts(path)
+
+
+def test_deeply_nested_json_is_refused_with_the_file_name(tmp_path):
+    path = tmp_path / "captions.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"captions\.json.*nests JSON too deeply"):
+        posescript.read_texts(path)
+
+
+def test_a_pose_index_entry_cannot_reach_outside_the_amass_folder(tmp_path):
+    reference = posescript.PoseReference("AMASS", "../../etc/passwd", 0)
+    with pytest.raises(ValueError, match=r"Pose id '3' refers to '\.\./\.\./etc/passwd', which lies outside"):
+        posescript._amass_file(reference, tmp_path, "3")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# AMASS
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _amass_file(tmp_path, poses, **extra) -> Path:
+    path = tmp_path / "sequence_poses.npz"
+    np.savez(path, poses=poses, **extra)
+    return path
+
+
+def test_finite_but_huge_axis_angle_values_are_refused_with_their_frame(tmp_path):
+    poses = np.zeros((5, 156))
+    poses[3, 10] = 1e38
+    with pytest.raises(ValueError, match=r"axis-angle value of 1e\+38 at frame 3"):
+        read_amass_sequence(_amass_file(tmp_path, poses, mocap_framerate=60.0))
+
+
+def test_a_negative_frame_rate_is_refused_not_read_as_every_frame(tmp_path):
+    path = _amass_file(tmp_path, np.zeros((6, 156)), mocap_framerate=-30.0)
+    with pytest.raises(ValueError, match=r"`mocap_framerate` in .* is -30.0; a capture rate must be a positive"):
+        read_amass_sequence(path, target_fps=10)
+    with pytest.raises(ValueError, match=r"`target_fps` must be a positive number"):
+        read_amass_sequence(_amass_file(tmp_path, np.zeros((6, 156)), mocap_framerate=30.0), target_fps=-5)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip archive at all", b"PK\x03\x04truncated"])
+def test_a_corrupt_npz_is_reported_with_its_path_everywhere(tmp_path, content):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"AMASS sequence file .*broken\.npz is not a readable \.npz archive"):
+        read_amass_sequence(path)
+    with pytest.raises(ValueError, match=r"PoseEst annotation file .*broken\.npz is not a readable"):
+        read_pose_estimation_annotations(path)
+    with pytest.raises(ValueError, match=r"body model file .*broken\.npz is not a readable"):
+        BodyModel(path)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="counts open files through /proc")
+def test_a_corrupt_body_model_file_leaves_no_file_open(tmp_path):
+    path = tmp_path / "SMPLH_NEUTRAL.npz"
+    np.savez(path, v_template=np.zeros((10, 3)))  # a readable archive that is not a body model
+    before = _open_descriptors()
+    for _ in range(5):
+        with pytest.raises(ValueError, match=r"lacks the arrays \['J_regressor'"):
+            BodyModel(path)
+    assert _open_descriptors() == before
+
+
+def test_an_array_that_cannot_be_read_names_the_archive_and_the_array(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, names=np.array([{"a": 1}], dtype=object))
+    with open_npz(path, "test file") as archive:
+        with pytest.raises(ValueError, match=r"Array `names` of the test file .*objects\.npz cannot be read"):
+            archive["names"]
+        with pytest.raises(KeyError, match=r"has no array `poses`; it holds \['names'\]"):
+            archive["poses"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pose-estimation corpora
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _poseest(tmp_path, names) -> Path:
+    images = tmp_path / "images"
+    images.mkdir(exist_ok=True)
+    Image.new("RGB", (32, 32), (120, 120, 120)).save(images / "good.png")
+    (images / "broken.png").write_bytes(b"\x89PNG not really")
+    path = tmp_path / "corpus.npz"
+    count = len(names)
+    np.savez(path, imgname=np.array(names), pose=np.zeros((count, 72)), center=np.full((count, 2), 16.0),
+             scale=np.full(count, 0.1))
+    return path
+
+
+def test_an_image_name_outside_the_image_root_is_refused(tmp_path):
+    path = _poseest(tmp_path, ["good.png", "../../etc/passwd"])
+    with pytest.raises(ValueError, match=r"Row 1 of .* names the image '\.\./\.\./etc/passwd', which lies outside"):
+        load_pose_estimation(path, tmp_path / "images", cache_dir=tmp_path / "cache")
+
+
+def test_an_absolute_image_name_is_refused(tmp_path):
+    path = _poseest(tmp_path, [str(tmp_path / "images" / "good.png")])
+    with pytest.raises(ValueError, match=r"Row 0 .* image names must be relative paths"):
+        load_pose_estimation(path, tmp_path / "images", cache_dir=tmp_path / "cache")
+
+
+def test_an_unreadable_image_names_its_row_and_file(tmp_path):
+    path = _poseest(tmp_path, ["good.png", "broken.png"])
+    with pytest.raises(Exception) as caught:
+        load_pose_estimation(path, tmp_path / "images", cache_dir=tmp_path / "cache")
+    chain, error = [], caught.value
+    while error is not None:
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any("Row 1 of the PoseEst annotations" in text and "broken.png" in text for text in chain), chain
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Files the project writes
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_027():
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+def test_written_files_get_the_users_permissions_not_mkstemps(tmp_path, umask_027):
+    obj = save_obj(np.zeros((3, 3)), np.array([[0, 1, 2]]), tmp_path / "mesh.obj")
+    write_json_atomically(tmp_path / "texts.json", {"a": 1})
+    for path in (obj, tmp_path / "texts.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "report.md"
+    target.write_text("previous")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("crash while writing")
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Conversion output and the command line
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _convert(out: Path, overwrite: bool):
+    root = FIXTURES / "release_a"
+    return conversion.convert_release(
+        root / "base", root / "unipose", root / "pose_vqvae.ckpt", root / "tokenhmr_model.ckpt", out,
+        overwrite=overwrite,
+    )
+
+
+def test_overwrite_never_deletes_a_folder_the_converter_did_not_write(tmp_path):
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match=r"replaces only an earlier conversion"):
+        _convert(precious, overwrite=True)
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+
+
+def test_overwrite_replaces_an_earlier_conversion_and_an_empty_folder_is_used(tmp_path):
+    out = tmp_path / "converted"
+    out.mkdir()
+    _convert(out, overwrite=False)  # empty: fine
+    (out / "marker").write_text("old")
+    with pytest.raises(FileExistsError, match=r"pass `overwrite=True`"):
+        _convert(out, overwrite=False)
+    _convert(out, overwrite=True)
+    assert not (out / "marker").exists() and (out / "conversion_report.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["converted"]  # no staging or previous folder left
+
+
+def test_command_line_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
+    code = cli_main(["verify", "--model", str(tmp_path / "missing"), "--reference", str(tmp_path / "nope.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("unipose verify: error: FileNotFoundError: The reference file")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 2
+
+
+def test_command_line_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError, match="reference file"):
+        cli_main(["verify", "--debug", "--model", str(tmp_path), "--reference", str(tmp_path / "nope.safetensors")])
+
+
+def test_command_line_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli_main(["verify", "--model"])
+    assert caught.value.code == 2
+    assert "usage: unipose verify" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("gpu0", r"`--device` must be `auto`, `cpu`, .* got 'gpu0'"), ("cuda:7", r"no CUDA device|has \d+ CUDA device")],
+)
+def test_a_nonsense_device_is_refused_by_name(value, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        resolve_device(value)

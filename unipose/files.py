@@ -1,0 +1,109 @@
+"""Reading and writing files without losing them: atomic writes with the user's permissions, archives read with
+errors that name the file.
+
+Every file the project writes goes through [`atomic_path`]: the content is written to a temporary file beside the
+target and renamed over it when complete, so a crash never leaves a truncated file, and the file gets the
+permissions of a plainly created one (`0o666` less the umask) instead of `mkstemp`'s private `0o600`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside `path`; renamed to `path` when the block ends without an error, removed otherwise.
+
+    Example:
+
+    ```python
+    >>> with atomic_path("render.png") as temporary:
+    ...     image.save(temporary, format="PNG")
+    ```
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.chmod(temporary, 0o666 & ~current_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
+    """`payload` as indented JSON (UTF-8, keys sorted) at `path`, atomically."""
+    write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def open_npz(path: str | os.PathLike, what: str = "file", allow_pickle: bool = False) -> Iterator[Any]:
+    """`np.load` of an `.npz` archive whose errors name the file: a missing file, a file that is not a readable
+    archive (truncated, corrupt, not a zip) or a member that cannot be read raise an error that says which file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"The {what} {path} does not exist.")
+    try:
+        archive = np.load(path, allow_pickle=allow_pickle)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        raise ValueError(f"The {what} {path} is not a readable .npz archive ({type(error).__name__}: {error}).") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"The {what} {path} holds a single array, not an .npz archive of named arrays.")
+    with archive:
+        yield _NamedArchive(archive, path, what)
+
+
+class _NamedArchive:
+    """An open `NpzFile` whose member reads name the archive and the member when they fail."""
+
+    def __init__(self, archive, path: Path, what: str):
+        self._archive, self._path, self._what = archive, path, what
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._archive.files
+
+    @property
+    def files(self) -> list[str]:
+        return self._archive.files
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._archive.files:
+            raise KeyError(f"The {self._what} {self._path} has no array `{key}`; it holds {sorted(self._archive.files)}.")
+        try:
+            return self._archive[key]
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+            raise ValueError(
+                f"Array `{key}` of the {self._what} {self._path} cannot be read ({type(error).__name__}: {error})."
+            ) from None
+
+    def get(self, key: str, default=None):
+        return self[key] if key in self else default
+
+
+__all__ = ["atomic_path", "current_umask", "open_npz", "write_json_atomically", "write_text_atomically"]
