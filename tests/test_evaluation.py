@@ -740,3 +740,66 @@ def test_evaluate_scores_the_baselines_with_the_same_metrics(tmp_path, tiny_unip
     assert results["text-to-pose"]["baseline"]["metrics"]["MPJPE"] == pytest.approx(float(expected), rel=1e-4)
     assert results["pose-to-text"]["baseline"]["name"].startswith("constant answer (the left arm is up")
     assert "| metric | ours | baseline | paper |" in (tmp_path / "out" / "report.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The `evaluate` modules
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_modules_give_the_numbers_of_unipose_evaluate(tmp_path, tiny_unipose, text_tokenizer):
+    import evaluate
+    from datasets import load_from_disk
+
+    from unipose.evaluation import evaluate_module, runner
+
+    model, processor = tiny_unipose
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    _tiny_pose_model(text_tokenizer).save_pretrained(tmp_path / "retrieval")
+    text_tokenizer.save_pretrained(tmp_path / "retrieval")
+    _write_corpus(tmp_path / "corpus", n=8)
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    args = parser.parse_args([
+        "--model", str(tmp_path / "model"), "--task", "text-to-pose", "--data", str(tmp_path / "corpus"),
+        "--retrieval-model", str(tmp_path / "retrieval"), "--output", str(tmp_path / "out"), "--batch-size", "4",
+        "--max-new-tokens", "4", "--pool-size", "4", "--recall-k", "1", "5", "--num-examples", "0", "--no-progress",
+    ])
+    runner.run(args)
+    ours = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["text-to-pose"]["metrics"]
+    assert ours["pose rate (%)"] == 100.0
+
+    lines = [json.loads(line) for line in (tmp_path / "out" / "text-to-pose" / "predictions.jsonl").read_text().splitlines()]
+    generated = [item["pose"] for line in sorted(lines, key=lambda l: l["batch"]) for item in line["predictions"]]
+    records = load_from_disk(str(tmp_path / "corpus" / "pose_text"))["test"]
+    flat = lambda poses: [np.asarray(p, dtype=np.float32).reshape(-1).tolist() for p in poses]  # noqa: E731
+
+    errors = evaluate.load(evaluate_module("pose_error")).compute(
+        predictions=flat(generated), references=flat(records["pose"])
+    )
+    assert errors["MPJPE"] == pytest.approx(ours["MPJPE"], rel=1e-6)
+    assert errors["PA-MPJPE"] == pytest.approx(ours["PA-MPJPE"], rel=1e-6)
+
+    retrieval = evaluate.load(evaluate_module("pose_text_retrieval"), "text_to_pose").compute(
+        predictions=flat(generated), references=[texts[0] for texts in records["texts"]],
+        retrieval_model=str(tmp_path / "retrieval"), pool_size=4, recall_k=[1, 5],
+    )
+    shared = [key for key in retrieval if key.startswith(("R-Precision", "R^", "mRecall"))]
+    assert len(shared) == len(retrieval) >= 10
+    for key in shared:
+        assert retrieval[key] == pytest.approx(ours[key], abs=1e-9), key
+
+
+def test_evaluate_modules_refuse_what_they_cannot_compute(tmp_path):
+    import evaluate
+
+    from unipose.evaluation import evaluate_module
+
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        evaluate_module("bleu")
+    with pytest.raises(ValueError, match="`text_to_pose` or `pose_to_text`"):
+        evaluate.load(evaluate_module("pose_text_retrieval"))
+    metric = evaluate.load(evaluate_module("pose_text_retrieval"), "pose_to_text")
+    with pytest.raises(ValueError, match="retrieval_model="):
+        metric.compute(predictions=["a"], references=[[0.0] * 66])

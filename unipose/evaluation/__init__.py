@@ -8,6 +8,7 @@ the paper's published numbers, and the `unipose evaluate` command (`unipose.eval
 from .metrics import (
     R_PRECISION_PROTOCOLS,
     bleu4,
+    evaluate_module,
     frechet_distance,
     meteor,
     pose_errors,
@@ -35,6 +36,7 @@ __all__ = [
     "PAPER_CITATION",
     "PAPER_RESULTS",
     "PAPER_TABLES",
+    "evaluate_module",
     "R_PRECISION_PROTOCOLS",
     "PosePairTextRetrievalConfig",
     "PosePairTextRetrievalModel",

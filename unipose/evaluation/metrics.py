@@ -34,6 +34,7 @@ import functools
 import importlib.metadata
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -302,6 +303,36 @@ def r_precision(
     if protocol == "grouped":
         return r_precision_grouped(queries, candidates, top_k, pool_size, seed)
     raise ValueError(f"`protocol` must be one of {R_PRECISION_PROTOCOLS}, got {protocol!r}.")
+
+
+EVALUATE_MODULES = ("pose_error", "pose_text_retrieval")
+
+
+def evaluate_module(name: str) -> str:
+    """The path of one of UniPose's `evaluate` modules, for `evaluate.load`: `"pose_error"` (MPJPE, PA-MPJPE) or
+    `"pose_text_retrieval"` (R-precision, Recall@K; configurations `text_to_pose` and `pose_to_text`). They compute
+    with the functions of this module, as `unipose evaluate` does.
+
+    Example: `evaluate.load(evaluate_module("pose_error")).compute(predictions=..., references=...)`.
+    """
+    if name not in EVALUATE_MODULES:
+        raise ValueError(f"`name` must be one of {EVALUATE_MODULES}, got {name!r}.")
+    return str(Path(__file__).parent / "modules" / name)
+
+
+def r_precision_all_protocols(
+    queries: EmbeddingLike,
+    candidates: EmbeddingLike,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    num_repetitions: int = DEFAULT_NUM_REPETITIONS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """R-Precision@1/2/3 under both protocols in use, keyed `"R-Precision@{k} ({protocol})"` (as in reports)."""
+    results = {}
+    for protocol in R_PRECISION_PROTOCOLS:
+        scores = r_precision(queries, candidates, protocol, R_PRECISION_TOP_K, pool_size, num_repetitions, seed)
+        results.update({f"R-Precision@{name[3:]} ({protocol})": value for name, value in scores.items()})
+    return results
 
 
 def describe_r_precision_protocol(

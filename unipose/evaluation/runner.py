@@ -57,11 +57,10 @@ from .metrics import (
     DEFAULT_POOL_SIZE,
     GENERATION_RECALL_K,
     R_PRECISION_PROTOCOLS,
-    R_PRECISION_TOP_K,
     describe_r_precision_protocol,
     frechet_distance,
     pose_errors,
-    r_precision,
+    r_precision_all_protocols,
     text_metric_sources,
     text_metrics,
     text_pose_recalls,
@@ -372,19 +371,9 @@ def _r_precision_metrics(
             f"R-precision not computed: it needs at least {settings.pool_size} items, got {len(text_embeds)}."
         )
         return {}
-    results = {}
-    for protocol in R_PRECISION_PROTOCOLS:
-        scores = r_precision(
-            text_embeds,
-            pose_embeds,
-            protocol,
-            R_PRECISION_TOP_K,
-            settings.pool_size,
-            settings.num_repetitions,
-            settings.seed,
-        )
-        results.update({f"R-Precision@{name[3:]} ({protocol})": value for name, value in scores.items()})
-    return results
+    return r_precision_all_protocols(
+        text_embeds, pose_embeds, settings.pool_size, settings.num_repetitions, settings.seed
+    )
 
 
 def _note_reference_r_precision(
