@@ -38,9 +38,12 @@ def test_demo_writes_every_task_with_renders_meshes_and_poses(checkpoint, tmp_pa
         assert (out / "renders" / picture).exists()
 
 
-def test_demo_explains_a_missing_model(tmp_path):
+def test_demo_explains_a_missing_model(tmp_path, capsys):
+    assert main(["demo", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("unipose demo: error: FileNotFoundError:") and "--model" in error
     with pytest.raises(FileNotFoundError, match="--model"):
-        main(["demo", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
+        main(["demo", "--debug", "--model", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
 
 
 def test_demo_takes_the_users_inputs(checkpoint, tmp_path):

@@ -58,9 +58,9 @@ def test_a_flipped_image_shows_the_mirrored_pose():
 
 
 def test_collator_flips_images_and_mirrors_their_poses(corpus):
-    from datasets import load_from_disk
+    from unipose.data.hub import load_corpus
 
-    records = list(load_from_disk(str(corpus / "image_pose"))["train"].select(range(3)))
+    records = list(load_corpus(corpus, "image_pose", split="train").select(range(3)))
     _, image_processor = UniPoseProcessor.default_image_processors(pose_size=(32, 24))
     plain = PoseImageCollator(image_processor)(records)
     flipped = PoseImageCollator(image_processor, flip_probability=1.0)(records)

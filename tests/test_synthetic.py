@@ -6,7 +6,9 @@ import colorsys
 import numpy as np
 import pytest
 import torch
-from datasets import DatasetDict, load_from_disk
+from datasets import DatasetDict, load_dataset
+
+from unipose.data.schema import FEATURES
 
 from unipose.body_model import BodyModel
 from unipose.data import synthetic
@@ -334,10 +336,11 @@ def test_command_line_writes_a_loadable_corpus(tmp_path):
     )
     assert "Wrote" in synthetic.run(args)
     for kind in ("pose_text", "image_pose"):
-        loaded = load_from_disk(str(out / kind))
+        loaded = load_dataset(str(out), kind)  # the corpus is a Hub dataset folder, a configuration per kind
         assert isinstance(loaded, DatasetDict) and sum(len(d) for d in loaded.values()) == (
             6 if kind == "pose_text" else 3
         )
+        assert loaded["train"].features == FEATURES[kind]
     assert not (out / "pose_pair").exists() and not (out / CONTACT_SHEET_FILE).exists()
     with pytest.raises(FileExistsError, match="overwrite"):
         synthetic.run(args)
@@ -398,3 +401,29 @@ def test_bad_output_paths_are_refused(tmp_path):
         build_synthetic_corpus(3, num=3)
     with pytest.raises(FileNotFoundError, match="synthetic corpus"):
         load_synthetic_corpus(tmp_path)
+
+
+def test_the_corpus_is_a_hub_dataset_and_no_cache_is_written_inside_it(tmp_path):
+    from huggingface_hub import DatasetCard
+
+    from unipose.data.hub import load_corpus
+
+    out = tmp_path / "corpus"
+    synthetic.build_synthetic_corpus(out, num=8, num_images=6, seed=1, image_size=32, contact_sheet=False)
+    card = DatasetCard.load(out / "README.md")
+    configs = {config["config_name"]: config for config in card.data.to_dict()["configs"]}
+    assert set(configs) == set(synthetic.KINDS) and configs["pose_text"].get("default") is True
+    assert {info["config_name"] for info in card.data.to_dict()["dataset_info"]} == set(synthetic.KINDS)
+    assert "seed\n1" in card.text or "seed 1" in card.text.replace("\n", " ")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    for kind in synthetic.KINDS:
+        splits = load_dataset(str(out), kind)
+        assert set(splits) == {"train", "validation", "test"}
+        splits["train"].map(lambda record: {"n": len(record["texts"])})  # writes a cache file, elsewhere
+        assert len(load_corpus(out, kind, split="test")) == len(splits["test"])
+        assert load_corpus(out / kind, kind, split="test").features == FEATURES[kind]  # a kind's folder alone
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    with pytest.raises(ValueError, match="has no `image_pair` configuration"):
+        out_b = tmp_path / "only_text"
+        synthetic.build_synthetic_corpus(out_b, num=4, seed=1, kinds=("pose_text",), contact_sheet=False)
+        load_corpus(out_b, "image_pair")

@@ -100,10 +100,10 @@ def unipose(*args: str) -> None:
 
 def build_init(work: Path) -> None:
     """Step 4: the untrained model, from random parts, the pretrained pose ViT and the trained pose tokenizer."""
-    from datasets import load_from_disk
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     from unipose.assembly import build_unipose
+    from unipose.data.hub import load_corpus
     from unipose.modeling_pose_vqvae import PoseVQVAE
     from unipose.tokenization import build_tiny_tokenizer
     from unipose.training.pose_vision import load_backbone
@@ -112,7 +112,7 @@ def build_init(work: Path) -> None:
     pose_tokenizer = PoseVQVAE.from_pretrained(work / "stage0")
     captions = []
     for kind in ("pose_text", "pose_pair"):
-        for texts in load_from_disk(str(work / "corpus" / kind))["train"]["texts"]:
+        for texts in load_corpus(work / "corpus", kind, split="train")["texts"]:
             captions.extend(texts)
     tokenizer = build_tiny_tokenizer(
         codebook_size=pose_tokenizer.config.codebook_size, extra_corpus=captions, vocab_size=1500, model_max_length=1024

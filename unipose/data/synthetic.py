@@ -30,7 +30,8 @@ On disk:
 
 ```
 OUT/
-  pose_text/   pose_pair/   image_pose/   image_pair/     datasets.load_from_disk(OUT / kind) -> DatasetDict
+  README.md                                                dataset card: `load_dataset(OUT, kind)` per kind
+  pose_text/   pose_pair/   image_pose/   image_pair/     parquet shards per split
   synthetic_corpus.json                                    parameters and split sizes
   contact_sheet.png                                        samples with their captions, to judge by eye
 ```
@@ -67,11 +68,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict, load_from_disk
+from datasets import Dataset, DatasetDict
 from PIL import Image, ImageDraw, ImageFont
 from transformers.utils import logging
 
 from ..files import atomic_path, current_umask
+from .hub import load_corpus, write_hub_dataset
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
@@ -523,7 +525,8 @@ def build_synthetic_corpus(
     progress: bool = False,
 ) -> dict[str, DatasetDict]:
     """
-    Generate the synthetic corpus and save it with `save_to_disk`, one `DatasetDict` per record kind.
+    Generate the synthetic corpus and write it as a Hub dataset folder (`unipose.data.hub`): a configuration per
+    record kind, parquet shards per split, a dataset card.
 
     The same arguments give the same records, image bytes included.
 
@@ -592,9 +595,6 @@ def build_synthetic_corpus(
     temporary = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
     try:
         temporary.chmod(0o777 & ~current_umask())  # mkdtemp's private mode would outlive the rename
-        with _datasets_progress(progress):
-            for kind, splits in corpus.items():
-                splits.save_to_disk(str(temporary / kind))
         metadata = {
             "generator": __name__,
             "version": CORPUS_VERSION,
@@ -609,6 +609,8 @@ def build_synthetic_corpus(
                 kind: {split: len(data) for split, data in splits.items()} for kind, splits in corpus.items()
             },
         }
+        with _datasets_progress(progress):
+            write_hub_dataset(temporary, corpus, "UniPose synthetic corpus", _card_text(metadata))
         (temporary / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         if contact_sheet:
             write_contact_sheet(corpus, temporary / CONTACT_SHEET_FILE, renderer)
@@ -666,8 +668,40 @@ def load_synthetic_corpus(path: str | os.PathLike, kind: str | None = None):
             raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}.")
         if not (path / kind).is_dir():
             raise FileNotFoundError(f"The synthetic corpus at {path} has no `{kind}` records.")
-        return load_from_disk(str(path / kind))
-    return {name: load_from_disk(str(path / name)) for name in KINDS if (path / name).is_dir()}
+        return load_corpus(path, kind)
+    return {name: load_corpus(path, name) for name in KINDS if (path / name).is_dir()}
+
+
+def _card_text(metadata: dict) -> str:
+    """The dataset card's body: what the corpus is, how it was made, its splits and how to load it."""
+    body = f"`{metadata['body_model']}`"
+    if metadata["body_model"] == "generated":
+        body += " (the project's generated stand-in, not SMPL-H)"
+    rows = "\n".join(
+        f"| `{kind}` | {' / '.join(f'{count:,}' for count in sizes.values())} |" for kind, sizes in metadata["splits"].items()
+    )
+    return f"""# UniPose synthetic corpus
+
+Procedural 3D human poses with automatic descriptions, modification instructions and rendered images, for the seven
+tasks of UniPose (Pose-to-Text, Image-to-Text, Pose-Diff, Image-Diff, Text-to-Pose, Pose Estimation, Pose Editing).
+Generated offline by `unipose data synth` (generator `{metadata['generator']}`, version {metadata['version']}, seed
+{metadata['seed']}); the same arguments give the same records, image bytes included.
+
+| configuration | train / validation / test |
+| --- | --- |
+{rows}
+
+Poses are SMPL-H body axis-angle `(22, 3)` (root orientation, then the 21 body joints), in SMPL's y-up frame.
+Captions and instructions are written by the project's PoseScript- and PoseFix-style automatic writers; images are
+{metadata['image_size']}-pixel {metadata['image_format'].upper()} renders of the body model {body}.
+Nothing in it comes from a real person or a licensed corpus: it is for tests, demos and smoke training, not for
+figures comparable with the paper's.
+
+```python
+from datasets import load_dataset
+pose_text = load_dataset("path/to/corpus", "pose_text")
+```
+"""
 
 
 # ---------------------------------------------------------------------------------------------------------

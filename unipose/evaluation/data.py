@@ -2,9 +2,10 @@
 """
 Finding evaluation and training records on disk.
 
-A data path is a dataset saved with `save_to_disk` (a `Dataset` or a `DatasetDict` of splits) in one of the
+A data path is a Hub dataset folder (`unipose.data.hub`: a configuration per record kind, the layout of the
+synthetic corpus), a dataset saved with `save_to_disk` (a `Dataset` or a `DatasetDict` of splits) in one of the
 record schemas of `unipose.data.schema`, or a folder holding such datasets one level down (the layout of the
-synthetic corpus and of the corpus loaders: `OUT/pose_text/`, `OUT/pose_pair/`, ...). The record kind of
+corpus loaders: `OUT/pose_text/`, `OUT/pose_pair/`, ...). The record kind of
 each dataset is read from its features, so paths may be given in any order and mixed.
 """
 
@@ -14,8 +15,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 
+from ..data.hub import hub_dataset_configs, is_hub_dataset_folder, load_corpus
 from ..data.schema import FEATURES, record_kind
 
 PathLike = str | os.PathLike
@@ -23,6 +25,11 @@ PathLike = str | os.PathLike
 
 def _is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()
+
+
+def _is_dataset(path: Path) -> bool:
+    """A `save_to_disk` folder, or a folder of parquet shards named by split (`train-00000-of-00001.parquet`)."""
+    return path.is_dir() and (_is_saved_dataset(path) or any(path.glob("*.parquet")))
 
 
 def _kind_of(dataset: Dataset | DatasetDict) -> str | None:
@@ -51,17 +58,25 @@ def discover_datasets(paths: Sequence[PathLike]) -> dict[str, list[tuple[Path, D
         path = Path(raw).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"Data path {str(path)!r} does not exist.")
+        if is_hub_dataset_folder(path):
+            for config in hub_dataset_configs(path):
+                dataset = load_corpus(path, config)
+                kind = _kind_of(dataset)
+                if kind is not None:
+                    found.setdefault(kind, []).append((path / config, dataset))
+            continue
         candidates = (
-            [path] if _is_saved_dataset(path) else sorted(p for p in path.iterdir() if _is_saved_dataset(p))
+            [path] if _is_dataset(path) else sorted(p for p in path.iterdir() if _is_dataset(p))
         )
         if not candidates:
             raise FileNotFoundError(
-                f"{str(path)!r} is neither a dataset saved with `save_to_disk` nor a folder of such datasets "
-                "(e.g. the output of `unipose data synth --out DIR`)."
+                f"{str(path)!r} is neither a corpus (e.g. the output of `unipose data synth --out DIR`), nor a "
+                "dataset saved with `save_to_disk` or a folder of parquet shards, nor a folder of such datasets."
             )
         recognised = 0
         for candidate in candidates:
-            dataset = load_from_disk(str(candidate))
+            # Parquet shards (a kind's folder of a corpus) are read through the `datasets` cache.
+            dataset = load_from_disk(str(candidate)) if _is_saved_dataset(candidate) else load_dataset(str(candidate))
             kind = _kind_of(dataset)
             if kind is not None:
                 found.setdefault(kind, []).append((candidate, dataset))
