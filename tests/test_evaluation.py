@@ -803,3 +803,57 @@ def test_evaluate_modules_refuse_what_they_cannot_compute(tmp_path):
     metric = evaluate.load(evaluate_module("pose_text_retrieval"), "pose_to_text")
     with pytest.raises(ValueError, match="retrieval_model="):
         metric.compute(predictions=["a"], references=[[0.0] * 66])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Significance
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_interval_agrees_with_scipys_percentile_bootstrap():
+    from scipy.stats import bootstrap
+
+    from unipose.evaluation.significance import bootstrap_interval
+
+    values = np.random.default_rng(3).gamma(2.0, 30.0, size=300)  # skewed, like per-pose errors
+    ours = bootstrap_interval(values, num_resamples=4000, seed=1)
+    theirs = bootstrap(
+        (values,), np.mean, n_resamples=4000, confidence_level=0.95, method="percentile", random_state=1
+    ).confidence_interval
+    width = theirs.high - theirs.low
+    assert ours.mean == pytest.approx(values.mean())
+    assert abs(ours.low - theirs.low) < 0.05 * width and abs(ours.high - theirs.high) < 0.05 * width
+    assert bootstrap_interval(values, seed=1) == bootstrap_interval(values, seed=1)
+
+
+def test_a_verdict_needs_the_paired_interval_to_exclude_zero():
+    from unipose.evaluation.significance import paired_difference, verdict
+
+    rng = np.random.default_rng(0)
+    baseline = rng.normal(150.0, 40.0, size=300)
+    clearly_lower = baseline - 20.0 + rng.normal(0, 5.0, size=300)
+    same = baseline + rng.normal(0, 5.0, size=300)
+    assert verdict(paired_difference(clearly_lower, baseline), lower_is_better=True) == "better"
+    assert verdict(paired_difference(clearly_lower, baseline), lower_is_better=False) == "worse"
+    assert verdict(paired_difference(same, baseline), lower_is_better=True) == "no significant difference"
+    with pytest.raises(ValueError, match="same items"):
+        paired_difference(same[:10], baseline)
+
+
+def test_evaluation_reports_intervals_and_paired_differences_with_the_baseline(tmp_path, tiny_unipose):
+    from unipose.evaluation.runner import EvaluationSettings, _task_section, evaluate_task
+
+    model, processor = tiny_unipose
+    test, train = _pose_text_records(6, 40), _pose_text_records(10, 41)
+    result = evaluate_task(
+        "text-to-pose", model, processor, test, tmp_path, EvaluationSettings(batch_size=3, num_examples=0),
+        progress=False, train_dataset=train,
+    )
+    entry = result["significance"]["MPJPE"]
+    assert entry["lower_is_better"] and entry["ours"]["num_items"] == 6
+    assert entry["ours"]["low"] <= result["metrics"]["MPJPE"] <= entry["ours"]["high"]
+    assert entry["baseline"]["mean"] == pytest.approx(result["baseline"]["metrics"]["MPJPE"])
+    assert entry["difference"]["mean"] == pytest.approx(result["metrics"]["MPJPE"] - entry["baseline"]["mean"])
+    assert entry["verdict"] in ("better", "worse", "no significant difference")
+    section = "\n".join(_task_section("text-to-pose", {**result, "split": "test"}))
+    assert "| MPJPE (lower is better) |" in section and entry["verdict"] in section

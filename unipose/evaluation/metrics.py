@@ -206,10 +206,23 @@ def r_precision_posescript(
     Returns:
         `dict[str, float]`: `"top{k}"` -> percentage of queries whose mean rank is below k.
     """
+    top_k = _check_top_k(top_k, pool_size, "top_k")
+    mean_ranks = posescript_mean_ranks(queries, candidates, pool_size, num_repetitions, seed)
+    return {f"top{k}": float((mean_ranks < k).double().mean()) * PERCENT for k in top_k}
+
+
+def posescript_mean_ranks(
+    queries: EmbeddingLike,
+    candidates: EmbeddingLike,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    num_repetitions: int = DEFAULT_NUM_REPETITIONS,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Each query's rank (0 = first) of its true candidate under PoseScript's protocol, averaged over the
+    repetitions: `(N,)` float64. [`r_precision_posescript`] is the share of these below k."""
     queries, candidates = _matched_pair(queries, candidates)
     pool_size = _check_positive_int(pool_size, "pool_size", minimum=2)
     num_repetitions = _check_positive_int(num_repetitions, "num_repetitions")
-    top_k = _check_top_k(top_k, pool_size, "top_k")
     num_items = queries.shape[0]
     if num_items < pool_size:
         raise ValueError(
@@ -234,7 +247,7 @@ def r_precision_posescript(
             scores, true_score[:, None].expand(-1, num_repetitions), generator
         )  # (chunk, R)
         mean_ranks[rows] = ranks.double().mean(dim=1)
-    return {f"top{k}": float((mean_ranks < k).double().mean()) * PERCENT for k in top_k}
+    return mean_ranks
 
 
 def r_precision_grouped(
@@ -525,6 +538,24 @@ def frechet_distance(real_features: EmbeddingLike, generated_features: Embedding
 # ----------------------------------------------------------------------------------------------------
 
 
+def pose_errors_per_item(pred_poses, target_poses, body=None) -> dict[str, np.ndarray]:
+    """`"MPJPE"` and `"PA-MPJPE"` of each pose, in millimetres, `(N,)` each (see [`pose_errors`])."""
+    from ..body_model import pose_to_joints
+
+    with torch.no_grad():
+        pred_joints = pose_to_joints(pred_poses, body=body)
+        target_joints = pose_to_joints(target_poses, body=body)
+    if pred_joints.shape != target_joints.shape:
+        raise ValueError(
+            f"`pred_poses` and `target_poses` must hold as many poses, got {pred_joints.shape[0]} and "
+            f"{target_joints.shape[0]}."
+        )
+    return {
+        "MPJPE": np.asarray(mpjpe(pred_joints, target_joints, reduce=False), dtype=np.float64),
+        "PA-MPJPE": np.asarray(pa_mpjpe(pred_joints, target_joints, reduce=False), dtype=np.float64),
+    }
+
+
 def pose_errors(pred_poses, target_poses, body=None) -> dict[str, float]:
     """
     MPJPE (root-aligned at the pelvis) and PA-MPJPE of poses, through forward kinematics of the body.
@@ -539,20 +570,7 @@ def pose_errors(pred_poses, target_poses, body=None) -> dict[str, float]:
     Returns:
         `dict[str, float]`: `"MPJPE"` and `"PA-MPJPE"` in millimetres, averaged over the poses.
     """
-    from ..body_model import pose_to_joints
-
-    with torch.no_grad():
-        pred_joints = pose_to_joints(pred_poses, body=body)
-        target_joints = pose_to_joints(target_poses, body=body)
-    if pred_joints.shape != target_joints.shape:
-        raise ValueError(
-            f"`pred_poses` and `target_poses` must hold as many poses, got {pred_joints.shape[0]} and "
-            f"{target_joints.shape[0]}."
-        )
-    return {
-        "MPJPE": float(mpjpe(pred_joints, target_joints)),
-        "PA-MPJPE": float(pa_mpjpe(pred_joints, target_joints)),
-    }
+    return {name: float(values.mean()) for name, values in pose_errors_per_item(pred_poses, target_poses, body).items()}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -660,17 +678,16 @@ def bleu4(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> fl
     return float(metric.corpus_score(list(predictions), streams).score)
 
 
-def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+def rouge_l_per_item(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
     """
-    ROUGE-L F-measure (Lin, 2004), best over the references of each item, averaged over items, in percent
-    (rouge-score).
+    ROUGE-L F-measure (Lin, 2004) of each item, best over its references, in percent (rouge-score).
 
     Args:
         predictions (`Sequence[str]`): one generated text per item.
         references (`Sequence[Sequence[str]]`): the reference texts of each item.
 
     Returns:
-        `float`: ROUGE-L in [0, 100].
+        `np.ndarray` of shape `(N,)`: ROUGE-L in [0, 100] per item.
     """
     from rouge_score import rouge_scorer, tokenizers
 
@@ -682,7 +699,12 @@ def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
         scorer.score_multi(refs, prediction)["rougeL"].fmeasure
         for prediction, refs in zip(predictions, references)
     ]
-    return float(np.mean(scores)) * PERCENT
+    return np.asarray(scores, dtype=np.float64) * PERCENT
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
+    """ROUGE-L averaged over items, in percent: the mean of [`rouge_l_per_item`]."""
+    return float(np.mean(rouge_l_per_item(predictions, references)))
 
 
 def meteor_tokenize(text: str) -> list[str]:

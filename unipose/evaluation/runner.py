@@ -59,13 +59,16 @@ from .metrics import (
     R_PRECISION_PROTOCOLS,
     describe_r_precision_protocol,
     frechet_distance,
-    pose_errors,
+    pose_errors_per_item,
+    posescript_mean_ranks,
     r_precision_all_protocols,
+    rouge_l_per_item,
     text_metric_sources,
     text_metrics,
     text_pose_recalls,
 )
 from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS, PAPER_TABLES, paper_value
+from .significance import bootstrap_interval, paired_difference, verdict
 
 logger = logging.get_logger(__name__)
 
@@ -400,9 +403,14 @@ def compute_task_metrics(
     judges: RetrievalJudges,
     settings: EvaluationSettings,
     body=None,
+    per_item: dict | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """
     The metrics of a task from its predictions.
+
+    Args:
+        per_item (`dict`, *optional*): filled with the headline metrics item by item, `name -> {position: value}`
+            (positions in `items`), for their bootstrap intervals ([`HEADLINE_METRICS`]).
 
     Returns:
         `tuple[dict[str, float], list[str]]`: metric name -> value, and notes on what could not be computed
@@ -433,12 +441,19 @@ def compute_task_metrics(
         generated = [prediction["text"] for prediction in predictions]
         references = [list(all_texts[index]) for index in record_indices]
         metrics.update(text_metrics(generated, references))
+        if per_item is not None:
+            per_item["ROUGE-L"] = dict(enumerate(rouge_l_per_item(generated, references).tolist()))
         if judge is None:
             notes.append(f"R-precision not computed: no `{option}` given.")
         else:
             text_embeds = embed_texts(judge, judge_tokenizer, generated)
             true_pose_embeds = embed_true_poses()
             metrics.update(_r_precision_metrics(text_embeds, true_pose_embeds, settings, notes))
+            if per_item is not None and len(generated) >= settings.pool_size:
+                ranks = posescript_mean_ranks(
+                    text_embeds, true_pose_embeds, settings.pool_size, settings.num_repetitions, settings.seed
+                )
+                per_item[R_PRECISION_HEADLINE] = dict(enumerate(((ranks < 1).double() * 100.0).tolist()))
             first_references = [texts[0] for texts in references]
             _note_reference_r_precision(
                 embed_texts(judge, judge_tokenizer, first_references), true_pose_embeds, settings, notes
@@ -459,7 +474,10 @@ def compute_task_metrics(
     kept_records = [index for index, _ in kept]
     target_column = {"pose_text": "pose", "image_pose": "pose", "pose_pair": "pose_b"}[spec.kind]
     targets = _stack_poses(dataset, kept_records, target_column)
-    metrics.update(pose_errors(generated, targets, body=body))
+    errors = pose_errors_per_item(generated, targets, body=body)
+    metrics.update({name: float(values.mean()) for name, values in errors.items()})
+    if per_item is not None:
+        per_item.update({name: dict(zip(written, values.tolist())) for name, values in errors.items()})
     if spec.retrieval is None:
         return metrics, notes
     if judge is None:
@@ -575,6 +593,32 @@ def render_examples(
     return examples
 
 
+def _interval(entry: dict) -> str:
+    return f"{entry['mean']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}]"
+
+
+def _significance_lines(significance: dict, baseline: dict | None) -> list[str]:
+    """The headline metrics with their 95 % bootstrap intervals and, against the baseline, the paired difference."""
+    if not significance:
+        return []
+    lines = ["", "Headline metrics with 95 % bootstrap intervals over the items"]
+    if baseline is not None:
+        lines[-1] += " and the paired difference with the baseline (ours - baseline; a verdict only where its "
+        lines[-1] += "interval excludes 0):"
+        lines += ["", "| metric | ours | baseline | difference | verdict |", "| --- | ---: | ---: | ---: | --- |"]
+    else:
+        lines[-1] += ":"
+        lines += ["", "| metric | ours |", "| --- | ---: |"]
+    for name, entry in significance.items():
+        cells = [_interval(entry["ours"])]
+        if baseline is not None:
+            cells += [_interval(entry["baseline"]), _interval(entry["difference"]), entry["verdict"]] if (
+                "difference" in entry
+            ) else ["", "", ""]
+        lines.append(f"| {name}{' (lower is better)' if entry['lower_is_better'] else ''} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _task_section(task: str, result: dict) -> list[str]:
     spec = TASKS[task]
     paper = PAPER_RESULTS.get(task, {})
@@ -597,6 +641,7 @@ def _task_section(task: str, result: dict) -> list[str]:
             cells.append(_fmt(baseline["metrics"].get(name)))
         cells.append(_fmt_published(paper_value(task, name)))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _significance_lines(result.get("significance", {}), baseline)
     if paper:
         table = PAPER_TABLES[paper["table"]]
         section = table["tasks"][task]
@@ -723,8 +768,9 @@ def evaluate_task(
     }
     store = PredictionStore(task_dir, run_fingerprint, overwrite=overwrite)
     predictions = run_generation(model, processor, task, dataset, items, store, settings, progress)
+    ours_per_item: dict = {}
     metrics, notes = compute_task_metrics(
-        task, dataset, items, predictions, judges or RetrievalJudges(), settings, body
+        task, dataset, items, predictions, judges or RetrievalJudges(), settings, body, ours_per_item
     )
     examples = render_examples(
         task, dataset, items, predictions, Path(output_dir) / EXAMPLES_DIR, settings.num_examples
@@ -734,11 +780,44 @@ def evaluate_task(
         from .baselines import baseline_predictions
 
         name, baseline = baseline_predictions(TASKS[task].output, TASKS[task].kind, train_dataset, dataset, items)
+        baseline_per_item: dict = {}
         baseline_metrics, _ = compute_task_metrics(
-            task, dataset, items, baseline, judges or RetrievalJudges(), settings, body
+            task, dataset, items, baseline, judges or RetrievalJudges(), settings, body, baseline_per_item
         )
         result["baseline"] = {"name": name, "metrics": baseline_metrics}
+    else:
+        baseline_per_item = None
+    result["significance"] = headline_significance(ours_per_item, baseline_per_item, settings.seed)
     return result
+
+
+# Headline metrics, per item, and whether lower is better.
+R_PRECISION_HEADLINE = "R-Precision@1 (posescript)"
+HEADLINE_METRICS = {"MPJPE": True, "PA-MPJPE": True, "ROUGE-L": False, R_PRECISION_HEADLINE: False}
+
+
+def headline_significance(ours: dict, baseline: dict | None, seed: int = 0) -> dict:
+    """
+    Each headline metric with its 95 % bootstrap interval over the test items, and against the baseline the paired
+    difference (ours - baseline, on the items both answered) with its interval and a verdict: `"better"` or
+    `"worse"` only when the interval excludes zero.
+    """
+    report = {}
+    for name, lower_is_better in HEADLINE_METRICS.items():
+        if name not in ours or not ours[name]:
+            continue
+        entry = {"ours": bootstrap_interval(list(ours[name].values()), seed=seed).to_dict(),
+                 "lower_is_better": lower_is_better}
+        if baseline is not None and baseline.get(name):
+            shared = sorted(set(ours[name]) & set(baseline[name]))
+            entry["baseline"] = bootstrap_interval(list(baseline[name].values()), seed=seed).to_dict()
+            difference = paired_difference(
+                [ours[name][i] for i in shared], [baseline[name][i] for i in shared], seed=seed
+            )
+            entry["difference"] = difference.to_dict()
+            entry["verdict"] = verdict(difference, lower_is_better)
+        report[name] = entry
+    return report
 
 
 def resolve_device(value: str):
