@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import pytest
+import safetensors
 import torch
 from datasets import Dataset
 from transformers import AutoModel
@@ -31,7 +32,7 @@ from unipose.training.instructions import (
     template_slots,
 )
 from unipose.training.sft import (
-    IN_PLACE_WEIGHTS_NAME,
+    ADAPTER_WEIGHTS_NAME,
     STAGING_DIR,
     UniPoseSFTTrainer,
     load_adapter,
@@ -487,9 +488,7 @@ def test_saved_adapter_and_merged_model_reproduce_the_trained_model(mixed_exampl
         expected = trainer.model(**batch).logits
     paths = save_stage_outputs(trainer, tmp_path / "run")
     adapter = paths["adapter"]
-    assert {"adapter_config.json", "adapter_model.safetensors", IN_PLACE_WEIGHTS_NAME} <= {
-        p.name for p in adapter.iterdir()
-    }
+    assert {"adapter_config.json", ADAPTER_WEIGHTS_NAME, "README.md"} <= {p.name for p in adapter.iterdir()}
 
     merged = AutoModel.from_pretrained(paths["model"], trust_remote_code=True).eval()
     assert (paths["model"] / "modeling_unipose.py").is_file() and (
@@ -515,7 +514,9 @@ def test_a_checkpoint_interrupted_while_saving_is_never_seen(mixed_examples, tmp
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert (tmp_path / "checkpoint-1" / "trainer_state.json").is_file()
-    assert (tmp_path / "checkpoint-1" / IN_PLACE_WEIGHTS_NAME).is_file()
+    # The checkpoint's adapter holds the pose queries, which train outside PEFT, so that a resumed run has them.
+    with safetensors.safe_open(str(tmp_path / "checkpoint-1" / ADAPTER_WEIGHTS_NAME), framework="pt") as saved:
+        assert "base_model.model.model.pose_queries" in saved.keys()
     assert not (tmp_path / "checkpoint-2").exists() and (tmp_path / STAGING_DIR / "checkpoint-2").is_dir()
     assert get_last_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-1")
 

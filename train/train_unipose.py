@@ -5,7 +5,9 @@ Stages 1-3 of UniPose: supervised fine-tuning with TRL's `SFTTrainer`.
 Each stage is a recipe (`train/recipes/stage{1,2,3}.yaml`); its keys are the fields of
 `UniPoseScriptArguments` below, of `trl.SFTConfig` and of `trl.ModelConfig`, and unknown keys are refused.
 Every stage starts from the previous stage's output directory, where the merged model and its processor are
-saved (the LoRA adapter goes to `OUTPUT/adapter`).
+saved. The LoRA adapter goes to `OUTPUT/adapter`, with everything else the stage trained (the pose queries
+too), so that `PeftModel.from_pretrained(base, OUTPUT/adapter)` gives the trained model. Each folder has the
+UniPose model card (`README.md`: base model, stage, data, what trained, the recipe), not TRL's.
 
 # On a CPU, offline, in minutes: the tiny model and the synthetic corpus
 ```bash
@@ -42,22 +44,29 @@ python train/train_unipose.py --config train/recipes/stage1_cpu.yaml --resume_fr
 ```bash
 python -m unipose.training.tasks --records data/synthetic/pose_text data/synthetic/pose_pair \
     --pose_tokenizer runs/stage1_cpu --output data/text_sft
-trl sft --model_name_or_path runs/stage1_cpu --trust_remote_code --dataset_name data/text_sft \
-    --assistant_only_loss --output_dir runs/text_sft --bf16 false --use_cpu --activation_checkpointing false
+ARGS="--model_name_or_path runs/stage1_cpu --trust_remote_code --dataset_name data/text_sft \
+    --assistant_only_loss --output_dir runs/text_sft --bf16 false --use_cpu --activation_checkpointing false"
+trl sft $ARGS
+python -m unipose.training.model_cards $ARGS   # the UniPose model card in place of TRL's generic one
 ```
 `--assistant_only_loss` is required: inside a pose span the code tokens see each other, so predicting them
 as next tokens would teach nothing. TRL warns that the end-of-turn token is not in the loss mask; it is (the
 template puts `</s>` inside its generation block), TRL's check only looks for it among the added tokens.
+`trl sft` cannot run UniPose code, so it writes TRL's card ("fine-tuned version of None", no `custom_code`);
+the second command rewrites it from the same arguments. Push to the Hub after it, not with `--push_to_hub`.
 """
 
 import argparse
-from dataclasses import dataclass, field
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import set_seed
 
 from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
 from unipose.checkpoints import resolve_trainer_checkpoint
+from unipose.training.model_cards import TrainingRun, recipe_settings
 from unipose.training.sft import (
     STAGE_PLANS,
     STAGES,
@@ -68,6 +77,8 @@ from unipose.training.sft import (
 )
 from unipose.training.tasks import TaskMixtureComponent, build_task_mixture
 
+# The script as the model cards name it.
+SCRIPT = "train/train_unipose.py"
 # Procedural poses whose encoder outputs give the tiny model's codebook (CPU recipes).
 TINY_CODEBOOK_POSES = 256
 
@@ -170,7 +181,24 @@ def load_model_and_processor(script_args, model_args):
     return model, processor
 
 
-def main(script_args, training_args, model_args):
+def training_run(script_args, model_args, command_line: list[str] | None = None) -> TrainingRun:
+    """What the model card says about this run; the recipe is read back from `command_line` when given."""
+    if script_args.tiny_model_seed is not None:
+        base_model = f"the tiny random model of `unipose.testing` (seed {script_args.tiny_model_seed})"
+    else:
+        base_model = model_args.model_name_or_path
+    return TrainingRun(
+        stage=f"Stage {script_args.stage} ({STAGE_PLANS[script_args.stage].title})",
+        base_model=base_model,
+        datasets=tuple(asdict(component) for component in script_args.datasets),
+        script=SCRIPT,
+        command=None if command_line is None else shlex.join(["python", SCRIPT, *command_line]),
+        recipe=None if command_line is None else recipe_settings(make_parser(), command_line),
+    )
+
+
+def main(script_args, training_args, model_args, command_line: list[str] | None = None):
+    """Run a stage; `command_line` (the script's arguments) goes into the model card as the recipe."""
     trains_adapter = STAGE_PLANS[script_args.stage].lora and not script_args.train_language_model
     if model_args.use_peft != trains_adapter:
         raise ValueError(
@@ -205,7 +233,11 @@ def main(script_args, training_args, model_args):
     )
 
     trainer = UniPoseSFTTrainer(
-        model=model, args=training_args, train_dataset=train_dataset, processing_class=processor
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=processor,
+        training_run=training_run(script_args, model_args, command_line),
     )
     trainer.train(
         resume_from_checkpoint=resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -231,4 +263,4 @@ if __name__ == "__main__":
     parser = make_parser()
     # Unknown keys, in the recipe or on the command line, are errors.
     script_args, training_args, model_args = parser.parse_args_and_config(fail_with_unknown_args=True)
-    main(script_args, training_args, model_args)
+    main(script_args, training_args, model_args, command_line=sys.argv[1:])

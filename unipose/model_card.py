@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+# Every UniPose card carries these; `custom_code` tells the Hub that loading needs `trust_remote_code=True`.
+_TAGS = ("unipose", "human-pose", "smpl", "multimodal", "3d-human-pose", "custom_code")
+# A Hub repository id: `name` or `owner/name`.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 _SOURCES = {
     "converted": {
@@ -24,6 +28,11 @@ _SOURCES = {
         "limitations": "Quality depends on the training data named above.",
     },
 }
+
+
+def _is_hub_id(name: str) -> bool:
+    """Whether `name` reads as a Hub repository id rather than a local folder (the metadata takes only ids)."""
+    return bool(_HUB_ID.fullmatch(name)) and not os.path.exists(name)
 
 
 def _markdown_table(results: dict) -> str:
@@ -44,6 +53,11 @@ def render_model_card(
     limitations: str | None = None,
     conversion_report: dict | None = None,
     license: str = "apache-2.0",
+    summary: str | None = None,
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
+    adapter: bool = False,
+    tags: Sequence[str] = (),
 ) -> ModelCard:
     """The model card of a checkpoint whose `UniPoseConfig` is `config`.
 
@@ -52,16 +66,32 @@ def render_model_card(
         training (`str`, *optional*): Markdown describing the data and recipe (overrides the default).
         evaluation (`dict`, *optional*): metric name -> value, shown as a table.
         limitations (`str`, *optional*): one more limitation in Markdown.
+        summary (`str`, *optional*): the card's first paragraph (overrides the default of `source`).
+        base_model (`str`, *optional*): the checkpoint this one was trained from; written into the metadata
+            when it is a Hub id (`owner/name`, not a local folder).
+        datasets (sequence of `str`): the training corpora; the Hub ids among them go into the metadata.
+        adapter (`bool`, *optional*, defaults to `False`): the folder holds a PEFT adapter of `base_model`
+            rather than a whole model (`library_name: peft`, tagged `peft` and `lora`).
+        tags (sequence of `str`): more tags, after UniPose's own (which include `custom_code`).
     """
     if source not in _SOURCES:
         raise ValueError(f"`source` must be one of {sorted(_SOURCES)}, got {source!r}.")
+    if isinstance(datasets, str) or isinstance(tags, str):
+        raise TypeError(
+            f"`datasets` and `tags` must be sequences of strings, got {datasets!r} and {tags!r}: wrap a single "
+            "name in a list."
+        )
     defaults = _SOURCES[source]
     text_config = config.text_config
+    all_tags = [*_TAGS, *(("peft", "lora") if adapter else ()), *tags]
+    hub_datasets = [name for name in datasets if _is_hub_id(name)]
     card_data = ModelCardData(
         license=license,
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         pipeline_tag="image-text-to-text",
-        tags=["unipose", "human-pose", "smpl", "multimodal", "3d-human-pose", "custom_code"],
+        tags=list(dict.fromkeys(all_tags)),  # in order, without repeats
+        base_model=base_model if base_model is not None and _is_hub_id(base_model) else None,
+        datasets=hub_datasets or None,
     )
     training_text = training or defaults["training"]
     if conversion_report:
@@ -72,7 +102,7 @@ def render_model_card(
         template_path=str(TEMPLATE),
         model_name=model_name,
         repo_id=repo_id,
-        summary=defaults["summary"],
+        summary=summary or defaults["summary"],
         text_model=text_config.model_type,
         text_layers=text_config.num_hidden_layers,
         text_width=text_config.hidden_size,

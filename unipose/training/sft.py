@@ -14,8 +14,12 @@ expression on module names (the vision towers have `q_proj` ... too). The new vo
 `<pose>`, `<pose_query>`, `<p>`, `</p>` and the pose codes) train through PEFT's trainable tokens, on the
 input embeddings and on `lm_head`, so the old rows stay bit-identical. The projector trains as a PEFT
 `modules_to_save` copy in stage 3 and in place in stage 2 (no adapter). The pose queries are a bare
-parameter, which PEFT cannot wrap: they train in place and are saved beside the adapter
-(`unipose_trainables.safetensors`), in every checkpoint too, so that a resumed run restores them.
+parameter, which PEFT cannot wrap (`modules_to_save` and trainable tokens wrap modules): they train in place,
+and every adapter folder (the stage's `adapter/` and each checkpoint) stores them in `adapter_model.safetensors`
+under their name in the base model, as PEFT stores embedding layers with `save_embedding_layers`. PEFT's loader
+passes such entries through to the base model, so `PeftModel.from_pretrained(base, adapter_dir)` alone gives
+the trained model, and a resumed run restores them. (Since they live in the base model, `unload()` and
+`disable_adapter()` keep them.)
 
 Why a trainer subclass: TRL's `SFTTrainer` computes the loss with a fused LM head over the whole vocabulary.
 UniPose's loss at a pose query is a cross-entropy over the pose codes only (the query writes a code, never
@@ -23,15 +27,17 @@ text), so the fused loss equals the model's only on text targets (and, reading `
 would miss the trained rows of `lm_head`). [`UniPoseSFTTrainer`] therefore calls the model with `labels` /
 `shift_labels` and uses its own loss, normalised by `num_items_in_batch` (the targets of the whole
 accumulated, all-process batch) exactly like `Trainer`. It also writes checkpoints atomically (into a staging
-directory, renamed when complete).
+directory, renamed when complete), and writes the UniPose model card (`unipose.training.model_cards`)
+wherever TRL or PEFT would write their generic ones.
 
 After training, [`save_stage_outputs`] writes the adapter (`OUTPUT/adapter`) and the merged model with its
 processor (`OUTPUT`), which loads with `AutoModel.from_pretrained(OUTPUT, trust_remote_code=True)` and is
-the input of the next stage.
+the input of the next stage; each folder has its model card (`README.md`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -40,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors
 import safetensors.torch
 import torch
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
@@ -49,6 +56,7 @@ from trl import SFTTrainer
 from ..modeling_unipose import UniPoseForConditionalGeneration
 from ..processing_unipose import IGNORE_INDEX
 from .collator import UniPoseDataCollator
+from .model_cards import PEFT_PREFIX, TrainingRun, describe_parameters, trained_parts, write_training_card
 from .tasks import CONVERSATION_FEATURES
 
 logger = logging.get_logger(__name__)
@@ -58,8 +66,8 @@ STAGES = (1, 2, 3)
 LANGUAGE_MODEL_LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ADAPTER_DIR = "adapter"
 VISION_TOWERS = ("vision_tower", "pose_vision_tower")
-# Parameters trained outside PEFT (the pose queries), saved next to the adapter and in every checkpoint.
-IN_PLACE_WEIGHTS_NAME = "unipose_trainables.safetensors"
+# PEFT's weights file in an adapter folder; it also holds the parameters trained in place (the pose queries).
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 # Checkpoints are written here first and renamed to `checkpoint-N` when complete.
 STAGING_DIR = ".staging"
 # Keys of a PEFT model's parameters that PEFT owns (saved in the adapter).
@@ -70,6 +78,7 @@ _PEFT_PARAMETER_MARKERS = ("lora_", "trainable_tokens_", "modules_to_save.")
 class StagePlan:
     """What a stage trains."""
 
+    title: str
     lora: bool
     new_token_rows: bool
     pose_queries: bool
@@ -77,9 +86,9 @@ class StagePlan:
 
 
 STAGE_PLANS = {
-    1: StagePlan(lora=True, new_token_rows=True, pose_queries=True, projector=False),
-    2: StagePlan(lora=False, new_token_rows=False, pose_queries=False, projector=True),
-    3: StagePlan(lora=True, new_token_rows=True, pose_queries=True, projector=True),
+    1: StagePlan("pose-text alignment", lora=True, new_token_rows=True, pose_queries=True, projector=False),
+    2: StagePlan("visual projector", lora=False, new_token_rows=False, pose_queries=False, projector=True),
+    3: StagePlan("instruction tuning", lora=True, new_token_rows=True, pose_queries=True, projector=True),
 }
 
 
@@ -225,65 +234,65 @@ def _is_peft_model(model) -> bool:
 
 
 def in_place_trainables(model) -> dict[str, torch.Tensor]:
-    """The trainable parameters of a PEFT model that PEFT does not own (the pose queries), by their name in
-    the base model."""
-    prefix = "base_model.model."
+    """The trainable parameters of a PEFT model that PEFT does not own (the pose queries, a vision tower trained
+    in place), by their name in the base model."""
     return {
-        name.removeprefix(prefix): parameter
+        name.removeprefix(PEFT_PREFIX): parameter
         for name, parameter in model.named_parameters()
         if parameter.requires_grad and not any(marker in name for marker in _PEFT_PARAMETER_MARKERS)
     }
 
 
-def save_in_place_trainables(
+def add_in_place_trainables_to_adapter(
     model, directory: str | os.PathLike, state_dict: dict | None = None
-) -> Path | None:
-    """Write [`in_place_trainables`] to `directory/unipose_trainables.safetensors` (nothing if there are
-    none).
+) -> list[str]:
+    """
+    Add [`in_place_trainables`] to the adapter that `model.save_pretrained(directory)` wrote, as
+    `base_model.model.<name>` entries of `adapter_model.safetensors`: PEFT's loader passes entries that are no
+    adapter weight through to the base model, so `PeftModel.from_pretrained(base, directory)` restores them.
 
-    `state_dict` (a full state dict of the PEFT model, as DeepSpeed gathers it) is read instead of the
-    parameters when given."""
-    names = list(in_place_trainables(model))
-    if not names:
-        return None
+    Args:
+        model (`peft.PeftModel`): the trained model.
+        directory (`str` or `os.PathLike`): the adapter folder.
+        state_dict (`dict`, *optional*): a full state dict of `model` (as DeepSpeed gathers it), read instead of
+            the parameters.
+
+    Returns:
+        `list[str]`: the names added (in the base model).
+    """
+    trainables = in_place_trainables(model)
+    if not trainables:
+        return []
     if state_dict is not None:
-        prefix = "base_model.model."
-        tensors = {name: state_dict[prefix + name] for name in names if prefix + name in state_dict}
-    else:
-        tensors = {name: parameter for name, parameter in in_place_trainables(model).items()}
-    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-    path = Path(directory) / IN_PLACE_WEIGHTS_NAME
-    _atomic_save_file(tensors, path)
-    return path
-
-
-def load_in_place_trainables(model, directory: str | os.PathLike) -> bool:
-    """Load `directory/unipose_trainables.safetensors` into the base model of `model`; `False` if absent."""
-    path = Path(directory) / IN_PLACE_WEIGHTS_NAME
+        missing = sorted(PEFT_PREFIX + name for name in trainables if PEFT_PREFIX + name not in state_dict)
+        if missing:
+            raise ValueError(
+                f"`state_dict` (the gathered weights) lacks the parameters trained in place: {missing}; the "
+                "adapter would not reproduce the trained model."
+            )
+        trainables = {name: state_dict[PEFT_PREFIX + name] for name in trainables}
+    path = Path(directory) / ADAPTER_WEIGHTS_NAME
     if not path.is_file():
-        return False
+        raise FileNotFoundError(
+            f"{path} is missing: the parameters trained in place ({sorted(trainables)}) go into the adapter "
+            "weights that `save_pretrained` writes first."
+        )
+    with safetensors.safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
     tensors = safetensors.torch.load_file(str(path))
-    parameters = dict(_base_model(model).named_parameters())
-    unknown = sorted(set(tensors) - set(parameters))
-    if unknown:
-        raise ValueError(f"{path} holds weights that the model does not have: {unknown}.")
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            if parameters[name].shape != tensor.shape:
-                raise ValueError(
-                    f"{path}: `{name}` has shape {tuple(tensor.shape)}, the model's "
-                    f"{tuple(parameters[name].shape)}."
-                )
-            parameters[name].copy_(tensor.to(parameters[name].dtype))
-    return True
+    tensors.update(
+        {PEFT_PREFIX + name: tensor.detach().cpu().contiguous() for name, tensor in trainables.items()}
+    )
+    _atomic_save_file(tensors, path, metadata)
+    return sorted(trainables)
 
 
-def _atomic_save_file(tensors: dict, path: Path):
+def _atomic_save_file(tensors: dict, path: Path, metadata: dict | None = None):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        safetensors.torch.save_file(tensors, temporary, metadata={"format": "pt"})
+        safetensors.torch.save_file(tensors, temporary, metadata=metadata or {"format": "pt"})
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -294,38 +303,59 @@ def load_adapter(
     model: UniPoseForConditionalGeneration, adapter_dir: str | os.PathLike, is_trainable: bool = False
 ):
     """
-    Apply a saved stage adapter to a base model: the PEFT adapter (LoRA, token rows, projector copy) and the
-    in-place trainables (pose queries).
+    Apply a saved stage adapter to a base model: `PeftModel.from_pretrained`, which restores everything the
+    stage trained (LoRA, token rows, projector copy, and the pose queries stored with them), after checking
+    that every weight the adapter stores for the base model has a place in `model`.
 
     Returns:
         `peft.PeftModel`; `merge_and_unload()` gives the merged model.
     """
     from peft import PeftModel
 
-    if not (Path(adapter_dir) / "adapter_config.json").is_file():
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"No PEFT adapter in {adapter_dir} (`adapter_config.json` is missing).")
-    peft_model = PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
-    load_in_place_trainables(peft_model, adapter_dir)
-    return peft_model
+    if (adapter_dir / ADAPTER_WEIGHTS_NAME).is_file():
+        with safetensors.safe_open(str(adapter_dir / ADAPTER_WEIGHTS_NAME), framework="pt") as handle:
+            keys = handle.keys()
+        stored = [key.removeprefix(PEFT_PREFIX) for key in keys]
+        parameters = {name for name, _ in model.named_parameters()}
+        in_place = [name for name in stored if not any(marker in name for marker in _PEFT_PARAMETER_MARKERS)]
+        unknown = sorted(name for name in in_place if name not in parameters)
+        if unknown:
+            raise ValueError(
+                f"The adapter in {adapter_dir} stores weights that `model` ({type(model).__name__}) does not "
+                f"have: {unknown}; pass the model the adapter was trained from."
+            )
+    return PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
 
 
 class UniPoseSFTTrainer(SFTTrainer):
     r"""
     TRL's [`~trl.SFTTrainer`] for UniPose: the model's own loss (text over the vocabulary, pose queries over
     the codes), the [`UniPoseDataCollator`] by default, the conversation columns kept, in-place trainables
-    saved with every checkpoint, and checkpoints written atomically.
+    saved in every adapter folder, the UniPose model card instead of TRL's and PEFT's, and checkpoints written
+    atomically.
 
-    Takes [`~trl.SFTTrainer`]'s arguments. Wrap the model with [`prepare_model_for_stage`] first (a
-    `peft_config` here would freeze the pose queries). Dataset preparation is skipped: examples are
-    conversations with images and poses ([`~unipose.training.tasks.CONVERSATION_FEATURES`]) that the collator
-    renders.
+    Takes [`~trl.SFTTrainer`]'s arguments, and `training_run` (a
+    [`~unipose.training.model_cards.TrainingRun`]: stage, base model, data, recipe) for the model cards. Wrap
+    the model with [`prepare_model_for_stage`] first (a `peft_config` here would freeze the pose queries).
+    Dataset preparation is skipped: examples are conversations with images and poses
+    ([`~unipose.training.tasks.CONVERSATION_FEATURES`]) that the collator renders.
 
     Besides TRL's metrics it logs `mean_token_accuracy` (text targets), `pose_code_accuracy`, `text_loss` and
     `pose_loss` (the mean cross-entropy of each kind of target).
     """
 
     def __init__(
-        self, model, args=None, data_collator=None, train_dataset=None, processing_class=None, **kwargs
+        self,
+        model,
+        args=None,
+        data_collator=None,
+        train_dataset=None,
+        processing_class=None,
+        training_run: TrainingRun | None = None,
+        **kwargs,
     ):
         if args is None:
             raise ValueError("`args` (an `SFTConfig`) is required.")
@@ -336,6 +366,8 @@ class UniPoseSFTTrainer(SFTTrainer):
             )
         if processing_class is None:
             raise ValueError("`processing_class` (the model's UniPoseProcessor) is required.")
+        if training_run is not None and not isinstance(training_run, TrainingRun):
+            raise TypeError(f"`training_run` must be a TrainingRun, got {type(training_run).__name__}.")
         # The examples are conversations with images and poses, rendered by the collator.
         args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
         if data_collator is None:
@@ -355,6 +387,14 @@ class UniPoseSFTTrainer(SFTTrainer):
             **kwargs,
         )
         self._unipose_config = _base_model(self.model).config
+        self.training_run = training_run or TrainingRun(
+            stage="Supervised fine-tuning",
+            base_model=self._unipose_config._name_or_path or "a UniPose model built in memory",
+        )
+        # Read now: merging the adapter at the end removes the LoRA parameters.
+        self._trained_parts = trained_parts(self.model)
+        in_place = in_place_trainables(self.model) if _is_peft_model(self.model) else {}
+        self._in_place_parts = describe_parameters(in_place)
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -423,14 +463,88 @@ class UniPoseSFTTrainer(SFTTrainer):
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save and _is_peft_model(self.model):
-            save_in_place_trainables(self.model, output_dir or self.args.output_dir, state_dict)
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        if _is_peft_model(self.model):
+            add_in_place_trainables_to_adapter(self.model, output_dir, state_dict)
+            self.write_model_card(output_dir, artifact="adapter")
+        else:
+            self.write_model_card(output_dir, artifact="model")
 
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        model = self.model if model is None else model
-        if _is_peft_model(model):
-            load_in_place_trainables(model, resume_from_checkpoint)
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+    ):
+        """The UniPose card in `output_dir` instead of TRL's generic one (TRL calls this at every checkpoint,
+        `push_to_hub` before uploading)."""
+        if not self.is_world_process_zero():
+            return
+        artifact = "merged" if _is_peft_model(self.model) else "model"
+        extra = [dataset_name] if dataset_name else []
+        self.write_model_card(
+            self.args.output_dir, artifact, model_name=model_name, datasets=extra, tags=tags
+        )
+
+    def write_model_card(
+        self,
+        directory: str | os.PathLike,
+        artifact: str = "model",
+        model_name: str | None = None,
+        datasets: Sequence[str] = (),
+        tags: str | Sequence[str] | None = None,
+    ) -> Path:
+        """
+        Write the UniPose model card of this run into `directory/README.md`.
+
+        Args:
+            directory (`str` or `os.PathLike`): the folder.
+            artifact (`str`): what the folder holds: `"model"` (a whole model), `"adapter"` (a PEFT adapter)
+                or `"merged"` (the merged model of a run that trains an adapter, saved in `adapter/`).
+            model_name (`str`, *optional*): the card's title (the folder's name by default).
+            datasets (sequence of `str`): more datasets to name, besides those of `training_run`.
+            tags (`str` or sequence of `str`, *optional*): more tags.
+        """
+        if artifact not in _ARTIFACT_NOTES:
+            raise ValueError(f"`artifact` must be one of {sorted(_ARTIFACT_NOTES)}, got {artifact!r}.")
+        run = self.training_run
+        known = set(run.dataset_paths)
+        run = dataclasses.replace(
+            run, datasets=run.datasets + tuple({"path": name} for name in datasets if name not in known)
+        )
+        note = _ARTIFACT_NOTES[artifact].format(in_place=", ".join(self._in_place_parts) or "none")
+        # The Usage section loads the run's model: a whole model from its own folder, else the run's output.
+        if artifact == "model" and Path(directory).resolve() != Path(self.args.output_dir).resolve():
+            repo_id = os.fspath(directory)
+        else:
+            repo_id = self.args.hub_model_id or os.fspath(self.args.output_dir)
+        return write_training_card(
+            directory,
+            self._unipose_config,
+            run,
+            trained=self._trained_parts,
+            schedule=self._schedule(),
+            artifact=note,
+            adapter=artifact == "adapter",
+            repo_id=repo_id,
+            model_name=model_name or Path(directory).name,
+            tags=[tags] if isinstance(tags, str) else list(tags or ()),
+        )
+
+    def _schedule(self) -> str:
+        """Steps, batch, learning rate and the last logged loss, in words."""
+        args = self.args
+        planned = f"{args.max_steps:,}" if args.max_steps > 0 else f"{args.num_train_epochs:g} epochs"
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        text = (
+            f"{self.state.global_step:,} optimizer steps (of {planned}), global batch {batch}, learning rate "
+            f"{args.learning_rate:g} ({scheduler}), seed {args.seed}"
+        )
+        losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
+        return text + (f"; last logged loss {losses[-1]:.4g}" if losses else "")
 
     def _get_output_dir(self, trial) -> str:
         # While a checkpoint is written, `Trainer._save_checkpoint` writes into the staging directory.
@@ -470,6 +584,20 @@ class UniPoseSFTTrainer(SFTTrainer):
         self.accelerator.wait_for_everyone()
 
 
+# What each kind of folder holds and how it loads, for its model card.
+_ARTIFACT_NOTES = {
+    "model": "This folder holds the whole trained model.",
+    "adapter": "This folder is a PEFT adapter of the base model above (BASE below): "
+    "`PeftModel.from_pretrained(UniPoseForConditionalGeneration.from_pretrained(BASE), this_folder)` gives the "
+    "trained model. Besides LoRA and the trainable-token rows, `adapter_model.safetensors` holds the weights "
+    "trained outside PEFT ({in_place}) under their names in the base model; PEFT loads them into the base "
+    "model, so `unload()` and `disable_adapter()` keep them.",
+    "merged": "This folder holds the merged model (the adapter merged into the base model); the adapter "
+    "itself is in `adapter/`, and applied to the base model with `PeftModel.from_pretrained` it gives the "
+    "same model.",
+}
+
+
 def _publish_files(source: Path, target: Path, last: tuple[str, ...] = ("config.json",)):
     """Move every file of `source` into `target` with `os.replace` (each file appears whole), the files of
     `last` at the end so that a reader who finds them finds the rest too; then remove `source`."""
@@ -506,13 +634,14 @@ def save_stage_outputs(
     """
     Save what a stage produced.
 
-    - stages with an adapter (1, 3): the adapter, its in-place trainables and the processor in
+    - stages with an adapter (1, 3): the adapter (with the parameters trained in place) and the processor in
       `output_dir/adapter`; the merged model and processor in `output_dir`. Without sharding the trainer's
       model is merged in place (the trainer is done with it); under DeepSpeed ZeRO-3 or FSDP the main process
       reloads the base model from `base_model_path` on the CPU and applies the saved adapter to it.
     - stage 2: the model and processor in `output_dir`.
 
-    Files appear whole (each is written under a temporary name, then renamed), `config.json` last.
+    Files appear whole (each is written under a temporary name, then renamed), `config.json` last. Each
+    folder gets the UniPose model card (`README.md`) of the run.
 
     Returns:
         `dict` with the paths written (`"model"`, and `"adapter"` for stages with one).
@@ -527,11 +656,14 @@ def save_stage_outputs(
             trainer.save_model(os.fspath(output_dir))  # gathers the shards
         elif trainer.args.should_save:
             save_merged_model(model, trainer.processing_class, output_dir)
+        if trainer.args.should_save:
+            trainer.write_model_card(output_dir, artifact="model")
         trainer.accelerator.wait_for_everyone()
         return {"model": output_dir}
 
     adapter_dir = output_dir / ADAPTER_DIR
-    trainer.save_model(os.fspath(adapter_dir))  # gathers sharded adapters; writes the in-place trainables too
+    # Gathers sharded adapters; `_save` adds the parameters trained in place and the card.
+    trainer.save_model(os.fspath(adapter_dir))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
         if sharded:
@@ -544,25 +676,25 @@ def save_stage_outputs(
         else:
             merged = model.merge_and_unload()
         save_merged_model(merged, trainer.processing_class, output_dir)
+        trainer.write_model_card(output_dir, artifact="merged")
     trainer.accelerator.wait_for_everyone()
     return {"model": output_dir, "adapter": adapter_dir}
 
 
 __all__ = [
     "ADAPTER_DIR",
-    "IN_PLACE_WEIGHTS_NAME",
+    "ADAPTER_WEIGHTS_NAME",
     "LANGUAGE_MODEL_LINEAR_MODULES",
     "STAGES",
     "STAGE_PLANS",
     "StagePlan",
     "UniPoseSFTTrainer",
+    "add_in_place_trainables_to_adapter",
     "in_place_trainables",
     "language_model_target_modules",
     "load_adapter",
-    "load_in_place_trainables",
     "new_token_ids",
     "prepare_model_for_stage",
-    "save_in_place_trainables",
     "save_merged_model",
     "save_stage_outputs",
     "stage_peft_config",
