@@ -16,6 +16,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("unipose.demo", "Run the seven UniPose tasks on bundled inputs; writes a report with renders."),
+    "app": ("unipose.app", "Serve the seven UniPose tasks as a web page (Gradio; the `app` extra)."),
     "sample-poses": ("unipose.pose_sampler", "Sample procedural poses and write them (and a contact sheet)."),
     "body-model": ("unipose.body_model", "Generate the offline SMPL-H-format body model file."),
     "train-tokenizer": ("unipose.tokenizer_training", "Stage 0: train the pose tokenizer (VQ-VAE)."),
