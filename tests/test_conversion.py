@@ -1,6 +1,6 @@
 """Conversion of checkpoints in the published UniPose layout (built here at tiny sizes) into ours.
 
-The references below are written from the description of the release (DESIGN §4.4), independently of our
+The references below are written from the description of the release (the published layout; docs/architecture.md), independently of our
 modules: a ViT with a fused `qkv` and the cls position added to every patch, a VQ-VAE as an indexed
 `nn.Sequential`, and the language model with its LoRA applied by PEFT instead of merged.
 """

@@ -166,7 +166,8 @@ def _unipose_results() -> dict[str, dict]:
 # task -> {"table": the paper's table, "dataset": its test set, "metrics": metric -> the UniPose row's value}
 PAPER_RESULTS: dict[str, dict] = _unipose_results()
 
-# Numbers of the paper recorded in the project's design notes (docs: DESIGN.md sections 2.2 and 2.5).
+# Numbers of the paper's ablations (the pose tokenizer's reconstruction, mixed vs causal attention); see
+# docs/architecture.md, section 6.
 PAPER_ABLATIONS: dict[str, dict] = {
     "pose-tokenizer": {
         "description": "Pose tokenizer reconstruction (MPJPE / PA-MPJPE in mm), trained with and without "
