@@ -40,7 +40,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import shutil
 import time
 import types

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import time
@@ -33,6 +32,7 @@ import torch
 from transformers import HfArgumentParser, get_scheduler
 from transformers.utils import logging
 
+from ..data.corpus import load_split
 from ..rotations import to_rotation_6d
 from ..tokenizer_training import StepBatchSampler
 from ..checkpoints import (
@@ -46,7 +46,6 @@ from ..checkpoints import (
     write_checkpoint,
     write_json_atomically,
 )
-from .data import load_split
 from .metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
 from .retrieval import (
     PosePairTextRetrievalConfig,

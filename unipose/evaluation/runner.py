@@ -47,11 +47,11 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..data.corpus import discover_datasets, load_split
 from ..files import atomic_path, write_text_atomically
 from ..processing_unipose import POSE_START_TOKEN
 from ..training.instructions import IMAGE_SLOTS, SIMPLE_TEMPLATES, render_template
 from ..training.tasks import TASK_SPECS
-from .data import discover_datasets, load_split
 from .metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,

@@ -44,6 +44,7 @@ from transformers.utils import ModelOutput, logging
 
 from ..body_model import BodyJoints
 from ..checkpoints import resolve_trainer_checkpoint, write_json_atomically
+from ..data.corpus import load_split
 from ..modeling_unipose import pose_feature_grid, resize_pose_features
 from ..processing_unipose import UniPoseProcessor
 from ..rotations import matrix_to_rotation_6d, mirror_axis_angle, rotation_6d_to_matrix, to_rotation_matrix
@@ -315,7 +316,6 @@ def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArgument
         pose (`baseline/MPJPE`, `baseline/PA-MPJPE`), also written to `output_dir/eval_results.json`.
     """
     from ..evaluation.baselines import mean_pose
-    from ..evaluation.data import load_split
     from ..evaluation.metrics import pose_errors
 
     training_args.remove_unused_columns = False  # the collator reads the raw `image` and `pose` columns

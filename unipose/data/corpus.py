@@ -1,6 +1,6 @@
 # Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
 """
-Finding evaluation and training records on disk.
+Finding the records of training and evaluation: corpora given as paths, grouped by record kind.
 
 A data path is a Hub dataset folder (`unipose.data.hub`: a configuration per record kind, the layout of the
 synthetic corpus), a dataset saved with `save_to_disk` (a `Dataset` or a `DatasetDict` of splits) in one of the
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, concatenate_datasets, load_dataset, load_from_disk
 
-from ..data.hub import hub_dataset_configs, is_hub_dataset_folder, load_corpus
-from ..data.schema import FEATURES, record_kind
+from .hub import hub_dataset_configs, is_hub_dataset_folder, load_corpus
+from .schema import FEATURES, record_kind
 
 PathLike = str | os.PathLike
 
