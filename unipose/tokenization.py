@@ -27,8 +27,12 @@ from .processing_unipose import (
 # "<s>[INST] question [/INST] answer</s>[INST] ...". The system message opens the first user turn. Content is
 # a string or a list of items: {"type": "text", "text": ...}, {"type": "image"} -> <image>, {"type": "pose"}
 # -> <pose> (an input pose), {"type": "pose_query"} -> <pose_query> (a pose to produce); items are joined by
-# spaces. `[/INST]` already ends every prompt where the answer starts, so `add_generation_prompt` adds
-# nothing; the answer and its EOS are marked with {% generation %} for assistant-only losses.
+# spaces. Image and pose items may carry their value ({"type": "pose", "pose": pose}); the processor reads it,
+# the template renders the placeholder only. `[/INST]` already ends every prompt where the answer starts, so
+# `add_generation_prompt` adds nothing; a final assistant message "<p>" continued with
+# `continue_final_message=True` asks for a pose answer. The answer and its EOS are marked with
+# {% generation %} for assistant-only losses. The template writes the BOS, as Mistral's does; the processor
+# adds no second one.
 UNIPOSE_CHAT_TEMPLATE = r"""{%- macro render(content) -%}
 {%- if content is string -%}
 {{- content -}}
