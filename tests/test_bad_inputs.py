@@ -259,3 +259,35 @@ def test_command_line_usage_errors_exit_2(capsys):
 def test_a_nonsense_device_is_refused_by_name(value, fragment):
     with pytest.raises(ValueError, match=fragment):
         resolve_device(value)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Images of more than 8 bits
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pil_i16", "pil_i32", "numpy_uint16"])
+def test_16_bit_images_are_scaled_not_clipped_to_white(kind):
+    from unipose.processing_unipose import _to_rgb_images
+
+    gradient = (np.arange(64 * 48).reshape(48, 64) * 21).astype(np.uint16)  # 0 ... 64,491
+    source = {
+        "pil_i16": Image.fromarray(gradient),
+        "pil_i32": Image.fromarray(gradient.astype(np.int32)),
+        "numpy_uint16": gradient,
+    }[kind]
+    (rgb,) = _to_rgb_images(source, "images")
+    pixels = np.asarray(rgb)[..., 0].astype(int)
+    expected = np.round(gradient / 257.0).astype(int)
+    assert np.abs(pixels - expected).max() <= 1
+    assert (pixels == 255).mean() < 0.01  # PIL's own convert makes 98 % of this image white
+
+
+def test_a_float_image_mode_outside_0_1_is_scaled_by_its_maximum_and_negative_values_are_refused():
+    from unipose.processing_unipose import _to_rgb_images
+
+    values = np.linspace(0, 1000, 64 * 64, dtype=np.float32).reshape(64, 64)
+    (rgb,) = _to_rgb_images(Image.fromarray(values), "images")
+    assert np.asarray(rgb)[..., 0].max() == 255 and np.asarray(rgb)[0, 0, 0] == 0
+    with pytest.raises(ValueError, match=r"`images` \(PIL mode 'F'\) holds negative"):
+        _to_rgb_images(Image.fromarray(values - 10), "images")

@@ -141,8 +141,28 @@ def get_unipose_token_ids(tokenizer) -> tuple[dict[str, int], int]:
     return token_ids, len(codes)
 
 
+def _to_8_bit(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
+    """A grayscale image of more than 8 bits (PIL modes `I;16*`, `I`, `F`) brought to 8 bits by its range, where
+    PIL's own `convert` clips every value above 255 to white: 16-bit values are divided by 257; 32-bit integers
+    by 257 when they fit 16 bits, else by their maximum; floats are read as [0, 1] when they lie there, else
+    scaled by their maximum."""
+    array = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(array).all() or array.min() < 0:
+        raise ValueError(
+            f"`{name}` (PIL mode {image.mode!r}) holds negative, NaN or infinite values; expected intensities >= 0."
+        )
+    if image.mode.startswith("I;16") or (image.mode == "I" and array.max() <= 65535):
+        scale = 65535.0
+    elif image.mode == "F" and array.max() <= 1.0:
+        scale = 1.0
+    else:
+        scale = max(float(array.max()), 1e-12)
+    return PIL.Image.fromarray(np.round(array / scale * 255.0).astype(np.uint8), mode="L")
+
+
 def _image_from_array(array: np.ndarray, name: str) -> PIL.Image.Image:
-    """An RGB PIL image from an `(H, W)` or `(H, W, C)` array of uint8, or of floats in [0, 1]."""
+    """An RGB PIL image from an `(H, W)` or `(H, W, C)` array of uint8 or uint16 (divided by 257), or of floats
+    in [0, 1]."""
     if array.ndim == 3 and array.shape[-1] not in _IMAGE_CHANNELS:
         raise ValueError(
             f"`{name}` has shape {array.shape}, whose {array.shape[-1]} channels do not convert to RGB; "
@@ -158,8 +178,10 @@ def _image_from_array(array: np.ndarray, name: str) -> PIL.Image.Image:
                 f"{np.nanmax(array):.4g}, or NaN/inf); float images must be in [0, 1], integer images uint8."
             )
         array = np.round(array * 255).astype(np.uint8)
+    elif array.dtype == np.uint16:
+        array = np.round(array / 257.0).astype(np.uint8)  # 65535 -> 255
     elif array.dtype != np.uint8:
-        raise TypeError(f"`{name}` has dtype {array.dtype}; expected uint8, or floats in [0, 1].")
+        raise TypeError(f"`{name}` has dtype {array.dtype}; expected uint8 or uint16, or floats in [0, 1].")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     return PIL.Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
@@ -185,6 +207,8 @@ def _to_rgb_images(image: ImageLike, name: str) -> list[PIL.Image.Image]:
     if isinstance(image, PIL.Image.Image):
         if image.width == 0 or image.height == 0:
             raise ValueError(f"`{name}` is an empty image of size {image.width}x{image.height}.")
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+            image = _to_8_bit(image, name)
         try:
             return [image.convert("RGB")]
         except (ValueError, OSError) as error:
