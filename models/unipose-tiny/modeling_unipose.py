@@ -11,22 +11,34 @@ same step). The tokens of an input pose attend to each other bidirectionally or 
 `<p>` and `</p>` and all text are causal.
 """
 
+import copy
+import functools
+import numbers
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedModel
-from transformers.cache_utils import Cache
-from transformers.generation import GenerateDecoderOnlyOutput, LogitsProcessorList
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.generation import (
+    BaseStreamer,
+    GenerateDecoderOnlyOutput,
+    GenerationConfig,
+    GenerationMode,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+    StopStringCriteria,
+)
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.integrations import is_deepspeed_zero3_enabled, is_fsdp_managed_module
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.utils import logging
 
 from .configuration_unipose import UniPoseConfig
 from .modeling_pose_vqvae import PoseVQVAE
-
 
 logger = logging.get_logger(__name__)
 
@@ -254,7 +266,8 @@ class UniPoseCausalLMOutputWithPast(CausalLMOutputWithPast):
 class UniPoseGenerateOutput(GenerateDecoderOnlyOutput):
     r"""
     [`~generation.GenerateDecoderOnlyOutput`] (`sequences` and the key-value cache; scores, logits, attentions
-    and hidden states are not kept) with the poses:
+    and hidden states are not kept) with the poses. The cache is `None` when sequences of a batch finished before
+    others: finished rows leave the decoding batch and its cache.
 
     sequences (`torch.LongTensor` of shape `(batch, prompt_length + new_length)`):
         The prompts followed by what was generated, padded on the right. A generated pose appears as `<p>`, its
@@ -332,6 +345,9 @@ class UniPosePreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
     _supports_attention_backend = False
+    # The pose tokenizer stays in float32 when the model is loaded in bf16 / fp16: its nearest-code search and the
+    # rotation conversions of its outputs lose too much in 16 bits.
+    _keep_in_fp32_modules_strict = ("pose_tokenizer",)
 
     def _check_and_adjust_attn_implementation(self, attn_implementation, is_init_check=False, **kwargs):
         requested = attn_implementation.values() if isinstance(attn_implementation, dict) else [attn_implementation]
@@ -411,9 +427,11 @@ class UniPoseModel(UniPosePreTrainedModel):
                 f"`pixel_values` has {pixel_values.shape[0]} images but `pose_pixel_values` has "
                 f"{pose_pixel_values.shape[0]}: both come from the same images."
             )
-        clip_outputs = self.vision_tower(pixel_values, output_hidden_states=True)
+        # Processors give float32 pixels; each tower reads them in its own dtype (bf16 / fp16 models).
+        clip_outputs = self.vision_tower(pixel_values.to(self.vision_tower.dtype), output_hidden_states=True)
         clip_features = clip_outputs.hidden_states[self.config.vision_feature_layer][:, 1:]  # drop CLS
 
+        pose_pixel_values = pose_pixel_values.to(self.pose_vision_tower.dtype)
         pose_features = self.pose_vision_tower(pose_pixel_values).feature_maps[-1]  # (N, h*w, C)
         pose_features = resize_pose_features(
             pose_features,
@@ -433,6 +451,7 @@ class UniPoseModel(UniPosePreTrainedModel):
         a code near a tie must not depend on which other poses share the batch (training encodes targets one
         by one too).
         """
+        pose_values = pose_values.to(self.pose_tokenizer.dtype)  # float32 unless the whole model was cast
         codes = [self.pose_tokenizer.encode(pose[None]) for pose in pose_values]
         return torch.cat(codes) + self.config.pose_code_token_offset
 
@@ -502,9 +521,9 @@ class UniPoseModel(UniPosePreTrainedModel):
             inputs_embeds = self.get_input_embeddings()(input_ids)
 
         # 2. Poses to generate: the i-th query placeholder of a span becomes the i-th learned query vector.
-        query_index = pose_query_positions(input_ids, config.pose_query_token_id, config.num_pose_tokens)
-        is_query = query_index >= 0
+        is_query = input_ids == config.pose_query_token_id
         if bool(is_query.any()):
+            query_index = pose_query_positions(input_ids, config.pose_query_token_id, config.num_pose_tokens)
             queries = self.pose_queries.to(inputs_embeds.dtype)[query_index.clamp(min=0)]
             inputs_embeds = torch.where(is_query.unsqueeze(-1), queries, inputs_embeds)
 
@@ -528,10 +547,15 @@ class UniPoseModel(UniPosePreTrainedModel):
                 position_ids = torch.arange(input_ids.shape[1], device=input_ids.device) + past_length
                 position_ids = position_ids.unsqueeze(0).expand_as(input_ids)
 
-        # 5. Causal text, bidirectional pose queries, input poses as `config.input_pose_attention` says.
-        causal_mask = create_pose_attention_mask(
-            config, self.language_model.config, input_ids, inputs_embeds, attention_mask, past_key_values, position_ids
-        )
+        # 5. Causal text, bidirectional pose queries, input poses as `config.input_pose_attention` says. Without
+        #    a bidirectional run (every text step of generation) the language model builds its own causal mask
+        #    from the 2D one, the same mask, once.
+        causal_mask = attention_mask
+        if bool(pose_bidirectional_mask(input_ids, config).any()):
+            causal_mask = create_pose_attention_mask(
+                config, self.language_model.config, input_ids, inputs_embeds, attention_mask, past_key_values,
+                position_ids,
+            )
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=causal_mask,
@@ -662,28 +686,133 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
     # Generation
     # ------------------------------------------------------------------------------------------------------------------
 
-    def generate(self, inputs=None, generation_config=None, **kwargs):
+    def generate(
+        self,
+        inputs: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        stopping_criteria: StoppingCriteriaList | None = None,
+        synced_gpus: bool | None = None,
+        assistant_model: PreTrainedModel | None = None,
+        streamer: BaseStreamer | None = None,
+        custom_generate=None,
+        tokenizer=None,
+        **kwargs,
+    ):
         r"""
         Generates text token by token and every pose in one step: when a sequence emits `<p>` (or its prompt
         ends with `<p>`), one forward pass over `<p>` and the `num_pose_tokens` queries gives all the codes of
         the pose (restricted to the code tokens), `</p>` follows and text decoding goes on. Each sequence of a
-        batch decodes on its own: some may write a pose while others write text.
+        batch decodes on its own and gets exactly what it would get alone: some may write a pose while others
+        write text.
 
-        Takes the arguments of [`~GenerationMixin.generate`] (text sampling follows `do_sample`, `temperature`,
-        `top_k`, `top_p` ...) plus `pose_do_sample`, `pose_temperature`, `pose_top_k` and `pose_top_p` for the
-        codes (by default the same as for text). With `return_dict_in_generate=True` it returns a
-        [`UniPoseGenerateOutput`] with the decoded poses.
+        Takes the arguments of [`~GenerationMixin.generate`]: text sampling follows `do_sample`, `temperature`,
+        `top_k`, `top_p` and the other logits processors; `pose_do_sample`, `pose_temperature` (> 0),
+        `pose_top_k` (an int >= 0, 0 keeps every code) and `pose_top_p` (in (0, 1]) set the sampling of the codes
+        (by default as for text). With `return_dict_in_generate=True` it returns a [`UniPoseGenerateOutput`] with
+        the decoded poses.
 
-        A sequence can exceed `max_new_tokens` by at most `num_pose_tokens + 1` tokens: a pose that was begun
-        is always finished.
+        The contracts of `GenerationMixin.generate`, as UniPose keeps them:
+
+        - Stopping criteria (`max_length` / `max_new_tokens`, `max_time`, `eos_token_id` (an id or a list),
+          `stop_strings` with the tokenizer passed as `tokenizer=`, and the user's `stopping_criteria`) are
+          evaluated for each sequence on its own tokens, after every token it writes and after every pose.
+          A stopped sequence writes nothing more; the output is padded on the right with `pad_token_id`.
+        - Length rule: a pose that is begun is always finished. Text is written while a sequence is below the
+          length limit; if its last text token is `<p>`, the pose and `</p>` follow. So a sequence holds at
+          most `max_new_tokens + num_pose_tokens + 1` new tokens (`max_new_tokens=1` with `<p>` chosen gives
+          `<p>`, the codes and `</p>`). The same holds when any other criterion fires on `<p>`.
+        - Streaming (batch size 1): the streamer receives the prompt `(1, prompt_length)` first, then each
+          text token as a `(1,)` tensor, as stock `generate` sends them, and each pose as one unit, a
+          `(1, num_pose_tokens + 2)` tensor `[<p>, codes as <pose_k> tokens, </p>]` once its codes are known
+          (without `<p>` when the prompt ended with it: that `<p>` came with the prompt). `streamer.end()` is
+          called when generation ends, also when it fails.
+        - `synced_gpus` (default: on under DeepSpeed ZeRO-3 or FSDP with several processes): a process whose
+          sequences are all finished keeps running forward passes (and decodes its poses in one call) until
+          every process of the group is done, so that sharded weights can be gathered. Without an initialised
+          process group it has no peers to wait for.
+        - Refused with a `ValueError`, whether set as arguments, in a `GenerationConfig` or in
+          `model.generation_config`: beam search (`num_beams > 1`), `num_return_sequences > 1`, assisted and
+          contrastive decoding (`assistant_model`, `prompt_lookup_num_tokens`, `penalty_alpha`), and prompts
+          padded on the right (pad on the left: `padding_side='left'`).
+        - Memory grows with the tokens written, not with `max_new_tokens`.
+
+        Example:
+
+        ```python
+        >>> from unipose.testing import tiny_model_and_processor
+        >>> model, processor = tiny_model_and_processor()
+        >>> inputs = processor(text=["A person kneeling. <p>"], return_tensors="pt")
+        >>> out = model.generate(**inputs, max_new_tokens=1, return_dict_in_generate=True)
+        >>> out.sequences.shape[1] - inputs["input_ids"].shape[1], out.poses[0].shape  # the whole pose, and `</p>`
+        (81, torch.Size([1, 22, 3]))
+        ```
         """
-        if kwargs.get("custom_generate") is not None:
-            return super().generate(inputs, generation_config=generation_config, **kwargs)
-        if kwargs.get("num_beams", 1) != 1 or kwargs.get("num_return_sequences", 1) != 1:
-            raise ValueError("UniPose generation supports `num_beams=1` and `num_return_sequences=1` only.")
-        return super().generate(
-            inputs, generation_config=generation_config, custom_generate=_unipose_decode, **kwargs
-        )
+        if custom_generate is not None:  # the caller's own decoding loop keeps its own contracts
+            return super().generate(
+                inputs,
+                generation_config=generation_config,
+                stopping_criteria=stopping_criteria,
+                synced_gpus=synced_gpus,
+                assistant_model=assistant_model,
+                streamer=streamer,
+                custom_generate=custom_generate,
+                tokenizer=tokenizer,
+                **kwargs,
+            )
+        try:
+            if assistant_model is not None:
+                raise ValueError(
+                    "UniPose generation does not support assisted decoding: got an `assistant_model`. Call "
+                    "`generate` without `assistant_model` (a pose is already written in one step)."
+                )
+            generation_config, stopping_criteria, kwargs = self._take_stop_strings(
+                generation_config, stopping_criteria, tokenizer, kwargs
+            )
+            # `generate` hands a callable only its own extra arguments: the streamer and `synced_gpus` travel bound.
+            decode = functools.partial(_unipose_decode, streamer=streamer, synced_gpus=synced_gpus)
+            return super().generate(
+                inputs,
+                generation_config=generation_config,
+                stopping_criteria=stopping_criteria,
+                custom_generate=decode,
+                **kwargs,
+            )
+        finally:
+            if streamer is not None:
+                streamer.end()
+
+    def _take_stop_strings(self, generation_config, stopping_criteria, tokenizer, kwargs):
+        """Turn the stop strings in effect into a `StopStringCriteria` in `stopping_criteria`.
+
+        `generate` builds that criterion from the `tokenizer` argument, which it does not keep for a
+        `custom_generate` callable: the stop strings would then be refused for want of a tokenizer. So they are
+        taken here (from the arguments, the `generation_config` given, or `model.generation_config`, in this
+        order of precedence, as `generate` reads them) and switched off in what `generate` sees.
+
+        Returns:
+            `(generation_config, stopping_criteria, kwargs)` to pass on to `GenerationMixin.generate`.
+        """
+        if "stop_strings" in kwargs:
+            stop_strings = kwargs["stop_strings"]
+        else:
+            given = None if generation_config is None else generation_config.stop_strings
+            stop_strings = self.generation_config.stop_strings if given is None else given
+        if stop_strings is None:
+            return generation_config, stopping_criteria, kwargs
+        if tokenizer is None:
+            raise ValueError(
+                f"`stop_strings={stop_strings!r}` needs the model's tokenizer to find the strings in the tokens: pass "
+                "it as `generate(..., tokenizer=processor.tokenizer)`."
+            )
+        stopping_criteria = StoppingCriteriaList(stopping_criteria or [])
+        stopping_criteria.append(StopStringCriteria(tokenizer=tokenizer, stop_strings=stop_strings))
+        if generation_config is not None:
+            generation_config = copy.deepcopy(generation_config)
+            generation_config.stop_strings = None
+        if "stop_strings" in kwargs or self.generation_config.stop_strings is not None:
+            # `generate` fills unset fields from `model.generation_config`; only an argument overrides it.
+            kwargs = {**kwargs, "stop_strings": None}
+        return generation_config, stopping_criteria, kwargs
 
 
 def _sample_or_argmax(scores: torch.Tensor, do_sample: bool) -> torch.LongTensor:
@@ -693,14 +822,180 @@ def _sample_or_argmax(scores: torch.Tensor, do_sample: bool) -> torch.LongTensor
     return scores.argmax(-1)
 
 
+# The settings that select a generation mode other than greedy decoding or sampling, with their neutral values.
+_MODE_SETTINGS = {
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "num_return_sequences": 1,
+    "penalty_alpha": None,
+    "prompt_lookup_num_tokens": None,
+    "assistant_early_exit": None,
+    "use_mtp": False,
+    "constraints": None,
+    "force_words_ids": None,
+    "dola_layers": None,
+}
+
+
+def _check_decoding_mode(generation_config: GenerationConfig) -> None:
+    """Refuse every mode but greedy decoding or sampling of one sequence per prompt, however it was configured
+    (`generation_config` is the one `generate` resolved from the arguments and the configs)."""
+    mode = generation_config.get_generation_mode()
+    supported = mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
+    if supported and generation_config.num_return_sequences in (None, 1):
+        return
+    asked = "several sequences per prompt" if supported else mode.value.replace("_", " ")
+    settings = ", ".join(
+        f"`{name}={getattr(generation_config, name)!r}`"
+        for name, neutral in _MODE_SETTINGS.items()
+        if getattr(generation_config, name, neutral) not in (neutral, None)
+    ) or "its settings"
+    raise ValueError(
+        f"UniPose generation writes one sequence per prompt, greedily or by sampling, but the generation config asks "
+        f"for {asked} with {settings}. Leave these at their defaults (`num_beams=1`, "
+        "`num_return_sequences=1`, no `penalty_alpha` or `prompt_lookup_num_tokens`) in the `generate` arguments, "
+        "in the `generation_config` you pass and in `model.generation_config`."
+    )
+
+
+def _check_left_padded(attention_mask: torch.Tensor | None) -> None:
+    """Refuse prompts padded anywhere but on the left: each row's next token follows the row's last position.
+
+    Args:
+        attention_mask (`torch.Tensor` of shape `(batch, length)`, *optional*): 1 for real tokens.
+    """
+    if attention_mask is None or attention_mask.dim() != 2:
+        return
+    real = attention_mask.bool()
+    padding_after_text = real[:, :-1] & ~real[:, 1:]
+    if bool(padding_after_text.any()):
+        rows = padding_after_text.any(-1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"`attention_mask` has padding after the text in rows {rows}: a batch must be padded on the left, since "
+            "each prompt is continued from its last position. Tokenize with `padding_side='left'` (the UniPose "
+            "processor's default)."
+        )
+
+
+def _check_pose_sampling(pose_do_sample, pose_temperature, pose_top_k, pose_top_p) -> None:
+    """Validate the pose sampling options under their own names (`None`: as for text)."""
+    if pose_do_sample is not None and not isinstance(pose_do_sample, bool):
+        raise TypeError(f"`pose_do_sample` must be True or False, got {pose_do_sample!r}.")
+    for name, value in (("pose_temperature", pose_temperature), ("pose_top_p", pose_top_p)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise TypeError(f"`{name}` must be a number, got {value!r} ({type(value).__name__}).")
+    if pose_temperature is not None and not pose_temperature > 0:  # `not >` also refuses nan
+        raise ValueError(
+            f"`pose_temperature` must be > 0 (1.0 samples the codes as predicted, lower is sharper), got "
+            f"{pose_temperature}. For the most likely codes, pass `pose_do_sample=False`."
+        )
+    if pose_top_p is not None and not 0 < pose_top_p <= 1:
+        raise ValueError(f"`pose_top_p` must be in (0, 1] (1.0 keeps every code), got {pose_top_p}.")
+    if pose_top_k is not None:
+        if isinstance(pose_top_k, bool) or not isinstance(pose_top_k, numbers.Integral):
+            raise TypeError(
+                f"`pose_top_k` must be an int >= 0 (0 keeps every code), got {pose_top_k!r} "
+                f"({type(pose_top_k).__name__})."
+            )
+        if pose_top_k < 0:
+            raise ValueError(f"`pose_top_k` must be >= 0 (0 keeps every code), got {pose_top_k}.")
+
+
+def _pose_warpers(
+    generation_config: GenerationConfig, do_sample: bool, temperature, top_k, top_p, codebook_size: int
+) -> LogitsProcessorList:
+    """transformers' warpers for the codes of a pose; each option left at `None` is the text one."""
+    warpers = LogitsProcessorList()
+    if not do_sample:
+        return warpers
+    temperature = generation_config.temperature if temperature is None else temperature
+    top_k = generation_config.top_k if top_k is None else top_k
+    top_p = generation_config.top_p if top_p is None else top_p
+    if temperature is not None and temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if top_k is not None and top_k != 0:
+        warpers.append(TopKLogitsWarper(min(top_k, codebook_size)))
+    if top_p is not None and top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return warpers
+
+
+def _resolve_synced_gpus(model: nn.Module, synced_gpus: bool | None) -> bool:
+    """Whether this process steps in lockstep with its peers. Unset, as `generate` decides (under DeepSpeed
+    ZeRO-3 or FSDP with several processes); never without an initialised process group (no peers to wait for)."""
+    grouped = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if synced_gpus is None:
+        return grouped and (is_deepspeed_zero3_enabled() or is_fsdp_managed_module(model))
+    return bool(synced_gpus) and grouped
+
+
+def _peers_unfinished(this_peer_finished: bool, synced_gpus: bool, device: torch.device) -> bool:
+    """Whether decoding goes on: this process has unfinished rows or, under `synced_gpus`, any process has."""
+    if not synced_gpus:
+        return not this_peer_finished
+    unfinished = torch.tensor(0.0 if this_peer_finished else 1.0, device=device)
+    dist.all_reduce(unfinished, op=dist.ReduceOp.SUM)
+    return unfinished.item() > 0
+
+
+class _GrowingSequences:
+    """The prompts and the tokens each row has written after them, in a buffer that doubles when full, so that
+    memory follows what is written, not the length limit.
+
+    `tokens` (`torch.LongTensor` of shape `(batch, capacity)`): row `i` holds `lengths[i]` tokens, then `pad`.
+    `lengths` stays on the host, where the decoding loop reads it at every step.
+    """
+
+    def __init__(self, prompts: torch.LongTensor, pad_token_id: int, room: int):
+        batch_size, prompt_length = prompts.shape
+        self.pad_token_id = pad_token_id
+        self.tokens = prompts.new_full((batch_size, prompt_length + room), pad_token_id)
+        self.tokens[:, :prompt_length] = prompts
+        self.lengths = [prompt_length] * batch_size
+
+    def append(self, rows: list[int], new: torch.LongTensor) -> None:
+        """Write `new` `(len(rows), width)` after the tokens of each row of `rows` (in increasing order)."""
+        width, device = new.shape[1], new.device
+        starts = [self.lengths[row] for row in rows]
+        capacity = self.tokens.shape[1]
+        if max(starts) + width > capacity:
+            grown = self.tokens.new_full((len(self.lengths), max(max(starts) + width, 2 * capacity)), self.pad_token_id)
+            grown[:, :capacity] = self.tokens
+            self.tokens = grown
+        if len(set(starts)) == 1:  # all at the same place: a slice of the columns
+            index = slice(None) if len(rows) == len(self.lengths) else torch.tensor(rows, device=device)
+            self.tokens[index, starts[0] : starts[0] + width] = new
+        else:
+            positions = torch.tensor(starts, device=device)[:, None] + torch.arange(width, device=device)
+            self.tokens[torch.tensor(rows, device=device)[:, None], positions] = new
+        for row in rows:
+            self.lengths[row] += width
+
+    def by_length(self, rows: list[int]):
+        """Yield `(group, ids)` for each length among the rows of `rows`: `group` the rows of that length, `ids`
+        `(batch, length)` the first `length` tokens of every row (a view). A row of `group` is there exactly as
+        it is, as it would be alone; the other rows only keep every row at its index in the batch (a logits
+        processor or a stopping criterion may hold per-row state, such as the prompt padding that the
+        repetition penalty skips), and what is computed for them is to be dropped."""
+        groups = {}
+        for row in rows:
+            groups.setdefault(self.lengths[row], []).append(row)
+        for length, group in groups.items():
+            yield group, self.tokens[:, :length]
+
+    def output(self) -> torch.LongTensor:
+        """`(batch, longest)`: every row padded on the right."""
+        return self.tokens[:, : max(self.lengths)]
+
+
 def _unipose_decode(
     model: UniPoseForConditionalGeneration,
     input_ids: torch.LongTensor,
     logits_processor: LogitsProcessorList,
-    stopping_criteria,
-    generation_config,
-    synced_gpus: bool = False,
-    streamer=None,
+    stopping_criteria: StoppingCriteriaList,
+    generation_config: GenerationConfig,
+    synced_gpus: bool | None = None,
+    streamer: BaseStreamer | None = None,
     pose_do_sample: bool | None = None,
     pose_temperature: float | None = None,
     pose_top_k: int | None = None,
@@ -708,137 +1003,213 @@ def _unipose_decode(
     **model_kwargs,
 ):
     """The decoding loop behind [`UniPoseForConditionalGeneration.generate`], called by `GenerationMixin.generate`
-    once it has prepared the cache, the logits processors and the generation config."""
-    if streamer is not None:
-        raise ValueError("UniPose generation does not support `streamer`.")
+    once it has prepared the cache, the logits processors, the stopping criteria and the generation config. (It
+    does not pass `streamer` and `synced_gpus` to a callable: [`UniPoseForConditionalGeneration.generate`] binds
+    them.) The contracts it keeps are listed in that method's docstring.
+
+    The state of each row (its pending token, whether it is finished) is kept on the host as Python lists: the
+    loop branches on it at every step, and a handful of reads per step costs less than many small tensor ops.
+    """
     config = model.config
     device = input_ids.device
-    batch_size, prompt_length = input_ids.shape
+    batch_size = input_ids.shape[0]
+    batch = range(batch_size)
     num_tokens, codebook_size = config.num_pose_tokens, config.pose_codebook_size
     code_offset = config.pose_code_token_offset
+    start_id, end_id = config.pose_start_token_id, config.pose_end_token_id
+
+    # 0. Refuse what this loop cannot honour, before anything is streamed.
+    _check_decoding_mode(generation_config)
+    _check_pose_sampling(pose_do_sample, pose_temperature, pose_top_k, pose_top_p)
+    attention_mask = model_kwargs.pop("attention_mask", None)
+    _check_left_padded(attention_mask)
+    if streamer is not None and batch_size != 1:
+        raise ValueError(
+            f"A `streamer` receives one sequence, got a batch of {batch_size} prompts: stream one prompt at a time, "
+            "or generate the batch without a streamer."
+        )
+    if bool(pose_span_mask(input_ids[:, -1:], config).any()):
+        raise ValueError("A prompt cannot end inside a pose span: close every `<p>` with its tokens and `</p>`.")
     pad_token_id = generation_config.pad_token_id
     if pad_token_id is None:
         pad_token_id = generation_config.eos_token_id
         pad_token_id = pad_token_id[0] if isinstance(pad_token_id, (list, tuple)) else pad_token_id
     if pad_token_id is None:
         raise ValueError("Generation needs a `pad_token_id` (or an `eos_token_id`) in the generation config.")
-    eos_ids = generation_config.eos_token_id
-    eos_ids = torch.tensor([] if eos_ids is None else eos_ids, device=device).long().flatten()
-    max_new_tokens = generation_config.max_length - prompt_length
+    pose_do_sample = generation_config.do_sample if pose_do_sample is None else pose_do_sample
+    pose_warpers = _pose_warpers(
+        generation_config, pose_do_sample, pose_temperature, pose_top_k, pose_top_p, codebook_size
+    )
+    synced_gpus = _resolve_synced_gpus(model, synced_gpus)
 
     # Text never writes what only a pose step may write.
     text_forbidden = torch.zeros(config.text_config.vocab_size, dtype=torch.bool, device=device)
     text_forbidden[code_offset : code_offset + codebook_size] = True
-    for token_id in (config.pose_query_token_id, config.pose_token_id, config.image_token_id, config.pose_end_token_id):
+    for token_id in (config.pose_query_token_id, config.pose_token_id, config.image_token_id, end_id):
         text_forbidden[token_id] = True
 
-    pose_do_sample = generation_config.do_sample if pose_do_sample is None else pose_do_sample
-    pose_warpers = LogitsProcessorList()
-    if pose_do_sample:
-        temperature = generation_config.temperature if pose_temperature is None else pose_temperature
-        top_k = generation_config.top_k if pose_top_k is None else pose_top_k
-        top_p = generation_config.top_p if pose_top_p is None else pose_top_p
-        if temperature is not None and temperature != 1.0:
-            pose_warpers.append(TemperatureLogitsWarper(temperature))
-        if top_k is not None and top_k != 0:
-            pose_warpers.append(TopKLogitsWarper(min(top_k, codebook_size)))
-        if top_p is not None and top_p < 1.0:
-            pose_warpers.append(TopPLogitsWarper(top_p))
-
-    attention_mask = model_kwargs.pop("attention_mask", None)
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
     cache = model_kwargs.pop(CACHE_NAME, None)
     for key in ("use_cache", "logits_to_keep", "position_ids", "cache_position"):
         model_kwargs.pop(key, None)
     multimodal_inputs = {key: value for key, value in model_kwargs.items() if value is not None}
 
-    if bool(pose_span_mask(input_ids[:, -1:], config).any()):
-        raise ValueError("A prompt cannot end inside a pose span: close every `<p>` with its tokens and `</p>`.")
+    sequences = _GrowingSequences(input_ids, pad_token_id, room=2 * (num_tokens + 2))
+    pose_codes = [[] for _ in batch]
+    pending = input_ids[:, -1].tolist()  # the token each row feeds next; `<p>`: a pose to write
+    finished = [False] * batch_size
+    stop_after_pose = [False] * batch_size  # a criterion fired on `<p>`: stop once the pose is written
+    # The rows in the model's batch (and in the cache), in order: finished rows leave it (step 2).
+    active, slot = list(batch), {row: row for row in batch}
+    dropped_rows = False
 
-    generated = torch.full((batch_size, max_new_tokens + num_tokens + 2), pad_token_id, device=device)
-    lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
-    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    rows = torch.arange(batch_size, device=device)
-    pose_codes = [[] for _ in range(batch_size)]
+    def stopped(rows: list[int]) -> set[int]:
+        """The rows of `rows` that the stopping criteria stop, each judged on its own tokens."""
+        rows_stopped = set()
+        for group, ids in sequences.by_length(rows):
+            done = torch.as_tensor(stopping_criteria(ids, None)).reshape(-1).expand(batch_size).tolist()
+            rows_stopped.update(row for row in group if done[row])
+        return rows_stopped
 
-    def append(mask: torch.BoolTensor, tokens: torch.LongTensor):
-        """Write `tokens` `(n, width)` after the generated text of the rows in `mask`."""
-        width = tokens.shape[1]
-        index = lengths[mask, None] + torch.arange(width, device=device)
-        generated[rows[mask, None], index] = tokens
-        lengths[mask] += width
+    def with_queries(step_ids: torch.LongTensor, step_mask: torch.Tensor, in_pose: list[int]):
+        """Append to the step the queries of a pose for each row of `in_pose`, masked-out padding for the other
+        active rows: `(len(active), k)` -> `(len(active), k + num_pose_tokens)`, ids and mask."""
+        posing = torch.zeros((len(active), 1), dtype=torch.bool, device=device)
+        posing[[slot[row] for row in in_pose]] = True
+        queries = torch.where(posing, config.pose_query_token_id, pad_token_id).expand(-1, num_tokens)
+        query_mask = posing.to(step_mask.dtype).expand(-1, num_tokens)
+        return torch.cat([step_ids, queries], dim=-1), torch.cat([step_mask, query_mask], dim=-1)
 
-    def next_text_tokens(text_logits: torch.Tensor, mask: torch.BoolTensor) -> torch.LongTensor:
-        """Sample the next token of the rows in `mask` from `text_logits` `(batch, vocab)`; record them."""
+    def write_poses(query_logits: torch.Tensor, rows: list[int], opened_in_prompt: bool) -> None:
+        """Sample, record and stream the pose of each row of `rows` from the outputs of its queries
+        `(len(rows), num_pose_tokens, vocab)`, over the code tokens only; then stop the rows that a criterion
+        stops now or stopped on their `<p>`."""
+        code_scores = query_logits[..., code_offset : code_offset + codebook_size].float()
+        code_scores = pose_warpers(None, code_scores.reshape(-1, codebook_size))
+        codes = _sample_or_argmax(code_scores, pose_do_sample).view(-1, num_tokens)
+        span = torch.cat([codes + code_offset, codes.new_full((codes.shape[0], 1), end_id)], dim=-1)
+        sequences.append(rows, span)
+        if streamer is not None:  # the pose as one unit, with its `<p>` unless the prompt streamed it
+            opening = span.new_full((1, 0 if opened_in_prompt else 1), start_id)
+            streamer.put(torch.cat([opening, span], dim=-1).cpu())
+        rows_stopped = stopped(rows)
+        for row, row_codes in zip(rows, codes):
+            pose_codes[row].append(row_codes)
+            pending[row] = end_id
+            finished[row] = row in rows_stopped or stop_after_pose[row]
+            stop_after_pose[row] = False
+
+    def write_text(text_logits: torch.Tensor, rows: list[int]) -> None:
+        """Sample, record and stream the next token of each row of `rows` from its `text_logits`
+        `(len(rows), vocab)`."""
         scores = text_logits.float().masked_fill(text_forbidden, float("-inf"))
-        if len(logits_processor):  # the processors read the history; greedy decoding usually has none
-            history = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
-            scores = logits_processor(history, scores)
-        tokens = _sample_or_argmax(scores, generation_config.do_sample)
-        append(mask, tokens[mask, None])
-        finished.logical_or_(mask & torch.isin(tokens, eos_ids))
-        return tokens
+        if len(logits_processor):  # the processors see the whole batch and read each row's own history
+            index = torch.tensor(rows, device=device)
+            batch_scores = scores.new_zeros((batch_size, scores.shape[-1])).index_copy_(0, index, scores)
+            groups = list(sequences.by_length(rows))
+            processed = logits_processor(groups[0][1], batch_scores.clone() if len(groups) > 1 else batch_scores)
+            for group, ids in groups[1:]:
+                group_index = torch.tensor(group, device=device)
+                processed[group_index] = logits_processor(ids, batch_scores.clone())[group_index]
+            scores = processed[index]
+        tokens = _sample_or_argmax(scores, generation_config.do_sample)  # (len(rows),)
+        sequences.append(rows, tokens[:, None])
+        opened = set()
+        for row, token in zip(rows, tokens.tolist()):
+            pending[row] = token
+            if token == start_id:
+                opened.add(row)
+        if streamer is not None and not opened:  # a `<p>` waits to be streamed with its pose
+            streamer.put(tokens.cpu())
+        for row in stopped(rows):
+            if row in opened:
+                stop_after_pose[row] = True
+            else:
+                finished[row] = True
 
-    # 1. Prefill. A prompt that ends with `<p>` asks for a pose right away; the others sample a first token.
-    prompt_logits = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-        **multimodal_inputs,
-    ).logits[:, -1]
-    already_fed = input_ids[:, -1] == config.pose_start_token_id  # `<p>` is in the cache already
-    pending = torch.where(already_fed, input_ids[:, -1], next_text_tokens(prompt_logits, ~already_fed))
-    finished |= lengths >= max_new_tokens
+    def forward(ids: torch.LongTensor, mask, in_pose: list[int], opened_in_prompt: bool = False, **inputs) -> None:
+        """One forward pass over `ids` `(len(active), width)` (whose last `1 + num_pose_tokens` positions are
+        a token and the queries when `in_pose` has rows, else whose last position is a token), then steps 4
+        and 5: the pose of each row of `in_pose`, and the next token of every other running row.
 
-    while not bool(finished.all()):
-        # 2. One step. Rows whose pending token is `<p>` feed it with the queries; the others feed their token
-        #    followed by masked-out padding, so every row gets exactly what it would get alone. (A `<p>` that
-        #    ended the prompt is in the cache already: its slot is masked out too.)
-        in_pose = (pending == config.pose_start_token_id) & ~finished
-        width = 1 + num_tokens if bool(in_pose.any()) else 1
-        feeds = ~finished & ~already_fed
-        step_ids = torch.full((batch_size, width), pad_token_id, device=device)
-        step_ids[:, 0] = torch.where(feeds, pending, pad_token_id)
-        step_mask = torch.zeros((batch_size, width), dtype=attention_mask.dtype, device=device)
-        step_mask[:, 0] = feeds.to(attention_mask.dtype)
-        if width > 1:
-            step_ids[in_pose, 1:] = config.pose_query_token_id
-            step_mask[in_pose, 1:] = 1
-        already_fed = torch.zeros_like(already_fed)
-        attention_mask = torch.cat([attention_mask, step_mask], dim=-1)
-        logits = model(
-            input_ids=step_ids, attention_mask=attention_mask, past_key_values=cache, use_cache=True
-        ).logits
+        The head is applied once, to the outputs that are read (the queries of the rows writing a pose, the
+        last token of the rows writing text), not to the masked-out padding of the others."""
+        nonlocal cache
+        outputs = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True, **inputs)
+        cache = getattr(outputs, CACHE_NAME)
+        hidden = outputs.last_hidden_state[:, -(1 + num_tokens) if in_pose else -1 :]
+        posed = set(in_pose)
+        in_text = [row for row in active if not finished[row] and row not in posed]
+        queries = hidden[[slot[row] for row in in_pose], 1:]  # (len(in_pose), num_pose_tokens, hidden)
+        logits = model.lm_head(torch.cat([hidden[[slot[row] for row in in_text], 0], queries.flatten(0, 1)]))
+        del outputs, hidden
+        if in_pose:  # 4. Poses, each streamed as one unit before the stopping criteria are asked.
+            write_poses(logits[len(in_text) :].view(len(in_pose), num_tokens, -1), in_pose, opened_in_prompt)
+        if in_text:  # 5. Text.
+            write_text(logits[: len(in_text)], in_text)
 
-        # 3. Poses: all codes at once, from the outputs of the queries, over the code tokens only.
-        if width > 1:
-            code_scores = logits[in_pose, 1:, code_offset : code_offset + codebook_size].float()
-            code_scores = pose_warpers(None, code_scores.reshape(-1, codebook_size))
-            codes = _sample_or_argmax(code_scores, pose_do_sample).view(-1, num_tokens)
-            end = torch.full((codes.shape[0], 1), config.pose_end_token_id, device=device)
-            append(in_pose, torch.cat([codes + code_offset, end], dim=-1))
-            for row, row_codes in zip(in_pose.nonzero().flatten().tolist(), codes):
-                pose_codes[row].append(row_codes)
-            pending[in_pose] = config.pose_end_token_id
+    # 1. Prefill: the prompts, each one that ends with `<p>` followed by the queries of its pose (masked-out
+    #    padding for the others), so that a pose asked for right away comes out of the same forward pass.
+    if streamer is not None:
+        streamer.put(input_ids.cpu())
+    in_pose = [row for row in batch if pending[row] == start_id]
+    prefill_ids = input_ids
+    if in_pose:
+        prompt_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        prefill_ids, prefill_mask = with_queries(input_ids, prompt_mask, in_pose)
+        # Without padding anywhere the mask stays implicit (`None`), as `generate` leaves it.
+        attention_mask = None if attention_mask is None and len(in_pose) == batch_size else prefill_mask
+    forward(prefill_ids, attention_mask, in_pose, opened_in_prompt=True, **multimodal_inputs)
+    cache_length = prefill_ids.shape[1]
 
-        # 4. Text: the next token of every other running row.
-        in_text = ~in_pose & ~finished
-        if bool(in_text.any()):
-            pending = torch.where(in_text, next_text_tokens(logits[:, 0], in_text), pending)
-        finished |= lengths >= max_new_tokens
+    while _peers_unfinished(all(finished), synced_gpus, device):
+        # 2. Finished rows leave the batch and the cache, so that they cost nothing more. (Unless none would be
+        #    left: under `synced_gpus` a process whose rows are all finished steps on with them, feeding
+        #    masked-out padding, until its peers are done.)
+        running = [index for index, row in enumerate(active) if not finished[row]]
+        if running and len(running) < len(active) and isinstance(cache, DynamicCache):
+            cache.batch_select_indices(torch.tensor(running, device=device))
+            attention_mask = None if attention_mask is None else attention_mask[running]
+            active = [active[index] for index in running]
+            slot, dropped_rows = {row: index for index, row in enumerate(active)}, True
 
-    # 5. Outputs: right-padded sequences, and the poses each sequence wrote.
-    sequences = torch.cat([input_ids, generated[:, : int(lengths.max())]], dim=-1)
+        # 3. One step. Every running row feeds its pending token; a row whose token is `<p>` feeds the queries of
+        #    its pose after it, the others masked-out padding, so every row gets exactly what it would get alone.
+        in_pose = [row for row in active if pending[row] == start_id and not finished[row]]
+        step_ids = [[pad_token_id if finished[row] else pending[row]] for row in active]
+        step_ids = torch.tensor(step_ids, device=device)
+        step_mask = torch.tensor([[int(not finished[row])] for row in active], device=device)
+        if in_pose:
+            step_ids, step_mask = with_queries(step_ids, step_mask, in_pose)
+        # Without padding so far the mask stays implicit (`None`), as `generate` leaves it.
+        if attention_mask is not None or not bool(step_mask.all()):
+            if attention_mask is None:
+                attention_mask = torch.ones((len(active), cache_length), dtype=torch.long, device=device)
+            attention_mask = torch.cat([attention_mask, step_mask.to(attention_mask.dtype)], dim=-1)
+        cache_length += step_ids.shape[1]
+        forward(step_ids, attention_mask, in_pose)
+
+    # 6. Outputs: right-padded sequences, and the poses each sequence wrote.
+    output_ids = sequences.output()
     if not generation_config.return_dict_in_generate:
-        return sequences
-    pose_codes = [
-        torch.stack(codes) if codes else input_ids.new_zeros((0, num_tokens)) for codes in pose_codes
-    ]
-    poses = [_decode_to_axis_angle(model, codes) for codes in pose_codes]
-    return UniPoseGenerateOutput(sequences=sequences, pose_codes=pose_codes, poses=poses, **{CACHE_NAME: cache})
+        return output_ids
+    pose_codes = [torch.stack(codes) if codes else input_ids.new_zeros((0, num_tokens)) for codes in pose_codes]
+    poses = _decode_poses(model, pose_codes, synced_gpus)
+    cache = None if dropped_rows else cache  # rows left out of it would no longer match the sequences
+    return UniPoseGenerateOutput(sequences=output_ids, pose_codes=pose_codes, poses=poses, **{CACHE_NAME: cache})
+
+
+def _decode_poses(
+    model: UniPoseForConditionalGeneration, pose_codes: list[torch.LongTensor], synced_gpus: bool
+) -> list[torch.Tensor]:
+    """Per sample, codes `(n_i, num_pose_tokens)` -> SMPL axis-angle `(n_i, num_joints, 3)` through the frozen
+    tokenizer. Under `synced_gpus` each process calls the tokenizer exactly once (on a dummy pose if it has none),
+    since its weights may be sharded across the processes."""
+    if not synced_gpus:
+        return [_decode_to_axis_angle(model, codes) for codes in pose_codes]
+    codes = torch.cat(pose_codes)
+    dummy = codes.new_zeros((1, model.config.num_pose_tokens))
+    poses = model.pose_tokenizer.decode_to_axis_angle(codes if len(codes) else dummy)[: len(codes)]
+    return list(poses.split([len(row_codes) for row_codes in pose_codes]))
 
 
 def _decode_to_axis_angle(model: UniPoseForConditionalGeneration, codes: torch.LongTensor) -> torch.Tensor:

@@ -10,11 +10,19 @@ so prompts only hold single placeholders:
   and is returned in `pose_values` (the model encodes it with its frozen pose tokenizer); integer pose codes
   are written directly as the code tokens `<p><pose_12>...</p>`.
 - `<pose_query>` marks a pose the model must produce in training: `<p>` + `<pose_query>` x N + `</p>`.
-  With `target_poses` (codes), `pose_labels` holds the code token of each query position.
+  With `target_poses` (codes), `labels` holds the code token of each query position, so that
+  `model(**processor(...)).loss` is the pose loss; a chat tokenized with `return_assistant_tokens_mask=True`
+  also labels the text of its answers.
 - A prompt that ends with an open `<p>` asks `generate` for a pose right away (Text-to-Pose, Pose
-  Estimation, Pose Editing): the model writes all N codes in one step.
+  Estimation, Pose Editing): the model writes all N codes in one step. In a chat, a final assistant message
+  `"<p>"` continued with `continue_final_message=True` does the same.
+
+In a chat, `{"type": "pose", "pose": pose}` carries its pose as `{"type": "image", "image": image}` carries
+its image. A text that already starts with the tokenizer's BOS (the chat template writes it) gets no second
+one.
 """
 
+import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -38,9 +46,10 @@ from transformers.processing_utils import MultiModalData, ProcessingKwargs, Proc
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, TruncationStrategy
 from transformers.utils import logging
 
+# Imported so that the pipeline travels with the processor: `save_pretrained` copies relative imports.
+from .pipeline_unipose import UniPosePipeline
 from .rotations import to_rotation_6d
 from .skeleton import NUM_BODY_JOINTS
-
 
 logger = logging.get_logger(__name__)
 
@@ -132,8 +141,28 @@ def get_unipose_token_ids(tokenizer) -> tuple[dict[str, int], int]:
     return token_ids, len(codes)
 
 
+def _to_8_bit(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
+    """A grayscale image of more than 8 bits (PIL modes `I;16*`, `I`, `F`) brought to 8 bits by its range, where
+    PIL's own `convert` clips every value above 255 to white: 16-bit values are divided by 257; 32-bit integers
+    by 257 when they fit 16 bits, else by their maximum; floats are read as [0, 1] when they lie there, else
+    scaled by their maximum."""
+    array = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(array).all() or array.min() < 0:
+        raise ValueError(
+            f"`{name}` (PIL mode {image.mode!r}) holds negative, NaN or infinite values; expected intensities >= 0."
+        )
+    if image.mode.startswith("I;16") or (image.mode == "I" and array.max() <= 65535):
+        scale = 65535.0
+    elif image.mode == "F" and array.max() <= 1.0:
+        scale = 1.0
+    else:
+        scale = max(float(array.max()), 1e-12)
+    return PIL.Image.fromarray(np.round(array / scale * 255.0).astype(np.uint8), mode="L")
+
+
 def _image_from_array(array: np.ndarray, name: str) -> PIL.Image.Image:
-    """An RGB PIL image from an `(H, W)` or `(H, W, C)` array of uint8, or of floats in [0, 1]."""
+    """An RGB PIL image from an `(H, W)` or `(H, W, C)` array of uint8 or uint16 (divided by 257), or of floats
+    in [0, 1]."""
     if array.ndim == 3 and array.shape[-1] not in _IMAGE_CHANNELS:
         raise ValueError(
             f"`{name}` has shape {array.shape}, whose {array.shape[-1]} channels do not convert to RGB; "
@@ -149,8 +178,10 @@ def _image_from_array(array: np.ndarray, name: str) -> PIL.Image.Image:
                 f"{np.nanmax(array):.4g}, or NaN/inf); float images must be in [0, 1], integer images uint8."
             )
         array = np.round(array * 255).astype(np.uint8)
+    elif array.dtype == np.uint16:
+        array = np.round(array / 257.0).astype(np.uint8)  # 65535 -> 255
     elif array.dtype != np.uint8:
-        raise TypeError(f"`{name}` has dtype {array.dtype}; expected uint8, or floats in [0, 1].")
+        raise TypeError(f"`{name}` has dtype {array.dtype}; expected uint8 or uint16, or floats in [0, 1].")
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     return PIL.Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
@@ -176,6 +207,8 @@ def _to_rgb_images(image: ImageLike, name: str) -> list[PIL.Image.Image]:
     if isinstance(image, PIL.Image.Image):
         if image.width == 0 or image.height == 0:
             raise ValueError(f"`{name}` is an empty image of size {image.width}x{image.height}.")
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+            image = _to_8_bit(image, name)
         try:
             return [image.convert("RGB")]
         except (ValueError, OSError) as error:
@@ -448,6 +481,36 @@ class UniPoseProcessor(ProcessorMixin):
         )
         return image_processor, pose_image_processor
 
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        # transformers saves a PIL-backend image processor under its backend-free name (`CLIPImageProcessor`),
+        # which loads the torchvision class where torchvision is installed and otherwise falls back to the PIL
+        # one with a warning. The PIL name loads the class the processor was built with, silently.
+        for name in ("image_processor", "pose_image_processor"):
+            if isinstance(output.get(name), dict):
+                output[name]["image_processor_type"] = type(getattr(self, name)).__name__
+        return output
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """
+        [`~ProcessorMixin.save_pretrained`], which also writes `pipeline_unipose.py` (the pipeline is imported
+        by this file, and the saved code follows relative imports) and, when the model's `config.json` is
+        already in `save_directory`, registers the pipeline there (`custom_pipelines`), so that
+        `pipeline("image-text-to-text", model=save_directory, trust_remote_code=True)` returns the poses.
+        Save the model first.
+        """
+        result = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        config_file = os.path.join(save_directory, "config.json")
+        if os.path.isfile(config_file):
+            with open(config_file, encoding="utf-8") as handle:
+                config = json.load(handle)
+            pipelines, registration = config.get("custom_pipelines", {}), UniPosePipeline.registration()
+            if any(pipelines.get(task) != entry for task, entry in registration.items()):
+                config["custom_pipelines"] = {**pipelines, **registration}
+                with open(config_file, "w", encoding="utf-8") as handle:
+                    handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        return result
+
     @property
     def model_input_names(self) -> list[str]:
         names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names]
@@ -466,6 +529,117 @@ class UniPoseProcessor(ProcessorMixin):
             num_image_tokens=[self.image_seq_length] * len(image_sizes),
             num_image_patches=[1] * len(image_sizes),
         )
+
+    # ---------------------------------------------------------------------------------------------------
+    # Chats
+    # ---------------------------------------------------------------------------------------------------
+
+    def apply_chat_template(self, conversation, chat_template: str | None = None, **kwargs):
+        r"""
+        [`~ProcessorMixin.apply_chat_template`] with poses in the content: `{"type": "pose", "pose": pose}`
+        renders `<pose>` and, with `tokenize=True`, gives its pose to the processor (any format of `poses`).
+
+        - The template writes the BOS; tokenized here or by the processor afterwards, a chat has one BOS.
+        - A final assistant message `"<p>"` with `continue_final_message=True` asks for a pose answer:
+          the prompt ends with an open `<p>` and `generate` writes the pose in one step.
+        - With `tokenize=True, return_dict=True, return_assistant_tokens_mask=True`, the result also holds
+          `labels`: the answers' tokens label themselves, their pose queries carry the codes of `target_poses`
+          (in `processor_kwargs`) and everything else is `-100` -- what training needs.
+
+        Example:
+
+        ```python
+        >>> question = [{"type": "text", "text": "Describe this pose:"}, {"type": "pose", "pose": pose}]
+        >>> chat = [{"role": "user", "content": question}]
+        >>> inputs = processor.apply_chat_template(chat, tokenize=True, return_dict=True)
+        >>> ask_pose = [
+        ...     {"role": "user", "content": "Generate the pose described as follows: a person kneeling."},
+        ...     {"role": "assistant", "content": "<p>"},
+        ... ]
+        >>> inputs = processor.apply_chat_template(
+        ...     ask_pose, tokenize=True, return_dict=True, continue_final_message=True
+        ... )
+        >>> model.generate(**inputs, return_dict_in_generate=True).poses[0].shape
+        torch.Size([1, 22, 3])
+        ```
+        """
+        processor_kwargs = kwargs.get("processor_kwargs") or {}
+        chat_poses = self._chat_poses(conversation)
+        if kwargs.get("tokenize") and chat_poses:
+            if processor_kwargs.get("poses") is not None:
+                raise ValueError(
+                    'The poses are given twice: in the chat\'s `{"type": "pose", "pose": ...}` items and in '
+                    "`processor_kwargs['poses']`. Give them in one place."
+                )
+            kwargs["processor_kwargs"] = processor_kwargs = {**processor_kwargs, "poses": chat_poses}
+        out = super().apply_chat_template(conversation, chat_template, **kwargs)
+        if (
+            kwargs.get("tokenize")
+            and kwargs.get("return_dict")
+            and kwargs.get("return_assistant_tokens_mask")
+        ):
+            out["labels"] = self._answer_labels(
+                out, has_targets=processor_kwargs.get("target_poses") is not None
+            )
+        return out
+
+    @staticmethod
+    def _chat_poses(conversation) -> list:
+        """
+        The poses of the chat's `{"type": "pose", "pose": ...}` items as `poses` of `__call__`: a flat list
+        for one conversation, one list per conversation for a batch, empty if no item carries a pose.
+        """
+        batched = bool(conversation) and (
+            isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
+        )
+        found = [
+            [
+                # A pose written as a plain list of numbers becomes an array: a list would read as several.
+                np.asarray(item["pose"]) if isinstance(item["pose"], (list, tuple)) else item["pose"]
+                for message in getattr(chat, "messages", chat)
+                if isinstance(message, dict) and isinstance(message.get("content"), (list, tuple))
+                for item in message["content"]
+                if isinstance(item, dict) and item.get("type") == "pose" and item.get("pose") is not None
+            ]
+            for chat in (conversation if batched else [conversation])
+        ]
+        if not any(found):
+            return []
+        return found if batched else found[0]
+
+    def _answer_labels(self, out: BatchFeature, has_targets: bool):
+        """The labels of a tokenized chat: each answer token labels itself, except the `<image>` and `<pose>`
+        placeholders (-100) and the pose queries, which keep the codes of `labels`."""
+        input_ids = out["input_ids"]
+        rows = input_ids.tolist() if isinstance(input_ids, (torch.Tensor, np.ndarray)) else input_ids
+        masks = out["assistant_masks"]
+        masks = masks.tolist() if isinstance(masks, (torch.Tensor, np.ndarray)) else masks
+        targets = out.get("labels")
+        targets = targets.tolist() if isinstance(targets, (torch.Tensor, np.ndarray)) else targets
+        placeholders = (self.image_token_id, self.pose_token_id, self.pose_query_token_id)
+        labels = []
+        for row, (ids, mask) in enumerate(zip(rows, masks, strict=True)):
+            if not has_targets and any(
+                answer and token == self.pose_query_token_id for token, answer in zip(ids, mask, strict=True)
+            ):
+                raise ValueError(
+                    f"The answer of conversation {row} holds a pose to produce (`<pose_query>`) but no "
+                    "`target_poses` were given in `processor_kwargs`: its labels need the pose's codes."
+                )
+            base = targets[row] if targets is not None else [IGNORE_INDEX] * len(ids)
+            labels.append(
+                [
+                    token if answer and token not in placeholders else label
+                    for token, answer, label in zip(ids, mask, base, strict=True)
+                ]
+            )
+        if isinstance(input_ids, torch.Tensor):
+            return torch.tensor(labels, dtype=torch.long, device=input_ids.device)
+        return np.asarray(labels, dtype=np.int64) if isinstance(input_ids, np.ndarray) else labels
+
+    # ---------------------------------------------------------------------------------------------------
+    # Inputs
+    # ---------------------------------------------------------------------------------------------------
 
     def __call__(
         self,
@@ -505,13 +679,16 @@ class UniPoseProcessor(ProcessorMixin):
                 write `[0.0] * 66` for a pose); per-sample nesting needs the poses as tensors or arrays.
             target_poses (integer tensor, array or a (nested) list of them, *optional*):
                 The codes `(num_pose_tokens,)` of the pose to produce at each `<pose_query>`; they give
-                `pose_labels`.
+                `labels`.
             return_tensors (`str`, *optional*, defaults to `"pt"`):
                 `"pt"`, `"np"`, or `None` for lists.
             padding (`bool` or `str`, *optional*, defaults to `True`):
                 Padding strategy of the tokenizer.
             padding_side (`str`, *optional*, defaults to `"left"`):
                 Left unless given, whatever the tokenizer's own setting.
+            add_special_tokens (`bool`, *optional*):
+                By default the tokenizer's special tokens (the BOS) are added to every text that does not
+                already start with the BOS, as a text rendered by the chat template does.
             truncation (`bool` or `str`, *optional*, defaults to `False`):
                 Truncation may only remove text: a cut through (or of) an image or a pose span raises a
                 `ValueError`.
@@ -525,9 +702,10 @@ class UniPoseProcessor(ProcessorMixin):
             - **pixel_values** `(num_images, 3, H, W)` and **pose_pixel_values** `(num_images, 3, 256, 192)`
               -- when images are given;
             - **pose_values** `(num_poses, num_joints, 6)` float32 -- when poses are given as rotations;
-            - **pose_labels** `(batch, length)` -- when `target_poses` are given: `-100` everywhere except at
-              the query positions, which hold the vocabulary id of their code (`pose_code_token_offset` +
-              code).
+            - **labels** `(batch, length)` -- when `target_poses` are given: `-100` everywhere except at the
+              query positions, which hold the vocabulary id of their code (`pose_code_token_offset` + code),
+              as the model's loss reads them: `model(**inputs).loss` is the pose loss. (**pose_labels** holds
+              the same, for callers that still read it; it will be removed.)
         """
         if videos is not None or audio is not None:
             raise ValueError(f"{type(self).__name__} takes no `videos` or `audio`.")
@@ -589,7 +767,8 @@ class UniPoseProcessor(ProcessorMixin):
         spans = [self._find_pose_spans(ids, index) for index, ids in enumerate(encoding["input_ids"])]
         data = dict(encoding)
         if sample_targets is not None:
-            data["pose_labels"] = self._pose_labels(encoding["input_ids"], spans, sample_targets)
+            data["labels"] = self._pose_labels(encoding["input_ids"], spans, sample_targets)
+            data["pose_labels"] = data["labels"]  # deprecated name of the same labels
         flat_images = [image for group in sample_images for image in group]
         if flat_images:
             data.update(self._process_image_list(flat_images, images_kwargs))
@@ -762,7 +941,7 @@ class UniPoseProcessor(ProcessorMixin):
         if not _is_truncating(truncation) and text_kwargs.get("padding") != "max_length":
             # The tokenizer would only warn that it ignores it; it is checked below.
             text_kwargs.pop("max_length", None)
-        encoding = dict(self.tokenizer(texts, **text_kwargs, return_attention_mask=True))
+        encoding = self._encode(texts, text_kwargs)
         if _is_truncating(truncation):
             for sample, (text, ids) in enumerate(zip(texts, encoding["input_ids"], strict=True)):
                 # Padding ids are never UniPose tokens, so the padded row can be counted as it is.
@@ -793,6 +972,47 @@ class UniPoseProcessor(ProcessorMixin):
             del encoding["attention_mask"]
         return encoding
 
+    def _encode(self, texts: list[str], text_kwargs: dict) -> dict[str, list]:
+        """
+        The tokenizer's encoding of `texts`, with one BOS each: unless `add_special_tokens` is given, a text
+        that already starts with the BOS (the chat template writes it) is encoded without special tokens, the
+        way `apply_chat_template(..., tokenize=True)` encodes it, and the others with them.
+        """
+        add_special_tokens = text_kwargs.pop("add_special_tokens", None)
+        bos = self.tokenizer.bos_token
+        if add_special_tokens is None:
+            add = [bos is None or not text.startswith(bos) for text in texts]
+        else:
+            add = [add_special_tokens] * len(texts)
+        if len(set(add)) == 1:
+            return dict(
+                self.tokenizer(texts, **text_kwargs, add_special_tokens=add[0], return_attention_mask=True)
+            )
+        # A batch of both kinds: each text on its own, padded together afterwards.
+        padding_keys = ("padding", "pad_to_multiple_of", "padding_side")
+        unpadded = {key: value for key, value in text_kwargs.items() if key not in padding_keys}
+        rows = [
+            self.tokenizer(text, **unpadded, add_special_tokens=flag, return_attention_mask=True)
+            for text, flag in zip(texts, add, strict=True)
+        ]
+        encoding = {key: [row[key] for row in rows] for key in rows[0]}
+        offsets = encoding.pop("offset_mapping", None)
+        padded = dict(
+            self.tokenizer.pad(
+                encoding,
+                **{key: text_kwargs[key] for key in (*padding_keys, "max_length") if key in text_kwargs},
+            )
+        )
+        if offsets is not None:
+            side = text_kwargs.get("padding_side", self.tokenizer.padding_side)
+            padded["offset_mapping"] = [
+                [(0, 0)] * (len(ids) - len(row)) + row
+                if side == "left"
+                else row + [(0, 0)] * (len(ids) - len(row))
+                for ids, row in zip(padded["input_ids"], offsets, strict=True)
+            ]
+        return padded
+
     def _is_code(self, ids: np.ndarray) -> np.ndarray:
         return (ids >= self.pose_code_token_offset) & (
             ids < self.pose_code_token_offset + self.pose_codebook_size
@@ -812,7 +1032,11 @@ class UniPoseProcessor(ProcessorMixin):
             "codes": self._is_code(ids),
         }
         spans = []
-        real = np.flatnonzero(ids != self.tokenizer.pad_token_id) if self.tokenizer.pad_token_id is not None else None
+        real = (
+            np.flatnonzero(ids != self.tokenizer.pad_token_id)
+            if self.tokenizer.pad_token_id is not None
+            else None
+        )
         last_real = int(real[-1]) if real is not None and len(real) else len(ids) - 1
         for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
             if start == last_real:
