@@ -19,6 +19,7 @@ python train/train_unipose.py --config train/recipes/stage3_cpu.yaml   # -> runs
 
 # The paper's stages on 8 GPUs (start from a model assembled with `unipose.assembly.build_unipose`)
 ```bash
+pip install -e ".[distributed]"   # DeepSpeed
 accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml train/train_unipose.py \
     --config train/recipes/stage1.yaml --model_name_or_path runs/unipose-assembled --output_dir runs/stage1
 accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml train/train_unipose.py \
@@ -26,14 +27,28 @@ accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml train/trai
 accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml train/train_unipose.py \
     --config train/recipes/stage3.yaml --model_name_or_path runs/stage2 --output_dir runs/stage3
 ```
-(`train/accelerate/ddp.yaml`, `deepspeed_zero3.yaml` and `fsdp.yaml` are the other launch configurations;
-the recipes state the global batch they assume.)
+The other engines take the same line with their configuration: `train/accelerate/ddp.yaml`,
+`deepspeed_zero3.yaml` (GPUs too small for the whole model) and `fsdp.yaml` (name the language model's decoder
+layer with `--fsdp_transformer_layer_cls_to_wrap` if it is not Mistral's). The recipes state the global batch they
+assume; keep it when the number of GPUs changes. On several processes the trainer keeps them in lockstep (a batch
+without images runs the towers at zero weight; see `unipose.training.sft`).
 
-# Several processes on one CPU machine (gloo): the DDP configuration, the same global batch of 8
+# Several processes on one CPU machine (gloo, global batch 8): what `tests/test_distributed.py` runs
 ```bash
+# DDP
 accelerate launch --config_file train/accelerate/ddp.yaml --num_processes 2 --mixed_precision no \
     train/train_unipose.py --config train/recipes/stage1_cpu.yaml --per_device_train_batch_size 4
+# DeepSpeed ZeRO-2 and ZeRO-3: DeepSpeed's CPU accelerator, which uses gloo (no oneCCL needed); `use_cpu` off,
+# since accelerate turns DeepSpeed off under `use_cpu`
+DS_ACCELERATOR=cpu accelerate launch --config_file train/accelerate/deepspeed_zero2.yaml --num_processes 2 \
+    --mixed_precision no train/train_unipose.py --config train/recipes/stage1_cpu.yaml \
+    --per_device_train_batch_size 4 --use_cpu false --ddp_backend gloo
+DS_ACCELERATOR=cpu accelerate launch --config_file train/accelerate/deepspeed_zero3.yaml --num_processes 2 \
+    train/train_unipose.py --config train/recipes/stage1_cpu.yaml \
+    --per_device_train_batch_size 4 --use_cpu false --ddp_backend gloo
 ```
+FSDP does not run on CPU processes (accelerate sets it up only on accelerators; the trainer stops with "FSDP was
+not applied" rather than train unsharded); `python benchmarks/gpu_check.py` runs it on GPUs.
 
 # Resume a killed run from its last complete checkpoint
 ```bash
@@ -57,6 +72,7 @@ the second command rewrites it from the same arguments. Push to the Hub after it
 """
 
 import argparse
+import functools
 import shlex
 import sys
 from dataclasses import asdict, dataclass, field
@@ -74,6 +90,7 @@ from unipose.training.sft import (
     prepare_model_for_stage,
     save_stage_outputs,
     stage_peft_config,
+    whole_model_init,
 )
 from unipose.training.tasks import TaskMixtureComponent, build_task_mixture
 
@@ -163,6 +180,11 @@ def tiny_model_and_processor_for_training(seed: int):
     return model, processor
 
 
+def tiny_model_for_training(seed: int):
+    """The model of [`tiny_model_and_processor_for_training`] alone."""
+    return tiny_model_and_processor_for_training(seed)[0]
+
+
 def load_model_and_processor(script_args, model_args):
     if script_args.tiny_model_seed is not None and model_args.model_name_or_path is not None:
         raise ValueError(
@@ -206,7 +228,8 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
             f"set `use_peft: {str(trains_adapter).lower()}` (got {model_args.use_peft})."
         )
     set_seed(training_args.seed)
-    model, processor = load_model_and_processor(script_args, model_args)
+    with whole_model_init(training_args):  # DeepSpeed ZeRO-3 shards it when training starts
+        model, processor = load_model_and_processor(script_args, model_args)
 
     with training_args.main_process_first(desc="building the task mixture"):
         seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
@@ -224,13 +247,14 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
             use_rslora=model_args.use_rslora,
             use_dora=model_args.use_dora,
         )
-    model = prepare_model_for_stage(
-        model,
-        script_args.stage,
-        peft_config,
-        train_language_model=script_args.train_language_model,
-        train_vision_towers=script_args.train_vision_towers,
-    )
+    with whole_model_init(training_args):
+        model = prepare_model_for_stage(
+            model,
+            script_args.stage,
+            peft_config,
+            train_language_model=script_args.train_language_model,
+            train_vision_towers=script_args.train_vision_towers,
+        )
 
     trainer = UniPoseSFTTrainer(
         model=model,
@@ -242,9 +266,11 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
     trainer.train(
         resume_from_checkpoint=resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     )
-    paths = save_stage_outputs(
-        trainer, training_args.output_dir, base_model_path=model_args.model_name_or_path
-    )
+    # Under ZeRO-3 / FSDP the adapter is merged into a fresh copy of the stage's input model.
+    base_model = model_args.model_name_or_path
+    if script_args.tiny_model_seed is not None:
+        base_model = functools.partial(tiny_model_for_training, script_args.tiny_model_seed)
+    paths = save_stage_outputs(trainer, training_args.output_dir, base_model_path=base_model)
     trainer.accelerator.print(f"Stage {script_args.stage} saved to {', '.join(map(str, paths.values()))}.")
 
 

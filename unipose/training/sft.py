@@ -33,10 +33,37 @@ wherever TRL or PEFT would write their generic ones.
 After training, [`save_stage_outputs`] writes the adapter (`OUTPUT/adapter`) and the merged model with its
 processor (`OUTPUT`), which loads with `AutoModel.from_pretrained(OUTPUT, trust_remote_code=True)` and is
 the input of the next stage; each folder has its model card (`README.md`).
+
+Several processes (`train/accelerate/*.yaml`: DDP, DeepSpeed ZeRO-2 and ZeRO-3, FSDP). Every engine reduces
+gradients in a fixed order of parameters and expects the same parameters from every process, and ZeRO-3 and
+FSDP also gather each module's weights with a collective call as the module runs, frozen modules included.
+UniPose's graph depends on the batch: the towers and the projector run only for images, the pose queries only
+for poses to write. So the trainer gives every trainable parameter a gradient at every step:
+
+- a batch without a pose query adds `0 * pose_queries.sum()` to the input embeddings, where the queries would
+  enter, when the queries train;
+- a batch without an image runs both towers and the projector on a blank image just before the language model,
+  where image features would enter, and adds `0 * features.sum()` there, when a tower or the projector trains;
+  under ZeRO-3 / FSDP also when they are frozen but another process has images in this step (their weights are
+  gathered by every process in the same order);
+- under ZeRO-3 / FSDP the input poses are encoded in the data pipeline (a CPU copy of the frozen pose tokenizer,
+  as for the target poses), so the sharded tokenizer never runs a number of times that differs by process.
+
+A zero-weighted term changes neither the loss nor a gradient. One process does the same as many, so that the
+optimizer sees the same gradients whatever the engine: ZeRO steps its flat partitions whole, so a part that no
+example of the step used gets a zero gradient there (Adam's moments decay and still move it), where a lone
+process would have skipped it. With every trainable parameter in every step, DDP runs with
+`find_unused_parameters=False` (unless a vision tower trains: CLIP's last layer does not reach the loss) and
+does not warn. The trainer also refuses a model whose vocabulary rows would have to be added after sharding
+([`check_vocabulary_rows`]), FSDP version 1 with frozen and trainable parameters flattened together
+([`check_fsdp_plugin`]) and a launch whose engine accelerate did not apply (DeepSpeed with `use_cpu: true`,
+FSDP on a machine without an accelerator): each would otherwise fail later or train without sharding.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import os
 import re
@@ -49,6 +76,7 @@ from pathlib import Path
 import safetensors
 import safetensors.torch
 import torch
+from accelerate.utils import DistributedType
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 from trl import SFTTrainer
@@ -229,6 +257,11 @@ def _base_model(model) -> UniPoseForConditionalGeneration:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def _pair(size) -> tuple[int, int]:
+    """An image size from a vision config: one side or `(height, width)`."""
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
 def _is_peft_model(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
@@ -330,6 +363,189 @@ def load_adapter(
     return PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
 
 
+# -- several processes ----------------------------------------------------------------------------------------
+
+
+def parameters_are_sharded(trainer) -> bool:
+    """Whether each process holds only a shard of the weights: DeepSpeed ZeRO-3 or FSDP."""
+    if trainer.is_fsdp_enabled:
+        return True
+    return bool(trainer.is_deepspeed_enabled) and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+
+
+def _num_rows(module: torch.nn.Module) -> int:
+    weight = module.weight  # PEFT's wrappers expose the weight of the module they wrap
+    return int(getattr(weight, "ds_shape", weight.shape)[0])  # `ds_shape`: the whole shape of a ZeRO-3 shard
+
+
+@contextlib.contextmanager
+def whole_model_init(training_args):
+    """
+    Build, wrap or load models whole in this block under DeepSpeed ZeRO-3 (whatever `zero3_init_flag` says).
+
+    Once the training arguments exist, transformers builds every model already sharded under ZeRO-3 (its
+    `is_deepspeed_zero3_enabled()` looks only at the stage), and PEFT then initialises the trainable token rows
+    through a CUDA-only gathering path. The tiny model's codebook, the new vocabulary rows and the collator's copy
+    of the pose tokenizer need whole weights; DeepSpeed shards the model when training starts. A model built on
+    the main process alone (to merge the adapter at the end) must be whole too: building it sharded is a
+    collective call, which the other processes never join. Costs one whole copy of the model in CPU memory per
+    process while it is built.
+
+    Example:
+
+    ```python
+    >>> with whole_model_init(training_args):
+    ...     model = prepare_model_for_stage(UniPoseForConditionalGeneration.from_pretrained(path), 1, peft_config)
+    ```
+    """
+    plugin = getattr(training_args, "deepspeed_plugin", None)
+    if plugin is None or not plugin.hf_ds_config.is_zero3():
+        yield
+        return
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
+
+
+def check_vocabulary_rows(model, tokenizer) -> None:
+    """
+    Check, before an engine shards the model, that the input embeddings and `lm_head` hold a row for every token
+    of `tokenizer` and every UniPose token.
+
+    Under DeepSpeed ZeRO-3 each process holds a slice of every weight, so rows can no longer be added:
+    `resize_token_embeddings` on a sharded model sees slices, and with an untied head (Mistral's) wrapped by PEFT
+    it fails. UniPose adds its tokens when the model is assembled ([`~unipose.assembly.build_unipose`] grows both
+    matrices, new rows at the mean of the old ones) and training never resizes; this check refuses a model that
+    would need it.
+
+    Args:
+        model ([`UniPoseForConditionalGeneration`] or its `peft.PeftModel`): the model, not sharded yet.
+        tokenizer: the processor's tokenizer.
+
+    Raises:
+        `ValueError`: a token has no row, or the model is already sharded.
+    """
+    base = _base_model(model)
+    sharded = sorted(name for name, parameter in base.named_parameters() if hasattr(parameter, "ds_id"))
+    if sharded:
+        raise ValueError(
+            f"The model was built already sharded by DeepSpeed ZeRO-3 ({sharded[:3]} ...): build it whole and let "
+            "the trainer shard it (`zero3_init_flag: false` in the accelerate config), so that its vocabulary rows "
+            "and the collator's copy of the pose tokenizer are complete."
+        )
+    needed = max(len(tokenizer), max(new_token_ids(base.config)) + 1)
+    rows = {"input embeddings": _num_rows(base.get_input_embeddings()), "lm_head": _num_rows(base.lm_head)}
+    short = {name: count for name, count in rows.items() if count < needed}
+    if short:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens (UniPose tokens up to id {needed - 1}) but the model has "
+            f"{short} rows: add the rows before training, on the whole model (`unipose.assembly.build_unipose` "
+            "adds them; or `model.resize_token_embeddings(len(tokenizer), mean_resizing=True)` and save). Rows "
+            "cannot be added once DeepSpeed ZeRO-3 or FSDP has sharded the weights."
+        )
+
+
+def check_fsdp_plugin(model, fsdp_plugin) -> None:
+    """
+    Refuse FSDP version 1 with `use_orig_params=False` on a model that mixes frozen and trainable parameters.
+
+    FSDP 1 flattens the parameters of each wrapped module into one tensor, which is either trainable or not; every
+    UniPose stage has both kinds inside the same decoder layer (LoRA beside frozen weights) and in the root module
+    (the pose queries beside the frozen embeddings). `use_orig_params=True` keeps the parameters apart; FSDP 2
+    (`fsdp_version: 2`, `train/accelerate/fsdp.yaml`) always does.
+
+    Raises:
+        `ValueError`: FSDP 1 without `use_orig_params` on a mixed model.
+    """
+    if fsdp_plugin is None or getattr(fsdp_plugin, "fsdp_version", 1) != 1 or fsdp_plugin.use_orig_params:
+        return
+    trainable = {parameter.requires_grad for parameter in model.parameters()}
+    if trainable == {True, False}:
+        raise ValueError(
+            "FSDP version 1 flattens the parameters of each wrapped module together, but this model mixes frozen "
+            "and trainable parameters in the same modules: set `fsdp_use_orig_params: true` in the accelerate "
+            "config, or `fsdp_version: 2`."
+        )
+
+
+# Why accelerate leaves an engine out, by the engine the launch asked for.
+_ENGINE_NOT_APPLIED = {
+    "DeepSpeed": "On a CPU, DeepSpeed needs `use_cpu: false` (accelerate turns DeepSpeed off under `use_cpu`), "
+    "`ddp_backend: gloo` and `DS_ACCELERATOR=cpu` in the environment.",
+    "FSDP": "accelerate sets up FSDP only on an accelerator (CUDA, XPU, NPU, ...), not on CPU processes.",
+    "DDP": "On a CPU, DDP needs `use_cpu: true` (gloo).",
+}
+
+
+def _check_engine_applied(trainer) -> None:
+    """Refuse a launch whose engine accelerate did not set up: it falls back silently (to plain DDP, or to
+    processes that never exchange gradients)."""
+    state = trainer.accelerator.state
+    launched = {
+        "DeepSpeed": (
+            os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true",
+            trainer.is_deepspeed_enabled,
+        ),
+        "FSDP": (os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true", trainer.is_fsdp_enabled),
+        "DDP": (int(os.environ.get("WORLD_SIZE", "1")) > 1, state.distributed_type != DistributedType.NO),
+    }
+    for engine, (requested, applied) in launched.items():
+        if requested and not applied:
+            raise ValueError(
+                f"accelerate was launched with a {engine} config ({os.environ.get('WORLD_SIZE', '1')} processes), "
+                f"but its state is {state.distributed_type} on {state.device}: {engine} was not applied. "
+                + _ENGINE_NOT_APPLIED[engine]
+            )
+
+
+@dataclass(frozen=True)
+class _LockstepPlan:
+    """The parts a batch does not use that its forward pass runs on zero-weighted inputs (module docstring)."""
+
+    pose_queries: bool
+    towers: bool
+
+
+class _InputPosesAsCodes:
+    """
+    Wraps a collator: the input poses (`pose_values`) become their codes in `input_ids`, encoded one at a time with
+    a CPU float32 copy of the model's frozen pose tokenizer, exactly as [`UniPoseModel.encode_poses`] would (used
+    under ZeRO-3 / FSDP, where the model's own tokenizer is sharded). Other attributes are the collator's.
+    """
+
+    def __init__(self, collator, pose_tokenizer, config):
+        self.collator = collator
+        self.pose_tokenizer = pose_tokenizer
+        self.config = config
+
+    def __getattr__(self, name):
+        # Not set yet while unpickling (dataloader workers): no recursion.
+        if name in ("collator", "pose_tokenizer", "config") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.collator, name)
+
+    def __call__(self, examples):
+        batch = self.collator(examples)
+        pose_values = batch.pop("pose_values", None)
+        if pose_values is None:
+            return batch
+        with torch.no_grad():
+            codes = torch.cat([self.pose_tokenizer.encode(pose[None]) for pose in pose_values.float()])
+        input_ids = batch["input_ids"]
+        mask = input_ids == self.config.pose_token_id
+        if int(mask.sum()) != codes.numel():
+            raise ValueError(
+                f"The batch holds {int(mask.sum())} `<pose>` placeholders but {len(pose_values)} input poses of "
+                f"{codes.shape[1]} codes each."
+            )
+        batch["input_ids"] = input_ids.masked_scatter(mask, codes + self.config.pose_code_token_offset)
+        return batch
+
+
 class UniPoseSFTTrainer(SFTTrainer):
     r"""
     TRL's [`~trl.SFTTrainer`] for UniPose: the model's own loss (text over the vocabulary, pose queries over
@@ -345,6 +561,10 @@ class UniPoseSFTTrainer(SFTTrainer):
 
     Besides TRL's metrics it logs `mean_token_accuracy` (text targets), `pose_code_accuracy`, `text_loss` and
     `pose_loss` (the mean cross-entropy of each kind of target).
+
+    Every trainable parameter gets a gradient at every step, which keeps several processes in lockstep (see the
+    module docstring); DDP's `find_unused_parameters` stays off unless a vision tower trains (set
+    `ddp_find_unused_parameters` to override).
     """
 
     def __init__(
@@ -370,6 +590,16 @@ class UniPoseSFTTrainer(SFTTrainer):
             raise TypeError(f"`training_run` must be a TrainingRun, got {type(training_run).__name__}.")
         # The examples are conversations with images and poses, rendered by the collator.
         args.dataset_kwargs = {**(args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        check_vocabulary_rows(model, processing_class.tokenizer)
+        backbone = _base_model(model).model
+        vision = (backbone.vision_tower, backbone.pose_vision_tower, backbone.multi_modal_projector)
+        self._vision_trains = any(p.requires_grad for module in vision for p in module.parameters())
+        if args.ddp_find_unused_parameters is None:
+            # The lockstep terms give every trainable parameter a gradient at every step, except the parts of a
+            # trained tower that do not reach the loss (CLIP's last layer and pooling head).
+            args.ddp_find_unused_parameters = any(
+                p.requires_grad for module in vision[:2] for p in module.parameters()
+            )
         if data_collator is None:
             data_collator = UniPoseDataCollator.from_model(
                 model,
@@ -396,6 +626,21 @@ class UniPoseSFTTrainer(SFTTrainer):
         in_place = in_place_trainables(self.model) if _is_peft_model(self.model) else {}
         self._in_place_parts = describe_parameters(in_place)
 
+        _check_engine_applied(self)
+        if self.is_fsdp_enabled:
+            check_fsdp_plugin(self.model, self.accelerator.state.fsdp_plugin)
+        self._sharded = parameters_are_sharded(self)
+        if self._sharded:
+            # Copied now, while the weights are whole (the engine shards them when training starts).
+            pose_tokenizer = copy.deepcopy(backbone.pose_tokenizer).to("cpu", torch.float32).eval()
+            self.data_collator = _InputPosesAsCodes(self.data_collator, pose_tokenizer, self._unipose_config)
+        self._backbone = backbone
+        self._lockstep_plan = None  # set by `compute_loss` for the length of one forward pass
+        backbone.get_input_embeddings().register_forward_hook(self._add_unused_pose_queries)
+        backbone.language_model.register_forward_pre_hook(
+            self._add_unused_towers, with_kwargs=True, prepend=True
+        )
+
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = list(CONVERSATION_FEATURES)
@@ -405,7 +650,11 @@ class UniPoseSFTTrainer(SFTTrainer):
         inputs = {**inputs, "use_cache": False}
         if num_items_in_batch is not None:
             inputs["num_items_in_batch"] = num_items_in_batch
-        outputs = model(**inputs)
+        self._lockstep_plan = self._plan_lockstep(inputs, training=model.training and torch.is_grad_enabled())
+        try:
+            outputs = model(**inputs)
+        finally:
+            self._lockstep_plan = None
         loss = outputs.loss
         # As `Trainer.compute_loss`: `num_items_in_batch` counts the targets of every process and DDP averages
         # the gradients over processes, so the per-process loss is scaled back up.
@@ -413,6 +662,48 @@ class UniPoseSFTTrainer(SFTTrainer):
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
         self._record_metrics(outputs.logits.detach(), inputs, mode)
         return (loss, outputs) if return_outputs else loss
+
+    # -- lockstep across processes (module docstring) -----------------------------------------------------
+
+    def _plan_lockstep(self, inputs: dict, training: bool) -> _LockstepPlan | None:
+        """Which modules this batch runs on zero-weighted inputs in this forward pass; `None` for none."""
+        input_ids = inputs["input_ids"]
+        has_images = inputs.get("pixel_values") is not None
+        has_queries = bool((input_ids == self._unipose_config.pose_query_token_id).any())
+        if training and self._vision_trains:
+            towers = not has_images  # a gradient for the trained parts
+        elif self._sharded and self.accelerator.num_processes > 1:
+            # Frozen but sharded: the weights are gathered, so run the towers if any process does. Every process
+            # takes this branch, so every process joins the collective.
+            any_images = self.accelerator.gather(torch.tensor([int(has_images)], device=input_ids.device))
+            towers = not has_images and bool(any_images.any())
+        else:
+            towers = False
+        pose_queries = training and not has_queries and self._backbone.pose_queries.requires_grad
+        return _LockstepPlan(pose_queries, towers) if pose_queries or towers else None
+
+    def _add_unused_pose_queries(self, module, args, inputs_embeds):
+        """Forward hook of the input embeddings, where the model would substitute the queries."""
+        if self._lockstep_plan is None or not self._lockstep_plan.pose_queries:
+            return None
+        return inputs_embeds + (self._backbone.pose_queries.sum() * 0).to(inputs_embeds.dtype)
+
+    def _add_unused_towers(self, module, args, kwargs):
+        """Forward pre-hook of the language model, run before any other so that the towers run where the
+        model's image features would be computed (collectives of sharded engines come in the same order)."""
+        if self._lockstep_plan is None or not self._lockstep_plan.towers:
+            return None
+        inputs_embeds = kwargs["inputs_embeds"]
+        config = self._unipose_config
+        pixel_values = inputs_embeds.new_zeros(
+            (1, 3, *_pair(config.vision_config.image_size)), dtype=torch.float32
+        )
+        pose_pixel_values = inputs_embeds.new_zeros(
+            (1, 3, *_pair(config.pose_vision_config.image_size)), dtype=torch.float32
+        )
+        features = self._backbone.get_image_features(pixel_values, pose_pixel_values)  # (1, grid**2, hidden)
+        kwargs["inputs_embeds"] = inputs_embeds + (features.sum() * 0).to(inputs_embeds.dtype)
+        return args, kwargs
 
     @torch.no_grad()
     def _record_metrics(self, logits: torch.Tensor, inputs: dict, mode: str):
@@ -637,7 +928,8 @@ def save_stage_outputs(
     - stages with an adapter (1, 3): the adapter (with the parameters trained in place) and the processor in
       `output_dir/adapter`; the merged model and processor in `output_dir`. Without sharding the trainer's
       model is merged in place (the trainer is done with it); under DeepSpeed ZeRO-3 or FSDP the main process
-      reloads the base model from `base_model_path` on the CPU and applies the saved adapter to it.
+      reloads the base model from `base_model_path` on the CPU (a folder, or a function that builds the model,
+      for a model built in memory) and applies the saved adapter to it.
     - stage 2: the model and processor in `output_dir`.
 
     Files appear whole (each is written under a temporary name, then renamed), `config.json` last. Each
@@ -648,9 +940,7 @@ def save_stage_outputs(
     """
     output_dir = Path(output_dir or trainer.args.output_dir)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    sharded = trainer.is_fsdp_enabled or (
-        trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
-    )
+    sharded = parameters_are_sharded(trainer)
     if not _is_peft_model(model):
         if sharded:
             trainer.save_model(os.fspath(output_dir))  # gathers the shards
@@ -666,16 +956,22 @@ def save_stage_outputs(
     trainer.save_model(os.fspath(adapter_dir))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
-        if sharded:
-            if base_model_path is None:
-                raise ValueError(
-                    "Merging a sharded run needs `base_model_path`, the model the stage started from."
-                )
-            base = UniPoseForConditionalGeneration.from_pretrained(base_model_path, dtype=torch.float32)
-            merged = load_adapter(base, adapter_dir).merge_and_unload()
-        else:
-            merged = model.merge_and_unload()
-        save_merged_model(merged, trainer.processing_class, output_dir)
+        with whole_model_init(trainer.args):  # on the main process alone
+            if sharded:
+                if base_model_path is None:
+                    raise ValueError(
+                        "Merging a sharded run needs `base_model_path`, the model the stage started from."
+                    )
+                if callable(base_model_path):
+                    base = base_model_path()
+                else:
+                    base = UniPoseForConditionalGeneration.from_pretrained(
+                        base_model_path, dtype=torch.float32
+                    )
+                merged = load_adapter(base, adapter_dir).merge_and_unload()
+            else:
+                merged = model.merge_and_unload()
+            save_merged_model(merged, trainer.processing_class, output_dir)
         trainer.write_model_card(output_dir, artifact="merged")
     trainer.accelerator.wait_for_everyone()
     return {"model": output_dir, "adapter": adapter_dir}
@@ -690,12 +986,16 @@ __all__ = [
     "StagePlan",
     "UniPoseSFTTrainer",
     "add_in_place_trainables_to_adapter",
+    "check_fsdp_plugin",
+    "check_vocabulary_rows",
     "in_place_trainables",
     "language_model_target_modules",
     "load_adapter",
     "new_token_ids",
+    "parameters_are_sharded",
     "prepare_model_for_stage",
     "save_merged_model",
     "save_stage_outputs",
     "stage_peft_config",
+    "whole_model_init",
 ]
