@@ -291,3 +291,29 @@ def test_a_float_image_mode_outside_0_1_is_scaled_by_its_maximum_and_negative_va
     assert np.asarray(rgb)[..., 0].max() == 255 and np.asarray(rgb)[0, 0, 0] == 0
     with pytest.raises(ValueError, match=r"`images` \(PIL mode 'F'\) holds negative"):
         _to_rgb_images(Image.fromarray(values - 10), "images")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model inputs
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from unipose.testing import tiny_model_and_processor
+
+    return tiny_model_and_processor(seed=0)
+
+
+def test_float_input_ids_and_raw_uint8_pixels_are_refused_by_name(tiny):
+    import torch
+
+    model, processor = tiny
+    inputs = processor(text=["Describe <image>"], images=[Image.new("RGB", (40, 30), (90, 120, 150))])
+    with pytest.raises(TypeError, match=r"`input_ids` must be an integer tensor .* got dtype torch.float32"):
+        model(**{**inputs, "input_ids": inputs["input_ids"].float()})
+    raw = (inputs["pixel_values"] * 50 + 100).clamp(0, 255).to(torch.uint8)
+    with pytest.raises(TypeError, match=r"`pixel_values` must be a floating-point tensor .* got dtype torch.uint8"):
+        model(**{**inputs, "pixel_values": raw})
+    with pytest.raises(ValueError, match=r"`pose_pixel_values` must have 4 dimensions"):
+        model(**{**inputs, "pose_pixel_values": inputs["pose_pixel_values"][0]})

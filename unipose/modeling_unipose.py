@@ -225,6 +225,27 @@ def create_pose_attention_mask(
     )
 
 
+def _check_input_types(input_ids, pixel_values, pose_pixel_values, pose_values) -> None:
+    """Refuse inputs whose dtype or rank the model would misread: float token ids, raw uint8 pixels."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dtype == torch.bool or input_ids.is_floating_point():
+        got = type(input_ids).__name__ if not isinstance(input_ids, torch.Tensor) else f"dtype {input_ids.dtype}"
+        raise TypeError(f"`input_ids` must be an integer tensor of token ids (batch, length), got {got}.")
+    if input_ids.dim() != 2:
+        raise ValueError(f"`input_ids` must have shape (batch, length), got {tuple(input_ids.shape)}.")
+    for name, value, rank in (("pixel_values", pixel_values, 4), ("pose_pixel_values", pose_pixel_values, 4),
+                              ("pose_values", pose_values, 3)):
+        if value is None:
+            continue
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            got = type(value).__name__ if not isinstance(value, torch.Tensor) else f"dtype {value.dtype}"
+            raise TypeError(
+                f"`{name}` must be a floating-point tensor as the processor returns it (normalised pixels, or 6D "
+                f"rotations), got {got}; pass images and poses through the processor."
+            )
+        if value.dim() != rank:
+            raise ValueError(f"`{name}` must have {rank} dimensions, got shape {tuple(value.shape)}.")
+
+
 def _cache_argument(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
     """The cache given as `past_key_values` or, in transformers 5.24's name, `cache` (removed from `kwargs`)."""
     cache = kwargs.pop("cache", None)
@@ -497,6 +518,7 @@ class UniPoseModel(UniPosePreTrainedModel):
                 "UniPose needs `input_ids`: the pose spans and their attention pattern are read from them "
                 "(`inputs_embeds` alone cannot say where a pose is)."
             )
+        _check_input_types(input_ids, pixel_values, pose_pixel_values, pose_values)
         past_key_values = _cache_argument(past_key_values, kwargs)
         config = self.config
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
