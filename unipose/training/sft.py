@@ -81,6 +81,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 from trl import SFTTrainer
 
+from ..files import atomic_path
 from ..modeling_unipose import UniPoseForConditionalGeneration
 from ..processing_unipose import IGNORE_INDEX
 from .collator import UniPoseDataCollator
@@ -321,15 +322,8 @@ def add_in_place_trainables_to_adapter(
 
 
 def _atomic_save_file(tensors: dict, path: Path, metadata: dict | None = None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        safetensors.torch.save_file(tensors, temporary, metadata=metadata or {"format": "pt"})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        safetensors.torch.save_file(tensors, str(temporary), metadata=metadata or {"format": "pt"})
 
 
 def load_adapter(

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from datasets import (
 from transformers.utils import logging
 
 from ..data.schema import POSE_SHAPE, record_kind
+from ..files import atomic_path
 from ..processing_unipose import POSE_END_TOKEN, POSE_START_TOKEN, pose_code_token
 from .instructions import IMAGE_SLOTS, POSE_SLOTS, TASKS, TEMPLATE_STYLES, render_template, templates_for
 
@@ -445,15 +445,8 @@ def load_pose_tokenizer(path: str | os.PathLike):
 def write_json_lines(dataset: Dataset, path: str | os.PathLike) -> Path:
     """Write `dataset` as JSON lines, atomically (a temporary file in the same directory, then renamed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        dataset.to_json(temporary, lines=True, force_ascii=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        dataset.to_json(str(temporary), lines=True, force_ascii=False)
     return path
 
 
