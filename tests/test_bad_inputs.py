@@ -317,3 +317,19 @@ def test_float_input_ids_and_raw_uint8_pixels_are_refused_by_name(tiny):
         model(**{**inputs, "pixel_values": raw})
     with pytest.raises(ValueError, match=r"`pose_pixel_values` must have 4 dimensions"):
         model(**{**inputs, "pose_pixel_values": inputs["pose_pixel_values"][0]})
+
+
+def test_training_reports_a_missing_corpus_before_loading_any_model(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_unipose", Path(__file__).parents[1] / "train" / "train_unipose.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    recipe = (Path(__file__).parents[1] / "train" / "recipes" / "stage1_cpu.yaml").read_text()
+    recipe = recipe.replace("data/synthetic/pose_text", str(tmp_path / "missing" / "pose_text"))
+    recipe = recipe.replace("tiny_model_seed: 0", f"tiny_model_seed: null\nmodel_name_or_path: {tmp_path / 'no_model'}")
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe)
+    args = script.make_parser().parse_args_and_config(["--config", str(path), "--output_dir", str(tmp_path / "out")])
+    with pytest.raises(FileNotFoundError, match=r"The corpus '.*missing/pose_text' does not exist"):
+        script.main(*args)

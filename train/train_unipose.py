@@ -228,12 +228,13 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
             f"set `use_peft: {str(trains_adapter).lower()}` (got {model_args.use_peft})."
         )
     set_seed(training_args.seed)
-    with whole_model_init(training_args):  # DeepSpeed ZeRO-3 shards it when training starts
-        model, processor = load_model_and_processor(script_args, model_args)
-
+    # The data first: a wrong corpus path is reported before minutes of model loading.
     with training_args.main_process_first(desc="building the task mixture"):
         seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
         train_dataset = build_task_mixture(script_args.datasets, style=script_args.template_style, seed=seed)
+
+    with whole_model_init(training_args):  # DeepSpeed ZeRO-3 shards it when training starts
+        model, processor = load_model_and_processor(script_args, model_args)
 
     peft_config = None
     if trains_adapter:

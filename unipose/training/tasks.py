@@ -293,6 +293,13 @@ def load_records(path: str | os.PathLike, split: str = "train") -> Dataset:
     `DatasetDict` such as `unipose data synth --out DIR` writes under DIR/pose_text ...), or anything
     `datasets.load_dataset` reads."""
     path = os.fspath(path)
+    # A Hub id is `name` or `owner/name`; anything else that does not exist is a missing local corpus.
+    looks_local = os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1
+    if looks_local and not os.path.exists(os.path.expanduser(path)):
+        raise FileNotFoundError(
+            f"The corpus {path!r} does not exist; write one with `unipose data synth --out DIR` or point the "
+            "recipe's `datasets` at your corpus."
+        )
     saved = os.path.isdir(path) and any(
         os.path.isfile(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json")
     )
