@@ -695,6 +695,26 @@ def build_app(app: AppModel, output_dir: str | os.PathLike | None = None):
         return text, status, view, render, downloads
 
     examples = list(BUNDLED_POSES)
+    def _pose_input(letter: str, example: str, visible: bool):
+        """One pose slot: an upload, a bundled example and a preview; returns the column and the three parts."""
+        with gr.Column(elem_id=f"pose_{letter}", visible=visible) as column:
+            upload = gr.File(
+                label=f"Pose {letter.upper()} (.npz, .npy, .json)",
+                file_types=list(POSE_FILE_SUFFIXES),
+                type="filepath",
+                elem_id=f"pose_{letter}_file",
+                height=120,
+            )
+            choice = gr.Dropdown(examples, value=example, label="or a bundled pose", elem_id=f"pose_{letter}_example")
+            picture = gr.Image(
+                render_pose(bundled_pose(example), size=(260, 260)),
+                label=f"Pose {letter.upper()}",
+                interactive=False,
+                height=200,
+                elem_id=f"pose_{letter}_preview",
+            )
+        return column, upload, choice, picture
+
     with gr.Blocks(title="UniPose", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown(
             "# UniPose\nOne model that describes, compares, generates, estimates and edits 3D human poses. "
@@ -727,42 +747,8 @@ def build_app(app: AppModel, output_dir: str | os.PathLike | None = None):
                         visible=False,
                     )
                 with gr.Row():
-                    with gr.Column(elem_id="pose_a") as pose_a_column:
-                        upload_a = gr.File(
-                            label="Pose A (.npz, .npy, .json)",
-                            file_types=list(POSE_FILE_SUFFIXES),
-                            type="filepath",
-                            elem_id="pose_a_file",
-                            height=120,
-                        )
-                        example_a = gr.Dropdown(
-                            examples, value=examples[0], label="or a bundled pose", elem_id="pose_a_example"
-                        )
-                        preview_a = gr.Image(
-                            render_pose(bundled_pose(examples[0]), size=(260, 260)),
-                            label="Pose A",
-                            interactive=False,
-                            height=200,
-                            elem_id="pose_a_preview",
-                        )
-                    with gr.Column(elem_id="pose_b", visible=False) as pose_b_column:
-                        upload_b = gr.File(
-                            label="Pose B (.npz, .npy, .json)",
-                            file_types=list(POSE_FILE_SUFFIXES),
-                            type="filepath",
-                            elem_id="pose_b_file",
-                            height=120,
-                        )
-                        example_b = gr.Dropdown(
-                            examples, value=examples[1], label="or a bundled pose", elem_id="pose_b_example"
-                        )
-                        preview_b = gr.Image(
-                            render_pose(bundled_pose(examples[1]), size=(260, 260)),
-                            label="Pose B",
-                            interactive=False,
-                            height=200,
-                            elem_id="pose_b_preview",
-                        )
+                    pose_a_column, upload_a, example_a, preview_a = _pose_input("a", examples[0], visible=True)
+                    pose_b_column, upload_b, example_b, preview_b = _pose_input("b", examples[1], visible=False)
                 bundled_texts = json.loads((ASSETS / "inputs.json").read_text())
                 description = gr.Textbox(
                     bundled_texts["caption"],

@@ -1,7 +1,8 @@
 """The ``unipose`` command line.
 
 Each subcommand lives in the module that owns its work and exposes two functions,
-``add_arguments(parser)`` and ``run(args)``, which returns an exit code or the text to show; this file only
+``add_arguments(parser)`` and ``run(args)``, which returns an exit code, the text to show, or both as a
+tuple; this file only
 lists them, prints what they return, and imports a module when its subcommand is used so that
 ``unipose --help`` stays fast.
 """
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unipose {known.command}: error: {type(error).__name__}: {message}", file=sys.stderr)
         print("(run again with --debug, or UNIPOSE_DEBUG=1, for the traceback)", file=sys.stderr)
         return 1
+    if isinstance(result, tuple):  # text to show and an exit code
+        text, code = result
+        print(text)
+        return int(code)
     if isinstance(result, str):
         print(result)
         return 0

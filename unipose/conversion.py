@@ -776,7 +776,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> str | int:
+def run(args: argparse.Namespace) -> str | tuple[str, int]:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     report = convert_release(
         args.base, args.unipose, args.pose_tokenizer, args.pose_vit, args.out, dtype=dtype, overwrite=args.overwrite,
@@ -788,9 +788,7 @@ def run(args: argparse.Namespace) -> str | int:
     from .verification import format_checks, verify_against_reference
 
     checks = verify_against_reference(args.out, args.verify)
-    print(text)
-    print(format_checks(checks))
-    return 0 if all(check.passed for check in checks) else 1
+    return f"{text}\n{format_checks(checks)}", 0 if all(check.passed for check in checks) else 1
 
 
 __all__ = ["KEY_MAPPING", "ConversionReport", "convert_release", "map_key"]

@@ -232,10 +232,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="Tolerance of the float comparisons.")
 
 
-def run(args) -> int:
+def run(args) -> tuple[str, int]:
+    """The table of checks, and the exit code: 1 when any check fails."""
     checks = verify_against_reference(args.model, args.reference, atol=args.atol)
-    print(format_checks(checks))
-    return 0 if all(check.passed for check in checks) else 1
+    return format_checks(checks), 0 if all(check.passed for check in checks) else 1
 
 
 __all__ = ["Check", "format_checks", "read_reference", "verify_against_reference"]
