@@ -2,9 +2,8 @@
 
 Each subcommand lives in the module that owns its work and exposes two functions,
 ``add_arguments(parser)`` and ``run(args)``, which returns an exit code, the text to show, or both as a
-tuple; this file only
-lists them, prints what they return, and imports a module when its subcommand is used so that
-``unipose --help`` stays fast.
+tuple; this file only lists them, prints what they return, and imports a module when its subcommand is used
+so that ``unipose --help`` stays fast.
 """
 
 from __future__ import annotations
