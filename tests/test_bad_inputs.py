@@ -41,7 +41,9 @@ def test_two_ids_that_name_the_same_pose_are_refused_not_dropped(tmp_path, reade
     else:
         path.write_text(json.dumps({"7": ["first caption"], "007": ["second caption"]}))
         read = posescript.read_texts
-    with pytest.raises(ValueError, match=r"the ids '1' and '01' are the same id|the ids '7' and '007' are the same id"):
+    with pytest.raises(
+        ValueError, match=r"the ids '1' and '01' are the same id|the ids '7' and '007' are the same id"
+    ):
         read(path)
 
 
@@ -85,7 +87,9 @@ def test_finite_but_huge_axis_angle_values_are_refused_with_their_frame(tmp_path
 
 def test_a_negative_frame_rate_is_refused_not_read_as_every_frame(tmp_path):
     path = _amass_file(tmp_path, np.zeros((6, 156)), mocap_framerate=-30.0)
-    with pytest.raises(ValueError, match=r"`mocap_framerate` in .* is -30.0; a capture rate must be a positive"):
+    with pytest.raises(
+        ValueError, match=r"`mocap_framerate` in .* is -30.0; a capture rate must be a positive"
+    ):
         read_amass_sequence(path, target_fps=10)
     with pytest.raises(ValueError, match=r"`target_fps` must be a positive number"):
         read_amass_sequence(_amass_file(tmp_path, np.zeros((6, 156)), mocap_framerate=30.0), target_fps=-5)
@@ -95,7 +99,9 @@ def test_a_negative_frame_rate_is_refused_not_read_as_every_frame(tmp_path):
 def test_a_corrupt_npz_is_reported_with_its_path_everywhere(tmp_path, content):
     path = tmp_path / "broken.npz"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match=r"AMASS sequence file .*broken\.npz is not a readable \.npz archive"):
+    with pytest.raises(
+        ValueError, match=r"AMASS sequence file .*broken\.npz is not a readable \.npz archive"
+    ):
         read_amass_sequence(path)
     with pytest.raises(ValueError, match=r"PoseEst annotation file .*broken\.npz is not a readable"):
         read_pose_estimation_annotations(path)
@@ -140,14 +146,21 @@ def _poseest(tmp_path, names) -> Path:
     (images / "broken.png").write_bytes(b"\x89PNG not really")
     path = tmp_path / "corpus.npz"
     count = len(names)
-    np.savez(path, imgname=np.array(names), pose=np.zeros((count, 72)), center=np.full((count, 2), 16.0),
-             scale=np.full(count, 0.1))
+    np.savez(
+        path,
+        imgname=np.array(names),
+        pose=np.zeros((count, 72)),
+        center=np.full((count, 2), 16.0),
+        scale=np.full(count, 0.1),
+    )
     return path
 
 
 def test_an_image_name_outside_the_image_root_is_refused(tmp_path):
     path = _poseest(tmp_path, ["good.png", "../../etc/passwd"])
-    with pytest.raises(ValueError, match=r"Row 1 of .* names the image '\.\./\.\./etc/passwd', which lies outside"):
+    with pytest.raises(
+        ValueError, match=r"Row 1 of .* names the image '\.\./\.\./etc/passwd', which lies outside"
+    ):
         load_pose_estimation(path, tmp_path / "images", cache_dir=tmp_path / "cache")
 
 
@@ -206,7 +219,11 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
 def _convert(out: Path, overwrite: bool):
     root = FIXTURES / "release_a"
     return conversion.convert_release(
-        root / "base", root / "unipose", root / "pose_vqvae.ckpt", root / "tokenhmr_model.ckpt", out,
+        root / "base",
+        root / "unipose",
+        root / "pose_vqvae.ckpt",
+        root / "tokenhmr_model.ckpt",
+        out,
         overwrite=overwrite,
     )
 
@@ -233,7 +250,9 @@ def test_overwrite_replaces_an_earlier_conversion_and_an_empty_folder_is_used(tm
 
 
 def test_command_line_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
-    code = cli_main(["verify", "--model", str(tmp_path / "missing"), "--reference", str(tmp_path / "nope.safetensors")])
+    code = cli_main(
+        ["verify", "--model", str(tmp_path / "missing"), "--reference", str(tmp_path / "nope.safetensors")]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert err.startswith("unipose verify: error: FileNotFoundError: The reference file")
@@ -242,7 +261,9 @@ def test_command_line_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
 
 def test_command_line_debug_shows_the_traceback(tmp_path):
     with pytest.raises(FileNotFoundError, match="reference file"):
-        cli_main(["verify", "--debug", "--model", str(tmp_path), "--reference", str(tmp_path / "nope.safetensors")])
+        cli_main(
+            ["verify", "--debug", "--model", str(tmp_path), "--reference", str(tmp_path / "nope.safetensors")]
+        )
 
 
 def test_command_line_usage_errors_exit_2(capsys):
@@ -254,7 +275,10 @@ def test_command_line_usage_errors_exit_2(capsys):
 
 @pytest.mark.parametrize(
     ("value", "fragment"),
-    [("gpu0", r"`--device` must be `auto`, `cpu`, .* got 'gpu0'"), ("cuda:7", r"no CUDA device|has \d+ CUDA device")],
+    [
+        ("gpu0", r"`--device` must be `auto`, `cpu`, .* got 'gpu0'"),
+        ("cuda:7", r"no CUDA device|has \d+ CUDA device"),
+    ],
 )
 def test_a_nonsense_device_is_refused_by_name(value, fragment):
     with pytest.raises(ValueError, match=fragment):
@@ -313,23 +337,142 @@ def test_float_input_ids_and_raw_uint8_pixels_are_refused_by_name(tiny):
     with pytest.raises(TypeError, match=r"`input_ids` must be an integer tensor .* got dtype torch.float32"):
         model(**{**inputs, "input_ids": inputs["input_ids"].float()})
     raw = (inputs["pixel_values"] * 50 + 100).clamp(0, 255).to(torch.uint8)
-    with pytest.raises(TypeError, match=r"`pixel_values` must be a floating-point tensor .* got dtype torch.uint8"):
+    with pytest.raises(
+        TypeError, match=r"`pixel_values` must be a floating-point tensor .* got dtype torch.uint8"
+    ):
         model(**{**inputs, "pixel_values": raw})
     with pytest.raises(ValueError, match=r"`pose_pixel_values` must have 4 dimensions"):
         model(**{**inputs, "pose_pixel_values": inputs["pose_pixel_values"][0]})
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Text typed by users
+# --------------------------------------------------------------------------------------------------------------
+
+# Every kind of control token a user could type, and the BOS.
+TYPED = "what is <pose_query>, <image>, <pose>, <p> <pose_3> </p> or <s>?"
+
+
+def _count(ids, *token_ids):
+    return sum(int((ids == token_id).sum()) for token_id in token_ids)
+
+
+def test_a_typed_pose_query_without_target_poses_is_refused_like_the_other_placeholders(tiny):
+    _, processor = tiny
+    with pytest.raises(
+        ValueError, match=r"\[1\] `<pose_query>` placeholder\(s\) per sample but no `target_poses`"
+    ):
+        processor(text="Tell me about <pose_query>")
+    with pytest.raises(ValueError, match=r"\[1\] `<pose>` placeholder\(s\) per sample but no `poses`"):
+        processor(text="Tell me about <pose>")
+    with pytest.raises(ValueError, match=r"malformed pose span"):
+        processor(text="Tell me about <p> this")
+    with pytest.raises(ValueError, match=r"pose token\(s\) and 1 `</p>` outside"):
+        processor(text="Tell me about <pose_3> </p> this")
+
+
+def test_sanitized_chat_turns_typed_control_tokens_into_text_and_keeps_the_items(tiny):
+    import torch
+
+    model, processor = tiny
+    pose = torch.zeros(22, 3)
+    chat = [{"role": "user", "content": [{"type": "text", "text": TYPED}, {"type": "pose", "pose": pose}]}]
+    inputs = processor.apply_chat_template(
+        chat, tokenize=True, return_dict=True, add_generation_prompt=True, sanitize_control_tokens=True
+    )
+    ids = inputs["input_ids"][0]
+    n = processor.num_pose_tokens
+    # Only the pose item is a pose: one span of `<pose>` placeholders; no query, no image, no codes, one BOS.
+    assert _count(ids, processor.pose_token_id) == n and _count(ids, processor.pose_start_token_id) == 1
+    assert _count(ids, processor.pose_query_token_id, processor.image_token_id) == 0
+    assert int(processor._is_code(ids.numpy()).sum()) == 0
+    assert _count(ids, processor.tokenizer.bos_token_id) == 1
+    assert TYPED in processor.decode(ids, skip_special_tokens=True)
+    assert inputs["pose_values"].shape == (1, 22, 6)
+    out = model.generate(**inputs, max_new_tokens=3, do_sample=False, return_dict_in_generate=True)
+    assert out.sequences.shape[1] > ids.shape[0]
+
+
+def test_sanitizing_text_without_control_tokens_changes_nothing(tiny):
+    import torch
+
+    _, processor = tiny
+    chat = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Describe this pose:"},
+                {"type": "pose", "pose": torch.zeros(22, 3)},
+            ],
+        }
+    ]
+    kwargs = {"tokenize": True, "return_dict": True, "add_generation_prompt": True}
+    plain = processor.apply_chat_template(chat, **kwargs)
+    sanitized = processor.apply_chat_template(chat, **kwargs, sanitize_control_tokens=True)
+    assert torch.equal(plain["input_ids"], sanitized["input_ids"])
+    assert torch.equal(plain["attention_mask"], sanitized["attention_mask"])
+
+
+def test_marked_user_text_in_a_hand_written_prompt_is_plain_text(tiny):
+    import torch
+
+    _, processor = tiny
+    marked = processor.mark_control_tokens(
+        TYPED + " \U000f0000<image>\U000f0001"
+    )  # forged markers are dropped
+    prompts = ["Describe this pose: <pose> " + marked, "And <image> " + marked]
+    inputs = processor(
+        text=prompts,
+        poses=[torch.zeros(22, 3)],
+        images=[Image.new("RGB", (40, 30), (90, 120, 150))],
+        sanitize_control_tokens=True,
+    )
+    first, second = inputs["input_ids"]
+    assert _count(first, processor.pose_token_id) == processor.num_pose_tokens
+    assert _count(first, processor.pose_query_token_id, processor.image_token_id) == 0
+    assert _count(second, processor.image_token_id) == processor.image_seq_length
+    assert _count(second, processor.pose_token_id, processor.pose_start_token_id) == 0
+    assert [_count(row, processor.tokenizer.bos_token_id) for row in inputs["input_ids"]] == [1, 1]
+    # The same prompts unmarked are refused: the typed `<pose_query>` has no target.
+    with pytest.raises(ValueError, match="no `target_poses`"):
+        processor(text=["Describe this pose: <pose> what is <pose_query>?"], poses=[torch.zeros(22, 3)])
+    # Truncation still may only cut text: typed tokens are text, the pose span is protected.
+    length = int(inputs["attention_mask"][0].sum())
+    cut = processor(
+        text=prompts[:1],
+        poses=[torch.zeros(22, 3)],
+        sanitize_control_tokens=True,
+        truncation=True,
+        max_length=length - 3,
+    )
+    assert cut["input_ids"].shape[1] == length - 3
+    with pytest.raises(ValueError, match="would cut an image or a pose span"):
+        processor(
+            text=["<pose> " + marked],
+            poses=[torch.zeros(22, 3)],
+            sanitize_control_tokens=True,
+            truncation=True,
+            max_length=5,
+        )
+
+
 def test_training_reports_a_missing_corpus_before_loading_any_model(tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("train_unipose", Path(__file__).parents[1] / "train" / "train_unipose.py")
+    spec = importlib.util.spec_from_file_location(
+        "train_unipose", Path(__file__).parents[1] / "train" / "train_unipose.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     recipe = (Path(__file__).parents[1] / "train" / "recipes" / "stage1_cpu.yaml").read_text()
     recipe = recipe.replace("data/synthetic/pose_text", str(tmp_path / "missing" / "pose_text"))
-    recipe = recipe.replace("tiny_model_seed: 0", f"tiny_model_seed: null\nmodel_name_or_path: {tmp_path / 'no_model'}")
+    recipe = recipe.replace(
+        "tiny_model_seed: 0", f"tiny_model_seed: null\nmodel_name_or_path: {tmp_path / 'no_model'}"
+    )
     path = tmp_path / "recipe.yaml"
     path.write_text(recipe)
-    args = script.make_parser().parse_args_and_config(["--config", str(path), "--output_dir", str(tmp_path / "out")])
+    args = script.make_parser().parse_args_and_config(
+        ["--config", str(path), "--output_dir", str(tmp_path / "out")]
+    )
     with pytest.raises(FileNotFoundError, match=r"The corpus '.*missing/pose_text' does not exist"):
         script.main(*args)

@@ -282,7 +282,9 @@ def test_assistant_mask_covers_the_answer_after_placeholder_expansion(processor)
 
 def test_placeholders_expand_to_spans(processor):
     text = "A <image> B <pose> C <pose_query> D <image>"
-    out = processor(text=text, images=[image(seed=0), image(seed=1)], poses=[axis_angle()])
+    out = processor(
+        text=text, images=[image(seed=0), image(seed=1)], poses=[axis_angle()], target_poses=[codes(2)]
+    )
     ids = out["input_ids"][0]
 
     def count(token_id):
@@ -302,7 +304,7 @@ def test_placeholders_expand_to_spans(processor):
     assert out["pixel_values"].shape == (2, 3, CLIP_SIZE, CLIP_SIZE)
     assert out["pose_pixel_values"].shape == (2, 3, *POSE_SIZE)
     assert out["pose_values"].shape == (1, 22, 6) and out["pose_values"].dtype == torch.float32
-    assert "pose_labels" not in out
+    assert int((out["labels"] != -100).sum()) == NUM_POSE_TOKENS
 
 
 def test_batches_are_left_padded_by_default(processor):
@@ -607,7 +609,9 @@ def test_truncation_only_removes_text(processor):
 
 def test_batch_decode_pose_span_modes(processor):
     code = codes(11)
-    ids = processor(text=["Like this: <pose>.", "Hello <pose_query>"], poses=[code])["input_ids"]
+    ids = processor(text=["Like this: <pose>.", "Hello <pose_query>"], poses=[code], target_poses=[code])[
+        "input_ids"
+    ]
     assert processor.batch_decode(ids) == ["Like this: <pose>.", "Hello <pose>"]
     assert processor.batch_decode(ids, pose_spans="remove") == ["Like this: .", "Hello "]
     kept = processor.batch_decode(ids, pose_spans="keep")

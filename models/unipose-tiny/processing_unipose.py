@@ -13,6 +13,13 @@ so prompts only hold single placeholders:
   With `target_poses` (codes), `labels` holds the code token of each query position, so that
   `model(**processor(...)).loss` is the pose loss; a chat tokenized with `return_assistant_tokens_mask=True`
   also labels the text of its answers.
+- Text from users: `apply_chat_template(..., tokenize=True, sanitize_control_tokens=True)` (or
+  `processor(text=..., sanitize_control_tokens=True)` on text whose user parts went through
+  `processor.mark_control_tokens`) encodes the control tokens that users typed (`<image>`, `<pose>`,
+  `<pose_query>`, `<p>`, `</p>`, the code tokens, `<s>`) as plain text; only the placeholders written by the
+  prompt itself (or by the chat's image and pose items) take effect. Without it, a control token in the wrong
+  place is refused: a placeholder without its input, a `<pose_query>` without `target_poses`, a `<p>`, `</p>`
+  or code token outside a complete span.
 - A prompt that ends with an open `<p>` asks `generate` for a pose right away (Text-to-Pose, Pose
   Estimation, Pose Editing): the model writes all N codes in one step. In a chat, a final assistant message
   `"<p>"` continued with `continue_final_message=True` does the same.
@@ -46,6 +53,18 @@ from transformers.processing_utils import MultiModalData, ProcessingKwargs, Proc
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, TruncationStrategy
 from transformers.utils import logging
 
+try:  # transformers' marking of user text (`sanitize_control_tokens`); older releases do not have it
+    from transformers.utils.chat_template_utils import (
+        _CONTROL_TOKEN_END,
+        _CONTROL_TOKEN_START,
+        _get_control_token_patterns,
+        encode_marked_chat,
+        mark_control_tokens,
+    )
+except ImportError:  # pragma: no cover - depends on the installed transformers
+    encode_marked_chat = None
+    _CONTROL_TOKEN_START, _CONTROL_TOKEN_END = "\U000f0000", "\U000f0001"  # never present: nothing is marked
+
 # Imported so that the pipeline travels with the processor: `save_pretrained` copies relative imports.
 from .pipeline_unipose import UniPosePipeline
 from .rotations import to_rotation_6d
@@ -70,6 +89,8 @@ _POSE_CODE_PATTERN = re.compile(r"<pose_(0|[1-9][0-9]*)>")
 _PLACEHOLDER_PATTERN = re.compile(
     "|".join(re.escape(token) for token in (IMAGE_TOKEN, POSE_QUERY_TOKEN, POSE_TOKEN))
 )
+# A control token marked as user text by `mark_control_tokens` (between two private-use characters).
+_MARKED_TOKEN_PATTERN = re.compile(f"{_CONTROL_TOKEN_START}.*?{_CONTROL_TOKEN_END}", re.DOTALL)
 _TOKEN_FIELDS = {
     "image_token_id": IMAGE_TOKEN,
     "pose_token_id": POSE_TOKEN,
@@ -82,6 +103,13 @@ _IMAGE_TYPES = (PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike)
 _IMAGE_CHANNELS = (1, 3, 4)
 
 ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
+
+
+def _placeholders(text: str, sanitize: bool):
+    """The placeholder matches of `text`; with `sanitize`, those marked as user text are not placeholders."""
+    for match in _PLACEHOLDER_PATTERN.finditer(text):
+        if not (sanitize and match.start() > 0 and text[match.start() - 1] == _CONTROL_TOKEN_START):
+            yield match
 
 
 def pose_code_token(code: int) -> str:
@@ -711,8 +739,12 @@ class UniPoseProcessor(ProcessorMixin):
             raise ValueError(f"{type(self).__name__} takes no `videos` or `audio`.")
         output_kwargs = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = output_kwargs["text_kwargs"], output_kwargs["images_kwargs"]
-        if text_kwargs.pop("sanitize_control_tokens", None):
-            raise ValueError(f"`sanitize_control_tokens=True` is not supported by {type(self).__name__}.")
+        sanitize = bool(text_kwargs.pop("sanitize_control_tokens", None))
+        if sanitize and encode_marked_chat is None:
+            raise ValueError(
+                "`sanitize_control_tokens=True` needs a transformers release with `mark_control_tokens` "
+                "(transformers.utils.chat_template_utils); upgrade transformers."
+            )
         if "padding_side" not in kwargs and "padding_side" not in kwargs.get("text_kwargs", {}):
             text_kwargs["padding_side"] = "left"
         return_tensors = text_kwargs.pop("return_tensors", None)
@@ -732,7 +764,7 @@ class UniPoseProcessor(ProcessorMixin):
             )
 
         texts = self._read_text(text)
-        placeholders = [_PLACEHOLDER_PATTERN.findall(sample) for sample in texts]
+        placeholders = [[match.group() for match in _placeholders(sample, sanitize)] for sample in texts]
         image_counts = [found.count(IMAGE_TOKEN) for found in placeholders]
         pose_counts = [found.count(POSE_TOKEN) for found in placeholders]
         query_counts = [found.count(POSE_QUERY_TOKEN) for found in placeholders]
@@ -756,13 +788,22 @@ class UniPoseProcessor(ProcessorMixin):
             sample_poses = self._read_poses(poses, "poses", pose_counts, POSE_TOKEN, codes_only=False)
 
         sample_targets = None
+        if target_poses is None and any(query_counts):
+            raise ValueError(
+                f"The text has {query_counts} `{POSE_QUERY_TOKEN}` placeholder(s) per sample but no `target_poses`: "
+                f"`{POSE_QUERY_TOKEN}` marks a pose to produce in training, with its codes in `target_poses`. "
+                f"To ask the model for a pose, end the prompt with `{POSE_START_TOKEN}`; to pass text typed by "
+                "users, use `sanitize_control_tokens=True`."
+            )
         if target_poses is not None:
             sample_targets = self._read_poses(
                 target_poses, "target_poses", query_counts, POSE_QUERY_TOKEN, codes_only=True
             )
 
-        expanded, replacement_offsets = self._expand_placeholders(texts, sample_images, sample_poses)
-        encoding = self._tokenize(expanded, text_kwargs)
+        expanded, replacement_offsets = self._expand_placeholders(
+            texts, sample_images, sample_poses, sanitize
+        )
+        encoding = self._tokenize(expanded, text_kwargs, sanitize)
 
         spans = [self._find_pose_spans(ids, index) for index, ids in enumerate(encoding["input_ids"])]
         data = dict(encoding)
@@ -882,16 +923,17 @@ class UniPoseProcessor(ProcessorMixin):
         return POSE_START_TOKEN + body + POSE_END_TOKEN
 
     def _expand_placeholders(
-        self, texts: list[str], sample_images: list[list], sample_poses: list[list]
+        self, texts: list[str], sample_images: list[list], sample_poses: list[list], sanitize: bool
     ) -> tuple[list[str], list[list[dict]]]:
-        """Replaces each placeholder by its span; also returns ProcessorMixin's replacement offsets."""
+        """Replaces each placeholder (not marked as user text) by its span; also returns ProcessorMixin's
+        replacement offsets."""
         query_text = POSE_START_TOKEN + POSE_QUERY_TOKEN * self.num_pose_tokens + POSE_END_TOKEN
         expanded, offsets = [], []
         for sample, text in enumerate(texts):
             poses = iter(sample_poses[sample])
             image_indices = iter(range(len(sample_images[sample])))
             pieces, sample_offsets, last, shift = [], [], 0, 0
-            for match in _PLACEHOLDER_PATTERN.finditer(text):
+            for match in _placeholders(text, sanitize):
                 token = match.group()
                 if token == IMAGE_TOKEN:
                     replacement, kind = self.replace_image_token(image_idx=next(image_indices)), "image"
@@ -927,13 +969,16 @@ class UniPoseProcessor(ProcessorMixin):
         )
         return (*(int((ids == kind).sum()) for kind in kinds), int(is_code.sum()))
 
-    def _protected_counts_in_text(self, text: str) -> tuple[int, ...]:
-        """The same counts read from the text (exact: `get_unipose_token_ids` checked that none is split)."""
+    def _protected_counts_in_text(self, text: str, sanitize: bool) -> tuple[int, ...]:
+        """The same counts read from the text (exact: `get_unipose_token_ids` checked that none is split);
+        tokens marked as user text are plain text, and do not count."""
+        if sanitize:
+            text = _MARKED_TOKEN_PATTERN.sub("", text)
         tokens = (IMAGE_TOKEN, POSE_TOKEN, POSE_QUERY_TOKEN, POSE_START_TOKEN, POSE_END_TOKEN)
         codes = sum(int(code) < self.pose_codebook_size for code in _POSE_CODE_PATTERN.findall(text))
         return (*(text.count(token) for token in tokens), codes)
 
-    def _tokenize(self, texts: list[str], text_kwargs: dict) -> dict[str, list]:
+    def _tokenize(self, texts: list[str], text_kwargs: dict, sanitize: bool) -> dict[str, list]:
         """Tokenizes the expanded texts; refuses an over-long sequence and a truncation that cuts a span."""
         text_kwargs = dict(text_kwargs)
         return_attention_mask = text_kwargs.pop("return_attention_mask", None)
@@ -941,11 +986,11 @@ class UniPoseProcessor(ProcessorMixin):
         if not _is_truncating(truncation) and text_kwargs.get("padding") != "max_length":
             # The tokenizer would only warn that it ignores it; it is checked below.
             text_kwargs.pop("max_length", None)
-        encoding = self._encode(texts, text_kwargs)
+        encoding = self._encode_marked(texts, text_kwargs) if sanitize else self._encode(texts, text_kwargs)
         if _is_truncating(truncation):
             for sample, (text, ids) in enumerate(zip(texts, encoding["input_ids"], strict=True)):
                 # Padding ids are never UniPose tokens, so the padded row can be counted as it is.
-                if self._protected_counts(ids) != self._protected_counts_in_text(text):
+                if self._protected_counts(ids) != self._protected_counts_in_text(text, sanitize):
                     limit = max_length if max_length is not None else self.tokenizer.model_max_length
                     raise ValueError(
                         f"Truncating sample {sample} to {limit} tokens would cut an image or a pose span; "
@@ -1012,6 +1057,69 @@ class UniPoseProcessor(ProcessorMixin):
                 for ids, row in zip(padded["input_ids"], offsets, strict=True)
             ]
         return padded
+
+    def _encode_marked(self, texts: list[str], text_kwargs: dict) -> dict[str, list]:
+        """
+        [`_encode`] for texts whose user parts went through [`mark_control_tokens`]: a marked control token is
+        encoded as plain text (transformers' `encode_marked_chat`), everything else as the tokenizer encodes it.
+        """
+        unsupported = [key for key in ("return_offsets_mapping", "stride") if text_kwargs.get(key)]
+        if unsupported or text_kwargs.get("is_split_into_words"):
+            raise ValueError(
+                f"`sanitize_control_tokens=True` cannot be combined with `{unsupported or 'is_split_into_words'}`."
+            )
+        add_special_tokens = text_kwargs.get("add_special_tokens")
+        bos, bos_id = self.tokenizer.bos_token, self.tokenizer.bos_token_id
+        rows = []
+        for text in texts:
+            add = (
+                (bos is None or not text.startswith(bos))
+                if add_special_tokens is None
+                else add_special_tokens
+            )
+            rows.append(
+                ([bos_id] if add and bos_id is not None else []) + encode_marked_chat(self.tokenizer, text)
+            )
+        max_length = text_kwargs.get("max_length")
+        if _is_truncating(text_kwargs.get("truncation")) and max_length is not None:
+            keep_end = self.tokenizer.truncation_side == "left"
+            rows = [row[-max_length:] if keep_end else row[:max_length] for row in rows]
+        padding_keys = ("padding", "pad_to_multiple_of", "padding_side")
+        padding = {key: text_kwargs[key] for key in padding_keys if key in text_kwargs}
+        if text_kwargs.get("padding") == "max_length":
+            padding["max_length"] = max_length
+        return dict(
+            self.tokenizer.pad(
+                {"input_ids": rows},
+                **padding,
+                return_attention_mask=True,
+            )
+        )
+
+    def mark_control_tokens(self, text: str) -> str:
+        """
+        Marks the control tokens in `text`, a string typed by a user, so that
+        `processor(..., sanitize_control_tokens=True)` encodes them as plain text: a `<pose_query>`, `<image>`,
+        `<p>` or `<pose_12>` typed by a user is then just text, never a placeholder or a pose span. (The chat
+        route does this itself: `apply_chat_template(..., tokenize=True, sanitize_control_tokens=True)`.)
+
+        Example:
+
+        ```python
+        >>> user_text = "what does <pose_query> mean?"
+        >>> prompt = "Describe this pose: <pose> " + processor.mark_control_tokens(user_text)
+        >>> inputs = processor(text=prompt, poses=[pose], sanitize_control_tokens=True)  # one pose, no query
+        ```
+        """
+        if encode_marked_chat is None:
+            raise ValueError(
+                "`mark_control_tokens` needs a transformers release that has it; upgrade transformers."
+            )
+        if not isinstance(text, str):
+            raise TypeError(f"`text` must be a string, got {type(text).__name__}.")
+        control_tokens = self.tokenizer._get_control_tokens(self.chat_template or "")
+        pattern, _ = _get_control_token_patterns(tuple(control_tokens))
+        return mark_control_tokens(text, pattern)
 
     def _is_code(self, ids: np.ndarray) -> np.ndarray:
         return (ids >= self.pose_code_token_offset) & (
