@@ -389,9 +389,17 @@ class AppModel:
             `ValueError`: if the prompt and the answer would not fit in the model's context.
         """
         self.load()
-        record, text = task_records(inputs)[task]
+        # What visitors type is text: a `<image>` or `<pose_query>` in it is encoded as plain text.
+        typed = {"caption", "instruction"}
+        marked = {
+            name: self.processor.mark_control_tokens(value) if name in typed and value else value
+            for name, value in inputs.items()
+        }
+        record, text = task_records(marked)[task]
         prompt = evaluation_prompt(task.replace("_", "-"), record, text, self.processor.tokenizer)
-        batch = self.processor(text=[prompt.text], images=[prompt.images], poses=[prompt.poses])
+        batch = self.processor(
+            text=[prompt.text], images=[prompt.images], poses=[prompt.poses], sanitize_control_tokens=True
+        )
         prompt_length = batch["input_ids"].shape[1]
         context = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
         if context is not None and prompt_length + self.max_new_tokens > context:
@@ -407,7 +415,8 @@ class AppModel:
             seconds = time.perf_counter() - start
         answer = self.processor.batch_decode(output.sequences[:, prompt_length:], pose_spans="remove")[0]
         poses = output.poses[0].detach().cpu().numpy().astype(np.float32)  # (num_poses, 22, 3)
-        return TaskAnswer(task=task, prompt=prompt.text, text=answer.strip(), poses=poses, seconds=seconds)
+        shown = evaluation_prompt(task.replace("_", "-"), *task_records(inputs)[task], self.processor.tokenizer)
+        return TaskAnswer(task=task, prompt=shown.text, text=answer.strip(), poses=poses, seconds=seconds)
 
     def write_answer(self, answer: TaskAnswer, out_dir: str | os.PathLike) -> AnswerFiles:
         """Writes the 3D view, the picture and the downloads of `answer`'s poses into `out_dir` (see
