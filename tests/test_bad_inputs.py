@@ -474,5 +474,24 @@ def test_training_reports_a_missing_corpus_before_loading_any_model(tmp_path):
     args = script.make_parser().parse_args_and_config(
         ["--config", str(path), "--output_dir", str(tmp_path / "out")]
     )
+    # A model folder that does not exist is named as a folder, not looked up on the Hub as a model id.
+    with pytest.raises(FileNotFoundError, match=r"`model_name_or_path` '.*no_model' does not exist"):
+        script.main(*args)
+    # With a model folder in place (never loaded here), the missing corpus is reported before the model loads.
+    (tmp_path / "no_model").mkdir()
+    (tmp_path / "no_model" / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"The corpus '.*missing/pose_text' does not exist"):
         script.main(*args)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.999, 4])
+def test_a_weight_file_cut_short_is_named(tmp_path, tiny, keep):
+    from transformers import AutoModel
+
+    model, _ = tiny
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
+    with pytest.raises(ValueError, match=r"The weight file .*model\.safetensors is damaged or incomplete: it has"):
+        AutoModel.from_pretrained(tmp_path, trust_remote_code=True)

@@ -82,6 +82,7 @@ from transformers import set_seed
 
 from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
 from unipose.checkpoints import resolve_trainer_checkpoint
+from unipose.files import resolve_checkpoint
 from unipose.training.model_cards import TrainingRun, recipe_settings
 from unipose.training.sft import (
     STAGE_PLANS,
@@ -195,11 +196,12 @@ def load_model_and_processor(script_args, model_args):
         return tiny_model_and_processor_for_training(script_args.tiny_model_seed)
     if model_args.model_name_or_path is None:
         raise ValueError("Set `model_name_or_path` (the previous stage's output) or `tiny_model_seed`.")
+    name_or_path = resolve_checkpoint(model_args.model_name_or_path, "model_name_or_path")
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     model = UniPoseForConditionalGeneration.from_pretrained(
-        model_args.model_name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation
+        name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation
     )
-    processor = UniPoseProcessor.from_pretrained(model_args.model_name_or_path)
+    processor = UniPoseProcessor.from_pretrained(name_or_path)
     return model, processor
 
 
@@ -227,6 +229,8 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
             f"Stage {script_args.stage} {'trains' if trains_adapter else 'does not train'} a LoRA adapter: "
             f"set `use_peft: {str(trains_adapter).lower()}` (got {model_args.use_peft})."
         )
+    if model_args.model_name_or_path is not None:  # a wrong path is reported before anything is built
+        resolve_checkpoint(model_args.model_name_or_path, "model_name_or_path")
     set_seed(training_args.seed)
     # The data first: a wrong corpus path is reported before minutes of model loading.
     with training_args.main_process_first(desc="building the task mixture"):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import struct
 import tempfile
@@ -41,7 +40,7 @@ from PIL import Image
 from .body_model import BodyModel
 from .demo import ASSETS, DEFAULT_MODEL, TASK_TITLES, task_records
 from .evaluation.runner import evaluation_prompt
-from .files import atomic_path, open_npz
+from .files import atomic_path, open_npz, resolve_checkpoint
 from .rotations import to_rotation_6d
 from .visualization import contact_sheet, render_pose, save_obj
 
@@ -91,8 +90,6 @@ BODY_COLOR = (0.30, 0.42, 0.62, 1.0)
 # Answers kept on disk: older request folders are removed once Gradio has served them.
 KEPT_ANSWERS = 16
 DEFAULT_PORT = 7860
-# A Hub model id (`owner/name`), as opposed to a local folder.
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -258,20 +255,6 @@ def task_inputs(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def resolve_model(model: str | os.PathLike) -> str:
-    """A local checkpoint folder (with `config.json`) or a Hub model id (`owner/name`), as `from_pretrained`
-    takes it; raises `FileNotFoundError` for anything else."""
-    path = Path(model).expanduser()
-    if (path / "config.json").is_file():
-        return str(path)
-    if path.exists() or not _HUB_ID.fullmatch(str(model)):
-        raise FileNotFoundError(
-            f"No UniPose checkpoint at {model}: expected a folder with config.json (written by "
-            "`save_pretrained`) or a Hub model id such as `owner/unipose`. Pass `--model`."
-        )
-    return str(model)
-
-
 @dataclass
 class TaskAnswer:
     """
@@ -339,7 +322,7 @@ class AppModel:
     ) -> None:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"`max_new_tokens` must be a positive integer, got {max_new_tokens!r}.")
-        self.model_name = resolve_model(model)
+        self.model_name = resolve_checkpoint(model, "--model")
         self.body_model_path = body_model
         self.max_new_tokens = max_new_tokens
         self.model = self.processor = self.body = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -79,6 +80,28 @@ def open_npz(path: str | os.PathLike, what: str = "file", allow_pickle: bool = F
         yield _NamedArchive(archive, path, what)
 
 
+# A Hub model id (`owner/name`), as opposed to a local folder.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, argument: str = "--model") -> str:
+    """A local checkpoint folder (with `config.json`) or a Hub model id (`owner/name`), as `from_pretrained`
+    takes it. Anything else -- a missing folder written as a path (`./out`, `/data/run`, `~/run`), a folder
+    without `config.json`, a name that is no Hub id -- raises a `FileNotFoundError` that names `argument`,
+    instead of reaching the Hub as a model id."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if (path / "config.json").is_file():
+        return str(path)
+    if path.exists() or not _HUB_ID.fullmatch(text):
+        reason = "has no config.json" if path.is_dir() else "is not a folder" if path.exists() else "does not exist"
+        raise FileNotFoundError(
+            f"`{argument}` {text!r} {reason}: expected a checkpoint folder with config.json (written by "
+            "`save_pretrained`) or a Hub model id such as `owner/unipose`."
+        )
+    return text
+
+
 class _NamedArchive:
     """An open `NpzFile` whose member reads name the archive and the member when they fail."""
 
@@ -106,4 +129,11 @@ class _NamedArchive:
         return self[key] if key in self else default
 
 
-__all__ = ["atomic_path", "current_umask", "open_npz", "write_json_atomically", "write_text_atomically"]
+__all__ = [
+    "atomic_path",
+    "current_umask",
+    "open_npz",
+    "resolve_checkpoint",
+    "write_json_atomically",
+    "write_text_atomically",
+]

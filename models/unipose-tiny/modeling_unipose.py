@@ -13,7 +13,9 @@ same step). The tokens of an input pose attend to each other bidirectionally or 
 
 import copy
 import functools
+import json
 import numbers
+import os
 from dataclasses import dataclass
 
 import torch
@@ -383,7 +385,11 @@ class UniPosePreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """[`~PreTrainedModel.from_pretrained`], strict: a checkpoint with missing, unexpected or mis-shaped
-        weights raises a `ValueError` that lists them instead of silently re-initialising them."""
+        weights raises a `ValueError` that lists them instead of silently re-initialising them, and a local
+        weight file cut short (an interrupted copy or download) raises one that names the file."""
+        folder = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        if isinstance(folder, (str, os.PathLike)) and os.path.isdir(folder):
+            _check_safetensors_files(os.path.join(folder, kwargs.get("subfolder") or ""))
         output_loading_info = kwargs.pop("output_loading_info", False)
         strict = not kwargs.pop("ignore_mismatched_sizes", False)
         # Let transformers collect every mismatch, then report them all by name.
@@ -400,6 +406,39 @@ class UniPosePreTrainedModel(PreTrainedModel):
         if isinstance(module, UniPoseModel):
             std = getattr(self.config.text_config, "initializer_range", 0.02)
             nn.init.normal_(module.pose_queries, mean=0.0, std=std)
+
+
+def _check_safetensors_files(folder: str) -> None:
+    """Raises a `ValueError` naming the file when a safetensors weight file of `folder` is shorter than its
+    header says (the header is 8 bytes of length, then JSON with each tensor's byte range)."""
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as file:
+            names = sorted(set(json.load(file).get("weight_map", {}).values()))
+    else:
+        names = ["model.safetensors"]
+    for name in names:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            continue  # transformers names a missing file
+        size = os.path.getsize(path)
+        with open(path, "rb") as file:
+            prefix = file.read(8)
+            header_length = int.from_bytes(prefix, "little") if len(prefix) == 8 else None
+            expected = None
+            if header_length is not None and 8 + header_length <= size:
+                try:
+                    header = json.loads(file.read(header_length))
+                    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+                    expected = 8 + header_length + max(ends, default=0)
+                except (ValueError, KeyError, TypeError, IndexError):
+                    pass
+        if expected is None or size < expected:
+            described = "no readable header" if expected is None else f"a header that describes {expected:,} bytes"
+            raise ValueError(
+                f"The weight file {path} is damaged or incomplete: it has {size:,} bytes and {described} "
+                "(an interrupted download or copy?). Download or save the checkpoint again."
+            )
 
 
 class UniPoseModel(UniPosePreTrainedModel):
