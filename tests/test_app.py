@@ -32,7 +32,7 @@ from unipose.app import (
 )
 from unipose.cli import main
 from unipose.demo import DEFAULT_MODEL
-from unipose.files import resolve_checkpoint
+from unipose.files import resolve_model_path
 from unipose.rotations import axis_angle_to_matrix, axis_angle_to_rotation_6d, to_rotation_6d
 from unipose.testing import tiny_model_and_processor
 
@@ -213,12 +213,12 @@ def test_unknown_tasks_and_overlong_texts_are_refused():
 
 def test_a_missing_checkpoint_is_named_with_the_option_to_change(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match=r"`--model` '.*nothing' does not exist: expected a checkpoint folder"):
-        resolve_checkpoint(tmp_path / "nothing")
+        resolve_model_path(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match=r"`--model` '.*' has no config.json"):
-        resolve_checkpoint(tmp_path)
+        resolve_model_path(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"`--model` './out' does not exist"):
-        resolve_checkpoint("./out")
-    assert resolve_checkpoint("owner/unipose") == "owner/unipose"  # a Hub id goes to from_pretrained as it is
+        resolve_model_path("./out")
+    assert resolve_model_path("owner/unipose") == "owner/unipose"  # a Hub id goes to from_pretrained as it is
     # `unipose app` (and `python app.py`, which runs it) reports it as one line, before serving anything.
     assert main(["app", "--model", str(tmp_path / "nothing")]) == 1
     assert "unipose app: error: FileNotFoundError: `--model` " in capsys.readouterr().err

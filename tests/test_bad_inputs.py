@@ -495,3 +495,41 @@ def test_a_weight_file_cut_short_is_named(tmp_path, tiny, keep):
     weights.write_bytes(data[: int(len(data) * keep) if keep < 1 else keep])
     with pytest.raises(ValueError, match=r"The weight file .*model\.safetensors is damaged or incomplete: it has"):
         AutoModel.from_pretrained(tmp_path, trust_remote_code=True)
+
+
+@pytest.mark.parametrize("script", ["train_unipose.py", "train_pose_vision.py", "train_retrieval.py"])
+def test_a_bad_option_value_is_reported_in_one_line_not_the_whole_usage(script):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "train" / script), "--learning_rate", "abc"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if "Warning" not in line and line.strip()]
+    assert lines == [
+        f"{script}: error: argument --learning_rate/--learning-rate: invalid float value: 'abc'",
+        f"Run `{script} --help` for the options.",
+    ]
+
+
+def test_every_training_script_reads_a_yaml_recipe_and_the_command_line_wins(tmp_path):
+    from transformers import TrainingArguments
+
+    from unipose.evaluation.retrieval_training import parse_arguments as retrieval_arguments
+    from unipose.training.pose_vision import parse_arguments as pose_vision_arguments
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp_path / 'out'}\ntrain_data: [corpus]\nlearning_rate: 0.5\n")
+    args, training_args = pose_vision_arguments(["--config", str(recipe), "--learning_rate", "0.25"])
+    assert isinstance(training_args, TrainingArguments) and training_args.learning_rate == 0.25
+    assert args.train_data == ["corpus"]
+    assert pose_vision_arguments([str(recipe)])[1].learning_rate == 0.5  # a lone recipe path is `--config`
+    recipe.write_text(f"output_dir: {tmp_path / 'out'}\npretrain_data: [corpus]\nlearning_rate: 0.5\n")
+    assert retrieval_arguments(["--config", str(recipe), "--learning_rate", "0.25"]).learning_rate == 0.25
+    recipe.write_text(f"output_dir: {tmp_path / 'out'}\npretrain_data: [corpus]\nlearning_rat: 0.5\n")
+    with pytest.raises(ValueError, match=r"Unknown arguments from config file: \['--learning_rat'"):
+        retrieval_arguments(["--config", str(recipe)])

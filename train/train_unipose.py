@@ -81,8 +81,9 @@ import torch
 from transformers import set_seed
 
 from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
+from unipose.arguments import ScriptArgumentParser
 from unipose.checkpoints import resolve_trainer_checkpoint
-from unipose.files import resolve_checkpoint
+from unipose.files import resolve_model_path
 from unipose.training.model_cards import TrainingRun, recipe_settings
 from unipose.training.sft import (
     STAGE_PLANS,
@@ -196,7 +197,7 @@ def load_model_and_processor(script_args, model_args):
         return tiny_model_and_processor_for_training(script_args.tiny_model_seed)
     if model_args.model_name_or_path is None:
         raise ValueError("Set `model_name_or_path` (the previous stage's output) or `tiny_model_seed`.")
-    name_or_path = resolve_checkpoint(model_args.model_name_or_path, "model_name_or_path")
+    name_or_path = resolve_model_path(model_args.model_name_or_path, "model_name_or_path")
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
     model = UniPoseForConditionalGeneration.from_pretrained(
         name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation
@@ -230,7 +231,7 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
             f"set `use_peft: {str(trains_adapter).lower()}` (got {model_args.use_peft})."
         )
     if model_args.model_name_or_path is not None:  # a wrong path is reported before anything is built
-        resolve_checkpoint(model_args.model_name_or_path, "model_name_or_path")
+        resolve_model_path(model_args.model_name_or_path, "model_name_or_path")
     set_seed(training_args.seed)
     # The data first: a wrong corpus path is reported before minutes of model loading.
     with training_args.main_process_first(desc="building the task mixture"):
@@ -280,18 +281,18 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
 
 
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
-    from trl import ModelConfig, SFTConfig, TrlParser
+    from trl import ModelConfig, SFTConfig
 
     dataclass_types = (UniPoseScriptArguments, SFTConfig, ModelConfig)
     if subparsers is not None:
         return subparsers.add_parser(
             "train", help="Run a UniPose training stage", dataclass_types=dataclass_types
         )
-    return TrlParser(dataclass_types)
+    return ScriptArgumentParser(dataclass_types)
 
 
 if __name__ == "__main__":
     parser = make_parser()
     # Unknown keys, in the recipe or on the command line, are errors.
-    script_args, training_args, model_args = parser.parse_args_and_config(fail_with_unknown_args=True)
+    script_args, training_args, model_args = parser.parse()
     main(script_args, training_args, model_args, command_line=sys.argv[1:])

@@ -40,7 +40,7 @@ from PIL import Image
 from .body_model import BodyModel
 from .demo import ASSETS, DEFAULT_MODEL, TASK_TITLES, task_records
 from .evaluation.runner import evaluation_prompt
-from .files import atomic_path, open_npz, resolve_checkpoint
+from .files import atomic_path, open_npz, resolve_model_path
 from .rotations import to_rotation_6d
 from .visualization import contact_sheet, render_pose, save_obj
 
@@ -322,7 +322,7 @@ class AppModel:
     ) -> None:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"`max_new_tokens` must be a positive integer, got {max_new_tokens!r}.")
-        self.model_name = resolve_checkpoint(model, "--model")
+        self.model_name = resolve_model_path(model, "--model")
         self.body_model_path = body_model
         self.max_new_tokens = max_new_tokens
         self.model = self.processor = self.body = None

@@ -84,7 +84,7 @@ def open_npz(path: str | os.PathLike, what: str = "file", allow_pickle: bool = F
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, argument: str = "--model") -> str:
+def resolve_model_path(name_or_path: str | os.PathLike, argument: str = "--model") -> str:
     """A local checkpoint folder (with `config.json`) or a Hub model id (`owner/name`), as `from_pretrained`
     takes it. Anything else -- a missing folder written as a path (`./out`, `/data/run`, `~/run`), a folder
     without `config.json`, a name that is no Hub id -- raises a `FileNotFoundError` that names `argument`,
@@ -133,7 +133,7 @@ __all__ = [
     "atomic_path",
     "current_umask",
     "open_npz",
-    "resolve_checkpoint",
+    "resolve_model_path",
     "write_json_atomically",
     "write_text_atomically",
 ]

@@ -15,13 +15,11 @@ the random state and the position in the run.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +27,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import HfArgumentParser, get_scheduler
+from transformers import get_scheduler
 from transformers.utils import logging
 
-from ..data.corpus import load_split
-from ..rotations import to_rotation_6d
-from ..tokenizer_training import StepBatchSampler
+from ..arguments import ScriptArgumentParser
 from ..checkpoints import (
     TRAINER_STATE_NAME,
     TRAINING_STATE_NAME,
@@ -46,6 +42,9 @@ from ..checkpoints import (
     write_checkpoint,
     write_json_atomically,
 )
+from ..data.corpus import load_split
+from ..rotations import to_rotation_6d
+from ..tokenizer_training import StepBatchSampler
 from .metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
 from .retrieval import (
     PosePairTextRetrievalConfig,
@@ -572,35 +571,10 @@ def train_retrieval(args: RetrievalTrainingArguments, tokenizer=None, word_embed
     return RetrievalTrainer(model, tokenizer, args, phases).train()
 
 
-def make_parser() -> HfArgumentParser:
-    parser = HfArgumentParser(RetrievalTrainingArguments, description="Train a text-pose retrieval model.")
-    parser.add_argument(
-        "--config", default=None, help="YAML file of field values; command-line options override it."
-    )
-    return parser
-
-
 def parse_arguments(argv: list[str] | None = None) -> RetrievalTrainingArguments:
     """Arguments from `--config FILE` (YAML) and the command line (which wins)."""
-    import yaml
-
-    parser = make_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config is not None:
-        recipe = yaml.safe_load(Path(known.config).read_text(encoding="utf-8")) or {}
-        names = {f.name for f in dataclasses.fields(RetrievalTrainingArguments)}
-        unknown = sorted(set(recipe) - names)
-        if unknown:
-            raise ValueError(f"{known.config}: unknown keys {unknown}; the fields are {sorted(names)}.")
-        # Fields the recipe sets are no longer required on the command line.
-        for action in parser._actions:
-            if action.dest in recipe:
-                action.required = False
-        parser.set_defaults(**recipe)
-    (args, _config) = parser.parse_args_into_dataclasses(args=argv)
+    parser = ScriptArgumentParser(RetrievalTrainingArguments, description="Train a text-pose retrieval model.")
+    (args,) = parser.parse(argv)
     return args
 
 

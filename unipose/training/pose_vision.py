@@ -39,9 +39,10 @@ from typing import Any
 import torch
 from PIL import ImageOps
 from torch import nn
-from transformers import AutoBackbone, AutoConfig, HfArgumentParser, Trainer, TrainingArguments, VitPoseBackboneConfig
+from transformers import AutoBackbone, AutoConfig, Trainer, TrainingArguments, VitPoseBackboneConfig
 from transformers.utils import ModelOutput, logging
 
+from ..arguments import ScriptArgumentParser
 from ..body_model import BodyJoints
 from ..checkpoints import resolve_trainer_checkpoint, write_json_atomically
 from ..data.corpus import load_split
@@ -49,7 +50,6 @@ from ..modeling_unipose import pose_feature_grid, resize_pose_features
 from ..processing_unipose import UniPoseProcessor
 from ..rotations import matrix_to_rotation_6d, mirror_axis_angle, rotation_6d_to_matrix, to_rotation_matrix
 from ..skeleton import NUM_BODY_JOINTS
-
 
 logger = logging.get_logger(__name__)
 
@@ -369,12 +369,9 @@ def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArgument
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[PoseVisionArguments, TrainingArguments]:
-    """`PoseVisionArguments` and `TrainingArguments` from the command line (or from one YAML/JSON file)."""
-    parser = HfArgumentParser((PoseVisionArguments, TrainingArguments))
-    if argv is not None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-        reader = parser.parse_yaml_file if argv[0].endswith(("yaml", "yml")) else parser.parse_json_file
-        return tuple(reader(argv[0]))
-    return tuple(parser.parse_args_into_dataclasses(args=argv))
+    """`PoseVisionArguments` and `TrainingArguments` from `--config FILE` (YAML) and the command line (which
+    wins); a single YAML or JSON path stands for `--config PATH`."""
+    return ScriptArgumentParser((PoseVisionArguments, TrainingArguments)).parse(argv)
 
 
 __all__ = [
