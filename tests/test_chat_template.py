@@ -11,11 +11,11 @@ import torch
 
 from unipose.demo import DEFAULT_MODEL
 from unipose.processing_unipose import IGNORE_INDEX
+from unipose.task_formats import INSTRUCTION_TEMPLATES, SIMPLE_TEMPLATES, TASK_SPECS, TASKS
 from unipose.testing import tiny_model_and_processor
 from unipose.tokenization import UNIPOSE_CHAT_TEMPLATE
 from unipose.training.collator import UniPoseDataCollator
-from unipose.training.instructions import INSTRUCTION_TEMPLATES, SIMPLE_TEMPLATES, TASKS
-from unipose.training.tasks import TASK_SPECS, build_example
+from unipose.training.tasks import build_example
 
 BUNDLED_TEMPLATE = Path(DEFAULT_MODEL) / "chat_template.jinja"
 CAPTION = "The person is kneeling on the right knee while the left foot rests flat on the floor."

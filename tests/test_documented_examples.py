@@ -18,7 +18,7 @@ import torch
 from transformers import AutoProcessor, GenerationMixin
 
 from unipose.demo import ASSETS, DEFAULT_MODEL, TASK_TITLES
-from unipose.training.tasks import TASK_SPECS
+from unipose.task_formats import TASK_SPECS
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

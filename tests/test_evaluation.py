@@ -24,6 +24,7 @@ from unipose.evaluation.retrieval import (
     load_retrieval_model,
     tokenize_texts,
 )
+from unipose.metrics import pose_errors
 
 TINY_RETRIEVAL = {
     "word_embedding_dim": 16,
@@ -200,9 +201,9 @@ def test_pa_mpjpe_of_a_similarity_transformed_copy_is_zero():
     moved = 1.7 * joints @ rotation.T + torch.tensor([0.5, -0.2, 2.0])
     assert float(pa_mpjpe(moved, joints)) == pytest.approx(0.0, abs=1e-3)
     assert float(mpjpe(moved, joints)) > 100.0
-    errors = M.pose_errors(_random_poses(4, 7), _random_poses(4, 7))
+    errors = pose_errors(_random_poses(4, 7), _random_poses(4, 7))
     assert errors == {"MPJPE": pytest.approx(0.0, abs=1e-4), "PA-MPJPE": pytest.approx(0.0, abs=1e-3)}
-    assert M.pose_errors(_random_poses(4, 7), _random_poses(4, 8))["MPJPE"] > 10.0
+    assert pose_errors(_random_poses(4, 7), _random_poses(4, 8))["MPJPE"] > 10.0
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -684,7 +685,7 @@ def test_paper_tables_and_the_unipose_rows_the_reports_use():
 
 
 def test_mean_pose_is_the_chordal_mean():
-    from unipose.evaluation.baselines import mean_pose
+    from unipose.rotations import mean_pose
 
     pose = _random_poses(1, 40)[0]
     np.testing.assert_allclose(mean_pose(np.stack([pose, pose, pose])), pose, atol=1e-5)
@@ -695,10 +696,10 @@ def test_mean_pose_is_the_chordal_mean():
 
 
 def test_evaluate_scores_the_baselines_with_the_same_metrics(tmp_path, tiny_unipose):
-    from unipose.evaluation import runner
-    from unipose.evaluation.baselines import mean_pose
     from unipose.body_model import pose_to_joints
+    from unipose.evaluation import runner
     from unipose.metrics import mpjpe
+    from unipose.rotations import mean_pose
 
     model, processor = tiny_unipose
     model.save_pretrained(tmp_path / "model")

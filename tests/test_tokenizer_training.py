@@ -9,6 +9,7 @@ import torch
 
 from unipose import cli
 from unipose.body_model import BodyJoints
+from unipose.checkpoints import StepBatchSampler
 from unipose.configuration_pose_vqvae import PoseVQVAEConfig
 from unipose.data.amass import tait_bryan_angles
 from unipose.modeling_pose_vqvae import PoseVQVAE
@@ -16,7 +17,6 @@ from unipose.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix
 from unipose.tokenizer_training import (
     BODY_PARTS,
     PoseTokenizerTrainer,
-    StepBatchSampler,
     TokenizerTrainingArguments,
     arguments_from_dict,
     augment_poses,

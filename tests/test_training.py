@@ -20,17 +20,18 @@ from trl import SFTConfig
 from unipose.data.schema import FEATURES
 from unipose.modeling_unipose import pose_shift_labels
 from unipose.processing_unipose import IGNORE_INDEX
-from unipose.testing import tiny_model_and_processor
-from unipose.tokenization import TINY_CORPUS
-from unipose.training.collator import UniPoseDataCollator
-from unipose.training.instructions import (
+from unipose.task_formats import (
     INSTRUCTION_TEMPLATES,
     SIMPLE_TEMPLATES,
     TASK_SLOTS,
+    TASK_SPECS,
     TASKS,
     render_template,
     template_slots,
 )
+from unipose.testing import tiny_model_and_processor
+from unipose.tokenization import TINY_CORPUS
+from unipose.training.collator import UniPoseDataCollator
 from unipose.training.sft import (
     ADAPTER_WEIGHTS_NAME,
     STAGING_DIR,
@@ -95,8 +96,6 @@ def mixed_examples(records):
 
 
 def _kind(task):
-    from unipose.training.tasks import TASK_SPECS
-
     return TASK_SPECS[task].kind
 
 

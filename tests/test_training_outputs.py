@@ -18,6 +18,7 @@ from test_training import REPO, load_script, make_records, sft_config
 from trl import SFTConfig
 
 from unipose.model_card import render_model_card
+from unipose.task_formats import TASK_SPECS, TASKS
 from unipose.testing import tiny_model_and_processor
 from unipose.training.model_cards import (
     TrainingRun,
@@ -33,8 +34,6 @@ from unipose.training.sft import (
 )
 from unipose.training.tasks import (
     CONVERSATION_FEATURES,
-    TASK_SPECS,
-    TASKS,
     task_examples,
     text_only_conversations,
     write_json_lines,

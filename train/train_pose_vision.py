@@ -15,7 +15,7 @@ python train/train_pose_vision.py --output_dir runs/pose_vision --train_data syn
 
 import json
 
-from unipose.tokenizer_training import enable_progress_logging
+from unipose.checkpoints import enable_progress_logging
 from unipose.training.pose_vision import parse_arguments, train_pose_vision
 
 

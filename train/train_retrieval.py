@@ -29,8 +29,8 @@ python train/train_retrieval.py --output_dir runs/retrieval_posefix --model_kind
 
 import json
 
+from unipose.checkpoints import enable_progress_logging
 from unipose.evaluation.retrieval_training import parse_arguments, train_retrieval
-from unipose.tokenizer_training import enable_progress_logging
 
 
 def main(argv: list[str] | None = None) -> dict:

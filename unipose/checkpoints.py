@@ -1,4 +1,5 @@
-"""Checkpoint folders of the project's own training loops (stage 0, retrieval models).
+"""Checkpoint folders, batch order and progress messages of the project's own training loops (stage 0,
+retrieval models).
 
 A checkpoint is a `checkpoint-STEP` folder, written under a temporary name and renamed when complete, holding
 the model's `save_pretrained` files and `training_state.pt` (optimizer, scheduler, RNG states, step), which
@@ -12,11 +13,11 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers.utils import logging
 
 from .files import write_json_atomically  # noqa: F401  (re-exported for the training loops)
-
 
 logger = logging.get_logger(__name__)
 
@@ -116,11 +117,55 @@ def write_checkpoint(
     return final
 
 
+class StepBatchSampler:
+    """
+    Indices of the batch of any training step, from `(seed, step)` alone.
+
+    Every epoch is a fresh permutation of the dataset drawn from `numpy.random.default_rng([seed, epoch])`,
+    cut into `len(dataset) // batch_size` full batches (the remainder of an epoch is left out, a
+    different one each epoch). A resumed run therefore sees exactly the samples the uninterrupted run would
+    have seen.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int):
+        if num_samples < batch_size:
+            raise ValueError(
+                f"The training set has {num_samples} poses, fewer than one batch (`batch_size`="
+                f"{batch_size}); lower `batch_size` or add data."
+            )
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+        self.steps_per_epoch = num_samples // batch_size
+        self._epoch, self._permutation = None, None
+
+    def __call__(self, step: int) -> np.ndarray:
+        """`(batch_size,)` int64 dataset indices of training step `step` (counted from 0)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._permutation = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
+        return self._permutation[position * self.batch_size : (position + 1) * self.batch_size]
+
+
+def enable_progress_logging() -> None:
+    """Shows this package's INFO messages (losses, validation metrics) on stderr; for command-line runs."""
+    import logging as std_logging
+
+    package_logger = std_logging.getLogger(__name__.split(".")[0])
+    package_logger.setLevel(std_logging.INFO)
+    if not any(getattr(handler, "_unipose_progress", False) for handler in package_logger.handlers):
+        handler = std_logging.StreamHandler()
+        handler.setFormatter(std_logging.Formatter("[%(name)s] %(message)s"))
+        handler._unipose_progress = True
+        package_logger.addHandler(handler)
+
+
 __all__ = [
     "CHECKPOINT_PREFIX",
     "MODEL_WEIGHTS_NAME",
     "TRAINER_STATE_NAME",
     "TRAINING_STATE_NAME",
+    "StepBatchSampler",
+    "enable_progress_logging",
     "format_log_entry",
     "list_checkpoints",
     "resolve_checkpoint",

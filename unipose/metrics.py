@@ -8,7 +8,8 @@ Joint-position errors between predicted and reference poses: MPJPE and PA-MPJPE,
   "Least-squares estimation of transformation parameters between two point patterns", TPAMI 1991),
   restricted to proper rotations.
 
-Inputs are joint positions in metres, `(..., J, 3)` torch tensors or numpy arrays; numpy in gives numpy
+[`pose_errors`] measures poses (rotations) through forward kinematics of the body. Other inputs are joint
+positions in metres, `(..., J, 3)` torch tensors or numpy arrays; numpy in gives numpy
 (or a float) out. Computations run in float64.
 """
 
@@ -19,6 +20,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .body_model import pose_to_joints
 
 MILLIMETRES_PER_METRE = 1000.0
 
@@ -198,4 +200,37 @@ def pa_mpjpe(
     return _finish(errors, reduce, as_numpy, _result_dtype(pred_joints, target_joints))
 
 
-__all__ = ["mpjpe", "pa_mpjpe", "procrustes_align"]
+def pose_errors_per_item(pred_poses, target_poses, body=None) -> dict[str, np.ndarray]:
+    """`"MPJPE"` and `"PA-MPJPE"` of each pose, in millimetres, `(N,)` each (see [`pose_errors`])."""
+    with torch.no_grad():
+        pred_joints = pose_to_joints(pred_poses, body=body)
+        target_joints = pose_to_joints(target_poses, body=body)
+    if pred_joints.shape != target_joints.shape:
+        raise ValueError(
+            f"`pred_poses` and `target_poses` must hold as many poses, got {pred_joints.shape[0]} and "
+            f"{target_joints.shape[0]}."
+        )
+    return {
+        "MPJPE": np.asarray(mpjpe(pred_joints, target_joints, reduce=False), dtype=np.float64),
+        "PA-MPJPE": np.asarray(pa_mpjpe(pred_joints, target_joints, reduce=False), dtype=np.float64),
+    }
+
+
+def pose_errors(pred_poses, target_poses, body=None) -> dict[str, float]:
+    """
+    MPJPE (root-aligned at the pelvis) and PA-MPJPE of poses, through forward kinematics of the body.
+
+    Args:
+        pred_poses, target_poses (array, tensor or nested lists):
+            Batches of poses in any format of `unipose.rotations.to_rotation_matrix`, e.g. axis-angle
+            `(N, 22, 3)`.
+        body ([`~unipose.body_model.BodyJoints`], *optional*):
+            The body; defaults to the generated stand-in (see `unipose.body_model.pose_to_joints`).
+
+    Returns:
+        `dict[str, float]`: `"MPJPE"` and `"PA-MPJPE"` in millimetres, averaged over the poses.
+    """
+    return {name: float(values.mean()) for name, values in pose_errors_per_item(pred_poses, target_poses, body).items()}
+
+
+__all__ = ["mpjpe", "pa_mpjpe", "pose_errors", "pose_errors_per_item", "procrustes_align"]

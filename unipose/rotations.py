@@ -485,6 +485,16 @@ def mirror_axis_angle(
     return axis_angle[..., mirror_index, :] * flip
 
 
+def mean_pose(poses: np.ndarray) -> np.ndarray:
+    """The chordal mean of each joint's rotation: `(N, J, 3)` axis-angle -> `(J, 3)`."""
+    summed = axis_angle_to_matrix(torch.as_tensor(np.asarray(poses), dtype=torch.float64)).sum(0)  # (J, 3, 3)
+    u, _, vh = torch.linalg.svd(summed)
+    # The nearest rotation to the sum (a reflection is turned into the nearest proper rotation).
+    fix = torch.ones(summed.shape[:-1], dtype=summed.dtype)
+    fix[..., -1] = torch.sign(torch.linalg.det(u @ vh))
+    return matrix_to_axis_angle(u @ torch.diag_embed(fix) @ vh).numpy().astype(np.float32)
+
+
 __all__ = [
     "DEGENERATE_6D_EPS",
     "ORTHONORMAL_ATOL",
@@ -493,6 +503,7 @@ __all__ = [
     "axis_angle_to_rotation_6d",
     "matrix_to_axis_angle",
     "matrix_to_rotation_6d",
+    "mean_pose",
     "mirror_axis_angle",
     "rotation_6d_to_axis_angle",
     "rotation_6d_to_matrix",

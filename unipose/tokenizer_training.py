@@ -59,6 +59,8 @@ from .checkpoints import (
     MODEL_WEIGHTS_NAME,
     TRAINER_STATE_NAME,
     TRAINING_STATE_NAME,
+    StepBatchSampler,
+    enable_progress_logging,
     format_log_entry,
     list_checkpoints,
     resolve_checkpoint,
@@ -616,35 +618,6 @@ def build_pose_datasets(data_args: PoseDataArguments):
     held_out = set(np.random.default_rng(data_args.data_seed).permutation(sequences)[:num_held_out].tolist())
     is_held_out = np.asarray([sequence in held_out for sequence in train["sequence"]])
     return train.select(np.flatnonzero(~is_held_out)), train.select(np.flatnonzero(is_held_out))
-
-
-class StepBatchSampler:
-    """
-    Indices of the batch of any training step, from `(seed, step)` alone.
-
-    Every epoch is a fresh permutation of the dataset drawn from `numpy.random.default_rng([seed, epoch])`,
-    cut into `len(dataset) // batch_size` full batches (the remainder of an epoch is left out, a
-    different one each epoch). A resumed run therefore sees exactly the samples the uninterrupted run would
-    have seen.
-    """
-
-    def __init__(self, num_samples: int, batch_size: int, seed: int):
-        if num_samples < batch_size:
-            raise ValueError(
-                f"The training set has {num_samples} poses, fewer than one batch (`batch_size`="
-                f"{batch_size}); lower `batch_size` or add data."
-            )
-        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
-        self.steps_per_epoch = num_samples // batch_size
-        self._epoch, self._permutation = None, None
-
-    def __call__(self, step: int) -> np.ndarray:
-        """`(batch_size,)` int64 dataset indices of training step `step` (counted from 0)."""
-        epoch, position = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._permutation = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
-        return self._permutation[position * self.batch_size : (position + 1) * self.batch_size]
 
 
 def step_generator(seed: int, step: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -1231,19 +1204,6 @@ def train_tokenizer(
     return trainer.train()
 
 
-def enable_progress_logging() -> None:
-    """Shows this package's INFO messages (losses, validation metrics) on stderr; for command-line runs."""
-    import logging as std_logging
-
-    package_logger = std_logging.getLogger(__name__.split(".")[0])
-    package_logger.setLevel(std_logging.INFO)
-    if not any(getattr(handler, "_unipose_progress", False) for handler in package_logger.handlers):
-        handler = std_logging.StreamHandler()
-        handler.setFormatter(std_logging.Formatter("[%(name)s] %(message)s"))
-        handler._unipose_progress = True
-        package_logger.addHandler(handler)
-
-
 def run(args: argparse.Namespace) -> str:
     """`unipose train-tokenizer`: trains with the recipe and overrides in `args`; returns metrics as JSON."""
     enable_progress_logging()
@@ -1257,7 +1217,6 @@ __all__ = [
     "AugmentedPoses",
     "PoseDataArguments",
     "PoseTokenizerTrainer",
-    "StepBatchSampler",
     "TokenizerTrainingArguments",
     "add_arguments",
     "arguments_from_dict",
@@ -1265,7 +1224,6 @@ __all__ = [
     "augment_poses",
     "build_model",
     "build_pose_datasets",
-    "enable_progress_logging",
     "evaluate_tokenizer",
     "list_checkpoints",
     "load_recipe",

@@ -5,13 +5,13 @@ paper (R-precision under both protocols in use, Recall@K, FID, BLEU-4, ROUGE-L, 
 the paper's published numbers, and the `unipose evaluate` command (`unipose.evaluation.runner`).
 """
 
+from ..metrics import pose_errors
 from .metrics import (
     R_PRECISION_PROTOCOLS,
     bleu4,
     evaluate_module,
     frechet_distance,
     meteor,
-    pose_errors,
     r_precision,
     recall_at_k,
     rouge_l,

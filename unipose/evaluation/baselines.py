@@ -12,19 +12,8 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import torch
 
-from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
-
-
-def mean_pose(poses: np.ndarray) -> np.ndarray:
-    """The chordal mean of each joint's rotation: `(N, J, 3)` axis-angle -> `(J, 3)`."""
-    summed = axis_angle_to_matrix(torch.as_tensor(np.asarray(poses), dtype=torch.float64)).sum(0)  # (J, 3, 3)
-    u, _, vh = torch.linalg.svd(summed)
-    # The nearest rotation to the sum (a reflection is turned into the nearest proper rotation).
-    fix = torch.ones(summed.shape[:-1], dtype=summed.dtype)
-    fix[..., -1] = torch.sign(torch.linalg.det(u @ vh))
-    return matrix_to_axis_angle(u @ torch.diag_embed(fix) @ vh).numpy().astype(np.float32)
+from ..rotations import mean_pose
 
 
 def constant_answer(train_texts) -> str:

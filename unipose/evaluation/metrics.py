@@ -40,8 +40,6 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..metrics import mpjpe, pa_mpjpe
-
 logger = logging.get_logger(__name__)
 
 R_PRECISION_PROTOCOLS = ("posescript", "grouped")
@@ -538,41 +536,6 @@ def frechet_distance(real_features: EmbeddingLike, generated_features: Embedding
 # ----------------------------------------------------------------------------------------------------
 
 
-def pose_errors_per_item(pred_poses, target_poses, body=None) -> dict[str, np.ndarray]:
-    """`"MPJPE"` and `"PA-MPJPE"` of each pose, in millimetres, `(N,)` each (see [`pose_errors`])."""
-    from ..body_model import pose_to_joints
-
-    with torch.no_grad():
-        pred_joints = pose_to_joints(pred_poses, body=body)
-        target_joints = pose_to_joints(target_poses, body=body)
-    if pred_joints.shape != target_joints.shape:
-        raise ValueError(
-            f"`pred_poses` and `target_poses` must hold as many poses, got {pred_joints.shape[0]} and "
-            f"{target_joints.shape[0]}."
-        )
-    return {
-        "MPJPE": np.asarray(mpjpe(pred_joints, target_joints, reduce=False), dtype=np.float64),
-        "PA-MPJPE": np.asarray(pa_mpjpe(pred_joints, target_joints, reduce=False), dtype=np.float64),
-    }
-
-
-def pose_errors(pred_poses, target_poses, body=None) -> dict[str, float]:
-    """
-    MPJPE (root-aligned at the pelvis) and PA-MPJPE of poses, through forward kinematics of the body.
-
-    Args:
-        pred_poses, target_poses (array, tensor or nested lists):
-            Batches of poses in any format of `unipose.rotations.to_rotation_matrix`, e.g. axis-angle
-            `(N, 22, 3)`.
-        body ([`~unipose.body_model.BodyJoints`], *optional*):
-            The body; defaults to the generated stand-in (see `unipose.body_model.pose_to_joints`).
-
-    Returns:
-        `dict[str, float]`: `"MPJPE"` and `"PA-MPJPE"` in millimetres, averaged over the poses.
-    """
-    return {name: float(values.mean()) for name, values in pose_errors_per_item(pred_poses, target_poses, body).items()}
-
-
 # ----------------------------------------------------------------------------------------------------
 # Text metrics
 # ----------------------------------------------------------------------------------------------------
@@ -757,7 +720,6 @@ __all__ = [
     "frechet_distance_from_statistics",
     "meteor",
     "meteor_tokenize",
-    "pose_errors",
     "r_precision",
     "r_precision_grouped",
     "r_precision_posescript",

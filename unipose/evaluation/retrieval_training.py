@@ -34,6 +34,7 @@ from ..arguments import ScriptArgumentParser
 from ..checkpoints import (
     TRAINER_STATE_NAME,
     TRAINING_STATE_NAME,
+    StepBatchSampler,
     format_log_entry,
     list_checkpoints,
     resolve_checkpoint,
@@ -44,7 +45,6 @@ from ..checkpoints import (
 )
 from ..data.corpus import load_split
 from ..rotations import to_rotation_6d
-from ..tokenizer_training import StepBatchSampler
 from .metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
 from .retrieval import (
     PosePairTextRetrievalConfig,

@@ -23,7 +23,7 @@ unipose evaluate --model runs/stage3 --task all --data synthetic --retrieval-mod
 R-precision ranks, for each generated (or given) text, its true pose (or pair) among 32 (see
 `unipose.evaluation.metrics`), as the evaluation code of PoseScript and of the UniPose authors does (text
 queries, pose candidates), under both protocols in use; every number is labelled with its protocol. Prompts
-are the fixed templates of training stages 1-2 (`unipose.training.instructions.SIMPLE_TEMPLATES`) in the
+are the fixed templates of training stages 1-2 (`unipose.task_formats.SIMPLE_TEMPLATES`) in the
 tokenizer's chat template; greedy decoding.
 
 Resuming: the predictions of every finished batch are appended to `OUTPUT/TASK/predictions.jsonl` (one
@@ -49,9 +49,9 @@ from transformers.utils import logging
 
 from ..data.corpus import discover_datasets, load_split
 from ..files import atomic_path, write_text_atomically
+from ..metrics import pose_errors_per_item
 from ..processing_unipose import POSE_START_TOKEN
-from ..training.instructions import IMAGE_SLOTS, SIMPLE_TEMPLATES, render_template
-from ..training.tasks import TASK_SPECS
+from ..task_formats import IMAGE_SLOTS, SIMPLE_TEMPLATES, TASK_SPECS, render_template
 from .metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
@@ -59,7 +59,6 @@ from .metrics import (
     R_PRECISION_PROTOCOLS,
     describe_r_precision_protocol,
     frechet_distance,
-    pose_errors_per_item,
     posescript_mean_ranks,
     r_precision_all_protocols,
     rouge_l_per_item,
@@ -947,7 +946,7 @@ def run(args: argparse.Namespace) -> str:
     Returns:
         `str`: the metrics of every task, as JSON (the command line prints it).
     """
-    from ..tokenizer_training import enable_progress_logging
+    from ..checkpoints import enable_progress_logging
 
     enable_progress_logging()
     device = resolve_device(args.device)

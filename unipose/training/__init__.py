@@ -1,11 +1,9 @@
-"""Training stages 1-3 of UniPose with TRL: instruction templates, task mixtures, the collator and the
-trainer.
+"""Training stages 1-3 of UniPose with TRL: task mixtures (from the task formats of `unipose.task_formats`),
+the collator and the trainer.
 
-The modules import `trl` and `peft` (the `train` extra) only where they need them: `instructions` and `tasks`
-work without them.
+The modules import `trl` and `peft` (the `train` extra) only where they need them: `tasks` works without them.
 """
 
-from .instructions import INSTRUCTION_TEMPLATES, SIMPLE_TEMPLATES, TASKS, render_template, templates_for
 from .tasks import (
     CONVERSATION_FEATURES,
     TaskMixtureComponent,
@@ -17,14 +15,9 @@ from .tasks import (
 
 __all__ = [
     "CONVERSATION_FEATURES",
-    "INSTRUCTION_TEMPLATES",
-    "SIMPLE_TEMPLATES",
-    "TASKS",
     "TaskMixtureComponent",
     "build_example",
     "build_task_mixture",
-    "render_template",
     "task_examples",
-    "templates_for",
     "text_only_conversations",
 ]

@@ -46,9 +46,16 @@ from ..arguments import ScriptArgumentParser
 from ..body_model import BodyJoints
 from ..checkpoints import resolve_trainer_checkpoint, write_json_atomically
 from ..data.corpus import load_split
+from ..metrics import pose_errors
 from ..modeling_unipose import pose_feature_grid, resize_pose_features
 from ..processing_unipose import UniPoseProcessor
-from ..rotations import matrix_to_rotation_6d, mirror_axis_angle, rotation_6d_to_matrix, to_rotation_matrix
+from ..rotations import (
+    matrix_to_rotation_6d,
+    mean_pose,
+    mirror_axis_angle,
+    rotation_6d_to_matrix,
+    to_rotation_matrix,
+)
 from ..skeleton import NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
@@ -294,8 +301,6 @@ class PoseVisionTrainer(Trainer):
 @torch.no_grad()
 def evaluate_pose_regression(model: PoseRegressionModel, dataset, image_processor, batch_size: int = 64) -> dict:
     """MPJPE and PA-MPJPE (mm, generated body) of `model` on `dataset`'s image-pose records."""
-    from ..evaluation.metrics import pose_errors
-
     collate = PoseImageCollator(image_processor)
     model.eval()
     device = next(model.parameters()).device
@@ -315,9 +320,6 @@ def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArgument
         `dict`: the scores on the evaluation split (`MPJPE`, `PA-MPJPE`, in mm) and those of the mean training
         pose (`baseline/MPJPE`, `baseline/PA-MPJPE`), also written to `output_dir/eval_results.json`.
     """
-    from ..evaluation.baselines import mean_pose
-    from ..evaluation.metrics import pose_errors
-
     training_args.remove_unused_columns = False  # the collator reads the raw `image` and `pose` columns
     train_dataset = load_split(args.train_data, "image_pose", "train")
     eval_dataset = load_split(args.eval_data or args.train_data, "image_pose", args.eval_split)

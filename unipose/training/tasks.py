@@ -60,7 +60,17 @@ from transformers.utils import logging
 from ..data.schema import POSE_SHAPE, record_kind
 from ..files import atomic_path
 from ..processing_unipose import POSE_END_TOKEN, POSE_START_TOKEN, pose_code_token
-from .instructions import IMAGE_SLOTS, POSE_SLOTS, TASKS, TEMPLATE_STYLES, render_template, templates_for
+from ..task_formats import (
+    IMAGE_SLOTS,
+    POSE_SLOTS,
+    TASK_SPECS,
+    TASKS,
+    TASKS_BY_KIND,
+    TEMPLATE_STYLES,
+    TEXT_ONLY_TASKS,
+    render_template,
+    templates_for,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -75,49 +85,6 @@ CONVERSATION_FEATURES = Features(
         "id": Value("string"),
         "source": Value("string"),
     }
-)
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """
-    How a task reads its record.
-
-    Args:
-        kind (`str`): the record kind it reads.
-        media (`dict[str, str]`): template slot -> record column of each input pose or image.
-        text_slot (`str`, *optional*): the template slot that receives one of the record's texts.
-        target (`str`, *optional*): record column of the pose the answer produces; `None` for a text answer
-            (then the answer is one of the record's texts).
-    """
-
-    kind: str
-    media: dict
-    text_slot: str | None = None
-    target: str | None = None
-
-    @property
-    def needs_text(self) -> bool:
-        return self.text_slot is not None or self.target is None
-
-
-TASK_SPECS = {
-    "pose_to_text": TaskSpec("pose_text", {"pose": "pose"}),
-    "text_to_pose": TaskSpec("pose_text", {}, text_slot="caption", target="pose"),
-    "pose_diff": TaskSpec("pose_pair", {"pose_a": "pose_a", "pose_b": "pose_b"}),
-    "pose_editing": TaskSpec("pose_pair", {"pose": "pose_a"}, text_slot="instruction", target="pose_b"),
-    "image_to_text": TaskSpec("image_pose", {"image": "image"}),
-    "pose_estimation": TaskSpec("image_pose", {"image": "image"}, target="pose"),
-    "image_diff": TaskSpec("image_pair", {"image_a": "image_a", "image_b": "image_b"}),
-}
-TASKS_BY_KIND = {
-    kind: tuple(task for task in TASKS if TASK_SPECS[task].kind == kind)
-    for kind in ("pose_text", "pose_pair", "image_pose", "image_pair")
-}
-TEXT_OUTPUT_TASKS = tuple(task for task in TASKS if TASK_SPECS[task].target is None)
-# Text in, text out: the tasks the stock `trl sft` command can train once poses are written as code tokens.
-TEXT_ONLY_TASKS = tuple(
-    task for task in TEXT_OUTPUT_TASKS if not any(slot in IMAGE_SLOTS for slot in TASK_SPECS[task].media)
 )
 
 
@@ -497,12 +464,7 @@ def run(args: argparse.Namespace) -> int:
 
 __all__ = [
     "CONVERSATION_FEATURES",
-    "TASKS_BY_KIND",
-    "TASK_SPECS",
-    "TEXT_ONLY_TASKS",
-    "TEXT_OUTPUT_TASKS",
     "TaskMixtureComponent",
-    "TaskSpec",
     "build_example",
     "build_task_mixture",
     "load_records",

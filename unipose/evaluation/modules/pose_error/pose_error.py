@@ -1,14 +1,13 @@
 """MPJPE and PA-MPJPE of SMPL-H body poses, as an `evaluate` module (`evaluate.load(evaluate_module("pose_error"))`).
 
-The numbers are those of `unipose evaluate`: both call `unipose.evaluation.metrics.pose_errors`.
+The numbers are those of `unipose evaluate`: both call `unipose.metrics.pose_errors`.
 """
 
 import datasets
 import evaluate
 
 from unipose.body_model import BodyJoints
-from unipose.evaluation.metrics import pose_errors
-
+from unipose.metrics import pose_errors
 
 _DESCRIPTION = """
 Mean per-joint position error of 3D human body poses, in millimetres: MPJPE after aligning the pelvis (joint 0),

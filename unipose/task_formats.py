@@ -1,5 +1,6 @@
 """
-The prompts of the seven UniPose tasks.
+The seven UniPose tasks: what each reads from its record ([`TASK_SPECS`]) and its prompts, shared by training
+(which builds conversations from them) and evaluation (which asks them).
 
 A template is a prompt with slots: `{pose}`, `{pose_a}`, `{pose_b}` (input poses), `{image}`, `{image_a}`,
 `{image_b}` (images), `{caption}` (a pose description, for Text-to-Pose) and `{instruction}` (a modification,
@@ -23,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 TASKS = (
     "pose_to_text",
@@ -368,13 +370,62 @@ def _append_text(content: list[dict], text: str):
         content.append({"type": "text", "text": text})
 
 
+@dataclass(frozen=True)
+class TaskSpec:
+    """
+    How a task reads its record.
+
+    Args:
+        kind (`str`): the record kind it reads.
+        media (`dict[str, str]`): template slot -> record column of each input pose or image.
+        text_slot (`str`, *optional*): the template slot that receives one of the record's texts.
+        target (`str`, *optional*): record column of the pose the answer produces; `None` for a text answer
+            (then the answer is one of the record's texts).
+    """
+
+    kind: str
+    media: dict
+    text_slot: str | None = None
+    target: str | None = None
+
+    @property
+    def needs_text(self) -> bool:
+        return self.text_slot is not None or self.target is None
+
+
+TASK_SPECS = {
+    "pose_to_text": TaskSpec("pose_text", {"pose": "pose"}),
+    "text_to_pose": TaskSpec("pose_text", {}, text_slot="caption", target="pose"),
+    "pose_diff": TaskSpec("pose_pair", {"pose_a": "pose_a", "pose_b": "pose_b"}),
+    "pose_editing": TaskSpec("pose_pair", {"pose": "pose_a"}, text_slot="instruction", target="pose_b"),
+    "image_to_text": TaskSpec("image_pose", {"image": "image"}),
+    "pose_estimation": TaskSpec("image_pose", {"image": "image"}, target="pose"),
+    "image_diff": TaskSpec("image_pair", {"image_a": "image_a", "image_b": "image_b"}),
+}
+TASKS_BY_KIND = {
+    kind: tuple(task for task in TASKS if TASK_SPECS[task].kind == kind)
+    for kind in ("pose_text", "pose_pair", "image_pose", "image_pair")
+}
+TEXT_OUTPUT_TASKS = tuple(task for task in TASKS if TASK_SPECS[task].target is None)
+# Text in, text out: the tasks the stock `trl sft` command can train once poses are written as code tokens.
+TEXT_ONLY_TASKS = tuple(
+    task for task in TEXT_OUTPUT_TASKS if not any(slot in IMAGE_SLOTS for slot in TASK_SPECS[task].media)
+)
+
+
+
 __all__ = [
     "IMAGE_SLOTS",
     "INSTRUCTION_TEMPLATES",
     "POSE_SLOTS",
     "SIMPLE_TEMPLATES",
     "TASKS",
+    "TASKS_BY_KIND",
     "TASK_SLOTS",
+    "TASK_SPECS",
+    "TEXT_ONLY_TASKS",
+    "TEXT_OUTPUT_TASKS",
+    "TaskSpec",
     "TEMPLATE_STYLES",
     "TEXT_SLOTS",
     "render_template",

@@ -1,0 +1,103 @@
+"""The package's imports run one way, read from the source (imports inside functions included):
+
+model files (the remote-code closure) <- library (data, body, metrics, task formats, files) <- training and
+evaluation <- commands (`cli`, `app`, `demo`). Training and evaluation share what they share through the library,
+never through each other, and no package imports back into a layer above it.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "unipose"
+
+# The remote-code closure: what a saved checkpoint carries and imports relatively.
+MODEL_FILES = {
+    "configuration_pose_vqvae",
+    "configuration_unipose",
+    "modeling_pose_vqvae",
+    "modeling_unipose",
+    "pipeline_unipose",
+    "processing_unipose",
+    "rotations",
+    "skeleton",
+}
+COMMANDS = {"cli", "app", "demo"}
+TRAINING = {"training", "tokenizer_training"}
+
+
+def module_name(path: Path) -> str:
+    parts = ["unipose", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every `unipose` module `path` imports, anywhere in the file."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            targets = [target] + [f"{target}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t == "unipose" or t.startswith("unipose."))
+    return found
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else ""
+    if top in MODEL_FILES:
+        return "model"
+    if top in TRAINING:
+        return "training"
+    if top == "evaluation":
+        return "evaluation"
+    if top in COMMANDS:
+        return "commands"
+    return "library"
+
+
+# Which layers each layer may import.
+ALLOWED = {
+    "model": {"model"},
+    "library": {"model", "library"},
+    "training": {"model", "library", "training"},
+    "evaluation": {"model", "library", "evaluation"},
+    "commands": {"model", "library", "training", "evaluation", "commands"},
+}
+
+EDGES = {
+    (module_name(path), target)
+    for path in PACKAGE.rglob("*.py")
+    for target in imported_modules(path)
+    if target != "unipose" and target.split(".")[1] != "__init__"
+}
+
+
+def test_the_walk_sees_the_packages_imports():
+    # A check that reads nothing passes everything: the walk must find edges known to exist, in both forms
+    # (`from .task_formats import X` names the module; `from . import cli` names it through its package).
+    assert ("unipose.evaluation.runner", "unipose.task_formats") in EDGES
+    assert ("unipose.training.tasks", "unipose.task_formats") in EDGES
+    assert ("unipose.evaluation.runner", "unipose.checkpoints") in EDGES  # imported inside a function
+    assert len(EDGES) > 150
+
+
+@pytest.mark.parametrize("source", sorted(ALLOWED))
+def test_imports_run_one_way(source):
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, target in EDGES
+        if layer(module) == source and layer(target) not in ALLOWED[source]
+    )
+    assert not wrong, f"{source} modules import a layer above them or beside them: {wrong}"
