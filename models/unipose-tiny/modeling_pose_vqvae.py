@@ -12,6 +12,7 @@ This file is part of the remote code of a saved tokenizer: it imports only torch
 its sibling files.
 """
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -498,9 +499,10 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             `torch.LongTensor` of shape `(batch_size, num_tokens)` with values in `[0, codebook_size)`.
         """
         poses_6d = to_rotation_6d(poses, num_joints=self.config.num_joints, name="poses")
-        self._warn_if_uninitialized()
-        latents = self.encoder(poses_6d.to(device=self.device, dtype=self.dtype))
-        return self.quantizer.quantize(latents)
+        latents = self.encoder(poses_6d.to(device=_execution_device(self.encoder), dtype=self.dtype))
+        with _offloaded_weights_loaded(self.quantizer):
+            self._warn_if_uninitialized()
+            return self.quantizer.quantize(latents)
 
     def decode(self, codes) -> torch.Tensor:
         r"""
@@ -514,9 +516,11 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             `torch.FloatTensor` of shape `(batch_size, num_joints, 6)`: the first two rows of each joint's
             rotation, not yet orthonormalised.
         """
-        codes = self._check_codes(codes)
-        self._warn_if_uninitialized()
-        return self.decoder(self.quantizer.embed_codes(codes).to(self.dtype))
+        codes = self._check_codes(codes).to(_execution_device(self.quantizer))
+        with _offloaded_weights_loaded(self.quantizer):
+            self._warn_if_uninitialized()
+            latents = self.quantizer.embed_codes(codes).to(self.dtype)
+        return self.decoder(latents)
 
     def decode_to_matrix(self, codes) -> torch.Tensor:
         r"""
@@ -604,7 +608,31 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
                 raise ValueError(
                     f"`codes` must lie in [0, {self.config.codebook_size}), got values from {low} to {high}."
                 )
-        return codes.to(device=self.device, dtype=torch.long)
+        return codes.to(dtype=torch.long)
+
+
+def _execution_device(module: nn.Module) -> torch.device:
+    """Where `module` computes: its weights' device, or, when accelerate placed it (`device_map`, possibly
+    offloading its weights to the CPU or disk), the execution device of its hook."""
+    device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+    if device is not None:
+        return torch.device(device)
+    return next(module.parameters(), next(module.buffers(), torch.empty(0))).device
+
+
+@contextlib.contextmanager
+def _offloaded_weights_loaded(module: nn.Module):
+    """Loads the weights of `module` that accelerate offloaded, for a call other than `module.forward` (whose
+    hook would load them), and offloads them again afterwards. Without a hook, nothing to do."""
+    hook = getattr(module, "_hf_hook", None)
+    if hook is None:
+        yield
+        return
+    hook.pre_forward(module)
+    try:
+        yield
+    finally:
+        hook.post_forward(module, None)
 
 
 # A saved tokenizer records this file in its `auto_map`, so that `AutoModel` can load it with

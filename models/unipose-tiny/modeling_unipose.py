@@ -401,6 +401,25 @@ class UniPosePreTrainedModel(PreTrainedModel):
             raise ValueError(f"The checkpoint does not match {cls.__name__}. {details}")
         return (model, info) if output_loading_info else model
 
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, *args, **kwargs) -> nn.Embedding:
+        """[`~PreTrainedModel.resize_token_embeddings`], refusing a size that would drop UniPose's own tokens
+        (`<image>` ... `</p>` and the pose codes, the last ids of the vocabulary)."""
+        config = self.config
+        needed = 1 + max(
+            config.pose_code_token_offset + config.pose_codebook_size - 1,
+            config.image_token_id,
+            config.pose_token_id,
+            config.pose_query_token_id,
+            config.pose_start_token_id,
+            config.pose_end_token_id,
+        )
+        if new_num_tokens is not None and new_num_tokens < needed:
+            raise ValueError(
+                f"`new_num_tokens`={new_num_tokens} would drop UniPose's tokens: the pose codes take ids up to "
+                f"{needed - 1}, so the vocabulary needs at least {needed} rows."
+            )
+        return super().resize_token_embeddings(new_num_tokens, *args, **kwargs)
+
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, UniPoseModel):
@@ -447,6 +466,9 @@ class UniPoseModel(UniPosePreTrainedModel):
     It returns hidden states, not logits, so that trainers that apply the head themselves (TRL's fused loss)
     see the multimodal merge, the queries and the pose-span mask.
     """
+
+    # It loads from a checkpoint of [`UniPoseForConditionalGeneration`], whose head it has no use for.
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
 
     def __init__(self, config: UniPoseConfig):
         super().__init__(config)
@@ -898,9 +920,21 @@ _MODE_SETTINGS = {
 }
 
 
+# Generation-config flags for outputs recorded at every decoding step, which UniPose's loop does not have.
+_PER_STEP_OUTPUTS = ("output_scores", "output_logits", "output_attentions", "output_hidden_states")
+
+
 def _check_decoding_mode(generation_config: GenerationConfig) -> None:
     """Refuse every mode but greedy decoding or sampling of one sequence per prompt, however it was configured
     (`generation_config` is the one `generate` resolved from the arguments and the configs)."""
+    per_step = [name for name in _PER_STEP_OUTPUTS if getattr(generation_config, name, False)]
+    if per_step:
+        raise ValueError(
+            f"UniPose generation does not return per-step outputs ({', '.join(f'`{name}=True`' for name in per_step)}): "
+            "a pose step writes a whole pose (81 tokens) in one pass, so the rows of a batch do not advance one "
+            "token per step. Score the generated sequences with one forward pass instead: "
+            "`model(input_ids=out.sequences, ...).logits` (with `output_attentions` / `output_hidden_states` there)."
+        )
     mode = generation_config.get_generation_mode()
     supported = mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
     if supported and generation_config.num_return_sequences in (None, 1):
