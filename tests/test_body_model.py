@@ -18,10 +18,10 @@ from unipose.body_model import (
     resolve_body_model_path,
     write_generated_body_model,
 )
+from unipose.commands import body_model as body_model_command
 from unipose.generated_body import NUM_VERTICES
 from unipose.rotations import axis_angle_to_matrix, axis_angle_to_rotation_6d
 from unipose.skeleton import JOINT_INDEX, NUM_BODY_JOINTS, SMPLH_MIRROR_INDEX, SMPLH_PARENTS
-
 
 NUM_BETAS = 10
 
@@ -359,7 +359,7 @@ def test_cli_writes_the_generated_file(tmp_path, generated_path, capsys):
     folder = tmp_path / "folder"
     folder.mkdir()
     parser = argparse.ArgumentParser()
-    body_model.add_arguments(parser)
-    assert body_model.run(parser.parse_args(["--out", str(folder)])).endswith(".npz")
+    body_model_command.add_arguments(parser)
+    assert body_model_command.run(parser.parse_args(["--out", str(folder)])).endswith(".npz")
     assert (folder / "SMPLH_NEUTRAL.npz").is_file()
 

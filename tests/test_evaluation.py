@@ -11,6 +11,7 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
+from unipose.commands import evaluate as evaluate_command
 from unipose.data.schema import FEATURES
 from unipose.evaluation import metrics as M
 from unipose.evaluation.retrieval import (
@@ -499,7 +500,7 @@ def test_unipose_evaluate_runs_every_task_and_writes_the_report(tmp_path, tiny_u
     _write_corpus(tmp_path / "corpus", n=8)
 
     parser = argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    evaluate_command.add_arguments(parser)
     args = parser.parse_args(
         [
             "--model",
@@ -528,7 +529,7 @@ def test_unipose_evaluate_runs_every_task_and_writes_the_report(tmp_path, tiny_u
             "--no-progress",
         ]
     )
-    summary = json.loads(runner.run(args))
+    summary = json.loads(evaluate_command.run(args))
     assert set(summary) == set(runner.TASKS)
 
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -697,7 +698,6 @@ def test_mean_pose_is_the_chordal_mean():
 
 def test_evaluate_scores_the_baselines_with_the_same_metrics(tmp_path, tiny_unipose):
     from unipose.body_model import pose_to_joints
-    from unipose.evaluation import runner
     from unipose.metrics import mpjpe
     from unipose.rotations import mean_pose
 
@@ -723,13 +723,13 @@ def test_evaluate_scores_the_baselines_with_the_same_metrics(tmp_path, tiny_unip
             }
         ).save_to_disk(tmp_path / "corpus" / kind)
     parser = argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    evaluate_command.add_arguments(parser)
     args = parser.parse_args(
         ["--model", str(tmp_path / "model"), "--task", "pose-to-text", "text-to-pose", "pose-editing", "--data",
          str(tmp_path / "corpus"), "--output", str(tmp_path / "out"), "--max-new-tokens", "3", "--num-examples", "0",
          "--no-progress", "--baselines", "--captions", "first"]
     )
-    runner.run(args)
+    evaluate_command.run(args)
     results = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]
     test = splits["test"]
     editing = results["pose-editing"]["baseline"]
@@ -752,7 +752,7 @@ def test_evaluate_modules_give_the_numbers_of_unipose_evaluate(tmp_path, tiny_un
     import evaluate
     from datasets import load_from_disk
 
-    from unipose.evaluation import evaluate_module, runner
+    from unipose.evaluation import evaluate_module
 
     model, processor = tiny_unipose
     model.save_pretrained(tmp_path / "model")
@@ -761,13 +761,13 @@ def test_evaluate_modules_give_the_numbers_of_unipose_evaluate(tmp_path, tiny_un
     text_tokenizer.save_pretrained(tmp_path / "retrieval")
     _write_corpus(tmp_path / "corpus", n=8)
     parser = argparse.ArgumentParser()
-    runner.add_arguments(parser)
+    evaluate_command.add_arguments(parser)
     args = parser.parse_args([
         "--model", str(tmp_path / "model"), "--task", "text-to-pose", "--data", str(tmp_path / "corpus"),
         "--retrieval-model", str(tmp_path / "retrieval"), "--output", str(tmp_path / "out"), "--batch-size", "4",
         "--max-new-tokens", "4", "--pool-size", "4", "--recall-k", "1", "5", "--num-examples", "0", "--no-progress",
     ])
-    runner.run(args)
+    evaluate_command.run(args)
     ours = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["text-to-pose"]["metrics"]
     assert ours["pose rate (%)"] == 100.0
 

@@ -9,6 +9,7 @@ import torch
 
 from unipose import pose_sampler
 from unipose.body_model import BodyJoints, pose_to_joints
+from unipose.commands import sample_poses as sample_poses_command
 from unipose.pose_sampler import (
     ARM_STYLES,
     CATEGORY_TABLE,
@@ -24,7 +25,6 @@ from unipose.pose_sampler import (
 )
 from unipose.rotations import axis_angle_to_matrix
 from unipose.skeleton import BODY_JOINT_NAMES, JOINT_INDEX, NUM_BODY_JOINTS
-
 
 NUM_POSES = 4000
 FEET = [JOINT_INDEX[name] for name in ("left_ankle", "right_ankle", "left_foot", "right_foot")]
@@ -331,10 +331,10 @@ def test_bad_arguments():
 
 def test_command_line_writes_poses(tmp_path):
     parser = argparse.ArgumentParser()
-    pose_sampler.add_arguments(parser)
+    sample_poses_command.add_arguments(parser)
     out = tmp_path / "poses.npz"
     args = parser.parse_args(["--num", "25", "--seed", "4", "--out", str(out)])
-    assert "Wrote" in pose_sampler.run(args)
+    assert "Wrote" in sample_poses_command.run(args)
     with np.load(out) as data:
         np.testing.assert_array_equal(data["poses"], sample_poses(25, seed=4))
         assert data["categories"].shape == (25,) and set(data["categories"]) <= set(POSE_CATEGORIES)
@@ -343,8 +343,8 @@ def test_command_line_writes_poses(tmp_path):
 
 def test_contact_sheet_takes_every_category_in_turn():
     categories = ["walking"] * 5 + ["standing"] * 2 + ["lying_side"] * 1
-    shown = pose_sampler._sheet_indices(categories, 6)
+    shown = sample_poses_command._sheet_indices(categories, 6)
     chosen = [categories[index] for index in shown]
     # Round-robin: every category before any repeats, grouped in table order.
     assert chosen == ["standing", "standing", "walking", "walking", "walking", "lying_side"]
-    assert len(pose_sampler._sheet_indices(categories, 100)) == len(categories)
+    assert len(sample_poses_command._sheet_indices(categories, 100)) == len(categories)

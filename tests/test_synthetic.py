@@ -8,9 +8,8 @@ import pytest
 import torch
 from datasets import DatasetDict, load_dataset
 
-from unipose.data.schema import FEATURES
-
 from unipose.body_model import BodyModel
+from unipose.commands import data as data_command
 from unipose.data import synthetic
 from unipose.data.rendering import (
     MATERIALS,
@@ -313,7 +312,7 @@ def test_corpus_is_deterministic(tmp_path, body_model, corpus):
 
 def test_command_line_writes_a_loadable_corpus(tmp_path):
     parser = argparse.ArgumentParser(prog="unipose data")
-    synthetic.add_arguments(parser)
+    data_command.add_arguments(parser)
     out = tmp_path / "cli"
     args = parser.parse_args(
         [
@@ -334,7 +333,7 @@ def test_command_line_writes_a_loadable_corpus(tmp_path):
             "--no-contact-sheet",
         ]
     )
-    assert "Wrote" in synthetic.run(args)
+    assert "Wrote" in data_command.run(args)
     for kind in ("pose_text", "image_pose"):
         loaded = load_dataset(str(out), kind)  # the corpus is a Hub dataset folder, a configuration per kind
         assert isinstance(loaded, DatasetDict) and sum(len(d) for d in loaded.values()) == (
@@ -343,9 +342,9 @@ def test_command_line_writes_a_loadable_corpus(tmp_path):
         assert loaded["train"].features == FEATURES[kind]
     assert not (out / "pose_pair").exists() and not (out / CONTACT_SHEET_FILE).exists()
     with pytest.raises(FileExistsError, match="overwrite"):
-        synthetic.run(args)
+        data_command.run(args)
     assert (
-        synthetic.run(
+        data_command.run(
             parser.parse_args(
                 [
                     "synth",

@@ -192,7 +192,8 @@ def test_stock_trl_sft_trains_text_tasks_with_poses_written_as_tokens(corpus, tm
         [
             sys.executable,
             "-m",
-            "unipose.training.tasks",
+            "unipose.cli",
+            "conversations",
             "--records",
             str(corpus / "pose_text"),
             str(corpus / "pose_pair"),

@@ -57,12 +57,12 @@ python train/train_unipose.py --config train/recipes/stage1_cpu.yaml --resume_fr
 
 # The text-output tasks with the stock `trl sft` command (no custom collator: poses written as code tokens)
 ```bash
-python -m unipose.training.tasks --records data/synthetic/pose_text data/synthetic/pose_pair \
+unipose conversations --records data/synthetic/pose_text data/synthetic/pose_pair \
     --pose_tokenizer runs/stage1_cpu --output data/text_sft
 ARGS="--model_name_or_path runs/stage1_cpu --trust_remote_code --dataset_name data/text_sft \
     --assistant_only_loss --output_dir runs/text_sft --bf16 false --use_cpu --activation_checkpointing false"
 trl sft $ARGS
-python -m unipose.training.model_cards $ARGS   # the UniPose model card in place of TRL's generic one
+python -m unipose.commands.training_card $ARGS   # the UniPose model card in place of TRL's generic one
 ```
 `--assistant_only_loss` is required: inside a pose span the code tokens see each other, so predicting them
 as next tokens would teach nothing. TRL warns that the end-of-turn token is not in the loss mask; it is (the

@@ -21,7 +21,6 @@ imported only by [`build_app`].
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -807,31 +806,6 @@ def launch(page, host: str | None = None, port: int | None = None, **kwargs):
 # ---------------------------------------------------------------------------------------------------------
 # Command line: `unipose app`
 # ---------------------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("UNIPOSE_MODEL") or str(DEFAULT_MODEL),
-        help="A UniPose checkpoint folder or Hub model id (default: $UNIPOSE_MODEL, else the bundled model).",
-    )
-    parser.add_argument(
-        "--host", default=None, help="Address to serve on (default: 127.0.0.1, or $GRADIO_SERVER_NAME)."
-    )
-    parser.add_argument(
-        "--port", type=int, default=None, help=f"Port (default: {DEFAULT_PORT}, or $GRADIO_SERVER_PORT)."
-    )
-    parser.add_argument(
-        "--body-model", help="SMPLH_NEUTRAL.npz for meshes (default: the generated body model)."
-    )
-    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Loads the model, then serves the page until interrupted."""
-    app = AppModel(args.model, body_model=args.body_model, max_new_tokens=args.max_new_tokens).load()
-    launch(build_app(app), host=args.host, port=args.port)
-    return 0
 
 
 __all__ = [

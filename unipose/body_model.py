@@ -18,7 +18,6 @@ Axes are SMPL's, in the rest pose: x points to the body's left, y up, z forward;
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import io
@@ -36,7 +35,6 @@ from .files import atomic_path, open_npz
 from .generated_body import GENERATOR_TAG, build_body_model_arrays
 from .rotations import to_rotation_matrix
 from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS
-
 
 logger = logging.get_logger(__name__)
 
@@ -676,26 +674,6 @@ class BodyModel(torch.nn.Module):
 # ----------------------------------------------------------------------------------------------------
 # Command line: `unipose body-model`
 # ----------------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help=f"File (or folder, which gets {SMPLH_FILE_NAME}) to write the generated body model to; "
-        f"defaults to the cache (${CACHE_ENV}, else {DEFAULT_CACHE_DIR}).",
-    )
-
-
-def run(args: argparse.Namespace) -> str:
-    """Writes the file; returns its path (the command's output)."""
-    if args.out is None:
-        path = generated_body_model_path()
-    else:
-        out = Path(args.out).expanduser()
-        path = write_generated_body_model(out / SMPLH_FILE_NAME if out.is_dir() else out)
-    return str(path)
 
 
 __all__ = [

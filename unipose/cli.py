@@ -1,9 +1,9 @@
 """The ``unipose`` command line.
 
-Each subcommand lives in the module that owns its work and exposes two functions,
-``add_arguments(parser)`` and ``run(args)``, which returns an exit code, the text to show, or both as a
-tuple; this file only lists them, prints what they return, and imports a module when its subcommand is used
-so that ``unipose --help`` stays fast.
+Each subcommand is a module of ``unipose.commands`` with two functions, ``add_arguments(parser)`` and
+``run(args)``, which returns an exit code, the text to show, or both as a tuple; the library modules whose work
+they call neither parse arguments nor print. This file only lists the commands, prints what they return, and
+imports a command's module when it is used so that ``unipose --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,15 +15,19 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("unipose.demo", "Run the seven UniPose tasks on bundled inputs; writes a report with renders."),
-    "app": ("unipose.app", "Serve the seven UniPose tasks as a web page (Gradio; the `app` extra)."),
-    "sample-poses": ("unipose.pose_sampler", "Sample procedural poses and write them (and a contact sheet)."),
-    "body-model": ("unipose.body_model", "Generate the offline SMPL-H-format body model file."),
+    "demo": ("unipose.commands.demo", "Run the seven UniPose tasks on bundled inputs; writes a report with renders."),
+    "app": ("unipose.commands.app", "Serve the seven UniPose tasks as a web page (Gradio; the `app` extra)."),
+    "sample-poses": ("unipose.commands.sample_poses", "Sample procedural poses and write them (and a contact sheet)."),
+    "body-model": ("unipose.commands.body_model", "Generate the offline SMPL-H-format body model file."),
     "train-tokenizer": ("unipose.tokenizer_training", "Stage 0: train the pose tokenizer (VQ-VAE)."),
-    "data": ("unipose.data.synthetic", "Build corpora: `unipose data synth --out DIR --num N --seed S`."),
-    "evaluate": ("unipose.evaluation.runner", "Evaluate a model on the paper's tasks; writes JSON and a Markdown report."),
-    "convert": ("unipose.conversion", "Convert the published UniPose checkpoints into this format."),
-    "verify": ("unipose.verification", "Compare a converted checkpoint with the published program's recorded outputs."),
+    "data": ("unipose.commands.data", "Build corpora: `unipose data synth --out DIR --num N --seed S`."),
+    "conversations": (
+        "unipose.commands.conversations",
+        "Write task conversations as JSON lines (poses as code tokens) for the stock `trl sft` command.",
+    ),
+    "evaluate": ("unipose.commands.evaluate", "Evaluate a model on the paper's tasks; writes JSON and a Markdown report."),
+    "convert": ("unipose.commands.convert", "Convert the published UniPose checkpoints into this format."),
+    "verify": ("unipose.commands.verify", "Compare a converted checkpoint with the published program's recorded outputs."),
 }
 
 

@@ -29,7 +29,6 @@ the authors' program (`parity/README.md`):
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
@@ -49,7 +48,6 @@ from .files import current_umask
 from .modeling_unipose import UniPoseForConditionalGeneration
 from .processing_unipose import UniPoseProcessor
 from .tokenization import UNIPOSE_CHAT_TEMPLATE, add_unipose_tokens
-
 
 logger = logging.get_logger(__name__)
 
@@ -758,37 +756,6 @@ def _check_text_sizes(mapped: dict, text_config) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--base", required=True, help="LLaVA-1.6-Mistral-7B folder (weights and tokenizer).")
-    parser.add_argument("--unipose", required=True, help="UniPose release folder (config, tokenizer, trainables, LoRA).")
-    parser.add_argument("--pose-tokenizer", required=True, help="Pose VQ-VAE checkpoint (Lightning .ckpt).")
-    parser.add_argument("--pose-vit", required=True, help="TokenHMR checkpoint holding the pose ViT.")
-    parser.add_argument("--out", required=True, help="Output folder of the converted checkpoint.")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    parser.add_argument("--vision-num-heads", type=int, default=None, help="CLIP's attention heads (default: 64-wide heads).")
-    parser.add_argument("--pose-vit-num-heads", type=int, default=None, help="The pose ViT's heads (default: ViT-H's 16).")
-    parser.add_argument(
-        "--verify", metavar="REFERENCE", default=None,
-        help="A file written by `parity/record_reference.py` in the release's own environment: compare afterwards.",
-    )
-
-
-def run(args: argparse.Namespace) -> str | tuple[str, int]:
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    report = convert_release(
-        args.base, args.unipose, args.pose_tokenizer, args.pose_vit, args.out, dtype=dtype, overwrite=args.overwrite,
-        vision_num_heads=args.vision_num_heads, pose_vit_num_heads=args.pose_vit_num_heads,
-    )
-    text = json.dumps({"conversion": report.to_dict()}, indent=2)
-    if args.verify is None:
-        return text
-    from .verification import format_checks, verify_against_reference
-
-    checks = verify_against_reference(args.out, args.verify)
-    return f"{text}\n{format_checks(checks)}", 0 if all(check.passed for check in checks) else 1
 
 
 __all__ = ["KEY_MAPPING", "ConversionReport", "convert_release", "map_key"]

@@ -45,7 +45,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
@@ -910,54 +909,6 @@ def save_poses(path: os.PathLike, sample: PoseSample) -> Path:
     with atomic_path(path) as temporary, open(temporary, "wb") as file:
         np.savez(file, poses=sample.poses, categories=np.array(sample.categories, dtype=str))
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--num", type=int, default=1000, help="Number of poses (default: 1000).")
-    parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    parser.add_argument("--out", type=Path, required=True, help="Output .npz with `poses` and `categories`.")
-    parser.add_argument(
-        "--categories", nargs="+", choices=POSE_CATEGORIES, default=None, help="Restrict to these categories."
-    )
-    parser.add_argument("--contact-sheet", type=Path, default=None, help="Also draw some poses to this PNG.")
-    parser.add_argument("--sheet-size", type=int, default=48, help="Poses on the sheet, by category in turn.")
-    parser.add_argument("--sheet-columns", type=int, default=8, help="Poses per row of the contact sheet.")
-
-
-def _sheet_indices(categories: Sequence[str], size: int) -> list[int]:
-    """Up to `size` pose indices taken in turn from each category, grouped by category in table order."""
-    by_category: dict[str, list[int]] = {name: [] for name in POSE_CATEGORIES}
-    for index, name in enumerate(categories):
-        by_category[name].append(index)
-    chosen: list[int] = []
-    for rank in range(max(map(len, by_category.values()), default=0)):
-        chosen += [indices[rank] for indices in by_category.values() if rank < len(indices)]
-        if len(chosen) >= size:
-            break
-    # Keep the first `size` in the round-robin order, then show them grouped by category.
-    order = {name: position for position, name in enumerate(POSE_CATEGORIES)}
-    return sorted(chosen[:size], key=lambda index: (order[categories[index]], index))
-
-
-def run(args: argparse.Namespace) -> str:
-    """Samples and writes the poses (and a contact sheet); returns what was written."""
-    if args.num < 0:
-        raise ValueError(f"`--num` must be a non-negative integer, got {args.num}.")
-    sample = PoseSampler(seed=args.seed, categories=args.categories).sample(args.num)
-    save_poses(args.out, sample)
-    counts = {name: sample.categories.count(name) for name in POSE_CATEGORIES if name in sample.categories}
-    report = [f"Wrote {args.num} poses to {args.out}: {counts}"]
-    if args.contact_sheet is not None and args.num > 0:
-        from .visualization import contact_sheet
-
-        shown = _sheet_indices(sample.categories, args.sheet_size)
-        descriptions = {category.name: category.description for category in CATEGORY_TABLE}
-        captions = [descriptions[sample.categories[i]] for i in shown]
-        contact_sheet(
-            sample.poses[shown], captions=captions, path=args.contact_sheet, columns=args.sheet_columns
-        )
-        report.append(f"Wrote a contact sheet of {len(shown)} poses to {args.contact_sheet}")
-    return "\n".join(report)
 
 
 __all__ = [

@@ -24,7 +24,6 @@ from safetensors import safe_open
 from .modeling_unipose import UniPoseForConditionalGeneration
 from .processing_unipose import UniPoseProcessor
 
-
 PathLike = str | os.PathLike
 DEFAULT_ATOL = 1e-4
 
@@ -224,18 +223,6 @@ def format_checks(checks: list[Check]) -> str:
     failed = sum(not check.passed for check in checks)
     rows.append(f"\n{len(checks) - failed} of {len(checks)} checks passed.")
     return "\n".join(rows)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", required=True, help="A folder written by `unipose convert`.")
-    parser.add_argument("--reference", required=True, help="A file written by `parity/record_reference.py`.")
-    parser.add_argument("--atol", type=float, default=DEFAULT_ATOL, help="Tolerance of the float comparisons.")
-
-
-def run(args) -> tuple[str, int]:
-    """The table of checks, and the exit code: 1 when any check fails."""
-    checks = verify_against_reference(args.model, args.reference, atol=args.atol)
-    return format_checks(checks), 0 if all(check.passed for check in checks) else 1
 
 
 __all__ = ["Check", "format_checks", "read_reference", "verify_against_reference"]

@@ -52,7 +52,6 @@ Command line: `unipose data synth --out synthetic --num 1000 --seed 0`.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -73,11 +72,11 @@ from PIL import Image, ImageDraw, ImageFont
 from transformers.utils import logging
 
 from ..files import atomic_path, current_umask
-from .hub import load_corpus, write_hub_dataset
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
 from .amass import heading_angle
+from .hub import load_corpus, write_hub_dataset
 from .rendering import IMAGE_SIZE, BodyRenderer, RenderSettings, Scene, frontal_scene, sample_scenes
 from .schema import FEATURES
 
@@ -795,84 +794,6 @@ def write_contact_sheet(
     with atomic_path(path) as temporary:
         sheet.save(temporary, format="PNG")
     return path
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line: `unipose data synth`
-# ---------------------------------------------------------------------------------------------------------
-
-
-def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out", type=Path, required=True, help="Directory to write the corpus to (must not exist)."
-    )
-    parser.add_argument(
-        "--num", type=int, default=1000, help="Records of each pose-only kind (default: 1000)."
-    )
-    parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
-    parser.add_argument(
-        "--num-images",
-        type=int,
-        default=None,
-        help="Records of each image kind (default: --num; image_pair has two).",
-    )
-    parser.add_argument(
-        "--image-size", type=int, default=IMAGE_SIZE, help=f"Image side in pixels (default: {IMAGE_SIZE})."
-    )
-    parser.add_argument(
-        "--captions",
-        type=int,
-        default=DEFAULT_NUM_CAPTIONS,
-        help=f"Captions per record (default: {DEFAULT_NUM_CAPTIONS}).",
-    )
-    parser.add_argument(
-        "--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="Record kinds to write (default: all)."
-    )
-    parser.add_argument(
-        "--image-format", choices=IMAGE_FORMATS, default="jpeg", help="Image encoding (default: jpeg)."
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="Replace an existing synthetic corpus at --out."
-    )
-    parser.add_argument("--no-contact-sheet", action="store_true", help=f"Do not write {CONTACT_SHEET_FILE}.")
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    corpus = build_synthetic_corpus(
-        args.out,
-        num=args.num,
-        seed=args.seed,
-        image_size=args.image_size,
-        num_images=args.num_images,
-        num_captions=args.captions,
-        kinds=args.kinds,
-        image_format=args.image_format,
-        overwrite=args.overwrite,
-        contact_sheet=not args.no_contact_sheet,
-        progress=True,
-    )
-    report = [f"{kind}: " + ", ".join(f"{split} {len(data)}" for split, data in splits.items()) for kind, splits in corpus.items()]
-    report.append(
-        f"Wrote {args.out}"
-        + ("" if args.no_contact_sheet else f" (samples: {Path(args.out) / CONTACT_SHEET_FILE})")
-    )
-    return "\n".join(report)
-
-
-ACTIONS = {
-    "synth": (add_synth_arguments, run_synth, "Generate the synthetic corpus (poses, captions, images).")
-}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`unipose data ACTION ...`: one sub-parser per action (`synth`)."""
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, (add, _, help_text) in ACTIONS.items():
-        add(actions.add_parser(name, help=help_text, description=help_text))
-
-
-def run(args: argparse.Namespace) -> int:
-    return ACTIONS[args.action][1](args)
 
 
 __all__ = [

@@ -6,14 +6,14 @@ says what the run trained, from which model, on which data and with which recipe
 - [`trained_parts`]: what trains in a prepared model, read from its trainable parameters.
 - [`write_training_card`]: `README.md` of a trained model, of its adapter folder or of a checkpoint.
   [`~unipose.training.sft.UniPoseSFTTrainer`] writes it wherever TRL would write its generic card.
-- `python -m unipose.training.model_cards ARGS`: the card of a run of the stock `trl sft` command, which
+- `python -m unipose.commands.training_card ARGS`: the card of a run of the stock `trl sft` command, which
   cannot take custom code and writes TRL's generic card; ARGS are the arguments that `trl sft` was given.
 
 ```bash
 ARGS="--model_name_or_path runs/stage1_cpu --trust_remote_code --dataset_name data/text_sft \\
     --assistant_only_loss --output_dir runs/text_sft --bf16 false --use_cpu --activation_checkpointing false"
 trl sft $ARGS
-python -m unipose.training.model_cards $ARGS   # replaces runs/text_sft/README.md
+python -m unipose.commands.training_card $ARGS   # replaces runs/text_sft/README.md
 ```
 """
 
@@ -24,7 +24,6 @@ import dataclasses
 import enum
 import os
 import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,18 +349,6 @@ def write_trl_sft_card(argv: Sequence[str]) -> Path:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    """`python -m unipose.training.model_cards ARGS`: the UniPose card of the `trl sft ARGS` run."""
-    if argv is None:
-        argv = sys.argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        raise SystemExit(0)
-    path = write_trl_sft_card(argv)
-    print(f"Wrote the UniPose model card {path}.")
-    return path
-
-
 __all__ = [
     "PART_NAMES",
     "TrainingRun",
@@ -374,6 +361,3 @@ __all__ = [
     "write_trl_sft_card",
 ]
 
-
-if __name__ == "__main__":
-    main()

@@ -28,13 +28,12 @@ new draws of template and caption; 0.5 = a random half). The draws (records, tem
 functions of the mixture's seed, so every process of a distributed run builds the same examples.
 
 The stock `trl sft` command trains the text-output tasks on conversations whose input poses are written out
-as code tokens: [`text_only_conversations`] builds them, `python -m unipose.training.tasks` writes them as
+as code tokens: [`text_only_conversations`] builds them, `unipose conversations` writes them as
 JSON lines.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections.abc import Sequence
@@ -424,44 +423,6 @@ def write_json_lines(dataset: Dataset, path: str | os.PathLike) -> Path:
     return path
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--records", nargs="+", required=True, help="Corpora (save_to_disk directories) to read."
-    )
-    parser.add_argument("--split", default="train", help="Split of each corpus.")
-    parser.add_argument(
-        "--tasks", nargs="+", default=list(TEXT_ONLY_TASKS), choices=TEXT_ONLY_TASKS, help="Tasks to draw."
-    )
-    parser.add_argument(
-        "--pose_tokenizer", required=True, help="UniPose checkpoint (or stage-0 pose tokenizer)."
-    )
-    parser.add_argument(
-        "--output", required=True, help="Directory of the JSON-lines dataset (`train.jsonl`)."
-    )
-    parser.add_argument("--style", default="instruction", choices=TEMPLATE_STYLES, help="Template style.")
-    parser.add_argument("--weight", type=float, default=1.0, help="Examples per record and task.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the draws.")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Write the text-only conversations that `trl sft --dataset_name OUTPUT` trains on."""
-    parts = []
-    for index, path in enumerate(args.records):
-        records = load_records(path, args.split)
-        tasks = [task for task in args.tasks if TASK_SPECS[task].kind == record_kind(records.features)]
-        parts += mix_records(records, tasks, args.weight, args.style, args.seed, index, path).values()
-    if not parts:
-        raise ValueError(
-            f"None of `--tasks` {args.tasks} reads the record kinds of `--records` {args.records}."
-        )
-    conversations = text_only_conversations(
-        concatenate_datasets(parts), load_pose_tokenizer(args.pose_tokenizer)
-    )
-    path = write_json_lines(conversations, Path(args.output) / "train.jsonl")
-    logger.warning(f"Wrote {len(conversations)} conversations to {path}")
-    return 0
-
-
 __all__ = [
     "CONVERSATION_FEATURES",
     "TaskMixtureComponent",
@@ -475,8 +436,3 @@ __all__ = [
     "write_json_lines",
 ]
 
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(description=run.__doc__)
-    add_arguments(_parser)
-    raise SystemExit(run(_parser.parse_args()))

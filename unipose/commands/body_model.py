@@ -1,0 +1,34 @@
+"""`unipose body-model`: write the generated SMPL-H-format body model file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..body_model import (
+    CACHE_ENV,
+    DEFAULT_CACHE_DIR,
+    SMPLH_FILE_NAME,
+    generated_body_model_path,
+    write_generated_body_model,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"File (or folder, which gets {SMPLH_FILE_NAME}) to write the generated body model to; "
+        f"defaults to the cache (${CACHE_ENV}, else {DEFAULT_CACHE_DIR}).",
+    )
+
+
+def run(args: argparse.Namespace) -> str:
+    """Writes the file; returns its path (the command's output)."""
+    if args.out is None:
+        path = generated_body_model_path()
+    else:
+        out = Path(args.out).expanduser()
+        path = write_generated_body_model(out / SMPLH_FILE_NAME if out.is_dir() else out)
+    return str(path)

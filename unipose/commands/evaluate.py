@@ -1,0 +1,230 @@
+"""`unipose evaluate`: evaluate a model on the paper's tasks."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers.utils import logging
+
+from ..data.corpus import discover_datasets, load_split
+from ..evaluation.metrics import (
+    DEFAULT_NUM_REPETITIONS,
+    DEFAULT_POOL_SIZE,
+    GENERATION_RECALL_K,
+    R_PRECISION_PROTOCOLS,
+    describe_r_precision_protocol,
+    text_metric_sources,
+)
+from ..evaluation.paper_results import PAPER_CITATION
+from ..evaluation.runner import (
+    DEFAULT_MAX_NEW_TOKENS,
+    TASKS,
+    EvaluationSettings,
+    RetrievalJudges,
+    evaluate_task,
+    resolve_device,
+    write_report,
+)
+
+logger = logging.get_logger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="A saved UniPose model (and its processor).")
+    parser.add_argument(
+        "--task",
+        required=True,
+        nargs="+",
+        choices=[*TASKS, "all"],
+        help="Task(s) to evaluate; 'all' runs every task the data has records for.",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="Saved datasets, or folders of them (e.g. `unipose data synth` output).",
+    )
+    parser.add_argument("--split", default="test", help="Split to evaluate (default: test).")
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="Also score each task's simple baseline (constant answer, mean pose, unchanged pose A), computed "
+        "from the `train` split of --data.",
+    )
+    parser.add_argument(
+        "--output", default="evaluation", help="Folder for predictions, results.json, report.md and examples."
+    )
+    parser.add_argument(
+        "--retrieval-model", default=None, help="Pose-text retrieval model (R-precision, Recall@K, FID)."
+    )
+    parser.add_argument(
+        "--pair-retrieval-model",
+        default=None,
+        help="Pose-pair-text retrieval model (Pose-Diff, Image-Diff, Pose Editing).",
+    )
+    parser.add_argument(
+        "--body-model",
+        default=None,
+        help="SMPL-H npz for the joint errors (default: the generated stand-in).",
+    )
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Longest generated text."
+    )
+    parser.add_argument(
+        "--max-samples", type=int, default=None, help="Evaluate only the first N items of each task."
+    )
+    parser.add_argument(
+        "--captions",
+        choices=("first", "all"),
+        default="first",
+        help="Input captions per record (text-to-pose, pose-editing).",
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="R-precision pool / group size."
+    )
+    parser.add_argument(
+        "--num-repetitions",
+        type=int,
+        default=DEFAULT_NUM_REPETITIONS,
+        help="Pools per query (PoseScript protocol).",
+    )
+    parser.add_argument("--recall-k", type=int, nargs="+", default=list(GENERATION_RECALL_K))
+    parser.add_argument("--num-examples", type=int, default=3, help="Rendered examples per task.")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the R-precision pools and tie breaking.")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument(
+        "--overwrite", action="store_true", help="Discard predictions of an earlier, different run."
+    )
+    parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
+
+
+def _load_unipose(path: str, device: torch.device, dtype: str):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import unipose  # noqa: F401  (registers the UniPose classes with the Auto classes)
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"`--model` {path!r} is not a saved model folder (no config.json).")
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    processor = AutoProcessor.from_pretrained(path)
+    return model, processor
+
+
+def _judges(args, device) -> RetrievalJudges:
+    from ..evaluation.retrieval import PosePairTextRetrievalConfig, PoseTextRetrievalConfig, load_retrieval_model
+
+    judges = RetrievalJudges()
+    for option, attribute, expected in (
+        ("retrieval_model", "pose", PoseTextRetrievalConfig.model_type),
+        ("pair_retrieval_model", "pair", PosePairTextRetrievalConfig.model_type),
+    ):
+        path = getattr(args, option)
+        if path is None:
+            continue
+        model, tokenizer = load_retrieval_model(path, device)
+        if model.config.model_type != expected:
+            raise ValueError(
+                f"`--{option.replace('_', '-')}` {path!r} holds a {model.config.model_type!r} model; "
+                f"expected {expected!r}."
+            )
+        setattr(judges, f"{attribute}_model", model)
+        setattr(judges, f"{attribute}_tokenizer", tokenizer)
+    return judges
+
+
+def run(args: argparse.Namespace) -> str:
+    """
+    `unipose evaluate`: every requested task, then `results.json` and `report.md` in `--output`.
+
+    Returns:
+        `str`: the metrics of every task, as JSON (the command line prints it).
+    """
+    from ..checkpoints import enable_progress_logging
+
+    enable_progress_logging()
+    device = resolve_device(args.device)
+    settings = EvaluationSettings(
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        max_samples=args.max_samples,
+        captions=args.captions,
+        pool_size=args.pool_size,
+        num_repetitions=args.num_repetitions,
+        recall_k=tuple(args.recall_k),
+        seed=args.seed,
+        num_examples=args.num_examples,
+    )
+    available = set(discover_datasets(args.data))
+    if "all" in args.task:
+        tasks = [task for task, spec in TASKS.items() if spec.kind in available]
+        skipped = [task for task in TASKS if task not in tasks]
+        if skipped:
+            logger.warning(f"No records for {skipped} in {args.data}: skipped.")
+    else:
+        tasks = list(dict.fromkeys(args.task))
+        lacking = [task for task in tasks if TASKS[task].kind not in available]
+        if lacking:
+            raise FileNotFoundError(
+                f"No records for {lacking} in {args.data} (they need {sorted({TASKS[t].kind for t in lacking})})."
+            )
+    if not tasks:
+        raise FileNotFoundError(f"No UniPose records in {args.data}.")
+    model, processor = _load_unipose(args.model, device, args.dtype)
+    judges = _judges(args, device)
+    body = None
+    if args.body_model is not None:
+        from ..body_model import BodyJoints, resolve_body_model_path
+
+        body = BodyJoints.from_body_model_file(resolve_body_model_path(args.body_model))
+    output_dir = Path(args.output)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = {
+        "model": str(Path(args.model).resolve()),
+        "data": [str(Path(path).resolve()) for path in args.data],
+        "split": args.split,
+        "max_samples": args.max_samples,
+    }
+    results = {
+        "model": args.model,
+        "data": list(args.data),
+        "retrieval_model": args.retrieval_model,
+        "pair_retrieval_model": args.pair_retrieval_model,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": asdict(settings),
+        "text_metric_sources": text_metric_sources(),
+        "r_precision_protocols": {
+            protocol: describe_r_precision_protocol(protocol, settings.pool_size, settings.num_repetitions)
+            for protocol in R_PRECISION_PROTOCOLS
+        },
+        "paper": PAPER_CITATION,
+        "tasks": {},
+    }
+    for task in tasks:
+        dataset = load_split(args.data, TASKS[task].kind, args.split)
+        result = evaluate_task(
+            task,
+            model,
+            processor,
+            dataset,
+            output_dir,
+            settings,
+            judges=judges,
+            fingerprint=fingerprint,
+            overwrite=args.overwrite,
+            body=body,
+            progress=not args.no_progress,
+            train_dataset=load_split(args.data, TASKS[task].kind, "train") if args.baselines else None,
+        )
+        results["tasks"][task] = {"split": args.split, **result}
+        # Rewritten after every task, so that a later crash keeps the finished tasks' numbers.
+        report = write_report(output_dir, results)
+    logger.info(f"Report: {report}")
+    # The command line prints what `run` returns: the metrics of every task.
+    return json.dumps({task: result["metrics"] for task, result in results["tasks"].items()}, indent=2)
