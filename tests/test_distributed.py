@@ -11,8 +11,10 @@ batch, save a merged model that loads through `AutoModel` with its frozen parts 
 checkpoint to the same losses and weights. Stage 3 is laid out so that in every step one process has images and
 the other none, one has pose queries and the other none (`STAGE3_LAYOUT`): without the lockstep terms ZeRO-2
 and ZeRO-3 fail there with a gloo collective mismatch (on NCCL, a hang), hence a timeout on every launch. DDP's
-stage 1 is `test_training_slow.py`'s. FSDP does not run on CPU processes (accelerate sets it up only on
-accelerators): its test shows the refusal and skips; `benchmarks/gpu_check.py --engines fsdp` runs it on GPUs.
+stage 1 is `test_training_slow.py`'s. FSDP does not run through `accelerate launch` on CPU processes (accelerate sets it up only on
+accelerators): its test shows the refusal and skips, `benchmarks/gpu_check.py --engines fsdp` runs it on GPUs, and
+torch's FSDP2 (`fully_shard`) shards the model across two CPU processes directly (`tests/fsdp2_steps.py`), training
+stage 3 with the trainer's loss to the losses and weights of one process.
 
 GPUs are hidden from the launches (`CUDA_VISIBLE_DEVICES=""`), so the runs are the same on any machine. The first
 DeepSpeed launch on a machine compiles DeepSpeed's shared-memory op with the system C++ compiler (about two
@@ -475,6 +477,25 @@ def test_a_run_resumed_from_a_checkpoint_matches_the_uninterrupted_run(runs, eng
     )
     assert sorted(weights) == sorted(resumed_weights)
     assert not [name for name in weights if not torch.equal(weights[name], resumed_weights[name])]
+
+
+@pytest.mark.slow
+def test_fsdp2_shards_unipose_across_cpu_processes_and_trains_like_one_process(small_corpus, tmp_path):
+    # accelerate will not set FSDP up on CPU processes (above), so torch's `fully_shard` shards the model directly
+    # (`tests/fsdp2_steps.py`), with a process with images against one without, as in `STAGE3_LAYOUT`.
+    reports = {}
+    for processes in (1, 2):
+        out = tmp_path / f"{processes}.json"
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        command += ["--master_port", str(free_port()), str(REPO / "tests" / "fsdp2_steps.py")]
+        result = launch(command + ["--corpus", str(small_corpus), "--out", str(out)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        reports[processes] = json.loads(out.read_text())
+    one, two = reports[1], reports[2]
+    assert (one["processes"], two["processes"]) == (1, 2) and len(one["losses"]) == len(two["losses"]) == STEPS
+    assert one["held_fraction"] == 1 and two["held_fraction"] < 0.6  # each process holds about half the weights
+    assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"])) <= LOSS_TOLERANCE, (one, two)
+    assert two["checksum"] == pytest.approx(one["checksum"], rel=1e-6)  # the same trained weights
 
 
 # ----------------------------------------------------------------------------------------------------------
