@@ -21,13 +21,13 @@ from torch.distributed.fsdp import fully_shard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_distributed import STAGE3_LAYOUT  # noqa: E402
-from test_training import sft_config  # noqa: E402
+from test_distributed import STAGE3_LAYOUT
+from test_training import sft_config
 
-from unipose.modeling_unipose import pose_shift_labels  # noqa: E402
-from unipose.testing import tiny_model_and_processor  # noqa: E402
-from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config  # noqa: E402
-from unipose.training.tasks import build_task_mixture  # noqa: E402
+from unipose.modeling_unipose import pose_shift_labels
+from unipose.testing import tiny_model_and_processor
+from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
+from unipose.training.tasks import build_task_mixture
 
 GLOBAL_BATCH = 4
 
