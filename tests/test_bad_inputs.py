@@ -533,3 +533,20 @@ def test_every_training_script_reads_a_yaml_recipe_and_the_command_line_wins(tmp
     recipe.write_text(f"output_dir: {tmp_path / 'out'}\npretrain_data: [corpus]\nlearning_rat: 0.5\n")
     with pytest.raises(ValueError, match=r"Unknown arguments from config file: \['--learning_rat'"):
         retrieval_arguments(["--config", str(recipe)])
+
+
+def test_finite_but_huge_axis_angle_values_are_refused_everywhere_not_turned_into_nan(tiny):
+    from unipose.body_model import pose_to_joints
+    from unipose.rotations import to_rotation_matrix
+
+    _, processor = tiny
+    huge = np.full((22, 3), 1e38, dtype=np.float32)
+    message = r"`{}` holds an axis-angle rotation of 1.73e\+38 radians at pose 0, joint 0; expected angles within 1000"
+    with pytest.raises(ValueError, match=message.format("poses")):
+        to_rotation_matrix(huge)
+    with pytest.raises(ValueError, match=message.format("poses")):
+        pose_to_joints(huge[None])
+    with pytest.raises(ValueError, match=message.format(r"poses\[0\]")):
+        processor(text="Describe <pose>", poses=[huge])
+    # A few turns are still rotations.
+    assert np.isfinite(np.asarray(to_rotation_matrix(np.full((22, 3), 20.0)))).all()

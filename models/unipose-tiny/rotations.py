@@ -29,6 +29,10 @@ DEGENERATE_6D_EPS = 1e-6
 # Below this angle (radians) the Rodrigues coefficients use their Taylor series: sin(t)/t and
 # (1 - cos t)/t^2 are 0/0 at t = 0, and the series keeps values and gradients finite there.
 SMALL_ANGLE = 1e-3
+# Longest axis-angle vector (radians) read as a rotation: a few hundred turns. Far beyond it the angle modulo 2 pi
+# is lost to floating-point rounding (and from about 1e19 in float32 the vector's length overflows), so larger
+# values are refused as data errors instead of becoming meaningless or NaN rotations.
+MAX_AXIS_ANGLE = 1e3
 
 PoseLike = Union[torch.Tensor, np.ndarray, Sequence]
 
@@ -269,6 +273,19 @@ def _check_finite(tensor: torch.Tensor, name: str) -> None:
         )
 
 
+def _check_axis_angle(axis_angle: torch.Tensor, name: str) -> None:
+    """Raises if any `(B, J, 3)` rotation vector is longer than `MAX_AXIS_ANGLE` radians."""
+    with torch.no_grad():
+        angles = axis_angle.double().norm(dim=-1)
+        if bool((angles > MAX_AXIS_ANGLE).any()):
+            batch, joint = divmod(int(angles.argmax()), angles.shape[1])
+            raise ValueError(
+                f"`{name}` holds an axis-angle rotation of {angles[batch, joint].item():.3g} radians at pose "
+                f"{batch}, joint {joint}; expected angles within {MAX_AXIS_ANGLE:g} radians (values this large "
+                "are not rotations: check the units and the data)."
+            )
+
+
 def _orthonormality_error(rows: torch.Tensor) -> torch.Tensor:
     """`max |A A^T - I|` of each set of rows `A`: `(..., k, 3)` -> `(...)`."""
     identity = torch.eye(rows.shape[-2], dtype=rows.dtype, device=rows.device)
@@ -338,6 +355,8 @@ def _read_poses(poses: PoseLike, num_joints: int, name: str, atol: float) -> tup
         _check_rotation_matrices(tensor, name, atol)
     elif kind == "rotation_6d":
         _check_rotation_6d(tensor, name)
+    else:
+        _check_axis_angle(tensor, name)
     return tensor, kind
 
 
@@ -497,6 +516,7 @@ def mean_pose(poses: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "DEGENERATE_6D_EPS",
+    "MAX_AXIS_ANGLE",
     "ORTHONORMAL_ATOL",
     "SMALL_ANGLE",
     "axis_angle_to_matrix",

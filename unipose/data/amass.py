@@ -40,7 +40,7 @@ import torch
 from transformers.utils import logging
 
 from ..files import open_npz
-from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..rotations import MAX_AXIS_ANGLE, axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
@@ -55,7 +55,6 @@ UP_AXES = ("y", "z")
 # The npz keys of the two AMASS releases (SMPL-H, SMPL-X) that hold the capture rate.
 FRAME_RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")
 POSES_KEY = "poses"
-MAX_ROTATION_RADIANS = 1e3
 # Axis-angle values per frame for the root and the 21 body joints.
 NUM_BODY_POSE_VALUES = NUM_BODY_JOINTS * 3
 
@@ -286,11 +285,11 @@ def read_amass_sequence(
         raise ValueError(f"`{POSES_KEY}` in {str(path)!r} contains NaN, infinite or non-numeric values.")
     # Rotations beyond a thousand radians are not poses but corrupt numbers (their sines and cosines are noise).
     largest = float(np.abs(body_values).max()) if body_values.size else 0.0
-    if largest > MAX_ROTATION_RADIANS:
+    if largest > MAX_AXIS_ANGLE:
         row = int(np.abs(body_values).max(axis=1).argmax())
         raise ValueError(
             f"`{POSES_KEY}` in {str(path)!r} holds an axis-angle value of {largest:.3g} at frame {row}; "
-            f"values beyond {MAX_ROTATION_RADIANS:g} radians are not rotations."
+            f"values beyond {MAX_AXIS_ANGLE:g} radians are not rotations."
         )
     if target_fps is None:
         frames = np.arange(len(poses), dtype=np.int64)
