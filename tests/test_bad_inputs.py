@@ -23,7 +23,6 @@ from unipose.evaluation.runner import resolve_device
 from unipose.files import atomic_path, open_npz, write_json_atomically
 from unipose.visualization import save_obj
 
-
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -292,7 +291,7 @@ def test_a_nonsense_device_is_refused_by_name(value, fragment):
 
 @pytest.mark.parametrize("kind", ["pil_i16", "pil_i32", "numpy_uint16"])
 def test_16_bit_images_are_scaled_not_clipped_to_white(kind):
-    from unipose.processing_unipose import _to_rgb_images
+    from unipose.processing_inputs import to_rgb_images
 
     gradient = (np.arange(64 * 48).reshape(48, 64) * 21).astype(np.uint16)  # 0 ... 64,491
     source = {
@@ -300,7 +299,7 @@ def test_16_bit_images_are_scaled_not_clipped_to_white(kind):
         "pil_i32": Image.fromarray(gradient.astype(np.int32)),
         "numpy_uint16": gradient,
     }[kind]
-    (rgb,) = _to_rgb_images(source, "images")
+    (rgb,) = to_rgb_images(source, "images")
     pixels = np.asarray(rgb)[..., 0].astype(int)
     expected = np.round(gradient / 257.0).astype(int)
     assert np.abs(pixels - expected).max() <= 1
@@ -308,13 +307,13 @@ def test_16_bit_images_are_scaled_not_clipped_to_white(kind):
 
 
 def test_a_float_image_mode_outside_0_1_is_scaled_by_its_maximum_and_negative_values_are_refused():
-    from unipose.processing_unipose import _to_rgb_images
+    from unipose.processing_inputs import to_rgb_images
 
     values = np.linspace(0, 1000, 64 * 64, dtype=np.float32).reshape(64, 64)
-    (rgb,) = _to_rgb_images(Image.fromarray(values), "images")
+    (rgb,) = to_rgb_images(Image.fromarray(values), "images")
     assert np.asarray(rgb)[..., 0].max() == 255 and np.asarray(rgb)[0, 0, 0] == 0
     with pytest.raises(ValueError, match=r"`images` \(PIL mode 'F'\) holds negative"):
-        _to_rgb_images(Image.fromarray(values - 10), "images")
+        to_rgb_images(Image.fromarray(values - 10), "images")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -385,7 +384,7 @@ def test_sanitized_chat_turns_typed_control_tokens_into_text_and_keeps_the_items
     # Only the pose item is a pose: one span of `<pose>` placeholders; no query, no image, no codes, one BOS.
     assert _count(ids, processor.pose_token_id) == n and _count(ids, processor.pose_start_token_id) == 1
     assert _count(ids, processor.pose_query_token_id, processor.image_token_id) == 0
-    assert int(processor._is_code(ids.numpy()).sum()) == 0
+    assert int(processor.pose_spans.is_code(ids.numpy()).sum()) == 0
     assert _count(ids, processor.tokenizer.bos_token_id) == 1
     assert TYPED in processor.decode(ids, skip_special_tokens=True)
     assert inputs["pose_values"].shape == (1, 22, 6)

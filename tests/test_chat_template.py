@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from unipose.demo import DEFAULT_MODEL
-from unipose.processing_unipose import IGNORE_INDEX
+from unipose.processing_poses import IGNORE_INDEX
 from unipose.task_formats import INSTRUCTION_TEMPLATES, SIMPLE_TEMPLATES, TASK_SPECS, TASKS
 from unipose.testing import tiny_model_and_processor
 from unipose.tokenization import UNIPOSE_CHAT_TEMPLATE

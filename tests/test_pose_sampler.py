@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from unipose import pose_sampler
 from unipose.body_model import BodyJoints, pose_to_joints
 from unipose.commands import sample_poses as sample_poses_command
 from unipose.pose_sampler import (

@@ -19,11 +19,11 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 import unipose.processing_unipose as processing_module
 from unipose.configuration_unipose import UniPoseConfig
-from unipose.processing_unipose import IGNORE_INDEX, UniPoseProcessor, pose_code_token
+from unipose.processing_poses import IGNORE_INDEX, pose_code_token
+from unipose.processing_unipose import UniPoseProcessor
 from unipose.rotations import axis_angle_to_matrix, to_rotation_6d
 from unipose.testing import near_rotation_matrices
 from unipose.tokenization import UNIPOSE_CHAT_TEMPLATE, add_unipose_tokens, build_tiny_tokenizer
-
 
 CODEBOOK_SIZE = 16
 NUM_POSE_TOKENS = 10

@@ -19,7 +19,7 @@ from trl import SFTConfig
 
 from unipose.data.schema import FEATURES
 from unipose.modeling_unipose import pose_shift_labels
-from unipose.processing_unipose import IGNORE_INDEX
+from unipose.processing_poses import IGNORE_INDEX
 from unipose.task_formats import (
     INSTRUCTION_TEMPLATES,
     SIMPLE_TEMPLATES,

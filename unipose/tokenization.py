@@ -11,17 +11,15 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AddedToken, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .processing_unipose import (
-    _POSE_CODE_PATTERN,
-    IMAGE_TOKEN,
+from .processing_poses import (
+    POSE_CODE_PATTERN,
     POSE_END_TOKEN,
     POSE_QUERY_TOKEN,
     POSE_START_TOKEN,
     POSE_TOKEN,
-    get_unipose_token_ids,
     pose_code_token,
 )
-
+from .processing_unipose import IMAGE_TOKEN, get_unipose_token_ids
 
 # Mistral-instruct turns, the prompt format of LLaVA-1.6-Mistral and of the published UniPose weights:
 # "<s>[INST] question [/INST] answer</s>[INST] ...". The system message opens the first user turn. Content is
@@ -171,7 +169,7 @@ def add_unipose_tokens(tokenizer: PreTrainedTokenizerBase, codebook_size: int) -
     if isinstance(codebook_size, bool) or not isinstance(codebook_size, int) or codebook_size < 1:
         raise ValueError(f"`codebook_size` must be a positive integer, got {codebook_size!r}.")
     vocab = tokenizer.get_vocab()
-    present_codes = [int(match.group(1)) for token in vocab if (match := _POSE_CODE_PATTERN.fullmatch(token))]
+    present_codes = [int(match.group(1)) for token in vocab if (match := POSE_CODE_PATTERN.fullmatch(token))]
     if present_codes and max(present_codes) >= codebook_size:
         raise ValueError(
             f"The tokenizer already holds pose codes up to {pose_code_token(max(present_codes))}, more than "

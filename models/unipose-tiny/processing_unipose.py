@@ -32,7 +32,7 @@ one.
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,56 +41,49 @@ import PIL.ImageOps
 import torch
 from transformers import CLIPImageProcessorPil
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.image_utils import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
-    OPENAI_CLIP_MEAN,
-    OPENAI_CLIP_STD,
-    PILImageResampling,
-    load_image,
-)
 from transformers.processing_utils import MultiModalData, ProcessingKwargs, ProcessorMixin, Unpack
-from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, TruncationStrategy
 from transformers.utils import logging
-
-try:  # transformers' marking of user text (`sanitize_control_tokens`); older releases do not have it
-    from transformers.utils.chat_template_utils import (
-        _CONTROL_TOKEN_END,
-        _CONTROL_TOKEN_START,
-        _get_control_token_patterns,
-        encode_marked_chat,
-        mark_control_tokens,
-    )
-except ImportError:  # pragma: no cover - depends on the installed transformers
-    encode_marked_chat = None
-    _CONTROL_TOKEN_START, _CONTROL_TOKEN_END = "\U000f0000", "\U000f0001"  # never present: nothing is marked
 
 # Imported so that the pipeline travels with the processor: `save_pretrained` copies relative imports.
 from .pipeline_unipose import UniPosePipeline
-from .rotations import to_rotation_6d
+from .processing_inputs import (
+    ImageLike,
+    as_id_rows,
+    chat_poses,
+    default_image_processors,
+    distribute,
+    is_image_item,
+    map_items,
+    split_inputs,
+    to_rgb_images,
+)
+from .processing_poses import (
+    IGNORE_INDEX,
+    POSE_CODE_PATTERN,
+    POSE_END_TOKEN,
+    POSE_QUERY_TOKEN,
+    POSE_START_TOKEN,
+    POSE_TOKEN,
+    PoseSpans,
+    pose_code_token,
+)
+from .processing_text import (
+    _CONTROL_TOKEN_START,
+    IMAGE_TOKEN,
+    SANITIZING_AVAILABLE,
+    PromptEncoder,
+    mark_user_text,
+)
 from .skeleton import NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
 
-IMAGE_TOKEN = "<image>"
-POSE_TOKEN = "<pose>"
-POSE_QUERY_TOKEN = "<pose_query>"
-POSE_START_TOKEN = "<p>"
-POSE_END_TOKEN = "</p>"
-# Code k of the pose tokenizer is the token `<pose_k>`; the codes have contiguous ids from `<pose_0>`.
-POSE_CODE_TOKEN_FORMAT = "<pose_{}>"
-# Label value ignored by the loss (PyTorch's cross-entropy default).
-IGNORE_INDEX = -100
 POSE_SPAN_MODES = ("marker", "remove", "keep")
 
-# Canonical code tokens only: `<pose_007>` is not a token of the vocabulary.
-_POSE_CODE_PATTERN = re.compile(r"<pose_(0|[1-9][0-9]*)>")
 # `<pose>` is not a prefix of `<pose_query>` (the `>` differs), so the alternatives cannot shadow each other.
 _PLACEHOLDER_PATTERN = re.compile(
     "|".join(re.escape(token) for token in (IMAGE_TOKEN, POSE_QUERY_TOKEN, POSE_TOKEN))
 )
-# A control token marked as user text by `mark_control_tokens` (between two private-use characters).
-_MARKED_TOKEN_PATTERN = re.compile(f"{_CONTROL_TOKEN_START}.*?{_CONTROL_TOKEN_END}", re.DOTALL)
 _TOKEN_FIELDS = {
     "image_token_id": IMAGE_TOKEN,
     "pose_token_id": POSE_TOKEN,
@@ -98,11 +91,6 @@ _TOKEN_FIELDS = {
     "pose_start_token_id": POSE_START_TOKEN,
     "pose_end_token_id": POSE_END_TOKEN,
 }
-_IMAGE_TYPES = (PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike)
-# Channel counts that convert to RGB: grey, RGB, RGBA.
-_IMAGE_CHANNELS = (1, 3, 4)
-
-ImageLike = PIL.Image.Image | np.ndarray | torch.Tensor | str | os.PathLike
 
 
 def _placeholders(text: str, sanitize: bool):
@@ -110,11 +98,6 @@ def _placeholders(text: str, sanitize: bool):
     for match in _PLACEHOLDER_PATTERN.finditer(text):
         if not (sanitize and match.start() > 0 and text[match.start() - 1] == _CONTROL_TOKEN_START):
             yield match
-
-
-def pose_code_token(code: int) -> str:
-    """The vocabulary token of pose code `code` (`<pose_{code}>`)."""
-    return POSE_CODE_TOKEN_FORMAT.format(code)
 
 
 def get_unipose_token_ids(tokenizer) -> tuple[dict[str, int], int]:
@@ -143,7 +126,7 @@ def get_unipose_token_ids(tokenizer) -> tuple[dict[str, int], int]:
             "`unipose.tokenization.add_unipose_tokens(tokenizer, codebook_size)`."
         )
     token_ids = {field: vocab[token] for field, token in _TOKEN_FIELDS.items()}
-    codes = sorted(int(match.group(1)) for token in vocab if (match := _POSE_CODE_PATTERN.fullmatch(token)))
+    codes = sorted(int(match.group(1)) for token in vocab if (match := POSE_CODE_PATTERN.fullmatch(token)))
     if codes != list(range(len(codes))):
         gaps = sorted(set(range(codes[-1] + 1)) - set(codes))[:5]
         raise ValueError(
@@ -167,216 +150,6 @@ def get_unipose_token_ids(tokenizer) -> tuple[dict[str, int], int]:
             "tokens (`unipose.tokenization.add_unipose_tokens` does)."
         )
     return token_ids, len(codes)
-
-
-def _to_8_bit(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
-    """A grayscale image of more than 8 bits (PIL modes `I;16*`, `I`, `F`) brought to 8 bits by its range, where
-    PIL's own `convert` clips every value above 255 to white: 16-bit values are divided by 257; 32-bit integers
-    by 257 when they fit 16 bits, else by their maximum; floats are read as [0, 1] when they lie there, else
-    scaled by their maximum."""
-    array = np.asarray(image, dtype=np.float64)
-    if not np.isfinite(array).all() or array.min() < 0:
-        raise ValueError(
-            f"`{name}` (PIL mode {image.mode!r}) holds negative, NaN or infinite values; expected intensities >= 0."
-        )
-    if image.mode.startswith("I;16") or (image.mode == "I" and array.max() <= 65535):
-        scale = 65535.0
-    elif image.mode == "F" and array.max() <= 1.0:
-        scale = 1.0
-    else:
-        scale = max(float(array.max()), 1e-12)
-    return PIL.Image.fromarray(np.round(array / scale * 255.0).astype(np.uint8), mode="L")
-
-
-def _image_from_array(array: np.ndarray, name: str) -> PIL.Image.Image:
-    """An RGB PIL image from an `(H, W)` or `(H, W, C)` array of uint8 or uint16 (divided by 257), or of floats
-    in [0, 1]."""
-    if array.ndim == 3 and array.shape[-1] not in _IMAGE_CHANNELS:
-        raise ValueError(
-            f"`{name}` has shape {array.shape}, whose {array.shape[-1]} channels do not convert to RGB; "
-            f"expected (H, W) or (H, W, C) with C in {_IMAGE_CHANNELS} (numpy arrays are channels-last, "
-            "torch tensors channels-first)."
-        )
-    if 0 in array.shape[:2]:
-        raise ValueError(f"`{name}` is an empty image of shape {array.shape}.")
-    if array.dtype.kind == "f":
-        if not np.isfinite(array).all() or array.min() < 0 or array.max() > 1:
-            raise ValueError(
-                f"`{name}` holds floats outside [0, 1] (min {np.nanmin(array):.4g}, max "
-                f"{np.nanmax(array):.4g}, or NaN/inf); float images must be in [0, 1], integer images uint8."
-            )
-        array = np.round(array * 255).astype(np.uint8)
-    elif array.dtype == np.uint16:
-        array = np.round(array / 257.0).astype(np.uint8)  # 65535 -> 255
-    elif array.dtype != np.uint8:
-        raise TypeError(f"`{name}` has dtype {array.dtype}; expected uint8 or uint16, or floats in [0, 1].")
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    return PIL.Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
-
-
-def _to_rgb_images(image: ImageLike, name: str) -> list[PIL.Image.Image]:
-    """
-    Validates one image input and returns it as RGB PIL images (several for a batched array or tensor).
-
-    PIL images of any mode are converted to RGB (an alpha channel is dropped). Numpy arrays are `(H, W)`,
-    `(H, W, C)` or `(N, H, W, C)`; torch tensors `(H, W)`, `(C, H, W)` or `(N, C, H, W)`; both uint8, or
-    floats in [0, 1]. Strings and paths are image files (or http(s) URLs).
-    """
-    if isinstance(image, (str, os.PathLike)):
-        source = os.fspath(image)
-        if source.startswith(("http://", "https://")):
-            return [load_image(source)]
-        if not os.path.isfile(source):
-            raise FileNotFoundError(f"`{name}` is the path {source!r}, which is not a file.")
-        with PIL.Image.open(source) as opened:
-            image = PIL.ImageOps.exif_transpose(opened)
-            image.load()
-    if isinstance(image, PIL.Image.Image):
-        if image.width == 0 or image.height == 0:
-            raise ValueError(f"`{name}` is an empty image of size {image.width}x{image.height}.")
-        if image.mode in ("I", "F") or image.mode.startswith("I;16"):
-            image = _to_8_bit(image, name)
-        try:
-            return [image.convert("RGB")]
-        except (ValueError, OSError) as error:
-            raise ValueError(
-                f"`{name}` (PIL mode {image.mode!r}) cannot be converted to RGB: {error}"
-            ) from error
-    if isinstance(image, torch.Tensor):
-        if image.is_complex() or image.dtype == torch.bool:
-            raise TypeError(f"`{name}` has dtype {image.dtype}; expected uint8, or floats in [0, 1].")
-        array = image.detach().cpu()
-        array = (array.float() if array.is_floating_point() else array).numpy()
-        if array.ndim not in (2, 3, 4):
-            raise ValueError(
-                f"`{name}` has shape {tuple(image.shape)}; expected (H, W), (C, H, W) or (N, C, H, W)."
-            )
-        # Tensors are channels-first; move the channels last as in numpy images.
-        if array.ndim >= 3:
-            if array.shape[-3] not in _IMAGE_CHANNELS:
-                raise ValueError(
-                    f"`{name}` has shape {tuple(image.shape)}; torch images are channels-first (C, H, W) or "
-                    f"(N, C, H, W) with C in {_IMAGE_CHANNELS}."
-                )
-            array = np.moveaxis(array, -3, -1)
-        image = array
-    if isinstance(image, np.ndarray):
-        if image.ndim == 4:
-            return [_image_from_array(frame, f"{name}[{index}]") for index, frame in enumerate(image)]
-        if image.ndim not in (2, 3):
-            raise ValueError(f"`{name}` has shape {image.shape}; expected (H, W), (H, W, C) or (N, H, W, C).")
-        return [_image_from_array(image, name)]
-    raise TypeError(
-        f"`{name}` is a {type(image).__name__}; expected a PIL image, a numpy array (H, W, C), a torch "
-        "tensor (C, H, W) or the path of an image file."
-    )
-
-
-def _is_number_list(value: Any) -> bool:
-    """Whether `value` is a non-empty (nested) list or tuple of real numbers, i.e. one array written out."""
-    if not isinstance(value, (list, tuple)) or not value:
-        return False
-    return all(
-        _is_number_list(item)
-        or (isinstance(item, (int, float, np.number)) and not isinstance(item, (bool, np.bool_)))
-        for item in value
-    )
-
-
-def _is_pose_item(value: Any) -> bool:
-    return isinstance(value, (torch.Tensor, np.ndarray)) or _is_number_list(value)
-
-
-def _is_image_item(value: Any) -> bool:
-    return isinstance(value, _IMAGE_TYPES)
-
-
-def _split_inputs(inputs: Any, name: str, is_item: Callable[[Any], bool], expected: str) -> tuple[list, bool]:
-    """
-    Reads the layout of a multimodal argument: one item, a flat list of items, or a list (one per sample) of
-    lists of items.
-
-    Returns:
-        `tuple[list, bool]`: the `(label, item)` pairs (a flat list, or one list per sample) and whether the
-        input was nested per sample. Labels locate the item in the user's argument for error messages.
-    """
-    if is_item(inputs):
-        return [(name, inputs)], False
-    if not isinstance(inputs, (list, tuple)):
-        raise TypeError(f"`{name}` is a {type(inputs).__name__}; expected {expected}, or a list of them.")
-    if all(is_item(item) for item in inputs):
-        return [(f"{name}[{index}]", item) for index, item in enumerate(inputs)], False
-    nested = []
-    for sample, group in enumerate(inputs):
-        if not isinstance(group, (list, tuple)):
-            raise TypeError(
-                f"`{name}` mixes items and lists: `{name}[{sample}]` is a {type(group).__name__}. Give a "
-                "flat list of items, or one list per sample."
-            )
-        for index, item in enumerate(group):
-            if not is_item(item):
-                raise TypeError(
-                    f"`{name}[{sample}][{index}]` is a {type(item).__name__}; expected {expected}."
-                )
-        nested.append([(f"{name}[{sample}][{index}]", item) for index, item in enumerate(group)])
-    return nested, True
-
-
-def _map_items(entries: list, nested: bool, read: Callable[[Any, str], list]) -> list:
-    """Applies `read(item, label)` to the `(label, item)` pairs of `_split_inputs`, keeping their layout."""
-    if nested:
-        return [[read(item, label) for label, item in group] for group in entries]
-    return [read(item, label) for label, item in entries]
-
-
-def _distribute(
-    entries: list, nested: bool, counts: list[int], name: str, placeholder: str, noun: str
-) -> list[list[Any]]:
-    """
-    Assigns the values read from a multimodal argument to the samples, checking them against the number of
-    placeholders of each sample.
-
-    Args:
-        entries (`list`):
-            Flat: a list of value lists (one per item of the argument, in order). Nested: one such list per
-            sample.
-        counts (`list[int]`):
-            Number of placeholders in each sample's text.
-
-    Returns:
-        `list[list]`: the values of each sample, in placeholder order.
-    """
-    if not nested:
-        values = [value for item_values in entries for value in item_values]
-        if len(values) != sum(counts):
-            raise ValueError(
-                f"The text has {sum(counts)} `{placeholder}` placeholder(s) ({counts} per sample) but "
-                f"`{name}` gives {len(values)} {noun}."
-            )
-        starts = np.cumsum([0, *counts]).tolist()
-        return [values[start:stop] for start, stop in zip(starts[:-1], starts[1:], strict=True)]
-    if len(entries) != len(counts):
-        raise ValueError(
-            f"`{name}` is nested per sample with {len(entries)} sample(s), but `text` has {len(counts)}."
-        )
-    per_sample = [[value for item_values in group for value in item_values] for group in entries]
-    given = [len(values) for values in per_sample]
-    if given != counts:
-        raise ValueError(
-            f"`{name}` gives {given} {noun} per sample, but the text has {counts} `{placeholder}` "
-            "placeholder(s) per sample."
-        )
-    return per_sample
-
-
-def _is_truncating(truncation: Any) -> bool:
-    return truncation not in (
-        None,
-        False,
-        TruncationStrategy.DO_NOT_TRUNCATE,
-        TruncationStrategy.DO_NOT_TRUNCATE.value,
-    )
 
 
 class UniPoseProcessor(ProcessorMixin):
@@ -459,6 +232,17 @@ class UniPoseProcessor(ProcessorMixin):
         self.pose_start_token_id = token_ids["pose_start_token_id"]
         self.pose_end_token_id = token_ids["pose_end_token_id"]
         self.pose_code_token_offset = token_ids["pose_code_token_offset"]
+        self.pose_spans = PoseSpans(
+            token_ids,
+            self.pose_codebook_size,
+            num_pose_tokens,
+            num_joints,
+            tokenizer.pad_token_id,
+            tokenizer.convert_ids_to_tokens,
+        )
+        self.prompt_encoder = PromptEncoder(
+            tokenizer, token_ids, self.pose_codebook_size, num_pose_tokens, image_seq_length, self.pose_spans.is_code
+        )
         # Read by ProcessorMixin's multimodal helpers (token type ids, placeholder checks).
         self.image_token = IMAGE_TOKEN
 
@@ -466,48 +250,8 @@ class UniPoseProcessor(ProcessorMixin):
     def default_image_processors(
         clip_size: int = 336, pose_size: tuple[int, int] = (256, 192)
     ) -> tuple[CLIPImageProcessorPil, CLIPImageProcessorPil]:
-        """
-        The two image processors of UniPose.
-
-        They use the PIL backend on purpose: it resizes with PIL's bicubic filter, as the preprocessing the
-        published weights were trained with, whereas the torchvision backend's tensor resize differs slightly.
-
-        Args:
-            clip_size (`int`, *optional*, defaults to 336):
-                CLIP input side: the short side is resized to it, then the centre `clip_size` square is kept.
-            pose_size (`tuple[int, int]`, *optional*, defaults to `(256, 192)`):
-                Pose ViT input `(height, width)`. UniPose resizes the short side to 256, centre-crops 256x256
-                and keeps the central 192 columns; this equals resizing the short side to `height` and
-                centre-cropping `height` x `width` directly whenever `height - width` is even, which is
-                required here. (The reference code crops with torchvision, which rounds the crop offset where
-                transformers floors it: for some image sizes the two crops are one pixel apart.)
-
-        Returns:
-            `tuple[CLIPImageProcessorPil, CLIPImageProcessorPil]`: the CLIP and the pose ViT image processors.
-        """
-        height, width = pose_size
-        if not 0 < width <= height or (height - width) % 2:
-            raise ValueError(
-                "`pose_size` must be (height, width) with 0 < width <= height and an even difference (so "
-                f"that the central columns of the centre square are the centre crop), got {pose_size}."
-            )
-        if clip_size < 1:
-            raise ValueError(f"`clip_size` must be a positive integer, got {clip_size}.")
-        image_processor = CLIPImageProcessorPil(
-            size={"shortest_edge": clip_size},
-            crop_size={"height": clip_size, "width": clip_size},
-            resample=PILImageResampling.BICUBIC,
-            image_mean=OPENAI_CLIP_MEAN,
-            image_std=OPENAI_CLIP_STD,
-        )
-        pose_image_processor = CLIPImageProcessorPil(
-            size={"shortest_edge": height},
-            crop_size={"height": height, "width": width},
-            resample=PILImageResampling.BICUBIC,
-            image_mean=IMAGENET_DEFAULT_MEAN,
-            image_std=IMAGENET_DEFAULT_STD,
-        )
-        return image_processor, pose_image_processor
+        """The CLIP and pose ViT image processors of UniPose (see `processing_inputs.default_image_processors`)."""
+        return default_image_processors(clip_size, pose_size)
 
     def to_dict(self) -> dict[str, Any]:
         output = super().to_dict()
@@ -592,14 +336,14 @@ class UniPoseProcessor(ProcessorMixin):
         ```
         """
         processor_kwargs = kwargs.get("processor_kwargs") or {}
-        chat_poses = self._chat_poses(conversation)
-        if kwargs.get("tokenize") and chat_poses:
+        poses = chat_poses(conversation)
+        if kwargs.get("tokenize") and poses:
             if processor_kwargs.get("poses") is not None:
                 raise ValueError(
                     'The poses are given twice: in the chat\'s `{"type": "pose", "pose": ...}` items and in '
                     "`processor_kwargs['poses']`. Give them in one place."
                 )
-            kwargs["processor_kwargs"] = processor_kwargs = {**processor_kwargs, "poses": chat_poses}
+            kwargs["processor_kwargs"] = processor_kwargs = {**processor_kwargs, "poses": poses}
         out = super().apply_chat_template(conversation, chat_template, **kwargs)
         if (
             kwargs.get("tokenize")
@@ -610,30 +354,6 @@ class UniPoseProcessor(ProcessorMixin):
                 out, has_targets=processor_kwargs.get("target_poses") is not None
             )
         return out
-
-    @staticmethod
-    def _chat_poses(conversation) -> list:
-        """
-        The poses of the chat's `{"type": "pose", "pose": ...}` items as `poses` of `__call__`: a flat list
-        for one conversation, one list per conversation for a batch, empty if no item carries a pose.
-        """
-        batched = bool(conversation) and (
-            isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
-        )
-        found = [
-            [
-                # A pose written as a plain list of numbers becomes an array: a list would read as several.
-                np.asarray(item["pose"]) if isinstance(item["pose"], (list, tuple)) else item["pose"]
-                for message in getattr(chat, "messages", chat)
-                if isinstance(message, dict) and isinstance(message.get("content"), (list, tuple))
-                for item in message["content"]
-                if isinstance(item, dict) and item.get("type") == "pose" and item.get("pose") is not None
-            ]
-            for chat in (conversation if batched else [conversation])
-        ]
-        if not any(found):
-            return []
-        return found if batched else found[0]
 
     def _answer_labels(self, out: BatchFeature, has_targets: bool):
         """The labels of a tokenized chat: each answer token labels itself, except the `<image>` and `<pose>`
@@ -740,7 +460,7 @@ class UniPoseProcessor(ProcessorMixin):
         output_kwargs = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = output_kwargs["text_kwargs"], output_kwargs["images_kwargs"]
         sanitize = bool(text_kwargs.pop("sanitize_control_tokens", None))
-        if sanitize and encode_marked_chat is None:
+        if sanitize and not SANITIZING_AVAILABLE:
             raise ValueError(
                 "`sanitize_control_tokens=True` needs a transformers release with `mark_control_tokens` "
                 "(transformers.utils.chat_template_utils); upgrade transformers."
@@ -757,8 +477,8 @@ class UniPoseProcessor(ProcessorMixin):
                 )
             if images is None:
                 raise ValueError(f"{type(self).__name__} needs `text`, `images` or both.")
-            entries, _ = _split_inputs(images, "images", _is_image_item, "an image")
-            flat_images = [image for label, item in entries for image in _to_rgb_images(item, label)]
+            entries, _ = split_inputs(images, "images", is_image_item, "an image")
+            flat_images = [image for label, item in entries for image in to_rgb_images(item, label)]
             return BatchFeature(
                 self._process_image_list(flat_images, images_kwargs), tensor_type=return_tensors
             )
@@ -775,9 +495,9 @@ class UniPoseProcessor(ProcessorMixin):
                 raise ValueError(
                     f"The text has {image_counts} `{IMAGE_TOKEN}` placeholder(s) per sample but no `images`."
                 )
-            entries, nested = _split_inputs(images, "images", _is_image_item, "an image")
-            entries = _map_items(entries, nested, _to_rgb_images)
-            sample_images = _distribute(entries, nested, image_counts, "images", IMAGE_TOKEN, "image(s)")
+            entries, nested = split_inputs(images, "images", is_image_item, "an image")
+            entries = map_items(entries, nested, to_rgb_images)
+            sample_images = distribute(entries, nested, image_counts, "images", IMAGE_TOKEN, "image(s)")
 
         sample_poses = [[] for _ in texts]
         if poses is not None or any(pose_counts):
@@ -785,7 +505,7 @@ class UniPoseProcessor(ProcessorMixin):
                 raise ValueError(
                     f"The text has {pose_counts} `{POSE_TOKEN}` placeholder(s) per sample but no `poses`."
                 )
-            sample_poses = self._read_poses(poses, "poses", pose_counts, POSE_TOKEN, codes_only=False)
+            sample_poses = self.pose_spans.read(poses, "poses", pose_counts, POSE_TOKEN, codes_only=False)
 
         sample_targets = None
         if target_poses is None and any(query_counts):
@@ -796,19 +516,19 @@ class UniPoseProcessor(ProcessorMixin):
                 "users, use `sanitize_control_tokens=True`."
             )
         if target_poses is not None:
-            sample_targets = self._read_poses(
+            sample_targets = self.pose_spans.read(
                 target_poses, "target_poses", query_counts, POSE_QUERY_TOKEN, codes_only=True
             )
 
         expanded, replacement_offsets = self._expand_placeholders(
             texts, sample_images, sample_poses, sanitize
         )
-        encoding = self._tokenize(expanded, text_kwargs, sanitize)
+        encoding = self.prompt_encoder.encode(expanded, text_kwargs, sanitize)
 
-        spans = [self._find_pose_spans(ids, index) for index, ids in enumerate(encoding["input_ids"])]
+        spans = [self.pose_spans.find(ids, index) for index, ids in enumerate(encoding["input_ids"])]
         data = dict(encoding)
         if sample_targets is not None:
-            data["labels"] = self._pose_labels(encoding["input_ids"], spans, sample_targets)
+            data["labels"] = self.pose_spans.labels(encoding["input_ids"], spans, sample_targets)
             data["pose_labels"] = data["labels"]  # deprecated name of the same labels
         flat_images = [image for group in sample_images for image in group]
         if flat_images:
@@ -850,78 +570,6 @@ class UniPoseProcessor(ProcessorMixin):
         pose_pixel_values = self.pose_image_processor(images, return_tensors="np")["pixel_values"]
         return {"pixel_values": pixel_values, "pose_pixel_values": pose_pixel_values}
 
-    def _read_pose_item(self, item: Any, name: str, codes_only: bool) -> list[tuple[str, torch.Tensor]]:
-        """
-        One item of `poses` / `target_poses` as a list of `("rotation", (J, 6) float32)` or
-        `("codes", (T,) int64)` pairs.
-        """
-        if isinstance(item, torch.Tensor):
-            if item.dtype == torch.bool or item.is_complex():
-                raise TypeError(
-                    f"`{name}` has dtype {item.dtype}; expected floating-point rotations or integer codes."
-                )
-            is_codes = not item.is_floating_point()
-        else:
-            if isinstance(item, (list, tuple)):
-                try:
-                    item = np.asarray(item)
-                except ValueError as error:
-                    raise ValueError(f"`{name}` is a ragged nested list and no array: {error}") from error
-            if item.dtype.kind not in "iuf":
-                raise TypeError(
-                    f"`{name}` has dtype {item.dtype}; expected floating-point rotations or integer codes."
-                )
-            is_codes = item.dtype.kind in "iu"
-        if is_codes:
-            return [("codes", codes) for codes in self._read_codes(item, name)]
-        if codes_only:
-            raise TypeError(
-                f"`{name}` holds {item.dtype} values, but targets must be integer pose codes of shape "
-                f"({self.num_pose_tokens},): encode poses into codes with the pose tokenizer first."
-            )
-        rotations = to_rotation_6d(item, num_joints=self.num_joints, name=name)
-        return [("rotation", pose) for pose in rotations.detach().to("cpu", torch.float32)]
-
-    def _read_codes(self, codes: Any, name: str) -> torch.Tensor:
-        """Validated pose codes `(N, num_pose_tokens)` from `(num_pose_tokens,)` or `(N, num_pose_tokens)`."""
-        codes = torch.as_tensor(codes).detach().to("cpu", torch.int64)
-        shape = tuple(codes.shape)
-        if codes.ndim == 1:
-            codes = codes[None]
-        if codes.ndim != 2 or codes.shape[1] != self.num_pose_tokens:
-            raise ValueError(
-                f"`{name}` holds integer pose codes of shape {shape}; expected ({self.num_pose_tokens},) or "
-                f"(N, {self.num_pose_tokens}). (Integer values are read as codes: give a pose as floats.)"
-            )
-        invalid = (codes < 0) | (codes >= self.pose_codebook_size)
-        if bool(invalid.any()):
-            row, column = (int(index) for index in invalid.nonzero()[0])
-            raise ValueError(
-                f"`{name}` holds the pose code {int(codes[row, column])} at "
-                f"{(row, column) if len(codes) > 1 else column}; codes must be in [0, "
-                f"{self.pose_codebook_size})."
-            )
-        return codes
-
-    def _read_poses(
-        self, poses: Any, name: str, counts: list[int], placeholder: str, codes_only: bool
-    ) -> list[list]:
-        expected = (
-            "an integer code tensor or array" if codes_only else "a pose tensor, array or list of numbers"
-        )
-        entries, nested = _split_inputs(poses, name, _is_pose_item, expected)
-        entries = _map_items(
-            entries, nested, lambda item, label: self._read_pose_item(item, label, codes_only)
-        )
-        return _distribute(entries, nested, counts, name, placeholder, "pose(s)")
-
-    def _pose_span_text(self, kind: str, value: torch.Tensor) -> str:
-        if kind == "codes":
-            body = "".join(pose_code_token(code) for code in value.tolist())
-        else:
-            body = POSE_TOKEN * self.num_pose_tokens
-        return POSE_START_TOKEN + body + POSE_END_TOKEN
-
     def _expand_placeholders(
         self, texts: list[str], sample_images: list[list], sample_poses: list[list], sanitize: bool
     ) -> tuple[list[str], list[list[dict]]]:
@@ -938,7 +586,7 @@ class UniPoseProcessor(ProcessorMixin):
                 if token == IMAGE_TOKEN:
                     replacement, kind = self.replace_image_token(image_idx=next(image_indices)), "image"
                 elif token == POSE_TOKEN:
-                    replacement, kind = self._pose_span_text(*next(poses)), "pose"
+                    replacement, kind = self.pose_spans.span_text(*next(poses)), "pose"
                 else:
                     replacement, kind = query_text, "pose_query"
                 start, end = match.span()
@@ -959,143 +607,6 @@ class UniPoseProcessor(ProcessorMixin):
             offsets.append(sample_offsets)
         return expanded, offsets
 
-    def _protected_counts(self, ids: Sequence[int]) -> tuple[int, ...]:
-        """Counts of the tokens that truncation must keep: image, pose, query, `<p>`, `</p>`, code tokens."""
-        ids = np.asarray(ids, dtype=np.int64)
-        kinds = (self.image_token_id, self.pose_token_id, self.pose_query_token_id)
-        kinds += (self.pose_start_token_id, self.pose_end_token_id)
-        is_code = (ids >= self.pose_code_token_offset) & (
-            ids < self.pose_code_token_offset + self.pose_codebook_size
-        )
-        return (*(int((ids == kind).sum()) for kind in kinds), int(is_code.sum()))
-
-    def _protected_counts_in_text(self, text: str, sanitize: bool) -> tuple[int, ...]:
-        """The same counts read from the text (exact: `get_unipose_token_ids` checked that none is split);
-        tokens marked as user text are plain text, and do not count."""
-        if sanitize:
-            text = _MARKED_TOKEN_PATTERN.sub("", text)
-        tokens = (IMAGE_TOKEN, POSE_TOKEN, POSE_QUERY_TOKEN, POSE_START_TOKEN, POSE_END_TOKEN)
-        codes = sum(int(code) < self.pose_codebook_size for code in _POSE_CODE_PATTERN.findall(text))
-        return (*(text.count(token) for token in tokens), codes)
-
-    def _tokenize(self, texts: list[str], text_kwargs: dict, sanitize: bool) -> dict[str, list]:
-        """Tokenizes the expanded texts; refuses an over-long sequence and a truncation that cuts a span."""
-        text_kwargs = dict(text_kwargs)
-        return_attention_mask = text_kwargs.pop("return_attention_mask", None)
-        truncation, max_length = text_kwargs.get("truncation"), text_kwargs.get("max_length")
-        if not _is_truncating(truncation) and text_kwargs.get("padding") != "max_length":
-            # The tokenizer would only warn that it ignores it; it is checked below.
-            text_kwargs.pop("max_length", None)
-        encoding = self._encode_marked(texts, text_kwargs) if sanitize else self._encode(texts, text_kwargs)
-        if _is_truncating(truncation):
-            for sample, (text, ids) in enumerate(zip(texts, encoding["input_ids"], strict=True)):
-                # Padding ids are never UniPose tokens, so the padded row can be counted as it is.
-                if self._protected_counts(ids) != self._protected_counts_in_text(text, sanitize):
-                    limit = max_length if max_length is not None else self.tokenizer.model_max_length
-                    raise ValueError(
-                        f"Truncating sample {sample} to {limit} tokens would cut an image or a pose span; "
-                        "truncation may only remove text. Raise `max_length` or shorten the text."
-                    )
-        else:
-            # Without truncation `max_length` is a limit to check, or the length to pad to.
-            limit = max_length
-            if limit is None and self.tokenizer.model_max_length < VERY_LARGE_INTEGER:
-                limit = self.tokenizer.model_max_length
-            lengths = [int(sum(mask)) for mask in encoding["attention_mask"]]
-            too_long = [
-                sample for sample, length in enumerate(lengths) if limit is not None and length > limit
-            ]
-            if too_long:
-                source = "`max_length`" if max_length is not None else "the tokenizer's `model_max_length`"
-                raise ValueError(
-                    f"Sample(s) {too_long} have {[lengths[sample] for sample in too_long]} tokens after "
-                    f"expanding their placeholders (each image is {self.image_seq_length} tokens, each pose "
-                    f"{self.num_pose_tokens + 2}), more than {source} = {limit}. Shorten the text, raise the "
-                    "limit, or pass `truncation=True` to cut text (never images or poses)."
-                )
-        if return_attention_mask is False:
-            del encoding["attention_mask"]
-        return encoding
-
-    def _encode(self, texts: list[str], text_kwargs: dict) -> dict[str, list]:
-        """
-        The tokenizer's encoding of `texts`, with one BOS each: unless `add_special_tokens` is given, a text
-        that already starts with the BOS (the chat template writes it) is encoded without special tokens, the
-        way `apply_chat_template(..., tokenize=True)` encodes it, and the others with them.
-        """
-        add_special_tokens = text_kwargs.pop("add_special_tokens", None)
-        bos = self.tokenizer.bos_token
-        if add_special_tokens is None:
-            add = [bos is None or not text.startswith(bos) for text in texts]
-        else:
-            add = [add_special_tokens] * len(texts)
-        if len(set(add)) == 1:
-            return dict(
-                self.tokenizer(texts, **text_kwargs, add_special_tokens=add[0], return_attention_mask=True)
-            )
-        # A batch of both kinds: each text on its own, padded together afterwards.
-        padding_keys = ("padding", "pad_to_multiple_of", "padding_side")
-        unpadded = {key: value for key, value in text_kwargs.items() if key not in padding_keys}
-        rows = [
-            self.tokenizer(text, **unpadded, add_special_tokens=flag, return_attention_mask=True)
-            for text, flag in zip(texts, add, strict=True)
-        ]
-        encoding = {key: [row[key] for row in rows] for key in rows[0]}
-        offsets = encoding.pop("offset_mapping", None)
-        padded = dict(
-            self.tokenizer.pad(
-                encoding,
-                **{key: text_kwargs[key] for key in (*padding_keys, "max_length") if key in text_kwargs},
-            )
-        )
-        if offsets is not None:
-            side = text_kwargs.get("padding_side", self.tokenizer.padding_side)
-            padded["offset_mapping"] = [
-                [(0, 0)] * (len(ids) - len(row)) + row
-                if side == "left"
-                else row + [(0, 0)] * (len(ids) - len(row))
-                for ids, row in zip(padded["input_ids"], offsets, strict=True)
-            ]
-        return padded
-
-    def _encode_marked(self, texts: list[str], text_kwargs: dict) -> dict[str, list]:
-        """
-        [`_encode`] for texts whose user parts went through [`mark_control_tokens`]: a marked control token is
-        encoded as plain text (transformers' `encode_marked_chat`), everything else as the tokenizer encodes it.
-        """
-        unsupported = [key for key in ("return_offsets_mapping", "stride") if text_kwargs.get(key)]
-        if unsupported or text_kwargs.get("is_split_into_words"):
-            raise ValueError(
-                f"`sanitize_control_tokens=True` cannot be combined with `{unsupported or 'is_split_into_words'}`."
-            )
-        add_special_tokens = text_kwargs.get("add_special_tokens")
-        bos, bos_id = self.tokenizer.bos_token, self.tokenizer.bos_token_id
-        rows = []
-        for text in texts:
-            add = (
-                (bos is None or not text.startswith(bos))
-                if add_special_tokens is None
-                else add_special_tokens
-            )
-            rows.append(
-                ([bos_id] if add and bos_id is not None else []) + encode_marked_chat(self.tokenizer, text)
-            )
-        max_length = text_kwargs.get("max_length")
-        if _is_truncating(text_kwargs.get("truncation")) and max_length is not None:
-            keep_end = self.tokenizer.truncation_side == "left"
-            rows = [row[-max_length:] if keep_end else row[:max_length] for row in rows]
-        padding_keys = ("padding", "pad_to_multiple_of", "padding_side")
-        padding = {key: text_kwargs[key] for key in padding_keys if key in text_kwargs}
-        if text_kwargs.get("padding") == "max_length":
-            padding["max_length"] = max_length
-        return dict(
-            self.tokenizer.pad(
-                {"input_ids": rows},
-                **padding,
-                return_attention_mask=True,
-            )
-        )
-
     def mark_control_tokens(self, text: str) -> str:
         """
         Marks the control tokens in `text`, a string typed by a user, so that
@@ -1111,79 +622,7 @@ class UniPoseProcessor(ProcessorMixin):
         >>> inputs = processor(text=prompt, poses=[pose], sanitize_control_tokens=True)  # one pose, no query
         ```
         """
-        if encode_marked_chat is None:
-            raise ValueError(
-                "`mark_control_tokens` needs a transformers release that has it; upgrade transformers."
-            )
-        if not isinstance(text, str):
-            raise TypeError(f"`text` must be a string, got {type(text).__name__}.")
-        control_tokens = self.tokenizer._get_control_tokens(self.chat_template or "")
-        pattern, _ = _get_control_token_patterns(tuple(control_tokens))
-        return mark_control_tokens(text, pattern)
-
-    def _is_code(self, ids: np.ndarray) -> np.ndarray:
-        return (ids >= self.pose_code_token_offset) & (
-            ids < self.pose_code_token_offset + self.pose_codebook_size
-        )
-
-    def _find_pose_spans(self, ids: Sequence[int], sample: int) -> list[tuple[int, str]]:
-        """
-        Checks that every pose token of a sequence sits in a well-formed span, `<p>` + `num_pose_tokens`
-        tokens of one kind + `</p>`, and returns the spans as `(index of <p>, kind)` with kind `"pose"`,
-        `"query"` or `"codes"`.
-        """
-        ids = np.asarray(ids, dtype=np.int64)
-        length = self.num_pose_tokens
-        kinds = {
-            "pose": ids == self.pose_token_id,
-            "query": ids == self.pose_query_token_id,
-            "codes": self._is_code(ids),
-        }
-        spans = []
-        real = (
-            np.flatnonzero(ids != self.tokenizer.pad_token_id)
-            if self.tokenizer.pad_token_id is not None
-            else None
-        )
-        last_real = int(real[-1]) if real is not None and len(real) else len(ids) - 1
-        for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
-            if start == last_real:
-                # An open `<p>` that ends a prompt asks the model to write a pose in one step (`generate`).
-                continue
-            end = start + length + 1
-            kind = next((name for name, mask in kinds.items() if mask[start + 1 : end].sum() == length), None)
-            if kind is None or end >= len(ids) or ids[end] != self.pose_end_token_id:
-                found = self.tokenizer.convert_ids_to_tokens(ids[start : end + 1].tolist())
-                raise ValueError(
-                    f"Sample {sample} holds a malformed pose span at token {start}: a span is `<p>`, "
-                    f"{length} tokens of one kind (`<pose>`, `<pose_query>` or pose codes), then `</p>`; got "
-                    f"{found[:6]} ... {found[-3:]} ({len(found)} tokens). Write single `<pose>` / "
-                    "`<pose_query>` placeholders and let the processor write the spans."
-                )
-            spans.append((start, kind))
-        stray_tokens = sum(int(mask.sum()) for mask in kinds.values()) - len(spans) * length
-        stray_ends = int((ids == self.pose_end_token_id).sum()) - len(spans)
-        if stray_tokens or stray_ends:
-            raise ValueError(
-                f"Sample {sample} holds {stray_tokens} pose token(s) and {stray_ends} `</p>` outside "
-                f"`<p>...</p>` spans; pose tokens only occur in complete spans of {length}."
-            )
-        return spans
-
-    def _pose_labels(
-        self, input_ids: list[list[int]], spans: list[list[tuple[int, str]]], sample_targets: list[list]
-    ) -> list[list[int]]:
-        """`IGNORE_INDEX` everywhere, except at query positions: the vocabulary id of their target code."""
-        labels = []
-        for ids, sample_spans, targets in zip(input_ids, spans, sample_targets, strict=True):
-            row = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
-            query_starts = [start for start, kind in sample_spans if kind == "query"]
-            for start, (_, codes) in zip(query_starts, targets, strict=True):
-                row[start + 1 : start + 1 + self.num_pose_tokens] = (
-                    codes.numpy() + self.pose_code_token_offset
-                )
-            labels.append(row.tolist())
-        return labels
+        return mark_user_text(self.tokenizer, self.chat_template, text)
 
     # ---------------------------------------------------------------------------------------------------
     # Decoding
@@ -1200,49 +639,9 @@ class UniPoseProcessor(ProcessorMixin):
     def _decode_ids(self, ids: list[int], skipped: set[int], pose_spans: str, **kwargs) -> str:
         if pose_spans not in POSE_SPAN_MODES:
             raise ValueError(f"`pose_spans` must be one of {POSE_SPAN_MODES}, got {pose_spans!r}.")
-        if pose_spans == "keep":
-            kept = ids
-            span_tokens = {
-                self.pose_start_token_id,
-                self.pose_end_token_id,
-                self.pose_token_id,
-                self.pose_query_token_id,
-            }
-            code_range = range(
-                self.pose_code_token_offset, self.pose_code_token_offset + self.pose_codebook_size
-            )
-            keep = span_tokens.union(code_range)
-        else:
-            kept, index = [], 0
-            while index < len(ids):
-                if ids[index] != self.pose_start_token_id:
-                    kept.append(ids[index])
-                    index += 1
-                    continue
-                # A span runs to its `</p>`, or to the end of a sequence cut short.
-                try:
-                    end = ids.index(self.pose_end_token_id, index)
-                except ValueError:
-                    end = len(ids)
-                if pose_spans == "marker":
-                    kept.append(self.pose_token_id)
-                index = end + 1
-            keep = {self.pose_token_id} if pose_spans == "marker" else set()
+        kept, keep = self.pose_spans.for_decoding(ids, pose_spans)
         kept = [token for token in kept if token not in skipped or token in keep]
         return self.tokenizer.decode(kept, skip_special_tokens=False, **kwargs)
-
-    @staticmethod
-    def _as_id_rows(sequences: Any, name: str) -> list[list[int]]:
-        if isinstance(sequences, (torch.Tensor, np.ndarray)):
-            sequences = sequences.tolist()
-        if not isinstance(sequences, (list, tuple)) or not all(
-            isinstance(row, (list, tuple)) for row in sequences
-        ):
-            raise TypeError(
-                f"`{name}` must be a 2D tensor, array or list of token id lists, got "
-                f"{type(sequences).__name__}."
-            )
-        return [[int(token) for token in row] for row in sequences]
 
     def decode(
         self, token_ids: Any, skip_special_tokens: bool = True, pose_spans: str = "marker", **kwargs
@@ -1299,7 +698,7 @@ class UniPoseProcessor(ProcessorMixin):
         skipped = self._skipped_token_ids(skip_special_tokens)
         return [
             self._decode_ids(row, skipped, pose_spans, **kwargs)
-            for row in self._as_id_rows(sequences, "sequences")
+            for row in as_id_rows(sequences, "sequences")
         ]
 
     def post_process_image_text_to_text(
@@ -1321,20 +720,7 @@ class UniPoseProcessor(ProcessorMixin):
             its complete code spans in order (spans of `<pose>` or `<pose_query>` placeholders hold no codes
             and are left out). Decode them to poses with the pose tokenizer.
         """
-        length = self.num_pose_tokens
-        result = []
-        for row in self._as_id_rows(sequences, "sequences"):
-            ids = np.asarray(row, dtype=np.int64)
-            spans = []
-            for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
-                body, end = ids[start + 1 : start + 1 + length], start + 1 + length
-                if end < len(ids) and ids[end] == self.pose_end_token_id and self._is_code(body).all():
-                    spans.append(body - self.pose_code_token_offset)
-            result.append(
-                torch.from_numpy(np.stack(spans)) if spans else torch.zeros(0, length, dtype=torch.long)
-            )
-        return result
-
+        return [self.pose_spans.codes(row) for row in as_id_rows(sequences, "sequences")]
 
 # `save_pretrained` copies this file (and its relative imports) next to the processor files, so that
 # `AutoProcessor.from_pretrained(..., trust_remote_code=True)` works where `unipose` is not installed.

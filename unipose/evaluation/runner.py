@@ -47,7 +47,7 @@ from transformers.utils import logging
 
 from ..files import atomic_path, write_text_atomically
 from ..metrics import pose_errors_per_item
-from ..processing_unipose import POSE_START_TOKEN
+from ..processing_poses import POSE_START_TOKEN
 from ..task_formats import IMAGE_SLOTS, SIMPLE_TEMPLATES, TASK_SPECS, render_template
 from .metrics import (
     DEFAULT_NUM_REPETITIONS,

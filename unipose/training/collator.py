@@ -31,7 +31,8 @@ import torch
 from transformers.utils import logging
 
 from ..modeling_unipose import pose_shift_labels
-from ..processing_unipose import IGNORE_INDEX, get_unipose_token_ids
+from ..processing_poses import IGNORE_INDEX
+from ..processing_unipose import get_unipose_token_ids
 
 logger = logging.get_logger(__name__)
 

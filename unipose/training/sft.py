@@ -83,7 +83,7 @@ from trl import SFTTrainer
 
 from ..files import atomic_path
 from ..modeling_unipose import UniPoseForConditionalGeneration
-from ..processing_unipose import IGNORE_INDEX
+from ..processing_poses import IGNORE_INDEX
 from .collator import UniPoseDataCollator
 from .model_cards import PEFT_PREFIX, TrainingRun, describe_parameters, trained_parts, write_training_card
 from .tasks import CONVERSATION_FEATURES

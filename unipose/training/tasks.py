@@ -58,7 +58,7 @@ from transformers.utils import logging
 
 from ..data.schema import POSE_SHAPE, record_kind
 from ..files import atomic_path
-from ..processing_unipose import POSE_END_TOKEN, POSE_START_TOKEN, pose_code_token
+from ..processing_poses import POSE_END_TOKEN, POSE_START_TOKEN, pose_code_token
 from ..task_formats import (
     IMAGE_SLOTS,
     POSE_SLOTS,

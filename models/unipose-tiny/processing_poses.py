@@ -1,0 +1,259 @@
+"""
+Pose spans in UniPose's token sequences: a pose is `<p>` + `num_pose_tokens` tokens of one kind + `</p>` (`<pose>`
+placeholders of an input pose, `<pose_query>` queries of a pose to write, or the code tokens `<pose_k>`).
+[`PoseSpans`] reads the poses a prompt gives, writes their spans, finds and checks the spans of a sequence, and
+reads the labels and codes they hold.
+"""
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .processing_inputs import distribute, is_pose_item, map_items, split_inputs
+from .rotations import to_rotation_6d
+
+POSE_TOKEN = "<pose>"
+POSE_QUERY_TOKEN = "<pose_query>"
+POSE_START_TOKEN = "<p>"
+POSE_END_TOKEN = "</p>"
+# Code k of the pose tokenizer is the token `<pose_k>`; the codes have contiguous ids from `<pose_0>`.
+POSE_CODE_TOKEN_FORMAT = "<pose_{}>"
+# Canonical code tokens only: `<pose_007>` is not a token of the vocabulary.
+POSE_CODE_PATTERN = re.compile(r"<pose_(0|[1-9][0-9]*)>")
+# Label value ignored by the loss (PyTorch's cross-entropy default).
+IGNORE_INDEX = -100
+
+
+def pose_code_token(code: int) -> str:
+    """The vocabulary token of pose code `code` (`<pose_{code}>`)."""
+    return POSE_CODE_TOKEN_FORMAT.format(code)
+
+
+class PoseSpans:
+    """
+    The pose spans of one tokenizer's sequences.
+
+    Args:
+        token_ids (`dict[str, int]`): `pose_token_id`, `pose_query_token_id`, `pose_start_token_id`,
+            `pose_end_token_id` and `pose_code_token_offset` (as `get_unipose_token_ids` returns them).
+        codebook_size (`int`): number of pose codes.
+        num_pose_tokens (`int`): tokens per pose span.
+        num_joints (`int`): joints of a pose given as rotations.
+        pad_token_id (`int`, *optional*): the tokenizer's padding id (an open `<p>` before the padding of a
+            right-padded row still ends its prompt).
+        convert_ids_to_tokens (`Callable`): the tokenizer's, to show a malformed span in an error.
+    """
+
+    def __init__(
+        self,
+        token_ids: dict[str, int],
+        codebook_size: int,
+        num_pose_tokens: int,
+        num_joints: int,
+        pad_token_id: int | None,
+        convert_ids_to_tokens: Callable[[list[int]], list[str]],
+    ):
+        self.pose_token_id = token_ids["pose_token_id"]
+        self.pose_query_token_id = token_ids["pose_query_token_id"]
+        self.pose_start_token_id = token_ids["pose_start_token_id"]
+        self.pose_end_token_id = token_ids["pose_end_token_id"]
+        self.pose_code_token_offset = token_ids["pose_code_token_offset"]
+        self.codebook_size = codebook_size
+        self.num_pose_tokens = num_pose_tokens
+        self.num_joints = num_joints
+        self.pad_token_id = pad_token_id
+        self.convert_ids_to_tokens = convert_ids_to_tokens
+
+    # -- poses given to the processor ----------------------------------------------------------------------
+
+    def _read_item(self, item: Any, name: str, codes_only: bool) -> list[tuple[str, torch.Tensor]]:
+        """
+        One item of `poses` / `target_poses` as a list of `("rotation", (J, 6) float32)` or
+        `("codes", (T,) int64)` pairs.
+        """
+        if isinstance(item, torch.Tensor):
+            if item.dtype == torch.bool or item.is_complex():
+                raise TypeError(
+                    f"`{name}` has dtype {item.dtype}; expected floating-point rotations or integer codes."
+                )
+            is_codes = not item.is_floating_point()
+        else:
+            if isinstance(item, (list, tuple)):
+                try:
+                    item = np.asarray(item)
+                except ValueError as error:
+                    raise ValueError(f"`{name}` is a ragged nested list and no array: {error}") from error
+            if item.dtype.kind not in "iuf":
+                raise TypeError(
+                    f"`{name}` has dtype {item.dtype}; expected floating-point rotations or integer codes."
+                )
+            is_codes = item.dtype.kind in "iu"
+        if is_codes:
+            return [("codes", codes) for codes in self._read_codes(item, name)]
+        if codes_only:
+            raise TypeError(
+                f"`{name}` holds {item.dtype} values, but targets must be integer pose codes of shape "
+                f"({self.num_pose_tokens},): encode poses into codes with the pose tokenizer first."
+            )
+        rotations = to_rotation_6d(item, num_joints=self.num_joints, name=name)
+        return [("rotation", pose) for pose in rotations.detach().to("cpu", torch.float32)]
+
+    def _read_codes(self, codes: Any, name: str) -> torch.Tensor:
+        """Validated pose codes `(N, num_pose_tokens)` from `(num_pose_tokens,)` or `(N, num_pose_tokens)`."""
+        codes = torch.as_tensor(codes).detach().to("cpu", torch.int64)
+        shape = tuple(codes.shape)
+        if codes.ndim == 1:
+            codes = codes[None]
+        if codes.ndim != 2 or codes.shape[1] != self.num_pose_tokens:
+            raise ValueError(
+                f"`{name}` holds integer pose codes of shape {shape}; expected ({self.num_pose_tokens},) or "
+                f"(N, {self.num_pose_tokens}). (Integer values are read as codes: give a pose as floats.)"
+            )
+        invalid = (codes < 0) | (codes >= self.codebook_size)
+        if bool(invalid.any()):
+            row, column = (int(index) for index in invalid.nonzero()[0])
+            raise ValueError(
+                f"`{name}` holds the pose code {int(codes[row, column])} at "
+                f"{(row, column) if len(codes) > 1 else column}; codes must be in [0, "
+                f"{self.codebook_size})."
+            )
+        return codes
+
+    def read(
+        self, poses: Any, name: str, counts: list[int], placeholder: str, codes_only: bool
+    ) -> list[list]:
+        """
+        The poses of `poses` (the processor's `poses` or `target_poses`) per sample, as `("rotation", (J, 6))` or
+        `("codes", (T,))` pairs, checked against the `counts` of `placeholder` in each sample.
+        """
+        expected = (
+            "an integer code tensor or array" if codes_only else "a pose tensor, array or list of numbers"
+        )
+        entries, nested = split_inputs(poses, name, is_pose_item, expected)
+        entries = map_items(entries, nested, lambda item, label: self._read_item(item, label, codes_only))
+        return distribute(entries, nested, counts, name, placeholder, "pose(s)")
+
+    def span_text(self, kind: str, value: torch.Tensor) -> str:
+        """The text of the span of one pose read by [`read`]: its code tokens, or `<pose>` placeholders."""
+        if kind == "codes":
+            body = "".join(pose_code_token(code) for code in value.tolist())
+        else:
+            body = POSE_TOKEN * self.num_pose_tokens
+        return POSE_START_TOKEN + body + POSE_END_TOKEN
+
+    # -- spans in token ids --------------------------------------------------------------------------------
+
+    def is_code(self, ids: np.ndarray) -> np.ndarray:
+        """Whether each id of `ids` is a pose-code token."""
+        return (ids >= self.pose_code_token_offset) & (ids < self.pose_code_token_offset + self.codebook_size)
+
+    def find(self, ids: Sequence[int], sample: int) -> list[tuple[int, str]]:
+        """
+        Checks that every pose token of a sequence sits in a well-formed span, `<p>` + `num_pose_tokens`
+        tokens of one kind + `</p>`, and returns the spans as `(index of <p>, kind)` with kind `"pose"`,
+        `"query"` or `"codes"`.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        length = self.num_pose_tokens
+        kinds = {
+            "pose": ids == self.pose_token_id,
+            "query": ids == self.pose_query_token_id,
+            "codes": self.is_code(ids),
+        }
+        spans = []
+        real = np.flatnonzero(ids != self.pad_token_id) if self.pad_token_id is not None else None
+        last_real = int(real[-1]) if real is not None and len(real) else len(ids) - 1
+        for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
+            if start == last_real:
+                # An open `<p>` that ends a prompt asks the model to write a pose in one step (`generate`).
+                continue
+            end = start + length + 1
+            kind = next((name for name, mask in kinds.items() if mask[start + 1 : end].sum() == length), None)
+            if kind is None or end >= len(ids) or ids[end] != self.pose_end_token_id:
+                found = self.convert_ids_to_tokens(ids[start : end + 1].tolist())
+                raise ValueError(
+                    f"Sample {sample} holds a malformed pose span at token {start}: a span is `<p>`, "
+                    f"{length} tokens of one kind (`<pose>`, `<pose_query>` or pose codes), then `</p>`; got "
+                    f"{found[:6]} ... {found[-3:]} ({len(found)} tokens). Write single `<pose>` / "
+                    "`<pose_query>` placeholders and let the processor write the spans."
+                )
+            spans.append((start, kind))
+        stray_tokens = sum(int(mask.sum()) for mask in kinds.values()) - len(spans) * length
+        stray_ends = int((ids == self.pose_end_token_id).sum()) - len(spans)
+        if stray_tokens or stray_ends:
+            raise ValueError(
+                f"Sample {sample} holds {stray_tokens} pose token(s) and {stray_ends} `</p>` outside "
+                f"`<p>...</p>` spans; pose tokens only occur in complete spans of {length}."
+            )
+        return spans
+
+    def labels(
+        self, input_ids: list[list[int]], spans: list[list[tuple[int, str]]], sample_targets: list[list]
+    ) -> list[list[int]]:
+        """`IGNORE_INDEX` everywhere, except at query positions: the vocabulary id of their target code."""
+        labels = []
+        for ids, sample_spans, targets in zip(input_ids, spans, sample_targets, strict=True):
+            row = np.full(len(ids), IGNORE_INDEX, dtype=np.int64)
+            query_starts = [start for start, kind in sample_spans if kind == "query"]
+            for start, (_, codes) in zip(query_starts, targets, strict=True):
+                row[start + 1 : start + 1 + self.num_pose_tokens] = (
+                    codes.numpy() + self.pose_code_token_offset
+                )
+            labels.append(row.tolist())
+        return labels
+
+    def for_decoding(self, ids: list[int], mode: str) -> tuple[list[int], set[int]]:
+        """
+        The ids of a sequence to decode with its pose spans as `mode` asks (`"marker"`: one `<pose>` per span,
+        `"remove"`: none, `"keep"`: every token), and the span ids to keep although they are special tokens.
+        """
+        if mode == "keep":
+            span_tokens = {
+                self.pose_start_token_id,
+                self.pose_end_token_id,
+                self.pose_token_id,
+                self.pose_query_token_id,
+            }
+            code_range = range(self.pose_code_token_offset, self.pose_code_token_offset + self.codebook_size)
+            return ids, span_tokens.union(code_range)
+        kept, index = [], 0
+        while index < len(ids):
+            if ids[index] != self.pose_start_token_id:
+                kept.append(ids[index])
+                index += 1
+                continue
+            # A span runs to its `</p>`, or to the end of a sequence cut short.
+            try:
+                end = ids.index(self.pose_end_token_id, index)
+            except ValueError:
+                end = len(ids)
+            if mode == "marker":
+                kept.append(self.pose_token_id)
+            index = end + 1
+        return kept, {self.pose_token_id} if mode == "marker" else set()
+
+    def codes(self, ids: Sequence[int]) -> torch.LongTensor:
+        """`(num_spans, num_pose_tokens)`: the codes of the complete code spans of `ids`, in order."""
+        length = self.num_pose_tokens
+        ids = np.asarray(ids, dtype=np.int64)
+        spans = []
+        for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
+            body, end = ids[start + 1 : start + 1 + length], start + 1 + length
+            if end < len(ids) and ids[end] == self.pose_end_token_id and self.is_code(body).all():
+                spans.append(body - self.pose_code_token_offset)
+        return torch.from_numpy(np.stack(spans)) if spans else torch.zeros(0, length, dtype=torch.long)
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "POSE_CODE_TOKEN_FORMAT",
+    "POSE_END_TOKEN",
+    "POSE_QUERY_TOKEN",
+    "POSE_START_TOKEN",
+    "POSE_TOKEN",
+    "PoseSpans",
+    "pose_code_token",
+]

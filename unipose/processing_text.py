@@ -1,0 +1,229 @@
+"""
+Tokenizing the UniPose processor's expanded prompts: one BOS per text whatever the route, text typed by users
+(control tokens marked by transformers' `mark_control_tokens`) encoded as plain text, and length limits that
+truncation may meet only by cutting text, never an image or a pose span.
+"""
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, TruncationStrategy
+
+try:  # transformers' marking of user text (`sanitize_control_tokens`); older releases do not have it
+    from transformers.utils.chat_template_utils import (
+        _CONTROL_TOKEN_END,
+        _CONTROL_TOKEN_START,
+        _get_control_token_patterns,
+        encode_marked_chat,
+        mark_control_tokens,
+    )
+
+    SANITIZING_AVAILABLE = True
+except ImportError:  # pragma: no cover - depends on the installed transformers
+    SANITIZING_AVAILABLE = False
+    encode_marked_chat = None
+    _CONTROL_TOKEN_START, _CONTROL_TOKEN_END = "\U000f0000", "\U000f0001"  # never present: nothing is marked
+
+from .processing_poses import (
+    POSE_CODE_PATTERN,
+    POSE_END_TOKEN,
+    POSE_QUERY_TOKEN,
+    POSE_START_TOKEN,
+    POSE_TOKEN,
+)
+
+IMAGE_TOKEN = "<image>"
+# A control token marked as user text by `mark_control_tokens` (between two private-use characters).
+_MARKED_TOKEN_PATTERN = re.compile(f"{_CONTROL_TOKEN_START}.*?{_CONTROL_TOKEN_END}", re.DOTALL)
+
+
+def _is_truncating(truncation: Any) -> bool:
+    return truncation not in (
+        None,
+        False,
+        TruncationStrategy.DO_NOT_TRUNCATE,
+        TruncationStrategy.DO_NOT_TRUNCATE.value,
+    )
+
+
+class PromptEncoder:
+    """
+    Tokenizes expanded prompts for [`UniPoseProcessor`].
+
+    Args:
+        tokenizer: the processor's tokenizer.
+        token_ids (`dict[str, int]`): the ids of the UniPose tokens, as `get_unipose_token_ids` returns them.
+        codebook_size (`int`), num_pose_tokens (`int`), image_seq_length (`int`): the processor's sizes.
+        is_code (`Callable`): whether each id of an array is a pose-code token.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        token_ids: dict[str, int],
+        codebook_size: int,
+        num_pose_tokens: int,
+        image_seq_length: int,
+        is_code: Callable[[np.ndarray], np.ndarray],
+    ):
+        self.tokenizer = tokenizer
+        self.image_token_id = token_ids["image_token_id"]
+        self.pose_token_id = token_ids["pose_token_id"]
+        self.pose_query_token_id = token_ids["pose_query_token_id"]
+        self.pose_start_token_id = token_ids["pose_start_token_id"]
+        self.pose_end_token_id = token_ids["pose_end_token_id"]
+        self.codebook_size = codebook_size
+        self.num_pose_tokens = num_pose_tokens
+        self.image_seq_length = image_seq_length
+        self.is_code = is_code
+
+    def _protected_counts(self, ids: Sequence[int]) -> tuple[int, ...]:
+        """Counts of the tokens that truncation must keep: image, pose, query, `<p>`, `</p>`, code tokens."""
+        ids = np.asarray(ids, dtype=np.int64)
+        kinds = (self.image_token_id, self.pose_token_id, self.pose_query_token_id)
+        kinds += (self.pose_start_token_id, self.pose_end_token_id)
+        return (*(int((ids == kind).sum()) for kind in kinds), int(self.is_code(ids).sum()))
+
+    def _protected_counts_in_text(self, text: str, sanitize: bool) -> tuple[int, ...]:
+        """The same counts read from the text (exact: `get_unipose_token_ids` checked that none is split);
+        tokens marked as user text are plain text, and do not count."""
+        if sanitize:
+            text = _MARKED_TOKEN_PATTERN.sub("", text)
+        tokens = (IMAGE_TOKEN, POSE_TOKEN, POSE_QUERY_TOKEN, POSE_START_TOKEN, POSE_END_TOKEN)
+        codes = sum(int(code) < self.codebook_size for code in POSE_CODE_PATTERN.findall(text))
+        return (*(text.count(token) for token in tokens), codes)
+
+    def encode(self, texts: list[str], text_kwargs: dict, sanitize: bool) -> dict[str, list]:
+        """Tokenizes the expanded texts; refuses an over-long sequence and a truncation that cuts a span."""
+        text_kwargs = dict(text_kwargs)
+        return_attention_mask = text_kwargs.pop("return_attention_mask", None)
+        truncation, max_length = text_kwargs.get("truncation"), text_kwargs.get("max_length")
+        if not _is_truncating(truncation) and text_kwargs.get("padding") != "max_length":
+            # The tokenizer would only warn that it ignores it; it is checked below.
+            text_kwargs.pop("max_length", None)
+        encoding = self._encode_marked(texts, text_kwargs) if sanitize else self._encode(texts, text_kwargs)
+        if _is_truncating(truncation):
+            for sample, (text, ids) in enumerate(zip(texts, encoding["input_ids"], strict=True)):
+                # Padding ids are never UniPose tokens, so the padded row can be counted as it is.
+                if self._protected_counts(ids) != self._protected_counts_in_text(text, sanitize):
+                    limit = max_length if max_length is not None else self.tokenizer.model_max_length
+                    raise ValueError(
+                        f"Truncating sample {sample} to {limit} tokens would cut an image or a pose span; "
+                        "truncation may only remove text. Raise `max_length` or shorten the text."
+                    )
+        else:
+            # Without truncation `max_length` is a limit to check, or the length to pad to.
+            limit = max_length
+            if limit is None and self.tokenizer.model_max_length < VERY_LARGE_INTEGER:
+                limit = self.tokenizer.model_max_length
+            lengths = [int(sum(mask)) for mask in encoding["attention_mask"]]
+            too_long = [
+                sample for sample, length in enumerate(lengths) if limit is not None and length > limit
+            ]
+            if too_long:
+                source = "`max_length`" if max_length is not None else "the tokenizer's `model_max_length`"
+                raise ValueError(
+                    f"Sample(s) {too_long} have {[lengths[sample] for sample in too_long]} tokens after "
+                    f"expanding their placeholders (each image is {self.image_seq_length} tokens, each pose "
+                    f"{self.num_pose_tokens + 2}), more than {source} = {limit}. Shorten the text, raise the "
+                    "limit, or pass `truncation=True` to cut text (never images or poses)."
+                )
+        if return_attention_mask is False:
+            del encoding["attention_mask"]
+        return encoding
+
+    def _encode(self, texts: list[str], text_kwargs: dict) -> dict[str, list]:
+        """
+        The tokenizer's encoding of `texts`, with one BOS each: unless `add_special_tokens` is given, a text
+        that already starts with the BOS (the chat template writes it) is encoded without special tokens, the
+        way `apply_chat_template(..., tokenize=True)` encodes it, and the others with them.
+        """
+        add_special_tokens = text_kwargs.pop("add_special_tokens", None)
+        bos = self.tokenizer.bos_token
+        if add_special_tokens is None:
+            add = [bos is None or not text.startswith(bos) for text in texts]
+        else:
+            add = [add_special_tokens] * len(texts)
+        if len(set(add)) == 1:
+            return dict(
+                self.tokenizer(texts, **text_kwargs, add_special_tokens=add[0], return_attention_mask=True)
+            )
+        # A batch of both kinds: each text on its own, padded together afterwards.
+        padding_keys = ("padding", "pad_to_multiple_of", "padding_side")
+        unpadded = {key: value for key, value in text_kwargs.items() if key not in padding_keys}
+        rows = [
+            self.tokenizer(text, **unpadded, add_special_tokens=flag, return_attention_mask=True)
+            for text, flag in zip(texts, add, strict=True)
+        ]
+        encoding = {key: [row[key] for row in rows] for key in rows[0]}
+        offsets = encoding.pop("offset_mapping", None)
+        padded = dict(
+            self.tokenizer.pad(
+                encoding,
+                **{key: text_kwargs[key] for key in (*padding_keys, "max_length") if key in text_kwargs},
+            )
+        )
+        if offsets is not None:
+            side = text_kwargs.get("padding_side", self.tokenizer.padding_side)
+            padded["offset_mapping"] = [
+                [(0, 0)] * (len(ids) - len(row)) + row
+                if side == "left"
+                else row + [(0, 0)] * (len(ids) - len(row))
+                for ids, row in zip(padded["input_ids"], offsets, strict=True)
+            ]
+        return padded
+
+    def _encode_marked(self, texts: list[str], text_kwargs: dict) -> dict[str, list]:
+        """
+        [`_encode`] for texts whose user parts went through [`mark_control_tokens`]: a marked control token is
+        encoded as plain text (transformers' `encode_marked_chat`), everything else as the tokenizer encodes it.
+        """
+        unsupported = [key for key in ("return_offsets_mapping", "stride") if text_kwargs.get(key)]
+        if unsupported or text_kwargs.get("is_split_into_words"):
+            raise ValueError(
+                f"`sanitize_control_tokens=True` cannot be combined with `{unsupported or 'is_split_into_words'}`."
+            )
+        add_special_tokens = text_kwargs.get("add_special_tokens")
+        bos, bos_id = self.tokenizer.bos_token, self.tokenizer.bos_token_id
+        rows = []
+        for text in texts:
+            add = (
+                (bos is None or not text.startswith(bos))
+                if add_special_tokens is None
+                else add_special_tokens
+            )
+            rows.append(
+                ([bos_id] if add and bos_id is not None else []) + encode_marked_chat(self.tokenizer, text)
+            )
+        max_length = text_kwargs.get("max_length")
+        if _is_truncating(text_kwargs.get("truncation")) and max_length is not None:
+            keep_end = self.tokenizer.truncation_side == "left"
+            rows = [row[-max_length:] if keep_end else row[:max_length] for row in rows]
+        padding_keys = ("padding", "pad_to_multiple_of", "padding_side")
+        padding = {key: text_kwargs[key] for key in padding_keys if key in text_kwargs}
+        if text_kwargs.get("padding") == "max_length":
+            padding["max_length"] = max_length
+        return dict(
+            self.tokenizer.pad(
+                {"input_ids": rows},
+                **padding,
+                return_attention_mask=True,
+            )
+        )
+
+
+def mark_user_text(tokenizer, chat_template: str | None, text: str) -> str:
+    """`text` with the tokenizer's control tokens marked as user text (see `UniPoseProcessor.mark_control_tokens`)."""
+    if not SANITIZING_AVAILABLE:
+        raise ValueError(
+            "`mark_control_tokens` needs a transformers release that has it; upgrade transformers."
+        )
+    if not isinstance(text, str):
+        raise TypeError(f"`text` must be a string, got {type(text).__name__}.")
+    pattern, _ = _get_control_token_patterns(tuple(tokenizer._get_control_tokens(chat_template or "")))
+    return mark_control_tokens(text, pattern)
+
+
+__all__ = ["IMAGE_TOKEN", "SANITIZING_AVAILABLE", "PromptEncoder", "mark_user_text"]
