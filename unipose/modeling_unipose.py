@@ -64,8 +64,8 @@ def pose_span_mask(input_ids: torch.LongTensor, config: UniPoseConfig) -> torch.
         `torch.BoolTensor` of shape `(batch, length)`; the markers `<p>` and `</p>` are not part of the span.
         (Membership only: which of these positions attend bidirectionally is [`pose_bidirectional_mask`].)
     """
-    offset = config.pose_code_token_offset
-    is_code = (input_ids >= offset) & (input_ids < offset + config.pose_codebook_size)
+    codes = config.pose_code_token_ids
+    is_code = (input_ids >= codes.start) & (input_ids < codes.stop)
     return is_code | (input_ids == config.pose_token_id) | (input_ids == config.pose_query_token_id)
 
 
@@ -406,7 +406,7 @@ class UniPosePreTrainedModel(PreTrainedModel):
         (`<image>` ... `</p>` and the pose codes, the last ids of the vocabulary)."""
         config = self.config
         needed = 1 + max(
-            config.pose_code_token_offset + config.pose_codebook_size - 1,
+            config.pose_code_token_ids[-1],
             config.image_token_id,
             config.pose_token_id,
             config.pose_query_token_id,
@@ -1139,7 +1139,7 @@ def _unipose_decode(
 
     # Text never writes what only a pose step may write.
     text_forbidden = torch.zeros(config.text_config.vocab_size, dtype=torch.bool, device=device)
-    text_forbidden[code_offset : code_offset + codebook_size] = True
+    text_forbidden[config.pose_code_token_ids.start : config.pose_code_token_ids.stop] = True
     for token_id in (config.pose_query_token_id, config.pose_token_id, config.image_token_id, end_id):
         text_forbidden[token_id] = True
 
@@ -1178,7 +1178,7 @@ def _unipose_decode(
         """Sample, record and stream the pose of each row of `rows` from the outputs of its queries
         `(len(rows), num_pose_tokens, vocab)`, over the code tokens only; then stop the rows that a criterion
         stops now or stopped on their `<p>`."""
-        code_scores = query_logits[..., code_offset : code_offset + codebook_size].float()
+        code_scores = query_logits[..., config.pose_code_token_ids.start : config.pose_code_token_ids.stop].float()
         code_scores = pose_warpers(None, code_scores.reshape(-1, codebook_size))
         codes = _sample_or_argmax(code_scores, pose_do_sample).view(-1, num_tokens)
         span = torch.cat([codes + code_offset, codes.new_full((codes.shape[0], 1), end_id)], dim=-1)

@@ -152,6 +152,11 @@ class UniPoseConfig(PreTrainedConfig):
         return self.pose_tokenizer_config.codebook_size
 
     @property
+    def pose_code_token_ids(self) -> range:
+        """Vocabulary ids of the pose codes: code `k` is the token `pose_code_token_offset + k`."""
+        return range(self.pose_code_token_offset, self.pose_code_token_offset + self.pose_codebook_size)
+
+    @property
     def num_joints(self) -> int:
         return self.pose_tokenizer_config.num_joints
 
@@ -172,7 +177,7 @@ class UniPoseConfig(PreTrainedConfig):
         """Cross-field checks; each `ValueError` names the field to change. Run at construction (so that a bad
         config raises a plain `ValueError`) and by `validate()`."""
         vocab_size = self.text_config.vocab_size
-        code_ids = range(self.pose_code_token_offset, self.pose_code_token_offset + self.pose_codebook_size)
+        code_ids = self.pose_code_token_ids
         special = {
             "image_token_id": self.image_token_id,
             "pose_token_id": self.pose_token_id,

@@ -62,6 +62,7 @@ class PoseSpans:
         self.pose_end_token_id = token_ids["pose_end_token_id"]
         self.pose_code_token_offset = token_ids["pose_code_token_offset"]
         self.codebook_size = codebook_size
+        self.code_ids = range(self.pose_code_token_offset, self.pose_code_token_offset + codebook_size)
         self.num_pose_tokens = num_pose_tokens
         self.num_joints = num_joints
         self.pad_token_id = pad_token_id
@@ -148,7 +149,7 @@ class PoseSpans:
 
     def is_code(self, ids: np.ndarray) -> np.ndarray:
         """Whether each id of `ids` is a pose-code token."""
-        return (ids >= self.pose_code_token_offset) & (ids < self.pose_code_token_offset + self.codebook_size)
+        return (ids >= self.code_ids.start) & (ids < self.code_ids.stop)
 
     def find(self, ids: Sequence[int], sample: int) -> list[tuple[int, str]]:
         """
@@ -217,8 +218,7 @@ class PoseSpans:
                 self.pose_token_id,
                 self.pose_query_token_id,
             }
-            code_range = range(self.pose_code_token_offset, self.pose_code_token_offset + self.codebook_size)
-            return ids, span_tokens.union(code_range)
+            return ids, span_tokens.union(self.code_ids)
         kept, index = [], 0
         while index < len(ids):
             if ids[index] != self.pose_start_token_id:

@@ -137,8 +137,7 @@ def new_token_ids(config) -> list[int]:
         config.pose_start_token_id,
         config.pose_end_token_id,
     ]
-    codes = range(config.pose_code_token_offset, config.pose_code_token_offset + config.pose_codebook_size)
-    return sorted({*special, *codes})
+    return sorted({*special, *config.pose_code_token_ids})
 
 
 def language_model_target_modules(module_names=LANGUAGE_MODEL_LINEAR_MODULES) -> str:
@@ -706,13 +705,13 @@ class UniPoseSFTTrainer(SFTTrainer):
         shift_labels = inputs["shift_labels"]
         valid = shift_labels != IGNORE_INDEX
         is_query = inputs["input_ids"] == config.pose_query_token_id
-        offset, size = config.pose_code_token_offset, config.pose_codebook_size
+        codes = config.pose_code_token_ids
         logits = logits.float()
 
         text = valid & ~is_query
         text_logits, text_targets = logits[text], shift_labels[text]
         query = valid & is_query
-        code_logits, code_targets = logits[query][:, offset : offset + size], shift_labels[query] - offset
+        code_logits, code_targets = logits[query][:, codes.start : codes.stop], shift_labels[query] - codes.start
         sums = torch.stack(
             [
                 text.sum().float(),
