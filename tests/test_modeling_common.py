@@ -144,7 +144,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny):
 
     loss, grads = loss_and_grads()
     model.gradient_checkpointing_enable()
-    assert model.is_gradient_checkpointing
+    assert model.is_activation_checkpointing
     checkpointed_loss, checkpointed_grads = loss_and_grads()
     assert torch.equal(loss, checkpointed_loss) and grads.keys() == checkpointed_grads.keys()
     for name, grad in grads.items():

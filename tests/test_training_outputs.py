@@ -345,3 +345,29 @@ def test_training_run_refuses_datasets_without_a_path():
             processing_class=tiny_model_and_processor()[1],
             training_run={"stage": 1},
         )
+
+
+def test_a_training_run_of_the_bundled_model_warns_of_nothing(examples, tmp_path, caplog):
+    import logging
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
+    from unipose.demo import DEFAULT_MODEL
+
+    transformers_logging.enable_propagation()
+    try:
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+            warnings.simplefilter("always")
+            model = UniPoseForConditionalGeneration.from_pretrained(DEFAULT_MODEL)
+            processor = UniPoseProcessor.from_pretrained(DEFAULT_MODEL)
+            model = prepare_model_for_stage(model, 3, stage_peft_config(model.config, 3, r=4, lora_alpha=8))
+            args = sft_config(tmp_path, max_steps=2, per_device_train_batch_size=2, disable_tqdm=True)
+            UniPoseSFTTrainer(model=model, args=args, train_dataset=examples, processing_class=processor).train()
+    finally:
+        transformers_logging.disable_propagation()
+    assert not [f"{w.category.__name__}: {w.message}" for w in caught]
+    # DeepSpeed, when installed, says on import that it found no GPU: its own notice, not this run's.
+    records = [r for r in caplog.records if not r.getMessage().startswith("Setting accelerator to CPU")]
+    assert not [f"{r.name}: {r.getMessage()}" for r in records]

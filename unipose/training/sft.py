@@ -69,6 +69,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,7 +238,8 @@ def prepare_model_for_stage(
         from peft import get_peft_model
 
         # Marks only the adapter (LoRA, token rows, modules_to_save copies) as trainable.
-        model = get_peft_model(model, peft_config)
+        with _quiet_peft():
+            model = get_peft_model(model, peft_config)
     elif plan.projector:
         model.model.multi_modal_projector.requires_grad_(True)
     if train_language_model:
@@ -251,6 +253,15 @@ def prepare_model_for_stage(
     total = sum(parameter.numel() for parameter in model.parameters())
     logger.info(f"Stage {stage}: {trainable:,} trainable parameters of {total:,}.")
     return model
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    """PEFT reads `model.is_gradient_checkpointing`, which transformers 5 deprecates for
+    `is_activation_checkpointing`: a warning about the two libraries that nobody training UniPose can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _base_model(model) -> UniPoseForConditionalGeneration:
@@ -353,7 +364,8 @@ def load_adapter(
                 f"The adapter in {adapter_dir} stores weights that `model` ({type(model).__name__}) does not "
                 f"have: {unknown}; pass the model the adapter was trained from."
             )
-    return PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
+    with _quiet_peft():
+        return PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
 
 
 # -- several processes ----------------------------------------------------------------------------------------
