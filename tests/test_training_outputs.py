@@ -364,7 +364,8 @@ def test_a_training_run_of_the_bundled_model_warns_of_nothing(examples, tmp_path
             processor = UniPoseProcessor.from_pretrained(DEFAULT_MODEL)
             model = prepare_model_for_stage(model, 3, stage_peft_config(model.config, 3, r=4, lora_alpha=8))
             args = sft_config(tmp_path, max_steps=2, per_device_train_batch_size=2, disable_tqdm=True)
-            UniPoseSFTTrainer(model=model, args=args, train_dataset=examples, processing_class=processor).train()
+            trainer = UniPoseSFTTrainer(model=model, args=args, train_dataset=examples, processing_class=processor)
+            trainer.train()
     finally:
         transformers_logging.disable_propagation()
     assert not [f"{w.category.__name__}: {w.message}" for w in caught]
