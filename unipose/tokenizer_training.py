@@ -258,13 +258,17 @@ class TokenizerTrainingArguments:
         default=0.01, metadata={"help": "Initial standard deviation (radians) of the joint-noise rotations."}
     )
     joint_noise_increment: float = field(
-        default=0.01, metadata={"help": "Added to the joint-noise scale every `joint_noise_interval` steps."}
+        default=0.01,
+        metadata={
+            "help": "Added to the joint-noise scale every `joint_noise_interval` steps (this project's choice: "
+            "the paper says the noise grows, not by how much)."
+        },
     )
     joint_noise_interval: int = field(
         default=5000, metadata={"help": "Steps between joint-noise increments."}
     )
     joint_noise_max_scale: float = field(
-        default=0.1, metadata={"help": "Upper bound of the joint-noise scale."}
+        default=0.1, metadata={"help": "Upper bound of the joint-noise scale (this project's choice)."}
     )
     orientation_perturbation_probability: float = field(
         default=1.0, metadata={"help": "Chance that a pose's global orientation is perturbed."}

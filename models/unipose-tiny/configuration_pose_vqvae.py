@@ -14,7 +14,9 @@ class PoseVQVAEConfig(PreTrainedConfig):
     r"""
     Configuration of [`PoseVQVAE`], the pose tokenizer of UniPose: it turns one body pose of `num_joints` 6D
     joint rotations into `num_tokens` discrete codes from a codebook of `codebook_size` entries, and back.
-    The defaults are those of the paper (22 joints, 80 tokens, 2048 codes of dimension 256, width 512).
+    The paper states 22 joints, 80 tokens and 2048 codes; the code dimension (256), the width (512) and the EMA
+    decay (0.99) are not in the paper: they are the published weights' (the code dimension and width, read from
+    the released checkpoint) and this project's choice (the decay).
 
     Both networks are 1-D convolutions over the joint axis, whose length is changed by nearest-neighbour
     resampling. The lengths are derived from `num_joints` and `num_tokens` (see
@@ -31,9 +33,11 @@ class PoseVQVAEConfig(PreTrainedConfig):
         codebook_size (`int`, *optional*, defaults to 2048):
             Number of codebook entries K.
         code_dim (`int`, *optional*, defaults to 256):
-            Dimension of a codebook entry (and of the encoder's output channels).
+            Dimension of a codebook entry (and of the encoder's output channels); the published weights' (not
+            stated by the paper).
         hidden_size (`int`, *optional*, defaults to 512):
-            Channels of every hidden convolution of the encoder and the decoder.
+            Channels of every hidden convolution of the encoder and the decoder; the published weights' (not
+            stated by the paper).
         num_encoder_upsampling_layers (`int`, *optional*, defaults to 2):
             Number of x2 nearest-upsampling stages of the encoder, after its first resampling of the joint
             axis and before its single stride-2 downsampling.
@@ -45,7 +49,8 @@ class PoseVQVAEConfig(PreTrainedConfig):
             Block `i` of a residual stack is dilated by `residual_dilation_growth ** i`; the blocks run from
             the largest dilation to the smallest.
         ema_decay (`float`, *optional*, defaults to 0.99):
-            Decay of the exponential moving averages of the codebook statistics.
+            Decay of the exponential moving averages of the codebook statistics (this project's choice: the
+            paper does not state it).
         commitment_cost (`float`, *optional*, defaults to 1.0):
             Weight of the commitment loss `||z - sg(e)||^2` returned by the model (1.0 in the authors'
             release).
