@@ -6,15 +6,8 @@ says what the run trained, from which model, on which data and with which recipe
 - [`trained_parts`]: what trains in a prepared model, read from its trainable parameters.
 - [`write_training_card`]: `README.md` of a trained model, of its adapter folder or of a checkpoint.
   [`~unipose.training.sft.UniPoseSFTTrainer`] writes it wherever TRL would write its generic card.
-- `python -m unipose.commands.training_card ARGS`: the card of a run of the stock `trl sft` command, which
-  cannot take custom code and writes TRL's generic card; ARGS are the arguments that `trl sft` was given.
-
-```bash
-ARGS="--model_name_or_path runs/stage1_cpu --trust_remote_code --dataset_name data/text_sft \\
-    --assistant_only_loss --output_dir runs/text_sft --bf16 false --use_cpu --activation_checkpointing false"
-trl sft $ARGS
-python -m unipose.commands.training_card $ARGS   # replaces runs/text_sft/README.md
-```
+- [`write_trl_sft_card`]: the card of a run of the stock `trl sft` command, which cannot take custom code and
+  writes TRL's generic card (`python -m unipose.commands.training_card ARGS` runs it).
 """
 
 from __future__ import annotations
