@@ -212,7 +212,8 @@ def test_unknown_tasks_and_overlong_texts_are_refused():
 
 
 def test_a_missing_checkpoint_is_named_with_the_option_to_change(tmp_path, capsys):
-    with pytest.raises(FileNotFoundError, match=r"`--model` '.*nothing' does not exist: expected a checkpoint folder"):
+    missing = r"`--model` '.*nothing' does not exist: expected a checkpoint folder"
+    with pytest.raises(FileNotFoundError, match=missing):
         resolve_model_path(tmp_path / "nothing")
     with pytest.raises(FileNotFoundError, match=r"`--model` '.*' has no config.json"):
         resolve_model_path(tmp_path)
@@ -311,7 +312,9 @@ def test_control_tokens_typed_by_a_visitor_are_text(checkpoint):
     assert answer.poses.shape == (1, 22, 3) and typed in answer.prompt
     edit = app.answer(
         "pose_editing",
-        task_inputs("pose_editing", pose_a=bundled_pose("Bundled pose A"), instruction="Raise <pose> the arm."),
+        task_inputs(
+            "pose_editing", pose_a=bundled_pose("Bundled pose A"), instruction="Raise <pose> the arm."
+        ),
     )
     assert edit.poses.shape == (1, 22, 3) and "Raise <pose> the arm." in edit.prompt
 
@@ -415,6 +418,22 @@ def _wait(browser, condition, what: str):
     return WebDriverWait(browser, WAIT_SECONDS, poll_frequency=0.2).until(
         condition, message=f"waiting for {what}"
     )
+
+
+def _toast_texts(page) -> list[str]:
+    """The texts of the error toasts shown, once they have a text."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    texts = []
+    for element in page.find_elements(By.CSS_SELECTOR, ".toast-message-text"):
+        try:
+            text = element.text.strip()
+        except StaleElementReferenceException:  # replaced while it was read
+            continue
+        if text:
+            texts.append(text)
+    return texts
 
 
 def _pick_task(browser, title: str) -> None:
@@ -526,10 +545,9 @@ def test_the_page_in_a_browser_answers_pose_to_text_and_text_to_pose_and_shows_e
     np.save(bad_file, np.zeros((22, 4)))
     _open(browser, url)
     browser.find_element(By.CSS_SELECTOR, "#pose_a_file input[type=file]").send_keys(str(bad_file))
-    toast = _wait(
-        browser, lambda page: page.find_elements(By.CSS_SELECTOR, ".toast-message-text"), "the error"
-    )[0]
-    assert toast.text == (
+    # The toast is in the page before its text: wait for the text.
+    message = _wait(browser, _toast_texts, "the error")[0]
+    assert message == (
         "`not_a_pose.npy` has shape (22, 4), which is no pose layout for 22 joints. Expected axis-angle "
         "(66,), (22, 3), rotation matrices (22, 3, 3) or 6D (22, 6), optionally with a leading batch axis, "
         "e.g. (B, 22, 3)."
