@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from bench_generation import CONFIGS as GENERATION_CONFIGS  # the benchmarks folder is the script's path
 from transformers import TrainerCallback
 from trl import SFTConfig
 
@@ -36,8 +37,6 @@ from unipose.testing import tiny_model_and_processor
 from unipose.training.collator import UniPoseDataCollator
 from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
 from unipose.training.tasks import build_task_mixture
-
-from bench_generation import CONFIGS as GENERATION_CONFIGS  # the benchmarks folder is the script's path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -98,26 +97,32 @@ def prepared_model(config_name: str, stage: int):
     return prepare_model_for_stage(model, stage, peft_config), processor
 
 
+def benchmark_sft_config(output_dir, batch_size: int, max_steps: int, **overrides) -> SFTConfig:
+    """The trainer settings of a timed run: no saving, no progress bar, no workers (CPU float32 by default)."""
+    settings = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": batch_size,
+        "max_steps": max_steps,
+        "learning_rate": 1e-3,
+        "bf16": False,
+        "use_cpu": True,
+        "activation_checkpointing": False,
+        "report_to": "none",
+        "logging_steps": 10**6,
+        "save_strategy": "no",
+        "max_length": 1024,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    return SFTConfig(**{**settings, **overrides})
+
+
 def trainer_throughput(config_name, stage, dataset, batch_size, warmup, steps, output_dir) -> dict:
     model, processor = prepared_model(config_name, stage)
     collator = CountingCollator(UniPoseDataCollator.from_model(model, processor, max_length=1024))
     timer = StepTimer()
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=batch_size,
-        max_steps=warmup + steps,
-        learning_rate=1e-3,
-        bf16=False,
-        use_cpu=True,
-        activation_checkpointing=False,
-        report_to="none",
-        logging_steps=10**6,
-        save_strategy="no",
-        max_length=1024,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        seed=0,
-    )
+    args = benchmark_sft_config(output_dir, batch_size, warmup + steps)
     trainer = UniPoseSFTTrainer(
         model=model,
         args=args,

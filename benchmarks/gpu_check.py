@@ -36,8 +36,7 @@ from pathlib import Path
 import torch
 import yaml
 from bench_generation import CONFIGS  # the benchmarks folder is the script's path
-from bench_training import CountingCollator, StepTimer
-from trl import SFTConfig
+from bench_training import CountingCollator, StepTimer, benchmark_sft_config
 
 from unipose.testing import tiny_model_and_processor
 from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
@@ -96,21 +95,8 @@ def train_stage(config_name, stage, corpus, device, batch_size, warmup, steps, o
     peft_config = stage_peft_config(model.config, stage, r=16, lora_alpha=32, lora_dropout=0.0)
     model = prepare_model_for_stage(model, stage, peft_config)
     timer = StepTimer()
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=batch_size,
-        max_steps=warmup + steps,
-        learning_rate=1e-3,
-        bf16=True,
-        use_cpu=device.type == "cpu",
-        activation_checkpointing=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        max_length=1024,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        seed=0,
+    args = benchmark_sft_config(
+        output_dir, batch_size, warmup + steps, bf16=True, use_cpu=device.type == "cpu", logging_steps=1
     )
     trainer = UniPoseSFTTrainer(
         model=model,

@@ -34,7 +34,6 @@ from unipose.cli import main
 from unipose.demo import DEFAULT_MODEL
 from unipose.files import resolve_model_path
 from unipose.rotations import axis_angle_to_matrix, axis_angle_to_rotation_6d, to_rotation_6d
-from unipose.testing import tiny_model_and_processor
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_VERTICES = 6890  # the SMPL-H mesh, which the generated body copies
@@ -43,15 +42,6 @@ NUM_VERTICES = 6890  # the SMPL-H mesh, which the generated body copies
 def _pose(seed: int = 0) -> np.ndarray:
     """A random body pose, axis-angle `(22, 3)`."""
     return (torch.randn(22, 3, generator=torch.Generator().manual_seed(seed)) * 0.4).numpy()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    model, processor = tiny_model_and_processor(seed=3)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------

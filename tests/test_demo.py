@@ -7,16 +7,6 @@ import pytest
 
 from unipose.cli import main
 from unipose.demo import TASK_TITLES
-from unipose.testing import tiny_model_and_processor
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    model, processor = tiny_model_and_processor(seed=3)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
 
 
 def test_demo_writes_every_task_with_renders_meshes_and_poses(checkpoint, tmp_path):

@@ -515,15 +515,6 @@ def test_memory_grows_with_the_tokens_written_not_with_max_new_tokens(model, pro
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    model, processor = tiny_model_and_processor(seed=3)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
-
-
 def _seven_task_batch(processor):
     from unipose.demo import load_inputs, task_records
     from unipose.evaluation.runner import evaluation_prompt

@@ -1,7 +1,7 @@
 """What training writes: adapter folders that `PeftModel.from_pretrained` turns back into the trained model (pose
 queries and every other weight trained outside LoRA included), and UniPose model cards, not TRL's or PEFT's
 generic ones, from `train/train_unipose.py` and from the stock `trl sft` command followed by
-`python -m unipose.commands.training_card`."""
+`unipose training-card`."""
 
 import json
 import os
@@ -273,7 +273,7 @@ def test_stock_trl_sft_card_is_replaced_by_the_unipose_card(examples, tmp_path):
 
     # The runbook's second command, as written.
     subprocess.run(
-        [sys.executable, "-m", "unipose.commands.training_card", *argv],
+        [sys.executable, "-m", "unipose.cli", "training-card", "--", *argv],
         check=True,
         cwd=REPO,
         env=dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1"),

@@ -62,7 +62,7 @@ unipose conversations --records data/synthetic/pose_text data/synthetic/pose_pai
 ARGS="--model_name_or_path runs/stage1_cpu --trust_remote_code --dataset_name data/text_sft \
     --assistant_only_loss --output_dir runs/text_sft --bf16 false --use_cpu --activation_checkpointing false"
 trl sft $ARGS
-python -m unipose.commands.training_card $ARGS   # the UniPose model card in place of TRL's generic one
+unipose training-card -- $ARGS   # the UniPose model card in place of TRL's generic one
 ```
 `--assistant_only_loss` is required: inside a pose span the code tokens see each other, so predicting them
 as next tokens would teach nothing. TRL warns that the end-of-turn token is not in the loss mask; it is (the

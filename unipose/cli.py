@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "unipose.commands.conversations",
         "Write task conversations as JSON lines (poses as code tokens) for the stock `trl sft` command.",
     ),
+    "training-card": (
+        "unipose.commands.training_card",
+        "Write the UniPose model card of a stock `trl sft` run: `unipose training-card -- ARGS`.",
+    ),
     "evaluate": ("unipose.commands.evaluate", "Evaluate a model on the paper's tasks; writes JSON and a Markdown report."),
     "convert": ("unipose.commands.convert", "Convert the published UniPose checkpoints into this format."),
     "verify": ("unipose.commands.verify", "Compare a converted checkpoint with the published program's recorded outputs."),

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .files import atomic_path, write_text_atomically
+from .files import atomic_path, resolve_model_path, write_text_atomically
 
 ASSETS = Path(__file__).parent / "demo_assets"
 # The bundled model of a repository checkout (the package itself does not ship weights).
@@ -97,12 +97,7 @@ def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens:
 
     from .evaluation.runner import evaluation_prompt
 
-    model_path = Path(model_path)
-    if not (model_path / "config.json").exists():
-        raise FileNotFoundError(
-            f"No UniPose checkpoint at {model_path}. Pass `--model PATH` (a folder written by `save_pretrained`, "
-            "e.g. a converted checkpoint), or build the bundled model with `python train/build_unipose_tiny.py`."
-        )
+    model_path = resolve_model_path(model_path, "--model")
     model = AutoModel.from_pretrained(model_path, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=True)
     torch.manual_seed(seed)

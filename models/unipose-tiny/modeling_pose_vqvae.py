@@ -13,6 +13,7 @@ its sibling files.
 """
 
 import contextlib
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -617,7 +618,9 @@ def _execution_device(module: nn.Module) -> torch.device:
     device = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
     if device is not None:
         return torch.device(device)
-    return next(module.parameters(), next(module.buffers(), torch.empty(0))).device
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from ..evaluation.runner import (
     resolve_device,
     write_report,
 )
+from ..files import resolve_model_path
 
 logger = logging.get_logger(__name__)
 
@@ -110,15 +111,18 @@ def _load_unipose(path: str, device: torch.device, dtype: str):
 
     import unipose  # noqa: F401  (registers the UniPose classes with the Auto classes)
 
-    if not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(f"`--model` {path!r} is not a saved model folder (no config.json).")
+    path = resolve_model_path(path, "--model")
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     processor = AutoProcessor.from_pretrained(path)
     return model, processor
 
 
 def _judges(args, device) -> RetrievalJudges:
-    from ..evaluation.retrieval import PosePairTextRetrievalConfig, PoseTextRetrievalConfig, load_retrieval_model
+    from ..evaluation.retrieval import (
+        PosePairTextRetrievalConfig,
+        PoseTextRetrievalConfig,
+        load_retrieval_model,
+    )
 
     judges = RetrievalJudges()
     for option, attribute, expected in (

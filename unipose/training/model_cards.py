@@ -7,7 +7,7 @@ says what the run trained, from which model, on which data and with which recipe
 - [`write_training_card`]: `README.md` of a trained model, of its adapter folder or of a checkpoint.
   [`~unipose.training.sft.UniPoseSFTTrainer`] writes it wherever TRL would write its generic card.
 - [`write_trl_sft_card`]: the card of a run of the stock `trl sft` command, which cannot take custom code and
-  writes TRL's generic card (`python -m unipose.commands.training_card ARGS` runs it).
+  writes TRL's generic card (`unipose training-card -- ARGS` runs it).
 """
 
 from __future__ import annotations
