@@ -212,7 +212,7 @@ def test_bad_files(tmp_path):
 
 
 def test_training_split_holds_out_whole_sequences(amass_folder):
-    from unipose.tokenizer_training import PoseDataArguments, build_pose_datasets
+    from unipose.training.pose_tokenizer import PoseDataArguments, build_pose_datasets
 
     root, _, _ = amass_folder
     data_args = PoseDataArguments(

@@ -29,7 +29,7 @@ MODEL_FILES = {
 # The command line (`unipose.commands`, one module per subcommand, listed by `cli`) and the two applications
 # built on the library, the web demo and the demo report.
 COMMANDS = {"cli", "commands", "app", "demo"}
-TRAINING = {"training", "tokenizer_training"}
+TRAINING = {"training"}
 
 
 def module_name(path: Path) -> str:
@@ -110,9 +110,6 @@ def test_imports_run_one_way(source):
 
 # Library modules that still parse arguments, and why.
 ARGPARSE_ALLOWED = {
-    # Stage 0's recipe format (a YAML file with a `model:` section of tokenizer settings, and `--model KEY=VALUE`);
-    # `unipose train-tokenizer` and `train/train_tokenizer.py` read it through this module.
-    "unipose.tokenizer_training",
     # Reads which options a `trl sft` run was given (with TRL's own parser) to describe the run in its card.
     "unipose.training.model_cards",
     # The parser of the training scripts.

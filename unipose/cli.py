@@ -1,8 +1,9 @@
 """The ``unipose`` command line.
 
 Each subcommand is a module of ``unipose.commands`` with two functions, ``add_arguments(parser)`` and
-``run(args)``, which returns an exit code, the text to show, or both as a tuple; the library modules whose work
-they call neither parse arguments nor print. This file only lists the commands, prints what they return, and
+``run(args)``, which returns an exit code, the text to show, or both as a tuple; a command that runs a training
+script has ``parse_arguments(argv)`` instead of ``add_arguments``, so that it reads the script's own options
+(``--config`` recipe and all). The library modules whose work they call neither parse arguments nor print. This file only lists the commands, prints what they return, and
 imports a command's module when it is used so that ``unipose --help`` stays fast.
 """
 
@@ -19,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("unipose.commands.app", "Serve the seven UniPose tasks as a web page (Gradio; the `app` extra)."),
     "sample-poses": ("unipose.commands.sample_poses", "Sample procedural poses and write them (and a contact sheet)."),
     "body-model": ("unipose.commands.body_model", "Generate the offline SMPL-H-format body model file."),
-    "train-tokenizer": ("unipose.tokenizer_training", "Stage 0: train the pose tokenizer (VQ-VAE)."),
+    "train-tokenizer": ("unipose.commands.train_tokenizer", "Stage 0: train the pose tokenizer (VQ-VAE)."),
     "data": ("unipose.commands.data", "Build corpora: `unipose data synth --out DIR --num N --seed S`."),
     "conversations": (
         "unipose.commands.conversations",
@@ -57,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     module = importlib.import_module(known._module)
-    sub = argparse.ArgumentParser(prog=f"unipose {known.command}", description=COMMANDS[known.command][1])
-    module.add_arguments(sub)
-    args = sub.parse_args(argv[1:])
+    own_parser = hasattr(module, "parse_arguments")
+    if not own_parser:
+        sub = argparse.ArgumentParser(prog=f"unipose {known.command}", description=COMMANDS[known.command][1])
+        module.add_arguments(sub)
+        args = sub.parse_args(argv[1:])
     try:
+        if own_parser:  # inside: a recipe's bad value is reported as one line too
+            args = module.parse_arguments(argv[1:])
         result = module.run(args)
     except KeyboardInterrupt:
         print(f"unipose {known.command}: interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -56,6 +57,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def publish_files(source: Path, target: Path, last: tuple[str, ...] = ("config.json",)):
+    """Move every file of `source` into `target` with `os.replace` (each file appears whole), the files of
+    `last` at the end so that a reader who finds them finds the rest too; then remove `source`."""
+    target.mkdir(parents=True, exist_ok=True)
+    files = sorted(path for path in source.rglob("*") if path.is_file())
+    files.sort(key=lambda path: path.name in last)
+    for path in files:
+        destination = target / path.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+    shutil.rmtree(source, ignore_errors=True)
+
 
 
 def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
@@ -133,6 +148,7 @@ __all__ = [
     "atomic_path",
     "current_umask",
     "open_npz",
+    "publish_files",
     "resolve_model_path",
     "write_json_atomically",
     "write_text_atomically",

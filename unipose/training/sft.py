@@ -82,7 +82,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 from trl import SFTTrainer
 
-from ..files import atomic_path
+from ..files import atomic_path, publish_files
 from ..modeling_unipose import UniPoseForConditionalGeneration
 from ..processing_poses import IGNORE_INDEX
 from .collator import UniPoseDataCollator
@@ -894,19 +894,6 @@ _ARTIFACT_NOTES = {
 }
 
 
-def _publish_files(source: Path, target: Path, last: tuple[str, ...] = ("config.json",)):
-    """Move every file of `source` into `target` with `os.replace` (each file appears whole), the files of
-    `last` at the end so that a reader who finds them finds the rest too; then remove `source`."""
-    target.mkdir(parents=True, exist_ok=True)
-    files = sorted(path for path in source.rglob("*") if path.is_file())
-    files.sort(key=lambda path: path.name in last)
-    for path in files:
-        destination = target / path.relative_to(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, destination)
-    shutil.rmtree(source, ignore_errors=True)
-
-
 def save_merged_model(model, processor, output_dir: str | os.PathLike) -> Path:
     """Save a (merged) UniPose model and its processor so that `AutoModel.from_pretrained(output_dir,
     trust_remote_code=True)` and `AutoProcessor.from_pretrained(...)` load them; files are written to a
@@ -917,7 +904,7 @@ def save_merged_model(model, processor, output_dir: str | os.PathLike) -> Path:
     try:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        _publish_files(staging, output_dir)
+        publish_files(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

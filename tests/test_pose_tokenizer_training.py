@@ -1,31 +1,34 @@
-"""Stage-0 training of the pose tokenizer: augmentation, data order, loss, one step, exact resume, recipes."""
+"""Stage-0 training of the pose tokenizer on the transformers Trainer: augmentation, loss, one step, exact
+resume, the time limit, recipes and the command line."""
 
+import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from unipose import cli
 from unipose.body_model import BodyJoints
-from unipose.checkpoints import StepBatchSampler
 from unipose.configuration_pose_vqvae import PoseVQVAEConfig
 from unipose.data.amass import tait_bryan_angles
 from unipose.modeling_pose_vqvae import PoseVQVAE
 from unipose.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rotation_6d
-from unipose.tokenizer_training import (
+from unipose.training.pose_tokenizer import (
     BODY_PARTS,
+    PoseDataArguments,
+    PoseTokenizerModelArguments,
     PoseTokenizerTrainer,
-    TokenizerTrainingArguments,
-    arguments_from_dict,
+    PoseTokenizerTrainingArguments,
     augment_poses,
-    list_checkpoints,
-    load_recipe,
+    collate_poses,
     parse_arguments,
     procedural_pose_dataset,
     step_generator,
     tokenizer_loss,
+    train_pose_tokenizer,
 )
 
 RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
@@ -44,19 +47,31 @@ def datasets():
     return procedural_pose_dataset(96, seed=0, up_axis="y"), procedural_pose_dataset(24, seed=1, up_axis="y")
 
 
-def _args(output_dir, **overrides) -> TokenizerTrainingArguments:
+def _args(output_dir, **overrides) -> PoseTokenizerTrainingArguments:
     values = dict(
-        output_dir=str(output_dir), batch_size=16, max_steps=6, learning_rate=1e-3, vertex_loss_weight=0.0,
-        logging_steps=2, eval_steps=4, save_steps=3, eval_batch_size=32, disable_tqdm=True, seed=3,
+        output_dir=str(output_dir), per_device_train_batch_size=16, max_steps=6, learning_rate=1e-3,
+        vertex_loss_weight=0.0, logging_steps=2, eval_steps=4, save_steps=3, per_device_eval_batch_size=32,
+        disable_tqdm=True, seed=3, use_cpu=True,
     )  # fmt: skip
     values.update(overrides)
-    return TokenizerTrainingArguments(**values)
+    return PoseTokenizerTrainingArguments(**values)
 
 
 def _trainer(args, datasets, body_joints, model_seed=0) -> PoseTokenizerTrainer:
     torch.manual_seed(model_seed)
     model = PoseVQVAE(PoseVQVAEConfig(**TINY_MODEL))
-    return PoseTokenizerTrainer(model, args, *datasets, body_joints=body_joints, data_seed=0, up_axis="y")
+    return PoseTokenizerTrainer(model, args, *datasets, body_joints=body_joints, up_axis="y")
+
+
+def _run(output_dir, callbacks=None, **overrides) -> dict:
+    """Stage 0 end to end on 96 procedural poses with the tiny tokenizer."""
+    data_args = PoseDataArguments(num_train_poses=96, num_validation_poses=24, up_axis="y")
+    return train_pose_tokenizer(
+        data_args,
+        PoseTokenizerModelArguments(**TINY_MODEL),
+        _args(output_dir, **overrides),
+        callbacks=callbacks,
+    )
 
 
 def _rotation_angle(matrix: torch.Tensor) -> torch.Tensor:
@@ -80,13 +95,15 @@ def test_joint_noise_reaches_the_model_input_on_the_chosen_part_only(tmp_path, d
     trainer.model.register_forward_pre_hook(
         lambda module, inputs: seen.setdefault("poses_6d", inputs[0].clone())
     )
-    trainer.training_step(0)
+    poses = collate_poses(datasets[0].select(range(16)))["poses"]
+    trainer.compute_loss(trainer.model.train(), {"poses": poses})  # step 0, first micro-batch
 
-    clean = matrix_to_rotation_6d(axis_angle_to_matrix(trainer.batch(0).float()))
+    clean = matrix_to_rotation_6d(axis_angle_to_matrix(poses))
     changed = (seen["poses_6d"] != clean).any(
         dim=-1
     )  # (B, 22): joints whose input differs from the clean pose
-    parts = trainer.augmented_batch(0).noisy_part
+    augmented = trainer.augmented_batch(poses, step=0)
+    parts = augmented.noisy_part
     assert (parts >= 0).all()
     for pose, part in enumerate(parts.tolist()):
         expected = torch.zeros(22, dtype=torch.bool)
@@ -94,7 +111,9 @@ def test_joint_noise_reaches_the_model_input_on_the_chosen_part_only(tmp_path, d
         assert torch.equal(changed[pose], expected), (pose, part)
     # Several parts were drawn, and the target stays the clean pose (denoising).
     assert len(set(parts.tolist())) > 1
-    assert torch.equal(trainer.augmented_batch(0).targets, axis_angle_to_matrix(trainer.batch(0).float()))
+    assert torch.equal(augmented.targets, axis_angle_to_matrix(poses))
+    # Another micro-batch of the same step (gradient accumulation) draws other noise.
+    assert not torch.equal(trainer.augmented_batch(poses, step=0, micro_batch=1).inputs, augmented.inputs)
 
 
 def test_noise_scale_grows_every_interval():
@@ -156,19 +175,8 @@ def test_augmentation_is_reproducible_from_seed_and_step():
 
 
 # ----------------------------------------------------------------------------------------------------
-# Data order, loss, training
+# Loss and training
 # ----------------------------------------------------------------------------------------------------
-
-
-def test_batch_order_depends_on_seed_and_step_only():
-    sampler = StepBatchSampler(num_samples=50, batch_size=8, seed=5)
-    epoch = np.concatenate([sampler(step) for step in range(sampler.steps_per_epoch)])
-    assert len(set(epoch.tolist())) == len(epoch) == 48  # no repeat within an epoch
-    fresh = StepBatchSampler(num_samples=50, batch_size=8, seed=5)
-    assert np.array_equal(fresh(13), sampler(13)) and np.array_equal(fresh(2), sampler(2))
-    assert not np.array_equal(sampler(0), sampler(sampler.steps_per_epoch))  # a new permutation each epoch
-    with pytest.raises(ValueError, match="batch_size"):
-        StepBatchSampler(num_samples=4, batch_size=8, seed=0)
 
 
 def test_loss_is_zero_for_a_perfect_reconstruction_and_has_every_term(body_joints):
@@ -197,68 +205,71 @@ def test_loss_is_zero_for_a_perfect_reconstruction_and_has_every_term(body_joint
 
 
 def test_one_training_step_changes_every_trainable_parameter(tmp_path, datasets, body_joints):
-    trainer = _trainer(_args(tmp_path, weight_decay=0.0), datasets, body_joints)
+    trainer = _trainer(_args(tmp_path, max_steps=1, logging_steps=1), datasets, body_joints)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-    metrics = trainer.training_step(0)
-    assert math.isfinite(metrics["loss"]) and 0 < metrics["codebook_usage"] <= 1
+    trainer.train()
     unchanged = [name for name, p in trainer.model.named_parameters() if torch.equal(p, before[name])]
     assert unchanged == []
     assert bool(trainer.model.quantizer.initialized)
+    (logged,) = [entry for entry in trainer.state.log_history if "rotation_loss" in entry]
+    assert (
+        math.isfinite(logged["loss"]) and 0 < logged["codebook_usage"] <= 1 and logged["noise_scale"] == 0.01
+    )
 
 
 class _Killed(Exception):
     pass
 
 
-class _KilledAtFirstCheckpoint(PoseTokenizerTrainer):
-    def save_checkpoint(self):
-        path = super().save_checkpoint()
-        raise _Killed(path)
+class _KillAtFirstSave(TrainerCallback):
+    def on_save(self, args, state, control, **kwargs):
+        raise _Killed(state.global_step)
 
 
-def test_resume_equals_uninterrupted_run(tmp_path, datasets, body_joints):
-    uninterrupted = _trainer(_args(tmp_path / "a"), datasets, body_joints)
-    uninterrupted.train()
+def test_resume_equals_uninterrupted_run(tmp_path):
+    uninterrupted = _run(tmp_path / "a")
+    assert uninterrupted["global_step"] == 6 and uninterrupted["completed"] == 1.0
 
-    torch.manual_seed(0)
-    model = PoseVQVAE(PoseVQVAEConfig(**TINY_MODEL))
-    killed = _KilledAtFirstCheckpoint(
-        model, _args(tmp_path / "b"), *datasets, body_joints=body_joints, up_axis="y"
-    )
     with pytest.raises(_Killed):
-        killed.train()
-    assert [path.name for path in list_checkpoints(tmp_path / "b")] == ["checkpoint-3"]
+        _run(tmp_path / "b", callbacks=[_KillAtFirstSave()])
+    assert Path(get_last_checkpoint(tmp_path / "b")).name == "checkpoint-3"
+    assert not (tmp_path / "b" / "model.safetensors").exists()
 
-    # A new process: other initial weights and another global random state, all restored from the checkpoint.
+    # A new process: another global random state, restored from the checkpoint (the codebook resets draw from
+    # it).
     torch.manual_seed(1234)
-    resumed = _trainer(
-        _args(tmp_path / "b", resume_from_checkpoint="latest"), datasets, body_joints, model_seed=99
-    )
-    results = resumed.train()
-    assert results["global_step"] == 6
+    resumed = _run(tmp_path / "b", resume_from_checkpoint="latest")
+    assert resumed["global_step"] == 6
 
-    expected, actual = uninterrupted.model.state_dict(), resumed.model.state_dict()
+    expected = PoseVQVAE.from_pretrained(tmp_path / "a").state_dict()
+    actual = PoseVQVAE.from_pretrained(tmp_path / "b").state_dict()
     assert expected.keys() == actual.keys()
     different = [name for name in expected if not torch.equal(expected[name], actual[name])]
     assert different == []
-    # The final model was saved with save_pretrained and loads back identically.
-    reloaded = PoseVQVAE.from_pretrained(tmp_path / "b")
-    assert all(torch.equal(value, reloaded.state_dict()[name]) for name, value in actual.items())
-    # save_total_limit=2 keeps the newest two checkpoints.
-    assert [path.name for path in list_checkpoints(tmp_path / "b")] == ["checkpoint-3", "checkpoint-6"]
-
-
-def test_resume_refuses_a_different_run(tmp_path, datasets, body_joints):
-    _trainer(_args(tmp_path, max_steps=3), datasets, body_joints).train()
-    other = _trainer(
-        _args(tmp_path, max_steps=3, batch_size=8, resume_from_checkpoint="latest"), datasets, body_joints
+    assert resumed["eval_mpjpe"] == uninterrupted["eval_mpjpe"]
+    # The final folder holds the metrics and the Trainer's state; save_total_limit=2 keeps two checkpoints.
+    assert (
+        json.loads((tmp_path / "b" / "eval_results.json").read_text())["eval_mpjpe"] == resumed["eval_mpjpe"]
     )
-    with pytest.raises(ValueError, match="batch_size"):
-        other.train()
-    with pytest.raises(FileNotFoundError, match="training_state.pt"):
-        _trainer(
-            _args(tmp_path, resume_from_checkpoint=str(tmp_path / "nope")), datasets, body_joints
-        ).train()
+    assert sorted(path.name for path in (tmp_path / "b").glob("checkpoint-*")) == [
+        "checkpoint-3",
+        "checkpoint-6",
+    ]
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    _run(tmp_path, max_steps=3)
+    with pytest.raises(ValueError, match="train_batch_size: checkpoint 16 vs now 8"):
+        _run(tmp_path, max_steps=3, per_device_train_batch_size=8, resume_from_checkpoint="latest")
+    with pytest.raises(FileNotFoundError, match="trainer_state.json"):
+        _run(tmp_path, resume_from_checkpoint=str(tmp_path / "nope"))
+
+
+def test_the_time_limit_stops_with_a_checkpoint_to_resume_from(tmp_path):
+    results = _run(tmp_path, max_train_minutes=1e-9)
+    assert results["global_step"] == 1 and results["completed"] == 0.0
+    assert Path(get_last_checkpoint(tmp_path)).name == "checkpoint-1"
+    assert PoseVQVAE.from_pretrained(tmp_path).config.codebook_size == TINY_MODEL["codebook_size"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -266,58 +277,63 @@ def test_resume_refuses_a_different_run(tmp_path, datasets, body_joints):
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_recipe_with_an_unknown_key_is_refused(tmp_path):
+def test_recipe_with_an_unknown_or_mistyped_key_is_refused(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("output_dir: run\nlearning_rat: 0.001\n")
-    with pytest.raises(ValueError, match=r"Unknown key\(s\) \['learning_rat'\].*recipe.yaml"):
+    for text, name in (("learning_rat: 0.001\n", "learning_rat"), ("codebook_sise: 64\n", "codebook_sise")):
+        recipe.write_text("output_dir: run\n" + text)
+        with pytest.raises(ValueError, match=f"Unknown arguments from config file: \\['--{name}'"):
+            parse_arguments(["--config", str(recipe)])
+    recipe.write_text("output_dir: run\nlearning_rate: fast\n")
+    with pytest.raises(SystemExit) as raised:
         parse_arguments(["--config", str(recipe)])
-    recipe.write_text("output_dir: run\nmodel:\n  codebook_sise: 64\n")
-    with pytest.raises(ValueError, match="codebook_sise"):
-        parse_arguments(["--config", str(recipe)])
-    with pytest.raises(ValueError, match="output_dir"):
-        arguments_from_dict({})
-    with pytest.raises(TypeError, match="`learning_rate` in the recipe must be float, got 'fast'"):
-        arguments_from_dict({"output_dir": "run", "learning_rate": "fast"})
+    assert raised.value.code == 2 and "invalid float value: 'fast'" in capsys.readouterr().err
     # YAML reads 1e-3 as a string; it is still a number.
-    assert arguments_from_dict({"output_dir": "run", "learning_rate": "1e-3"})[1].learning_rate == 1e-3
+    recipe.write_text("output_dir: run\nlearning_rate: 1e-3\n")
+    assert parse_arguments(["--config", str(recipe)])[2].learning_rate == 1e-3
+    with pytest.raises(ValueError, match="train_seed"):
+        PoseDataArguments(train_seed=1, validation_seed=1)
 
 
 def test_command_line_overrides_the_recipe(tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        "output_dir: run\nlearning_rate: 0.001\nmax_grad_norm: 1.0\n"
-        "model:\n  codebook_size: 64\n  code_dim: 8\n"
-    )
-    data_args, training_args, model = parse_arguments(
-        ["--config", str(recipe), "--learning_rate", "5e-4", "--max_grad_norm", "null", "--disable_tqdm",
-         "--model", "codebook_size=128", "--train_data_paths", "a", "b"]
+    recipe.write_text("output_dir: run\nlearning_rate: 0.001\ncodebook_size: 64\ncode_dim: 8\n")
+    data_args, model_args, training_args = parse_arguments(
+        ["--config", str(recipe), "--learning_rate", "5e-4", "--codebook_size", "128",
+         "--train_data_paths", "a", "b", "--disable_tqdm", "true"]
     )  # fmt: skip
-    assert (
-        training_args.learning_rate == 5e-4
-        and training_args.max_grad_norm is None
-        and training_args.disable_tqdm
-    )
-    assert model == {"codebook_size": 128, "code_dim": 8}
+    assert training_args.learning_rate == 5e-4 and training_args.disable_tqdm
+    assert model_args.config_overrides() == {"codebook_size": 128, "code_dim": 8}
     assert data_args.train_data_paths == ["a", "b"]
 
 
 @pytest.mark.parametrize("name", ["stage0_paper.yaml", "stage0_cpu.yaml"])
 def test_recipes_parse(name):
-    data_args, training_args, model = arguments_from_dict(load_recipe(RECIPES / name))
-    PoseVQVAEConfig(**model)  # the model section is a valid tokenizer config
+    _, model_args, training_args = parse_arguments([str(RECIPES / name)])
+    PoseVQVAEConfig(**model_args.config_overrides())  # the tokenizer's fields make a valid config
+    assert training_args.max_grad_norm == 0.0 and training_args.lr_scheduler_type == "cosine"
 
 
 def test_cli_trains_and_saves_a_loadable_tokenizer(tmp_path):
     out = tmp_path / "run"
-    code = cli.main(
-        ["train-tokenizer", "--config", str(RECIPES / "stage0_cpu.yaml"), "--output_dir", str(out),
-         "--num_train_poses", "64", "--num_validation_poses", "16", "--batch_size", "16", "--max_steps", "2",
-         "--eval_steps", "2", "--save_steps", "2", "--disable_tqdm", "--max_train_minutes", "null",
-         "--num_threads", "null",  # keep the test process's thread count
-         *[f"--model={key}={value}" for key, value in TINY_MODEL.items()]]
-    )  # fmt: skip
+    threads = torch.get_num_threads()  # the recipe asks for one thread
+    try:
+        code = cli.main(
+            ["train-tokenizer", "--config", str(RECIPES / "stage0_cpu.yaml"), "--output_dir", str(out),
+             "--num_train_poses", "64", "--num_validation_poses", "16", "--per_device_train_batch_size", "16",
+             "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--disable_tqdm", "true",
+             *[f"--{key}={value}" for key, value in TINY_MODEL.items()]]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0
     tokenizer = PoseVQVAE.from_pretrained(out)
     assert tokenizer.config.codebook_size == TINY_MODEL["codebook_size"]
     assert tokenizer.encode(torch.zeros(22, 3)).shape == (1, tokenizer.config.num_tokens)
-    assert (out / "eval_results.json").is_file() and list_checkpoints(out)
+    assert (out / "eval_results.json").is_file() and get_last_checkpoint(out) is not None
+
+
+def test_cli_reports_a_bad_recipe_value_in_one_line(tmp_path, capsys):
+    code = cli.main(["train-tokenizer", "--output_dir", str(tmp_path), "--max_tilt_perturbation", "95"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "max_tilt_perturbation" in err and "Traceback" not in err
