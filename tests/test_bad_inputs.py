@@ -516,10 +516,17 @@ def test_a_bad_option_value_is_reported_in_one_line_not_the_whole_usage(script):
 
 
 def test_every_training_script_reads_a_yaml_recipe_and_the_command_line_wins(tmp_path):
+    import importlib.util
+
     from transformers import TrainingArguments
 
-    from unipose.evaluation.retrieval_training import parse_arguments as retrieval_arguments
     from unipose.training.pose_vision import parse_arguments as pose_vision_arguments
+
+    spec = importlib.util.spec_from_file_location(
+        "train_retrieval", Path(__file__).parents[1] / "train" / "train_retrieval.py"
+    )
+    retrieval_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(retrieval_script)
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"output_dir: {tmp_path / 'out'}\ntrain_data: [corpus]\nlearning_rate: 0.5\n")
@@ -528,10 +535,16 @@ def test_every_training_script_reads_a_yaml_recipe_and_the_command_line_wins(tmp
     assert args.train_data == ["corpus"]
     assert pose_vision_arguments([str(recipe)])[1].learning_rate == 0.5  # a lone recipe path is `--config`
     recipe.write_text(f"output_dir: {tmp_path / 'out'}\npretrain_data: [corpus]\nlearning_rate: 0.5\n")
-    assert retrieval_arguments(["--config", str(recipe), "--learning_rate", "0.25"]).learning_rate == 0.25
+
+    def parse_retrieval_arguments(argv):
+        return retrieval_script.make_parser().parse(argv)  # a fresh parser: `--config` sets its defaults
+
+    args, training_args = parse_retrieval_arguments(["--config", str(recipe), "--learning_rate", "0.25"])
+    assert training_args.learning_rate == 0.25 and args.pretrain_data == ["corpus"]
+    assert parse_retrieval_arguments([str(recipe)])[1].learning_rate == 0.5  # not the script's default 2e-4
     recipe.write_text(f"output_dir: {tmp_path / 'out'}\npretrain_data: [corpus]\nlearning_rat: 0.5\n")
     with pytest.raises(ValueError, match=r"Unknown arguments from config file: \['--learning_rat'"):
-        retrieval_arguments(["--config", str(recipe)])
+        parse_retrieval_arguments(["--config", str(recipe)])
 
 
 def test_finite_but_huge_axis_angle_values_are_refused_everywhere_not_turned_into_nan(tiny):

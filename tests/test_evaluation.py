@@ -1,6 +1,7 @@
 # Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
-"""Tests of the evaluation suite: every metric against an independent computation, the retrieval models and
-their training, and `unipose evaluate` end to end on the tiny model (with resuming)."""
+"""Tests of the evaluation suite: every metric against an independent computation, the retrieval models, and
+`unipose evaluate` end to end on the tiny model (with resuming). The retrieval models' training is tested in
+`test_retrieval_training.py`."""
 
 import argparse
 import json
@@ -14,7 +15,8 @@ from datasets import Dataset, DatasetDict
 from unipose.commands import evaluate as evaluate_command
 from unipose.data.schema import FEATURES
 from unipose.evaluation import metrics as M
-from unipose.evaluation.retrieval import (
+from unipose.metrics import pose_errors, recall_at_k, text_pose_recalls
+from unipose.retrieval_models import (
     PosePairTextRetrievalConfig,
     PosePairTextRetrievalModel,
     PoseTextRetrievalConfig,
@@ -25,7 +27,6 @@ from unipose.evaluation.retrieval import (
     load_retrieval_model,
     tokenize_texts,
 )
-from unipose.metrics import pose_errors
 
 TINY_RETRIEVAL = {
     "word_embedding_dim": 16,
@@ -137,8 +138,8 @@ def test_recall_at_k_matches_a_brute_force_ranking():
     )
     ranks = [sorted(row.tolist(), reverse=True).index(row[i].item()) for i, row in enumerate(similarity)]
     expected = {f"R@{k}": 100 * sum(r < k for r in ranks) / 50 for k in (1, 5, 10)}
-    assert M.recall_at_k(queries, candidates, (1, 5, 10)) == pytest.approx(expected)
-    both = M.text_pose_recalls(queries, candidates, (1, 5, 10))
+    assert recall_at_k(queries, candidates, (1, 5, 10)) == pytest.approx(expected)
+    both = text_pose_recalls(queries, candidates, (1, 5, 10))
     assert both["mRecall"] == pytest.approx(np.mean([v for k, v in both.items() if k != "mRecall"]))
     assert both["R^T2P@5"] == pytest.approx(expected["R@5"])
 
@@ -151,9 +152,9 @@ def test_retrieval_metrics_reject_bad_input():
     with pytest.raises(ValueError, match="protocol"):
         M.r_precision(torch.zeros(40, 3), torch.zeros(40, 3), protocol="motiongpt")
     with pytest.raises(ValueError, match="NaN"):
-        M.recall_at_k(torch.full((5, 3), float("nan")), torch.zeros(5, 3), (1,))
+        recall_at_k(torch.full((5, 3), float("nan")), torch.zeros(5, 3), (1,))
     with pytest.raises(ValueError, match="k_values"):
-        M.recall_at_k(torch.zeros(5, 3), torch.zeros(5, 3), (10,))
+        recall_at_k(torch.zeros(5, 3), torch.zeros(5, 3), (10,))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -378,75 +379,6 @@ def _pose_text_records(n, seed, num_texts=2):
         "source": ["test"] * n,
     }
     return Dataset.from_dict(columns, features=FEATURES["pose_text"])
-
-
-def test_retrieval_training_resumes_exactly(text_tokenizer, tmp_path):
-    from safetensors.torch import load_file
-
-    from unipose.evaluation.retrieval_training import (
-        RetrievalTrainer,
-        RetrievalTrainingArguments,
-        train_retrieval,
-    )
-
-    corpus = DatasetDict({"train": _pose_text_records(24, 0), "validation": _pose_text_records(8, 1)})
-    corpus.save_to_disk(tmp_path / "corpus" / "pose_text")
-    embeddings = torch.randn(len(text_tokenizer), 16, generator=torch.Generator().manual_seed(0))
-
-    def arguments(output_dir, **overrides):
-        return RetrievalTrainingArguments(
-            output_dir=str(output_dir),
-            pretrain_data=[str(tmp_path / "corpus")],
-            finetune_data=[str(tmp_path / "corpus")],
-            embed_dim=32,
-            text_hidden_size=16,
-            pose_hidden_size=16,
-            batch_size=8,
-            max_steps=3,
-            save_steps=2,
-            logging_steps=1,
-            disable_tqdm=True,
-            **overrides,
-        )
-
-    complete = train_retrieval(arguments(tmp_path / "complete"), text_tokenizer, embeddings)
-    assert set(complete) >= {"pretrain", "finetune"} and complete["global_step"] == 6
-    assert "mRecall" in complete["finetune"]
-
-    # Killed during the fine-tuning phase (after the checkpoint of its step 2), then resumed.
-    original_step = RetrievalTrainer.training_step
-
-    def crashing_step(self, step):
-        if self.phase.name == "finetune" and step == 2:
-            raise KeyboardInterrupt
-        return original_step(self, step)
-
-    RetrievalTrainer.training_step = crashing_step
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train_retrieval(arguments(tmp_path / "resumed"), text_tokenizer, embeddings)
-    finally:
-        RetrievalTrainer.training_step = original_step
-    assert (tmp_path / "resumed" / "checkpoint-5").is_dir()
-    resumed = train_retrieval(
-        arguments(tmp_path / "resumed", resume_from_checkpoint="latest"), text_tokenizer, embeddings
-    )
-    assert resumed["global_step"] == 6
-    final_complete = load_file(tmp_path / "complete" / "model.safetensors")
-    final_resumed = load_file(tmp_path / "resumed" / "model.safetensors")
-    for name, tensor in final_complete.items():
-        torch.testing.assert_close(final_resumed[name], tensor, rtol=0, atol=0, msg=name)
-    # The saved model loads with its tokenizer, ready for `unipose evaluate --retrieval-model`.
-    assert type(load_retrieval_model(tmp_path / "resumed")[0]) is PoseTextRetrievalModel
-
-
-def test_retrieval_training_arguments_are_checked(tmp_path):
-    from unipose.evaluation.retrieval_training import RetrievalTrainingArguments
-
-    with pytest.raises(ValueError, match="nothing to train on"):
-        RetrievalTrainingArguments(output_dir=str(tmp_path))
-    with pytest.raises(ValueError, match="batch_size"):
-        RetrievalTrainingArguments(output_dir=str(tmp_path), pretrain_data=["x"], batch_size=1)
 
 
 # ----------------------------------------------------------------------------------------------------

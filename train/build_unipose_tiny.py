@@ -41,7 +41,6 @@ from pathlib import Path
 
 import torch
 
-
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "train" / "recipes"
 # The steps that run `train/train_unipose.py` with `train/recipes/tiny_<step>.yaml`, each from the previous output.
@@ -84,8 +83,9 @@ POSE_VISION = ["--hidden_size", "128", "--num_hidden_layers", "4", "--num_attent
                "--save_steps", "250", "--save_total_limit", "2", "--seed", "0", "--use_cpu", "true",
                "--report_to", "none", "--disable_tqdm", "true"]
 # At a learning rate of 1e-3 the pair model can collapse to a constant embedding (loss stuck at log 64).
-RETRIEVAL = ["--word_embeddings", "tiny", "--batch_size", "64", "--max_steps", "3000", "--learning_rate", "3e-4",
-             "--pose_hidden_size", "64", "--text_hidden_size", "128", "--save_steps", "500", "--disable_tqdm", "true"]
+RETRIEVAL = ["--word_embeddings", "tiny", "--per_device_train_batch_size", "64", "--max_steps", "3000",
+             "--learning_rate", "3e-4", "--pose_hidden_size", "64", "--text_hidden_size", "128", "--save_steps", "500",
+             "--report_to", "none", "--disable_tqdm", "true"]
 EVALUATION = ["--max-samples", "300", "--batch-size", "16", "--num-examples", "2", "--baselines", "--no-progress"]
 
 

@@ -1,5 +1,6 @@
 """
-Joint-position errors between predicted and reference poses: MPJPE and PA-MPJPE, in millimetres.
+The metrics that the evaluation and the training code share: joint-position errors between predicted and
+reference poses (MPJPE and PA-MPJPE, in millimetres), and Recall@K of retrieval in an embedding space (percent).
 
 - MPJPE (mean per-joint position error): the mean Euclidean distance between corresponding joints after
   both skeletons are translated so that their root joints coincide (joint 0, the pelvis, by default).
@@ -11,10 +12,20 @@ Joint-position errors between predicted and reference poses: MPJPE and PA-MPJPE,
 [`pose_errors`] measures poses (rotations) through forward kinematics of the body. Other inputs are joint
 positions in metres, `(..., J, 3)` torch tensors or numpy arrays; numpy in gives numpy
 (or a float) out. Computations run in float64.
+
+Retrieval metrics take two matched sets of embeddings (`queries[i]` and `candidates[i]` belong together):
+[`recall_at_k`] ranks every candidate of the whole set by cosine similarity (in float32, the precision of the
+retrieval models) and reports the share of queries whose true candidate is among the first K;
+[`text_pose_recalls`] does it in both directions (`R^T2P`, `R^P2T`) and averages them (mRecall). Ties between
+the true candidate and others (scores equal up to `TIE_TOLERANCE`) are broken at random: the true candidate
+takes a uniformly random place among the candidates it ties with, so a model that gives every item the same
+embedding scores at chance, not at 100. The R-precision protocols, FID and the text metrics are in
+`unipose.evaluation.metrics`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional, Union
 
 import numpy as np
@@ -23,6 +34,17 @@ import torch
 from .body_model import pose_to_joints
 
 MILLIMETRES_PER_METRE = 1000.0
+# The K of Recall@K: for generated texts and poses (`unipose evaluate`), and for a retrieval model on its own data.
+GENERATION_RECALL_K = (5, 10, 20)
+RETRIEVAL_MODEL_RECALL_K = (1, 5, 10)
+# Queries scored against all candidates at once: bounds the (chunk, num_candidates) similarity matrix.
+SIMILARITY_CHUNK_ROWS = 1024
+# Scores closer than this (relative to their magnitude) count as ties: float32 products of unit vectors of a
+# few hundred dimensions carry rounding errors of about 1e-6.
+TIE_TOLERANCE = 1e-5
+PERCENT = 100.0
+
+EmbeddingLike = Union[torch.Tensor, np.ndarray]
 
 ArrayLike = Union[torch.Tensor, np.ndarray]
 
@@ -233,4 +255,161 @@ def pose_errors(pred_poses, target_poses, body=None) -> dict[str, float]:
     return {name: float(values.mean()) for name, values in pose_errors_per_item(pred_poses, target_poses, body).items()}
 
 
-__all__ = ["mpjpe", "pa_mpjpe", "pose_errors", "pose_errors_per_item", "procrustes_align"]
+# ----------------------------------------------------------------------------------------------------
+# Retrieval: embeddings, ranks, Recall@K
+# ----------------------------------------------------------------------------------------------------
+
+
+def _as_embeddings(value: EmbeddingLike, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """`value` as a finite tensor of shape `(N, D)`, float32 by default (the precision of the retrieval
+    models)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    elif not isinstance(value, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor or a numpy array, got {type(value).__name__}.")
+    if value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
+    if value.ndim != 2 or value.shape[0] == 0 or value.shape[1] == 0:
+        raise ValueError(
+            f"`{name}` must have shape (num_items, dim) with both > 0, got {tuple(value.shape)}."
+        )
+    value = value.detach().to("cpu", dtype)
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"`{name}` contains NaN or infinite values.")
+    return value
+
+
+def _matched_pair(queries: EmbeddingLike, candidates: EmbeddingLike) -> tuple[torch.Tensor, torch.Tensor]:
+    queries, candidates = _as_embeddings(queries, "queries"), _as_embeddings(candidates, "candidates")
+    if queries.shape != candidates.shape:
+        raise ValueError(
+            "`queries` and `candidates` must be matched one to one, with the same shape (num_items, dim); got "
+            f"{tuple(queries.shape)} and {tuple(candidates.shape)}."
+        )
+    return queries, candidates
+
+
+def _check_top_k(top_k: Sequence[int], limit: int, name: str) -> tuple[int, ...]:
+    values = tuple(top_k)
+    if not values or any(
+        isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in values
+    ):
+        raise ValueError(f"`{name}` must be a non-empty sequence of positive integers, got {top_k!r}.")
+    if max(values) > limit:
+        raise ValueError(f"`{name}` asks for k={max(values)}, more than the {limit} candidates to rank.")
+    return tuple(int(k) for k in values)
+
+
+def _normalize(embeddings: torch.Tensor) -> torch.Tensor:
+    return embeddings / embeddings.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(embeddings.dtype).tiny)
+
+
+def _tie_broken_rank(
+    scores: torch.Tensor, true_score: torch.Tensor, generator: torch.Generator, higher_is_better: bool = True
+) -> torch.Tensor:
+    """
+    0-based rank of the true candidate among `scores` when it takes a uniformly random place among the
+    candidates that tie with it (scores within `TIE_TOLERANCE`, relative to the score's magnitude, so that
+    rounding in the matrix products does not decide a tie).
+
+    Args:
+        scores (`torch.Tensor` of shape `(..., num_others)`): scores of the other candidates.
+        true_score (`torch.Tensor` of shape `(...)`): score of the true candidate.
+        higher_is_better (`bool`, *optional*, defaults to `True`): similarities (`True`) or distances.
+
+    Returns:
+        `torch.Tensor` of shape `(...)`, int64.
+    """
+    true_score = true_score[..., None]
+    tolerance = TIE_TOLERANCE * (1 + true_score.abs())
+    difference = scores - true_score if higher_is_better else true_score - scores
+    better = (difference > tolerance).sum(-1)
+    tied = (difference.abs() <= tolerance).sum(-1)
+    uniform = torch.rand(better.shape, generator=generator, dtype=torch.float64)
+    return better + torch.floor(uniform * (tied + 1)).long()
+
+
+def recall_at_k(
+    queries: EmbeddingLike,
+    candidates: EmbeddingLike,
+    k_values: Sequence[int] = GENERATION_RECALL_K,
+    seed: int = 0,
+) -> dict[str, float]:
+    """
+    Recall@K over the whole set: the share of queries whose true candidate is among the K candidates of
+    highest cosine similarity.
+
+    Args:
+        queries (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Query embeddings.
+        candidates (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Candidate embeddings; `candidates[i]` is the true match of `queries[i]`.
+        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
+            The K to report; each must be at most N.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the tie breaking.
+
+    Returns:
+        `dict[str, float]`: `"R@{k}"` -> percentage of queries.
+    """
+    queries, candidates = _matched_pair(queries, candidates)
+    num_items = queries.shape[0]
+    k_values = _check_top_k(k_values, num_items, "k_values")
+    generator = torch.Generator().manual_seed(seed)
+    queries, candidates = _normalize(queries), _normalize(candidates)
+    ranks = torch.empty(num_items, dtype=torch.long)
+    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
+        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
+        similarity = queries[rows] @ candidates.T  # (chunk, N)
+        is_true = torch.zeros_like(similarity, dtype=torch.bool)
+        is_true[torch.arange(len(rows)), rows] = True
+        true_score = similarity[is_true]  # (chunk,)
+        others = similarity[~is_true].view(len(rows), num_items - 1)
+        ranks[rows] = _tie_broken_rank(others, true_score, generator)
+    return {f"R@{k}": float((ranks < k).double().mean()) * PERCENT for k in k_values}
+
+
+def text_pose_recalls(
+    text_embeds: EmbeddingLike,
+    pose_embeds: EmbeddingLike,
+    k_values: Sequence[int] = GENERATION_RECALL_K,
+    seed: int = 0,
+) -> dict[str, float]:
+    """
+    Recall@K in both directions and their mean.
+
+    Args:
+        text_embeds (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Text embeddings.
+        pose_embeds (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
+            Pose (or pose-pair) embeddings, matched to the texts.
+        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
+            The K to report.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the tie breaking.
+
+    Returns:
+        `dict[str, float]`: `"R^T2P@{k}"` (text -> pose), `"R^P2T@{k}"` (pose -> text) and `"mRecall"`, the
+        mean of all of them, in percent.
+    """
+    text_to_pose = recall_at_k(text_embeds, pose_embeds, k_values, seed)
+    pose_to_text = recall_at_k(pose_embeds, text_embeds, k_values, seed)
+    results = {f"R^T2P@{name[2:]}": value for name, value in text_to_pose.items()}
+    results.update({f"R^P2T@{name[2:]}": value for name, value in pose_to_text.items()})
+    results["mRecall"] = float(np.mean(list(results.values())))
+    return results
+
+
+__all__ = [
+    "GENERATION_RECALL_K",
+    "RETRIEVAL_MODEL_RECALL_K",
+    "mpjpe",
+    "pa_mpjpe",
+    "pose_errors",
+    "pose_errors_per_item",
+    "procrustes_align",
+    "recall_at_k",
+    "text_pose_recalls",
+]

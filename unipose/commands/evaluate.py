@@ -15,7 +15,6 @@ from ..data.corpus import discover_datasets, load_split
 from ..evaluation.metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
-    GENERATION_RECALL_K,
     R_PRECISION_PROTOCOLS,
     describe_r_precision_protocol,
     text_metric_sources,
@@ -31,6 +30,7 @@ from ..evaluation.runner import (
     write_report,
 )
 from ..files import resolve_model_path
+from ..metrics import GENERATION_RECALL_K
 
 logger = logging.get_logger(__name__)
 
@@ -118,7 +118,7 @@ def _load_unipose(path: str, device: torch.device, dtype: str):
 
 
 def _judges(args, device) -> RetrievalJudges:
-    from ..evaluation.retrieval import (
+    from ..retrieval_models import (
         PosePairTextRetrievalConfig,
         PoseTextRetrievalConfig,
         load_retrieval_model,

@@ -19,11 +19,11 @@ and others (scores equal up to `TIE_TOLERANCE`) are broken at random: the true c
 random place among the candidates it ties with, so a model that gives every item the same embedding scores
 at chance, not at 100.
 
-Recall@K (`R^T2P`, `R^P2T`) ranks every candidate of the whole set by cosine similarity; mRecall is the
-mean of the recalls of both directions. FID is the Frechet distance between Gaussians fitted to two sets
-of features. Text metrics (BLEU-4, ROUGE-L, METEOR) score each prediction against all references of its
-item; see [`text_metric_sources`] for the packages that compute them. MPJPE and PA-MPJPE come from
-`unipose.metrics`.
+FID is the Frechet distance between Gaussians fitted to two sets of features. Text metrics (BLEU-4, ROUGE-L,
+METEOR) score each prediction against all references of its item; see [`text_metric_sources`] for the
+packages that compute them. Recall@K (`R^T2P`, `R^P2T`, mRecall: `recall_at_k`, `text_pose_recalls`), which the
+training of the retrieval models scores too, and MPJPE and PA-MPJPE come from `unipose.metrics`, with the
+input checks and the tie breaking used here.
 
 All scores are percentages (0-100) except FID and the joint errors (millimetres).
 """
@@ -39,6 +39,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers.utils import logging
+
+from ..metrics import (
+    PERCENT,
+    SIMILARITY_CHUNK_ROWS,
+    EmbeddingLike,
+    _as_embeddings,
+    _check_top_k,
+    _matched_pair,
+    _normalize,
+    _tie_broken_rank,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -57,16 +68,6 @@ R_PRECISION_PROTOCOL_DESCRIPTIONS = {
 DEFAULT_POOL_SIZE = 32
 DEFAULT_NUM_REPETITIONS = 10
 R_PRECISION_TOP_K = (1, 2, 3)
-GENERATION_RECALL_K = (5, 10, 20)
-RETRIEVAL_MODEL_RECALL_K = (1, 5, 10)
-# Queries scored against all candidates at once: bounds the (chunk, num_candidates) similarity matrix.
-SIMILARITY_CHUNK_ROWS = 1024
-# Scores closer than this (relative to their magnitude) count as ties: float32 products of unit vectors of a
-# few hundred dimensions carry rounding errors of about 1e-6.
-TIE_TOLERANCE = 1e-5
-PERCENT = 100.0
-
-EmbeddingLike = torch.Tensor | np.ndarray
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -74,81 +75,10 @@ EmbeddingLike = torch.Tensor | np.ndarray
 # ----------------------------------------------------------------------------------------------------
 
 
-def _as_embeddings(value: EmbeddingLike, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """`value` as a finite tensor of shape `(N, D)`, float32 by default (the precision of the retrieval
-    models)."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "iuf":
-            raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    elif not isinstance(value, torch.Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor or a numpy array, got {type(value).__name__}.")
-    if value.is_complex() or value.dtype == torch.bool:
-        raise TypeError(f"`{name}` must hold real numbers, got dtype {value.dtype}.")
-    if value.ndim != 2 or value.shape[0] == 0 or value.shape[1] == 0:
-        raise ValueError(
-            f"`{name}` must have shape (num_items, dim) with both > 0, got {tuple(value.shape)}."
-        )
-    value = value.detach().to("cpu", dtype)
-    if not bool(torch.isfinite(value).all()):
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    return value
-
-
-def _matched_pair(queries: EmbeddingLike, candidates: EmbeddingLike) -> tuple[torch.Tensor, torch.Tensor]:
-    queries, candidates = _as_embeddings(queries, "queries"), _as_embeddings(candidates, "candidates")
-    if queries.shape != candidates.shape:
-        raise ValueError(
-            "`queries` and `candidates` must be matched one to one, with the same shape (num_items, dim); got "
-            f"{tuple(queries.shape)} and {tuple(candidates.shape)}."
-        )
-    return queries, candidates
-
-
-def _check_top_k(top_k: Sequence[int], limit: int, name: str) -> tuple[int, ...]:
-    values = tuple(top_k)
-    if not values or any(
-        isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in values
-    ):
-        raise ValueError(f"`{name}` must be a non-empty sequence of positive integers, got {top_k!r}.")
-    if max(values) > limit:
-        raise ValueError(f"`{name}` asks for k={max(values)}, more than the {limit} candidates to rank.")
-    return tuple(int(k) for k in values)
-
-
 def _check_positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
     return int(value)
-
-
-def _normalize(embeddings: torch.Tensor) -> torch.Tensor:
-    return embeddings / embeddings.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(embeddings.dtype).tiny)
-
-
-def _tie_broken_rank(
-    scores: torch.Tensor, true_score: torch.Tensor, generator: torch.Generator, higher_is_better: bool = True
-) -> torch.Tensor:
-    """
-    0-based rank of the true candidate among `scores` when it takes a uniformly random place among the
-    candidates that tie with it (scores within `TIE_TOLERANCE`, relative to the score's magnitude, so that
-    rounding in the matrix products does not decide a tie).
-
-    Args:
-        scores (`torch.Tensor` of shape `(..., num_others)`): scores of the other candidates.
-        true_score (`torch.Tensor` of shape `(...)`): score of the true candidate.
-        higher_is_better (`bool`, *optional*, defaults to `True`): similarities (`True`) or distances.
-
-    Returns:
-        `torch.Tensor` of shape `(...)`, int64.
-    """
-    true_score = true_score[..., None]
-    tolerance = TIE_TOLERANCE * (1 + true_score.abs())
-    difference = scores - true_score if higher_is_better else true_score - scores
-    better = (difference > tolerance).sum(-1)
-    tied = (difference.abs() <= tolerance).sum(-1)
-    uniform = torch.rand(better.shape, generator=generator, dtype=torch.float64)
-    return better + torch.floor(uniform * (tied + 1)).long()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -355,82 +285,6 @@ def describe_r_precision_protocol(
     return R_PRECISION_PROTOCOL_DESCRIPTIONS[protocol].format(
         pool_size=pool_size, distractors=pool_size - 1, num_repetitions=num_repetitions
     )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Recall@K
-# ----------------------------------------------------------------------------------------------------
-
-
-def recall_at_k(
-    queries: EmbeddingLike,
-    candidates: EmbeddingLike,
-    k_values: Sequence[int] = GENERATION_RECALL_K,
-    seed: int = 0,
-) -> dict[str, float]:
-    """
-    Recall@K over the whole set: the share of queries whose true candidate is among the K candidates of
-    highest cosine similarity.
-
-    Args:
-        queries (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
-            Query embeddings.
-        candidates (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
-            Candidate embeddings; `candidates[i]` is the true match of `queries[i]`.
-        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
-            The K to report; each must be at most N.
-        seed (`int`, *optional*, defaults to 0):
-            Seed of the tie breaking.
-
-    Returns:
-        `dict[str, float]`: `"R@{k}"` -> percentage of queries.
-    """
-    queries, candidates = _matched_pair(queries, candidates)
-    num_items = queries.shape[0]
-    k_values = _check_top_k(k_values, num_items, "k_values")
-    generator = torch.Generator().manual_seed(seed)
-    queries, candidates = _normalize(queries), _normalize(candidates)
-    ranks = torch.empty(num_items, dtype=torch.long)
-    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
-        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
-        similarity = queries[rows] @ candidates.T  # (chunk, N)
-        is_true = torch.zeros_like(similarity, dtype=torch.bool)
-        is_true[torch.arange(len(rows)), rows] = True
-        true_score = similarity[is_true]  # (chunk,)
-        others = similarity[~is_true].view(len(rows), num_items - 1)
-        ranks[rows] = _tie_broken_rank(others, true_score, generator)
-    return {f"R@{k}": float((ranks < k).double().mean()) * PERCENT for k in k_values}
-
-
-def text_pose_recalls(
-    text_embeds: EmbeddingLike,
-    pose_embeds: EmbeddingLike,
-    k_values: Sequence[int] = GENERATION_RECALL_K,
-    seed: int = 0,
-) -> dict[str, float]:
-    """
-    Recall@K in both directions and their mean.
-
-    Args:
-        text_embeds (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
-            Text embeddings.
-        pose_embeds (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
-            Pose (or pose-pair) embeddings, matched to the texts.
-        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
-            The K to report.
-        seed (`int`, *optional*, defaults to 0):
-            Seed of the tie breaking.
-
-    Returns:
-        `dict[str, float]`: `"R^T2P@{k}"` (text -> pose), `"R^P2T@{k}"` (pose -> text) and `"mRecall"`, the
-        mean of all of them, in percent.
-    """
-    text_to_pose = recall_at_k(text_embeds, pose_embeds, k_values, seed)
-    pose_to_text = recall_at_k(pose_embeds, text_embeds, k_values, seed)
-    results = {f"R^T2P@{name[2:]}": value for name, value in text_to_pose.items()}
-    results.update({f"R^P2T@{name[2:]}": value for name, value in pose_to_text.items()})
-    results["mRecall"] = float(np.mean(list(results.values())))
-    return results
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -709,8 +563,6 @@ def text_metrics(predictions: Sequence[str], references: Sequence[Sequence[str]]
 
 
 __all__ = [
-    "GENERATION_RECALL_K",
-    "RETRIEVAL_MODEL_RECALL_K",
     "R_PRECISION_PROTOCOLS",
     "R_PRECISION_TOP_K",
     "bleu4",
@@ -723,10 +575,8 @@ __all__ = [
     "r_precision",
     "r_precision_grouped",
     "r_precision_posescript",
-    "recall_at_k",
     "rouge_l",
     "text_metric_sources",
     "text_metrics",
-    "text_pose_recalls",
     "wordnet_available",
 ]

@@ -46,13 +46,12 @@ import torch
 from transformers.utils import logging
 
 from ..files import atomic_path, write_text_atomically
-from ..metrics import pose_errors_per_item
+from ..metrics import GENERATION_RECALL_K, pose_errors_per_item, text_pose_recalls
 from ..processing_poses import POSE_START_TOKEN
 from ..task_formats import IMAGE_SLOTS, SIMPLE_TEMPLATES, TASK_SPECS, render_template
 from .metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
-    GENERATION_RECALL_K,
     R_PRECISION_PROTOCOLS,
     describe_r_precision_protocol,
     frechet_distance,
@@ -60,7 +59,6 @@ from .metrics import (
     r_precision_all_protocols,
     rouge_l_per_item,
     text_metrics,
-    text_pose_recalls,
 )
 from .paper_results import PAPER_ABLATIONS, PAPER_CITATION, PAPER_RESULTS, PAPER_TABLES, paper_value
 from .significance import bootstrap_interval, paired_difference, verdict
@@ -411,7 +409,7 @@ def compute_task_metrics(
         `tuple[dict[str, float], list[str]]`: metric name -> value, and notes on what could not be computed
         (and why) or how a number was obtained.
     """
-    from .retrieval import embed_pose_pairs, embed_poses, embed_texts
+    from ..retrieval_models import embed_pose_pairs, embed_poses, embed_texts
 
     spec = TASKS[task]
     notes: list[str] = []

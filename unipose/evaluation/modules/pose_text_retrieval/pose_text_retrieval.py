@@ -1,22 +1,16 @@
 """Pose-text R-precision and Recall@K through a retrieval model, as an `evaluate` module
 (`evaluate.load(evaluate_module("pose_text_retrieval"), "text_to_pose")`).
 
-The numbers are those of `unipose evaluate`: both call `unipose.evaluation.metrics` on embeddings of the same
-retrieval model.
+The numbers are those of `unipose evaluate`: both call `unipose.evaluation.metrics` (and `unipose.metrics` for
+Recall@K) on embeddings of the same retrieval model.
 """
 
 import datasets
 import evaluate
 
-from unipose.evaluation.metrics import (
-    DEFAULT_NUM_REPETITIONS,
-    DEFAULT_POOL_SIZE,
-    GENERATION_RECALL_K,
-    r_precision_all_protocols,
-    text_pose_recalls,
-)
-from unipose.evaluation.retrieval import embed_poses, embed_texts, load_retrieval_model
-
+from unipose.evaluation.metrics import DEFAULT_NUM_REPETITIONS, DEFAULT_POOL_SIZE, r_precision_all_protocols
+from unipose.metrics import GENERATION_RECALL_K, text_pose_recalls
+from unipose.retrieval_models import embed_poses, embed_texts, load_retrieval_model
 
 _DESCRIPTION = """
 How well generated poses match their descriptions, or generated descriptions their poses, judged by a pose-text

@@ -3,7 +3,8 @@
 Text-pose retrieval models: the judges of the UniPose evaluation.
 
 They map a text and a pose (or a pair of poses, A -> B) into one 512-d space where matching ones are close;
-R-precision, Recall@K and FID are measured in that space.
+R-precision, Recall@K and FID are measured in that space. `unipose.training.retrieval` trains them and
+`unipose.evaluation` scores with them; both import them from here.
 
 - Pose encoder: the convolutional encoder of the pose tokenizer (`PoseVQVAEEncoder`, 6D joint rotations ->
   `num_tokens` latent vectors), then a 1-D convolution whose input channels are the tokens reduces them to
@@ -18,7 +19,7 @@ Example:
 
 ```python
 >>> import torch
->>> from unipose.evaluation.retrieval import (
+>>> from unipose.retrieval_models import (
 ...     PoseTextRetrievalConfig, PoseTextRetrievalModel, embed_poses, embed_texts)
 >>> from unipose.tokenization import build_tiny_tokenizer
 >>> tokenizer = build_tiny_tokenizer()
@@ -46,9 +47,9 @@ from transformers import initialization as init
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput, logging
 
-from ..configuration_pose_vqvae import PoseVQVAEConfig
-from ..modeling_pose_vqvae import PoseVQVAEEncoder
-from ..rotations import to_rotation_6d
+from .configuration_pose_vqvae import PoseVQVAEConfig
+from .modeling_pose_vqvae import PoseVQVAEEncoder
+from .rotations import to_rotation_6d
 
 logger = logging.get_logger(__name__)
 
