@@ -128,6 +128,15 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(text_tokeni
 
     assert steps_run == [("pretrain", 0), ("pretrain", 1), ("pretrain", 2), ("finetune", 0), ("finetune", 1)]
     steps_run.clear()
+    # Resuming with another batch size would not continue the same run: refused, naming the difference.
+    with pytest.raises(ValueError, match="train_batch_size: checkpoint 8 vs now 2"):
+        train_retrieval(
+            args,
+            _training_args(tmp_path / "resumed", resume_from_checkpoint="latest", per_device_train_batch_size=2),
+            text_tokenizer,
+            embeddings,
+        )
+    assert steps_run == []
     resumed = train_retrieval(
         args,
         _training_args(tmp_path / "resumed", resume_from_checkpoint="latest"),

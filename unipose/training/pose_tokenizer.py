@@ -38,7 +38,6 @@ refused.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import tempfile
@@ -51,11 +50,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedConfig, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 from ..arguments import ScriptArgumentParser
-from ..checkpoints import resolve_trainer_checkpoint
+from ..checkpoints import TRAINER_STATE_NAME, RunSignature, check_resumable, resolve_trainer_checkpoint
 from ..configuration_pose_vqvae import PoseVQVAEConfig
 from ..data.amass import (
     AMASS_UP_AXIS,
@@ -75,7 +73,6 @@ logger = logging.get_logger(__name__)
 
 EVAL_RESULTS_NAME = "eval_results.json"
 TRAINING_ARGS_NAME = "training_args.json"
-TRAINER_STATE_NAME = "trainer_state.json"
 
 # Groups of joints that the joint-noise augmentation perturbs together. The root (pelvis) belongs to no
 # part: its rotation is the global orientation, which has an augmentation of its own.
@@ -645,45 +642,6 @@ def collate_poses(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     }
 
 
-class RunSignature(TrainerCallback, ExportableState):
-    """What fixes the batch order, the augmentation and the step count of a run. It travels in every
-    checkpoint's `trainer_state.json` (as a stateful callback), so that resuming a different run is refused
-    ([`check_resumable`]) instead of silently mixing two."""
-
-    def __init__(self, **signature):
-        self.signature = signature
-
-    def state(self) -> dict:
-        return {"args": self.signature, "attributes": {}}
-
-
-def check_resumable(checkpoint: str | os.PathLike, signature: RunSignature) -> None:
-    """Raises `ValueError` when `checkpoint` was written by a run whose signature differs from `signature`."""
-    path = Path(checkpoint) / TRAINER_STATE_NAME
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"`resume_from_checkpoint` {str(checkpoint)!r} is not a Trainer checkpoint: "
-            f"{TRAINER_STATE_NAME} is missing. Give a `checkpoint-STEP` folder of a stage-0 run, or 'latest'."
-        )
-    saved = (
-        json.loads(path.read_text(encoding="utf-8")).get("stateful_callbacks", {}).get(RunSignature.__name__)
-    )
-    if saved is None:
-        raise ValueError(f"{str(checkpoint)!r} was not written by a stage-0 run (it has no run signature).")
-    saved = saved["args"]
-    mismatched = {
-        key: (saved.get(key), value) for key, value in signature.signature.items() if saved.get(key) != value
-    }
-    if mismatched:
-        details = ", ".join(
-            f"{key}: checkpoint {old!r} vs now {new!r}" for key, (old, new) in mismatched.items()
-        )
-        raise ValueError(
-            f"Cannot resume exactly from {str(checkpoint)!r}: the run differs in {details}. Use the recipe "
-            "the checkpoint was trained with, or start a new run in another `output_dir`."
-        )
-
-
 class TimeLimit(TrainerCallback):
     """Ends training (with a checkpoint) once it has run `minutes`; the schedule still follows `max_steps`."""
 
@@ -900,8 +858,11 @@ def train_pose_tokenizer(
         check_resumable(checkpoint, signature)
     start = time.monotonic()
     trainer.train(resume_from_checkpoint=checkpoint)
+    last_eval = next((entry for entry in reversed(trainer.state.log_history) if "eval_mpjpe" in entry), None)
+    if last_eval is None or last_eval["step"] != trainer.state.global_step:
+        last_eval = trainer.evaluate()
     results = {
-        **trainer.evaluate(),
+        **{name: value for name, value in last_eval.items() if name.startswith("eval_")},
         "global_step": trainer.state.global_step,
         "train_runtime": time.monotonic() - start,
         "completed": float(not time_limit.stopped_early),

@@ -44,8 +44,9 @@ from transformers.utils import ModelOutput, logging
 
 from ..arguments import ScriptArgumentParser
 from ..body_model import BodyJoints
-from ..checkpoints import resolve_trainer_checkpoint, write_json_atomically
+from ..checkpoints import resolve_trainer_checkpoint
 from ..data.corpus import load_split
+from ..files import write_json_atomically
 from ..metrics import pose_errors
 from ..modeling_unipose import pose_feature_grid, resize_pose_features
 from ..processing_unipose import UniPoseProcessor

@@ -43,7 +43,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
-from ..checkpoints import resolve_trainer_checkpoint
+from ..checkpoints import RunSignature, check_resumable, resolve_trainer_checkpoint
 from ..data.corpus import load_split
 from ..files import publish_files, write_json_atomically
 from ..metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
@@ -476,6 +476,15 @@ def train_retrieval(
         phase_args = copy.deepcopy(training_args)
         phase_args.output_dir = str(phase_dir)
         phase_args.learning_rate, phase_args.num_train_epochs = phase.learning_rate, phase.epochs
+        signature = RunSignature(
+            model_kind=args.model_kind,
+            phase=phase.name,
+            seed=phase_args.seed,
+            train_batch_size=phase_args.per_device_train_batch_size * phase_args.gradient_accumulation_steps,
+            num_train_records=len(phase.train_dataset),
+            max_steps=phase_args.max_steps,
+            num_train_epochs=phase_args.num_train_epochs,
+        )
         trainer = RetrievalTrainer(
             model=model,
             args=phase_args,
@@ -485,8 +494,12 @@ def train_retrieval(
             train_dataset=phase.train_dataset,
             eval_dataset=phase.eval_dataset,
             processing_class=tokenizer,
+            callbacks=[signature],
         )
-        train_output = trainer.train(resume_from_checkpoint=_phase_checkpoint(resume, phase_dir))
+        checkpoint = _phase_checkpoint(resume, phase_dir)
+        if checkpoint is not None:
+            check_resumable(checkpoint, signature)
+        train_output = trainer.train(resume_from_checkpoint=checkpoint)
         scores = {}
         if phase.eval_dataset is not None:
             scores = {name.removeprefix("eval_"): value for name, value in trainer.evaluate().items()}
