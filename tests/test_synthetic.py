@@ -426,3 +426,16 @@ def test_the_corpus_is_a_hub_dataset_and_no_cache_is_written_inside_it(tmp_path)
         out_b = tmp_path / "only_text"
         synthetic.build_synthetic_corpus(out_b, num=4, seed=1, kinds=("pose_text",), contact_sheet=False)
         load_corpus(out_b, "image_pair")
+
+
+def test_two_corpora_in_folders_of_the_same_name_are_read_each_as_itself(tmp_path):
+    """`load_dataset(folder, kind)` caches a folder's records under its name and configuration alone; the corpus reader
+    must not give one corpus's records for another's (a rebuilt `runs/.../corpus` read as an old test one)."""
+    from unipose.data.hub import load_corpus
+
+    first, second = tmp_path / "a" / "corpus", tmp_path / "b" / "corpus"
+    synthetic.build_synthetic_corpus(first, num=10, seed=0, kinds=("pose_text",), contact_sheet=False)
+    synthetic.build_synthetic_corpus(second, num=20, seed=0, kinds=("pose_text",), contact_sheet=False)
+    assert len(load_corpus(first, "pose_text", split="train")) == synthetic.split_sizes(10)["train"]
+    assert len(load_corpus(second, "pose_text", split="train")) == synthetic.split_sizes(20)["train"]
+    assert load_corpus(second, "pose_text", split="test").features == FEATURES["pose_text"]

@@ -27,7 +27,6 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from ..files import write_text_atomically
 from .schema import FEATURES
 
-
 PathLike = str | os.PathLike
 CARD_FILE = "README.md"
 MAX_SHARD_BYTES = 256 * 2**20  # the Hub's viewer reads parquet shards of a few hundred MB best
@@ -119,7 +118,32 @@ def load_corpus(path_or_id: PathLike, kind: str, split: str | None = None) -> Da
         return data[split] if split is not None and isinstance(data, DatasetDict) else data
     if path.is_dir() and kind not in hub_dataset_configs(path):
         raise ValueError(f"The corpus at {str(path)!r} has no `{kind}` configuration; it has {hub_dataset_configs(path)}.")
-    return load_dataset(str(path) if path.is_dir() else str(path_or_id), kind, split=split)
+    if path.is_dir():
+        # The shards by their absolute paths: `load_dataset(folder, kind)` caches a folder's records under its name
+        # and configuration alone, so that another corpus in a folder of the same name would read them.
+        return load_dataset("parquet", data_files=_local_data_files(path, kind), split=split)
+    return load_dataset(str(path_or_id), kind, split=split)
+
+
+def _local_data_files(path: Path, kind: str) -> dict[str, list[str]]:
+    """The parquet shards of configuration `kind` of the Hub dataset folder `path`, split -> absolute paths."""
+    data = DatasetCard.load(path / CARD_FILE).data.to_dict()
+    config = next(config for config in data["configs"] if config["config_name"] == kind)
+    entries = config.get("data_files", [])
+    if isinstance(entries, (str, dict)):
+        entries = [entries]
+    files: dict[str, list[str]] = {}
+    for entry in entries:
+        split, patterns = ("train", entry) if isinstance(entry, str) else (entry["split"], entry["path"])
+        for pattern in [patterns] if isinstance(patterns, str) else patterns:
+            files.setdefault(split, []).extend(str(file) for file in sorted(path.glob(pattern)))
+    empty = sorted(split for split, found in files.items() if not found)
+    if not files or empty:
+        raise FileNotFoundError(
+            f"The corpus at {str(path)!r} declares `{kind}` shards that are not there (splits {empty or 'all'}); "
+            "write it again with `unipose data synth --out DIR`."
+        )
+    return files
 
 
 __all__ = ["hub_dataset_configs", "is_hub_dataset_folder", "load_corpus", "write_hub_dataset"]
