@@ -47,6 +47,7 @@ from unipose.training.sft import (
     prepare_model_for_stage,
     stage_peft_config,
 )
+from unipose.training.stages import tiny_model_for_training
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "train" / "train_unipose.py"
@@ -85,13 +86,6 @@ STAGE3_LAYOUT = (
     ("pose_pair", "pose_diff"),  # step 4, process 0: two input poses
     ("image_pair", "image_diff"),  # step 4, process 1: two images
 )
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_unipose", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -447,7 +441,7 @@ def test_two_processes_train_like_one(runs, engine, stage):
 
     merged = AutoModel.from_pretrained(output, trust_remote_code=True)
     assert type(merged).__name__ == "UniPoseForConditionalGeneration"
-    initial = load_script().tiny_model_for_training(0).state_dict()
+    initial = tiny_model_for_training(0).state_dict()
     trained = load_file(output / "model.safetensors")
     frozen = ("model.vision_tower.", "model.pose_vision_tower.", "model.pose_tokenizer.")
     assert all(torch.equal(trained[name], initial[name]) for name in trained if name.startswith(frozen))
