@@ -790,3 +790,15 @@ def test_evaluation_reports_intervals_and_paired_differences_with_the_baseline(t
     assert entry["verdict"] in ("better", "worse", "no significant difference")
     section = "\n".join(_task_section("text-to-pose", {**result, "split": "test"}))
     assert "| MPJPE (lower is better) |" in section and entry["verdict"] in section
+    # The per-item values are kept, in item order, and give the intervals again.
+    from unipose.evaluation.runner import headline_significance
+
+    per_item = {
+        system: {name: {i: v for i, v in enumerate(values) if v is not None} for name, values in lists.items()}
+        for system, lists in result["per_item"].items()
+    }
+    assert len(result["per_item"]["ours"]["MPJPE"]) == 6
+    assert sum(per_item["ours"]["MPJPE"].values()) / len(per_item["ours"]["MPJPE"]) == pytest.approx(
+        result["metrics"]["MPJPE"]
+    )
+    assert headline_significance(per_item["ours"], per_item["baseline"]) == result["significance"]

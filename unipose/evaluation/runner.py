@@ -740,8 +740,10 @@ def evaluate_task(
             baseline ([`~unipose.evaluation.baselines`]) is scored too, by the same code.
 
     Returns:
-        `dict`: `metrics`, `notes`, `num_items`, `examples` (and what they were computed on), and `baseline`
-        (its name and metrics) when `train_dataset` is given.
+        `dict`: `metrics`, `notes`, `num_items`, `examples` (and what they were computed on), `significance` (the
+        headline metrics' intervals, see [`headline_significance`]), `per_item` (the headline metrics item by item,
+        `{"ours": ..., "baseline": ...}`, see [`per_item_lists`]), and `baseline` (its name and metrics) when
+        `train_dataset` is given.
     """
     if task not in TASKS:
         raise ValueError(f"`task` must be one of {sorted(TASKS)}, got {task!r}.")
@@ -781,7 +783,21 @@ def evaluate_task(
     else:
         baseline_per_item = None
     result["significance"] = headline_significance(ours_per_item, baseline_per_item, settings.seed)
+    result["per_item"] = {"ours": per_item_lists(ours_per_item, len(items))}
+    if baseline_per_item is not None:
+        result["per_item"]["baseline"] = per_item_lists(baseline_per_item, len(items))
     return result
+
+
+def per_item_lists(per_item: dict, num_items: int) -> dict[str, list[float | None]]:
+    """
+    The headline metrics item by item, as lists in the order of the task's items ([`task_items`]): `None` where an
+    item has no value (a pose task's item whose answer held no pose). Kept in `results.json`, so that the intervals
+    can be recomputed and a slice of the items scored again and compared.
+    """
+    return {
+        name: [values.get(position) for position in range(num_items)] for name, values in per_item.items()
+    }
 
 
 # Headline metrics, per item, and whether lower is better.
@@ -837,6 +853,8 @@ __all__ = [
     "compute_task_metrics",
     "evaluate_task",
     "evaluation_prompt",
+    "headline_significance",
+    "per_item_lists",
     "task_items",
     "write_report",
 ]
