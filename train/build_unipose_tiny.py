@@ -26,17 +26,23 @@ resumes where it stopped):
    a language model from scratch does not learn to read the pose ViT in stage 2, where it is frozen.
 6. `retrieval`: the pose-text and pose-pair-text retrieval models of the metrics (`train/train_retrieval.py`,
    on the corpus's automatic captions, with small widths and word embeddings trained from scratch).
-   `evaluation`: `unipose evaluate --task all` on 300 items per task of the corpus's test split, with the
-   baselines.
-7. `publish`: the stage-3 checkpoint, the recipes, training logs, loss plots and the evaluation report,
-   with a model card, into `--out`. (`--steps card` re-renders the card of `--out` alone.)
+7. `publish`: the stage-3 checkpoint, the recipes, training logs, loss plots and the retrieval models
+   (`evaluation/retrieval_pose`, `evaluation/retrieval_pair`), with a model card, into `--out`.
+8. `evaluation`: `unipose evaluate --task all` of the published model in `--out`, judged by the retrieval
+   models published with it, on 300 items per task of the corpus's test split, with the baselines (see
+   `evaluation_command`); its `results.json`, `report.md` and examples, the corpus's manifest and a README with
+   the command go to `--out/evaluation`, and the card is written again from them.
+9. `card`: the model card of `--out` alone, from its `config.json`, `training/` and `evaluation/results.json`
+   (nothing is trained or evaluated: `python train/build_unipose_tiny.py --steps card`).
 """
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -45,7 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "train" / "recipes"
 # The steps that run `train/train_unipose.py` with `train/recipes/tiny_<step>.yaml`, each from the previous output.
 TRAINING_STAGES = ("stage1", "stage2", "stage2_pose", "stage3")
-STEPS = ("stage0", "corpus", "pose_vision", "init", *TRAINING_STAGES, "retrieval", "evaluation", "publish", "card")
+STEPS = ("stage0", "corpus", "pose_vision", "init", *TRAINING_STAGES, "retrieval", "publish", "evaluation", "card")
+# The retrieval models: the record kind each is trained on, and its folder under `--work` and `--out/evaluation`.
+RETRIEVAL_MODELS = {"pose_text": "retrieval_pose", "pose_pair": "retrieval_pair"}
 
 # The sizes of UniPose-Tiny (about 5M parameters, under 25 MB in float32).
 LANGUAGE_MODEL = {
@@ -87,6 +95,10 @@ RETRIEVAL = ["--word_embeddings", "tiny", "--per_device_train_batch_size", "64",
              "--learning_rate", "3e-4", "--pose_hidden_size", "64", "--text_hidden_size", "128", "--save_steps", "500",
              "--report_to", "none", "--disable_tqdm", "true"]
 EVALUATION = ["--max-samples", "300", "--batch-size", "16", "--num-examples", "2", "--baselines", "--no-progress"]
+# What `--out/evaluation` keeps of an evaluation run (the predictions, `predictions.jsonl`, stay in the run).
+EVALUATION_FILES = ("results.json", "report.md")
+EVALUATION_README = "README.md"
+CORPUS_MANIFEST = "corpus.json"
 
 
 def command(*args: str) -> None:
@@ -158,39 +170,195 @@ def plot_loss_curves(histories: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def _shown(path: Path) -> str:
+    """`path` as the commands show it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def evaluation_command(model_dir: Path, corpus: Path, output: Path) -> list[str]:
+    """The `unipose evaluate` arguments of the published evaluation: the model in `model_dir`, judged by the
+    retrieval models published with it, on `corpus`, into `output`."""
+    evaluation_dir = model_dir / "evaluation"
+    return [
+        "evaluate", "--model", _shown(model_dir), "--task", "all", "--data", _shown(corpus),
+        "--output", _shown(output), "--retrieval-model", _shown(evaluation_dir / RETRIEVAL_MODELS["pose_text"]),
+        "--pair-retrieval-model", _shown(evaluation_dir / RETRIEVAL_MODELS["pose_pair"]), *EVALUATION,
+    ]
+
+
+def training_table(model_dir: Path) -> str:
+    """The training runs of the bundled model, read from its `training/` logs: steps, batch size and recipe."""
+    import yaml
+
+    rows = ["| run | recipe | steps | batch |", "| --- | --- | ---: | ---: |"]
+    recipes = {"stage0": "stage0_cpu.yaml", "pose_vision": "`train/train_pose_vision.py` (see the build script)"}
+    for stage in ("stage0", "pose_vision", *TRAINING_STAGES):
+        path = model_dir / "training" / f"{stage}_trainer_state.json"
+        if not path.exists():
+            continue
+        state = json.loads(path.read_text())
+        recipe = recipes.get(stage, f"tiny_{stage}.yaml")
+        batch = state.get("train_batch_size")
+        if batch is None and (model_dir / "training" / recipe).exists():
+            batch = yaml.safe_load((model_dir / "training" / recipe).read_text()).get("per_device_train_batch_size")
+        recipe_cell = f"`{recipe}`" if recipe.endswith(".yaml") else recipe
+        rows.append(f"| {stage} | {recipe_cell} | {state['global_step']:,} | {batch if batch is not None else 'n/a'} |")
+    return "\n".join(rows)
+
+
+def evaluation_details(results: dict | None) -> str | None:
+    """Where the card's readers find what its evaluation table leaves out."""
+    if results is None:
+        return None
+    if results.get("retrieval_model") is None:
+        return (
+            "The other metrics (BLEU-4, METEOR), the headline metrics item by item, the paper's tables (real data, not "
+            "comparable) and rendered examples are in `evaluation/results.json` and `evaluation/report.md`; "
+            "`evaluation/README.md` gives the command that reproduces them. This evaluation names no retrieval "
+            "models, so it has no R-precision, Recall@K or FID."
+        )
+    return (
+        "The other metrics (BLEU-4, METEOR, R-precision under both protocols, Recall@K, FID), the headline metrics "
+        "item by item, the paper's tables (real data, not comparable) and rendered examples are in "
+        "`evaluation/results.json` and `evaluation/report.md`; `evaluation/README.md` gives the command that "
+        "reproduces them with the retrieval models in `evaluation/retrieval_pose` and `evaluation/retrieval_pair`."
+    )
+
+
 def write_card(model_dir: Path) -> None:
-    """The model card of the bundled model, from its config and its published evaluation (`evaluation/`); the `card`
-    step re-renders it alone, e.g. after a change of the card template."""
-    from unipose.model_card import write_model_card
+    """The model card of the bundled model, from its config, its training logs (`training/`) and its published
+    evaluation (`evaluation/results.json`, `evaluation/corpus.json`); the `card` step re-renders it alone, e.g.
+    after a change of the card template."""
+    from unipose.model_card import evaluation_caveats, write_model_card
     from unipose.modeling_unipose import UniPoseForConditionalGeneration
 
-    evaluation = {}
+    results = corpus_splits = None
     summary = model_dir / "evaluation" / "results.json"
     if summary.exists():
-        for task, result in json.loads(summary.read_text())["tasks"].items():
-            evaluation.update({f"{task} {name}": value for name, value in result["metrics"].items()})
+        results = json.loads(summary.read_text())
+    manifest = model_dir / "evaluation" / CORPUS_MANIFEST
+    if manifest.exists():
+        corpus_splits = json.loads(manifest.read_text())["splits"]
     config = UniPoseForConditionalGeneration.config_class.from_pretrained(model_dir)
+    caveats = evaluation_caveats(results) if results is not None else []
+    limitations = (
+        "A demonstration model: tiny, trained only on synthetic data, with a CLIP tower from random weights and a "
+        "pose ViT pretrained on 32,400 renders. Its outputs show the pipeline working, not the quality of the "
+        "published UniPose, and its figures are on synthetic data: they are not comparable with the paper's, which "
+        "are on PoseScript, PoseFix and real images."
+    )
+    if caveats:
+        limitations += " Where it does not beat the simple baselines on the synthetic test split:\n" + "\n".join(
+            f"  - {caveat}" for caveat in caveats
+        )
     write_model_card(
         model_dir,
         config,
         source="trained",
         model_name="UniPose-Tiny",
         repo_id="models/unipose-tiny",
-        training="Trained from scratch on this machine's CPU by `python train/build_unipose_tiny.py` on the "
-        "project's synthetic corpus (procedural poses, automatic captions, rendered images): stage 0 "
-        "(`stage0_cpu.yaml`), the pose ViT's pretraining (`train/train_pose_vision.py`), then stage 1, stage 2, "
-        "pose estimation alone and stage 3 (`tiny_stage1.yaml`, `tiny_stage2.yaml`, `tiny_stage2_pose.yaml`, "
-        "`tiny_stage3.yaml`). Logs and loss plots are in `training/`.",
-        evaluation=evaluation,
-        limitations="A demonstration model: tiny, trained only on synthetic data, with a CLIP tower from random "
-        "weights and a pose ViT pretrained on 32,400 renders. Its outputs show the pipeline working, not the "
-        "quality of the published UniPose. On the synthetic test split (`evaluation/results.json`, 300 items per "
-        "task) its Pose Editing is 154.9 mm from pose B against 156.4 mm for leaving pose A unchanged, a gap well "
-        "inside the spread over items, and its Image-Diff texts retrieve their image pair first 4.2 % of the time "
-        "(grouped protocol) against 3.1 % for a constant answer: on these two tasks it does not measurably beat "
-        "the simple baselines. Its evaluation prompts carried two BOS tokens (the chat template rendered as text, "
-        "then tokenized with a second one), unlike its training prompts; the figures are those of that run.",
+        training="Trained from scratch on a CPU by `python train/build_unipose_tiny.py` on the project's synthetic "
+        "corpus (`unipose data synth`, seed 0: procedural poses, automatic captions, rendered images): stage 0 "
+        "(the pose tokenizer), the pose ViT's pretraining (`train/train_pose_vision.py`), then stage 1, stage 2, "
+        "pose estimation alone and stage 3, each from the previous one. Logs and loss plots are in `training/`; "
+        "the runs, read from their logs:\n\n" + training_table(model_dir),
+        evaluation_results=results,
+        corpus_splits=corpus_splits,
+        evaluation_details=evaluation_details(results),
+        limitations=limitations,
     )
+
+
+def ship_retrieval_models(work: Path, evaluation_dir: Path) -> None:
+    """The retrieval models of `work` (their weights, config and text tokenizer, without the training phases'
+    folders) into `evaluation_dir/retrieval_pose` and `evaluation_dir/retrieval_pair`."""
+    for name in RETRIEVAL_MODELS.values():
+        source = work / name
+        if not (source / "config.json").exists():
+            raise FileNotFoundError(f"{source} holds no retrieval model; run the `retrieval` step first.")
+        target = evaluation_dir / name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for path in source.iterdir():
+            if path.is_file():
+                shutil.copy(path, target / path.name)
+
+
+def write_evaluation_readme(evaluation_dir: Path, args: list[str], minutes: float | None) -> None:
+    """`evaluation_dir/README.md`: what the folder holds and the commands that reproduce it (`args`: those of the
+    `unipose` command that wrote the results, `minutes`: how long it ran)."""
+    rendered = " ".join(args)
+    for option in ("--output", "--retrieval-model", "--pair-retrieval-model", "--max-samples"):
+        rendered = rendered.replace(f" {option} ", f" \\\n    {option} ")
+    where = "a CUDA GPU" if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    duration = f"\nThe command ran for {minutes:.0f} minutes on {where}.\n" if minutes is not None else ""
+    retrieval = (
+        f"`train/train_retrieval.py --word_embeddings tiny {' '.join(RETRIEVAL[2:])}` on the corpus's `pose_text` "
+        "and `pose_pair` training records"
+    )
+    if "--retrieval-model" in args:
+        judges = (
+            "- `retrieval_pose/`, `retrieval_pair/`: the pose-text and pose-pair-text retrieval models that judge "
+            f"R-precision, Recall@K and FID, trained by the build's `retrieval` step ({retrieval})."
+        )
+    else:
+        judges = (
+            "- This run names no retrieval models, so it has no R-precision, Recall@K or FID. The build's `retrieval` "
+            f"step trains them ({retrieval}); `python train/build_unipose_tiny.py --steps retrieval evaluation` "
+            "publishes them in `retrieval_pose/` and `retrieval_pair/` and runs the evaluation again with them (the "
+            "predictions of a finished run are reused)."
+        )
+    text = f"""# Evaluation of UniPose-Tiny
+
+`results.json` (every metric; for the headline metrics, their 95 % bootstrap intervals, the paired difference with
+each task's baseline and their values item by item) and `report.md` (the same with the paper's tables and rendered
+examples in `examples/`) were written by this command, from the repository's root:
+
+```bash
+unipose data synth --out runs/tiny/corpus {" ".join(CORPUS)}   # the build's `corpus` step
+unipose {rendered}
+```
+{duration}
+The model card's evaluation table is generated from `results.json` and `{CORPUS_MANIFEST}` (the evaluated corpus's
+manifest: seed, sizes, splits) by `python train/build_unipose_tiny.py --steps card`.
+
+{judges}
+- `<task>/run.json`: what each task's predictions depend on (model, data, prompt template, batch size).
+"""
+    (evaluation_dir / EVALUATION_README).write_text(text)
+
+
+def evaluate(work: Path, out: Path) -> None:
+    """Step 8: the published model evaluated with the published retrieval models; the results, the corpus's
+    manifest and the command into `out/evaluation`, then the card again."""
+    evaluation_dir = out / "evaluation"
+    # The retrieval models of `work` when it has them; otherwise those already published with the model.
+    if all((work / name / "config.json").exists() for name in RETRIEVAL_MODELS.values()):
+        ship_retrieval_models(work, evaluation_dir)
+    run_dir = work / "evaluation"
+    args = evaluation_command(out, work / "corpus", run_dir)
+    start = time.monotonic()
+    unipose(*args)
+    publish_evaluation(run_dir, work / "corpus", out, args, (time.monotonic() - start) / 60)
+
+
+def publish_evaluation(run_dir: Path, corpus: Path, out: Path, args: list[str], minutes: float | None) -> None:
+    """The results of the `unipose evaluate` run in `run_dir` (made by `unipose ARGS` on `corpus`) into
+    `out/evaluation`, with the corpus's manifest and a README with the command; then the card again."""
+    evaluation_dir = out / "evaluation"
+    evaluation_dir.mkdir(parents=True, exist_ok=True)
+    for name in EVALUATION_FILES:
+        shutil.copy(run_dir / name, evaluation_dir / name)
+    shutil.rmtree(evaluation_dir / "examples", ignore_errors=True)
+    if (run_dir / "examples").exists():
+        shutil.copytree(run_dir / "examples", evaluation_dir / "examples")
+    for run in run_dir.glob("*/run.json"):
+        (evaluation_dir / run.parent.name).mkdir(exist_ok=True)
+        shutil.copy(run, evaluation_dir / run.parent.name / run.name)
+    shutil.copy(corpus / "synthetic_corpus.json", evaluation_dir / CORPUS_MANIFEST)
+    write_evaluation_readme(evaluation_dir, args, minutes)
+    write_card(out)
 
 
 def publish(work: Path, out: Path) -> None:
@@ -219,6 +387,7 @@ def publish(work: Path, out: Path) -> None:
         shutil.copy(RECIPES / recipe, staging / "training" / recipe)
     if (work / "evaluation").exists():
         shutil.copytree(work / "evaluation", staging / "evaluation", ignore=shutil.ignore_patterns("*.jsonl"))
+    ship_retrieval_models(work, staging / "evaluation")
     write_card(staging)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
@@ -259,22 +428,18 @@ def main() -> None:
                 "--resume_from_checkpoint", "latest",
             )
         previous = work / stage
-    for kind, name in (("pose_text", "retrieval_pose"), ("pose_pair", "retrieval_pair")):
+    for kind, name in RETRIEVAL_MODELS.items():
         if "retrieval" in args.steps and not done(name):
             command(
                 sys.executable, str(ROOT / "train" / "train_retrieval.py"), "--output_dir", str(work / name),
                 "--model_kind", kind, "--pretrain_data", str(work / "corpus" / kind), *RETRIEVAL,
                 "--resume_from_checkpoint", "latest",
             )
-    if "evaluation" in args.steps:
-        unipose(
-            "evaluate", "--model", str(work / "stage3"), "--task", "all", "--data", str(work / "corpus"),
-            "--output", str(work / "evaluation"), "--retrieval-model", str(work / "retrieval_pose"),
-            "--pair-retrieval-model", str(work / "retrieval_pair"), *EVALUATION,
-        )
     if "publish" in args.steps:
         publish(work, args.out)
-    elif "card" in args.steps:
+    if "evaluation" in args.steps:
+        evaluate(work, args.out)
+    elif "card" in args.steps and "publish" not in args.steps:
         write_card(args.out)
 
 
