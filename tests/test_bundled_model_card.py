@@ -16,7 +16,7 @@ import pytest
 
 from unipose.demo import DEFAULT_MODEL
 from unipose.evaluation.runner import TASKS, headline_significance
-from unipose.model_card import evaluation_caveats, evaluation_table
+from unipose.evaluation.summary import evaluation_caveats, evaluation_table
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = Path(DEFAULT_MODEL)

@@ -802,3 +802,40 @@ def test_evaluation_reports_intervals_and_paired_differences_with_the_baseline(t
         result["metrics"]["MPJPE"]
     )
     assert headline_significance(per_item["ours"], per_item["baseline"]) == result["significance"]
+
+
+def test_the_summary_table_says_better_or_worse_only_where_the_difference_excludes_zero():
+    from unipose.evaluation.summary import evaluation_caveats, evaluation_section, evaluation_table
+
+    def interval(mean, low, high):
+        return {"mean": mean, "low": low, "high": high, "num_items": 300}
+
+    def task(metric, lower_is_better, ours, baseline, difference, verdict):
+        entry = {"ours": ours, "baseline": baseline, "difference": difference, "verdict": verdict,
+                 "lower_is_better": lower_is_better}
+        return {"split": "test", "num_items": 300, "baseline": {"name": "mean training pose", "metrics": {}},
+                "significance": {metric: entry}}
+
+    results = {"settings": {"seed": 0}, "tasks": {
+        "pose-editing": task("MPJPE", True, interval(154.9, 142.0, 169.0), interval(156.4, 140.0, 175.0),
+                             interval(-1.5, -18.9, 14.8), "no significant difference"),
+        "text-to-pose": task("MPJPE", True, interval(178.3, 161.6, 197.0), interval(260.6, 244.1, 277.7),
+                             interval(-82.3, -96.5, -68.0), "better"),
+        "pose-to-text": task("ROUGE-L", False, interval(30.0, 29.0, 31.0), interval(33.3, 32.6, 34.0),
+                             interval(-3.3, -4.1, -2.5), "worse"),
+    }}
+    table = evaluation_table(results)
+    rows = [line for line in table.splitlines() if line.startswith("| Pose") or line.startswith("| Text")]
+    # In the order of the tasks of `unipose evaluate`, with units and signed differences.
+    assert [row.split(" | ")[0] for row in rows] == ["| Pose-to-Text", "| Text-to-Pose", "| Pose Editing"]
+    assert rows[1].endswith("| mean training pose | -82.3 [-96.5, -68.0] | **better** |")
+    assert rows[2].endswith("| -1.5 [-18.9, +14.8] | not significant |") and "| mm |" in rows[2]
+    assert rows[0].endswith("| **worse** |")
+    caveats = evaluation_caveats(results)
+    assert len(caveats) == 2 and caveats[0].startswith("Pose-to-Text, ROUGE-L: the baseline is better")
+    assert "no significant difference" in caveats[1] and "-1.5 [-18.9, +14.8]" in caveats[1]
+    section = evaluation_section(results, {"pose_pair": {"test": 1000}}, details="More in results.json.")
+    assert "the first 300 of its 1,000 `test` records" in section and section.endswith("More in results.json.")
+    assert "no intervals" in evaluation_table({"tasks": {"pose-editing": {"num_items": 3, "significance": {}}}})
+    with pytest.raises(ValueError, match="results.json"):
+        evaluation_table([1, 2])

@@ -230,7 +230,8 @@ def write_card(model_dir: Path) -> None:
     """The model card of the bundled model, from its config, its training logs (`training/`) and its published
     evaluation (`evaluation/results.json`, `evaluation/corpus.json`); the `card` step re-renders it alone, e.g.
     after a change of the card template."""
-    from unipose.model_card import evaluation_caveats, write_model_card
+    from unipose.evaluation.summary import evaluation_caveats, evaluation_section
+    from unipose.model_card import write_model_card
     from unipose.modeling_unipose import UniPoseForConditionalGeneration
 
     results = corpus_splits = None
@@ -263,9 +264,7 @@ def write_card(model_dir: Path) -> None:
         "(the pose tokenizer), the pose ViT's pretraining (`train/train_pose_vision.py`), then stage 1, stage 2, "
         "pose estimation alone and stage 3, each from the previous one. Logs and loss plots are in `training/`; "
         "the runs, read from their logs:\n\n" + training_table(model_dir),
-        evaluation_results=results,
-        corpus_splits=corpus_splits,
-        evaluation_details=evaluation_details(results),
+        evaluation=evaluation_section(results, corpus_splits, evaluation_details(results)) if results else None,
         limitations=limitations,
     )
 
