@@ -88,7 +88,6 @@ def test_committed_intervals_follow_from_the_committed_per_item_values(results):
             assert len(values) == result["num_items"]
 
 
-@pytest.mark.slow  # about a minute on two CPU cores: one batch of generation per task
 def test_a_slice_of_the_test_split_scored_again_gives_the_committed_per_item_values(tmp_path, results):
     """The bundled model (and the retrieval models shipped with it, where the published run names them), through
     `unipose evaluate` with the published settings, on the first batch of every task: the same answers, hence the same ROUGE-L, MPJPE and PA-MPJPE item by item.

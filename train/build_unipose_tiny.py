@@ -291,7 +291,7 @@ def write_evaluation_readme(evaluation_dir: Path, args: list[str], minutes: floa
     for option in ("--output", "--retrieval-model", "--pair-retrieval-model", "--max-samples"):
         rendered = rendered.replace(f" {option} ", f" \\\n    {option} ")
     where = "a CUDA GPU" if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
-    duration = f"\nThe command ran for {minutes:.0f} minutes on {where}.\n" if minutes is not None else ""
+    duration = f"\nThe command ran for {minutes:.1f} minutes on {where}.\n" if minutes is not None else ""
     retrieval = (
         f"`train/train_retrieval.py --word_embeddings tiny {' '.join(RETRIEVAL[2:])}` on the corpus's `pose_text` "
         "and `pose_pair` training records"
