@@ -760,7 +760,7 @@ class PoseTokenizerTrainer(Trainer):
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         if dataset is None:
             raise ValueError("`evaluate` needs an `eval_dataset` of poses (a `pose` column).")
-        poses = collate_poses(dataset.with_format("numpy", columns=["pose"]))["poses"]
+        poses = torch.as_tensor(np.asarray(dataset.with_format("numpy")["pose"]), dtype=torch.float32)
         scores = evaluate_tokenizer(self.model, poses, self.body_joints, self.args.per_device_eval_batch_size)
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
         self.log(metrics)
