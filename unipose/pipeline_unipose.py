@@ -25,6 +25,8 @@ Every UniPose checkpoint saved with its processor carries this file and names it
 With the package installed, `pipeline(..., pipeline_class=UniPosePipeline)` needs no remote code.
 """
 
+import json
+import os
 from collections.abc import Sized
 
 import torch
@@ -88,6 +90,20 @@ class UniPosePipeline(ImageTextToTextPipeline):
                 "type": "multimodal",
             }
         }
+
+    @staticmethod
+    def register_in_config(save_directory) -> None:
+        """Names this pipeline in the `config.json` of `save_directory`, if there is one (`registration`)."""
+        config_file = os.path.join(save_directory, "config.json")
+        if not os.path.isfile(config_file):
+            return
+        with open(config_file, encoding="utf-8") as handle:
+            config = json.load(handle)
+        pipelines, registration = config.get("custom_pipelines", {}), UniPosePipeline.registration()
+        if any(pipelines.get(task) != entry for task, entry in registration.items()):
+            config["custom_pipelines"] = {**pipelines, **registration}
+            with open(config_file, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def save_pretrained(self, save_directory, **kwargs):
         """Saves the model and the processor (which writes this pipeline beside them and registers it)."""

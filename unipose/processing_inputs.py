@@ -231,6 +231,60 @@ def distribute(
     return per_sample
 
 
+def read_per_sample(
+    inputs: Any,
+    counts: list[int],
+    name: str,
+    placeholder: str,
+    is_item: Callable[[Any], bool],
+    read: Callable[[Any, str], list],
+    expected: str,
+    noun: str,
+    hint: str = "",
+) -> list[list[Any]]:
+    """
+    The values of a multimodal argument (`images`, `poses`, `target_poses`) per sample, in placeholder order:
+    its layout read by [`split_inputs`], each item by `read(item, label)`, the values matched to the `counts`
+    of `placeholder` in each sample by [`distribute`]. `None` gives no values, and is refused if a sample has
+    a placeholder (`hint` then says what to do instead).
+    """
+    if inputs is None:
+        if any(counts):
+            raise ValueError(
+                f"The text has {counts} `{placeholder}` placeholder(s) per sample but no `{name}`"
+                + (f": {hint}" if hint else ".")
+            )
+        return [[] for _ in counts]
+    entries, nested = split_inputs(inputs, name, is_item, expected)
+    return distribute(map_items(entries, nested, read), nested, counts, name, placeholder, noun)
+
+
+def read_texts(text: Any) -> list[str]:
+    """The prompts of `text` (a string or a non-empty list of strings) as a list."""
+    if isinstance(text, str):
+        return [text]
+    if not isinstance(text, (list, tuple)) or not text or not all(isinstance(sample, str) for sample in text):
+        kind = (
+            type(text).__name__
+            if not isinstance(text, (list, tuple))
+            else f"{type(text).__name__} of "
+            + (", ".join(sorted({type(sample).__name__ for sample in text})) or "nothing")
+        )
+        raise TypeError(f"`text` must be a string or a non-empty list of strings, got a {kind}.")
+    return list(text)
+
+
+def as_id_row(token_ids: Any, name: str) -> list[int]:
+    """The ids of one sequence (a 1D tensor, array or list of ints, or one int); `name` is the argument."""
+    if isinstance(token_ids, (torch.Tensor, np.ndarray)):
+        token_ids = token_ids.tolist()
+    if isinstance(token_ids, int):
+        token_ids = [token_ids]
+    if not isinstance(token_ids, (list, tuple)) or not all(isinstance(token, int) for token in token_ids):
+        raise TypeError(f"`{name}` must be one sequence of token ids (a 1D tensor, array or list of ints).")
+    return list(token_ids)
+
+
 def as_id_rows(sequences: Any, name: str) -> list[list[int]]:
     """Token id rows of a 2D tensor, array or list of lists; `name` is the argument, for the error."""
     if isinstance(sequences, (torch.Tensor, np.ndarray)):

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .processing_inputs import distribute, is_pose_item, map_items, split_inputs
+from .processing_inputs import is_pose_item, read_per_sample
 from .rotations import to_rotation_6d
 
 POSE_TOKEN = "<pose>"
@@ -23,6 +23,8 @@ POSE_END_TOKEN = "</p>"
 POSE_CODE_TOKEN_FORMAT = "<pose_{}>"
 # Canonical code tokens only: `<pose_007>` is not a token of the vocabulary.
 POSE_CODE_PATTERN = re.compile(r"<pose_(0|[1-9][0-9]*)>")
+# What decoding does with a pose span: one `<pose>` marker, nothing, or its tokens.
+POSE_SPAN_MODES = ("marker", "remove", "keep")
 # Label value ignored by the loss (PyTorch's cross-entropy default).
 IGNORE_INDEX = -100
 
@@ -127,15 +129,30 @@ class PoseSpans:
         self, poses: Any, name: str, counts: list[int], placeholder: str, codes_only: bool
     ) -> list[list]:
         """
-        The poses of `poses` (the processor's `poses` or `target_poses`) per sample, as `("rotation", (J, 6))` or
-        `("codes", (T,))` pairs, checked against the `counts` of `placeholder` in each sample.
+        The poses of `poses` (the processor's `poses` or `target_poses`) per sample, as `("rotation", (J, 6))`
+        or `("codes", (T,))` pairs, checked against the `counts` of `placeholder` in each sample.
         """
         expected = (
             "an integer code tensor or array" if codes_only else "a pose tensor, array or list of numbers"
         )
-        entries, nested = split_inputs(poses, name, is_pose_item, expected)
-        entries = map_items(entries, nested, lambda item, label: self._read_item(item, label, codes_only))
-        return distribute(entries, nested, counts, name, placeholder, "pose(s)")
+        hint = ""
+        if placeholder == POSE_QUERY_TOKEN:
+            hint = (
+                f"`{POSE_QUERY_TOKEN}` marks a pose to produce in training, with its codes in `{name}`. "
+                f"To ask the model for a pose, end the prompt with `{POSE_START_TOKEN}`; to pass text typed "
+                "by users, use `sanitize_control_tokens=True`."
+            )
+        return read_per_sample(
+            poses,
+            counts,
+            name,
+            placeholder,
+            is_pose_item,
+            lambda item, label: self._read_item(item, label, codes_only),
+            expected,
+            "pose(s)",
+            hint,
+        )
 
     def span_text(self, kind: str, value: torch.Tensor) -> str:
         """The text of the span of one pose read by [`read`]: its code tokens, or `<pose>` placeholders."""
@@ -206,7 +223,28 @@ class PoseSpans:
             labels.append(row.tolist())
         return labels
 
-    def for_decoding(self, ids: list[int], mode: str) -> tuple[list[int], set[int]]:
+    def decode(
+        self, tokenizer, rows: list[list[int]], skip_special_tokens: bool, mode: str, **kwargs
+    ) -> list[str]:
+        """
+        Decodes id rows with `tokenizer`, each pose span as `mode` says (see `UniPoseProcessor.decode`).
+        The span tokens are special, so the tokenizer itself would drop them: the special tokens are dropped
+        here instead, except the ones that `mode` keeps.
+        """
+        if mode not in POSE_SPAN_MODES:
+            raise ValueError(f"`pose_spans` must be one of {POSE_SPAN_MODES}, got {mode!r}.")
+        skipped = set()
+        if skip_special_tokens:
+            skipped = {index for index, token in tokenizer.added_tokens_decoder.items() if token.special}
+            skipped |= set(tokenizer.all_special_ids)
+        texts = []
+        for ids in rows:
+            kept, keep = self._for_decoding(ids, mode)
+            kept = [token for token in kept if token not in skipped or token in keep]
+            texts.append(tokenizer.decode(kept, skip_special_tokens=False, **kwargs))
+        return texts
+
+    def _for_decoding(self, ids: list[int], mode: str) -> tuple[list[int], set[int]]:
         """
         The ids of a sequence to decode with its pose spans as `mode` asks (`"marker"`: one `<pose>` per span,
         `"remove"`: none, `"keep"`: every token), and the span ids to keep although they are special tokens.

@@ -23,9 +23,8 @@ from transformers import AutoConfig
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .configuration_unipose import UniPoseConfig
 from .pose_sampler import sample_poses
-from .processing_unipose import get_unipose_token_ids
+from .processing_text import get_unipose_token_ids
 from .rotations import axis_angle_to_matrix, to_rotation_6d
-
 
 TINY_TEXT_CONFIG = {
     "model_type": "llama",

@@ -19,7 +19,7 @@ from .processing_poses import (
     POSE_TOKEN,
     pose_code_token,
 )
-from .processing_unipose import IMAGE_TOKEN, get_unipose_token_ids
+from .processing_text import IMAGE_TOKEN, get_unipose_token_ids
 
 # Mistral-instruct turns, the prompt format of LLaVA-1.6-Mistral and of the published UniPose weights:
 # "<s>[INST] question [/INST] answer</s>[INST] ...". The system message opens the first user turn. Content is

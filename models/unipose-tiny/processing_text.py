@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from transformers.tokenization_utils_base import VERY_LARGE_INTEGER, TruncationStrategy
 
 try:  # transformers' marking of user text (`sanitize_control_tokens`); older releases do not have it
@@ -27,16 +28,123 @@ except ImportError:  # pragma: no cover - depends on the installed transformers
     _CONTROL_TOKEN_START, _CONTROL_TOKEN_END = "\U000f0000", "\U000f0001"  # never present: nothing is marked
 
 from .processing_poses import (
+    IGNORE_INDEX,
     POSE_CODE_PATTERN,
     POSE_END_TOKEN,
     POSE_QUERY_TOKEN,
     POSE_START_TOKEN,
     POSE_TOKEN,
+    pose_code_token,
 )
 
 IMAGE_TOKEN = "<image>"
 # A control token marked as user text by `mark_control_tokens` (between two private-use characters).
 _MARKED_TOKEN_PATTERN = re.compile(f"{_CONTROL_TOKEN_START}.*?{_CONTROL_TOKEN_END}", re.DOTALL)
+# `<pose>` is not a prefix of `<pose_query>` (the `>` differs), so the alternatives cannot shadow each other.
+_PLACEHOLDER_PATTERN = re.compile(
+    "|".join(re.escape(token) for token in (IMAGE_TOKEN, POSE_QUERY_TOKEN, POSE_TOKEN))
+)
+_TOKEN_FIELDS = {
+    "image_token_id": IMAGE_TOKEN,
+    "pose_token_id": POSE_TOKEN,
+    "pose_query_token_id": POSE_QUERY_TOKEN,
+    "pose_start_token_id": POSE_START_TOKEN,
+    "pose_end_token_id": POSE_END_TOKEN,
+}
+
+
+def placeholders(text: str, sanitize: bool):
+    """The placeholder matches of `text`; with `sanitize`, those marked as user text are not placeholders."""
+    for match in _PLACEHOLDER_PATTERN.finditer(text):
+        if not (sanitize and match.start() > 0 and text[match.start() - 1] == _CONTROL_TOKEN_START):
+            yield match
+
+
+def get_unipose_token_ids(tokenizer) -> tuple[dict[str, int], int]:
+    """
+    Reads the ids of the UniPose tokens from a tokenizer and checks that they are usable.
+
+    Args:
+        tokenizer ([`PreTrainedTokenizerBase`]):
+            A tokenizer that holds `<image>`, `<pose>`, `<pose_query>`, `<p>`, `</p>` and the code tokens
+            `<pose_0>` ... `<pose_{K-1}>` as special tokens (see `unipose.tokenization.add_unipose_tokens`).
+
+    Returns:
+        `tuple[dict[str, int], int]`: the ids under the names of the `UniPoseConfig` fields (`image_token_id`,
+        `pose_token_id`, `pose_query_token_id`, `pose_start_token_id`, `pose_end_token_id`,
+        `pose_code_token_offset`), and the number of code tokens K.
+
+    Raises:
+        `ValueError`: if a token is missing, the code tokens are not contiguous, or the tokenizer splits a
+        token.
+    """
+    vocab = tokenizer.get_vocab()
+    missing = [token for token in (*_TOKEN_FIELDS.values(), pose_code_token(0)) if token not in vocab]
+    if missing:
+        raise ValueError(
+            f"The tokenizer lacks the UniPose token(s) {missing}. Add them with "
+            "`unipose.tokenization.add_unipose_tokens(tokenizer, codebook_size)`."
+        )
+    token_ids = {field: vocab[token] for field, token in _TOKEN_FIELDS.items()}
+    codes = sorted(int(match.group(1)) for token in vocab if (match := POSE_CODE_PATTERN.fullmatch(token)))
+    if codes != list(range(len(codes))):
+        gaps = sorted(set(range(codes[-1] + 1)) - set(codes))[:5]
+        raise ValueError(
+            f"The tokenizer's pose code tokens must be <pose_0> ... <pose_{{K-1}}> with no gap; {len(codes)} "
+            f"are present up to {pose_code_token(codes[-1])} and the first missing ones are {gaps}."
+        )
+    offset = vocab[pose_code_token(0)]
+    misplaced = [code for code in codes if vocab[pose_code_token(code)] != offset + code]
+    if misplaced:
+        code = misplaced[0]
+        raise ValueError(
+            f"The pose code tokens must have contiguous ids from {pose_code_token(0)} (id {offset}), but "
+            f"{pose_code_token(code)} has id {vocab[pose_code_token(code)]} instead of {offset + code}."
+        )
+    token_ids["pose_code_token_offset"] = offset
+    probe = [*_TOKEN_FIELDS.values(), pose_code_token(0), pose_code_token(codes[-1])]
+    encoded = tokenizer("".join(probe), add_special_tokens=False)["input_ids"]
+    if encoded != [vocab[token] for token in probe]:
+        raise ValueError(
+            f"The tokenizer splits the UniPose tokens: {probe} encode to {encoded}. Add them as special "
+            "tokens (`unipose.tokenization.add_unipose_tokens` does)."
+        )
+    return token_ids, len(codes)
+
+
+def expand_placeholders(
+    texts: list[str], sanitize: bool, image_text: str, pose_texts: list[list[str]], query_text: str
+) -> tuple[list[str], list[list[dict]]]:
+    """
+    Replaces each placeholder of `texts` (not marked as user text) by its span: `<image>` by `image_text`,
+    the k-th `<pose>` of sample i by `pose_texts[i][k]`, `<pose_query>` by `query_text`. Also returns
+    ProcessorMixin's replacement offsets.
+    """
+    kinds = {IMAGE_TOKEN: "image", POSE_TOKEN: "pose", POSE_QUERY_TOKEN: "pose_query"}
+    expanded, offsets = [], []
+    for text, sample_pose_texts in zip(texts, pose_texts, strict=True):
+        poses = iter(sample_pose_texts)
+        pieces, sample_offsets, last, shift = [], [], 0, 0
+        for match in placeholders(text, sanitize):
+            token, (start, end) = match.group(), match.span()
+            replacement = {IMAGE_TOKEN: image_text, POSE_QUERY_TOKEN: query_text}.get(token)
+            replacement = next(poses) if replacement is None else replacement
+            pieces += [text[last:start], replacement]
+            sample_offsets.append(
+                {
+                    "type": kinds[token],
+                    "span": (start, end),
+                    "new_span": (start + shift, start + shift + len(replacement)),
+                    "text": token,
+                    "replacement": replacement,
+                }
+            )
+            shift += len(replacement) - (end - start)
+            last = end
+        pieces.append(text[last:])
+        expanded.append("".join(pieces))
+        offsets.append(sample_offsets)
+    return expanded, offsets
 
 
 def _is_truncating(truncation: Any) -> bool:
@@ -180,6 +288,11 @@ class PromptEncoder:
         [`_encode`] for texts whose user parts went through [`mark_control_tokens`]: a marked control token is
         encoded as plain text (transformers' `encode_marked_chat`), everything else as the tokenizer encodes it.
         """
+        if not SANITIZING_AVAILABLE:
+            raise ValueError(
+                "`sanitize_control_tokens=True` needs a transformers release with `mark_control_tokens` "
+                "(transformers.utils.chat_template_utils); upgrade transformers."
+            )
         unsupported = [key for key in ("return_offsets_mapping", "stride") if text_kwargs.get(key)]
         if unsupported or text_kwargs.get("is_split_into_words"):
             raise ValueError(
@@ -213,6 +326,36 @@ class PromptEncoder:
             )
         )
 
+    def answer_labels(self, out: dict, has_targets: bool):
+        """The labels of a chat tokenized with its assistant masks: each answer token labels itself, except
+        the `<image>` and `<pose>` placeholders (-100) and the pose queries, which keep the codes of
+        `out["labels"]`."""
+        input_ids = out["input_ids"]
+        rows, masks, targets = (
+            value.tolist() if isinstance(value, (torch.Tensor, np.ndarray)) else value
+            for value in (input_ids, out["assistant_masks"], out.get("labels"))
+        )
+        placeholder_ids = (self.image_token_id, self.pose_token_id, self.pose_query_token_id)
+        labels = []
+        for row, (ids, mask) in enumerate(zip(rows, masks, strict=True)):
+            if not has_targets and any(
+                answer and token == self.pose_query_token_id for token, answer in zip(ids, mask, strict=True)
+            ):
+                raise ValueError(
+                    f"The answer of conversation {row} holds a pose to produce (`<pose_query>`) but no "
+                    "`target_poses` were given in `processor_kwargs`: its labels need the pose's codes."
+                )
+            base = targets[row] if targets is not None else [IGNORE_INDEX] * len(ids)
+            labels.append(
+                [
+                    token if answer and token not in placeholder_ids else label
+                    for token, answer, label in zip(ids, mask, base, strict=True)
+                ]
+            )
+        if isinstance(input_ids, torch.Tensor):
+            return torch.tensor(labels, dtype=torch.long, device=input_ids.device)
+        return np.asarray(labels, dtype=np.int64) if isinstance(input_ids, np.ndarray) else labels
+
 
 def mark_user_text(tokenizer, chat_template: str | None, text: str) -> str:
     """`text` with the tokenizer's control tokens marked as user text (see `UniPoseProcessor.mark_control_tokens`)."""
@@ -226,4 +369,12 @@ def mark_user_text(tokenizer, chat_template: str | None, text: str) -> str:
     return mark_control_tokens(text, pattern)
 
 
-__all__ = ["IMAGE_TOKEN", "SANITIZING_AVAILABLE", "PromptEncoder", "mark_user_text"]
+__all__ = [
+    "IMAGE_TOKEN",
+    "SANITIZING_AVAILABLE",
+    "PromptEncoder",
+    "expand_placeholders",
+    "get_unipose_token_ids",
+    "mark_user_text",
+    "placeholders",
+]

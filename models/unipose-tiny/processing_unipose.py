@@ -29,15 +29,11 @@ its image. A text that already starts with the tokenizer's BOS (the chat templat
 one.
 """
 
-import json
-import os
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import PIL.Image
-import PIL.ImageOps
 import torch
 from transformers import CLIPImageProcessorPil
 from transformers.feature_extraction_utils import BatchFeature
@@ -48,108 +44,28 @@ from transformers.utils import logging
 from .pipeline_unipose import UniPosePipeline
 from .processing_inputs import (
     ImageLike,
+    as_id_row,
     as_id_rows,
     chat_poses,
     default_image_processors,
-    distribute,
     is_image_item,
-    map_items,
+    read_per_sample,
+    read_texts,
     split_inputs,
     to_rgb_images,
 )
-from .processing_poses import (
-    IGNORE_INDEX,
-    POSE_CODE_PATTERN,
-    POSE_END_TOKEN,
-    POSE_QUERY_TOKEN,
-    POSE_START_TOKEN,
-    POSE_TOKEN,
-    PoseSpans,
-    pose_code_token,
-)
+from .processing_poses import POSE_END_TOKEN, POSE_QUERY_TOKEN, POSE_START_TOKEN, POSE_TOKEN, PoseSpans
 from .processing_text import (
-    _CONTROL_TOKEN_START,
     IMAGE_TOKEN,
-    SANITIZING_AVAILABLE,
     PromptEncoder,
+    expand_placeholders,
+    get_unipose_token_ids,
     mark_user_text,
+    placeholders,
 )
 from .skeleton import NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
-
-POSE_SPAN_MODES = ("marker", "remove", "keep")
-
-# `<pose>` is not a prefix of `<pose_query>` (the `>` differs), so the alternatives cannot shadow each other.
-_PLACEHOLDER_PATTERN = re.compile(
-    "|".join(re.escape(token) for token in (IMAGE_TOKEN, POSE_QUERY_TOKEN, POSE_TOKEN))
-)
-_TOKEN_FIELDS = {
-    "image_token_id": IMAGE_TOKEN,
-    "pose_token_id": POSE_TOKEN,
-    "pose_query_token_id": POSE_QUERY_TOKEN,
-    "pose_start_token_id": POSE_START_TOKEN,
-    "pose_end_token_id": POSE_END_TOKEN,
-}
-
-
-def _placeholders(text: str, sanitize: bool):
-    """The placeholder matches of `text`; with `sanitize`, those marked as user text are not placeholders."""
-    for match in _PLACEHOLDER_PATTERN.finditer(text):
-        if not (sanitize and match.start() > 0 and text[match.start() - 1] == _CONTROL_TOKEN_START):
-            yield match
-
-
-def get_unipose_token_ids(tokenizer) -> tuple[dict[str, int], int]:
-    """
-    Reads the ids of the UniPose tokens from a tokenizer and checks that they are usable.
-
-    Args:
-        tokenizer ([`PreTrainedTokenizerBase`]):
-            A tokenizer that holds `<image>`, `<pose>`, `<pose_query>`, `<p>`, `</p>` and the code tokens
-            `<pose_0>` ... `<pose_{K-1}>` as special tokens (see `unipose.tokenization.add_unipose_tokens`).
-
-    Returns:
-        `tuple[dict[str, int], int]`: the ids under the names of the `UniPoseConfig` fields (`image_token_id`,
-        `pose_token_id`, `pose_query_token_id`, `pose_start_token_id`, `pose_end_token_id`,
-        `pose_code_token_offset`), and the number of code tokens K.
-
-    Raises:
-        `ValueError`: if a token is missing, the code tokens are not contiguous, or the tokenizer splits a
-        token.
-    """
-    vocab = tokenizer.get_vocab()
-    missing = [token for token in (*_TOKEN_FIELDS.values(), pose_code_token(0)) if token not in vocab]
-    if missing:
-        raise ValueError(
-            f"The tokenizer lacks the UniPose token(s) {missing}. Add them with "
-            "`unipose.tokenization.add_unipose_tokens(tokenizer, codebook_size)`."
-        )
-    token_ids = {field: vocab[token] for field, token in _TOKEN_FIELDS.items()}
-    codes = sorted(int(match.group(1)) for token in vocab if (match := POSE_CODE_PATTERN.fullmatch(token)))
-    if codes != list(range(len(codes))):
-        gaps = sorted(set(range(codes[-1] + 1)) - set(codes))[:5]
-        raise ValueError(
-            f"The tokenizer's pose code tokens must be <pose_0> ... <pose_{{K-1}}> with no gap; {len(codes)} "
-            f"are present up to {pose_code_token(codes[-1])} and the first missing ones are {gaps}."
-        )
-    offset = vocab[pose_code_token(0)]
-    misplaced = [code for code in codes if vocab[pose_code_token(code)] != offset + code]
-    if misplaced:
-        code = misplaced[0]
-        raise ValueError(
-            f"The pose code tokens must have contiguous ids from {pose_code_token(0)} (id {offset}), but "
-            f"{pose_code_token(code)} has id {vocab[pose_code_token(code)]} instead of {offset + code}."
-        )
-    token_ids["pose_code_token_offset"] = offset
-    probe = [*_TOKEN_FIELDS.values(), pose_code_token(0), pose_code_token(codes[-1])]
-    encoded = tokenizer("".join(probe), add_special_tokens=False)["input_ids"]
-    if encoded != [vocab[token] for token in probe]:
-        raise ValueError(
-            f"The tokenizer splits the UniPose tokens: {probe} encode to {encoded}. Add them as special "
-            "tokens (`unipose.tokenization.add_unipose_tokens` does)."
-        )
-    return token_ids, len(codes)
 
 
 class UniPoseProcessor(ProcessorMixin):
@@ -210,28 +126,28 @@ class UniPoseProcessor(ProcessorMixin):
         for name, value in (("image_start_text", image_start_text), ("image_end_text", image_end_text)):
             if not isinstance(value, str):
                 raise TypeError(f"`{name}` must be a string, got {type(value).__name__}.")
-        self.image_start_text, self.image_end_text = image_start_text, image_end_text
-        for name, value in (
-            ("image_seq_length", image_seq_length),
-            ("num_pose_tokens", num_pose_tokens),
-            ("num_joints", num_joints),
-        ):
+        sizes = {
+            "image_seq_length": image_seq_length,
+            "num_pose_tokens": num_pose_tokens,
+            "num_joints": num_joints,
+        }
+        for name, value in sizes.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        self.image_seq_length = image_seq_length
-        self.num_pose_tokens = num_pose_tokens
-        self.num_joints = num_joints
+        self.image_start_text, self.image_end_text = image_start_text, image_end_text
+        self.image_seq_length, self.num_pose_tokens, self.num_joints = (
+            image_seq_length,
+            num_pose_tokens,
+            num_joints,
+        )
         if chat_template is None:
             chat_template = getattr(tokenizer, "chat_template", None)
         super().__init__(image_processor, pose_image_processor, tokenizer, chat_template=chat_template)
 
         token_ids, self.pose_codebook_size = get_unipose_token_ids(tokenizer)
-        self.image_token_id = token_ids["image_token_id"]
-        self.pose_token_id = token_ids["pose_token_id"]
-        self.pose_query_token_id = token_ids["pose_query_token_id"]
-        self.pose_start_token_id = token_ids["pose_start_token_id"]
-        self.pose_end_token_id = token_ids["pose_end_token_id"]
-        self.pose_code_token_offset = token_ids["pose_code_token_offset"]
+        # `image_token_id`, `pose_token_id`, `pose_query_token_id`, `pose_start_token_id`, `pose_end_token_id`
+        # and `pose_code_token_offset`, under the names of the model config's fields.
+        vars(self).update(token_ids)
         self.pose_spans = PoseSpans(
             token_ids,
             self.pose_codebook_size,
@@ -241,7 +157,12 @@ class UniPoseProcessor(ProcessorMixin):
             tokenizer.convert_ids_to_tokens,
         )
         self.prompt_encoder = PromptEncoder(
-            tokenizer, token_ids, self.pose_codebook_size, num_pose_tokens, image_seq_length, self.pose_spans.is_code
+            tokenizer,
+            token_ids,
+            self.pose_codebook_size,
+            num_pose_tokens,
+            image_seq_length,
+            self.pose_spans.is_code,
         )
         # Read by ProcessorMixin's multimodal helpers (token type ids, placeholder checks).
         self.image_token = IMAGE_TOKEN
@@ -264,23 +185,10 @@ class UniPoseProcessor(ProcessorMixin):
         return output
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """
-        [`~ProcessorMixin.save_pretrained`], which also writes `pipeline_unipose.py` (the pipeline is imported
-        by this file, and the saved code follows relative imports) and, when the model's `config.json` is
-        already in `save_directory`, registers the pipeline there (`custom_pipelines`), so that
-        `pipeline("image-text-to-text", model=save_directory, trust_remote_code=True)` returns the poses.
-        Save the model first.
-        """
+        """[`~ProcessorMixin.save_pretrained`], which also writes `pipeline_unipose.py` (imported by this
+        file) and registers the pipeline in the model's `config.json` if it is there: save the model first."""
         result = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
-        config_file = os.path.join(save_directory, "config.json")
-        if os.path.isfile(config_file):
-            with open(config_file, encoding="utf-8") as handle:
-                config = json.load(handle)
-            pipelines, registration = config.get("custom_pipelines", {}), UniPosePipeline.registration()
-            if any(pipelines.get(task) != entry for task, entry in registration.items()):
-                config["custom_pipelines"] = {**pipelines, **registration}
-                with open(config_file, "w", encoding="utf-8") as handle:
-                    handle.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        UniPosePipeline.register_in_config(save_directory)
         return result
 
     @property
@@ -350,40 +258,9 @@ class UniPoseProcessor(ProcessorMixin):
             and kwargs.get("return_dict")
             and kwargs.get("return_assistant_tokens_mask")
         ):
-            out["labels"] = self._answer_labels(
-                out, has_targets=processor_kwargs.get("target_poses") is not None
-            )
+            has_targets = processor_kwargs.get("target_poses") is not None
+            out["labels"] = self.prompt_encoder.answer_labels(out, has_targets)
         return out
-
-    def _answer_labels(self, out: BatchFeature, has_targets: bool):
-        """The labels of a tokenized chat: each answer token labels itself, except the `<image>` and `<pose>`
-        placeholders (-100) and the pose queries, which keep the codes of `labels`."""
-        input_ids = out["input_ids"]
-        rows = input_ids.tolist() if isinstance(input_ids, (torch.Tensor, np.ndarray)) else input_ids
-        masks = out["assistant_masks"]
-        masks = masks.tolist() if isinstance(masks, (torch.Tensor, np.ndarray)) else masks
-        targets = out.get("labels")
-        targets = targets.tolist() if isinstance(targets, (torch.Tensor, np.ndarray)) else targets
-        placeholders = (self.image_token_id, self.pose_token_id, self.pose_query_token_id)
-        labels = []
-        for row, (ids, mask) in enumerate(zip(rows, masks, strict=True)):
-            if not has_targets and any(
-                answer and token == self.pose_query_token_id for token, answer in zip(ids, mask, strict=True)
-            ):
-                raise ValueError(
-                    f"The answer of conversation {row} holds a pose to produce (`<pose_query>`) but no "
-                    "`target_poses` were given in `processor_kwargs`: its labels need the pose's codes."
-                )
-            base = targets[row] if targets is not None else [IGNORE_INDEX] * len(ids)
-            labels.append(
-                [
-                    token if answer and token not in placeholders else label
-                    for token, answer, label in zip(ids, mask, base, strict=True)
-                ]
-            )
-        if isinstance(input_ids, torch.Tensor):
-            return torch.tensor(labels, dtype=torch.long, device=input_ids.device)
-        return np.asarray(labels, dtype=np.int64) if isinstance(input_ids, np.ndarray) else labels
 
     # ---------------------------------------------------------------------------------------------------
     # Inputs
@@ -460,11 +337,6 @@ class UniPoseProcessor(ProcessorMixin):
         output_kwargs = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = output_kwargs["text_kwargs"], output_kwargs["images_kwargs"]
         sanitize = bool(text_kwargs.pop("sanitize_control_tokens", None))
-        if sanitize and not SANITIZING_AVAILABLE:
-            raise ValueError(
-                "`sanitize_control_tokens=True` needs a transformers release with `mark_control_tokens` "
-                "(transformers.utils.chat_template_utils); upgrade transformers."
-            )
         if "padding_side" not in kwargs and "padding_side" not in kwargs.get("text_kwargs", {}):
             text_kwargs["padding_side"] = "left"
         return_tensors = text_kwargs.pop("return_tensors", None)
@@ -483,51 +355,32 @@ class UniPoseProcessor(ProcessorMixin):
                 self._process_image_list(flat_images, images_kwargs), tensor_type=return_tensors
             )
 
-        texts = self._read_text(text)
-        placeholders = [[match.group() for match in _placeholders(sample, sanitize)] for sample in texts]
-        image_counts = [found.count(IMAGE_TOKEN) for found in placeholders]
-        pose_counts = [found.count(POSE_TOKEN) for found in placeholders]
-        query_counts = [found.count(POSE_QUERY_TOKEN) for found in placeholders]
+        texts = read_texts(text)
+        found = [[match.group() for match in placeholders(sample, sanitize)] for sample in texts]
+        image_counts, pose_counts, query_counts = (
+            [tokens.count(token) for tokens in found] for token in (IMAGE_TOKEN, POSE_TOKEN, POSE_QUERY_TOKEN)
+        )
 
-        sample_images = [[] for _ in texts]
-        if images is not None or any(image_counts):
-            if images is None:
-                raise ValueError(
-                    f"The text has {image_counts} `{IMAGE_TOKEN}` placeholder(s) per sample but no `images`."
-                )
-            entries, nested = split_inputs(images, "images", is_image_item, "an image")
-            entries = map_items(entries, nested, to_rgb_images)
-            sample_images = distribute(entries, nested, image_counts, "images", IMAGE_TOKEN, "image(s)")
+        sample_images = read_per_sample(
+            images, image_counts, "images", IMAGE_TOKEN, is_image_item, to_rgb_images, "an image", "image(s)"
+        )
+        sample_poses = self.pose_spans.read(poses, "poses", pose_counts, POSE_TOKEN, codes_only=False)
+        sample_targets = self.pose_spans.read(
+            target_poses, "target_poses", query_counts, POSE_QUERY_TOKEN, codes_only=True
+        )
 
-        sample_poses = [[] for _ in texts]
-        if poses is not None or any(pose_counts):
-            if poses is None:
-                raise ValueError(
-                    f"The text has {pose_counts} `{POSE_TOKEN}` placeholder(s) per sample but no `poses`."
-                )
-            sample_poses = self.pose_spans.read(poses, "poses", pose_counts, POSE_TOKEN, codes_only=False)
-
-        sample_targets = None
-        if target_poses is None and any(query_counts):
-            raise ValueError(
-                f"The text has {query_counts} `{POSE_QUERY_TOKEN}` placeholder(s) per sample but no `target_poses`: "
-                f"`{POSE_QUERY_TOKEN}` marks a pose to produce in training, with its codes in `target_poses`. "
-                f"To ask the model for a pose, end the prompt with `{POSE_START_TOKEN}`; to pass text typed by "
-                "users, use `sanitize_control_tokens=True`."
-            )
-        if target_poses is not None:
-            sample_targets = self.pose_spans.read(
-                target_poses, "target_poses", query_counts, POSE_QUERY_TOKEN, codes_only=True
-            )
-
-        expanded, replacement_offsets = self._expand_placeholders(
-            texts, sample_images, sample_poses, sanitize
+        expanded, replacement_offsets = expand_placeholders(
+            texts,
+            sanitize,
+            image_text=self.replace_image_token(),
+            pose_texts=[[self.pose_spans.span_text(*pose) for pose in group] for group in sample_poses],
+            query_text=POSE_START_TOKEN + POSE_QUERY_TOKEN * self.num_pose_tokens + POSE_END_TOKEN,
         )
         encoding = self.prompt_encoder.encode(expanded, text_kwargs, sanitize)
 
         spans = [self.pose_spans.find(ids, index) for index, ids in enumerate(encoding["input_ids"])]
         data = dict(encoding)
-        if sample_targets is not None:
+        if target_poses is not None:
             data["labels"] = self.pose_spans.labels(encoding["input_ids"], spans, sample_targets)
             data["pose_labels"] = data["labels"]  # deprecated name of the same labels
         flat_images = [image for group in sample_images for image in group]
@@ -544,24 +397,6 @@ class UniPoseProcessor(ProcessorMixin):
             data, tensor_type=return_tensors, skip_tensor_conversion=self.skip_tensor_conversion
         )
 
-    @staticmethod
-    def _read_text(text: Any) -> list[str]:
-        if isinstance(text, str):
-            return [text]
-        if (
-            not isinstance(text, (list, tuple))
-            or not text
-            or not all(isinstance(sample, str) for sample in text)
-        ):
-            kind = (
-                type(text).__name__
-                if not isinstance(text, (list, tuple))
-                else f"{type(text).__name__} of "
-                + (", ".join(sorted({type(sample).__name__ for sample in text})) or "nothing")
-            )
-            raise TypeError(f"`text` must be a string or a non-empty list of strings, got a {kind}.")
-        return list(text)
-
     def _process_image_list(
         self, images: list[PIL.Image.Image], images_kwargs: dict
     ) -> dict[str, np.ndarray]:
@@ -569,43 +404,6 @@ class UniPoseProcessor(ProcessorMixin):
         pixel_values = self.image_processor(images, **images_kwargs, return_tensors="np")["pixel_values"]
         pose_pixel_values = self.pose_image_processor(images, return_tensors="np")["pixel_values"]
         return {"pixel_values": pixel_values, "pose_pixel_values": pose_pixel_values}
-
-    def _expand_placeholders(
-        self, texts: list[str], sample_images: list[list], sample_poses: list[list], sanitize: bool
-    ) -> tuple[list[str], list[list[dict]]]:
-        """Replaces each placeholder (not marked as user text) by its span; also returns ProcessorMixin's
-        replacement offsets."""
-        query_text = POSE_START_TOKEN + POSE_QUERY_TOKEN * self.num_pose_tokens + POSE_END_TOKEN
-        expanded, offsets = [], []
-        for sample, text in enumerate(texts):
-            poses = iter(sample_poses[sample])
-            image_indices = iter(range(len(sample_images[sample])))
-            pieces, sample_offsets, last, shift = [], [], 0, 0
-            for match in _placeholders(text, sanitize):
-                token = match.group()
-                if token == IMAGE_TOKEN:
-                    replacement, kind = self.replace_image_token(image_idx=next(image_indices)), "image"
-                elif token == POSE_TOKEN:
-                    replacement, kind = self.pose_spans.span_text(*next(poses)), "pose"
-                else:
-                    replacement, kind = query_text, "pose_query"
-                start, end = match.span()
-                pieces += [text[last:start], replacement]
-                sample_offsets.append(
-                    {
-                        "type": kind,
-                        "span": (start, end),
-                        "new_span": (start + shift, start + shift + len(replacement)),
-                        "text": token,
-                        "replacement": replacement,
-                    }
-                )
-                shift += len(replacement) - (end - start)
-                last = end
-            pieces.append(text[last:])
-            expanded.append("".join(pieces))
-            offsets.append(sample_offsets)
-        return expanded, offsets
 
     def mark_control_tokens(self, text: str) -> str:
         """
@@ -627,21 +425,6 @@ class UniPoseProcessor(ProcessorMixin):
     # ---------------------------------------------------------------------------------------------------
     # Decoding
     # ---------------------------------------------------------------------------------------------------
-
-    def _skipped_token_ids(self, skip_special_tokens: bool) -> set[int]:
-        """The ids that decoding drops. The span tokens are special, so the tokenizer itself would drop them
-        too: decoding skips the special tokens here and lets through the ones `pose_spans` keeps."""
-        if not skip_special_tokens:
-            return set()
-        special = {index for index, token in self.tokenizer.added_tokens_decoder.items() if token.special}
-        return special | set(self.tokenizer.all_special_ids)
-
-    def _decode_ids(self, ids: list[int], skipped: set[int], pose_spans: str, **kwargs) -> str:
-        if pose_spans not in POSE_SPAN_MODES:
-            raise ValueError(f"`pose_spans` must be one of {POSE_SPAN_MODES}, got {pose_spans!r}.")
-        kept, keep = self.pose_spans.for_decoding(ids, pose_spans)
-        kept = [token for token in kept if token not in skipped or token in keep]
-        return self.tokenizer.decode(kept, skip_special_tokens=False, **kwargs)
 
     def decode(
         self, token_ids: Any, skip_special_tokens: bool = True, pose_spans: str = "marker", **kwargs
@@ -666,17 +449,8 @@ class UniPoseProcessor(ProcessorMixin):
         Returns:
             `str`: the text.
         """
-        if isinstance(token_ids, (torch.Tensor, np.ndarray)):
-            token_ids = token_ids.tolist()
-        if isinstance(token_ids, int):
-            token_ids = [token_ids]
-        if not isinstance(token_ids, (list, tuple)) or not all(isinstance(token, int) for token in token_ids):
-            raise TypeError(
-                "`token_ids` must be one sequence of token ids (a 1D tensor, array or list of ints)."
-            )
-        return self._decode_ids(
-            list(token_ids), self._skipped_token_ids(skip_special_tokens), pose_spans, **kwargs
-        )
+        row = as_id_row(token_ids, "token_ids")
+        return self.pose_spans.decode(self.tokenizer, [row], skip_special_tokens, pose_spans, **kwargs)[0]
 
     def batch_decode(
         self, sequences: Any, skip_special_tokens: bool = True, pose_spans: str = "marker", **kwargs
@@ -695,11 +469,8 @@ class UniPoseProcessor(ProcessorMixin):
         ['Like this: ']
         ```
         """
-        skipped = self._skipped_token_ids(skip_special_tokens)
-        return [
-            self._decode_ids(row, skipped, pose_spans, **kwargs)
-            for row in as_id_rows(sequences, "sequences")
-        ]
+        rows = as_id_rows(sequences, "sequences")
+        return self.pose_spans.decode(self.tokenizer, rows, skip_special_tokens, pose_spans, **kwargs)
 
     def post_process_image_text_to_text(
         self, generated_outputs, skip_special_tokens: bool = True, **kwargs
@@ -721,6 +492,7 @@ class UniPoseProcessor(ProcessorMixin):
             and are left out). Decode them to poses with the pose tokenizer.
         """
         return [self.pose_spans.codes(row) for row in as_id_rows(sequences, "sequences")]
+
 
 # `save_pretrained` copies this file (and its relative imports) next to the processor files, so that
 # `AutoProcessor.from_pretrained(..., trust_remote_code=True)` works where `unipose` is not installed.

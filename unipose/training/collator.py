@@ -32,7 +32,7 @@ from transformers.utils import logging
 
 from ..modeling_unipose import pose_shift_labels
 from ..processing_poses import IGNORE_INDEX
-from ..processing_unipose import get_unipose_token_ids
+from ..processing_text import get_unipose_token_ids
 
 logger = logging.get_logger(__name__)
 
