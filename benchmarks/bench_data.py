@@ -13,8 +13,7 @@ Measured in the same run:
   normalisation, kinematics, captions, `datasets` tables, `save_to_disk`), records per second;
 - `render`: `BodyRenderer.render` + JPEG encoding of sampled poses and scenes, images per second;
 - `image_pose_corpus`: `build_synthetic_corpus(kinds=("image_pose",))` end to end, records per second;
-- baselines: skinning through smplx (`BodyModel.forward`) against the renderer's NumPy skinning, and the
-  project's matplotlib picture (`unipose.visualization.render_pose`) against the rasteriser.
+- baseline: the project's matplotlib picture (`unipose.visualization.render_pose`) against the rasteriser.
 
 Rates are given per wall-clock second (what `meets_target` judges) and per CPU second of this process: on a
 machine shared with other work the first drops, the second much less.
@@ -39,7 +38,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -149,15 +147,7 @@ def main() -> int:
         "meets_target": args.num_images / seconds[0] >= TARGET_IMAGES_PER_SECOND,
     }
 
-    # 3. Baselines in the same run.
-    batch = torch.from_numpy(image_poses[:64])
-    smplx_seconds, _ = median_seconds(lambda: body_model(batch), args.repeats)
-    numpy_seconds, _ = median_seconds(lambda: renderer.pose_vertices(image_poses[:64]), args.repeats)
-    results["skinning"] = {
-        "numpy_poses_per_second": len(batch) / numpy_seconds,
-        "smplx_baseline_poses_per_second": len(batch) / smplx_seconds,
-        "speedup": smplx_seconds / numpy_seconds,
-    }
+    # 3. The baseline, in the same run.
     try:
         from unipose.visualization import render_pose
     except ImportError as error:  # matplotlib is an optional extra

@@ -2,10 +2,10 @@
 Images of posed bodies: a small software renderer for the synthetic image corpora.
 
 The body mesh (the SMPL-H topology; by default the generated stand-in of `unipose.body_model`) is posed by
-linear blend skinning, seen through a perspective camera, and rasterised with a z-buffer in NumPy:
+`smplx`, seen through a perspective camera, and rasterised with a z-buffer in NumPy:
 
-1. skinning: the 22 body joints' rigid transforms (the hands stay flat, so every hand joint moves with its
-   wrist) blended by the file's skinning weights, with the file's pose correctives when it has any;
+1. posing: [`~unipose.body_model.BodyModel`] (smplx's SMPL-H layer) poses the mesh by the 22 body joints, the
+   hands flat;
 2. camera: an orbit around the body (yaw about the vertical, pitch from above or below), a field of view,
    and a framing that fits the body into a jittered share of the image;
 3. rasterisation ([`rasterize`]): back faces culled, each front triangle tested against the pixel centres
@@ -41,10 +41,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..rotations import to_rotation_matrix
-from ..skeleton import BODY_JOINT_NAMES, BODY_PARENTS, NUM_BODY_JOINTS, SMPLH_PARENTS
+from ..skeleton import BODY_JOINT_NAMES, NUM_BODY_JOINTS, SMPLH_PARENTS
 
 # The CLIP ViT-L/14 tower reads 336 x 336 images; the pose ViT's processor resizes and crops from there.
 IMAGE_SIZE = 336
@@ -695,33 +696,19 @@ class BodyRenderer:
         self.body_model_name = (
             "generated" if getattr(body_model, "is_generated", False) else str(body_model.path)
         )
+        self.body_model = body_model
         smplh = body_model.smplh
         template = _numpy(smplh.v_template).astype(np.float64)  # (V, 3)
         weights = _numpy(smplh.lbs_weights).astype(np.float64)  # (V, 52)
-        regressor = _numpy(smplh.J_regressor).astype(np.float64)  # (52, V)
-        shapedirs = _numpy(smplh.shapedirs).astype(np.float64)  # (V, 3, num_betas)
         faces = _numpy(smplh.faces_tensor).astype(np.int64)
-        num_vertices = template.shape[0]
 
-        # Hands stay flat, so every hand joint's skinning transform equals its wrist's: fold their weights.
+        # Hands stay flat, so every hand joint moves with its wrist: the parts are those of the body joints.
         body_of = np.arange(len(SMPLH_PARENTS))
         for joint in range(NUM_BODY_JOINTS, len(SMPLH_PARENTS)):
             parent = SMPLH_PARENTS[joint]
             body_of[joint] = parent if parent < NUM_BODY_JOINTS else body_of[parent]
-        folded = np.zeros((num_vertices, NUM_BODY_JOINTS))
+        folded = np.zeros((template.shape[0], NUM_BODY_JOINTS))
         np.add.at(folded.T, body_of[: weights.shape[1]], weights.T)
-        self.weights = folded.astype(np.float32)  # (V, 22)
-
-        self.template = template.astype(np.float32)
-        self.shapedirs = shapedirs.reshape(num_vertices * 3, -1).astype(np.float32)  # (V*3, num_betas)
-        self.rest_joints = (regressor @ template)[:NUM_BODY_JOINTS].astype(np.float32)  # (22, 3)
-        self.joint_shapedirs = np.einsum("jv,vcb->jcb", regressor[:NUM_BODY_JOINTS], shapedirs).astype(
-            np.float32
-        )
-        # Pose correctives of the 21 body joints ((R - I) of each, flattened); the hands' terms are zero.
-        posedirs = _numpy(smplh.posedirs)[: (NUM_BODY_JOINTS - 1) * 9]
-        self.posedirs = posedirs.astype(np.float32) if np.any(posedirs) else None  # (189, V*3)
-        self.parents = BODY_PARENTS
 
         # Outward-facing winding, so that back faces can be told from front ones.
         corners = template[faces]
@@ -775,52 +762,18 @@ class BodyRenderer:
             `np.ndarray` of shape `(B, V, 3)`, float32: vertices in metres, placed as `BodyModel` places them
             (no translation).
         """
-        rotations = _numpy(to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses")).astype(
-            np.float32
-        )
-        batch = rotations.shape[0]
-        template = np.broadcast_to(self.template, (batch,) + self.template.shape)
-        joints = np.broadcast_to(self.rest_joints, (batch,) + self.rest_joints.shape)
+        rotations = to_rotation_matrix(poses, num_joints=NUM_BODY_JOINTS, name="poses")
+        batch, num_betas = rotations.shape[0], self.body_model.num_betas
         if betas is not None:
-            betas = np.atleast_2d(np.asarray(betas, dtype=np.float32))
-            if betas.shape[1] > self.shapedirs.shape[1] or betas.shape[0] not in (1, batch):
+            betas = torch.as_tensor(np.atleast_2d(np.asarray(betas, dtype=np.float32)))
+            if betas.ndim != 2 or betas.shape[1] > num_betas or betas.shape[0] not in (1, batch):
                 raise ValueError(
-                    f"`betas` must have shape ({batch}, k) or (k,) with k <= {self.shapedirs.shape[1]}, got "
-                    f"{betas.shape}."
+                    f"`betas` must have shape ({batch}, k) or (k,) with k <= {num_betas}, got "
+                    f"{tuple(betas.shape)}."
                 )
-            betas = np.broadcast_to(betas, (batch, betas.shape[1]))
-            count = betas.shape[1]
-            template = template + (betas @ self.shapedirs[:, :count].T).reshape(batch, -1, 3)
-            joints = joints + np.einsum("jcb,nb->njc", self.joint_shapedirs[..., :count], betas)
-        if self.posedirs is not None:
-            pose_feature = (rotations[:, 1:] - np.eye(3, dtype=np.float32)).reshape(batch, -1)
-            template = template + (pose_feature @ self.posedirs).reshape(batch, -1, 3)
-
-        # Forward kinematics: world rotation and translation of every joint, parents first.
-        world_rotation = np.empty_like(rotations)
-        world_translation = np.empty((batch, NUM_BODY_JOINTS, 3), dtype=np.float32)
-        world_rotation[:, 0], world_translation[:, 0] = rotations[:, 0], joints[:, 0]
-        for joint in range(1, NUM_BODY_JOINTS):
-            parent = self.parents[joint]
-            world_rotation[:, joint] = world_rotation[:, parent] @ rotations[:, joint]
-            bone = joints[:, joint] - joints[:, parent]
-            world_translation[:, joint] = (
-                np.einsum("nij,nj->ni", world_rotation[:, parent], bone) + world_translation[:, parent]
-            )
-        # Skinning transforms map rest positions to posed ones: x -> R x + (t - R j_rest).
-        offset = world_translation - np.einsum("njik,njk->nji", world_rotation, joints)
-        transforms = np.concatenate(
-            (world_rotation.reshape(batch, NUM_BODY_JOINTS, 9), offset), -1
-        )  # (B, 22, 12)
-        # One matrix product for the whole batch: (V, 22) @ (22, B * 12) -> per-vertex blended transforms.
-        blended = (self.weights @ transforms.transpose(1, 0, 2).reshape(NUM_BODY_JOINTS, -1)).reshape(
-            -1, batch, 12
-        )
-        blended = blended.transpose(1, 0, 2)  # (B, V, 12): rotation (row-major), then offset
-        vertices = blended[..., 9:].copy()
-        for row in range(3):
-            vertices[..., row] += (blended[..., 3 * row : 3 * row + 3] * template).sum(-1)
-        return vertices
+            betas = torch.nn.functional.pad(betas, (0, num_betas - betas.shape[1])).expand(batch, -1)
+        with torch.no_grad():
+            return _numpy(self.body_model(rotations, betas=betas).vertices).astype(np.float32)
 
     # -- drawing -------------------------------------------------------------------------------------------
 
