@@ -510,6 +510,58 @@ def test_memory_grows_with_the_tokens_written_not_with_max_new_tokens(model, pro
     assert largest < 2**24, f"one allocation of {largest / 2**20:.0f} MiB"
 
 
+def test_the_decoding_cache_keeps_what_transformers_dynamic_layer_keeps():
+    # The decoding loop's cache layers write each step in place; transformers' `DynamicLayer` is the reference for
+    # what a layer holds after every operation that generation or a user applies to a cache.
+    from transformers.cache_utils import DynamicLayer
+
+    from unipose.modeling_unipose import _GrowingCacheLayer
+
+    generator = torch.Generator().manual_seed(0)
+    ours, reference = _GrowingCacheLayer(), DynamicLayer()
+
+    def states(batch, length):
+        return [torch.randn(batch, 2, length, 4, generator=generator) for _ in range(2)]
+
+    operations = [
+        ("update", 3, 7),
+        ("update", 3, 1),
+        ("update", 3, 30),  # past the buffer: it grows
+        ("crop", -5),
+        ("update", 3, 2),  # written over the cropped entries
+        ("batch_select_indices", torch.tensor([2, 0])),  # rows left: the next update starts new buffers
+        ("update", 2, 1),
+        ("reorder_cache", torch.tensor([1, 0])),
+        ("update", 2, 1),
+        ("batch_repeat_interleave", 2),
+        ("update", 4, 3),
+    ]
+    for name, *arguments in operations:
+        if name == "update":
+            keys, values = states(*arguments)
+            returned = ours.update(keys, values)
+            expected = reference.update(keys, values)
+            for got, want in zip(returned, expected, strict=True):
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
+        else:
+            getattr(ours, name)(*arguments)
+            getattr(reference, name)(*arguments)
+        assert ours.get_seq_length() == reference.get_seq_length(), name
+        torch.testing.assert_close(ours.keys, reference.keys, rtol=0, atol=0)
+        torch.testing.assert_close(ours.values, reference.values, rtol=0, atol=0)
+
+
+def test_the_returned_cache_continues_the_sequence(model, processor):
+    inputs = _prompt(processor, ["Describe a pose."])
+    out = _greedy(model, inputs, max_new_tokens=6, suppress_tokens=[model.config.pose_start_token_id])
+    cache = getattr(out, "cache", None) or out.past_key_values
+    assert cache.get_seq_length() == out.sequences.shape[1] - 1  # the last token is not fed yet
+    with torch.no_grad():
+        continued = model(input_ids=out.sequences[:, -1:], past_key_values=cache, use_cache=True).logits[:, -1]
+        full = model(input_ids=out.sequences).logits[:, -1]
+    torch.testing.assert_close(continued, full, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Dtypes
 # ---------------------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedModel
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 from transformers.generation import (
     BaseStreamer,
     GenerateDecoderOnlyOutput,
@@ -1033,6 +1033,51 @@ def _peers_unfinished(this_peer_finished: bool, synced_gpus: bool, device: torch
     return unfinished.item() > 0
 
 
+class _GrowingCacheLayer(DynamicLayer):
+    """A [`DynamicLayer`] whose keys and values are views of buffers that double when full, so that a step writes
+    its entries in place instead of copying the whole layer with `torch.cat`: in a batch, that copy grows with
+    rows x length and costs as much as the step's attention. Whatever replaces `keys` and `values` (selecting
+    rows, reordering, cropping) is honoured: a tensor that is not a view of the buffers is copied into new ones
+    at the next update."""
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self.key_buffer = self.value_buffer = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length, new = self.get_seq_length(), key_states.shape[-2]
+        if length and (self.keys._base is not self.key_buffer or self.values._base is not self.value_buffer):
+            self.key_buffer = self.value_buffer = None  # replaced from outside: start new buffers from it
+        if self.key_buffer is None or length + new > self.key_buffer.shape[-2]:
+            capacity = 2 * (length + new)
+            key_buffer = key_states.new_empty((*key_states.shape[:-2], capacity, key_states.shape[-1]))
+            value_buffer = value_states.new_empty((*value_states.shape[:-2], capacity, value_states.shape[-1]))
+            if length:
+                key_buffer[..., :length, :] = self.keys
+                value_buffer[..., :length, :] = self.values
+            self.key_buffer, self.value_buffer = key_buffer, value_buffer
+        self.key_buffer[..., length : length + new, :] = key_states
+        self.value_buffer[..., length : length + new, :] = value_states
+        self.keys = self.key_buffer[..., : length + new, :]
+        self.values = self.value_buffer[..., : length + new, :]
+        return self.keys, self.values
+
+
+def _with_growing_layers(cache: Cache | None) -> Cache | None:
+    """`cache` with its empty plain [`DynamicLayer`]s (those `generate` creates) made [`_GrowingCacheLayer`]s."""
+    if not isinstance(cache, DynamicCache) or cache.get_seq_length() > 0:
+        return cache
+    cache.layers = [
+        _GrowingCacheLayer() if type(layer) is DynamicLayer and not layer.is_initialized else layer
+        for layer in cache.layers
+    ]
+    if cache.layer_class_to_replicate is DynamicLayer:
+        cache.layer_class_to_replicate = _GrowingCacheLayer
+    return cache
+
+
 class _GrowingSequences:
     """The prompts and the tokens each row has written after them, in a buffer that doubles when full, so that
     memory follows what is written, not the length limit.
@@ -1143,7 +1188,7 @@ def _unipose_decode(
     for token_id in (config.pose_query_token_id, config.pose_token_id, config.image_token_id, end_id):
         text_forbidden[token_id] = True
 
-    cache = model_kwargs.pop(CACHE_NAME, None)
+    cache = _with_growing_layers(model_kwargs.pop(CACHE_NAME, None))
     for key in ("use_cache", "logits_to_keep", "position_ids", "cache_position"):
         model_kwargs.pop(key, None)
     multimodal_inputs = {key: value for key, value in model_kwargs.items() if value is not None}
