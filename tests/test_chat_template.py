@@ -373,7 +373,7 @@ def test_chat_labels_equal_the_collators_and_give_its_loss(model_and_processor, 
     assert torch.equal(inputs["labels"], batch["labels"])
     with torch.no_grad():
         loss = model(
-            **{key: inputs[key] for key in inputs if key not in ("assistant_masks", "pose_labels")}
+            **{key: inputs[key] for key in inputs if key != "assistant_masks"}
         ).loss
         expected = model(**batch).loss
     assert torch.isfinite(loss)

@@ -12,21 +12,11 @@ import pytest
 import torch
 from datasets import Dataset, DatasetDict
 
+from unipose import retrieval_models as R
 from unipose.commands import evaluate as evaluate_command
 from unipose.data.schema import FEATURES
 from unipose.evaluation import metrics as M
 from unipose.metrics import pose_errors, recall_at_k, text_pose_recalls
-from unipose.retrieval_models import (
-    PosePairTextRetrievalConfig,
-    PosePairTextRetrievalModel,
-    PoseTextRetrievalConfig,
-    PoseTextRetrievalModel,
-    embed_pose_pairs,
-    embed_poses,
-    embed_texts,
-    load_retrieval_model,
-    tokenize_texts,
-)
 
 TINY_RETRIEVAL = {
     "word_embedding_dim": 16,
@@ -298,8 +288,8 @@ def test_text_metrics_reject_bad_references():
 
 def _tiny_pose_model(tokenizer, pair=False, seed=0):
     torch.manual_seed(seed)
-    config_class = PosePairTextRetrievalConfig if pair else PoseTextRetrievalConfig
-    model_class = PosePairTextRetrievalModel if pair else PoseTextRetrievalModel
+    config_class = R.PosePairTextRetrievalConfig if pair else R.PoseTextRetrievalConfig
+    model_class = R.PosePairTextRetrievalModel if pair else R.PoseTextRetrievalModel
     return model_class(config_class.for_tokenizer(tokenizer, **TINY_RETRIEVAL))
 
 
@@ -307,23 +297,23 @@ def test_retrieval_model_embeds_to_the_unit_sphere_and_round_trips(text_tokenize
     model = _tiny_pose_model(text_tokenizer).eval()
     assert model.temperature.item() == 10.0
     poses, texts = _random_poses(3, 9), ["arms up", "kneeling on the left knee", "sitting"]
-    pose_embeds, text_embeds = embed_poses(model, poses), embed_texts(model, text_tokenizer, texts)
+    pose_embeds, text_embeds = R.embed_poses(model, poses), R.embed_texts(model, text_tokenizer, texts)
     assert pose_embeds.shape == text_embeds.shape == (3, 32)
     torch.testing.assert_close(pose_embeds.norm(dim=1), torch.ones(3))
     model.save_pretrained(tmp_path)
     text_tokenizer.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
-    loaded, tokenizer = load_retrieval_model(tmp_path)
-    assert type(loaded) is PoseTextRetrievalModel
-    torch.testing.assert_close(embed_poses(loaded, poses), pose_embeds)
-    torch.testing.assert_close(embed_texts(loaded, tokenizer, texts), text_embeds)
+    loaded, tokenizer = R.load_retrieval_model(tmp_path)
+    assert type(loaded) is R.PoseTextRetrievalModel
+    torch.testing.assert_close(R.embed_poses(loaded, poses), pose_embeds)
+    torch.testing.assert_close(R.embed_texts(loaded, tokenizer, texts), text_embeds)
 
 
 def test_loss_is_the_batch_classification_loss(text_tokenizer):
     from unipose.rotations import to_rotation_6d
 
     model = _tiny_pose_model(text_tokenizer)
-    inputs = tokenize_texts(text_tokenizer, ["arms up", "kneeling", "lying down", "a squat"], 32)
+    inputs = R.tokenize_texts(text_tokenizer, ["arms up", "kneeling", "lying down", "a squat"], 32)
     output = model(poses_6d=to_rotation_6d(_random_poses(4, 10)), **inputs)
     similarity = output.text_embeds @ output.pose_embeds.T
     log_softmax_rows = torch.log_softmax(10 * similarity, dim=1).diagonal()
@@ -338,7 +328,7 @@ def test_training_step_moves_trainable_weights_and_keeps_word_embeddings(text_to
     model = _tiny_pose_model(text_tokenizer).train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    inputs = tokenize_texts(text_tokenizer, ["arms up", "kneeling", "lying down", "a squat"], 32)
+    inputs = R.tokenize_texts(text_tokenizer, ["arms up", "kneeling", "lying down", "a squat"], 32)
     model(poses_6d=to_rotation_6d(_random_poses(4, 11)), **inputs).loss.backward()
     optimizer.step()
     for name, parameter in model.named_parameters():
@@ -349,12 +339,12 @@ def test_training_step_moves_trainable_weights_and_keeps_word_embeddings(text_to
 def test_pair_model_depends_on_both_poses_and_their_order(text_tokenizer):
     model = _tiny_pose_model(text_tokenizer, pair=True).eval()
     a, b, c = _random_poses(2, 12), _random_poses(2, 13), _random_poses(2, 14)
-    reference = embed_pose_pairs(model, a, b)
-    assert not torch.allclose(reference, embed_pose_pairs(model, a, c))
-    assert not torch.allclose(reference, embed_pose_pairs(model, c, b))
-    assert not torch.allclose(reference, embed_pose_pairs(model, b, a))
+    reference = R.embed_pose_pairs(model, a, b)
+    assert not torch.allclose(reference, R.embed_pose_pairs(model, a, c))
+    assert not torch.allclose(reference, R.embed_pose_pairs(model, c, b))
+    assert not torch.allclose(reference, R.embed_pose_pairs(model, b, a))
     with pytest.raises(TypeError, match="pose-pair model"):
-        embed_pose_pairs(_tiny_pose_model(text_tokenizer), a, b)
+        R.embed_pose_pairs(_tiny_pose_model(text_tokenizer), a, b)
 
 
 def test_text_encoder_rejects_left_padding_and_bad_poses(text_tokenizer):

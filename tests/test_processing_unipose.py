@@ -399,11 +399,11 @@ def test_integer_codes_are_written_as_code_tokens(processor):
     assert only_codes["input_ids"][0].tolist() == unpadded(ids, out["attention_mask"][0])
 
 
-def test_pose_labels_hold_the_target_codes_at_the_query_positions(processor):
+def test_labels_hold_the_target_codes_at_the_query_positions(processor):
     texts = ["Make it <pose_query>", "Edit <pose> into <pose_query> and <pose_query>"]
     targets = [[codes(7)], [codes(8), codes(9)]]
     out = processor(text=texts, poses=[axis_angle(0)], target_poses=targets)
-    labels, ids = out["pose_labels"], out["input_ids"]
+    labels, ids = out["labels"], out["input_ids"]
     assert labels.shape == ids.shape and labels.dtype == torch.long
     is_query = ids == processor.pose_query_token_id
     assert bool((labels[~is_query] == IGNORE_INDEX).all())
@@ -483,6 +483,11 @@ def test_return_tensors_and_images_only(processor):
     assert isinstance(as_lists["input_ids"], list)
     pixels = processor(images=[image(seed=0), image(seed=1)])
     assert set(pixels) == {"pixel_values", "pose_pixel_values"} and pixels["pixel_values"].shape[0] == 2
+    # Images alone, nested per sample as with text: every image, in order.
+    nested = processor(images=[[image(seed=0)], [image(seed=1), image(seed=2)]])
+    flat = processor(images=[image(seed=0), image(seed=1), image(seed=2)])
+    assert torch.equal(nested["pixel_values"], flat["pixel_values"])
+    assert torch.equal(nested["pose_pixel_values"], flat["pose_pixel_values"])
 
 
 def test_model_input_names(processor):
@@ -492,7 +497,6 @@ def test_model_input_names(processor):
         "pixel_values",
         "pose_pixel_values",
         "pose_values",
-        "pose_labels",
     ]
 
 

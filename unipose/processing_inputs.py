@@ -231,6 +231,13 @@ def distribute(
     return per_sample
 
 
+def read_images(images: Any) -> list[PIL.Image.Image]:
+    """Every image of `images` (one, a flat list, or one list per sample) as RGB, in order."""
+    entries, nested = split_inputs(images, "images", is_image_item, "an image")
+    pairs = [pair for group in entries for pair in group] if nested else entries
+    return [image for label, item in pairs for image in to_rgb_images(item, label)]
+
+
 def read_per_sample(
     inputs: Any,
     counts: list[int],

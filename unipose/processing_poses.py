@@ -6,7 +6,7 @@ reads the labels and codes they hold.
 """
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,25 +39,19 @@ class PoseSpans:
     The pose spans of one tokenizer's sequences.
 
     Args:
+        tokenizer: the processor's tokenizer, for its padding id (an open `<p>` before the padding of a
+            right-padded row still ends its prompt), its tokens (shown in errors) and decoding.
         token_ids (`dict[str, int]`): `pose_token_id`, `pose_query_token_id`, `pose_start_token_id`,
             `pose_end_token_id` and `pose_code_token_offset` (as `get_unipose_token_ids` returns them).
         codebook_size (`int`): number of pose codes.
         num_pose_tokens (`int`): tokens per pose span.
         num_joints (`int`): joints of a pose given as rotations.
-        pad_token_id (`int`, *optional*): the tokenizer's padding id (an open `<p>` before the padding of a
-            right-padded row still ends its prompt).
-        convert_ids_to_tokens (`Callable`): the tokenizer's, to show a malformed span in an error.
     """
 
     def __init__(
-        self,
-        token_ids: dict[str, int],
-        codebook_size: int,
-        num_pose_tokens: int,
-        num_joints: int,
-        pad_token_id: int | None,
-        convert_ids_to_tokens: Callable[[list[int]], list[str]],
+        self, tokenizer, token_ids: dict[str, int], codebook_size: int, num_pose_tokens: int, num_joints: int
     ):
+        self.tokenizer = tokenizer
         self.pose_token_id = token_ids["pose_token_id"]
         self.pose_query_token_id = token_ids["pose_query_token_id"]
         self.pose_start_token_id = token_ids["pose_start_token_id"]
@@ -67,8 +61,6 @@ class PoseSpans:
         self.code_ids = range(self.pose_code_token_offset, self.pose_code_token_offset + codebook_size)
         self.num_pose_tokens = num_pose_tokens
         self.num_joints = num_joints
-        self.pad_token_id = pad_token_id
-        self.convert_ids_to_tokens = convert_ids_to_tokens
 
     # -- poses given to the processor ----------------------------------------------------------------------
 
@@ -182,7 +174,8 @@ class PoseSpans:
             "codes": self.is_code(ids),
         }
         spans = []
-        real = np.flatnonzero(ids != self.pad_token_id) if self.pad_token_id is not None else None
+        pad_token_id = self.tokenizer.pad_token_id
+        real = np.flatnonzero(ids != pad_token_id) if pad_token_id is not None else None
         last_real = int(real[-1]) if real is not None and len(real) else len(ids) - 1
         for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
             if start == last_real:
@@ -191,7 +184,7 @@ class PoseSpans:
             end = start + length + 1
             kind = next((name for name, mask in kinds.items() if mask[start + 1 : end].sum() == length), None)
             if kind is None or end >= len(ids) or ids[end] != self.pose_end_token_id:
-                found = self.convert_ids_to_tokens(ids[start : end + 1].tolist())
+                found = self.tokenizer.convert_ids_to_tokens(ids[start : end + 1].tolist())
                 raise ValueError(
                     f"Sample {sample} holds a malformed pose span at token {start}: a span is `<p>`, "
                     f"{length} tokens of one kind (`<pose>`, `<pose_query>` or pose codes), then `</p>`; got "
@@ -223,25 +216,24 @@ class PoseSpans:
             labels.append(row.tolist())
         return labels
 
-    def decode(
-        self, tokenizer, rows: list[list[int]], skip_special_tokens: bool, mode: str, **kwargs
-    ) -> list[str]:
+    def decode(self, rows: list[list[int]], skip_special_tokens: bool, mode: str, **kwargs) -> list[str]:
         """
-        Decodes id rows with `tokenizer`, each pose span as `mode` says (see `UniPoseProcessor.decode`).
-        The span tokens are special, so the tokenizer itself would drop them: the special tokens are dropped
-        here instead, except the ones that `mode` keeps.
+        Decodes id rows, each pose span as `mode` says (see `UniPoseProcessor.decode`). The span tokens are
+        special, so the tokenizer itself would drop them: the special tokens are dropped here instead, except
+        the ones that `mode` keeps.
         """
         if mode not in POSE_SPAN_MODES:
             raise ValueError(f"`pose_spans` must be one of {POSE_SPAN_MODES}, got {mode!r}.")
         skipped = set()
         if skip_special_tokens:
-            skipped = {index for index, token in tokenizer.added_tokens_decoder.items() if token.special}
-            skipped |= set(tokenizer.all_special_ids)
+            decoder = self.tokenizer.added_tokens_decoder
+            skipped = {index for index, token in decoder.items() if token.special}
+            skipped |= set(self.tokenizer.all_special_ids)
         texts = []
         for ids in rows:
             kept, keep = self._for_decoding(ids, mode)
             kept = [token for token in kept if token not in skipped or token in keep]
-            texts.append(tokenizer.decode(kept, skip_special_tokens=False, **kwargs))
+            texts.append(self.tokenizer.decode(kept, skip_special_tokens=False, **kwargs))
         return texts
 
     def _for_decoding(self, ids: list[int], mode: str) -> tuple[list[int], set[int]]:

@@ -5,7 +5,7 @@ truncation may meet only by cutting text, never an image or a pose span.
 """
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from .processing_poses import (
     POSE_QUERY_TOKEN,
     POSE_START_TOKEN,
     POSE_TOKEN,
+    PoseSpans,
     pose_code_token,
 )
 
@@ -163,29 +164,21 @@ class PromptEncoder:
     Args:
         tokenizer: the processor's tokenizer.
         token_ids (`dict[str, int]`): the ids of the UniPose tokens, as `get_unipose_token_ids` returns them.
-        codebook_size (`int`), num_pose_tokens (`int`), image_seq_length (`int`): the processor's sizes.
-        is_code (`Callable`): whether each id of an array is a pose-code token.
+        image_seq_length (`int`): tokens per image.
+        pose_spans ([`PoseSpans`]): the pose spans of the same tokenizer (sizes, code ids).
     """
 
-    def __init__(
-        self,
-        tokenizer,
-        token_ids: dict[str, int],
-        codebook_size: int,
-        num_pose_tokens: int,
-        image_seq_length: int,
-        is_code: Callable[[np.ndarray], np.ndarray],
-    ):
+    def __init__(self, tokenizer, token_ids: dict[str, int], image_seq_length: int, pose_spans: PoseSpans):
         self.tokenizer = tokenizer
         self.image_token_id = token_ids["image_token_id"]
         self.pose_token_id = token_ids["pose_token_id"]
         self.pose_query_token_id = token_ids["pose_query_token_id"]
         self.pose_start_token_id = token_ids["pose_start_token_id"]
         self.pose_end_token_id = token_ids["pose_end_token_id"]
-        self.codebook_size = codebook_size
-        self.num_pose_tokens = num_pose_tokens
+        self.codebook_size = pose_spans.codebook_size
+        self.num_pose_tokens = pose_spans.num_pose_tokens
         self.image_seq_length = image_seq_length
-        self.is_code = is_code
+        self.is_code = pose_spans.is_code
 
     def _protected_counts(self, ids: Sequence[int]) -> tuple[int, ...]:
         """Counts of the tokens that truncation must keep: image, pose, query, `<p>`, `</p>`, code tokens."""

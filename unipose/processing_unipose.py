@@ -49,9 +49,9 @@ from .processing_inputs import (
     chat_poses,
     default_image_processors,
     is_image_item,
+    read_images,
     read_per_sample,
     read_texts,
-    split_inputs,
     to_rgb_images,
 )
 from .processing_poses import POSE_END_TOKEN, POSE_QUERY_TOKEN, POSE_START_TOKEN, POSE_TOKEN, PoseSpans
@@ -149,21 +149,9 @@ class UniPoseProcessor(ProcessorMixin):
         # and `pose_code_token_offset`, under the names of the model config's fields.
         vars(self).update(token_ids)
         self.pose_spans = PoseSpans(
-            token_ids,
-            self.pose_codebook_size,
-            num_pose_tokens,
-            num_joints,
-            tokenizer.pad_token_id,
-            tokenizer.convert_ids_to_tokens,
+            tokenizer, token_ids, self.pose_codebook_size, num_pose_tokens, num_joints
         )
-        self.prompt_encoder = PromptEncoder(
-            tokenizer,
-            token_ids,
-            self.pose_codebook_size,
-            num_pose_tokens,
-            image_seq_length,
-            self.pose_spans.is_code,
-        )
+        self.prompt_encoder = PromptEncoder(tokenizer, token_ids, image_seq_length, self.pose_spans)
         # Read by ProcessorMixin's multimodal helpers (token type ids, placeholder checks).
         self.image_token = IMAGE_TOKEN
 
@@ -194,7 +182,7 @@ class UniPoseProcessor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         names = [*self.tokenizer.model_input_names, *self.image_processor.model_input_names]
-        return list(dict.fromkeys([*names, "pose_pixel_values", "pose_values", "pose_labels"]))
+        return list(dict.fromkeys([*names, "pose_pixel_values", "pose_values"]))
 
     def replace_image_token(self, image_inputs: dict | None = None, image_idx: int = 0, **kwargs) -> str:
         """The text that replaces one `<image>` placeholder: `image_seq_length` copies of `<image>`, between
@@ -329,8 +317,7 @@ class UniPoseProcessor(ProcessorMixin):
             - **pose_values** `(num_poses, num_joints, 6)` float32 -- when poses are given as rotations;
             - **labels** `(batch, length)` -- when `target_poses` are given: `-100` everywhere except at the
               query positions, which hold the vocabulary id of their code (`pose_code_token_offset` + code),
-              as the model's loss reads them: `model(**inputs).loss` is the pose loss. (**pose_labels** holds
-              the same, for callers that still read it; it will be removed.)
+              as the model's loss reads them: `model(**inputs).loss` is the pose loss.
         """
         if videos is not None or audio is not None:
             raise ValueError(f"{type(self).__name__} takes no `videos` or `audio`.")
@@ -349,11 +336,8 @@ class UniPoseProcessor(ProcessorMixin):
                 )
             if images is None:
                 raise ValueError(f"{type(self).__name__} needs `text`, `images` or both.")
-            entries, _ = split_inputs(images, "images", is_image_item, "an image")
-            flat_images = [image for label, item in entries for image in to_rgb_images(item, label)]
-            return BatchFeature(
-                self._process_image_list(flat_images, images_kwargs), tensor_type=return_tensors
-            )
+            pixels = self._process_image_list(read_images(images), images_kwargs)
+            return BatchFeature(pixels, tensor_type=return_tensors)
 
         texts = read_texts(text)
         found = [[match.group() for match in placeholders(sample, sanitize)] for sample in texts]
@@ -382,7 +366,6 @@ class UniPoseProcessor(ProcessorMixin):
         data = dict(encoding)
         if target_poses is not None:
             data["labels"] = self.pose_spans.labels(encoding["input_ids"], spans, sample_targets)
-            data["pose_labels"] = data["labels"]  # deprecated name of the same labels
         flat_images = [image for group in sample_images for image in group]
         if flat_images:
             data.update(self._process_image_list(flat_images, images_kwargs))
@@ -450,7 +433,7 @@ class UniPoseProcessor(ProcessorMixin):
             `str`: the text.
         """
         row = as_id_row(token_ids, "token_ids")
-        return self.pose_spans.decode(self.tokenizer, [row], skip_special_tokens, pose_spans, **kwargs)[0]
+        return self.pose_spans.decode([row], skip_special_tokens, pose_spans, **kwargs)[0]
 
     def batch_decode(
         self, sequences: Any, skip_special_tokens: bool = True, pose_spans: str = "marker", **kwargs
@@ -470,7 +453,7 @@ class UniPoseProcessor(ProcessorMixin):
         ```
         """
         rows = as_id_rows(sequences, "sequences")
-        return self.pose_spans.decode(self.tokenizer, rows, skip_special_tokens, pose_spans, **kwargs)
+        return self.pose_spans.decode(rows, skip_special_tokens, pose_spans, **kwargs)
 
     def post_process_image_text_to_text(
         self, generated_outputs, skip_special_tokens: bool = True, **kwargs

@@ -180,12 +180,10 @@ class UniPoseDataCollator:
             return_assistant_tokens_mask=True,
             processor_kwargs=processor_kwargs,
         )
+        # The processor labels the answers: their tokens, and the codes of `target_poses` at their queries.
         input_ids = np.asarray(inputs["input_ids"][0], dtype=np.int64)
         answer = np.asarray(inputs["assistant_masks"][0], dtype=bool)
-        labels = np.where(answer, input_ids, IGNORE_INDEX)
-        if "pose_labels" in inputs:
-            pose_labels = np.asarray(inputs["pose_labels"][0], dtype=np.int64)
-            labels = np.where(pose_labels != IGNORE_INDEX, pose_labels, labels)
+        labels = np.asarray(inputs["labels"][0], dtype=np.int64)
         return {
             "input_ids": input_ids,
             "labels": labels,
