@@ -21,7 +21,6 @@ from unipose.modeling_unipose import (
 )
 from unipose.testing import near_rotation_matrices, tiny_model, tiny_unipose_config
 
-
 N = 80  # tokens per pose of every config (tiny ones included)
 
 
@@ -553,6 +552,35 @@ def test_mixed_task_batch_with_left_padding_equals_single_runs(config):
         assert torch.equal(batch.pose_codes[row], alone.pose_codes[0])
 
 
+def test_positions_no_running_row_attends_to_leave_the_cache(config):
+    """Once the row that wrote a pose has left the batch, the positions only it attended to (its queries, which
+    are masked-out padding for the text row) leave the cache: the text row decodes over the cache it has alone."""
+    model = tiny_model(config, seed=6)
+    prompts = [text(3, 4, config.pose_start_token_id), text(6, 7, 8, 9, 10)]  # a pose, then 3 text tokens; text
+
+    def cache_lengths(prompts):
+        seen = []
+
+        def record(module, args, kwargs):
+            cache = kwargs.get("past_key_values")
+            seen.append((cache.get_seq_length(), kwargs.get("attention_mask") is None))
+
+        hook = model.model.register_forward_pre_hook(record, with_kwargs=True)
+        try:
+            out = _generate(model, prompts, max_new_tokens=N + 1 + 3, eos_token_id=None)
+        finally:
+            hook.remove()
+        return out, seen
+
+    batch, in_batch = cache_lengths(prompts)
+    alone, by_itself = cache_lengths(prompts[1:])
+    assert torch.equal(batch.sequences[1, len(prompts[1]) :], alone.sequences[0, len(prompts[1]) :])
+    # Before the pose row leaves, the cache holds its queries; after, exactly what the text row holds alone,
+    # with no mask left to apply.
+    assert in_batch[3][0] == len(prompts[1]) + N + 2
+    assert in_batch[-10:] == by_itself[-10:]
+
+
 def test_rows_switching_between_pose_and_text_steps_decode_as_alone(config):
     """With `<p>` always preferred, the row whose prompt ends with `<p>` writes a pose while the other writes
     `<p>`, then they swap: every step mixes a pose step and a text step."""
@@ -639,7 +667,6 @@ def test_remote_code_round_trip_without_the_package(tmp_path):
     from unipose.testing import tiny_model_and_processor
 
     model, processor = tiny_model_and_processor(seed=11)
-    config = model.config
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     closure = sorted(p.name for p in tmp_path.glob("*.py"))

@@ -1065,6 +1065,22 @@ class _GrowingCacheLayer(DynamicLayer):
         return self.keys, self.values
 
 
+def _drop_unattended_positions(cache: DynamicCache, attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """Removes from `cache` and `attention_mask` `(batch, cache length)` the positions that no row attends to,
+    and returns the mask (`None` once nothing is masked). A masked key weighs nothing in attention and positions
+    are counted on the mask, so what every row computes stays the same, over a shorter cache. Caches with
+    layers other than plain dynamic ones (sliding windows, quantized) are left as they are."""
+    kept = attention_mask.bool().any(dim=0)
+    if bool(kept.all()) or any(type(layer) not in (DynamicLayer, _GrowingCacheLayer) for layer in cache.layers):
+        return attention_mask
+    index = kept.nonzero().squeeze(-1)
+    for layer in cache.layers:
+        if layer.get_seq_length() > 0:
+            layer.keys, layer.values = layer.keys.index_select(-2, index), layer.values.index_select(-2, index)
+    attention_mask = attention_mask[:, index]
+    return None if bool(attention_mask.all()) else attention_mask
+
+
 def _with_growing_layers(cache: Cache | None) -> Cache | None:
     """`cache` with its empty plain [`DynamicLayer`]s (those `generate` creates) made [`_GrowingCacheLayer`]s."""
     if not isinstance(cache, DynamicCache) or cache.get_seq_length() > 0:
@@ -1305,12 +1321,16 @@ def _unipose_decode(
         # 2. Finished rows leave the batch and the cache, so that they cost nothing more. (Unless none would be
         #    left: under `synced_gpus` a process whose rows are all finished steps on with them, feeding
         #    masked-out padding, until its peers are done.)
+        #    The positions that no running row attends to any more (the queries of a pose written beside them,
+        #    the padding of a longer prompt) leave the cache with them.
         running = [index for index, row in enumerate(active) if not finished[row]]
         if running and len(running) < len(active) and isinstance(cache, DynamicCache):
             cache.batch_select_indices(torch.tensor(running, device=device))
-            attention_mask = None if attention_mask is None else attention_mask[running]
             active = [active[index] for index in running]
             slot, dropped_rows = {row: index for index, row in enumerate(active)}, True
+            if attention_mask is not None:
+                attention_mask = _drop_unattended_positions(cache, attention_mask[running])
+                cache_length = cache.get_seq_length()
 
         # 3. One step. Every running row feeds its pending token; a row whose token is `<p>` feeds the queries of
         #    its pose after it, the others masked-out padding, so every row gets exactly what it would get alone.
