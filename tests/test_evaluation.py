@@ -539,25 +539,14 @@ def test_evaluation_refuses_predictions_of_another_run(tmp_path, tiny_unipose):
 
     model, processor = tiny_unipose
     dataset = _pose_text_records(4, 31)
-    evaluate_task(
-        "text-to-pose",
-        model,
-        processor,
-        dataset,
-        tmp_path,
-        EvaluationSettings(batch_size=2, num_examples=0),
-        progress=False,
-    )
+
+    def evaluate(batch_size):
+        settings = EvaluationSettings(batch_size=batch_size, num_examples=0)
+        evaluate_task("text-to-pose", model, processor, dataset, tmp_path, settings, progress=False)
+
+    evaluate(batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
-        evaluate_task(
-            "text-to-pose",
-            model,
-            processor,
-            dataset,
-            tmp_path,
-            EvaluationSettings(batch_size=4, num_examples=0),
-            progress=False,
-        )
+        evaluate(batch_size=4)
     again = evaluate_task(
         "text-to-pose",
         model,
