@@ -345,18 +345,24 @@ def evaluate(work: Path, out: Path) -> None:
 def publish_evaluation(run_dir: Path, corpus: Path, out: Path, args: list[str], minutes: float | None) -> None:
     """The results of the `unipose evaluate` run in `run_dir` (made by `unipose ARGS` on `corpus`) into
     `out/evaluation`, with the corpus's manifest and a README with the command; then the card again."""
+    from unipose.files import publish_files
+
     evaluation_dir = out / "evaluation"
-    evaluation_dir.mkdir(parents=True, exist_ok=True)
+    # Staged beside it, then moved in file by file (each one whole), `results.json` last.
+    staging = out / ".evaluation.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     for name in EVALUATION_FILES:
-        shutil.copy(run_dir / name, evaluation_dir / name)
-    shutil.rmtree(evaluation_dir / "examples", ignore_errors=True)
+        shutil.copy(run_dir / name, staging / name)
     if (run_dir / "examples").exists():
-        shutil.copytree(run_dir / "examples", evaluation_dir / "examples")
+        shutil.copytree(run_dir / "examples", staging / "examples")
     for run in run_dir.glob("*/run.json"):
-        (evaluation_dir / run.parent.name).mkdir(exist_ok=True)
-        shutil.copy(run, evaluation_dir / run.parent.name / run.name)
-    shutil.copy(corpus / "synthetic_corpus.json", evaluation_dir / CORPUS_MANIFEST)
-    write_evaluation_readme(evaluation_dir, args, minutes)
+        (staging / run.parent.name).mkdir(exist_ok=True)
+        shutil.copy(run, staging / run.parent.name / run.name)
+    shutil.copy(corpus / "synthetic_corpus.json", staging / CORPUS_MANIFEST)
+    write_evaluation_readme(staging, args, minutes)
+    shutil.rmtree(evaluation_dir / "examples", ignore_errors=True)
+    publish_files(staging, evaluation_dir, last=("results.json",))
     write_card(out)
 
 

@@ -122,14 +122,14 @@ def expand_placeholders(
     ProcessorMixin's replacement offsets.
     """
     kinds = {IMAGE_TOKEN: "image", POSE_TOKEN: "pose", POSE_QUERY_TOKEN: "pose_query"}
+    fixed = {IMAGE_TOKEN: image_text, POSE_QUERY_TOKEN: query_text}  # the same text for every one
     expanded, offsets = [], []
     for text, sample_pose_texts in zip(texts, pose_texts, strict=True):
         poses = iter(sample_pose_texts)
         pieces, sample_offsets, last, shift = [], [], 0, 0
         for match in placeholders(text, sanitize):
             token, (start, end) = match.group(), match.span()
-            replacement = {IMAGE_TOKEN: image_text, POSE_QUERY_TOKEN: query_text}.get(token)
-            replacement = next(poses) if replacement is None else replacement
+            replacement = next(poses) if token == POSE_TOKEN else fixed[token]
             pieces += [text[last:start], replacement]
             sample_offsets.append(
                 {

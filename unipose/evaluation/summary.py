@@ -15,23 +15,36 @@ card; `train/build_unipose_tiny.py --steps card` does so for the bundled model.
 
 from __future__ import annotations
 
-from .runner import TASKS
+from .metrics import DEFAULT_NUM_REPETITIONS, DEFAULT_POOL_SIZE
+from .runner import R_PRECISION_HEADLINE, TASKS
 from .significance import DEFAULT_NUM_RESAMPLES
 
-# The headline metrics of `unipose evaluate` (`unipose.evaluation.runner.HEADLINE_METRICS`): unit and meaning.
-HEADLINE_METRICS = {
+# Unit and meaning of each headline metric of `unipose evaluate` (`runner.HEADLINE_METRICS`); the pools of the
+# R-precision are those of the run's settings.
+METRIC_UNITS = {
     "MPJPE": ("mm", "mean per-joint position error after aligning the pelvis, 22 body joints"),
     "PA-MPJPE": ("mm", "MPJPE after a Procrustes similarity alignment"),
     "ROUGE-L": ("F-measure, %", "ROUGE-L F-measure of the generated text against the best of its reference texts"),
-    "R-Precision@1 (posescript)": (
+    R_PRECISION_HEADLINE: (
         "% of texts",
-        "share of generated texts whose true pose (or pose pair) the retrieval model ranks first among 32 "
-        "candidates in every one of 10 random pools; chance is about 1/32 = 3.1 %",
+        "share of generated texts whose true pose (or pose pair) the retrieval model ranks first among "
+        "{pool_size} candidates in every one of {num_repetitions} random pools; chance is about "
+        "1/{pool_size} = {chance:.1f} %",
     ),
 }
 # How the table names a metric whose key is terse.
-METRIC_NAMES = {"R-Precision@1 (posescript)": "R-Precision@1, PoseScript protocol"}
+METRIC_NAMES = {R_PRECISION_HEADLINE: "R-Precision@1, PoseScript protocol"}
 VERDICTS = {"better": "**better**", "worse": "**worse**", "no significant difference": "not significant"}
+
+
+def _meaning(metric: str, results: dict) -> str:
+    settings = results.get("settings", {})
+    pool_size = settings.get("pool_size", DEFAULT_POOL_SIZE)
+    return METRIC_UNITS[metric][1].format(
+        pool_size=pool_size,
+        num_repetitions=settings.get("num_repetitions", DEFAULT_NUM_REPETITIONS),
+        chance=100 / pool_size,
+    )
 
 
 def _task_titles() -> dict[str, str]:
@@ -85,7 +98,7 @@ def evaluation_table(results: dict) -> str:
         "| --- | --- | --- | ---: | ---: | --- | ---: | --- |",
     ]
     for _, title, metric, entry, baseline in rows:
-        unit = HEADLINE_METRICS.get(metric, ("", ""))[0]
+        unit = METRIC_UNITS.get(metric, ("", ""))[0]
         direction = "lower is better" if entry["lower_is_better"] else "higher is better"
         cells = [title, f"{METRIC_NAMES.get(metric, metric)} ({direction})", unit, _interval_cell(entry["ours"])]
         if baseline is None:
@@ -100,9 +113,9 @@ def evaluation_table(results: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     used = dict.fromkeys(metric for _, _, metric, _, _ in rows)
     lines += [""] + [
-        f"- {METRIC_NAMES.get(metric, metric)}: {HEADLINE_METRICS[metric][1]}."
+        f"- {METRIC_NAMES.get(metric, metric)}: {_meaning(metric, results)}."
         for metric in used
-        if metric in HEADLINE_METRICS
+        if metric in METRIC_UNITS
     ]
     return "\n".join(lines)
 
@@ -159,7 +172,7 @@ def evaluation_caveats(results: dict) -> list[str]:
     for _, title, metric, entry, baseline in _headline_rows(results):
         if baseline is None or entry["verdict"] == "better":
             continue
-        unit = HEADLINE_METRICS.get(metric, ("", ""))[0]
+        unit = METRIC_UNITS.get(metric, ("", ""))[0]
         figures = (
             f"{entry['ours']['mean']:.1f} against {entry['baseline']['mean']:.1f} {unit} for the baseline "
             f"({baseline}); difference {_interval_cell(entry['difference'], signed=True)}"
@@ -173,4 +186,4 @@ def evaluation_caveats(results: dict) -> list[str]:
     return caveats
 
 
-__all__ = ["HEADLINE_METRICS", "evaluation_caveats", "evaluation_section", "evaluation_table"]
+__all__ = ["METRIC_UNITS", "evaluation_caveats", "evaluation_section", "evaluation_table"]
