@@ -211,6 +211,15 @@ class MeasurementKind:
 _RELATIVE_BINS = (-0.15, -0.05, 0.05, 0.15)  # metres
 _ANGLE_CHANGE_BINS = (-80.0, -45.0, -18.0, 18.0, 45.0, 80.0)  # degrees
 _CHANGE_CATEGORIES = ("much_less", "less", "slightly_less", "same", "slightly_more", "more", "much_more")
+_COARSE_CHANGES = ("much_less", "less", "same", "more", "much_more")
+_ROLL_CATEGORIES = ("right", "slightly_right", "none", "slightly_left", "left")
+_TWIST_CATEGORIES = ("right_far", "right", "none", "left", "left_far")
+_TILT_CATEGORIES = ("upright", "tilted", "horizontal", "tipped", "inverted")
+_HEADING_CHANGE_CATEGORIES = (
+    *("around_right", "back_right", "right", "slightly_right"),
+    "same",
+    *("slightly_left", "left", "back_left", "around_left"),
+)
 
 KINDS: dict[str, MeasurementKind] = {
     kind.name: kind
@@ -223,33 +232,15 @@ KINDS: dict[str, MeasurementKind] = {
             jitter=5.0,
             unit="degree",
         ),
-        MeasurementKind(
-            "distance", (0.20, 0.40, 0.80), ("close", "spaced", "apart", "far"), jitter=0.03, unit="m"
-        ),
+        MeasurementKind("distance", (0.20, 0.40, 0.80), ("close", "spaced", "apart", "far"), 0.03, unit="m"),
         # Position of the first point relative to the second along the body's left (x), up (y), forward (z).
-        MeasurementKind(
-            "x",
-            _RELATIVE_BINS,
-            ("right", "slightly_right", "aligned", "slightly_left", "left"),
-            0.02,
-            True,
-            "m",
-        ),
-        MeasurementKind(
-            "y",
-            _RELATIVE_BINS,
-            ("below", "slightly_below", "level", "slightly_above", "above"),
-            0.02,
-            True,
-            "m",
-        ),
-        MeasurementKind(
-            "z",
-            _RELATIVE_BINS,
-            ("behind", "slightly_behind", "aligned", "slightly_front", "front"),
-            0.02,
-            True,
-            "m",
+        *(
+            MeasurementKind(axis, _RELATIVE_BINS, categories, jitter=0.02, signed=True, unit="m")
+            for axis, categories in (
+                ("x", ("right", "slightly_right", "aligned", "slightly_left", "left")),
+                ("y", ("below", "slightly_below", "level", "slightly_above", "above")),
+                ("z", ("behind", "slightly_behind", "aligned", "slightly_front", "front")),
+            )
         ),
         # Angle between a segment (first point -> second) and the world's up direction: 0 points up.
         MeasurementKind(
@@ -270,70 +261,26 @@ KINDS: dict[str, MeasurementKind] = {
             unit="degree",
         ),
         # Sideways lean of the torso towards the body's left (> 0) or right (< 0).
-        MeasurementKind(
-            "roll",
-            (-30.0, -12.0, 12.0, 30.0),
-            ("right", "slightly_right", "none", "slightly_left", "left"),
-            3.0,
-            True,
-            "degree",
-        ),
+        MeasurementKind("roll", (-30.0, -12.0, 12.0, 30.0), _ROLL_CATEGORIES, 3.0, True, "degree"),
         # Turn of the shoulder line relative to the hip line about the spine; > 0 turns the chest left.
-        MeasurementKind(
-            "twist",
-            (-45.0, -20.0, 20.0, 45.0),
-            ("right_far", "right", "none", "left", "left_far"),
-            4.0,
-            True,
-            "degree",
-        ),
+        MeasurementKind("twist", (-45.0, -20.0, 20.0, 45.0), _TWIST_CATEGORIES, 4.0, True, "degree"),
         # Angle between the spine and the world's up direction: 0 upright, 90 lying, 180 upside down.
-        MeasurementKind(
-            "tilt",
-            (30.0, 60.0, 120.0, 150.0),
-            ("upright", "tilted", "horizontal", "tipped", "inverted"),
-            5.0,
-            unit="degree",
-        ),
+        MeasurementKind("tilt", (30.0, 60.0, 120.0, 150.0), _TILT_CATEGORIES, 5.0, unit="degree"),
         # Upward component of the body's forward axis: > 0 faces the sky (lying on the back).
         MeasurementKind("facing", (-0.6, 0.6), ("down", "sideways", "up"), jitter=0.05),
         # Upward component of the body's left axis: < 0 has the left side down (lying on the left side).
         MeasurementKind("side_down", (-0.6, 0.6), ("left", "level", "right"), jitter=0.05, signed=True),
         # ---- changes from pose A to pose B (B minus A) ----
         MeasurementKind("angle_change", _ANGLE_CHANGE_BINS, _CHANGE_CATEGORIES, 5.0, True, "degree"),
-        MeasurementKind(
-            "distance_change",
-            (-0.4, -0.1, 0.1, 0.4),
-            ("much_less", "less", "same", "more", "much_more"),
-            0.03,
-            True,
-            "m",
-        ),
-        MeasurementKind(
-            "position_change",
-            (-0.40, -0.15, 0.15, 0.40),
-            ("much_less", "less", "same", "more", "much_more"),
-            0.03,
-            True,
-            "m",
-        ),
+        MeasurementKind("distance_change", (-0.4, -0.1, 0.1, 0.4), _COARSE_CHANGES, 0.03, True, "m"),
+        MeasurementKind("position_change", (-0.40, -0.15, 0.15, 0.40), _COARSE_CHANGES, 0.03, True, "m"),
         MeasurementKind(
             "heading_change",
             (-150.0, -120.0, -60.0, -20.0, 20.0, 60.0, 120.0, 150.0),
-            (
-                "around_right",
-                "back_right",
-                "right",
-                "slightly_right",
-                "same",
-                "slightly_left",
-                "left",
-                "back_left",
-                "around_left",
-            ),
-            5.0,
-            True,
-            "degree",
+            _HEADING_CHANGE_CATEGORIES,
+            jitter=5.0,
+            signed=True,
+            unit="degree",
         ),
         # Difference of two category indices (B minus A), e.g. of "height" or of a fired super-code.
         MeasurementKind("category_change", (-0.5, 0.5), ("less", "same", "more"), 0.0, True),
@@ -430,113 +377,100 @@ _ELIGIBILITY_LETTERS = {"N": NEVER, "S": SAY, "R": RARE}
 _RELATIONS = ("distance", "x", "y", "z")
 
 
-def _code(name: str, kind: str, points: str, eligibility: str, subject=None, **options) -> list[Posecode]:
-    """
-    Declare a posecode (and its mirror) compactly: `points` space-separated, `eligibility` one letter per
-    category (`N`ever, `S`ay, `R`are). The subject defaults to the angle's vertex or the first point, and
-    for relations the other entity to the second point.
-    """
-    points = tuple(points.split())
-    if subject is None:
-        subject = points[1] if kind == "angle" else points[0]
-        if kind in _RELATIONS:
-            options.setdefault("other", points[1])
-    eligibility = tuple(_ELIGIBILITY_LETTERS[letter] for letter in eligibility)
-    return _with_mirror(Posecode(name, kind, points, eligibility, subject, **options))
+# The posecodes in the order a caption walks the body: whole body and torso, then arms, then legs. Each
+# left-side code gets its right-side mirror. `says` has one letter per category of the kind: `N`ever, `S`ay
+# or `R`are; `pairs` says whether the code is also measured as a change between two poses. The subject
+# defaults to the angle's vertex or the first point, and a relation's other entity to its second point; a
+# relation with a subject of its own (a pair of sides: "hands", "arms") uses the pair phrases.
+_POSECODE_TABLE = """
+# name                              kind      says   pairs subject        points
+# ---- whole body and torso ----
+torso_tilt                           tilt      NNNNR  no    body           -
+body_facing                          facing    NNN    no    body           -
+body_side_down                       side_down NNN    no    body           -
+torso_pitch                          pitch     SSNSSS yes   torso          -
+torso_roll                           roll      SNNNS  yes   torso          -
+torso_twist                          twist     SSNSS  yes   torso          -
+head_vs_pelvis_y                     y         RNNNN  no    -              head pelvis
+# ---- arms ----
+left_elbow_angle                     angle     RSSSNS yes   -              left_shoulder left_elbow left_wrist
+left_upper_arm_elevation             elevation SNSNN  no    left_upper_arm left_shoulder left_elbow
+left_forearm_elevation               elevation SNSNN  no    left_forearm   left_elbow left_wrist
+left_hand_vs_head_y                  y         NNSNR  yes   -              left_hand head
+left_elbow_vs_head_y                 y         NNNNS  no    -              left_elbow head
+left_hand_vs_shoulder_y              y         NNSNS  yes   -              left_hand left_shoulder
+left_elbow_vs_shoulder_y             y         NNNNS  yes   -              left_elbow left_shoulder
+left_hand_vs_pelvis_y                y         NNSNS  yes   -              left_hand pelvis
+left_hand_vs_knee_y                  y         SNNNN  yes   -              left_hand left_knee
+hands_y                              y         SNNNS  yes   -              left_hand right_hand
+left_hand_vs_torso_z                 z         SNNNS  yes   -              left_hand torso
+left_elbow_vs_torso_z                z         SNNNN  no    -              left_elbow torso
+hands_z                              z         NNNNN  yes   -              left_hand right_hand
+# Only the outward direction: a hand inside its shoulder line is the common case.
+left_hand_vs_shoulder_x              x         NNNNS  yes   -              left_hand left_shoulder
+# A left hand to the right of the right shoulder reaches across the body.
+left_hand_vs_right_shoulder_x        x         SNNNN  no    -              left_hand right_shoulder
+arms_crossed                         x         RNNNN  no    arms           left_hand right_hand
+hands_distance                       distance  SNNS   yes   hands          left_hand right_hand
+elbows_distance                      distance  RNNN   no    elbows         left_elbow right_elbow
+left_hand_vs_head_distance           distance  SNNN   yes   -              left_hand head
+left_hand_vs_right_shoulder_distance distance  SNNN   yes   -              left_hand right_shoulder
+left_hand_vs_shoulder_distance       distance  SNNN   no    -              left_hand left_shoulder
+left_hand_vs_hip_distance            distance  SNNN   yes   -              left_hand left_hip
+left_hand_vs_torso_distance          distance  SNNN   no    -              left_hand torso
+left_hand_vs_right_elbow_distance    distance  SNNN   no    -              left_hand right_elbow
+left_hand_vs_knee_distance           distance  SNNN   yes   -              left_hand left_knee
+left_hand_vs_right_knee_distance     distance  SNNN   no    -              left_hand right_knee
+left_hand_vs_foot_distance           distance  RNNN   yes   -              left_hand left_foot
+left_hand_vs_right_foot_distance     distance  RNNN   no    -              left_hand right_foot
+left_hand_height                     height    RN     yes   -              left_hand
+left_elbow_height                    height    RN     no    -              left_elbow
+# ---- legs ----
+left_knee_angle                      angle     RSSSNS yes   -              left_hip left_knee left_ankle
+left_thigh_elevation                 elevation RRSNN  no    left_thigh     left_hip left_knee
+left_shin_elevation                  elevation RRSNN  no    left_shin      left_knee left_ankle
+left_knee_vs_hip_y                   y         NNSNR  yes   -              left_knee left_hip
+left_foot_vs_knee_y                  y         NNSNR  no    -              left_foot left_knee
+left_foot_vs_right_knee_y            y         NNNNS  no    -              left_foot right_knee
+left_foot_vs_hip_y                   y         NNSNR  yes   -              left_foot left_hip
+feet_y                               y         SNNNS  yes   -              left_foot right_foot
+left_knee_vs_hip_z                   z         SNNNS  yes   -              left_knee left_hip
+left_foot_vs_hip_z                   z         SNNNS  yes   -              left_foot left_hip
+feet_z                               z         SNNNS  yes   -              left_foot right_foot
+# A left foot to the right of the left hip steps across the body.
+left_foot_vs_hip_x                   x         SNNNN  yes   -              left_foot left_hip
+legs_crossed                         x         RNNNN  no    legs           left_foot right_foot
+feet_distance                        distance  SNSR   yes   feet           left_foot right_foot
+knees_distance                       distance  NNSS   yes   knees          left_knee right_knee
+left_foot_vs_right_knee_distance     distance  RNNN   no    -              left_foot right_knee
+left_knee_height                     height    RN     yes   -              left_knee
+left_foot_height                     height    NS     yes   -              left_foot
+pelvis_height                        height    RNN    no    -              pelvis
+head_height                          height    RN     no    -              head
+"""
+# The pelvis joint sits well inside the body: seated on the floor it is ~0.15 m above the lowest joint, lying
+# down (on the side, or with the knees up) up to ~0.5 m, bent over from standing ~0.9 m; the second bin tells
+# lying from bending over.
+_OWN_BINS = {"pelvis_height": {"thresholds": (0.17, 0.60), "categories": ("ground", "low", "raised")}}
+_PAIR_PHRASES = {"distance": "distance_pair", "x": "crossed"}
 
 
 def _build_posecodes() -> tuple[Posecode, ...]:
-    # Left-side codes get their right-side mirror automatically. The declaration order is the walk over the
-    # body that orders a caption: whole body and torso, then arms, then legs.
-    no_pairs = {"in_pairs": False}
-    pair_of_sides = {"phrase": "distance_pair"}
     codes = []
-    # ---- whole body and torso ----
-    codes += _code("torso_tilt", "tilt", "", "NNNNR", "body", **no_pairs)
-    codes += _code("body_facing", "facing", "", "NNN", "body", **no_pairs)
-    codes += _code("body_side_down", "side_down", "", "NNN", "body", **no_pairs)
-    codes += _code("torso_pitch", "pitch", "", "SSNSSS", "torso")
-    codes += _code("torso_roll", "roll", "", "SNNNS", "torso")
-    codes += _code("torso_twist", "twist", "", "SSNSS", "torso")
-    codes += _code("head_vs_pelvis_y", "y", "head pelvis", "RNNNN", **no_pairs)
-    # ---- arms ----
-    codes += _code("left_elbow_angle", "angle", "left_shoulder left_elbow left_wrist", "RSSSNS")
-    codes += _code(
-        "left_upper_arm_elevation",
-        "elevation",
-        "left_shoulder left_elbow",
-        "SNSNN",
-        "left_upper_arm",
-        **no_pairs,
-    )
-    codes += _code(
-        "left_forearm_elevation", "elevation", "left_elbow left_wrist", "SNSNN", "left_forearm", **no_pairs
-    )
-    codes += _code("left_hand_vs_head_y", "y", "left_hand head", "NNSNR")
-    codes += _code("left_elbow_vs_head_y", "y", "left_elbow head", "NNNNS", **no_pairs)
-    codes += _code("left_hand_vs_shoulder_y", "y", "left_hand left_shoulder", "NNSNS")
-    codes += _code("left_elbow_vs_shoulder_y", "y", "left_elbow left_shoulder", "NNNNS")
-    codes += _code("left_hand_vs_pelvis_y", "y", "left_hand pelvis", "NNSNS")
-    codes += _code("left_hand_vs_knee_y", "y", "left_hand left_knee", "SNNNN")
-    codes += _code("hands_y", "y", "left_hand right_hand", "SNNNS")
-    codes += _code("left_hand_vs_torso_z", "z", "left_hand torso", "SNNNS")
-    codes += _code("left_elbow_vs_torso_z", "z", "left_elbow torso", "SNNNN", **no_pairs)
-    codes += _code("hands_z", "z", "left_hand right_hand", "NNNNN")
-    # Only the outward direction: a hand inside its shoulder line is the common case.
-    codes += _code("left_hand_vs_shoulder_x", "x", "left_hand left_shoulder", "NNNNS")
-    # A left hand to the right of the right shoulder reaches across the body.
-    codes += _code("left_hand_vs_right_shoulder_x", "x", "left_hand right_shoulder", "SNNNN", **no_pairs)
-    codes += _code("arms_crossed", "x", "left_hand right_hand", "RNNNN", "arms", phrase="crossed", **no_pairs)
-    codes += _code("hands_distance", "distance", "left_hand right_hand", "SNNS", "hands", **pair_of_sides)
-    codes += _code(
-        "elbows_distance", "distance", "left_elbow right_elbow", "RNNN", "elbows", **pair_of_sides, **no_pairs
-    )
-    codes += _code("left_hand_vs_head_distance", "distance", "left_hand head", "SNNN")
-    codes += _code("left_hand_vs_right_shoulder_distance", "distance", "left_hand right_shoulder", "SNNN")
-    codes += _code(
-        "left_hand_vs_shoulder_distance", "distance", "left_hand left_shoulder", "SNNN", **no_pairs
-    )
-    codes += _code("left_hand_vs_hip_distance", "distance", "left_hand left_hip", "SNNN")
-    codes += _code("left_hand_vs_torso_distance", "distance", "left_hand torso", "SNNN", **no_pairs)
-    codes += _code(
-        "left_hand_vs_right_elbow_distance", "distance", "left_hand right_elbow", "SNNN", **no_pairs
-    )
-    codes += _code("left_hand_vs_knee_distance", "distance", "left_hand left_knee", "SNNN")
-    codes += _code("left_hand_vs_right_knee_distance", "distance", "left_hand right_knee", "SNNN", **no_pairs)
-    codes += _code("left_hand_vs_foot_distance", "distance", "left_hand left_foot", "RNNN")
-    codes += _code("left_hand_vs_right_foot_distance", "distance", "left_hand right_foot", "RNNN", **no_pairs)
-    codes += _code("left_hand_height", "height", "left_hand", "RN")
-    codes += _code("left_elbow_height", "height", "left_elbow", "RN", **no_pairs)
-    # ---- legs ----
-    codes += _code("left_knee_angle", "angle", "left_hip left_knee left_ankle", "RSSSNS")
-    codes += _code(
-        "left_thigh_elevation", "elevation", "left_hip left_knee", "RRSNN", "left_thigh", **no_pairs
-    )
-    codes += _code(
-        "left_shin_elevation", "elevation", "left_knee left_ankle", "RRSNN", "left_shin", **no_pairs
-    )
-    codes += _code("left_knee_vs_hip_y", "y", "left_knee left_hip", "NNSNR")
-    codes += _code("left_foot_vs_knee_y", "y", "left_foot left_knee", "NNSNR", **no_pairs)
-    codes += _code("left_foot_vs_right_knee_y", "y", "left_foot right_knee", "NNNNS", **no_pairs)
-    codes += _code("left_foot_vs_hip_y", "y", "left_foot left_hip", "NNSNR")
-    codes += _code("feet_y", "y", "left_foot right_foot", "SNNNS")
-    codes += _code("left_knee_vs_hip_z", "z", "left_knee left_hip", "SNNNS")
-    codes += _code("left_foot_vs_hip_z", "z", "left_foot left_hip", "SNNNS")
-    codes += _code("feet_z", "z", "left_foot right_foot", "SNNNS")
-    # A left foot to the right of the left hip steps across the body.
-    codes += _code("left_foot_vs_hip_x", "x", "left_foot left_hip", "SNNNN")
-    codes += _code("legs_crossed", "x", "left_foot right_foot", "RNNNN", "legs", phrase="crossed", **no_pairs)
-    codes += _code("feet_distance", "distance", "left_foot right_foot", "SNSR", "feet", **pair_of_sides)
-    codes += _code("knees_distance", "distance", "left_knee right_knee", "NNSS", "knees", **pair_of_sides)
-    codes += _code("left_foot_vs_right_knee_distance", "distance", "left_foot right_knee", "RNNN", **no_pairs)
-    codes += _code("left_knee_height", "height", "left_knee", "RN")
-    codes += _code("left_foot_height", "height", "left_foot", "NS")
-    # The pelvis joint sits well inside the body: seated on the floor it is ~0.15 m above the lowest joint,
-    # lying down (on the side, or with the knees up) up to ~0.5 m, bent over from standing ~0.9 m; the
-    # second bin tells lying from bending over.
-    pelvis_bins = {"thresholds": (0.17, 0.60), "categories": ("ground", "low", "raised")}
-    codes += _code("pelvis_height", "height", "pelvis", "RNN", **pelvis_bins, **no_pairs)
-    codes += _code("head_height", "height", "head", "RN", **no_pairs)
+    for line in _POSECODE_TABLE.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, kind, says, pairs, subject, *points = line.split()
+        points = () if points == ["-"] else tuple(points)
+        options = dict(_OWN_BINS.get(name, {}), in_pairs=pairs == "yes")
+        if subject != "-":
+            options["phrase"] = _PAIR_PHRASES.get(kind) if kind in _RELATIONS else None
+        elif kind in _RELATIONS:
+            subject, options["other"] = points[0], points[1]
+        else:
+            subject = points[1] if kind == "angle" else points[0]
+        eligibility = tuple(_ELIGIBILITY_LETTERS[letter] for letter in says)
+        codes += _with_mirror(Posecode(name, kind, points, eligibility, subject, **options))
     return tuple(codes)
 
 
@@ -587,8 +521,43 @@ def torso_measures(points: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _compiled_fields(codes, kinds, edges, mirror_index: np.ndarray, mirror_sign: np.ndarray) -> dict:
+    """
+    The fields both tables compile alike: each code's bin edges padded with +inf, its eligibilities padded
+    with `NEVER`, its kind's jitter and sign, the mirror map and the index by name.
+    """
+    thresholds = np.full((len(codes), max(map(len, edges))), np.inf)
+    eligibility = np.full((len(codes), thresholds.shape[1] + 1), NEVER, dtype=np.int8)
+    for i, (code_edges, code) in enumerate(zip(edges, codes, strict=True)):
+        thresholds[i, : len(code_edges)] = code_edges
+        eligibility[i, : len(code.eligibility)] = code.eligibility
+    return {
+        "codes": codes,
+        "thresholds": thresholds,
+        "jitter": np.array([kind.jitter for kind in kinds]),
+        "signed": np.array([kind.signed for kind in kinds]),
+        "eligibility": eligibility,
+        "mirror_index": mirror_index,
+        "mirror_sign": mirror_sign,
+        "canonical": np.minimum(np.arange(len(codes)), mirror_index),
+        "name_index": {code.name: i for i, code in enumerate(codes)},
+    }
+
+
+class _CodeTable:
+    """What the compiled tables share: their length and the index of a code by name."""
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def index(self, name: str) -> int:
+        if name not in self.name_index:
+            raise KeyError(f"{type(self).__name__} has no code named {name!r}.")
+        return self.name_index[name]
+
+
 @dataclass(frozen=True)
-class PosecodeTable:
+class PosecodeTable(_CodeTable):
     """
     A compiled list of posecodes: index arrays for vectorised measurement, thresholds, eligibility, and the
     mirror map. Build it with [`PosecodeTable.build`].
@@ -624,15 +593,6 @@ class PosecodeTable:
             unknown = [point for point in code.points if point not in POINT_INDEX]
             if unknown:
                 raise ValueError(f"Posecode {code.name!r} names unknown points {unknown}.")
-        num_thresholds = max(
-            len(code.thresholds or kind.thresholds) for code, kind in zip(codes, kinds, strict=True)
-        )
-        thresholds = np.full((len(codes), num_thresholds), np.inf)
-        eligibility = np.zeros((len(codes), num_thresholds + 1), dtype=np.int8)
-        for i, (code, kind) in enumerate(zip(codes, kinds, strict=True)):
-            edges = code.thresholds or kind.thresholds
-            thresholds[i, : len(edges)] = edges
-            eligibility[i, : len(code.eligibility)] = code.eligibility
         mirror_index, mirror_sign = _mirror_map(codes)
         for i, code in enumerate(codes):
             expected = code.eligibility[::-1] if mirror_sign[i] < 0 else code.eligibility
@@ -646,28 +606,13 @@ class PosecodeTable:
             members = np.array([i for i, code in enumerate(codes) if code.kind == kind_name])
             points = np.array([[POINT_INDEX[p] for p in codes[i].points] for i in members], dtype=np.int64)
             groups.append((kind_name, members, points))
+        edges = [code.thresholds or kind.thresholds for code, kind in zip(codes, kinds, strict=True)]
         return cls(
-            codes=codes,
+            **_compiled_fields(codes, kinds, edges, mirror_index, mirror_sign),
             kinds=kinds,
-            thresholds=thresholds,
-            jitter=np.array([kind.jitter for kind in kinds]),
-            signed=np.array([kind.signed for kind in kinds]),
-            eligibility=eligibility,
             num_categories=np.array([len(code.eligibility) for code in codes]),
-            mirror_index=mirror_index,
-            mirror_sign=mirror_sign,
-            canonical=np.minimum(np.arange(len(codes)), mirror_index),
             groups=tuple(groups),
-            name_index={code.name: i for i, code in enumerate(codes)},
         )
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def index(self, name: str) -> int:
-        if name not in self.name_index:
-            raise KeyError(f"No posecode named {name!r}.")
-        return self.name_index[name]
 
 
 def _mirror_map(codes: tuple[Posecode, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -814,7 +759,7 @@ PAIRCODES: tuple[Paircode, ...] = _build_paircodes(POSECODES)
 
 
 @dataclass(frozen=True)
-class PaircodeTable:
+class PaircodeTable(_CodeTable):
     """Compiled pair codes, aligned with a [`PosecodeTable`] of the base posecodes."""
 
     codes: tuple[Paircode, ...]
@@ -833,39 +778,18 @@ class PaircodeTable:
     def build(cls, codes: tuple[Paircode, ...], posecodes: PosecodeTable) -> "PaircodeTable":
         kinds = [KINDS[code.kind] for code in codes]
         base_index = np.array([-1 if code.base is None else posecodes.index(code.base) for code in codes])
-        num_thresholds = max(len(kind.thresholds) for kind in kinds)
-        thresholds = np.full((len(codes), num_thresholds), np.inf)
-        eligibility = np.zeros((len(codes), num_thresholds + 1), dtype=np.int8)
-        for i, (code, kind) in enumerate(zip(codes, kinds, strict=True)):
-            thresholds[i, : len(kind.thresholds)] = kind.thresholds
-            eligibility[i, : len(code.eligibility)] = code.eligibility
         position = {int(b): i for i, b in enumerate(base_index) if b >= 0}
         mirror_index = np.array(
             [i if b < 0 else position[int(posecodes.mirror_index[b])] for i, b in enumerate(base_index)]
         )
         # The heading change flips sign under the mirror; other changes follow their base code.
         mirror_sign = np.array([-1.0 if b < 0 else posecodes.mirror_sign[b] for b in base_index])
+        edges = [kind.thresholds for kind in kinds]
         return cls(
-            codes=codes,
+            **_compiled_fields(codes, kinds, edges, mirror_index, mirror_sign),
             posecodes=posecodes,
             base_index=base_index,
-            thresholds=thresholds,
-            jitter=np.array([kind.jitter for kind in kinds]),
-            signed=np.array([kind.signed for kind in kinds]),
-            eligibility=eligibility,
-            mirror_index=mirror_index,
-            mirror_sign=mirror_sign,
-            canonical=np.minimum(np.arange(len(codes)), mirror_index),
-            name_index={code.name: i for i, code in enumerate(codes)},
         )
-
-    def __len__(self) -> int:
-        return len(self.codes)
-
-    def index(self, name: str) -> int:
-        if name not in self.name_index:
-            raise KeyError(f"No pair code named {name!r}.")
-        return self.name_index[name]
 
 
 def _wrap_degrees(angles: np.ndarray) -> np.ndarray:
