@@ -33,18 +33,7 @@ ARMS = [
     for part in ("collar", "shoulder", "elbow", "wrist")
 ]
 NOT_ARMS = [index for index in range(NUM_BODY_JOINTS) if index not in ARMS]
-UPRIGHT = (
-    "standing",
-    "walking",
-    "running",
-    "lunging",
-    "reaching",
-    "arms_raised",
-    "kicking",
-    "twisting",
-    "side_bend",
-    "jumping",
-)
+UPRIGHT = "standing walking running lunging reaching arms_raised kicking twisting side_bend jumping".split()
 
 
 @pytest.fixture(scope="module")

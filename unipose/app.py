@@ -41,17 +41,14 @@ from .demo import ASSETS, DEFAULT_MODEL, TASK_TITLES, task_records
 from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, open_npz, resolve_model_path
 from .rotations import to_rotation_6d
+from .task_formats import TASK_SLOTS
 from .visualization import contact_sheet, render_pose, save_obj
 
-# Which inputs each task reads (the keys of `INPUT_NAMES`), in the order its prompt does.
+# Which inputs each task reads (the keys of `INPUT_NAMES`), in the order its prompt does: its template slots,
+# a task of one pose or image reading the page's first.
+_INPUT_OF_SLOT = {"pose": "pose_a", "image": "image_a", "caption": "description"}
 TASK_INPUTS: dict[str, tuple[str, ...]] = {
-    "pose_to_text": ("pose_a",),
-    "image_to_text": ("image_a",),
-    "pose_diff": ("pose_a", "pose_b"),
-    "image_diff": ("image_a", "image_b"),
-    "text_to_pose": ("description",),
-    "pose_estimation": ("image_a",),
-    "pose_editing": ("pose_a", "instruction"),
+    task: tuple(_INPUT_OF_SLOT.get(slot, slot) for slot in slots) for task, slots in TASK_SLOTS.items()
 }
 INPUT_NAMES = {
     "image_a": "image A",
@@ -721,41 +718,34 @@ def build_app(app: AppModel, output_dir: str | os.PathLike | None = None):
                 )
                 needs = gr.Markdown(shown_inputs("pose_to_text")[-1], elem_id="needs")
                 with gr.Row():
-                    image_a = gr.Image(
-                        str(ASSETS / "image_a.jpg"),
-                        type="pil",
-                        label="Image A",
-                        height=220,
-                        elem_id="image_a",
-                        visible=False,
-                    )
-                    image_b = gr.Image(
-                        str(ASSETS / "image_b.jpg"),
-                        type="pil",
-                        label="Image B",
-                        height=220,
-                        elem_id="image_b",
-                        visible=False,
+                    image_a, image_b = (
+                        gr.Image(
+                            str(ASSETS / f"image_{letter}.jpg"),
+                            type="pil",
+                            label=f"Image {letter.upper()}",
+                            height=220,
+                            elem_id=f"image_{letter}",
+                            visible=False,
+                        )
+                        for letter in "ab"
                     )
                 with gr.Row():
                     pose_a_column, upload_a, example_a, preview_a = _pose_input("a", examples[0], visible=True)
                     pose_b_column, upload_b, example_b, preview_b = _pose_input("b", examples[1], visible=False)
                 bundled_texts = json.loads((ASSETS / "inputs.json").read_text())
-                description = gr.Textbox(
-                    bundled_texts["caption"],
-                    label="Description (Text-to-Pose)",
-                    lines=3,
-                    max_length=MAX_TEXT_CHARACTERS,
-                    elem_id="description",
-                    visible=False,
-                )
-                instruction = gr.Textbox(
-                    bundled_texts["instruction"],
-                    label="Instruction (Pose Editing)",
-                    lines=2,
-                    max_length=MAX_TEXT_CHARACTERS,
-                    elem_id="instruction",
-                    visible=False,
+                description, instruction = (
+                    gr.Textbox(
+                        bundled_texts[key],
+                        label=label,
+                        lines=lines,
+                        max_length=MAX_TEXT_CHARACTERS,
+                        elem_id=elem_id,
+                        visible=False,
+                    )
+                    for key, label, lines, elem_id in (
+                        ("caption", "Description (Text-to-Pose)", 3, "description"),
+                        ("instruction", "Instruction (Pose Editing)", 2, "instruction"),
+                    )
                 )
                 run = gr.Button("Run", variant="primary", elem_id="run")
             with gr.Column(scale=1):

@@ -217,14 +217,8 @@ def _base_tokenizer(base: Path, legacy: bool):
     backend = copy.deepcopy(tokenizer.backend_tokenizer)
     backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     backend.pre_tokenizer = None
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=tokenizer.bos_token,
-        eos_token=tokenizer.eos_token,
-        unk_token=tokenizer.unk_token,
-        pad_token=tokenizer.pad_token,
-        model_max_length=tokenizer.model_max_length,
-    )
+    kept = ("bos_token", "eos_token", "unk_token", "pad_token", "model_max_length")
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **{name: getattr(tokenizer, name) for name in kept})
 
 
 def read_sources(base: PathLike, unipose: PathLike, pose_tokenizer: PathLike, pose_vit: PathLike) -> dict:

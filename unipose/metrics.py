@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .body_model import pose_to_joints
+from .checks import check_same
 
 MILLIMETRES_PER_METRE = 1000.0
 # The K of Recall@K: for generated texts and poses (`unipose evaluate`), and for a retrieval model on its own data.
@@ -73,11 +74,7 @@ def _read_joints(pred, target) -> tuple[torch.Tensor, torch.Tensor, bool]:
             raise ValueError(f"`{name}` contains NaN or infinite values.")
         tensors.append(tensor.to(torch.float64))
     pred_tensor, target_tensor = tensors
-    if pred_tensor.shape != target_tensor.shape:
-        raise ValueError(
-            f"`pred_joints` and `target_joints` must have the same shape, got {tuple(pred_tensor.shape)} and "
-            f"{tuple(target_tensor.shape)}."
-        )
+    check_same(tuple(pred_tensor.shape), tuple(target_tensor.shape), ("pred_joints", "target_joints"), "shape")
     if pred_tensor.device != target_tensor.device:
         raise ValueError(
             f"`pred_joints` and `target_joints` must be on the same device, got {pred_tensor.device} and "
@@ -306,6 +303,19 @@ def _normalize(embeddings: torch.Tensor) -> torch.Tensor:
     return embeddings / embeddings.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(embeddings.dtype).tiny)
 
 
+def _similarity_chunks(queries: torch.Tensor, candidates: torch.Tensor):
+    """
+    Cosine similarities of the queries, a chunk of rows at a time, with every candidate, candidate `i` being the
+    true match of query `i`: yields `(rows, similarity (chunk, N), true_score (chunk,))`.
+    """
+    queries, candidates = _normalize(queries), _normalize(candidates)
+    num_items = queries.shape[0]
+    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
+        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
+        similarity = queries[rows] @ candidates.T
+        yield rows, similarity, similarity[torch.arange(len(rows)), rows]
+
+
 def _tie_broken_rank(
     scores: torch.Tensor, true_score: torch.Tensor, generator: torch.Generator, higher_is_better: bool = True
 ) -> torch.Tensor:
@@ -358,14 +368,10 @@ def recall_at_k(
     num_items = queries.shape[0]
     k_values = _check_top_k(k_values, num_items, "k_values")
     generator = torch.Generator().manual_seed(seed)
-    queries, candidates = _normalize(queries), _normalize(candidates)
     ranks = torch.empty(num_items, dtype=torch.long)
-    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
-        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
-        similarity = queries[rows] @ candidates.T  # (chunk, N)
+    for rows, similarity, true_score in _similarity_chunks(queries, candidates):
         is_true = torch.zeros_like(similarity, dtype=torch.bool)
         is_true[torch.arange(len(rows)), rows] = True
-        true_score = similarity[is_true]  # (chunk,)
         others = similarity[~is_true].view(len(rows), num_items - 1)
         ranks[rows] = _tie_broken_rank(others, true_score, generator)
     return {f"R@{k}": float((ranks < k).double().mean()) * PERCENT for k in k_values}

@@ -359,18 +359,17 @@ def default_image_processors(
         )
     if clip_size < 1:
         raise ValueError(f"`clip_size` must be a positive integer, got {clip_size}.")
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": clip_size},
-        crop_size={"height": clip_size, "width": clip_size},
-        resample=PILImageResampling.BICUBIC,
-        image_mean=OPENAI_CLIP_MEAN,
-        image_std=OPENAI_CLIP_STD,
+    # Both resize the shortest edge, centre-crop and normalise; they differ in sizes and statistics.
+    return tuple(
+        CLIPImageProcessorPil(
+            size={"shortest_edge": crop["height"]},
+            crop_size=crop,
+            resample=PILImageResampling.BICUBIC,
+            image_mean=mean,
+            image_std=std,
+        )
+        for crop, mean, std in (
+            ({"height": clip_size, "width": clip_size}, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+            ({"height": height, "width": width}, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+        )
     )
-    pose_image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": height},
-        crop_size={"height": height, "width": width},
-        resample=PILImageResampling.BICUBIC,
-        image_mean=IMAGENET_DEFAULT_MEAN,
-        image_std=IMAGENET_DEFAULT_STD,
-    )
-    return image_processor, pose_image_processor

@@ -109,11 +109,11 @@ class PoseSpans:
             )
         invalid = (codes < 0) | (codes >= self.codebook_size)
         if bool(invalid.any()):
-            row, column = (int(index) for index in invalid.nonzero()[0])
+            row, column = invalid.nonzero()[0].tolist()
+            where = (row, column) if len(codes) > 1 else column
             raise ValueError(
-                f"`{name}` holds the pose code {int(codes[row, column])} at "
-                f"{(row, column) if len(codes) > 1 else column}; codes must be in [0, "
-                f"{self.codebook_size})."
+                f"`{name}` holds the pose code {int(codes[row, column])} at {where}; codes must be in "
+                f"[0, {self.codebook_size})."
             )
         return codes
 

@@ -47,6 +47,7 @@ from transformers import initialization as init
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput, logging
 
+from .checks import check_same
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .modeling_pose_vqvae import PoseVQVAEEncoder
 from .rotations import to_rotation_6d
@@ -408,11 +409,7 @@ class PosePairTextRetrievalModel(_RetrievalModelMixin, RetrievalPreTrainedModel)
         """Two `(batch, 22, 6)` 6D poses -> `(batch, embed_dim)` L2-normalised pair embeddings."""
         _check_poses_6d(poses_a_6d, self.config, "poses_a_6d")
         _check_poses_6d(poses_b_6d, self.config, "poses_b_6d")
-        if poses_a_6d.shape != poses_b_6d.shape:
-            raise ValueError(
-                f"`poses_a_6d` and `poses_b_6d` must have the same shape, got {tuple(poses_a_6d.shape)} and "
-                f"{tuple(poses_b_6d.shape)}."
-            )
+        check_same(tuple(poses_a_6d.shape), tuple(poses_b_6d.shape), ("poses_a_6d", "poses_b_6d"), "shape")
         # One encoder pass over A and B stacked.
         tokens = self.pose_encoder(torch.cat([poses_a_6d, poses_b_6d]))
         tokens_a, tokens_b = tokens.chunk(2)
@@ -428,15 +425,11 @@ class PosePairTextRetrievalModel(_RetrievalModelMixin, RetrievalPreTrainedModel)
         **kwargs,
     ) -> RetrievalOutput:
         r"""
+        [`PoseTextRetrievalModel.forward`] with a pair of poses, whose texts are the instructions A -> B.
+
         Args:
             poses_a_6d, poses_b_6d (`torch.Tensor` of shape `(batch, num_joints, 6)`):
                 The source and target poses in the 6D rotation representation.
-            input_ids (`torch.LongTensor` of shape `(batch, length)`):
-                Token ids of the instructions A -> B, padded on the right.
-            attention_mask (`torch.Tensor` of shape `(batch, length)`):
-                1 for tokens, 0 for padding.
-            return_loss (`bool`, *optional*, defaults to `True`):
-                Whether to compute the batch-based classification loss.
         """
         return self._contrastive_output(
             self.get_text_features(input_ids, attention_mask),

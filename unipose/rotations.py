@@ -321,7 +321,7 @@ def _check_rotation_6d(rotation_6d: torch.Tensor, name: str) -> None:
         sine = cross / (norm1 * norm2).clamp_min(torch.finfo(rotation_6d.dtype).tiny)
         degenerate = (norm1 < DEGENERATE_6D_EPS) | (norm2 < DEGENERATE_6D_EPS) | (sine < DEGENERATE_6D_EPS)
         if bool(degenerate.any()):
-            batch, joint = (int(i) for i in degenerate.nonzero()[0])
+            batch, joint = degenerate.nonzero()[0].tolist()
             raise ValueError(
                 f"`{name}` holds a degenerate 6D rotation at pose {batch}, joint {joint}: "
                 f"{rotation_6d[batch, joint].tolist()} (row norms {norm1[batch, joint].item():.3g} and "

@@ -26,12 +26,11 @@ from .pose_sampler import sample_poses
 from .processing_text import get_unipose_token_ids
 from .rotations import axis_angle_to_matrix, to_rotation_6d
 
+# Every tiny transformer: 2 layers of 4 heads (the pose ViT is narrower: 24 wide, its MLP twice as wide).
+_TINY_LAYERS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
 TINY_TEXT_CONFIG = {
     "model_type": "llama",
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
+    **_TINY_LAYERS,
     "num_key_value_heads": 2,
     "max_position_embeddings": 2048,
     "tie_word_embeddings": False,
@@ -40,10 +39,7 @@ TINY_TEXT_CONFIG = {
 # the full model, so that resizing the pose features interpolates rather than picking the padded corners).
 TINY_VISION_CONFIG = {
     "model_type": "clip_vision_model",
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
+    **_TINY_LAYERS,
     "image_size": 42,
     "patch_size": 14,
     "projection_dim": 16,
@@ -52,12 +48,12 @@ TINY_VISION_CONFIG = {
 # on each side to 4x4 -- the tiny counterpart of 16x12 padded by two to 16x16.
 TINY_POSE_VISION_CONFIG = {
     "model_type": "vitpose_backbone",
+    "num_hidden_layers": _TINY_LAYERS["num_hidden_layers"],
+    "num_attention_heads": _TINY_LAYERS["num_attention_heads"],
+    "hidden_size": 24,
+    "mlp_ratio": 2,
     "image_size": (32, 16),
     "patch_size": (8, 8),
-    "hidden_size": 24,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "mlp_ratio": 2,
     "layer_norm_eps": 1e-6,
     "out_indices": [-1],
 }

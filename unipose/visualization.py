@@ -323,19 +323,18 @@ def _new_figure(width: int, height: int):
     return figure
 
 
-def _to_image(figure, size: tuple[int, int]):
+def _to_image(figure, size: tuple[int, int], path: Optional[PathLike]):
+    """The drawn figure as a PIL image of exactly `size`, also written to `path` as PNG when given."""
     from PIL import Image
 
     figure.canvas.draw()
     image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
     if image.size != size:  # figsize * dpi can round a pixel away
         image = image.resize(size, Image.Resampling.LANCZOS)
+    if path is not None:
+        with atomic_path(path) as temporary:
+            image.save(temporary, format="PNG")
     return image
-
-
-def _save_png(image, path: PathLike) -> None:
-    with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG")
 
 
 def _check_pixels(size: Any, name: str) -> tuple[int, int]:
@@ -402,10 +401,7 @@ def render_pose(
     _draw(figure.add_axes((0.0, 0.0, 1.0, 1.0 - title_height)), scene, scene.half_size())
     if title:
         figure.text(0.5, 1.0 - title_height / 2, title, ha="center", va="center", fontsize=11)
-    image = _to_image(figure, (width, height))
-    if path is not None:
-        _save_png(image, path)
-    return image
+    return _to_image(figure, (width, height), path)
 
 
 def render_pose_pair(
@@ -461,10 +457,7 @@ def render_pose_pair(
     figure.text(0.5, arrow_y, "\u2192", ha="center", va="center", fontsize=28, color=CENTRE_COLOR)
     if title_lines:
         figure.text(0.5, (1.0 + top) / 2, "\n".join(title_lines), ha="center", va="center", fontsize=10)
-    image = _to_image(figure, (width, height))
-    if path is not None:
-        _save_png(image, path)
-    return image
+    return _to_image(figure, (width, height), path)
 
 
 def contact_sheet(
@@ -521,10 +514,7 @@ def contact_sheet(
             text = "\n".join(textwrap.wrap(str(captions[index]), characters_per_line)[:3])
             x, y = left + 0.5 / columns, bottom + 0.5 * caption_height / rows
             figure.text(x, y, text, ha="center", va="center", fontsize=8, linespacing=1.1)
-    image = _to_image(figure, (columns * cell_width, rows * cell_height))
-    if path is not None:
-        _save_png(image, path)
-    return image
+    return _to_image(figure, (columns * cell_width, rows * cell_height), path)
 
 
 def save_obj(vertices: Any, faces: Any, path: PathLike) -> Path:

@@ -278,8 +278,8 @@ class UniPoseCausalLMOutputWithPast(CausalLMOutputWithPast):
         Next-token cross-entropy of text positions plus the code cross-entropy of pose-query positions.
     logits (`torch.FloatTensor` of shape `(batch, length, vocab_size)`):
         At a text position, the scores of the next token; at a query position, the scores of that query's code.
-    image_hidden_states (`torch.FloatTensor` of shape `(num_images, image_seq_length, hidden_size)`, *optional*):
-        Projected image features scattered into the `<image>` positions.
+    image_hidden_states (`torch.FloatTensor`, *optional*):
+        The projected image features, as in [`UniPoseModelOutputWithPast`].
     """
 
     image_hidden_states: torch.FloatTensor | None = None

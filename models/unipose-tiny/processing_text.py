@@ -170,22 +170,22 @@ class PromptEncoder:
 
     def __init__(self, tokenizer, token_ids: dict[str, int], image_seq_length: int, pose_spans: PoseSpans):
         self.tokenizer = tokenizer
-        self.image_token_id = token_ids["image_token_id"]
-        self.pose_token_id = token_ids["pose_token_id"]
-        self.pose_query_token_id = token_ids["pose_query_token_id"]
-        self.pose_start_token_id = token_ids["pose_start_token_id"]
-        self.pose_end_token_id = token_ids["pose_end_token_id"]
-        self.codebook_size = pose_spans.codebook_size
-        self.num_pose_tokens = pose_spans.num_pose_tokens
+        self.token_ids = token_ids
         self.image_seq_length = image_seq_length
-        self.is_code = pose_spans.is_code
+        self.pose_spans = pose_spans
 
     def _protected_counts(self, ids: Sequence[int]) -> tuple[int, ...]:
         """Counts of the tokens that truncation must keep: image, pose, query, `<p>`, `</p>`, code tokens."""
         ids = np.asarray(ids, dtype=np.int64)
-        kinds = (self.image_token_id, self.pose_token_id, self.pose_query_token_id)
-        kinds += (self.pose_start_token_id, self.pose_end_token_id)
-        return (*(int((ids == kind).sum()) for kind in kinds), int(self.is_code(ids).sum()))
+        kinds = (
+            "image_token_id",
+            "pose_token_id",
+            "pose_query_token_id",
+            "pose_start_token_id",
+            "pose_end_token_id",
+        )
+        counts = (int((ids == self.token_ids[kind]).sum()) for kind in kinds)
+        return (*counts, int(self.pose_spans.is_code(ids).sum()))
 
     def _protected_counts_in_text(self, text: str, sanitize: bool) -> tuple[int, ...]:
         """The same counts read from the text (exact: `get_unipose_token_ids` checked that none is split);
@@ -193,7 +193,7 @@ class PromptEncoder:
         if sanitize:
             text = _MARKED_TOKEN_PATTERN.sub("", text)
         tokens = (IMAGE_TOKEN, POSE_TOKEN, POSE_QUERY_TOKEN, POSE_START_TOKEN, POSE_END_TOKEN)
-        codes = sum(int(code) < self.codebook_size for code in POSE_CODE_PATTERN.findall(text))
+        codes = sum(int(code) < self.pose_spans.codebook_size for code in POSE_CODE_PATTERN.findall(text))
         return (*(text.count(token) for token in tokens), codes)
 
     def encode(self, texts: list[str], text_kwargs: dict, sanitize: bool) -> dict[str, list]:
@@ -228,8 +228,8 @@ class PromptEncoder:
                 raise ValueError(
                     f"Sample(s) {too_long} have {[lengths[sample] for sample in too_long]} tokens after "
                     f"expanding their placeholders (each image is {self.image_seq_length} tokens, each pose "
-                    f"{self.num_pose_tokens + 2}), more than {source} = {limit}. Shorten the text, raise the "
-                    "limit, or pass `truncation=True` to cut text (never images or poses)."
+                    f"{self.pose_spans.num_pose_tokens + 2}), more than {source} = {limit}. Shorten the text, "
+                    "raise the limit, or pass `truncation=True` to cut text (never images or poses)."
                 )
         if return_attention_mask is False:
             del encoding["attention_mask"]
@@ -328,11 +328,14 @@ class PromptEncoder:
             value.tolist() if isinstance(value, (torch.Tensor, np.ndarray)) else value
             for value in (input_ids, out["assistant_masks"], out.get("labels"))
         )
-        placeholder_ids = (self.image_token_id, self.pose_token_id, self.pose_query_token_id)
+        placeholder_ids = [
+            self.token_ids[kind] for kind in ("image_token_id", "pose_token_id", "pose_query_token_id")
+        ]
         labels = []
         for row, (ids, mask) in enumerate(zip(rows, masks, strict=True)):
             if not has_targets and any(
-                answer and token == self.pose_query_token_id for token, answer in zip(ids, mask, strict=True)
+                answer and token == self.token_ids["pose_query_token_id"]
+                for token, answer in zip(ids, mask, strict=True)
             ):
                 raise ValueError(
                     f"The answer of conversation {row} holds a pose to produce (`<pose_query>`) but no "

@@ -13,11 +13,16 @@ from ..data.synthetic import (
     KINDS,
     build_synthetic_corpus,
 )
+from . import call_with_options
 
 
 def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--out", type=Path, required=True, help="Directory to write the corpus to (must not exist)."
+        "--out",
+        dest="out_dir",
+        type=Path,
+        required=True,
+        help="Directory to write the corpus to (must not exist).",
     )
     parser.add_argument(
         "--num", type=int, default=1000, help="Records of each pose-only kind (default: 1000)."
@@ -34,6 +39,7 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--captions",
+        dest="num_captions",
         type=int,
         default=DEFAULT_NUM_CAPTIONS,
         help=f"Captions per record (default: {DEFAULT_NUM_CAPTIONS}).",
@@ -47,30 +53,23 @@ def add_synth_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="Replace an existing synthetic corpus at --out."
     )
-    parser.add_argument("--no-contact-sheet", action="store_true", help=f"Do not write {CONTACT_SHEET_FILE}.")
+    parser.add_argument(
+        "--no-contact-sheet",
+        dest="contact_sheet",
+        action="store_false",
+        help=f"Do not write {CONTACT_SHEET_FILE}.",
+    )
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    corpus = build_synthetic_corpus(
-        args.out,
-        num=args.num,
-        seed=args.seed,
-        image_size=args.image_size,
-        num_images=args.num_images,
-        num_captions=args.captions,
-        kinds=args.kinds,
-        image_format=args.image_format,
-        overwrite=args.overwrite,
-        contact_sheet=not args.no_contact_sheet,
-        progress=True,
-    )
+    corpus = call_with_options(build_synthetic_corpus, args, progress=True)
     report = [
         f"{kind}: " + ", ".join(f"{split} {len(data)}" for split, data in splits.items())
         for kind, splits in corpus.items()
     ]
     report.append(
-        f"Wrote {args.out}"
-        + ("" if args.no_contact_sheet else f" (samples: {Path(args.out) / CONTACT_SHEET_FILE})")
+        f"Wrote {args.out_dir}"
+        + (f" (samples: {args.out_dir / CONTACT_SHEET_FILE})" if args.contact_sheet else "")
     )
     return "\n".join(report)
 

@@ -31,6 +31,7 @@ from ..evaluation.runner import (
 )
 from ..files import resolve_model_path
 from ..metrics import GENERATION_RECALL_K
+from . import call_with_options
 
 logger = logging.get_logger(__name__)
 
@@ -154,17 +155,7 @@ def run(args: argparse.Namespace) -> str:
 
     enable_progress_logging()
     device = resolve_device(args.device)
-    settings = EvaluationSettings(
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        max_samples=args.max_samples,
-        captions=args.captions,
-        pool_size=args.pool_size,
-        num_repetitions=args.num_repetitions,
-        recall_k=tuple(args.recall_k),
-        seed=args.seed,
-        num_examples=args.num_examples,
-    )
+    settings = call_with_options(EvaluationSettings, args)
     available = set(discover_datasets(args.data))
     if "all" in args.task:
         tasks = [task for task, spec in TASKS.items() if spec.kind in available]

@@ -44,6 +44,7 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 from transformers.utils import logging
 
+from ..checks import check_same
 from .posecodes import (
     KINDS,
     NEVER,
@@ -1548,11 +1549,7 @@ class PairCaptioner:
     def _plan(self, joints_a, joints_b, num_captions: int, seed: Optional[int]):
         joints_a, single_a = _as_joints(joints_a, "joints_a")
         joints_b, single_b = _as_joints(joints_b, "joints_b")
-        if joints_a.shape != joints_b.shape:
-            raise ValueError(
-                f"`joints_a` and `joints_b` must hold the same number of poses, got shapes "
-                f"{tuple(joints_a.shape)} and {tuple(joints_b.shape)}."
-            )
+        check_same(tuple(joints_a.shape), tuple(joints_b.shape), ("joints_a", "joints_b"), "shape")
         num_captions = _check_num_captions(num_captions)
         _check_seed(seed)
         rng = self._rng if seed is None else np.random.default_rng(seed)

@@ -59,7 +59,6 @@ from .pose_estimation import CAMERA_UP_AXIS, OUTPUT_UP_AXES, camera_to_up_axis
 from .posecodes import POSECODES, PosecodeTable, categorize, measure_posecodes, prepare_points
 from .schema import IMAGE_PAIR_FEATURES, IMAGE_POSE_FEATURES, RECORD_UP_AXIS
 
-
 logger = logging.get_logger(__name__)
 
 DEFAULT_NUM_CANDIDATES = 100
@@ -488,14 +487,10 @@ def build_imagediff(
             Posecodes whose categories must differ between A and B.
         num_captions (`int`, *optional*, defaults to 3):
             Instructions per pair.
-        seed (`int`, *optional*, defaults to 0):
-            Seed of the captioner.
-        up_axis (`str`, *optional*, defaults to `"-y"`):
-            The world's up axis in the records' poses (see [`pose_features`]).
+        seed, up_axis, body:
+            As in [`build_imagescript`].
         source (`str`, *optional*, defaults to `"imagediff-A"`):
             The `source` column of the result.
-        body (`unipose.body_model.BodyJoints`, *optional*):
-            The body for forward kinematics; the generated stand-in by default.
         device (`str` or `torch.device`, *optional*):
             Where to run the sampling and the similarity search.
 

@@ -82,7 +82,6 @@ from .amass import (
 )
 from .schema import POSE_PAIR_FEATURES, POSE_TEXT_FEATURES, RECORD_UP_AXIS
 
-
 logger = logging.get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
@@ -585,25 +584,19 @@ def load_posefix(
     Args:
         root (`str` or `os.PathLike`):
             Folder of the PoseFix release (see the module docstring for its files).
-        amass_root (`str`, `os.PathLike` or `Mapping[str, str | os.PathLike]`):
-            Root of AMASS's SMPL-H release, or dataset name -> root.
-        split (`str` or `Sequence[str]`, *optional*, defaults to `"train"`):
-            A split name (`"train"`, `"val"`, `"test"`) or several.
+        amass_root, split, pose_index_file, output_up_axis:
+            As in [`load_posescript`].
         modifiers (`str` or `Sequence[str]`, *optional*, defaults to `"human"`):
             `"human"` (PoseFix-H), `"automatic"` (PoseFix-A), `"paraphrases"`, or a sequence of these; with
             several kinds a record's texts are those of each kind in turn.
         sequence (`str`, *optional*, defaults to `"both"`):
             Which pairs: `"in"` (both poses from one sequence), `"out"`, or `"both"` (in-sequence ones first).
-        pose_index_file (`str` or `os.PathLike`, *optional*):
-            Name of the pose index, defaults to `"ids_2_dataset_sequence_and_frame_index_100k.json"`.
         pairs_file (`str` or `os.PathLike`, *optional*, defaults to `"pair_id_2_pose_ids.json"`):
             Name of the pairs file.
         split_file (`str`, *optional*, defaults to `"{split}_{sequence}_sequence_pair_ids.json"`):
             Name of the split files, with `{split}` and `{sequence}` (`in` / `out`) in place.
         modifier_files (`Mapping[str, str | os.PathLike]`, *optional*):
             Modifier kind -> file name, replacing the defaults of `POSEFIX_MODIFIER_FILES`.
-        output_up_axis (`str`, *optional*, defaults to `"z"`):
-            Vertical axis of the returned poses' world: `"z"` (AMASS's) or `"y"` (SMPL's).
 
     Returns:
         `datasets.Dataset` of `pose_pair` records (`id` the pair id, `pose_a`, `pose_b` `(22, 3)` float32

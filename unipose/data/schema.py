@@ -28,47 +28,22 @@ from datasets import Array2D, Features, Image, Sequence, Value
 
 from ..skeleton import NUM_BODY_JOINTS
 
-
 POSE_SHAPE = (NUM_BODY_JOINTS, 3)
 RECORD_UP_AXIS = "y"
 
 
-def _pose() -> Array2D:
-    return Array2D(shape=POSE_SHAPE, dtype="float32")
+def _features(**columns) -> Features:
+    """A record's columns: its id, the given image and pose columns, its texts and its source."""
+    return Features(
+        {"id": Value("string"), **columns, "texts": Sequence(Value("string")), "source": Value("string")}
+    )
 
 
-POSE_TEXT_FEATURES = Features(
-    {"id": Value("string"), "pose": _pose(), "texts": Sequence(Value("string")), "source": Value("string")}
-)
-POSE_PAIR_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "pose_a": _pose(),
-        "pose_b": _pose(),
-        "texts": Sequence(Value("string")),
-        "source": Value("string"),
-    }
-)
-IMAGE_POSE_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "image": Image(),
-        "pose": _pose(),
-        "texts": Sequence(Value("string")),
-        "source": Value("string"),
-    }
-)
-IMAGE_PAIR_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "image_a": Image(),
-        "image_b": Image(),
-        "pose_a": _pose(),
-        "pose_b": _pose(),
-        "texts": Sequence(Value("string")),
-        "source": Value("string"),
-    }
-)
+_POSE = Array2D(shape=POSE_SHAPE, dtype="float32")
+POSE_TEXT_FEATURES = _features(pose=_POSE)
+POSE_PAIR_FEATURES = _features(pose_a=_POSE, pose_b=_POSE)
+IMAGE_POSE_FEATURES = _features(image=Image(), pose=_POSE)
+IMAGE_PAIR_FEATURES = _features(image_a=Image(), image_b=Image(), pose_a=_POSE, pose_b=_POSE)
 
 FEATURES = {
     "pose_text": POSE_TEXT_FEATURES,

@@ -71,6 +71,7 @@ from datasets import Dataset, DatasetDict
 from PIL import Image, ImageDraw, ImageFont
 from transformers.utils import logging
 
+from ..checks import check_positive_int
 from ..files import atomic_path, current_umask
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -359,12 +360,6 @@ def sample_pose_pairs(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 def _check_out_dir(out_dir, overwrite: bool) -> Path:
     if not isinstance(out_dir, (str, os.PathLike)):
         raise TypeError(f"`out_dir` must be a path (str or os.PathLike), got {type(out_dir).__name__}.")
@@ -398,12 +393,6 @@ def _encode(image: np.ndarray, image_format: str) -> dict:
     else:
         Image.fromarray(image).save(buffer, format="PNG")
     return {"bytes": buffer.getvalue(), "path": None}
-
-
-def _progress(total: int, description: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="image", disable=not enabled)
 
 
 def _datasets(kind: str, columns: dict, seed: int) -> DatasetDict:
@@ -449,55 +438,55 @@ def _camera_headings(scenes: Sequence[Scene]) -> np.ndarray:
     return -np.radians([scene.yaw_deg for scene in scenes])
 
 
-def _image_pose(
-    num: int,
-    seed: int,
-    num_captions: int,
-    renderer: BodyRenderer,
-    settings,
-    image_format: str,
-    progress: bool,
-) -> DatasetDict:
+@dataclass
+class _ImageKindWriter:
+    """Scenes, rendering and encoding shared by the image kinds."""
+
+    renderer: BodyRenderer | None
+    settings: RenderSettings | None
+    image_format: str
+    progress: bool
+
+    def scenes(self, num: int, seed: int, kind: str) -> list[Scene]:
+        return sample_scenes(num, np.random.default_rng(derive_seed(seed, f"{kind}/scenes")), self.settings)
+
+    def images(self, kind: str, scenes: Sequence[Scene], *poses: np.ndarray) -> list[list[dict]]:
+        """The encoded images of one pose set, or of a pair of sets drawn pair by pair through one camera."""
+        from tqdm.auto import tqdm
+
+        encoded = [[] for _ in poses]
+        total = len(poses) * len(scenes)
+        with tqdm(total=total, desc=kind, unit="image", disable=not self.progress) as bar:
+            for start in range(0, len(scenes), RENDER_CHUNK):
+                rows = slice(start, start + RENDER_CHUNK)
+                chunk = [pose_set[rows] for pose_set in poses]
+                if len(chunk) == 2:
+                    rendered = self.renderer.render_pairs(*chunk, scenes[rows])
+                else:
+                    rendered = (self.renderer.render(chunk[0], scenes[rows]),)
+                for images, batch in zip(encoded, rendered, strict=True):
+                    images.extend(_encode(image, self.image_format) for image in batch)
+                bar.update(len(chunk) * len(chunk[0]))
+        return encoded
+
+
+def _image_pose(num: int, seed: int, num_captions: int, writer: _ImageKindWriter) -> DatasetDict:
     from .captioning import caption_poses
 
     poses = PoseSampler(seed=derive_seed(seed, "image_pose/poses")).sample(num).poses
-    scenes = sample_scenes(num, np.random.default_rng(derive_seed(seed, "image_pose/scenes")), settings)
-    images = []
-    with _progress(num, "image_pose", progress) as bar:
-        for start in range(0, num, RENDER_CHUNK):
-            rows = slice(start, start + RENDER_CHUNK)
-            images.extend(
-                _encode(image, image_format) for image in renderer.render(poses[rows], scenes[rows])
-            )
-            bar.update(len(poses[rows]))
+    scenes = writer.scenes(num, seed, "image_pose")
+    (images,) = writer.images("image_pose", scenes, poses)
     stored = turn_about_vertical(poses, _camera_headings(scenes))
     texts = caption_poses(stored, num_captions=num_captions, seed=derive_seed(seed, "image_pose/captions"))
     return _datasets("image_pose", {"image": images, "pose": stored, "texts": texts}, seed)
 
 
-def _image_pair(
-    num: int,
-    seed: int,
-    num_captions: int,
-    renderer: BodyRenderer,
-    settings,
-    image_format: str,
-    progress: bool,
-) -> DatasetDict:
+def _image_pair(num: int, seed: int, num_captions: int, writer: _ImageKindWriter) -> DatasetDict:
     from .captioning import caption_pairs
 
     pairs = sample_pose_pairs(num, seed=derive_seed(seed, "image_pair/poses"))
-    scenes = sample_scenes(num, np.random.default_rng(derive_seed(seed, "image_pair/scenes")), settings)
-    images_a, images_b = [], []
-    with _progress(2 * num, "image_pair", progress) as bar:
-        for start in range(0, num, RENDER_CHUNK):
-            rows = slice(start, start + RENDER_CHUNK)
-            rendered_a, rendered_b = renderer.render_pairs(
-                pairs.poses_a[rows], pairs.poses_b[rows], scenes[rows]
-            )
-            images_a.extend(_encode(image, image_format) for image in rendered_a)
-            images_b.extend(_encode(image, image_format) for image in rendered_b)
-            bar.update(2 * len(rendered_a))
+    scenes = writer.scenes(num, seed, "image_pair")
+    images_a, images_b = writer.images("image_pair", scenes, pairs.poses_a, pairs.poses_b)
     turn = _camera_headings(scenes)
     poses_a = turn_about_vertical(pairs.poses_a, turn)
     poses_b = turn_about_vertical(pairs.poses_b, turn)
@@ -560,11 +549,11 @@ def build_synthetic_corpus(
     Returns:
         `dict[str, DatasetDict]`: kind -> its splits, as saved (reload with [`load_synthetic_corpus`]).
     """
-    num = _check_positive_int(num, "num")
-    seed = _check_positive_int(seed, "seed", minimum=0)
-    image_size = _check_positive_int(image_size, "image_size", minimum=16)
-    num_images = num if num_images is None else _check_positive_int(num_images, "num_images")
-    num_captions = _check_positive_int(num_captions, "num_captions")
+    num = check_positive_int(num, "num")
+    seed = check_positive_int(seed, "seed", minimum=0)
+    image_size = check_positive_int(image_size, "image_size", minimum=16)
+    num_images = num if num_images is None else check_positive_int(num_images, "num_images")
+    num_captions = check_positive_int(num_captions, "num_captions")
     if isinstance(kinds, str) or not kinds or any(kind not in KINDS for kind in kinds):
         raise ValueError(f"`kinds` must be a non-empty selection of {KINDS}, got {kinds!r}.")
     kinds = tuple(kind for kind in KINDS if kind in kinds)
@@ -574,6 +563,7 @@ def build_synthetic_corpus(
 
     needs_renderer = contact_sheet or any(kind in IMAGE_KINDS for kind in kinds)
     renderer = BodyRenderer(body_model, image_size=image_size) if needs_renderer else None
+    writer = _ImageKindWriter(renderer, render_settings, image_format, progress)
     corpus = {}
     for kind in kinds:
         logger.info(f"Generating the synthetic `{kind}` records (seed {seed}).")
@@ -582,13 +572,9 @@ def build_synthetic_corpus(
         elif kind == "pose_pair":
             corpus[kind] = _pose_pair(num, seed, num_captions)
         elif kind == "image_pose":
-            corpus[kind] = _image_pose(
-                num_images, seed, num_captions, renderer, render_settings, image_format, progress
-            )
+            corpus[kind] = _image_pose(num_images, seed, num_captions, writer)
         else:
-            corpus[kind] = _image_pair(
-                num_images, seed, num_captions, renderer, render_settings, image_format, progress
-            )
+            corpus[kind] = _image_pair(num_images, seed, num_captions, writer)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))

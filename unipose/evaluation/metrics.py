@@ -40,14 +40,14 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..checks import check_positive_int, check_same
 from ..metrics import (
     PERCENT,
-    SIMILARITY_CHUNK_ROWS,
     EmbeddingLike,
     _as_embeddings,
     _check_top_k,
     _matched_pair,
-    _normalize,
+    _similarity_chunks,
     _tie_broken_rank,
 )
 
@@ -73,12 +73,6 @@ R_PRECISION_TOP_K = (1, 2, 3)
 # ----------------------------------------------------------------------------------------------------
 # Input checks
 # ----------------------------------------------------------------------------------------------------
-
-
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -149,8 +143,8 @@ def posescript_mean_ranks(
     """Each query's rank (0 = first) of its true candidate under PoseScript's protocol, averaged over the
     repetitions: `(N,)` float64. [`r_precision_posescript`] is the share of these below k."""
     queries, candidates = _matched_pair(queries, candidates)
-    pool_size = _check_positive_int(pool_size, "pool_size", minimum=2)
-    num_repetitions = _check_positive_int(num_repetitions, "num_repetitions")
+    pool_size = check_positive_int(pool_size, "pool_size", minimum=2)
+    num_repetitions = check_positive_int(num_repetitions, "num_repetitions")
     num_items = queries.shape[0]
     if num_items < pool_size:
         raise ValueError(
@@ -158,14 +152,10 @@ def posescript_mean_ranks(
             f"{num_items}."
         )
     generator = torch.Generator().manual_seed(seed)
-    queries, candidates = _normalize(queries), _normalize(candidates)
     mean_ranks = torch.empty(num_items, dtype=torch.float64)
-    for start in range(0, num_items, SIMILARITY_CHUNK_ROWS):
-        rows = torch.arange(start, min(start + SIMILARITY_CHUNK_ROWS, num_items))
-        # One product against all candidates, then a gather, costs less than gathering the pools'
-        # embeddings (R * (P - 1) vectors per query) once the set is a few times larger than a pool.
-        similarity = queries[rows] @ candidates.T  # (chunk, N)
-        true_score = similarity[torch.arange(len(rows)), rows]  # (chunk,)
+    # One product against all candidates, then a gather, costs less than gathering the pools' embeddings
+    # (R * (P - 1) vectors per query) once the set is a few times larger than a pool.
+    for rows, similarity, true_score in _similarity_chunks(queries, candidates):
         # Distractor indices skip the query's own candidate: draw from N - 1 and shift past it.
         distractors = _random_distractors(num_items, len(rows) * num_repetitions, pool_size - 1, generator)
         distractors = distractors.view(len(rows), num_repetitions, pool_size - 1)
@@ -204,7 +194,7 @@ def r_precision_grouped(
         `dict[str, float]`: `"top{k}"` -> percentage of the items in full groups ranked below k.
     """
     queries, candidates = _matched_pair(queries, candidates)
-    pool_size = _check_positive_int(pool_size, "pool_size", minimum=2)
+    pool_size = check_positive_int(pool_size, "pool_size", minimum=2)
     top_k = _check_top_k(top_k, pool_size, "top_k")
     num_items = queries.shape[0]
     num_groups = num_items // pool_size
@@ -377,11 +367,7 @@ def frechet_distance(real_features: EmbeddingLike, generated_features: Embedding
     """
     mean_a, covariance_a = feature_statistics(real_features, "real_features")
     mean_b, covariance_b = feature_statistics(generated_features, "generated_features")
-    if mean_a.shape != mean_b.shape:
-        raise ValueError(
-            f"`real_features` and `generated_features` must have the same dimension, got {mean_a.shape[0]} and "
-            f"{mean_b.shape[0]}."
-        )
+    check_same(mean_a.shape[0], mean_b.shape[0], ("real_features", "generated_features"), "dimension")
     return frechet_distance_from_statistics(mean_a, covariance_a, mean_b, covariance_b)
 
 

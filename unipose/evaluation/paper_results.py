@@ -27,6 +27,15 @@ PAPER_CITATION = (
     'Li, Hou, Chang, Shan and Chen, "UniPose: A Unified Multimodal Framework for Human Pose Comprehension, '
     'Generation and Editing", CVPR 2025 (arXiv:2411.16781v1, Tables 2-5)'
 )
+PAPER_URL = "https://arxiv.org/abs/2411.16781"
+PAPER_BIBTEX = """
+@inproceedings{li2025unipose,
+  title={UniPose: A Unified Multimodal Framework for Human Pose Comprehension, Generation and Editing},
+  author={Li, Yiheng and Hou, Ruibing and Chang, Hong and Shan, Shiguang and Chen, Xilin},
+  booktitle={CVPR},
+  year={2025}
+}
+"""
 NOT_AVAILABLE = None
 # The paper's rows for UniPose trained on all tasks, and on the one task of the row ("UniPose†").
 UNIPOSE = "UniPose"

@@ -166,11 +166,8 @@ def stage_lora_config(model_config, script_args: UniPoseScriptArguments, model_a
         model_config,
         script_args.stage,
         r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
         target_modules=model_args.lora_target_modules,
-        use_rslora=model_args.use_rslora,
-        use_dora=model_args.use_dora,
+        **{name: getattr(model_args, name) for name in ("lora_alpha", "lora_dropout", "use_rslora", "use_dora")},
     )
 
 

@@ -7,6 +7,7 @@ import datasets
 import evaluate
 
 from unipose.body_model import BodyJoints
+from unipose.evaluation.paper_results import PAPER_BIBTEX, PAPER_URL
 from unipose.metrics import pose_errors
 
 _DESCRIPTION = """
@@ -32,15 +33,6 @@ Example:
     {'MPJPE': 0.0, 'PA-MPJPE': 0.0}
 """
 
-_CITATION = """
-@inproceedings{li2025unipose,
-  title={UniPose: A Unified Multimodal Framework for Human Pose Comprehension, Generation and Editing},
-  author={Li, Yiheng and Hou, Ruibing and Chang, Hong and Shan, Shiguang and Chen, Xilin},
-  booktitle={CVPR},
-  year={2025}
-}
-"""
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class PoseError(evaluate.Metric):
@@ -48,10 +40,10 @@ class PoseError(evaluate.Metric):
         pose = datasets.Sequence(datasets.Value("float32"), length=66)
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=PAPER_BIBTEX,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": pose, "references": pose}),
-            reference_urls=["https://arxiv.org/abs/2411.16781"],
+            reference_urls=[PAPER_URL],
         )
 
     def _compute(self, predictions, references, body_model_path=None):

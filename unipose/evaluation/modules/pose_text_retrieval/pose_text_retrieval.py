@@ -9,6 +9,7 @@ import datasets
 import evaluate
 
 from unipose.evaluation.metrics import DEFAULT_NUM_REPETITIONS, DEFAULT_POOL_SIZE, r_precision_all_protocols
+from unipose.evaluation.paper_results import PAPER_BIBTEX, PAPER_URL
 from unipose.metrics import GENERATION_RECALL_K, text_pose_recalls
 from unipose.retrieval_models import embed_poses, embed_texts, load_retrieval_model
 
@@ -37,15 +38,6 @@ Returns:
     `R-Precision@{k} ({protocol})`, `R^T2P@{k}`, `R^P2T@{k}` and `mRecall`, in percent.
 """
 
-_CITATION = """
-@inproceedings{li2025unipose,
-  title={UniPose: A Unified Multimodal Framework for Human Pose Comprehension, Generation and Editing},
-  author={Li, Yiheng and Hou, Ruibing and Chang, Hong and Shan, Shiguang and Chen, Xilin},
-  booktitle={CVPR},
-  year={2025}
-}
-"""
-
 _POSE = datasets.Sequence(datasets.Value("float32"), length=66)
 _TEXT = datasets.Value("string")
 
@@ -61,10 +53,10 @@ class PoseTextRetrieval(evaluate.Metric):
         predictions, references = (_POSE, _TEXT) if self.config_name == "text_to_pose" else (_TEXT, _POSE)
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=PAPER_BIBTEX,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features({"predictions": predictions, "references": references}),
-            reference_urls=["https://arxiv.org/abs/2411.16781"],
+            reference_urls=[PAPER_URL],
         )
 
     def _compute(
