@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import importlib.metadata
 import io
-import json
 import os
 import platform
 import statistics
@@ -26,13 +25,12 @@ from pathlib import Path
 
 import torch
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unipose.body_model import BodyJoints, _import_smplx, resolve_body_model_path  # noqa: E402
+from unipose.files import write_json_atomically  # noqa: E402
 from unipose.rotations import axis_angle_to_matrix  # noqa: E402
 from unipose.skeleton import NUM_BODY_JOINTS  # noqa: E402
-
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "body_model.json"
 NUM_HAND_POSE_VALUES = 45
@@ -157,12 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp")  # same folder: atomic rename
-    with open(temporary, "w") as file:
-        json.dump(report, file, indent=2)
-        file.write("\n")
-    os.replace(temporary, args.out)
+    write_json_atomically(args.out, report, sort_keys=False)
     print(f"wrote {args.out}")
     return 0
 

@@ -45,6 +45,7 @@ from unipose.body_model import BodyModel
 from unipose.data.captioning import caption_poses
 from unipose.data.rendering import BodyRenderer, sample_scenes
 from unipose.data.synthetic import JPEG_QUALITY, build_synthetic_corpus
+from unipose.files import write_json_atomically
 from unipose.pose_sampler import sample_poses
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "data.json"
@@ -177,11 +178,7 @@ def main() -> int:
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "numpy": np.__version__,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    os.replace(handle.name, args.out)
+    write_json_atomically(args.out, payload, sort_keys=False)
     print(json.dumps(payload, indent=2))
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -25,12 +24,11 @@ from pathlib import Path
 import torch
 from transformers.utils import logging as transformers_logging
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unipose.data.image_corpora import _mpjpe_to, farthest_point_sampling, pose_features  # noqa: E402
+from unipose.files import write_json_atomically  # noqa: E402
 from unipose.pose_sampler import sample_poses  # noqa: E402
-
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "farthest_point_sampling.json"
 
@@ -103,10 +101,7 @@ def main() -> int:
         "platform": platform.platform(),
         "torch": torch.__version__,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(temporary, args.out)
+    write_json_atomically(args.out, result, sort_keys=False)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -32,6 +32,7 @@ import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from unipose import modeling_unipose
+from unipose.files import write_json_atomically
 from unipose.testing import tiny_model, tiny_unipose_config
 
 CONFIGS = {
@@ -224,10 +225,7 @@ def main(argv=None) -> int:
     # Other processes on the machine slow the timings: record how busy it was (2 cores here).
     results["load_average_before_after"] = [load_before, os.getloadavg()[0]]
     results["cpu_count"] = os.cpu_count()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    write_json_atomically(args.out, results, sort_keys=False)
     print(json.dumps(results["ratios"], indent=2))
     return 0
 

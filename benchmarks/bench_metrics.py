@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
 import platform
 import random
@@ -29,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unipose.evaluation import metrics as M
+from unipose.files import write_json_atomically
 from unipose.metrics import pose_errors, text_pose_recalls
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "metrics.json"
@@ -188,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "timing": "one timed call per metric (wall clock)",
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, args.out)
+    write_json_atomically(args.out, payload, sort_keys=False)
     print(f"wrote {args.out}")
     return 0
 

@@ -17,17 +17,15 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
-import time
+import timeit
 from pathlib import Path
 
 import numpy as np
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from unipose.files import write_json_atomically  # noqa: E402
 from unipose.pose_sampler import POSE_CATEGORIES, PoseSampler  # noqa: E402
-
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pose_sampler.json"
 TARGET_POSES_PER_SECOND = 10_000
@@ -35,12 +33,7 @@ TARGET_POSES_PER_SECOND = 10_000
 
 def median_seconds(function, rounds: int) -> float:
     function()  # warm-up
-    timings = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
+    return statistics.median(timeit.repeat(function, setup="gc.enable()", number=1, repeat=rounds))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -82,12 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        json.dump(results, file, indent=2)
-        file.write("\n")
-    os.replace(temporary, args.out)
+    write_json_atomically(args.out, results, sort_keys=False)
     print(json.dumps(results, indent=2))
     return results
 

@@ -11,19 +11,17 @@ same machine.
 """
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from unipose.configuration_pose_vqvae import PoseVQVAEConfig
+from unipose.files import write_json_atomically
 from unipose.modeling_pose_vqvae import PoseVQVAE
-
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "pose_vqvae.json"
 
@@ -71,14 +69,6 @@ def time_batch(model: PoseVQVAE, batch_size: int, min_seconds: float, seed: int)
     }
 
 
-def write_json_atomically(payload: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(payload, handle, indent=2)
-        handle.write("\n")
-    os.replace(handle.name, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     if args.threads is not None:
@@ -110,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             for result in results
         },
     }
-    write_json_atomically(payload, args.output)
+    write_json_atomically(args.output, payload, sort_keys=False)
     for result in results:
         print(
             f"batch {result['batch_size']:>5}: {result['poses_per_second']:10.1f} poses/s "

@@ -33,6 +33,7 @@ from bench_generation import CONFIGS as GENERATION_CONFIGS  # the benchmarks fol
 from transformers import TrainerCallback
 from trl import SFTConfig
 
+from unipose.files import write_json_atomically
 from unipose.testing import tiny_model_and_processor
 from unipose.training.collator import UniPoseDataCollator
 from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
@@ -266,13 +267,6 @@ def plot_curves(curves: dict, path: Path):
     figure.savefig(path, dpi=110)
 
 
-def write_json(data: dict, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -302,10 +296,12 @@ def main():
 
     corpus = ensure_corpus(args.corpus, num=1000 if "loss_curves" in args.parts else 64)
     if "throughput" in args.parts:
-        write_json(throughput(corpus, args.batch_size, args.warmup, args.steps), RESULTS / "training.json")
+        write_json_atomically(
+            RESULTS / "training.json", throughput(corpus, args.batch_size, args.warmup, args.steps), sort_keys=False
+        )
     if "loss_curves" in args.parts:
         curves = run_cpu_recipes(corpus, args.runs)
-        write_json(curves, RESULTS / "training_loss_curves.json")
+        write_json_atomically(RESULTS / "training_loss_curves.json", curves, sort_keys=False)
         plot_curves(curves, RESULTS / "training_loss_curves.png")
 
 

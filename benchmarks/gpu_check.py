@@ -38,6 +38,7 @@ import yaml
 from bench_generation import CONFIGS  # the benchmarks folder is the script's path
 from bench_training import CountingCollator, StepTimer, benchmark_sft_config
 
+from unipose.files import write_json_atomically
 from unipose.testing import tiny_model_and_processor
 from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
 from unipose.training.tasks import build_task_mixture
@@ -343,10 +344,7 @@ def main(argv=None) -> int:
             results["engines"] = "not run" + (
                 " (needs a GPU: FSDP does not run on CPU processes)" if not cuda else ""
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(temporary, args.out)
+    write_json_atomically(args.out, results, sort_keys=False)
     print(json.dumps(results, indent=2))
     return 0
 

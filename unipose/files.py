@@ -72,9 +72,9 @@ def publish_files(source: Path, target: Path, last: tuple[str, ...] = ("config.j
     shutil.rmtree(source, ignore_errors=True)
 
 
-def write_json_atomically(path: str | os.PathLike, payload: Any) -> None:
-    """`payload` as indented JSON (UTF-8, keys sorted) at `path`, atomically."""
-    write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+def write_json_atomically(path: str | os.PathLike, payload: Any, sort_keys: bool = True) -> None:
+    """`payload` as indented JSON (UTF-8, keys sorted unless `sort_keys=False`) at `path`, atomically."""
+    write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n")
 
 
 @contextmanager

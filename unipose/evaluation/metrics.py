@@ -50,6 +50,7 @@ from ..metrics import (
     _similarity_chunks,
     _tie_broken_rank,
 )
+from .paper_results import PAPER_BIBTEX, PAPER_URL
 
 logger = logging.get_logger(__name__)
 
@@ -249,6 +250,20 @@ def evaluate_module(name: str) -> str:
     if name not in EVALUATE_MODULES:
         raise ValueError(f"`name` must be one of {EVALUATE_MODULES}, got {name!r}.")
     return str(Path(__file__).parent / "modules" / name)
+
+
+def evaluate_module_info(description: str, inputs_description: str, features):
+    """The `evaluate.MetricInfo` of one of the [`evaluate_module`] modules: their texts and features, citing the
+    paper."""
+    import evaluate  # the `eval` extra, which the modules that call this import themselves
+
+    return evaluate.MetricInfo(
+        description=description,
+        citation=PAPER_BIBTEX,
+        inputs_description=inputs_description,
+        features=features,
+        reference_urls=[PAPER_URL],
+    )
 
 
 def r_precision_all_protocols(

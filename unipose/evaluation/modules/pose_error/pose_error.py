@@ -7,7 +7,7 @@ import datasets
 import evaluate
 
 from unipose.body_model import BodyJoints
-from unipose.evaluation.paper_results import PAPER_BIBTEX, PAPER_URL
+from unipose.evaluation.metrics import evaluate_module_info
 from unipose.metrics import pose_errors
 
 _DESCRIPTION = """
@@ -38,13 +38,7 @@ Example:
 class PoseError(evaluate.Metric):
     def _info(self):
         pose = datasets.Sequence(datasets.Value("float32"), length=66)
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=PAPER_BIBTEX,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": pose, "references": pose}),
-            reference_urls=[PAPER_URL],
-        )
+        return evaluate_module_info(_DESCRIPTION, _KWARGS_DESCRIPTION, datasets.Features({"predictions": pose, "references": pose}))
 
     def _compute(self, predictions, references, body_model_path=None):
         body = BodyJoints.from_body_model_file(body_model_path) if body_model_path is not None else None

@@ -8,8 +8,12 @@ Recall@K) on embeddings of the same retrieval model.
 import datasets
 import evaluate
 
-from unipose.evaluation.metrics import DEFAULT_NUM_REPETITIONS, DEFAULT_POOL_SIZE, r_precision_all_protocols
-from unipose.evaluation.paper_results import PAPER_BIBTEX, PAPER_URL
+from unipose.evaluation.metrics import (
+    DEFAULT_NUM_REPETITIONS,
+    DEFAULT_POOL_SIZE,
+    evaluate_module_info,
+    r_precision_all_protocols,
+)
 from unipose.metrics import GENERATION_RECALL_K, text_pose_recalls
 from unipose.retrieval_models import embed_poses, embed_texts, load_retrieval_model
 
@@ -51,13 +55,7 @@ class PoseTextRetrieval(evaluate.Metric):
                 '`evaluate.load(path, "text_to_pose")`.'
             )
         predictions, references = (_POSE, _TEXT) if self.config_name == "text_to_pose" else (_TEXT, _POSE)
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=PAPER_BIBTEX,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": predictions, "references": references}),
-            reference_urls=[PAPER_URL],
-        )
+        return evaluate_module_info(_DESCRIPTION, _KWARGS_DESCRIPTION, datasets.Features({"predictions": predictions, "references": references}))
 
     def _compute(
         self,
