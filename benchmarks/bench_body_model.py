@@ -16,8 +16,6 @@ import argparse
 import contextlib
 import importlib.metadata
 import io
-import os
-import platform
 import statistics
 import sys
 import time
@@ -27,8 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import write_report  # noqa: E402
+
 from unipose.body_model import BodyJoints, _import_smplx, resolve_body_model_path  # noqa: E402
-from unipose.files import write_json_atomically  # noqa: E402
 from unipose.rotations import axis_angle_to_matrix  # noqa: E402
 from unipose.skeleton import NUM_BODY_JOINTS  # noqa: E402
 
@@ -143,11 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "body_model_file": "generated" if args.body_model == "generated" else str(path),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "torch_version": torch.__version__,
         "smplx_version": importlib.metadata.version("smplx"),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
         "timing": {
             "rounds": args.rounds,
             "min_seconds_per_round": args.min_seconds,
@@ -155,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    write_json_atomically(args.out, report, sort_keys=False)
-    print(f"wrote {args.out}")
-    return 0
+    return write_report(args.out, report, shown=results)
 
 
 if __name__ == "__main__":

@@ -15,19 +15,16 @@ Writes `benchmarks/results/captioning.json`.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import time
 import timeit
 from pathlib import Path
 
 import numpy as np
+from report import write_report
 
 from unipose.body_model import pose_to_joints
 from unipose.data.captioning import PairCaptioner, PoseCaptioner
-from unipose.files import write_json_atomically
 
 TARGET_CAPTIONS_PER_SECOND = 2000.0
 DEFAULT_OUTPUT = Path(__file__).parent / "results" / "captioning.json"
@@ -110,16 +107,8 @@ def main() -> int:
         },
         "target_captions_per_second": TARGET_CAPTIONS_PER_SECOND,
         "meets_target": poses_per_second >= TARGET_CAPTIONS_PER_SECOND,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-        },
-        "numpy": np.__version__,
     }
-    write_json_atomically(args.output, payload, sort_keys=False)
-    print(json.dumps(payload, indent=2))
-    return 0
+    return write_report(args.output, payload)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,11 +39,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import write_report  # noqa: E402
+
 from unipose.body_model import BodyModel
 from unipose.data.captioning import caption_poses
 from unipose.data.rendering import BodyRenderer, sample_scenes
 from unipose.data.synthetic import JPEG_QUALITY, build_synthetic_corpus
-from unipose.files import write_json_atomically
 from unipose.pose_sampler import sample_poses
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "data.json"
@@ -168,19 +167,11 @@ def main() -> int:
         "num_records": args.num_records,
         "num_images": args.num_images,
         "results": results,
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-        },
         # Wall-clock rates drop when other processes share the cores; the CPU-time rates show what one
         # free core gives.
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "numpy": np.__version__,
     }
-    write_json_atomically(args.out, payload, sort_keys=False)
-    print(json.dumps(payload, indent=2))
-    return 0
+    return write_report(args.out, payload)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ shared machine weighs little on the ratio.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
@@ -26,8 +24,9 @@ from transformers.utils import logging as transformers_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import write_report  # noqa: E402
+
 from unipose.data.image_corpora import _mpjpe_to, farthest_point_sampling, pose_features  # noqa: E402
-from unipose.files import write_json_atomically  # noqa: E402
 from unipose.pose_sampler import sample_poses  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "farthest_point_sampling.json"
@@ -98,12 +97,8 @@ def main() -> int:
         "seconds": median,
         "speedup_over_plain": median["plain"] / median["pruned"],
         "same_selection": True,
-        "platform": platform.platform(),
-        "torch": torch.__version__,
     }
-    write_json_atomically(args.out, result, sort_keys=False)
-    print(json.dumps(result, indent=2))
-    return 0
+    return write_report(args.out, result)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,16 @@ minimum and maximum over the repeats.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from report import write_report
 from transformers import AutoModelForCausalLM, DynamicCache
 
 from unipose import modeling_unipose
-from unipose.files import write_json_atomically
 from unipose.testing import tiny_model, tiny_unipose_config
 
 CONFIGS = {
@@ -224,10 +223,7 @@ def main(argv=None) -> int:
     results["wall_time_s"] = time.perf_counter() - start
     # Other processes on the machine slow the timings: record how busy it was (2 cores here).
     results["load_average_before_after"] = [load_before, os.getloadavg()[0]]
-    results["cpu_count"] = os.cpu_count()
-    write_json_atomically(args.out, results, sort_keys=False)
-    print(json.dumps(results["ratios"], indent=2))
-    return 0
+    return write_report(args.out, results, shown=results["ratios"])
 
 
 if __name__ == "__main__":

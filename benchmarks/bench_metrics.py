@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
-import platform
 import random
 import sys
 import time
@@ -27,8 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import write_report  # noqa: E402
+
 from unipose.evaluation import metrics as M
-from unipose.files import write_json_atomically
 from unipose.metrics import pose_errors, text_pose_recalls
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "metrics.json"
@@ -180,17 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         "text_references_per_item": 3,
         "wordnet_available": M.wordnet_available(),
         "torch_threads": args.threads,
-        "torch_version": torch.__version__,
         "sacrebleu_version": importlib.metadata.version("sacrebleu"),
         "nltk_version": importlib.metadata.version("nltk"),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
         "timing": "one timed call per metric (wall clock)",
         "results": results,
     }
-    write_json_atomically(args.out, payload, sort_keys=False)
-    print(f"wrote {args.out}")
-    return 0
+    return write_report(args.out, payload, shown=results)
 
 
 if __name__ == "__main__":

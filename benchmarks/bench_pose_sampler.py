@@ -12,19 +12,15 @@ per second are the batch size over the median time of a round; the target is 10,
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import timeit
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unipose.files import write_json_atomically  # noqa: E402
+from report import write_report  # noqa: E402
+
 from unipose.pose_sampler import POSE_CATEGORIES, PoseSampler  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "pose_sampler.json"
@@ -69,14 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
         "target_poses_per_second": TARGET_POSES_PER_SECOND,
         "meets_target": batched_rate >= TARGET_POSES_PER_SECOND,
         "rounds": args.rounds,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
     }
-    write_json_atomically(args.out, results, sort_keys=False)
-    print(json.dumps(results, indent=2))
+    write_report(args.out, results)
     return results
 
 

@@ -12,15 +12,14 @@ same machine.
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from report import write_report
 
 from unipose.configuration_pose_vqvae import PoseVQVAEConfig
-from unipose.files import write_json_atomically
 from unipose.modeling_pose_vqvae import PoseVQVAE
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "pose_vqvae.json"
@@ -81,10 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "benchmark": "pose_vqvae encode + decode (axis-angle in, 6D out)",
         "device": "cpu",
-        "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
         # Other processes skew small batches most: the threads of each call wait for one another.
         "load_average_1min": {"before": round(load_before, 2), "after": round(load_after, 2)},
         "config": {
@@ -100,15 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             for result in results
         },
     }
-    write_json_atomically(args.output, payload, sort_keys=False)
     for result in results:
         print(
             f"batch {result['batch_size']:>5}: {result['poses_per_second']:10.1f} poses/s "
             f"({result['milliseconds_per_pose']:.3f} ms/pose, {result['calls']} calls)"
         )
-    print(f"per-pose speed-up vs batch {baseline['batch_size']}: {payload['speedup_per_pose_vs_baseline']}")
-    print(f"written to {args.output}")
-    return 0
+    return write_report(args.output, payload, shown=payload["speedup_per_pose_vs_baseline"])
 
 
 if __name__ == "__main__":

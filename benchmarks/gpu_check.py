@@ -37,8 +37,8 @@ import torch
 import yaml
 from bench_generation import CONFIGS  # the benchmarks folder is the script's path
 from bench_training import CountingCollator, StepTimer, benchmark_sft_config
+from report import write_report
 
-from unipose.files import write_json_atomically
 from unipose.testing import tiny_model_and_processor
 from unipose.training.sft import UniPoseSFTTrainer, prepare_model_for_stage, stage_peft_config
 from unipose.training.tasks import build_task_mixture
@@ -181,15 +181,8 @@ def engine_recipe(path: Path, stage: int, corpus: Path) -> Path:
     recipe = yaml.safe_load((REPO / "train" / "recipes" / f"stage{stage}_cpu.yaml").read_text())
     recipe.pop("model_name_or_path", None)
     recipe["datasets"] = [{"path": str(corpus / kind), "tasks": tasks} for kind, tasks in STAGE_TASKS[stage]]
-    recipe.update(
-        tiny_model_seed=0,
-        max_steps=4,
-        save_steps=4,
-        logging_steps=1,
-        lora_dropout=0.0,
-        use_cpu=False,
-        bf16=False,
-    )
+    recipe.update(tiny_model_seed=0, max_steps=4, save_steps=4, logging_steps=1)
+    recipe.update(lora_dropout=0.0, use_cpu=False, bf16=False)  # on the GPU, in float32, without dropout
     path.write_text(yaml.safe_dump(recipe))
     return path
 
@@ -324,7 +317,6 @@ def main(argv=None) -> int:
     results = {
         "dry_run": args.dry_run,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
-        "torch": torch.__version__,
         "dtype": "bfloat16",
         "attn_implementation": "sdpa",
     }
@@ -344,9 +336,7 @@ def main(argv=None) -> int:
             results["engines"] = "not run" + (
                 " (needs a GPU: FSDP does not run on CPU processes)" if not cuda else ""
             )
-    write_json_atomically(args.out, results, sort_keys=False)
-    print(json.dumps(results, indent=2))
-    return 0
+    return write_report(args.out, results)
 
 
 if __name__ == "__main__":

@@ -13,3 +13,19 @@ def checkpoint(tmp_path_factory):
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_and_processor():
+    """A tiny random UniPose and its processor (a module may override this fixture with another seed)."""
+    return tiny_model_and_processor(seed=0)
+
+
+@pytest.fixture(scope="module")
+def model(model_and_processor):
+    return model_and_processor[0]
+
+
+@pytest.fixture(scope="module")
+def processor(model_and_processor):
+    return model_and_processor[1]

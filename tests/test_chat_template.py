@@ -40,11 +40,6 @@ def model_and_processor():
 
 
 @pytest.fixture(scope="module")
-def processor(model_and_processor):
-    return model_and_processor[1]
-
-
-@pytest.fixture(scope="module")
 def collator(model_and_processor):
     model, processor = model_and_processor
     return UniPoseDataCollator.from_model(model, processor)

@@ -121,25 +121,25 @@ class Resample(nn.Module):
         return F.interpolate(x, size=self.size, mode="nearest")
 
 
+def resampling_stages(channels: int, sizes) -> list[nn.Module]:
+    """The release's resampling stages: a convolution to `VQ_H` channels, a ReLU and a resize to each size."""
+    layers = []
+    for size in sizes:
+        layers += [nn.Conv1d(channels, VQ_H, 3, padding=1), nn.ReLU(), Resample(size)]
+        channels = VQ_H
+    return layers
+
+
 class ReleaseVQVAE(nn.Module):
     """The release's pose VQ-VAE, indexed as in its checkpoint."""
 
     def __init__(self):
         super().__init__()
-        relu = nn.ReLU
         self.encoder = nn.Module()
         self.encoder.encoder = nn.Sequential(
-            nn.Conv1d(6, VQ_H, 3, padding=1),
-            relu(),
-            Resample(40),
+            *resampling_stages(6, (40, 80, 160)),
             nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
-            relu(),
-            Resample(80),
-            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
-            relu(),
-            Resample(160),
-            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
-            relu(),
+            nn.ReLU(),
             nn.Conv1d(VQ_H, VQ_H, 4, stride=2, padding=1),
             ReleaseResnet(VQ_H),
             nn.Conv1d(VQ_H, D, 3, padding=1),
@@ -148,20 +148,9 @@ class ReleaseVQVAE(nn.Module):
         self.quantizer.register_buffer("codebook", torch.randn(K, D))
         self.decoder = nn.Module()
         self.decoder.decoder = nn.Sequential(
-            nn.Conv1d(D, VQ_H, 3, padding=1),
-            relu(),
-            Resample(65),
+            *resampling_stages(D, (65, 51, 36, 22)),
             nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
-            relu(),
-            Resample(51),
-            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
-            relu(),
-            Resample(36),
-            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
-            relu(),
-            Resample(22),
-            nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
-            relu(),
+            nn.ReLU(),
             ReleaseResnet(VQ_H),
             nn.Conv1d(VQ_H, VQ_H, 3, padding=1),
             nn.Conv1d(VQ_H, 6, 3, padding=1),

@@ -30,13 +30,12 @@ from unipose.data.schema import FEATURES, IMAGE_POSE_FEATURES, record_kind
 from unipose.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 
-F64 = torch.float64
-# A person standing upright in AMASS's z-up world: the body's y (up) axis turned onto the world's z.
-UPRIGHT = elementary_rotation(torch.tensor(math.pi / 2, dtype=F64), "x")
-
-
 def _rotation(angle: float, axis: str) -> torch.Tensor:
-    return elementary_rotation(torch.tensor(angle, dtype=F64), axis)
+    return elementary_rotation(torch.tensor(angle, dtype=torch.float64), axis)
+
+
+# A person standing upright in AMASS's z-up world: the body's y (up) axis turned onto the world's z.
+UPRIGHT = _rotation(math.pi / 2, "x")
 
 
 def _headings(roots: np.ndarray, up_axis: str = "z") -> np.ndarray:
@@ -202,6 +201,9 @@ def test_posescript_splits_and_file_reads(release, amass_root, monkeypatch):
 
 def test_posescript_errors(release, amass_root, tmp_path):
     root, _ = amass_root
+    _write_json(release / "none.json", {"999": ["a caption of no pose of the split"]})
+    with pytest.raises(ValueError, match=r"None of the \d+ poses of PoseScript split 'train' .* has human captions"):
+        load_posescript(release, root, caption_files={"human": "none.json"}, output_up_axis="z")
     with pytest.raises(FileNotFoundError, match="test_ids_100k.json"):
         load_posescript(release, root, split="test", output_up_axis="z")
     with pytest.raises(ValueError, match="`captions`"):
@@ -286,6 +288,9 @@ def test_posefix_modifiers_and_splits(release, amass_root):
 
 def test_posefix_errors(release, amass_root):
     root, _ = amass_root
+    _write_json(release / "none.json", {"999": ["a modifier of no pair of the split"]})
+    with pytest.raises(ValueError, match=r"None of the \d+ pairs of PoseFix split 'train' \(in/out-sequence\)"):
+        load_posefix(release, root, modifier_files={"human": "none.json"}, output_up_axis="z")
     _write_json(release / "train_out_sequence_pair_ids.json", [3, 4, 1])
     with pytest.raises(ValueError, match=r"Pair id '1' is listed both"):
         load_posefix(release, root, output_up_axis="z")
@@ -384,7 +389,7 @@ def test_poseest_pose_layouts_and_frames(poseest, tmp_path):
     ][:]
     y_up = load_pose_estimation(path, images, image_size=8, output_up_axis="y", cache_dir=tmp_path / "c2")
     y_up = y_up.with_format("numpy")["pose"][:]
-    half_turn = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=F64))
+    half_turn = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
     np.testing.assert_allclose(
         axis_angle_to_matrix(torch.from_numpy(y_up[:, 0].astype(np.float64))).numpy(),
         (half_turn @ axis_angle_to_matrix(torch.from_numpy(camera[:, 0].astype(np.float64)))).numpy(),
@@ -599,7 +604,7 @@ def test_pose_features_ignore_heading_and_camera_frame():
     turned[:, 0] = matrix_to_axis_angle(_rotation(1.1, "y") @ roots).numpy()
     np.testing.assert_allclose(pose_features(turned, "y"), pose_features(poses, "y"), atol=1e-5)
     # The same poses in the camera frame (y down) and in AMASS's z-up world give the same features.
-    half_turn = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=F64))
+    half_turn = torch.diag(torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64))
     camera = poses.copy()
     camera[:, 0] = matrix_to_axis_angle(half_turn @ roots).numpy()
     np.testing.assert_allclose(pose_features(camera, "-y"), pose_features(poses, "y"), atol=1e-5)

@@ -30,21 +30,6 @@ N = 80  # tokens per pose
 
 
 @pytest.fixture(scope="module")
-def model_and_processor():
-    return tiny_model_and_processor(seed=0)
-
-
-@pytest.fixture(scope="module")
-def model(model_and_processor):
-    return model_and_processor[0]
-
-
-@pytest.fixture(scope="module")
-def processor(model_and_processor):
-    return model_and_processor[1]
-
-
-@pytest.fixture(scope="module")
 def p_model():
     """The tiny model with a head that always prefers `<p>`: every text step opens a pose."""
     model, _ = tiny_model_and_processor(seed=0)

@@ -5,6 +5,7 @@ generic ones, from `train/train_unipose.py` and from the stock `trl sft` command
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -288,6 +289,24 @@ def test_stock_trl_sft_card_is_replaced_by_the_unipose_card(examples, tmp_path):
     recipe = recipe_of(text)
     assert recipe["assistant_only_loss"] is True and recipe["max_steps"] == 1
     assert recipe["output_dir"] == str(tmp_path / "sft")
+
+
+def test_conversations_command_writes_text_tasks_with_poses_as_codes(corpus, checkpoint, tmp_path, capsys):
+    from unipose.cli import main as cli_main
+
+    # The runbook's command, on two record kinds: 4 pose_text and 4 pose_pair records, one example per task.
+    records = [str(corpus / "pose_text"), str(corpus / "pose_pair")]
+    output = ["--pose_tokenizer", str(checkpoint), "--output", str(tmp_path)]
+    assert cli_main(["conversations", "--records", *records, *output]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert f"Wrote {len(rows)} conversations to {tmp_path / 'train.jsonl'}" in capsys.readouterr().out
+    # The text-only tasks: Pose-to-Text on each pose_text record, Pose-Diff on each pose_pair record.
+    assert len(rows) == 4 + 4
+    spans = [re.findall(r"<p>(.*?)</p>", row["messages"][0]["content"]) for row in rows]
+    assert sorted(len(found) for found in spans) == [1] * 4 + [2] * 4
+    assert all(re.fullmatch(r"(<pose_\d+>){80}", span) for found in spans for span in found)
+    assert all(row["messages"][-1]["role"] == "assistant" for row in rows)
+    assert not any("<p>" in row["messages"][-1]["content"] for row in rows)
 
 
 def test_trl_sft_card_needs_the_run_output(tmp_path):

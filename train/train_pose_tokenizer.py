@@ -42,7 +42,8 @@ from unipose.training.pose_tokenizer import parse_arguments, train_pose_tokenize
 
 def main(argv: list[str] | None = None) -> dict:
     enable_progress_logging()
-    results = train_pose_tokenizer(*parse_arguments(argv))
+    data_args, model_args, training_args = parse_arguments(argv)
+    results = train_pose_tokenizer(data_args, model_args, training_args)
     print(json.dumps(results, indent=2, sort_keys=True))
     return results
 

@@ -21,7 +21,8 @@ from unipose.training.pose_vision import parse_arguments, train_pose_vision
 
 def main(argv: list[str] | None = None) -> dict:
     enable_progress_logging()
-    results = train_pose_vision(*parse_arguments(argv))
+    data_args, training_args = parse_arguments(argv)
+    results = train_pose_vision(data_args, training_args)
     print(json.dumps(results, indent=2, sort_keys=True))
     return results
 

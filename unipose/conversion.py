@@ -60,73 +60,77 @@ RELEASE_QUERY_TOKEN = "<pose_query_{}>"
 # The release writes every image of a prompt as `<im_start><image><im_end>`.
 RELEASE_IMAGE_START, RELEASE_IMAGE_END = "<im_start>", "<im_end>"
 
-# (regex on "source:key", replacement or None to drop). The only place where the release's names appear.
-KEY_MAPPING: list[tuple[str, str | None]] = [
-    # --- LLaVA-1.6-Mistral-7B, original layout -----------------------------------------------------------
-    (r"base:model\.layers\.(.+)", r"model.language_model.layers.\1"),
-    (r"base:model\.norm\.(.+)", r"model.language_model.norm.\1"),
-    (r"base:model\.embed_tokens\.weight", None),  # superseded by the UniPose embedding (trainables)
-    (r"base:lm_head\.weight", None),  # superseded by the UniPose output matrix (trainables)
-    (r"base:model\.vision_tower\.vision_tower\.vision_model\.embeddings\.position_ids", None),  # a buffer
-    (r"base:model\.vision_tower\.vision_tower\.vision_model\.(.+)", r"model.vision_tower.\1"),
-    (r"base:model\.mm_projector\..+", None),  # LLaVA's 1024-wide projector; UniPose trains its own
-    (r"base:model\.image_newline", None),  # LLaVA-NeXT's any-resolution separator, unused by UniPose
-    # --- LLaVA-1.6-Mistral-7B, transformers layout (llava-hf) ---------------------------------------------
-    (r"base:(?:model\.)?language_model\.(?:model\.)?layers\.(.+)", r"model.language_model.layers.\1"),
-    (r"base:(?:model\.)?language_model\.(?:model\.)?norm\.(.+)", r"model.language_model.norm.\1"),
-    (r"base:(?:model\.)?language_model\.(?:model\.)?embed_tokens\.weight", None),
-    (r"base:(?:language_model\.)?lm_head\.weight", None),
-    (r"base:(?:model\.)?vision_tower\.vision_model\.embeddings\.position_ids", None),
-    (r"base:(?:model\.)?vision_tower\.vision_model\.(.+)", r"model.vision_tower.\1"),
-    (r"base:(?:model\.)?multi_modal_projector\..+", None),
-    (r"base:(?:model\.)?image_newline", None),
-    # --- UniPose non-LoRA trainables ---------------------------------------------------------------------
-    (r"trainables:base_model\.model\.model\.mm_projector\.0\.(weight|bias)", r"model.multi_modal_projector.linear_1.\1"),
-    (r"trainables:base_model\.model\.model\.mm_projector\.2\.(weight|bias)", r"model.multi_modal_projector.linear_2.\1"),
-    (r"trainables:base_model\.model\.model\.embed_tokens\.weight", r"model.language_model.embed_tokens.weight"),
-    (r"trainables:base_model\.model\.lm_head\.weight", r"lm_head.weight"),
-    # --- UniPose LoRA adapter (merged into the weight it adapts) -------------------------------------------
-    (r"lora:base_model\.model\.model\.layers\.(.+)\.lora_[AB]\.weight", r"model.language_model.layers.\1.weight"),
-    # PEFT places LoRA on the CLIP tower's `q_proj` / `k_proj` / `v_proj` too when the targets are given by name.
-    (
-        r"lora:base_model\.model\.model\.vision_tower\.vision_tower\.vision_model\.(.+)\.lora_[AB]\.weight",
-        r"model.vision_tower.\1.weight",
-    ),
-    # --- Pose VQ-VAE (Lightning `state_dict`) --------------------------------------------------------------
-    (r"vqvae:encoder\.encoder\.0\.(weight|bias)", r"model.pose_tokenizer.encoder.conv_in.\1"),
-    (r"vqvae:encoder\.encoder\.3\.(weight|bias)", r"model.pose_tokenizer.encoder.resample_blocks.0.conv.\1"),
-    (r"vqvae:encoder\.encoder\.6\.(weight|bias)", r"model.pose_tokenizer.encoder.resample_blocks.1.conv.\1"),
-    (r"vqvae:encoder\.encoder\.9\.(weight|bias)", r"model.pose_tokenizer.encoder.resample_blocks.2.conv.\1"),
-    (r"vqvae:encoder\.encoder\.11\.(weight|bias)", r"model.pose_tokenizer.encoder.downsample.\1"),
-    (
-        r"vqvae:encoder\.encoder\.12\.model\.(\d+)\.conv([12])\.(weight|bias)",
-        r"model.pose_tokenizer.encoder.residual_stack.blocks.\1.conv\2.\3",
-    ),
-    (r"vqvae:encoder\.encoder\.13\.(weight|bias)", r"model.pose_tokenizer.encoder.conv_out.\1"),
-    (r"vqvae:quantizer\.codebook", r"model.pose_tokenizer.quantizer.codebook"),
-    (r"vqvae:decoder\.decoder\.0\.(weight|bias)", r"model.pose_tokenizer.decoder.conv_in.\1"),
-    (r"vqvae:decoder\.decoder\.3\.(weight|bias)", r"model.pose_tokenizer.decoder.resample_blocks.0.conv.\1"),
-    (r"vqvae:decoder\.decoder\.6\.(weight|bias)", r"model.pose_tokenizer.decoder.resample_blocks.1.conv.\1"),
-    (r"vqvae:decoder\.decoder\.9\.(weight|bias)", r"model.pose_tokenizer.decoder.resample_blocks.2.conv.\1"),
-    (r"vqvae:decoder\.decoder\.12\.(weight|bias)", r"model.pose_tokenizer.decoder.resample_blocks.3.conv.\1"),
-    (
-        r"vqvae:decoder\.decoder\.14\.model\.(\d+)\.conv([12])\.(weight|bias)",
-        r"model.pose_tokenizer.decoder.residual_stack.blocks.\1.conv\2.\3",
-    ),
-    (r"vqvae:decoder\.decoder\.15\.(weight|bias)", r"model.pose_tokenizer.decoder.conv_mid.\1"),
-    (r"vqvae:decoder\.decoder\.16\.(weight|bias)", r"model.pose_tokenizer.decoder.conv_out.\1"),
-    (r"vqvae:loss\..+", None),  # the training loss's own tensors (the release's loader skips them too)
-    # --- TokenHMR's ViT-H ----------------------------------------------------------------------------------
-    (r"vit:backbone\.patch_embed\.proj\.(weight|bias)", r"model.pose_vision_tower.embeddings.patch_embeddings.projection.\1"),
-    (r"vit:backbone\.pos_embed", r"model.pose_vision_tower.embeddings.position_embeddings"),
-    (r"vit:backbone\.blocks\.(\d+)\.norm1\.(weight|bias)", r"model.pose_vision_tower.encoder.layer.\1.layernorm_before.\2"),
-    (r"vit:backbone\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)", r"model.pose_vision_tower.encoder.layer.\1.attention.attention.qkv.\2"),
-    (r"vit:backbone\.blocks\.(\d+)\.attn\.proj\.(weight|bias)", r"model.pose_vision_tower.encoder.layer.\1.attention.output.dense.\2"),
-    (r"vit:backbone\.blocks\.(\d+)\.norm2\.(weight|bias)", r"model.pose_vision_tower.encoder.layer.\1.layernorm_after.\2"),
-    (r"vit:backbone\.blocks\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", r"model.pose_vision_tower.encoder.layer.\1.mlp.\2.\3"),
-    (r"vit:backbone\.last_norm\.(weight|bias)", r"model.pose_vision_tower.layernorm.\1"),
-    (r"vit:(?!backbone\.).+", None),  # TokenHMR's SMPL head, discriminator, ...: not part of UniPose
-]
+# Each row: a regular expression on "source:key", then our name (with the expression's groups), or `-` for a key
+# dropped on purpose; `#` starts a comment. The only place where the release's names appear.
+_KEY_TABLE = r"""
+# --- LLaVA-1.6-Mistral-7B, original layout
+base:model\.layers\.(.+)                                        model.language_model.layers.\1
+base:model\.norm\.(.+)                                          model.language_model.norm.\1
+base:model\.embed_tokens\.weight                                -  # superseded by the UniPose embedding (trainables)
+base:lm_head\.weight                                            -  # superseded by the UniPose output matrix (trainables)
+base:model\.vision_tower\.vision_tower\.vision_model\.embeddings\.position_ids  -  # a buffer
+base:model\.vision_tower\.vision_tower\.vision_model\.(.+)      model.vision_tower.\1
+base:model\.mm_projector\..+                                    -  # LLaVA's 1024-wide projector; UniPose trains its own
+base:model\.image_newline                                       -  # LLaVA-NeXT's any-resolution separator, unused by UniPose
+# --- LLaVA-1.6-Mistral-7B, transformers layout (llava-hf)
+base:(?:model\.)?language_model\.(?:model\.)?layers\.(.+)       model.language_model.layers.\1
+base:(?:model\.)?language_model\.(?:model\.)?norm\.(.+)         model.language_model.norm.\1
+base:(?:model\.)?language_model\.(?:model\.)?embed_tokens\.weight  -
+base:(?:language_model\.)?lm_head\.weight                       -
+base:(?:model\.)?vision_tower\.vision_model\.embeddings\.position_ids  -
+base:(?:model\.)?vision_tower\.vision_model\.(.+)               model.vision_tower.\1
+base:(?:model\.)?multi_modal_projector\..+                      -
+base:(?:model\.)?image_newline                                  -
+# --- UniPose non-LoRA trainables
+trainables:base_model\.model\.model\.mm_projector\.0\.(weight|bias)  model.multi_modal_projector.linear_1.\1
+trainables:base_model\.model\.model\.mm_projector\.2\.(weight|bias)  model.multi_modal_projector.linear_2.\1
+trainables:base_model\.model\.model\.embed_tokens\.weight       model.language_model.embed_tokens.weight
+trainables:base_model\.model\.lm_head\.weight                   lm_head.weight
+# --- UniPose LoRA adapter (merged into the weight it adapts)
+lora:base_model\.model\.model\.layers\.(.+)\.lora_[AB]\.weight  model.language_model.layers.\1.weight
+# PEFT places LoRA on the CLIP tower's `q_proj` / `k_proj` / `v_proj` too when the targets are given by name.
+lora:base_model\.model\.model\.vision_tower\.vision_tower\.vision_model\.(.+)\.lora_[AB]\.weight  model.vision_tower.\1.weight
+# --- Pose VQ-VAE (Lightning `state_dict`)
+vqvae:encoder\.encoder\.0\.(weight|bias)                        model.pose_tokenizer.encoder.conv_in.\1
+vqvae:encoder\.encoder\.3\.(weight|bias)                        model.pose_tokenizer.encoder.resample_blocks.0.conv.\1
+vqvae:encoder\.encoder\.6\.(weight|bias)                        model.pose_tokenizer.encoder.resample_blocks.1.conv.\1
+vqvae:encoder\.encoder\.9\.(weight|bias)                        model.pose_tokenizer.encoder.resample_blocks.2.conv.\1
+vqvae:encoder\.encoder\.11\.(weight|bias)                       model.pose_tokenizer.encoder.downsample.\1
+vqvae:encoder\.encoder\.12\.model\.(\d+)\.conv([12])\.(weight|bias)  model.pose_tokenizer.encoder.residual_stack.blocks.\1.conv\2.\3
+vqvae:encoder\.encoder\.13\.(weight|bias)                       model.pose_tokenizer.encoder.conv_out.\1
+vqvae:quantizer\.codebook                                       model.pose_tokenizer.quantizer.codebook
+vqvae:decoder\.decoder\.0\.(weight|bias)                        model.pose_tokenizer.decoder.conv_in.\1
+vqvae:decoder\.decoder\.3\.(weight|bias)                        model.pose_tokenizer.decoder.resample_blocks.0.conv.\1
+vqvae:decoder\.decoder\.6\.(weight|bias)                        model.pose_tokenizer.decoder.resample_blocks.1.conv.\1
+vqvae:decoder\.decoder\.9\.(weight|bias)                        model.pose_tokenizer.decoder.resample_blocks.2.conv.\1
+vqvae:decoder\.decoder\.12\.(weight|bias)                       model.pose_tokenizer.decoder.resample_blocks.3.conv.\1
+vqvae:decoder\.decoder\.14\.model\.(\d+)\.conv([12])\.(weight|bias)  model.pose_tokenizer.decoder.residual_stack.blocks.\1.conv\2.\3
+vqvae:decoder\.decoder\.15\.(weight|bias)                       model.pose_tokenizer.decoder.conv_mid.\1
+vqvae:decoder\.decoder\.16\.(weight|bias)                       model.pose_tokenizer.decoder.conv_out.\1
+vqvae:loss\..+                                                  -  # the training loss's own tensors (the release's loader skips them too)
+# --- TokenHMR's ViT-H
+vit:backbone\.patch_embed\.proj\.(weight|bias)                  model.pose_vision_tower.embeddings.patch_embeddings.projection.\1
+vit:backbone\.pos_embed                                         model.pose_vision_tower.embeddings.position_embeddings
+vit:backbone\.blocks\.(\d+)\.norm1\.(weight|bias)               model.pose_vision_tower.encoder.layer.\1.layernorm_before.\2
+vit:backbone\.blocks\.(\d+)\.attn\.qkv\.(weight|bias)           model.pose_vision_tower.encoder.layer.\1.attention.attention.qkv.\2
+vit:backbone\.blocks\.(\d+)\.attn\.proj\.(weight|bias)          model.pose_vision_tower.encoder.layer.\1.attention.output.dense.\2
+vit:backbone\.blocks\.(\d+)\.norm2\.(weight|bias)               model.pose_vision_tower.encoder.layer.\1.layernorm_after.\2
+vit:backbone\.blocks\.(\d+)\.mlp\.(fc[12])\.(weight|bias)       model.pose_vision_tower.encoder.layer.\1.mlp.\2.\3
+vit:backbone\.last_norm\.(weight|bias)                          model.pose_vision_tower.layernorm.\1
+vit:(?!backbone\.).+                                            -  # TokenHMR's SMPL head, discriminator, ...: not part of UniPose
+"""
+
+
+def _read_key_table(table: str) -> list[tuple[str, str | None]]:
+    mapping = []
+    for row in table.strip().splitlines():
+        if not row.startswith("#"):
+            pattern, name = row.split("#", 1)[0].split()
+            mapping.append((pattern, None if name == "-" else name))
+    return mapping
+
+
+KEY_MAPPING: list[tuple[str, str | None]] = _read_key_table(_KEY_TABLE)
 _COMPILED_MAPPING = [(re.compile(pattern), replacement) for pattern, replacement in KEY_MAPPING]
 
 
@@ -217,8 +221,8 @@ def _base_tokenizer(base: Path, legacy: bool):
     backend = copy.deepcopy(tokenizer.backend_tokenizer)
     backend.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     backend.pre_tokenizer = None
-    kept = ("bos_token", "eos_token", "unk_token", "pad_token", "model_max_length")
-    return PreTrainedTokenizerFast(tokenizer_object=backend, **{name: getattr(tokenizer, name) for name in kept})
+    kept = {name: getattr(tokenizer, name) for name in ("bos_token", "eos_token", "unk_token", "pad_token")}
+    return PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=tokenizer.model_max_length, **kept)
 
 
 def read_sources(base: PathLike, unipose: PathLike, pose_tokenizer: PathLike, pose_vit: PathLike) -> dict:

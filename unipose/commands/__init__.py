@@ -8,6 +8,7 @@ import inspect
 
 
 def call_with_options(function, args: argparse.Namespace, **values):
-    """`function` (or a class) called with the options of `args` named like its parameters, and `values`."""
+    """`function` (or a class) called with the options of `args` named like its parameters, `values` taking the
+    place of options of the same names."""
     parameters = inspect.signature(function).parameters
-    return function(**{name: value for name, value in vars(args).items() if name in parameters}, **values)
+    return function(**{name: value for name, value in vars(args).items() if name in parameters} | values)

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from datasets import concatenate_datasets
-from transformers.utils import logging
 
 from ..data.schema import record_kind
 from ..task_formats import TASK_SPECS, TEMPLATE_STYLES, TEXT_ONLY_TASKS
@@ -17,8 +16,6 @@ from ..training.tasks import (
     text_only_conversations,
     write_json_lines,
 )
-
-logger = logging.get_logger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the draws.")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> str:
     """Write the text-only conversations that `trl sft --dataset_name OUTPUT` trains on."""
     parts = []
     for index, path in enumerate(args.records):
@@ -55,5 +52,4 @@ def run(args: argparse.Namespace) -> int:
         concatenate_datasets(parts), load_pose_tokenizer(args.pose_tokenizer)
     )
     path = write_json_lines(conversations, Path(args.output) / "train.jsonl")
-    logger.warning(f"Wrote {len(conversations)} conversations to {path}")
-    return 0
+    return f"Wrote {len(conversations)} conversations to {path}"

@@ -8,6 +8,7 @@ import json
 import torch
 
 from ..conversion import convert_release
+from . import call_with_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,15 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pose-tokenizer", required=True, help="Pose VQ-VAE checkpoint (Lightning .ckpt).")
     parser.add_argument("--pose-vit", required=True, help="TokenHMR checkpoint holding the pose ViT.")
-    parser.add_argument("--out", required=True, help="Output folder of the converted checkpoint.")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None)
+    parser.add_argument("--out", dest="output_dir", required=True, help="Folder of the converted checkpoint.")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    parser.add_argument(
-        "--vision-num-heads", type=int, default=None, help="CLIP's attention heads (default: 64-wide heads)."
-    )
-    parser.add_argument(
-        "--pose-vit-num-heads", type=int, default=None, help="The pose ViT's heads (default: ViT-H's 16)."
-    )
+    parser.add_argument("--vision-num-heads", type=int, help="CLIP's heads (default: 64-wide heads).")
+    parser.add_argument("--pose-vit-num-heads", type=int, help="The pose ViT's heads (default: ViT-H's 16).")
     parser.add_argument(
         "--verify",
         metavar="REFERENCE",
@@ -36,21 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> str | tuple[str, int]:
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    report = convert_release(
-        args.base,
-        args.unipose,
-        args.pose_tokenizer,
-        args.pose_vit,
-        args.out,
-        dtype=dtype,
-        overwrite=args.overwrite,
-        vision_num_heads=args.vision_num_heads,
-        pose_vit_num_heads=args.pose_vit_num_heads,
-    )
+    report = call_with_options(convert_release, args, dtype=dtype)
     text = json.dumps({"conversion": report.to_dict()}, indent=2)
     if args.verify is None:
         return text
     from ..verification import format_checks, verify_against_reference
 
-    checks = verify_against_reference(args.out, args.verify)
+    checks = verify_against_reference(args.output_dir, args.verify)
     return f"{text}\n{format_checks(checks)}", 0 if all(check.passed for check in checks) else 1

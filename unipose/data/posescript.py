@@ -460,6 +460,14 @@ def _check_up_axis(output_up_axis: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _check_texted(kept: int, listed: int, items: str, where: str, texts: str, hint: str) -> None:
+    """Refuses a split none of whose `listed` items has the requested texts; logs how many were left out."""
+    if not kept:
+        raise ValueError(f"None of the {listed} {items} of {where} has {texts}; check {hint}.")
+    if kept < listed:
+        logger.info(f"{where}: {listed - kept} of {listed} {items} have no {texts} and are left out.")
+
+
 def load_posescript(
     root: PathLike,
     amass_root,
@@ -526,16 +534,9 @@ def load_posescript(
         )
         split_ids = read_split_ids(split_path, f"PoseScript split file for split {name!r}")
         ids = [pose_id for pose_id in split_ids if any(pose_id in texts[kind] for kind in kinds)]
-        if not ids:
-            raise ValueError(
-                f"None of the {len(split_ids)} poses of split {name!r} ({str(split_path)!r}) has "
-                f"{'/'.join(kinds)} captions; check `split` and `captions`."
-            )
-        if len(ids) < len(split_ids):
-            logger.info(
-                f"PoseScript split {name!r}: {len(split_ids) - len(ids)} of {len(split_ids)} poses have no "
-                f"{'/'.join(kinds)} caption and are left out."
-            )
+        where = f"PoseScript split {name!r} ({str(split_path)!r})"
+        captions = f"{'/'.join(kinds)} captions"
+        _check_texted(len(ids), len(split_ids), "poses", where, captions, "`split` and `captions`")
         references = {pose_id: pose_reference(index, pose_id, index_path) for pose_id in ids}
         raw = read_amass_poses(references, amass_root)
         poses = normalize_pose_headings(np.stack([raw[pose_id] for pose_id in ids]), output_up_axis)
@@ -644,16 +645,10 @@ def load_posefix(
                 if any(pair_id in texts[k] for k in kinds):
                     pair_ids.append(pair_id)
                     in_sequence.append(kind == "in")
-        if not pair_ids:
-            raise ValueError(
-                f"None of the {len(listed)} pairs of split {name!r} ({'/'.join(sequences)}-sequence) has "
-                f"{'/'.join(kinds)} modifiers; check `split`, `sequence` and `modifiers`."
-            )
-        if len(pair_ids) < len(listed):
-            logger.info(
-                f"PoseFix split {name!r}: {len(listed) - len(pair_ids)} of {len(listed)} pairs have no "
-                f"{'/'.join(kinds)} modifier and are left out."
-            )
+        where = f"PoseFix split {name!r} ({'/'.join(sequences)}-sequence)"
+        modifiers = f"{'/'.join(kinds)} modifiers"
+        hint = "`split`, `sequence` and `modifiers`"
+        _check_texted(len(pair_ids), len(listed), "pairs", where, modifiers, hint)
         pose_ids = [_pair_pose_ids(pairs, pair_id, pairs_path) for pair_id in pair_ids]
         references = {
             pose_id: pose_reference(index, pose_id, index_path) for pair in pose_ids for pose_id in pair
