@@ -1106,21 +1106,36 @@ def _render_caption(phrases: list[_Phrase], rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def _distinct_captions(render, num_captions: int, seeds: list[int]) -> list[str]:
-    """Render `num_captions` captions; re-render (with derived seeds) any that repeats an earlier one."""
-    captions: list[str] = []
-    for k in range(num_captions):
-        caption = render(k, random.Random(seeds[k]))
-        attempt = 1
-        while caption in captions and attempt <= DISTINCT_ATTEMPTS:
-            caption = render(k, random.Random(seeds[k] * (DISTINCT_ATTEMPTS + 1) + attempt))
-            attempt += 1
-        if caption in captions:
-            logger.warning_once(
-                f"A pose has too few describable features for {num_captions} distinct captions; some repeat."
-            )
-        captions.append(caption)
-    return captions
+def _worded(plans: list, seeds: np.ndarray, single: bool, render) -> list:
+    """
+    The captions of each item (pose or pair), one per plan, `render(plan, rng)` wording plan `k` with the seed
+    `seeds[k, item]`; a caption that repeats an earlier one of its item is worded again with derived seeds.
+    A single item's list alone when `single`.
+    """
+    result = []
+    for item, item_plans in enumerate(plans):
+        captions: list[str] = []
+        for k, plan in enumerate(item_plans):
+            seed = int(seeds[k, item])
+            caption = render(plan, random.Random(seed))
+            attempt = 1
+            while caption in captions and attempt <= DISTINCT_ATTEMPTS:
+                caption = render(plan, random.Random(seed * (DISTINCT_ATTEMPTS + 1) + attempt))
+                attempt += 1
+            if caption in captions:
+                logger.warning_once(
+                    f"A pose has too few describable features for {len(item_plans)} distinct captions; some "
+                    "repeat."
+                )
+            captions.append(caption)
+        result.append(captions)
+    return result[0] if single else result
+
+
+def _statements(plans: list, single: bool) -> list:
+    """What each plan of each item says, before wording ([`Statement`]s); a single item's list alone."""
+    result = [[[phrase.statement() for phrase in plan] for plan in item_plans] for item_plans in plans]
+    return result[0] if single else result
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1195,17 +1210,7 @@ class PoseCaptioner:
         Returns:
             `list[str]` of `num_captions` captions for a single pose, or one such list per pose.
         """
-        plans, seeds, single = self._plan(joints, num_captions, seed)
-        captions = []
-        for b, pose_plans in enumerate(plans):
-            captions.append(
-                _distinct_captions(
-                    lambda k, r, pose_plans=pose_plans: _render_caption(pose_plans[k], r),
-                    len(pose_plans),
-                    [int(s) for s in seeds[:, b]],
-                )
-            )
-        return captions[0] if single else captions
+        return _worded(*self._plan(joints, num_captions, seed), _render_caption)
 
     def statements(self, joints, num_captions: int = 1, seed: Optional[int] = None) -> list:
         """
@@ -1216,8 +1221,7 @@ class PoseCaptioner:
             `list[list[Statement]]` (one list per caption) for a single pose, or one such list per pose.
         """
         plans, _, single = self._plan(joints, num_captions, seed)
-        result = [[[p.statement() for p in plan] for plan in pose_plans] for pose_plans in plans]
-        return result[0] if single else result
+        return _statements(plans, single)
 
 
 _ARMS_FIRST = {name: i for i, name in enumerate(SECTIONS)}
@@ -1700,23 +1704,12 @@ class PairCaptioner:
         Returns:
             `list[str]` for a single pair, or one such list per pair.
         """
-        plans, seeds, single = self._plan(joints_a, joints_b, num_captions, seed)
-        captions = []
-        for b, pair_plans in enumerate(plans):
-            captions.append(
-                _distinct_captions(
-                    lambda k, r, pair_plans=pair_plans: _render_instructions(pair_plans[k], r),
-                    len(pair_plans),
-                    [int(s) for s in seeds[:, b]],
-                )
-            )
-        return captions[0] if single else captions
+        return _worded(*self._plan(joints_a, joints_b, num_captions, seed), _render_instructions)
 
     def statements(self, joints_a, joints_b, num_captions: int = 1, seed: Optional[int] = None) -> list:
         """What [`~PairCaptioner.describe`] would say with the same seed, before wording ([`Statement`]s)."""
         plans, _, single = self._plan(joints_a, joints_b, num_captions, seed)
-        result = [[[p.statement() for p in plan] for plan in pair_plans] for pair_plans in plans]
-        return result[0] if single else result
+        return _statements(plans, single)
 
 
 def _prune_pair_phrases(phrases: list) -> list:
