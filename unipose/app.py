@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 
 from .body_model import BodyModel
+from .checks import check_positive_int
 from .demo import ASSETS, DEFAULT_MODEL, TASK_TITLES, task_records
 from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, open_npz, resolve_model_path
@@ -316,8 +317,7 @@ class AppModel:
         body_model: str | os.PathLike | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ) -> None:
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"`max_new_tokens` must be a positive integer, got {max_new_tokens!r}.")
+        check_positive_int(max_new_tokens, "max_new_tokens")
         self.model_name = resolve_model_path(model, "--model")
         self.body_model_path = body_model
         self.max_new_tokens = max_new_tokens

@@ -9,7 +9,8 @@ import numpy as np
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     """`value` as an `int`, refused unless it is an integer (not a bool) of at least `minimum`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, got {value!r}.")
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{name}` must be {expected}, got {value!r}.")
     return int(value)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AddedToken, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from .checks import check_positive_int
 from .processing_poses import (
     POSE_CODE_PATTERN,
     POSE_END_TOKEN,
@@ -166,8 +167,7 @@ def add_unipose_tokens(tokenizer: PreTrainedTokenizerBase, codebook_size: int) -
     (32000, 32005, 34053)
     ```
     """
-    if isinstance(codebook_size, bool) or not isinstance(codebook_size, int) or codebook_size < 1:
-        raise ValueError(f"`codebook_size` must be a positive integer, got {codebook_size!r}.")
+    check_positive_int(codebook_size, "codebook_size")
     vocab = tokenizer.get_vocab()
     present_codes = [int(match.group(1)) for token in vocab if (match := POSE_CODE_PATTERN.fullmatch(token))]
     if present_codes and max(present_codes) >= codebook_size:

@@ -24,6 +24,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .checks import check_positive_int
 from .files import atomic_path, write_text_atomically
 from .rotations import to_rotation_matrix
 from .skeleton import BODY_JOINT_NAMES, BODY_PARENTS
@@ -493,8 +494,7 @@ def contact_sheet(
         high.
     """
     cell_width, cell_height = _check_pixels(cell_size, "cell_size")
-    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
-        raise ValueError(f"`columns` must be a positive integer, got {columns!r}.")
+    check_positive_int(columns, "columns")
     scenes = _scenes(poses, "poses", body_model)
     if captions is not None and (isinstance(captions, str) or len(captions) != len(scenes)):
         got = "a single string" if isinstance(captions, str) else f"{len(captions)} captions"

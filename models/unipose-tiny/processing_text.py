@@ -173,18 +173,16 @@ class PromptEncoder:
         self.token_ids = token_ids
         self.image_seq_length = image_seq_length
         self.pose_spans = pose_spans
+        # The placeholders (image, pose, query); with the span markers, the tokens that truncation must keep.
+        placeholders = ("image_token_id", "pose_token_id", "pose_query_token_id")
+        markers = ("pose_start_token_id", "pose_end_token_id")
+        self.placeholder_ids = tuple(token_ids[name] for name in placeholders)
+        self.protected_ids = tuple(token_ids[name] for name in placeholders + markers)
 
     def _protected_counts(self, ids: Sequence[int]) -> tuple[int, ...]:
         """Counts of the tokens that truncation must keep: image, pose, query, `<p>`, `</p>`, code tokens."""
         ids = np.asarray(ids, dtype=np.int64)
-        kinds = (
-            "image_token_id",
-            "pose_token_id",
-            "pose_query_token_id",
-            "pose_start_token_id",
-            "pose_end_token_id",
-        )
-        counts = (int((ids == self.token_ids[kind]).sum()) for kind in kinds)
+        counts = (int((ids == token_id).sum()) for token_id in self.protected_ids)
         return (*counts, int(self.pose_spans.is_code(ids).sum()))
 
     def _protected_counts_in_text(self, text: str, sanitize: bool) -> tuple[int, ...]:
@@ -328,9 +326,6 @@ class PromptEncoder:
             value.tolist() if isinstance(value, (torch.Tensor, np.ndarray)) else value
             for value in (input_ids, out["assistant_masks"], out.get("labels"))
         )
-        placeholder_ids = [
-            self.token_ids[kind] for kind in ("image_token_id", "pose_token_id", "pose_query_token_id")
-        ]
         labels = []
         for row, (ids, mask) in enumerate(zip(rows, masks, strict=True)):
             if not has_targets and any(
@@ -344,7 +339,7 @@ class PromptEncoder:
             base = targets[row] if targets is not None else [IGNORE_INDEX] * len(ids)
             labels.append(
                 [
-                    token if answer and token not in placeholder_ids else label
+                    token if answer and token not in self.placeholder_ids else label
                     for token, answer, label in zip(ids, mask, base, strict=True)
                 ]
             )

@@ -44,7 +44,7 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 from transformers.utils import logging
 
-from ..checks import check_same
+from ..checks import check_positive_int, check_same
 from .posecodes import (
     KINDS,
     NEVER,
@@ -905,12 +905,6 @@ def _as_joints(joints, name: str) -> tuple[np.ndarray, bool]:
     return array, single
 
 
-def _check_num_captions(num_captions) -> int:
-    if isinstance(num_captions, bool) or not isinstance(num_captions, (int, np.integer)) or num_captions < 1:
-        raise ValueError(f"`num_captions` must be a positive integer, got {num_captions!r}.")
-    return int(num_captions)
-
-
 def _check_seed(seed, name: str = "seed") -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
         raise ValueError(f"`{name}` must be a non-negative integer or None, got {seed!r}.")
@@ -1172,7 +1166,7 @@ class PoseCaptioner:
 
     def _plan(self, joints, num_captions: int, seed: Optional[int], name: str = "joints"):
         joints, single = _as_joints(joints, name)
-        num_captions = _check_num_captions(num_captions)
+        num_captions = check_positive_int(num_captions, "num_captions")
         _check_seed(seed)
         rng = self._rng if seed is None else np.random.default_rng(seed)
         grammar = self._grammar
@@ -1554,7 +1548,7 @@ class PairCaptioner:
         joints_a, single_a = _as_joints(joints_a, "joints_a")
         joints_b, single_b = _as_joints(joints_b, "joints_b")
         check_same(tuple(joints_a.shape), tuple(joints_b.shape), ("joints_a", "joints_b"), "shape")
-        num_captions = _check_num_captions(num_captions)
+        num_captions = check_positive_int(num_captions, "num_captions")
         _check_seed(seed)
         rng = self._rng if seed is None else np.random.default_rng(seed)
         grammar, pose = self._grammar, self._grammar.pose

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..checks import check_positive_int
 from ..files import atomic_path, write_text_atomically
 from ..metrics import GENERATION_RECALL_K, pose_errors_per_item, text_pose_recalls
 from ..processing_poses import POSE_START_TOKEN
@@ -162,9 +163,7 @@ class EvaluationSettings:
 
     def __post_init__(self):
         for name in ("batch_size", "max_new_tokens", "pool_size", "num_repetitions"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            check_positive_int(getattr(self, name), name)
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"`max_samples` must be a positive integer or None, got {self.max_samples!r}.")
         if self.captions not in ("first", "all"):

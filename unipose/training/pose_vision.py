@@ -45,6 +45,7 @@ from transformers.utils import ModelOutput, logging
 from ..arguments import ScriptArgumentParser
 from ..body_model import BodyJoints
 from ..checkpoints import resolve_trainer_checkpoint
+from ..checks import check_positive_int
 from ..data.corpus import load_split
 from ..files import write_json_atomically
 from ..metrics import pose_errors
@@ -122,9 +123,7 @@ class PoseVisionArguments:
         if isinstance(self.eval_data, str):
             self.eval_data = [self.eval_data]
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "mlp_ratio", "patch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            check_positive_int(getattr(self, name), name)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"`hidden_size` ({self.hidden_size}) must be a multiple of `num_attention_heads` "

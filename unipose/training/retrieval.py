@@ -44,6 +44,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
 from ..checkpoints import RunSignature, check_resumable, resolve_trainer_checkpoint
+from ..checks import check_positive_int
 from ..data.corpus import load_split
 from ..files import publish_files, write_json_atomically
 from ..metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
@@ -185,9 +186,7 @@ class RetrievalArguments:
         if self.eval_split is not None and self.eval_split.lower() in ("", "none"):
             self.eval_split = None
         for name in ("embed_dim", "text_hidden_size", "pose_hidden_size", "max_text_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            check_positive_int(getattr(self, name), name)
         for name in ("finetune_learning_rate", "finetune_epochs"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"`{name}` must be positive, got {getattr(self, name)}.")
