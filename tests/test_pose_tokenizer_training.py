@@ -24,6 +24,7 @@ from unipose.training.pose_tokenizer import (
     PoseTokenizerTrainingArguments,
     augment_poses,
     collate_poses,
+    evaluate_tokenizer,
     parse_arguments,
     procedural_pose_dataset,
     step_generator,
@@ -215,6 +216,23 @@ def test_one_training_step_changes_every_trainable_parameter(tmp_path, datasets,
     assert (
         math.isfinite(logged["loss"]) and 0 < logged["codebook_usage"] <= 1 and logged["noise_scale"] == 0.01
     )
+
+
+def test_evaluate_scores_the_whole_validation_set_and_logs_it(tmp_path, datasets, body_joints):
+    trainer = _trainer(_args(tmp_path), datasets, body_joints)
+    poses = torch.as_tensor(datasets[1]["pose"], dtype=torch.float32)
+    expected = evaluate_tokenizer(trainer.model, poses, body_joints)
+    trainer.model.train()
+
+    metrics = trainer.evaluate(metric_key_prefix="val")
+    assert metrics.pop("epoch", 0) == 0  # added by `Trainer.log`, as for any evaluation
+    assert metrics == {f"val_{name}": value for name, value in expected.items()}
+    assert trainer.model.training  # back in the mode it was in
+    assert trainer.state.log_history[-1]["val_mpjpe"] == expected["mpjpe"]
+
+    trainer.eval_dataset = None
+    with pytest.raises(ValueError, match=r"PoseTokenizerTrainer.evaluate` needs records to score"):
+        trainer.evaluate()
 
 
 class _Killed(Exception):

@@ -49,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedConfig, Trainer, TrainerCallback, TrainingArguments
+from transformers import PreTrainedConfig, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
 from ..arguments import ScriptArgumentParser
@@ -68,6 +68,7 @@ from ..metrics import mpjpe, pa_mpjpe
 from ..modeling_pose_vqvae import PoseVQVAE
 from ..rotations import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
+from .scoring import WholeSetScoringTrainer
 
 logger = logging.get_logger(__name__)
 
@@ -662,7 +663,7 @@ class TimeLimit(TrainerCallback):
             control.should_training_stop, control.should_save, self.stopped_early = True, True, True
 
 
-class PoseTokenizerTrainer(Trainer):
+class PoseTokenizerTrainer(WholeSetScoringTrainer):
     """
     The transformers [`~transformers.Trainer`] for stage 0: `compute_loss` augments each batch (reproducibly
     from `(seed, step)`) and returns the stage-0 objective; `evaluate` scores the clean validation poses
@@ -753,19 +754,10 @@ class PoseTokenizerTrainer(Trainer):
             self._sums, self._count = {}, 0
         super().log(logs, *args, **kwargs)
 
-    def evaluate(
-        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
-    ) -> dict[str, float]:
-        """[`evaluate_tokenizer`] on the validation poses, logged and returned with `metric_key_prefix`."""
-        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
-        if dataset is None:
-            raise ValueError("`evaluate` needs an `eval_dataset` of poses (a `pose` column).")
+    def score(self, model: PoseVQVAE, dataset) -> dict[str, float]:
+        """[`evaluate_tokenizer`] on the poses of `dataset` (a `pose` column)."""
         poses = torch.as_tensor(np.asarray(dataset.with_format("numpy")["pose"]), dtype=torch.float32)
-        scores = evaluate_tokenizer(self.model, poses, self.body_joints, self.args.per_device_eval_batch_size)
-        metrics = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+        return evaluate_tokenizer(model, poses, self.body_joints, self.args.per_device_eval_batch_size)
 
 
 # ----------------------------------------------------------------------------------------------------

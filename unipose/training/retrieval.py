@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
 from ..checkpoints import RunSignature, check_resumable, resolve_trainer_checkpoint
@@ -61,6 +61,7 @@ from ..retrieval_models import (
     tokenize_texts,
 )
 from ..rotations import to_rotation_6d
+from .scoring import WholeSetScoringTrainer
 
 logger = logging.get_logger(__name__)
 
@@ -256,30 +257,15 @@ def retrieval_recalls(model, tokenizer, dataset, batch_size: int = 256) -> dict[
     return text_pose_recalls(text_embeds, pose_embeds, k_values)
 
 
-class RetrievalTrainer(Trainer):
+class RetrievalTrainer(WholeSetScoringTrainer):
     """
     The transformers `Trainer` for a retrieval model. `evaluate` scores Recall@K on the whole evaluation
     dataset (the loss of a batch depends on its size: it classifies within the batch), and the training logs
     carry the model's learned temperature beside the loss.
     """
 
-    def evaluate(
-        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
-    ) -> dict[str, float]:
-        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
-        if dataset is None:
-            raise ValueError("`RetrievalTrainer.evaluate` needs records to score: give `eval_dataset`.")
-        model = self.accelerator.unwrap_model(self.model)
-        was_training = model.training
-        model.eval()
-        scores = retrieval_recalls(
-            model, self.processing_class, dataset, self.args.per_device_eval_batch_size
-        )
-        model.train(was_training)
-        metrics = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+    def score(self, model, dataset) -> dict[str, float]:
+        return retrieval_recalls(model, self.processing_class, dataset, self.args.per_device_eval_batch_size)
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         if "loss" in logs:
