@@ -20,7 +20,7 @@ from unipose.data import posescript
 from unipose.data.amass import read_amass_sequence
 from unipose.data.pose_estimation import load_pose_estimation, read_pose_estimation_annotations
 from unipose.evaluation.runner import resolve_device
-from unipose.files import atomic_path, open_npz, write_json_atomically
+from unipose.files import atomic_path, open_npz, staged_directory, staged_files, write_json_atomically
 from unipose.visualization import save_obj
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -208,6 +208,55 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
             raise RuntimeError("crash while writing")
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_a_staged_directory_replaces_the_old_folder_whole_or_not_at_all(tmp_path, umask_027):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_directory(target) as staging:
+            (staging / "new.json").write_text("half")
+            raise RuntimeError("crash while writing")
+    assert sorted(p.name for p in target.iterdir()) == ["old.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+    with staged_directory(target) as staging:
+        assert target.exists() and not any(staging.iterdir())  # the old folder stays until the end
+        (staging / "new.json").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.json"]  # nothing of the old folder is left
+    assert stat.S_IMODE(target.stat().st_mode) == 0o750  # the user's permissions, not mkdtemp's 0o700
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_staged_files_join_the_folder_last_ones_last_or_not_at_all(tmp_path, monkeypatch):
+    target = tmp_path / "run"
+    target.mkdir()
+    (target / "checkpoint-1").mkdir()
+    (target / "config.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_files(target) as staging:
+            (staging / "config.json").write_text("half")
+            raise RuntimeError("crash while writing")
+    assert sorted(p.name for p in target.iterdir()) == ["checkpoint-1", "config.json"]
+    assert (target / "config.json").read_text() == "old"
+
+    moved, replace = [], os.replace
+
+    def recording_replace(source, destination):
+        moved.append(Path(destination).name)
+        replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
+    with staged_files(target, last=("results.json",)) as staging:
+        for name in ("results.json", "config.json", "weights.safetensors"):
+            (staging / name).write_text("new")
+    assert sorted(moved) == ["config.json", "results.json", "weights.safetensors"]
+    assert moved[-1] == "results.json"
+    assert sorted(p.name for p in target.iterdir()) == [
+        "checkpoint-1", "config.json", "results.json", "weights.safetensors"
+    ]  # fmt: skip
+    assert (target / "config.json").read_text() == "new"
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ def build_init(work: Path) -> None:
 
     from unipose.assembly import build_unipose
     from unipose.data.hub import load_corpus
+    from unipose.files import staged_directory
     from unipose.modeling_pose_vqvae import PoseVQVAE
     from unipose.tokenization import build_tiny_tokenizer
     from unipose.training.pose_vision import load_backbone
@@ -140,11 +141,9 @@ def build_init(work: Path) -> None:
     pose_vision_tower = load_backbone(work / "pose_vision" / "backbone")
     model, processor = build_unipose(language_model, vision_tower, pose_vision_tower, pose_tokenizer, tokenizer)
     model.config.pose_vision_feature_padding = POSE_VISION_FEATURE_PADDING
-    staging = work / "init.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    processor.save_pretrained(staging)
-    staging.rename(work / "init")
+    with staged_directory(work / "init") as staging:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
 
 
 def plot_loss_curves(histories: dict, path: Path) -> None:
@@ -345,57 +344,58 @@ def evaluate(work: Path, out: Path) -> None:
 def publish_evaluation(run_dir: Path, corpus: Path, out: Path, args: list[str], minutes: float | None) -> None:
     """The results of the `unipose evaluate` run in `run_dir` (made by `unipose ARGS` on `corpus`) into
     `out/evaluation`, with the corpus's manifest and a README with the command; then the card again."""
-    from unipose.files import publish_files
+    from unipose.files import staged_files
 
     evaluation_dir = out / "evaluation"
-    # Staged beside it, then moved in file by file (each one whole), `results.json` last.
-    staging = out / ".evaluation.staging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in EVALUATION_FILES:
-        shutil.copy(run_dir / name, staging / name)
-    if (run_dir / "examples").exists():
-        shutil.copytree(run_dir / "examples", staging / "examples")
-    for run in run_dir.glob("*/run.json"):
-        (staging / run.parent.name).mkdir(exist_ok=True)
-        shutil.copy(run, staging / run.parent.name / run.name)
-    shutil.copy(corpus / "synthetic_corpus.json", staging / CORPUS_MANIFEST)
-    write_evaluation_readme(staging, args, minutes)
-    shutil.rmtree(evaluation_dir / "examples", ignore_errors=True)
-    publish_files(staging, evaluation_dir, last=("results.json",))
+    # Moved in file by file when complete (each one whole), `results.json` last.
+    with staged_files(evaluation_dir, last=("results.json",)) as staging:
+        for name in EVALUATION_FILES:
+            shutil.copy(run_dir / name, staging / name)
+        if (run_dir / "examples").exists():
+            shutil.copytree(run_dir / "examples", staging / "examples")
+        for run in run_dir.glob("*/run.json"):
+            (staging / run.parent.name).mkdir(exist_ok=True)
+            shutil.copy(run, staging / run.parent.name / run.name)
+        shutil.copy(corpus / "synthetic_corpus.json", staging / CORPUS_MANIFEST)
+        write_evaluation_readme(staging, args, minutes)
+        shutil.rmtree(evaluation_dir / "examples", ignore_errors=True)
     write_card(out)
 
 
 def publish(work: Path, out: Path) -> None:
     """Step 7: the final checkpoint with its recipes, logs, plots, evaluation and model card."""
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(work / "stage3", staging, ignore=shutil.ignore_patterns("checkpoint-*", "adapter", "runs"))
-    # The remote code is the package's as it is now (the training stages saved the version they ran with).
-    for path in staging.glob("*.py"):
-        shutil.copy(ROOT / "unipose" / path.name, path)
-    (staging / "training").mkdir(exist_ok=True)
-    histories = {}
-    for stage in ("stage0", "pose_vision", *TRAINING_STAGES):
-        # Stage 0 writes its log next to the model; TRL writes it into each checkpoint (the last one is complete).
-        candidates = [work / stage / "trainer_state.json"] + sorted(
-            (work / stage).glob("checkpoint-*/trainer_state.json"), key=lambda path: int(path.parent.name.split("-")[1])
+    from unipose.files import staged_directory
+
+    with staged_directory(out) as staging:
+        shutil.copytree(
+            work / "stage3",
+            staging,
+            ignore=shutil.ignore_patterns("checkpoint-*", "adapter", "runs"),
+            dirs_exist_ok=True,
         )
-        found = [path for path in candidates if path.exists()]
-        if found:
-            shutil.copy(found[-1], staging / "training" / f"{stage}_trainer_state.json")
-            histories[stage] = json.loads(found[-1].read_text())["log_history"]
-        if (work / stage / "eval_results.json").exists():
-            shutil.copy(work / stage / "eval_results.json", staging / "training" / f"{stage}_eval_results.json")
-    plot_loss_curves(histories, staging / "training" / "loss_curves.png")
-    for recipe in ("stage0_cpu.yaml", *(f"tiny_{stage}.yaml" for stage in TRAINING_STAGES)):
-        shutil.copy(RECIPES / recipe, staging / "training" / recipe)
-    if (work / "evaluation").exists():
-        shutil.copytree(work / "evaluation", staging / "evaluation", ignore=shutil.ignore_patterns("*.jsonl"))
-    ship_retrieval_models(work, staging / "evaluation")
-    write_card(staging)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+        # The remote code is the package's as it is now (the training stages saved the version they ran with).
+        for path in staging.glob("*.py"):
+            shutil.copy(ROOT / "unipose" / path.name, path)
+        (staging / "training").mkdir(exist_ok=True)
+        histories = {}
+        for stage in ("stage0", "pose_vision", *TRAINING_STAGES):
+            # Stage 0 writes its log next to the model; TRL writes it into each checkpoint (the last one is complete).
+            candidates = [work / stage / "trainer_state.json"] + sorted(
+                (work / stage).glob("checkpoint-*/trainer_state.json"), key=lambda path: int(path.parent.name.split("-")[1])
+            )
+            found = [path for path in candidates if path.exists()]
+            if found:
+                shutil.copy(found[-1], staging / "training" / f"{stage}_trainer_state.json")
+                histories[stage] = json.loads(found[-1].read_text())["log_history"]
+            if (work / stage / "eval_results.json").exists():
+                shutil.copy(work / stage / "eval_results.json", staging / "training" / f"{stage}_eval_results.json")
+        plot_loss_curves(histories, staging / "training" / "loss_curves.png")
+        for recipe in ("stage0_cpu.yaml", *(f"tiny_{stage}.yaml" for stage in TRAINING_STAGES)):
+            shutil.copy(RECIPES / recipe, staging / "training" / recipe)
+        if (work / "evaluation").exists():
+            shutil.copytree(work / "evaluation", staging / "evaluation", ignore=shutil.ignore_patterns("*.jsonl"))
+        ship_retrieval_models(work, staging / "evaluation")
+        write_card(staging)
 
 
 def main() -> None:

@@ -33,8 +33,6 @@ import copy
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +42,8 @@ from transformers import AutoTokenizer, MistralConfig, PreTrainedTokenizerFast
 from transformers.utils import logging
 
 from .configuration_unipose import UniPoseConfig
-from .files import current_umask
+from .files import staged_directory
+from .model_card import write_model_card
 from .modeling_unipose import UniPoseForConditionalGeneration
 from .processing_unipose import UniPoseProcessor
 from .tokenization import UNIPOSE_CHAT_TEMPLATE, add_unipose_tokens
@@ -692,27 +691,12 @@ def convert_release(
         image_end_text=RELEASE_IMAGE_END,
     )
 
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    # A previous conversion stays whole until the new one is in place.
+    with staged_directory(output_dir) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         (staging / "conversion_report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        from .model_card import write_model_card
-
         write_model_card(staging, model.config, source="converted", conversion_report=report.to_dict())
-        staging.chmod(0o777 & ~current_umask())  # mkdtemp's private mode would outlive the rename
-        if output_dir.exists():
-            # The previous conversion stays whole until the new one is in place.
-            previous = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.previous.", dir=output_dir.parent))
-            os.replace(output_dir, previous / output_dir.name)
-            os.replace(staging, output_dir)
-            shutil.rmtree(previous, ignore_errors=True)
-        else:
-            os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info(f"Converted {len(report.mapped)} weights ({len(report.dropped)} dropped on purpose) into {output_dir}.")
     return report
 

@@ -3,7 +3,9 @@ errors that name the file.
 
 Every file the project writes goes through [`atomic_path`]: the content is written to a temporary file beside the
 target and renamed over it when complete, so a crash never leaves a truncated file, and the file gets the
-permissions of a plainly created one (`0o666` less the umask) instead of `mkstemp`'s private `0o600`.
+permissions of a plainly created one (`0o666` less the umask) instead of `mkstemp`'s private `0o600`. Folders
+are written in a staging folder first: [`staged_directory`] puts a whole new folder in place of the old one,
+[`staged_files`] moves finished files into a folder that already holds others.
 """
 
 from __future__ import annotations
@@ -70,6 +72,51 @@ def publish_files(source: Path, target: Path, last: tuple[str, ...] = ("config.j
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, destination)
     shutil.rmtree(source, ignore_errors=True)
+
+
+@contextmanager
+def staged_files(directory: str | os.PathLike, last: tuple[str, ...] = ("config.json",)) -> Iterator[Path]:
+    """A new, empty folder inside `directory` to write files into. When the block ends without an error, its
+    files move into `directory` through [`publish_files`] (each appears whole, those of `last` at the end);
+    otherwise it is removed and `directory` keeps what it had. For a folder that gains files, such as a
+    training run's output folder beside its checkpoints."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staging-", suffix=".tmp"))
+    try:
+        yield staging
+        publish_files(staging, directory, last)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def staged_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """A new, empty folder beside `path` to write a whole folder into. When the block ends without an error, it
+    takes the place of `path`: a folder already there is moved aside, then removed once the new one is in
+    place (and put back if the new one cannot be). On an error the new folder is removed and `path` is left as
+    it was. The folder gets the permissions of a plainly created one, not `mkdtemp`'s private `0o700`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield staging
+        staging.chmod(0o777 & ~current_umask())
+        if not path.exists():
+            os.replace(staging, path)
+            return
+        aside = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+        os.replace(path, aside / path.name)
+        try:
+            os.replace(staging, path)
+        except BaseException:
+            os.replace(aside / path.name, path)
+            aside.rmdir()
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def write_json_atomically(path: str | os.PathLike, payload: Any, sort_keys: bool = True) -> None:
@@ -149,6 +196,8 @@ __all__ = [
     "open_npz",
     "publish_files",
     "resolve_model_path",
+    "staged_directory",
+    "staged_files",
     "write_json_atomically",
     "write_text_atomically",
 ]

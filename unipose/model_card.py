@@ -9,6 +9,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .files import write_text_atomically
+
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 # Every UniPose card carries these; `custom_code` tells the Hub that loading needs `trust_remote_code=True`.
 _TAGS = ("unipose", "human-pose", "smpl", "multimodal", "3d-human-pose", "custom_code")
@@ -123,9 +125,7 @@ def render_model_card(
 def write_model_card(output_dir: str | os.PathLike, config, **kwargs) -> Path:
     """Write `README.md` (the model card) into `output_dir`, atomically; returns its path."""
     path = Path(output_dir) / "README.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(str(render_model_card(config, **kwargs)), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, str(render_model_card(config, **kwargs)))
     return path
 
 

@@ -57,8 +57,6 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,7 +70,7 @@ from PIL import Image, ImageDraw, ImageFont
 from transformers.utils import logging
 
 from ..checks import check_positive_int
-from ..files import atomic_path, current_umask
+from ..files import atomic_path, staged_directory
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
@@ -576,10 +574,7 @@ def build_synthetic_corpus(
         else:
             corpus[kind] = _image_pair(num_images, seed, num_captions, writer)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
-        temporary.chmod(0o777 & ~current_umask())  # mkdtemp's private mode would outlive the rename
+    with staged_directory(out_dir) as staging:
         metadata = {
             "generator": __name__,
             "version": CORPUS_VERSION,
@@ -595,14 +590,10 @@ def build_synthetic_corpus(
             },
         }
         with _datasets_progress(progress):
-            write_hub_dataset(temporary, corpus, "UniPose synthetic corpus", _card_text(metadata))
-        (temporary / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+            write_hub_dataset(staging, corpus, "UniPose synthetic corpus", _card_text(metadata))
+        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         if contact_sheet:
-            write_contact_sheet(corpus, temporary / CONTACT_SHEET_FILE, renderer)
-        _publish(temporary, out_dir)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+            write_contact_sheet(corpus, staging / CONTACT_SHEET_FILE, renderer)
     logger.info(f"Wrote the synthetic corpus to {out_dir}: {metadata['splits']}")
     return load_synthetic_corpus(out_dir)
 
@@ -618,17 +609,6 @@ def _datasets_progress(enabled: bool):
     finally:
         if silence:
             datasets.utils.logging.enable_progress_bar()
-
-
-def _publish(temporary: Path, out_dir: Path) -> None:
-    """Move the finished corpus into place; an older corpus there is swapped out first, then removed."""
-    if not out_dir.exists():
-        os.replace(temporary, out_dir)
-        return
-    previous = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".old"))
-    os.replace(out_dir, previous / out_dir.name)
-    os.replace(temporary, out_dir)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def load_synthetic_corpus(path: str | os.PathLike, kind: str | None = None):

@@ -39,11 +39,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -63,7 +60,7 @@ from ..data.amass import (
     normalize_heading,
     rotation_from_tait_bryan,
 )
-from ..files import publish_files, write_json_atomically
+from ..files import staged_files, write_json_atomically
 from ..metrics import mpjpe, pa_mpjpe
 from ..modeling_pose_vqvae import PoseVQVAE
 from ..rotations import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
@@ -787,20 +784,12 @@ def build_model(model_args: PoseTokenizerModelArguments, seed: int = 42) -> Pose
 
 def save_pose_tokenizer(trainer: PoseTokenizerTrainer, output_dir: str | os.PathLike, results: dict) -> None:
     """Saves the trained tokenizer (`save_pretrained`), its final metrics, the trainer state and the
-    arguments into
-    `output_dir`, every file replaced whole."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".final-", suffix=".tmp"))
-    try:
+    arguments into `output_dir`, every file replaced whole."""
+    with staged_files(output_dir) as staging:
         trainer.model.save_pretrained(staging)
         trainer.state.save_to_json(str(staging / TRAINER_STATE_NAME))
         write_json_atomically(staging / EVAL_RESULTS_NAME, results)
         (staging / TRAINING_ARGS_NAME).write_text(trainer.args.to_json_string(), encoding="utf-8")
-        publish_files(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def train_pose_tokenizer(

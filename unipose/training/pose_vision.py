@@ -31,7 +31,6 @@ python train/train_pose_vision.py --output_dir runs/pose_vision --train_data syn
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from ..body_model import BodyJoints
 from ..checkpoints import resolve_trainer_checkpoint
 from ..checks import check_positive_int
 from ..data.corpus import load_split
-from ..files import write_json_atomically
+from ..files import staged_directory, write_json_atomically
 from ..metrics import pose_errors
 from ..modeling_unipose import pose_feature_grid, resize_pose_features
 from ..processing_unipose import UniPoseProcessor
@@ -360,12 +359,9 @@ def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArgument
     logger.info(f"Pose ViT on {len(eval_dataset)} {args.eval_split} images: {results}")
 
     output_dir = Path(training_args.output_dir)
-    staging = output_dir / f".{BACKBONE_DIR}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    backbone.save_pretrained(staging)
-    image_processor.save_pretrained(staging)
-    shutil.rmtree(output_dir / BACKBONE_DIR, ignore_errors=True)
-    os.replace(staging, output_dir / BACKBONE_DIR)
+    with staged_directory(output_dir / BACKBONE_DIR) as staging:
+        backbone.save_pretrained(staging)
+        image_processor.save_pretrained(staging)
     write_json_atomically(output_dir / RESULTS_NAME, results)
     return results
 

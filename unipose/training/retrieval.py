@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +45,7 @@ from transformers.utils import SAFE_WEIGHTS_NAME, logging
 from ..checkpoints import RunSignature, check_resumable, resolve_trainer_checkpoint
 from ..checks import check_positive_int
 from ..data.corpus import load_split
-from ..files import publish_files, write_json_atomically
+from ..files import staged_files, write_json_atomically
 from ..metrics import RETRIEVAL_MODEL_RECALL_K, text_pose_recalls
 from ..retrieval_models import (
     PosePairTextRetrievalConfig,
@@ -382,17 +381,14 @@ def save_retrieval_model(
     results last: a folder with `eval_results.json` holds a complete model (how a resumed run knows a phase
     done).
     """
-    directory = Path(directory)
-    staging = directory / f".saving-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    if arguments is not None:
-        write_json_atomically(staging / ARGUMENTS_NAME, arguments)
-    (directory / RESULTS_NAME).unlink(missing_ok=True)  # a half-replaced folder must not pass for complete
-    publish_files(staging, directory)
-    write_json_atomically(directory / RESULTS_NAME, results)
+    with staged_files(directory, last=(RESULTS_NAME,)) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if arguments is not None:
+            write_json_atomically(staging / ARGUMENTS_NAME, arguments)
+        write_json_atomically(staging / RESULTS_NAME, results)
+        # Until the new results arrive, last, a half-replaced folder must not pass for complete.
+        (Path(directory) / RESULTS_NAME).unlink(missing_ok=True)
 
 
 def _phase_checkpoint(resume_from_checkpoint: str | None, phase_dir: Path) -> str | None:

@@ -68,7 +68,6 @@ import dataclasses
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,7 +81,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 from trl import SFTTrainer
 
-from ..files import atomic_path, publish_files
+from ..files import atomic_path, staged_files
 from ..modeling_unipose import UniPoseForConditionalGeneration
 from ..processing_poses import IGNORE_INDEX
 from .collator import UniPoseDataCollator
@@ -898,17 +897,10 @@ def save_merged_model(model, processor, output_dir: str | os.PathLike) -> Path:
     """Save a (merged) UniPose model and its processor so that `AutoModel.from_pretrained(output_dir,
     trust_remote_code=True)` and `AutoProcessor.from_pretrained(...)` load them; files are written to a
     staging directory next to them first."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".merged-", suffix=".tmp"))
-    try:
+    with staged_files(output_dir) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        publish_files(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return output_dir
+    return Path(output_dir)
 
 
 def save_stage_outputs(
