@@ -501,7 +501,8 @@ def _remap_vocabulary(
         return release_ids[token]
 
     codebook_size, num_queries = config.pose_codebook_size, config.num_pose_tokens
-    sources = {config.pose_code_token_offset + k: release_id(RELEASE_CODE_TOKEN.format(k)) for k in range(codebook_size)}
+    code_ids = enumerate(config.pose_code_token_ids)
+    sources = {token_id: release_id(RELEASE_CODE_TOKEN.format(k)) for k, token_id in code_ids}
     sources[config.pose_start_token_id] = release_id(RELEASE_CODE_TOKEN.format(codebook_size))
     sources[config.pose_end_token_id] = release_id(RELEASE_CODE_TOKEN.format(codebook_size + 1))
     for token in release_extra_tokens(release_tokenizer, base_vocab_size, codebook_size):

@@ -53,8 +53,10 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
+import torch
 
 from .files import atomic_path
+from .rotations import axis_angle_to_matrix
 from .skeleton import BODY_JOINT_NAMES, BODY_MIRROR_INDEX, JOINT_INDEX, NUM_BODY_JOINTS
 
 AxisRange = tuple[float, float]
@@ -681,17 +683,6 @@ def quaternion_to_axis_angle(quaternion: np.ndarray) -> np.ndarray:
     return vector * scale[..., None]
 
 
-def _axis_angle_to_matrix(axis_angle: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula in numpy: `(..., 3)` -> `(..., 3, 3)`."""
-    angle = np.linalg.norm(axis_angle, axis=-1)[..., None, None]
-    safe = np.where(angle < 1e-8, 1.0, angle)
-    axis = axis_angle / safe[..., 0]
-    x, y, z = np.moveaxis(axis, -1, 0)
-    zero = np.zeros_like(x)
-    skew = np.stack((zero, -z, y, z, zero, -x, -y, x, zero), axis=-1).reshape(axis.shape[:-1] + (3, 3))
-    return np.eye(3) + np.sin(angle) * skew + (1.0 - np.cos(angle)) * (skew @ skew)
-
-
 def matrix_to_euler(matrix: np.ndarray, order: str) -> np.ndarray:
     """
     Intrinsic Euler angles of rotation matrices, the inverse of composing `R = R_a @ R_b @ R_c`.
@@ -777,7 +768,7 @@ def pose_to_joint_angles(poses: np.ndarray) -> np.ndarray:
         raise ValueError("`poses` contains NaN or infinite values.")
     poses = poses.copy()
     poses[:, _RIGHT, 1:] *= -1.0  # into mirrored coordinates
-    matrices = _axis_angle_to_matrix(poses)
+    matrices = axis_angle_to_matrix(torch.from_numpy(poses)).numpy()
     angles = np.empty(poses.shape)
     for order in set(_EULER_ORDERS):
         joints = np.array([j for j, joint_order in enumerate(_EULER_ORDERS) if joint_order == order])

@@ -213,8 +213,8 @@ def _query_step_logits(model, processor, inputs: dict, written: torch.Tensor) ->
     input_ids = torch.cat([inputs["input_ids"][0], written, queries])[None]
     step = {**inputs, "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     logits = model(**step).logits[0, -processor.num_pose_tokens :]
-    offset = model.config.pose_code_token_offset
-    return logits[:, offset : offset + model.config.pose_codebook_size]
+    codes = model.config.pose_code_token_ids
+    return logits[:, codes.start : codes.stop]
 
 
 def format_checks(checks: list[Check]) -> str:

@@ -197,7 +197,7 @@ class UniPoseDataCollator:
     def _protected(self, input_ids: np.ndarray) -> np.ndarray:
         """Positions that truncation keeps: images, pose spans with their `<p>` / `</p>` markers."""
         config = self.config
-        offset = config.pose_code_token_offset
+        codes = config.pose_code_token_ids
         span_tokens = [
             config.image_token_id,
             config.pose_token_id,
@@ -205,7 +205,7 @@ class UniPoseDataCollator:
             config.pose_start_token_id,
             config.pose_end_token_id,
         ]
-        is_code = (input_ids >= offset) & (input_ids < offset + config.pose_codebook_size)
+        is_code = (input_ids >= codes.start) & (input_ids < codes.stop)
         return is_code | np.isin(input_ids, span_tokens)
 
     def _truncate(self, encoded: list[dict]) -> list[dict]:
