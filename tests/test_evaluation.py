@@ -818,3 +818,21 @@ def test_the_summary_table_says_better_or_worse_only_where_the_difference_exclud
     assert "no intervals" in evaluation_table({"tasks": {"pose-editing": {"num_items": 3, "significance": {}}}})
     with pytest.raises(ValueError, match="results.json"):
         evaluation_table([1, 2])
+
+
+def test_evaluation_without_matplotlib_scores_everything_and_renders_no_examples(tmp_path, tiny_unipose, monkeypatch):
+    from unipose import visualization
+    from unipose.evaluation.runner import EvaluationSettings, evaluate_task
+
+    def missing():
+        raise ImportError("Rendering poses needs matplotlib, which is not installed: `pip install unipose[demo]`.")
+
+    monkeypatch.setattr(visualization, "_import_matplotlib", missing)
+    model, processor = tiny_unipose
+    result = evaluate_task(
+        "pose-to-text", model, processor, _pose_text_records(4, 42), tmp_path,
+        EvaluationSettings(batch_size=2, num_examples=2), progress=False,
+    )  # fmt: skip
+    assert result["examples"] == [] and result["num_items"] == 4
+    assert "BLEU-4" in result["metrics"]
+    assert not (tmp_path / "examples").exists()

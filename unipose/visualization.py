@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
+import torch
 
+from .body_model import pose_to_joints
 from .checks import check_positive_int
 from .files import atomic_path, write_text_atomically
 from .rotations import to_rotation_matrix
 from .skeleton import BODY_JOINT_NAMES, BODY_PARENTS
-
 
 PathLike = Union[str, os.PathLike]
 
@@ -92,6 +93,15 @@ def _import_matplotlib():
             "Rendering poses needs matplotlib, which is not installed: `pip install unipose[demo]`."
         ) from error
     return Figure, FigureCanvasAgg, LineCollection, PolyCollection, Circle
+
+
+def rendering_available() -> bool:
+    """Whether matplotlib, which rendering needs (the `demo` extra), can be imported."""
+    try:
+        _import_matplotlib()
+    except ImportError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -199,13 +209,9 @@ def _scenes(
     `body_model` is a `BodyModel` (mesh drawn), a `BodyJoints` (its skeleton) or None (the generated body's
     skeleton). `heading_from`, a root rotation `(3, 3)`, makes every scene use that root's heading.
     """
-    from .body_model import pose_to_joints
-
     rotmats = _read_rotations(poses, name)
     vertices = faces = None
     if body_model is not None and hasattr(body_model, "faces"):
-        import torch
-
         with torch.no_grad():
             output = body_model(rotmats)
         joints = output.joints.double().cpu().numpy()
@@ -562,4 +568,4 @@ def _as_array(value: Any, name: str) -> np.ndarray:
     return np.asarray(value)
 
 
-__all__ = ["contact_sheet", "render_pose", "render_pose_pair", "save_obj"]
+__all__ = ["contact_sheet", "render_pose", "render_pose_pair", "rendering_available", "save_obj"]

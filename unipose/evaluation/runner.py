@@ -49,7 +49,10 @@ from ..checks import check_positive_int
 from ..files import atomic_path, write_text_atomically
 from ..metrics import GENERATION_RECALL_K, pose_errors_per_item, text_pose_recalls
 from ..processing_poses import POSE_START_TOKEN
+from ..retrieval_models import embed_pose_pairs, embed_poses, embed_texts
 from ..task_formats import IMAGE_SLOTS, SIMPLE_TEMPLATES, TASK_SPECS, render_template
+from ..visualization import contact_sheet, render_pose, render_pose_pair, rendering_available
+from .baselines import baseline_predictions
 from .metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
@@ -408,8 +411,6 @@ def compute_task_metrics(
         `tuple[dict[str, float], list[str]]`: metric name -> value, and notes on what could not be computed
         (and why) or how a number was obtained.
     """
-    from ..retrieval_models import embed_pose_pairs, embed_poses, embed_texts
-
     spec = TASKS[task]
     notes: list[str] = []
     metrics: dict[str, float] = {}
@@ -544,10 +545,8 @@ def render_examples(
     """
     if count == 0:
         return []
-    try:
-        from ..visualization import contact_sheet, render_pose, render_pose_pair
-    except ImportError as error:
-        logger.warning(f"No examples rendered ({error}); install the `demo` extra for matplotlib.")
+    if not rendering_available():
+        logger.warning("No examples rendered: rendering needs matplotlib; install the `demo` extra.")
         return []
     directory.mkdir(parents=True, exist_ok=True)
     spec = TASKS[task]
@@ -771,8 +770,6 @@ def evaluate_task(
     )
     result = {"metrics": metrics, "notes": notes, "num_items": len(items), "examples": examples}
     if train_dataset is not None:
-        from .baselines import baseline_predictions
-
         name, baseline = baseline_predictions(TASKS[task].output, TASKS[task].kind, train_dataset, dataset, items)
         baseline_per_item: dict = {}
         baseline_metrics, _ = compute_task_metrics(
