@@ -94,7 +94,7 @@ def test_the_walk_sees_the_packages_imports():
     # (`from .task_formats import X` names the module; `from . import cli` names it through its package).
     assert ("unipose.evaluation.runner", "unipose.task_formats") in EDGES
     assert ("unipose.training.tasks", "unipose.task_formats") in EDGES
-    assert ("unipose.commands.evaluate", "unipose.checkpoints") in EDGES  # imported inside a function
+    assert ("unipose.commands.evaluate", "unipose.checkpoints") in EDGES
     assert len(EDGES) > 150
 
 
@@ -135,3 +135,30 @@ def test_library_modules_neither_parse_the_command_line_nor_print():
                 printing.append(f"{name}:{node.lineno}")
     assert not parsing, f"argument parsing outside unipose.commands: {parsing}"
     assert not printing, f"print() outside unipose.commands: {printing}"
+
+
+# What may be imported inside a function, and why: the optional extras (`pip install unipose[eval]`, `[train]`,
+# `[demo]`, `[app]`), which the rest of the package must work without, and smplx, imported after the
+# compatibility shim that lets it load with current numpy. Everything else is imported at the top of its module.
+DEFERRED_IMPORTS = {"evaluate", "nltk", "sacrebleu", "rouge_score", "trl", "peft", "matplotlib", "gradio", "smplx"}
+
+
+def test_only_optional_extras_are_imported_inside_functions():
+    deferred = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for function in functions:
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom):
+                    packages = ["unipose" if node.level else node.module.split(".")[0]]
+                elif isinstance(node, ast.Import):
+                    packages = [alias.name.split(".")[0] for alias in node.names]
+                else:
+                    continue
+                deferred += [
+                    f"{module_name(path)}:{node.lineno} imports {package}"
+                    for package in packages
+                    if package not in DEFERRED_IMPORTS
+                ]
+    assert not deferred, f"imports inside functions that belong at the top of their module: {sorted(set(deferred))}"

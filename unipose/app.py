@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from transformers import AutoModel, AutoProcessor
 
 from .body_model import BodyModel
 from .checks import check_positive_int
@@ -331,8 +332,6 @@ class AppModel:
 
     def load(self) -> AppModel:
         """Loads the model, its processor and the body model (once)."""
-        from transformers import AutoModel, AutoProcessor
-
         with self._lock:
             if self.model is None:
                 try:

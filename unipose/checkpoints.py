@@ -4,6 +4,7 @@ checkpoint to resume from, refusing to resume a different run, and progress mess
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import os
 from pathlib import Path
 
@@ -77,8 +78,6 @@ def check_resumable(checkpoint: str | os.PathLike, signature: RunSignature) -> N
 
 def enable_progress_logging() -> None:
     """Shows this package's INFO messages (losses, validation metrics) on stderr; for command-line runs."""
-    import logging as std_logging
-
     package_logger = std_logging.getLogger(__name__.split(".")[0])
     package_logger.setLevel(std_logging.INFO)
     if not any(getattr(handler, "_unipose_progress", False) for handler in package_logger.handlers):

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from tokenizers import normalizers
 from transformers import AutoTokenizer, MistralConfig, PreTrainedTokenizerFast
 from transformers.utils import logging
@@ -185,8 +186,6 @@ def _load_pickle(path: Path) -> dict:
 
 def _load_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a file or a folder of `.safetensors` / `.bin` shards."""
-    from safetensors.torch import load_file
-
     files = [path] if path.is_file() else sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
     files = [f for f in files if not f.name.startswith(("training_args", "optimizer"))]
     if not files:

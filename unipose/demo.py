@@ -22,8 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from transformers import AutoModel, AutoProcessor
 
+from .body_model import BodyModel
+from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, resolve_model_path, write_text_atomically
+from .rotations import to_axis_angle, to_rotation_6d
+from .visualization import render_pose, render_pose_pair, save_obj
 
 ASSETS = Path(__file__).parent / "demo_assets"
 # The bundled model of a repository checkout (the package itself does not ship weights).
@@ -46,8 +51,6 @@ def load_inputs(pose_a=None, pose_b=None, image_a=None, image_b=None, caption=No
     (such as the UniPose release's `demo_smpl_rotmat_*.npy`) reaches the model with its raw first two rows,
     not projected onto exact rotations through axis-angle.
     """
-    from .rotations import to_rotation_6d
-
     bundled = json.loads((ASSETS / "inputs.json").read_text())
 
     def read_pose(path, key):
@@ -93,10 +96,6 @@ def task_records(inputs: dict) -> dict[str, tuple[dict, str | None]]:
 @torch.no_grad()
 def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens: int = 96, seed: int = 0) -> dict:
     """Run the seven tasks as one batch and write everything to `out_dir`; returns the summary."""
-    from transformers import AutoModel, AutoProcessor
-
-    from .evaluation.runner import evaluation_prompt
-
     model_path = resolve_model_path(model_path, "--model")
     model = AutoModel.from_pretrained(model_path, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=True)
@@ -118,10 +117,6 @@ def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens:
 
 
 def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], poses: list, body_model=None) -> dict:
-    from .body_model import BodyModel
-    from .rotations import to_axis_angle
-    from .visualization import render_pose, render_pose_pair, save_obj
-
     for folder in ("poses", "meshes", "renders"):
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
     body = BodyModel(body_model or "generated")

@@ -36,13 +36,14 @@ torch.Size([2, 2])
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput, logging
@@ -456,8 +457,6 @@ def pretrained_word_embeddings(name_or_path: str, **kwargs) -> tuple:
         `tuple[PreTrainedTokenizerBase, torch.Tensor]`: the tokenizer and the embedding table
         `(vocab, dim)` (a detached float32 copy).
     """
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     model = AutoModel.from_pretrained(name_or_path, **kwargs)
     weight = model.get_input_embeddings().weight.detach().float().clone()
@@ -563,10 +562,6 @@ def load_retrieval_model(path: str, device: str | torch.device = "cpu"):
     Returns:
         `tuple[PoseTextRetrievalModel | PosePairTextRetrievalModel, PreTrainedTokenizerBase]`
     """
-    from pathlib import Path
-
-    from transformers import AutoTokenizer
-
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(
             f"No retrieval model in {str(path)!r} (no config.json); train one with "

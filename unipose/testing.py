@@ -22,9 +22,12 @@ from transformers import AutoConfig
 
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .configuration_unipose import UniPoseConfig
+from .modeling_unipose import UniPoseForConditionalGeneration
 from .pose_sampler import sample_poses
 from .processing_text import get_unipose_token_ids
+from .processing_unipose import UniPoseProcessor
 from .rotations import axis_angle_to_matrix, to_rotation_6d
+from .tokenization import build_tiny_tokenizer
 
 # Every tiny transformer: 2 layers of 4 heads (the pose ViT is narrower: 24 wide, its MLP twice as wide).
 _TINY_LAYERS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
@@ -133,8 +136,6 @@ def _build_config(fields: dict):
 def tiny_model(config: UniPoseConfig | None = None, seed: int = 0, attn_implementation: str = "sdpa"):
     """A tiny random `UniPoseForConditionalGeneration` in eval mode whose pose tokenizer's codebook is drawn from
     its encoder's outputs on procedural poses, so that different poses get different codes."""
-    from .modeling_unipose import UniPoseForConditionalGeneration
-
     config = tiny_unipose_config() if config is None else config
     torch.manual_seed(seed)
     model = UniPoseForConditionalGeneration._from_config(config, attn_implementation=attn_implementation)
@@ -151,9 +152,6 @@ def tiny_model(config: UniPoseConfig | None = None, seed: int = 0, attn_implemen
 
 def tiny_processor(codebook_size: int = TINY_POSE_TOKENIZER_CONFIG["codebook_size"]):
     """The processor of the tiny model: a BPE tokenizer trained in memory and image processors at tiny sizes."""
-    from .processing_unipose import UniPoseProcessor
-    from .tokenization import build_tiny_tokenizer
-
     tokenizer = build_tiny_tokenizer(codebook_size=codebook_size)
     image_processor, pose_image_processor = UniPoseProcessor.default_image_processors(
         clip_size=TINY_VISION_CONFIG["image_size"], pose_size=tuple(TINY_POSE_VISION_CONFIG["image_size"])

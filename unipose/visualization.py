@@ -24,6 +24,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .body_model import pose_to_joints
 from .checks import check_positive_int
@@ -332,8 +333,6 @@ def _new_figure(width: int, height: int):
 
 def _to_image(figure, size: tuple[int, int], path: Optional[PathLike]):
     """The drawn figure as a PIL image of exactly `size`, also written to `path` as PNG when given."""
-    from PIL import Image
-
     figure.canvas.draw()
     image = Image.fromarray(np.asarray(figure.canvas.buffer_rgba())[..., :3].copy())
     if image.size != size:  # figsize * dpi can round a pixel away

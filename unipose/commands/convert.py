@@ -8,6 +8,7 @@ import json
 import torch
 
 from ..conversion import convert_release
+from ..verification import format_checks, verify_against_reference
 from . import call_with_options
 
 
@@ -37,7 +38,5 @@ def run(args: argparse.Namespace) -> str | tuple[str, int]:
     text = json.dumps({"conversion": report.to_dict()}, indent=2)
     if args.verify is None:
         return text
-    from ..verification import format_checks, verify_against_reference
-
     checks = verify_against_reference(args.output_dir, args.verify)
     return f"{text}\n{format_checks(checks)}", 0 if all(check.passed for check in checks) else 1

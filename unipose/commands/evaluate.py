@@ -9,8 +9,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.utils import logging
 
+from ..body_model import BodyJoints, resolve_body_model_path
+from ..checkpoints import enable_progress_logging
 from ..data.corpus import discover_datasets, load_split
 from ..evaluation.metrics import (
     DEFAULT_NUM_REPETITIONS,
@@ -31,6 +34,7 @@ from ..evaluation.runner import (
 )
 from ..files import resolve_model_path
 from ..metrics import GENERATION_RECALL_K
+from ..retrieval_models import PosePairTextRetrievalConfig, PoseTextRetrievalConfig, load_retrieval_model
 from . import call_with_options
 
 logger = logging.get_logger(__name__)
@@ -108,10 +112,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_unipose(path: str, device: torch.device, dtype: str):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    import unipose  # noqa: F401  (registers the UniPose classes with the Auto classes)
-
     path = resolve_model_path(path, "--model")
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     processor = AutoProcessor.from_pretrained(path)
@@ -119,12 +119,6 @@ def _load_unipose(path: str, device: torch.device, dtype: str):
 
 
 def _judges(args, device) -> RetrievalJudges:
-    from ..retrieval_models import (
-        PosePairTextRetrievalConfig,
-        PoseTextRetrievalConfig,
-        load_retrieval_model,
-    )
-
     judges = RetrievalJudges()
     for option, attribute, expected in (
         ("retrieval_model", "pose", PoseTextRetrievalConfig.model_type),
@@ -151,8 +145,6 @@ def run(args: argparse.Namespace) -> str:
     Returns:
         `str`: the metrics of every task, as JSON (the command line prints it).
     """
-    from ..checkpoints import enable_progress_logging
-
     enable_progress_logging()
     device = resolve_device(args.device)
     settings = call_with_options(EvaluationSettings, args)
@@ -175,8 +167,6 @@ def run(args: argparse.Namespace) -> str:
     judges = _judges(args, device)
     body = None
     if args.body_model is not None:
-        from ..body_model import BodyJoints, resolve_body_model_path
-
         body = BodyJoints.from_body_model_file(resolve_body_model_path(args.body_model))
     output_dir = Path(args.output)
     output_dir.mkdir(parents=True, exist_ok=True)

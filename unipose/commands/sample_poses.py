@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..pose_sampler import CATEGORY_TABLE, POSE_CATEGORIES, PoseSampler, save_poses
+from ..visualization import contact_sheet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +46,6 @@ def run(args: argparse.Namespace) -> str:
     counts = {name: sample.categories.count(name) for name in POSE_CATEGORIES if name in sample.categories}
     report = [f"Wrote {args.num} poses to {args.out}: {counts}"]
     if args.contact_sheet is not None and args.num > 0:
-        from ..visualization import contact_sheet
-
         shown = _sheet_indices(sample.categories, args.sheet_size)
         descriptions = {category.name: category.description for category in CATEGORY_TABLE}
         captions = [descriptions[sample.categories[i]] for i in shown]

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from transformers.utils import logging
@@ -424,8 +425,6 @@ def build_amass_dataset(
     (22, 3)
     ```
     """
-    import datasets
-
     poses, sequences, frames = load_amass_poses(paths, target_fps, heading_normalization, output_up_axis)
     features = datasets.Features(
         {

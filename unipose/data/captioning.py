@@ -44,6 +44,7 @@ from typing import NamedTuple, Optional, Union
 import numpy as np
 from transformers.utils import logging
 
+from ..body_model import pose_to_joints
 from ..checks import check_positive_int, check_same
 from .posecodes import (
     KINDS,
@@ -1767,8 +1768,6 @@ def caption_poses(poses, num_captions: int = 1, seed: int = 0, body=None) -> lis
     Returns:
         `list[list[str]]`: `num_captions` captions for each pose (a single pose gives a list of one list).
     """
-    from ..body_model import pose_to_joints
-
     joints = _joints_numpy(pose_to_joints(poses, body=body))
     return PoseCaptioner(seed=seed).describe(joints, num_captions=num_captions)
 
@@ -1780,8 +1779,6 @@ def caption_pairs(poses_a, poses_b, num_captions: int = 1, seed: int = 0, body=N
     Returns:
         `list[list[str]]`: `num_captions` instructions for each pair.
     """
-    from ..body_model import pose_to_joints
-
     joints_a = _joints_numpy(pose_to_joints(poses_a, body=body))
     joints_b = _joints_numpy(pose_to_joints(poses_b, body=body))
     return PairCaptioner(seed=seed).describe(joints_a, joints_b, num_captions=num_captions)

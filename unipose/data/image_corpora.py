@@ -48,10 +48,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional, Union
 
+import datasets
 import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..body_model import pose_to_joints
 from ..skeleton import NUM_BODY_JOINTS
 from .amass import change_up_axis, normalize_heading
 from .captioning import PairCaptioner, PoseCaptioner
@@ -105,8 +107,6 @@ def pose_features(
     Returns:
         `np.ndarray` of shape `(num_poses, 22, 3)`, float32, in metres, pelvis at the origin.
     """
-    from ..body_model import pose_to_joints
-
     if up_axis not in OUTPUT_UP_AXES:
         raise ValueError(f"`up_axis` must be one of {list(OUTPUT_UP_AXES)}, got {up_axis!r}.")
     poses = np.asarray(poses)
@@ -497,8 +497,6 @@ def build_imagediff(
     Returns:
         `datasets.Dataset` of `image_pair` records (`id` `"<id A>+<id B>"`), one per pose A with a partner.
     """
-    import datasets
-
     poses = _dataset_poses(dataset)
     joints = pose_features(poses, up_axis, body)
     anchors = _selection(num_poses, indices, joints, device)

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Optional, Union
 
+import datasets
 import numpy as np
 import torch
 from PIL import Image
@@ -397,8 +398,6 @@ def load_pose_estimation(
             unless `skip_missing`.
         `ValueError`: for a malformed annotation file or argument.
     """
-    import datasets
-
     if not (isinstance(image_size, int) and image_size > 0):
         raise ValueError(f"`image_size` must be a positive int, got {image_size!r}.")
     if image_format not in IMAGE_FORMATS:

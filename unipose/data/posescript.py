@@ -67,6 +67,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, Optional, Union
 
+import datasets
 import numpy as np
 import torch
 from transformers.utils import logging
@@ -512,8 +513,6 @@ def load_posescript(
         `ValueError`: for a malformed file or entry, an unknown pose id, a frame out of range, or a split with
             no pose that has captions of the requested kind.
     """
-    import datasets
-
     _check_up_axis(output_up_axis)
     kinds = _text_kinds(captions, POSESCRIPT_CAPTION_FILES, "captions", {"both": ("human", "automatic")})
     names, single = _splits(split)
@@ -610,8 +609,6 @@ def load_posefix(
             of sequence, a frame out of range, or a split with no pair that has modifiers of the requested
             kind(s).
     """
-    import datasets
-
     _check_up_axis(output_up_axis)
     kinds = _text_kinds(modifiers, POSEFIX_MODIFIER_FILES, "modifiers")
     if sequence not in ("in", "out", "both"):

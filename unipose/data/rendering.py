@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..body_model import BodyModel
 from ..rotations import to_rotation_matrix
 from ..skeleton import BODY_JOINT_NAMES, NUM_BODY_JOINTS, SMPLH_PARENTS
 
@@ -689,8 +690,6 @@ class BodyRenderer:
             raise ValueError(f"`image_size` must be an integer of at least 16 pixels, got {image_size!r}.")
         self.image_size = int(image_size)
         if body_model is None or not hasattr(body_model, "smplh"):
-            from ..body_model import BodyModel
-
             body_model = BodyModel("generated" if body_model is None else body_model)
         # Named in corpus metadata: "generated", or the user's body-model file.
         self.body_model_name = (

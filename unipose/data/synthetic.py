@@ -67,14 +67,17 @@ import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
 from PIL import Image, ImageDraw, ImageFont
+from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..body_model import pose_to_joints
 from ..checks import check_positive_int
 from ..files import atomic_path, staged_directory
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
 from .amass import heading_angle
+from .captioning import caption_pairs, caption_poses
 from .hub import load_corpus, write_hub_dataset
 from .rendering import IMAGE_SIZE, BodyRenderer, RenderSettings, Scene, frontal_scene, sample_scenes
 from .schema import FEATURES
@@ -274,8 +277,6 @@ def _sample_by_category(categories: Sequence[str], seed: int) -> np.ndarray:
 
 def _max_displacement(poses_a: np.ndarray, poses_b: np.ndarray) -> np.ndarray:
     """Largest joint displacement `(n,)` in metres between A and B, both placed at the pelvis."""
-    from ..body_model import pose_to_joints
-
     joints = pose_to_joints(np.concatenate((poses_a, poses_b)))  # one call for both: (2n, 22, 3)
     joints = joints - joints[:, :1]
     joints_a, joints_b = joints[: len(poses_a)], joints[len(poses_a) :]
@@ -410,8 +411,6 @@ def _datasets(kind: str, columns: dict, seed: int) -> DatasetDict:
 
 
 def _pose_text(num: int, seed: int, num_captions: int) -> DatasetDict:
-    from .captioning import caption_poses
-
     poses = PoseSampler(seed=derive_seed(seed, "pose_text/poses")).sample(num).poses
     poses = turn_about_vertical(poses, -heading(poses))
     texts = caption_poses(poses, num_captions=num_captions, seed=derive_seed(seed, "pose_text/captions"))
@@ -419,8 +418,6 @@ def _pose_text(num: int, seed: int, num_captions: int) -> DatasetDict:
 
 
 def _pose_pair(num: int, seed: int, num_captions: int) -> DatasetDict:
-    from .captioning import caption_pairs
-
     pairs = sample_pose_pairs(num, seed=derive_seed(seed, "pose_pair/poses"))
     # PoseFix's normalisation: A's heading is zeroed and B turns with it, so the pair's relative turn stays.
     correction = -heading(pairs.poses_a)
@@ -450,8 +447,6 @@ class _ImageKindWriter:
 
     def images(self, kind: str, scenes: Sequence[Scene], *poses: np.ndarray) -> list[list[dict]]:
         """The encoded images of one pose set, or of a pair of sets drawn pair by pair through one camera."""
-        from tqdm.auto import tqdm
-
         encoded = [[] for _ in poses]
         total = len(poses) * len(scenes)
         with tqdm(total=total, desc=kind, unit="image", disable=not self.progress) as bar:
@@ -469,8 +464,6 @@ class _ImageKindWriter:
 
 
 def _image_pose(num: int, seed: int, num_captions: int, writer: _ImageKindWriter) -> DatasetDict:
-    from .captioning import caption_poses
-
     poses = PoseSampler(seed=derive_seed(seed, "image_pose/poses")).sample(num).poses
     scenes = writer.scenes(num, seed, "image_pose")
     (images,) = writer.images("image_pose", scenes, poses)
@@ -480,8 +473,6 @@ def _image_pose(num: int, seed: int, num_captions: int, writer: _ImageKindWriter
 
 
 def _image_pair(num: int, seed: int, num_captions: int, writer: _ImageKindWriter) -> DatasetDict:
-    from .captioning import caption_pairs
-
     pairs = sample_pose_pairs(num, seed=derive_seed(seed, "image_pair/poses"))
     scenes = writer.scenes(num, seed, "image_pair")
     images_a, images_b = writer.images("image_pair", scenes, pairs.poses_a, pairs.poses_b)

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..checks import check_positive_int
@@ -314,8 +315,6 @@ def run_generation(
     progress: bool = True,
 ) -> list[dict]:
     """Generates every batch of `items` that `store` lacks; returns all predictions in item order."""
-    from tqdm.auto import tqdm
-
     batches = [
         items[start : start + settings.batch_size] for start in range(0, len(items), settings.batch_size)
     ]

@@ -43,6 +43,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,7 @@ from transformers import PreTrainedConfig, TrainerCallback, TrainingArguments
 from transformers.utils import logging
 
 from ..arguments import ScriptArgumentParser
+from ..body_model import BodyJoints, BodyModel
 from ..checkpoints import TRAINER_STATE_NAME, RunSignature, check_resumable, resolve_trainer_checkpoint
 from ..configuration_pose_vqvae import PoseVQVAEConfig
 from ..data.amass import (
@@ -63,6 +65,7 @@ from ..data.amass import (
 from ..files import staged_files, write_json_atomically
 from ..metrics import mpjpe, pa_mpjpe
 from ..modeling_pose_vqvae import PoseVQVAE
+from ..pose_sampler import PoseSampler
 from ..rotations import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
 from .scoring import WholeSetScoringTrainer
@@ -364,10 +367,6 @@ def procedural_pose_dataset(
         up_axis (`str`, *optional*, defaults to `"y"`):
             Vertical axis of the returned poses' world frame; the sampler's is `"y"`.
     """
-    import datasets
-
-    from ..pose_sampler import PoseSampler
-
     sample = PoseSampler(seed=seed).sample(num_poses)
     poses = torch.from_numpy(np.asarray(sample.poses, dtype=np.float64))
     if heading_normalization:
@@ -764,8 +763,6 @@ class PoseTokenizerTrainer(WholeSetScoringTrainer):
 
 def build_body_models(args: PoseTokenizerTrainingArguments) -> tuple[torch.nn.Module, torch.nn.Module | None]:
     """The joints-only kinematics and (for the vertex loss) the full body model of `args.body_model_path`."""
-    from ..body_model import BodyJoints, BodyModel
-
     if args.vertex_loss_weight > 0:
         body_model = BodyModel(args.body_model_path)
         return body_model.body_joints(), body_model

@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from transformers import TrainingArguments
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
@@ -60,6 +61,7 @@ from ..retrieval_models import (
     tokenize_texts,
 )
 from ..rotations import to_rotation_6d
+from ..tokenization import build_tiny_tokenizer
 from .scoring import WholeSetScoringTrainer
 
 logger = logging.get_logger(__name__)
@@ -317,8 +319,6 @@ def build_phases(args: RetrievalArguments, training_args: TrainingArguments) -> 
 def build_tokenizer_and_embeddings(word_embeddings: str) -> tuple:
     """The text tokenizer and its word embeddings `(vocab, dim)` for `word_embeddings` (see the field)."""
     if word_embeddings == TINY_WORD_EMBEDDINGS:
-        from ..tokenization import build_tiny_tokenizer
-
         tokenizer = build_tiny_tokenizer()
         generator = torch.Generator().manual_seed(0)
         return tokenizer, torch.randn(len(tokenizer), TINY_WORD_EMBEDDING_DIM, generator=generator)
@@ -446,8 +446,6 @@ def train_retrieval(
     results: dict[str, Any] = {}
     for phase, phase_dir in zip(phases, phase_dirs):
         if resume is not None and (phase_dir / RESULTS_NAME).is_file():
-            from safetensors.torch import load_file
-
             logger.info(
                 f"Phase {phase.name} was finished by an earlier run: its model is read from {phase_dir}."
             )

@@ -77,6 +77,7 @@ import safetensors
 import safetensors.torch
 import torch
 from accelerate.utils import DistributedType
+from transformers.integrations import unset_hf_deepspeed_config
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 from trl import SFTTrainer
@@ -406,8 +407,6 @@ def whole_model_init(training_args):
     if plugin is None or not plugin.hf_ds_config.is_zero3():
         yield
         return
-    from transformers.integrations import unset_hf_deepspeed_config
-
     unset_hf_deepspeed_config()
     try:
         yield

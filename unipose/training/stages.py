@@ -13,11 +13,15 @@ import shlex
 from dataclasses import asdict, dataclass, field
 
 import torch
+from trl import ModelConfig, SFTConfig
 
 from ..arguments import ScriptArgumentParser
 from ..files import resolve_model_path
 from ..modeling_unipose import UniPoseForConditionalGeneration
+from ..pose_sampler import sample_poses
 from ..processing_unipose import UniPoseProcessor
+from ..rotations import to_rotation_6d
+from ..testing import tiny_model_and_processor
 from .model_cards import TrainingRun, recipe_settings
 from .sft import STAGE_PLANS, STAGES, stage_peft_config
 from .tasks import TaskMixtureComponent
@@ -92,8 +96,6 @@ class UniPoseScriptArguments:
 
 def stage_dataclass_types() -> tuple[type, ...]:
     """The argument dataclasses of a stage: [`UniPoseScriptArguments`], `trl.SFTConfig`, `trl.ModelConfig`."""
-    from trl import ModelConfig, SFTConfig
-
     return (UniPoseScriptArguments, SFTConfig, ModelConfig)
 
 
@@ -120,10 +122,6 @@ def tiny_model_and_processor_for_training(seed: int):
     """The tiny random model of `unipose.testing`, with a codebook drawn from encoder outputs of procedural
     poses (as a VQ-VAE initialises its codebook from its first batch). Its random codebook sends every pose to
     the same code, which would leave the pose outputs nothing to learn."""
-    from ..pose_sampler import sample_poses
-    from ..rotations import to_rotation_6d
-    from ..testing import tiny_model_and_processor
-
     model, processor = tiny_model_and_processor(seed=seed)
     pose_tokenizer = model.model.pose_tokenizer
     with torch.no_grad():

@@ -54,10 +54,13 @@ from datasets import (
     load_dataset,
     load_from_disk,
 )
+from transformers import AutoConfig
 from transformers.utils import logging
 
 from ..data.schema import POSE_SHAPE, record_kind
 from ..files import atomic_path
+from ..modeling_pose_vqvae import PoseVQVAE
+from ..modeling_unipose import UniPoseForConditionalGeneration
 from ..processing_poses import POSE_END_TOKEN, POSE_START_TOKEN, pose_code_token
 from ..task_formats import (
     IMAGE_SLOTS,
@@ -403,15 +406,9 @@ def text_only_conversations(conversations: Dataset, pose_tokenizer, batch_size: 
 
 def load_pose_tokenizer(path: str | os.PathLike):
     """The pose tokenizer of a UniPose checkpoint, or a pose tokenizer saved on its own (stage 0)."""
-    from transformers import AutoConfig
-
-    from ..modeling_pose_vqvae import PoseVQVAE
-
     config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     if getattr(config, "model_type", None) == PoseVQVAE.config_class.model_type:
         return PoseVQVAE.from_pretrained(path).eval()
-    from ..modeling_unipose import UniPoseForConditionalGeneration
-
     return UniPoseForConditionalGeneration.from_pretrained(path).model.pose_tokenizer.eval()
 
 
