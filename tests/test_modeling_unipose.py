@@ -97,6 +97,18 @@ def test_config_cross_field_checks_name_the_field(overrides, field):
         tiny_unipose_config(text_config=text_config, **overrides)
 
 
+def test_the_ids_of_unipose_tokens_come_from_the_config_fields():
+    config = UniPoseConfig()
+    assert config.special_token_ids == {
+        "image_token_id": 32000, "pose_token_id": 32001, "pose_query_token_id": 32002, "pose_start_token_id": 32003,
+        "pose_end_token_id": 32004,
+    }  # fmt: skip
+    assert config.pose_code_token_ids == range(32005, 32005 + 2048)
+    assert "special_token_ids" not in config.to_dict()  # derived, never saved
+    with pytest.raises(ValueError, match="must be distinct"):
+        tiny_unipose_config(pose_query_token_id=tiny_unipose_config().pose_token_id)
+
+
 def test_input_pose_attention_is_validated_and_defaults_to_bidirectional():
     assert UniPoseConfig().input_pose_attention == "bidirectional"
     assert tiny_unipose_config(input_pose_attention="causal").input_pose_attention == "causal"

@@ -37,6 +37,14 @@ _POSE_VIT_H = {
 _MISTRAL_7B = {"vocab_size": 32000 + 5 + 2048, "sliding_window": None, "max_position_embeddings": 32768}
 # Values of `UniPoseConfig.input_pose_attention`.
 INPUT_POSE_ATTENTION_MODES = ("bidirectional", "causal")
+# The fields of the tokens UniPose adds to the vocabulary besides the pose codes.
+SPECIAL_TOKEN_FIELDS = (
+    "image_token_id",
+    "pose_token_id",
+    "pose_query_token_id",
+    "pose_start_token_id",
+    "pose_end_token_id",
+)
 
 
 @strict
@@ -157,6 +165,12 @@ class UniPoseConfig(PreTrainedConfig):
         return range(self.pose_code_token_offset, self.pose_code_token_offset + self.pose_codebook_size)
 
     @property
+    def special_token_ids(self) -> dict[str, int]:
+        """Vocabulary ids of the tokens UniPose adds besides the codes (`<image>`, `<pose>`, `<pose_query>`, `<p>`,
+        `</p>`), by field name."""
+        return {name: getattr(self, name) for name in SPECIAL_TOKEN_FIELDS}
+
+    @property
     def num_joints(self) -> int:
         return self.pose_tokenizer_config.num_joints
 
@@ -178,13 +192,7 @@ class UniPoseConfig(PreTrainedConfig):
         config raises a plain `ValueError`) and by `validate()`."""
         vocab_size = self.text_config.vocab_size
         code_ids = self.pose_code_token_ids
-        special = {
-            "image_token_id": self.image_token_id,
-            "pose_token_id": self.pose_token_id,
-            "pose_query_token_id": self.pose_query_token_id,
-            "pose_start_token_id": self.pose_start_token_id,
-            "pose_end_token_id": self.pose_end_token_id,
-        }
+        special = self.special_token_ids
         for name, token_id in special.items():
             if not 0 <= token_id < vocab_size:
                 raise ValueError(f"`{name}`={token_id} is outside the vocabulary of `text_config` (size {vocab_size}).")

@@ -405,14 +405,7 @@ class UniPosePreTrainedModel(PreTrainedModel):
         """[`~PreTrainedModel.resize_token_embeddings`], refusing a size that would drop UniPose's own tokens
         (`<image>` ... `</p>` and the pose codes, the last ids of the vocabulary)."""
         config = self.config
-        needed = 1 + max(
-            config.pose_code_token_ids[-1],
-            config.image_token_id,
-            config.pose_token_id,
-            config.pose_query_token_id,
-            config.pose_start_token_id,
-            config.pose_end_token_id,
-        )
+        needed = 1 + max(config.pose_code_token_ids[-1], *config.special_token_ids.values())
         if new_num_tokens is not None and new_num_tokens < needed:
             raise ValueError(
                 f"`new_num_tokens`={new_num_tokens} would drop UniPose's tokens: the pose codes take ids up to "

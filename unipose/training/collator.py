@@ -196,17 +196,9 @@ class UniPoseDataCollator:
 
     def _protected(self, input_ids: np.ndarray) -> np.ndarray:
         """Positions that truncation keeps: images, pose spans with their `<p>` / `</p>` markers."""
-        config = self.config
-        codes = config.pose_code_token_ids
-        span_tokens = [
-            config.image_token_id,
-            config.pose_token_id,
-            config.pose_query_token_id,
-            config.pose_start_token_id,
-            config.pose_end_token_id,
-        ]
+        codes = self.config.pose_code_token_ids
         is_code = (input_ids >= codes.start) & (input_ids < codes.stop)
-        return is_code | np.isin(input_ids, span_tokens)
+        return is_code | np.isin(input_ids, list(self.config.special_token_ids.values()))
 
     def _truncate(self, encoded: list[dict]) -> list[dict]:
         """Removes answer text from the end of every example longer than `max_length`."""

@@ -131,14 +131,7 @@ def _check_stage(stage) -> StagePlan:
 def new_token_ids(config) -> list[int]:
     """Vocabulary ids of the UniPose tokens: `<image>`, `<pose>`, `<pose_query>`, `<p>`, `</p>` and the
     codes."""
-    special = [
-        config.image_token_id,
-        config.pose_token_id,
-        config.pose_query_token_id,
-        config.pose_start_token_id,
-        config.pose_end_token_id,
-    ]
-    return sorted({*special, *config.pose_code_token_ids})
+    return sorted({*config.special_token_ids.values(), *config.pose_code_token_ids})
 
 
 def language_model_target_modules(module_names=LANGUAGE_MODEL_LINEAR_MODULES) -> str:
