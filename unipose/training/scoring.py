@@ -34,9 +34,11 @@ class WholeSetScoringTrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
-        with torch.no_grad():
-            scores = self.score(model, dataset)
-        model.train(was_training)
+        try:
+            with torch.no_grad():
+                scores = self.score(model, dataset)
+        finally:
+            model.train(was_training)
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
