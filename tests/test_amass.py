@@ -11,7 +11,6 @@ from unipose.body_model import BodyJoints
 from unipose.data.amass import (
     build_amass_dataset,
     change_up_axis,
-    elementary_rotation,
     find_amass_files,
     heading_angle,
     load_amass_poses,
@@ -21,7 +20,7 @@ from unipose.data.amass import (
     subsample_frame_indices,
     tait_bryan_angles,
 )
-from unipose.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from unipose.rotations import axis_angle_to_matrix, elementary_rotation, matrix_to_axis_angle
 
 F64 = torch.float64
 # A person standing upright in AMASS's z-up world: the body's y (up) axis turned onto the world's z.

@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 from PIL import Image
 
 from unipose.data import image_corpora, posescript
-from unipose.data.amass import change_up_axis, elementary_rotation, heading_angle
+from unipose.data.amass import change_up_axis, heading_angle
 from unipose.data.image_corpora import (
     build_imagediff,
     build_imagescript,
@@ -27,7 +27,7 @@ from unipose.data.image_corpora import (
 from unipose.data.pose_estimation import crop_person, load_pose_estimation, read_pose_estimation_annotations
 from unipose.data.posescript import load_posefix, load_posescript
 from unipose.data.schema import FEATURES, IMAGE_POSE_FEATURES, record_kind
-from unipose.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from unipose.rotations import axis_angle_to_matrix, elementary_rotation, matrix_to_axis_angle
 
 
 def _rotation(angle: float, axis: str) -> torch.Tensor:

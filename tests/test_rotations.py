@@ -13,6 +13,7 @@ from unipose.rotations import (
     SMALL_ANGLE,
     axis_angle_to_matrix,
     axis_angle_to_rotation_6d,
+    elementary_rotation,
     matrix_to_axis_angle,
     matrix_to_rotation_6d,
     mirror_axis_angle,
@@ -58,6 +59,15 @@ def test_axis_angle_to_matrix_matches_rodrigues_and_scipy():
     expected = np.stack([rodrigues(a) for a in axis_angle.numpy()])
     np.testing.assert_allclose(matrix, expected, atol=1e-13)
     np.testing.assert_allclose(matrix, Rotation.from_rotvec(axis_angle.numpy()).as_matrix(), atol=1e-13)
+
+
+def test_elementary_rotations_match_scipy_and_name_a_bad_axis():
+    angles = torch.linspace(-4.0, 4.0, 9, dtype=torch.float64)
+    for axis in "xyz":
+        expected = Rotation.from_euler(axis, angles.numpy()[:, None]).as_matrix()
+        np.testing.assert_allclose(elementary_rotation(angles, axis).numpy(), expected, atol=1e-13)
+    with pytest.raises(ValueError, match=r"`axis` must be one of \['x', 'y', 'z'\], got 'up'"):
+        elementary_rotation(angles, "up")
 
 
 def test_matrix_to_axis_angle_matches_scipy():

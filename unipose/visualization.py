@@ -29,7 +29,7 @@ from PIL import Image
 from .body_model import pose_to_joints
 from .checks import check_positive_int
 from .files import atomic_path, write_text_atomically
-from .rotations import to_rotation_matrix
+from .rotations import elementary_rotation, to_rotation_matrix
 from .skeleton import BODY_JOINT_NAMES, BODY_PARENTS
 
 PathLike = Union[str, os.PathLike]
@@ -138,10 +138,9 @@ class _Scene:
         return max(VIEW_HALF_SIZE, (right - left) / 2 + VIEW_MARGIN, (top - bottom) / 2 + VIEW_MARGIN)
 
 
-def _rotation_about_y(angle: np.ndarray) -> np.ndarray:
-    """Rotations `(..., 3, 3)` about the vertical axis by `angle` radians `(...)`."""
-    cos, sin, zero, one = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)
-    return np.stack((cos, zero, sin, zero, one, zero, -sin, zero, cos), axis=-1).reshape(angle.shape + (3, 3))
+def _rotation_about(axis: str, angle) -> np.ndarray:
+    """Rotations `(..., 3, 3)` about a coordinate axis by `angle` radians `(...)`, in float64."""
+    return elementary_rotation(torch.as_tensor(angle, dtype=torch.float64), axis).numpy()
 
 
 def _view_heading(root: np.ndarray) -> np.ndarray:
@@ -161,12 +160,10 @@ def _view_heading(root: np.ndarray) -> np.ndarray:
 
 def _camera_rotation() -> np.ndarray:
     """Rotation `(3, 3)` from the body's frame, heading undone, to the camera's (x right, y up, z to us)."""
-    elevation = math.radians(CAMERA_ELEVATION_DEG)
-    cos, sin = math.cos(elevation), math.sin(elevation)
     # Turn the body's left towards the viewer by the azimuth, then tilt the scene towards the viewer, which
     # shows it from above.
-    tilt = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
-    return tilt @ _rotation_about_y(np.array(-math.radians(CAMERA_AZIMUTH_DEG)))
+    tilt = _rotation_about("x", math.radians(CAMERA_ELEVATION_DEG))
+    return tilt @ _rotation_about("y", -math.radians(CAMERA_AZIMUTH_DEG))
 
 
 def _project(points: np.ndarray, camera: np.ndarray) -> np.ndarray:
@@ -229,7 +226,7 @@ def _scenes(
 
     # Undo the heading first, so that everything built below (the floor grid too) turns with the body.
     root = rotmats[:, 0] if heading_from is None else np.broadcast_to(heading_from, rotmats[:, 0].shape)
-    facing = _rotation_about_y(-_view_heading(root))  # (B, 3, 3)
+    facing = _rotation_about("y", -_view_heading(root))  # (B, 3, 3)
     joints, hands, head_centre, nose = (
         np.einsum("bij,b...j->b...i", facing, points) for points in (joints, hands, head_centre, nose)
     )

@@ -70,6 +70,26 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     return identity + sin_over_angle * skew + one_minus_cos_over_angle_sq * (skew @ skew)
 
 
+def elementary_rotation(angle: torch.Tensor, axis: str) -> torch.Tensor:
+    """
+    Rotations by `angle` radians about one coordinate axis.
+
+    Args:
+        angle (`torch.Tensor` of shape `(...)`):
+            Angles in radians (right-hand rule).
+        axis (`str`):
+            `"x"`, `"y"` or `"z"`.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3, 3)`.
+    """
+    if axis not in ("x", "y", "z"):
+        raise ValueError(f"`axis` must be one of ['x', 'y', 'z'], got {axis!r}.")
+    unit = torch.zeros(3, dtype=angle.dtype, device=angle.device)
+    unit["xyz".index(axis)] = 1.0
+    return axis_angle_to_matrix(angle[..., None] * unit)
+
+
 def _matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
     """
     Unit quaternions `(w, x, y, z)` with `w >= 0` from rotation matrices `(..., 3, 3)` -> `(..., 4)`.
@@ -521,6 +541,7 @@ __all__ = [
     "SMALL_ANGLE",
     "axis_angle_to_matrix",
     "axis_angle_to_rotation_6d",
+    "elementary_rotation",
     "matrix_to_axis_angle",
     "matrix_to_rotation_6d",
     "mean_pose",

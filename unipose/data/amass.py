@@ -41,7 +41,7 @@ import torch
 from transformers.utils import logging
 
 from ..files import open_npz
-from ..rotations import MAX_AXIS_ANGLE, axis_angle_to_matrix, matrix_to_axis_angle
+from ..rotations import MAX_AXIS_ANGLE, axis_angle_to_matrix, elementary_rotation, matrix_to_axis_angle
 from ..skeleton import NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
@@ -70,22 +70,6 @@ def _unit_vector(axis: str, dtype: torch.dtype, device: torch.device | None = No
     vector = torch.zeros(3, dtype=dtype, device=device)
     vector[AXIS_INDEX[axis]] = 1.0
     return vector
-
-
-def elementary_rotation(angle: torch.Tensor, axis: str) -> torch.Tensor:
-    """
-    Rotations by `angle` radians about one coordinate axis.
-
-    Args:
-        angle (`torch.Tensor` of shape `(...)`):
-            Angles in radians (right-hand rule).
-        axis (`str`):
-            `"x"`, `"y"` or `"z"`.
-
-    Returns:
-        `torch.Tensor` of shape `(..., 3, 3)`.
-    """
-    return axis_angle_to_matrix(angle[..., None] * _unit_vector(axis, angle.dtype, angle.device))
 
 
 def _tait_bryan_axes(up_axis: str) -> tuple[int, int, int]:
@@ -444,7 +428,6 @@ __all__ = [
     "AmassSequence",
     "build_amass_dataset",
     "change_up_axis",
-    "elementary_rotation",
     "find_amass_files",
     "heading_angle",
     "load_amass_poses",

@@ -72,15 +72,8 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from .amass import (
-    AMASS_UP_AXIS,
-    UP_AXES,
-    change_up_axis,
-    elementary_rotation,
-    heading_angle,
-    read_amass_sequence,
-)
+from ..rotations import axis_angle_to_matrix, elementary_rotation, matrix_to_axis_angle
+from .amass import AMASS_UP_AXIS, UP_AXES, change_up_axis, heading_angle, read_amass_sequence
 from .schema import POSE_PAIR_FEATURES, POSE_TEXT_FEATURES, RECORD_UP_AXIS
 
 logger = logging.get_logger(__name__)

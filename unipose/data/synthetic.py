@@ -74,7 +74,7 @@ from ..body_model import pose_to_joints
 from ..checks import check_positive_int
 from ..files import atomic_path, staged_directory
 from ..pose_sampler import POSE_CATEGORIES, PoseSampler
-from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..rotations import axis_angle_to_matrix, elementary_rotation, matrix_to_axis_angle
 from ..skeleton import JOINT_INDEX, NUM_BODY_JOINTS
 from .amass import heading_angle
 from .captioning import caption_pairs, caption_poses
@@ -195,13 +195,6 @@ def split_sizes(num_records: int) -> dict[str, int]:
     return {split: sizes[split] for split in SPLITS}
 
 
-def _rotation_about_vertical(angles: torch.Tensor) -> torch.Tensor:
-    """`(n,)` radians -> `(n, 3, 3)` rotations about the y axis."""
-    axis_angle = torch.zeros(angles.shape + (3,), dtype=angles.dtype)
-    axis_angle[..., 1] = angles
-    return axis_angle_to_matrix(axis_angle)
-
-
 def turn_about_vertical(poses: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """
     Turn whole bodies about the vertical (y) axis: root `R -> R_y(angle) @ R`, other joints unchanged.
@@ -215,7 +208,7 @@ def turn_about_vertical(poses: np.ndarray, angles: np.ndarray) -> np.ndarray:
     """
     poses = np.array(poses, dtype=np.float32)
     root = axis_angle_to_matrix(torch.from_numpy(poses[:, 0]).double())
-    turn = _rotation_about_vertical(torch.as_tensor(np.asarray(angles), dtype=torch.float64))
+    turn = elementary_rotation(torch.as_tensor(np.asarray(angles), dtype=torch.float64), "y")
     poses[:, 0] = matrix_to_axis_angle(turn @ root).numpy()
     return poses
 
