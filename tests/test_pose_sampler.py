@@ -15,11 +15,8 @@ from unipose.pose_sampler import (
     JOINT_LIMITS_DEG,
     POSE_CATEGORIES,
     PoseSampler,
-    euler_to_quaternion,
     joint_angles_to_pose,
-    matrix_to_euler,
     pose_to_joint_angles,
-    quaternion_to_axis_angle,
     sample_poses,
 )
 from unipose.rotations import axis_angle_to_matrix
@@ -134,22 +131,6 @@ def test_heading_is_uniform(sample):
 # ---------------------------------------------------------------------------------------------------------
 # Angle conventions and joint limits
 # ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("order", ["xyz", "xzy", "yxz", "yzx", "zxy", "zyx"])
-def test_euler_composition_order_and_inverse(order):
-    rng = np.random.default_rng(0)
-    angles = rng.uniform(-80, 80, size=(256, 3))  # middle angle away from +-90 so the inverse is unique
-    quaternion = euler_to_quaternion(np.radians(angles)[:, None], [order])[:, 0]
-    matrix = axis_angle_to_matrix(torch.from_numpy(quaternion_to_axis_angle(quaternion))).numpy()
-    # The documented meaning of the order: R = R_a @ R_b @ R_c, each about a coordinate axis.
-    elementary = {}
-    for index, axis in enumerate("xyz"):
-        axis_angle = np.radians(angles[:, index, None]) * np.eye(3)[index]  # (256, 3) about one axis
-        elementary[axis] = axis_angle_to_matrix(torch.from_numpy(axis_angle)).numpy()
-    expected = elementary[order[0]] @ elementary[order[1]] @ elementary[order[2]]
-    np.testing.assert_allclose(matrix, expected, atol=1e-9)
-    np.testing.assert_allclose(np.degrees(matrix_to_euler(matrix, order)), angles, atol=1e-7)
 
 
 def test_joint_angles_round_trip():

@@ -14,7 +14,9 @@ from unipose.rotations import (
     axis_angle_to_matrix,
     axis_angle_to_rotation_6d,
     elementary_rotation,
+    euler_angles_to_matrix,
     matrix_to_axis_angle,
+    matrix_to_euler_angles,
     matrix_to_rotation_6d,
     mirror_axis_angle,
     rotation_6d_to_axis_angle,
@@ -68,6 +70,19 @@ def test_elementary_rotations_match_scipy_and_name_a_bad_axis():
         np.testing.assert_allclose(elementary_rotation(angles, axis).numpy(), expected, atol=1e-13)
     with pytest.raises(ValueError, match=r"`axis` must be one of \['x', 'y', 'z'\], got 'up'"):
         elementary_rotation(angles, "up")
+
+
+@pytest.mark.parametrize("order", ["xyz", "xzy", "yxz", "yzx", "zxy", "zyx"])
+def test_euler_angles_match_scipys_intrinsic_convention_and_invert(order):
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(-math.pi, math.pi, size=(256, 3))
+    angles[:, 1] /= 2.2  # the middle angle within (-pi/2, pi/2), where the inverse is unique
+    matrix = euler_angles_to_matrix(torch.from_numpy(angles), order)
+    expected = Rotation.from_euler(order.upper(), angles).as_matrix()  # upper case: intrinsic
+    np.testing.assert_allclose(matrix.numpy(), expected, atol=1e-13)
+    np.testing.assert_allclose(matrix_to_euler_angles(matrix, order).numpy(), angles, atol=1e-12)
+    with pytest.raises(ValueError, match=r"`order` must be a permutation of 'xyz' \(such as 'zyx'\), got 'xxz'"):
+        euler_angles_to_matrix(torch.from_numpy(angles), "xxz")
 
 
 def test_matrix_to_axis_angle_matches_scipy():

@@ -56,7 +56,13 @@ import numpy as np
 import torch
 
 from .files import atomic_path
-from .rotations import axis_angle_to_matrix
+from .rotations import (
+    axis_angle_to_matrix,
+    elementary_rotation,
+    euler_angles_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_euler_angles,
+)
 from .skeleton import BODY_JOINT_NAMES, BODY_MIRROR_INDEX, JOINT_INDEX, NUM_BODY_JOINTS
 
 AxisRange = tuple[float, float]
@@ -619,97 +625,27 @@ _JITTER = np.array([_PART_JITTER_DEG[part] for part in _PARTS])  # (22, 3)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Rotation maths in numpy (quaternions are (w, x, y, z)), batched over leading axes.
+# From joint angles to rotations and back
 # ---------------------------------------------------------------------------------------------------------
 
-
-def _quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product `a * b` of quaternions `(..., 4)`: the rotation `b` followed by `a`."""
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        (
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ),
-        axis=-1,
-    )
+# The joints of each Euler order of the table.
+_ORDER_JOINTS = {
+    order: [j for j, joint_order in enumerate(_EULER_ORDERS) if joint_order == order]
+    for order in sorted(set(_EULER_ORDERS))
+}
 
 
-def _axis_quaternion(angle: np.ndarray, axis: str) -> np.ndarray:
-    """Quaternions `(..., 4)` of rotations by `angle` (radians, `(...)`) about a coordinate axis."""
-    quaternion = np.zeros(angle.shape + (4,))
-    quaternion[..., 0] = np.cos(0.5 * angle)
-    quaternion[..., 1 + _AXES.index(axis)] = np.sin(0.5 * angle)
-    return quaternion
-
-
-def euler_to_quaternion(angles: np.ndarray, orders: Sequence[str]) -> np.ndarray:
-    """
-    Quaternions from intrinsic Euler angles with one order per joint.
-
-    Args:
-        angles (`np.ndarray` of shape `(..., J, 3)`): angles in radians about x, y and z.
-        orders (sequence of `str` of length J): the composition order of each joint, e.g. `"xzy"` for
-            `R = R_x @ R_z @ R_y`.
-
-    Returns:
-        `np.ndarray` of shape `(..., J, 4)`: unit quaternions `(w, x, y, z)`.
-    """
-    quaternion = np.empty(angles.shape[:-1] + (4,))
-    for order in sorted(set(orders)):
-        joints = np.array([j for j, joint_order in enumerate(orders) if joint_order == order])
-        first, second, third = (
-            _axis_quaternion(angles[..., joints, _AXES.index(axis)], axis) for axis in order
-        )
-        quaternion[..., joints, :] = _quaternion_multiply(_quaternion_multiply(first, second), third)
-    return quaternion
-
-
-def quaternion_to_axis_angle(quaternion: np.ndarray) -> np.ndarray:
-    """
-    Axis-angle vectors `(..., 3)` with angles in `[0, pi]` from unit quaternions `(..., 4)` `(w, x, y, z)`.
-    """
-    # q and -q are the same rotation; w >= 0 picks the angle in [0, pi].
-    quaternion = np.where(quaternion[..., :1] < 0, -quaternion, quaternion)
-    w, vector = quaternion[..., 0], quaternion[..., 1:]
-    sin_half = np.linalg.norm(vector, axis=-1)
-    angle = 2.0 * np.arctan2(sin_half, w)
-    # angle / sin(angle / 2) tends to 2 / w as the angle goes to 0, where the ratio is 0 / 0.
-    tiny = sin_half < 1e-8
-    scale = np.where(tiny, 2.0 / np.maximum(w, 1e-8), angle / np.where(tiny, 1.0, sin_half))
-    return vector * scale[..., None]
-
-
-def matrix_to_euler(matrix: np.ndarray, order: str) -> np.ndarray:
-    """
-    Intrinsic Euler angles of rotation matrices, the inverse of composing `R = R_a @ R_b @ R_c`.
-
-    Args:
-        matrix (`np.ndarray` of shape `(..., 3, 3)`): rotation matrices.
-        order (`str`): a permutation of `"xyz"` giving (a, b, c).
-
-    Returns:
-        `np.ndarray` of shape `(..., 3)`: the angles about x, y and z in radians, with the middle angle in
-        `[-pi/2, pi/2]` and the other two in `(-pi, pi]`.
-    """
-    i, j, k = (_AXES.index(axis) for axis in order)
-    # +1 for a cyclic order (xyz, yzx, zxy), -1 otherwise: the sign pattern of the matrix entries.
-    parity = 1.0 if (j - i) % 3 == 1 else -1.0
-    angles = np.empty(matrix.shape[:-2] + (3,))
-    angles[..., j] = np.arcsin(np.clip(parity * matrix[..., i, k], -1.0, 1.0))
-    angles[..., i] = np.arctan2(-parity * matrix[..., j, k], matrix[..., k, k])
-    angles[..., k] = np.arctan2(-parity * matrix[..., i, j], matrix[..., i, i])
-    return angles
-
-
-def _joint_angles_to_quaternion(angles: np.ndarray) -> np.ndarray:
-    """Quaternions `(..., 22, 4)` from joint angles `(..., 22, 3)` in degrees and mirrored coordinates."""
+def _joint_angles_to_matrix(angles: np.ndarray) -> torch.Tensor:
+    """Rotation matrices `(..., 22, 3, 3)` (float64) from joint angles `(..., 22, 3)` in degrees and mirrored
+    coordinates."""
     angles = angles.copy()
     angles[..., _RIGHT, 1:] *= -1.0  # from mirrored coordinates to SMPL's
-    return euler_to_quaternion(np.radians(angles), _EULER_ORDERS)
+    radians = torch.from_numpy(np.radians(angles))
+    matrices = torch.empty(angles.shape + (3,), dtype=torch.float64)
+    for order, joints in _ORDER_JOINTS.items():
+        in_order = radians[..., joints, :][..., [_AXES.index(axis) for axis in order]]
+        matrices[..., joints, :, :] = euler_angles_to_matrix(in_order, order)
+    return matrices
 
 
 def joint_angles_to_pose(angles: np.ndarray) -> np.ndarray:
@@ -738,7 +674,7 @@ def joint_angles_to_pose(angles: np.ndarray) -> np.ndarray:
         raise ValueError(f"`angles` must have shape (..., {NUM_BODY_JOINTS}, 3), got {angles.shape}.")
     if not np.isfinite(angles).all():
         raise ValueError("`angles` contains NaN or infinite values.")
-    return quaternion_to_axis_angle(_joint_angles_to_quaternion(angles))
+    return matrix_to_axis_angle(_joint_angles_to_matrix(angles)).numpy()
 
 
 def pose_to_joint_angles(poses: np.ndarray) -> np.ndarray:
@@ -768,11 +704,11 @@ def pose_to_joint_angles(poses: np.ndarray) -> np.ndarray:
         raise ValueError("`poses` contains NaN or infinite values.")
     poses = poses.copy()
     poses[:, _RIGHT, 1:] *= -1.0  # into mirrored coordinates
-    matrices = axis_angle_to_matrix(torch.from_numpy(poses)).numpy()
+    matrices = axis_angle_to_matrix(torch.from_numpy(poses))
     angles = np.empty(poses.shape)
-    for order in set(_EULER_ORDERS):
-        joints = np.array([j for j, joint_order in enumerate(_EULER_ORDERS) if joint_order == order])
-        angles[:, joints] = matrix_to_euler(matrices[:, joints], order)
+    for order, joints in _ORDER_JOINTS.items():
+        in_order = matrix_to_euler_angles(matrices[:, joints], order).numpy()
+        angles[:, joints] = in_order[..., [order.index(axis) for axis in _AXES]]
     return np.degrees(angles)
 
 
@@ -868,10 +804,10 @@ class PoseSampler:
         angles[np.ix_(mirror, _CENTRE, [1, 2])] *= -1.0
 
         # 4. Joint limits, then rotations; the heading turns the whole body about the vertical axis.
-        quaternion = _joint_angles_to_quaternion(np.clip(angles, _LIMIT_LOW, _LIMIT_HIGH))
-        heading = _axis_quaternion(rng.uniform(-math.pi, math.pi, size=n), "y")
-        quaternion[:, 0] = _quaternion_multiply(heading, quaternion[:, 0])
-        poses = quaternion_to_axis_angle(quaternion).astype(np.float32)
+        matrices = _joint_angles_to_matrix(np.clip(angles, _LIMIT_LOW, _LIMIT_HIGH))
+        heading = elementary_rotation(torch.from_numpy(rng.uniform(-math.pi, math.pi, size=n)), "y")
+        matrices[:, 0] = heading @ matrices[:, 0]
+        poses = matrix_to_axis_angle(matrices).numpy().astype(np.float32)
         names = np.array(self.categories)[category].tolist()
         return PoseSample(poses=poses, categories=names)
 
@@ -912,10 +848,7 @@ __all__ = [
     "PoseCategory",
     "PoseSample",
     "PoseSampler",
-    "euler_to_quaternion",
     "joint_angles_to_pose",
-    "matrix_to_euler",
     "pose_to_joint_angles",
-    "quaternion_to_axis_angle",
     "sample_poses",
 ]

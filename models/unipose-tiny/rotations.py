@@ -83,11 +83,65 @@ def elementary_rotation(angle: torch.Tensor, axis: str) -> torch.Tensor:
     Returns:
         `torch.Tensor` of shape `(..., 3, 3)`.
     """
-    if axis not in ("x", "y", "z"):
-        raise ValueError(f"`axis` must be one of ['x', 'y', 'z'], got {axis!r}.")
-    unit = torch.zeros(3, dtype=angle.dtype, device=angle.device)
-    unit["xyz".index(axis)] = 1.0
-    return axis_angle_to_matrix(angle[..., None] * unit)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero, one = torch.zeros_like(angle), torch.ones_like(angle)
+    entries = {
+        "x": (one, zero, zero, zero, cos, -sin, zero, sin, cos),
+        "y": (cos, zero, sin, zero, one, zero, -sin, zero, cos),
+        "z": (cos, -sin, zero, sin, cos, zero, zero, zero, one),
+    }
+    if axis not in entries:
+        raise ValueError(f"`axis` must be one of {list(entries)}, got {axis!r}.")
+    return torch.stack(entries[axis], dim=-1).unflatten(-1, (3, 3))
+
+
+def _check_euler_order(order: str) -> None:
+    if not isinstance(order, str) or sorted(order) != ["x", "y", "z"]:
+        raise ValueError(f"`order` must be a permutation of 'xyz' (such as 'zyx'), got {order!r}.")
+
+
+def euler_angles_to_matrix(angles: torch.Tensor, order: str) -> torch.Tensor:
+    """
+    Rotation matrices from intrinsic Euler angles: `R = R_a(angles[..., 0]) @ R_b(angles[..., 1]) @
+    R_c(angles[..., 2])` for `order = "abc"` (the convention of scipy's `Rotation.from_euler` with an upper-case
+    sequence).
+
+    Args:
+        angles (`torch.Tensor` of shape `(..., 3)`):
+            Radians, in the order of `order`.
+        order (`str`):
+            A permutation of `"xyz"`.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3, 3)`.
+    """
+    _check_euler_order(order)
+    first, second, third = (elementary_rotation(angles[..., n], axis) for n, axis in enumerate(order))
+    return first @ second @ third
+
+
+def matrix_to_euler_angles(matrix: torch.Tensor, order: str) -> torch.Tensor:
+    """
+    Intrinsic Euler angles of rotation matrices, the inverse of [`euler_angles_to_matrix`].
+
+    Args:
+        matrix (`torch.Tensor` of shape `(..., 3, 3)`):
+            Rotation matrices.
+        order (`str`):
+            A permutation of `"xyz"`.
+
+    Returns:
+        `torch.Tensor` of shape `(..., 3)`: radians in the order of `order`, the middle one in `[-pi/2, pi/2]`
+        and the other two in `(-pi, pi]`.
+    """
+    _check_euler_order(order)
+    i, j, k = ("xyz".index(axis) for axis in order)
+    # +1 for a cyclic order (xyz, yzx, zxy), -1 otherwise: the sign pattern of the matrix entries.
+    parity = 1.0 if (j - i) % 3 == 1 else -1.0
+    first = torch.atan2(-parity * matrix[..., j, k], matrix[..., k, k])
+    second = torch.asin((parity * matrix[..., i, k]).clamp(-1.0, 1.0))
+    third = torch.atan2(-parity * matrix[..., i, j], matrix[..., i, i])
+    return torch.stack((first, second, third), dim=-1)
 
 
 def _matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
@@ -542,6 +596,8 @@ __all__ = [
     "axis_angle_to_matrix",
     "axis_angle_to_rotation_6d",
     "elementary_rotation",
+    "euler_angles_to_matrix",
+    "matrix_to_euler_angles",
     "matrix_to_axis_angle",
     "matrix_to_rotation_6d",
     "mean_pose",

@@ -41,7 +41,14 @@ import torch
 from transformers.utils import logging
 
 from ..files import open_npz
-from ..rotations import MAX_AXIS_ANGLE, axis_angle_to_matrix, elementary_rotation, matrix_to_axis_angle
+from ..rotations import (
+    MAX_AXIS_ANGLE,
+    axis_angle_to_matrix,
+    elementary_rotation,
+    euler_angles_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_euler_angles,
+)
 from ..skeleton import NUM_BODY_JOINTS
 
 logger = logging.get_logger(__name__)
@@ -72,10 +79,11 @@ def _unit_vector(axis: str, dtype: torch.dtype, device: torch.device | None = No
     return vector
 
 
-def _tait_bryan_axes(up_axis: str) -> tuple[int, int, int]:
-    """`(i, j, k)`: a cyclic permutation of (0, 1, 2) with `k` the vertical axis."""
+def _tait_bryan_order(up_axis: str) -> str:
+    """The Euler order `k j i` of yaw, pitch and roll, `(i, j, k)` a cyclic permutation of `(x, y, z)` with `k`
+    the vertical axis."""
     k = _axis_index(up_axis, "up_axis")
-    return (k + 1) % 3, (k + 2) % 3, k
+    return "xyz"[k] + "xyz"[(k + 2) % 3] + "xyz"[(k + 1) % 3]
 
 
 def tait_bryan_angles(matrix: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
@@ -94,11 +102,7 @@ def tait_bryan_angles(matrix: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> tor
         `torch.Tensor` of shape `(..., 3)`: `(yaw, pitch, roll)` in radians, yaw and roll in `(-pi, pi]`,
         pitch in `[-pi/2, pi/2]`.
     """
-    i, j, k = _tait_bryan_axes(up_axis)
-    yaw = torch.atan2(matrix[..., j, i], matrix[..., i, i])
-    pitch = torch.asin((-matrix[..., k, i]).clamp(-1.0, 1.0))
-    roll = torch.atan2(matrix[..., k, j], matrix[..., k, k])
-    return torch.stack((yaw, pitch, roll), dim=-1)
+    return matrix_to_euler_angles(matrix, _tait_bryan_order(up_axis))
 
 
 def rotation_from_tait_bryan(angles: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
@@ -114,9 +118,7 @@ def rotation_from_tait_bryan(angles: torch.Tensor, up_axis: str = AMASS_UP_AXIS)
     Returns:
         `torch.Tensor` of shape `(..., 3, 3)`.
     """
-    i, j, k = ("xyz"[index] for index in _tait_bryan_axes(up_axis))
-    yaw, pitch, roll = angles.unbind(-1)
-    return elementary_rotation(yaw, k) @ elementary_rotation(pitch, j) @ elementary_rotation(roll, i)
+    return euler_angles_to_matrix(angles, _tait_bryan_order(up_axis))
 
 
 def heading_angle(root_matrix: torch.Tensor, up_axis: str = AMASS_UP_AXIS) -> torch.Tensor:
