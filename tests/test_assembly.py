@@ -4,12 +4,13 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, CLIPVisionModel, VitPoseBackbone
 
 from unipose import UniPoseForConditionalGeneration, UniPoseProcessor
-from unipose.assembly import build_unipose
+from unipose.assembly import build_unipose, set_generation_special_tokens
 from unipose.modeling_pose_vqvae import PoseVQVAE
 from unipose.testing import (
     TINY_POSE_VISION_CONFIG,
     TINY_TEXT_CONFIG,
     TINY_VISION_CONFIG,
+    tiny_model_and_processor,
     tiny_pose_tokenizer_config,
 )
 from unipose.tokenization import build_tiny_tokenizer
@@ -56,3 +57,18 @@ def test_build_from_parts_saved_to_disk(tmp_path):
     reloaded = UniPoseForConditionalGeneration.from_pretrained(tmp_path / "unipose")
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, logits)
+    # `generate` knows the tokenizer's special tokens, and the processor the model's sizes.
+    generation = model.generation_config
+    assert (generation.bos_token_id, generation.eos_token_id, generation.pad_token_id) == (
+        tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    )  # fmt: skip
+    assert processor.image_processor.crop_size["height"] == 42
+    assert (processor.image_seq_length, processor.num_pose_tokens) == (config.image_seq_length, config.num_pose_tokens)
+
+
+def test_a_tokenizer_without_padding_pads_generation_with_its_eos():
+    model, processor = tiny_model_and_processor()
+    tokenizer = processor.tokenizer
+    tokenizer.pad_token = None
+    set_generation_special_tokens(model, tokenizer)
+    assert model.generation_config.pad_token_id == tokenizer.eos_token_id is not None

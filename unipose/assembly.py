@@ -42,7 +42,6 @@ from .modeling_unipose import UniPoseForConditionalGeneration, UniPoseMultiModal
 from .processing_unipose import UniPoseProcessor
 from .tokenization import add_unipose_tokens
 
-
 logger = logging.get_logger(__name__)
 
 
@@ -132,26 +131,49 @@ def build_unipose(
     leftover = [name for name, tensor in model.state_dict().items() if tensor.is_meta]
     if leftover:
         raise RuntimeError(f"Parts of the assembled model were not filled: {leftover[:10]}")
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
+    set_generation_special_tokens(model, tokenizer)
 
     # 3. The processor.
-    clip_size = clip_size or config.vision_config.image_size
+    processor = processor_for_config(config, tokenizer, image_processor=image_processor, clip_size=clip_size)
+    return model.eval(), processor
+
+
+def set_generation_special_tokens(model: UniPoseForConditionalGeneration, tokenizer) -> None:
+    """Gives `model`'s generation config the BOS, EOS and padding ids of `tokenizer` (its EOS pads when it has no
+    padding token)."""
+    generation_config = model.generation_config
+    generation_config.bos_token_id = tokenizer.bos_token_id
+    generation_config.eos_token_id = tokenizer.eos_token_id
+    pad_token_id = tokenizer.pad_token_id
+    generation_config.pad_token_id = tokenizer.eos_token_id if pad_token_id is None else pad_token_id
+
+
+def processor_for_config(
+    config: UniPoseConfig, tokenizer, image_processor=None, clip_size: int | None = None, **kwargs
+) -> UniPoseProcessor:
+    """
+    The [`UniPoseProcessor`] of a model with `config` and `tokenizer`: image processors at the input sizes of its
+    vision towers, and its tokens per image and per pose and its joints.
+
+    Args:
+        config ([`UniPoseConfig`]): the model's configuration.
+        tokenizer (`PreTrainedTokenizerBase`): a tokenizer holding the UniPose tokens of `config`.
+        image_processor (*optional*): the CLIP image processor; by default one for `clip_size`.
+        clip_size (`int`, *optional*): CLIP input side; defaults to the vision tower's `image_size`.
+        kwargs: other arguments of [`UniPoseProcessor`] (`image_start_text`, `image_end_text`, ...).
+    """
     default_clip, pose_image_processor = UniPoseProcessor.default_image_processors(
-        clip_size=clip_size, pose_size=tuple(config.pose_vision_config.image_size)
+        clip_size=clip_size or config.vision_config.image_size, pose_size=tuple(config.pose_vision_config.image_size)
     )
-    processor = UniPoseProcessor(
+    return UniPoseProcessor(
         image_processor or default_clip,
         pose_image_processor,
         tokenizer,
         image_seq_length=config.image_seq_length,
         num_pose_tokens=config.num_pose_tokens,
         num_joints=config.num_joints,
+        **kwargs,
     )
-    return model.eval(), processor
 
 
-__all__ = ["build_unipose"]
+__all__ = ["build_unipose", "processor_for_config", "set_generation_special_tokens"]

@@ -42,11 +42,11 @@ from tokenizers import normalizers
 from transformers import AutoTokenizer, MistralConfig, PreTrainedTokenizerFast
 from transformers.utils import logging
 
+from .assembly import processor_for_config, set_generation_special_tokens
 from .configuration_unipose import UniPoseConfig
 from .files import staged_directory
 from .model_card import write_model_card
 from .modeling_unipose import UniPoseForConditionalGeneration
-from .processing_unipose import UniPoseProcessor
 from .tokenization import UNIPOSE_CHAT_TEMPLATE, add_unipose_tokens
 
 logger = logging.get_logger(__name__)
@@ -674,21 +674,9 @@ def convert_release(
     if dtype is not None:
         model.to(dtype)
         model.model.pose_tokenizer.float()  # rotations lose too much in 16-bit floats
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    image_processor, pose_image_processor = UniPoseProcessor.default_image_processors(
-        clip_size=config.vision_config.image_size, pose_size=tuple(config.pose_vision_config.image_size)
-    )
-    processor = UniPoseProcessor(
-        image_processor,
-        pose_image_processor,
-        tokenizer,
-        image_seq_length=config.image_seq_length,
-        num_pose_tokens=config.num_pose_tokens,
-        num_joints=config.num_joints,
-        image_start_text=RELEASE_IMAGE_START,
-        image_end_text=RELEASE_IMAGE_END,
+    set_generation_special_tokens(model, tokenizer)
+    processor = processor_for_config(
+        config, tokenizer, image_start_text=RELEASE_IMAGE_START, image_end_text=RELEASE_IMAGE_END
     )
 
     # A previous conversion stays whole until the new one is in place.

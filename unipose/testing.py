@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig
 
+from .assembly import set_generation_special_tokens
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .configuration_unipose import UniPoseConfig
 from .modeling_unipose import UniPoseForConditionalGeneration
@@ -182,7 +183,5 @@ def tiny_model_and_processor(seed: int = 0, attn_implementation: str = "sdpa", *
     token_ids, _ = get_unipose_token_ids(tokenizer)
     config = tiny_unipose_config(token_ids=token_ids, **overrides)
     model = tiny_model(config, seed=seed, attn_implementation=attn_implementation)
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    set_generation_special_tokens(model, tokenizer)
     return model, processor
