@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from report import write_report  # noqa: E402
 
-from unipose.evaluation import metrics as M
+from unipose.evaluation import paper_metrics as M
 from unipose.metrics import pose_errors, text_pose_recalls
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "metrics.json"

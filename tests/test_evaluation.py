@@ -15,7 +15,7 @@ from datasets import Dataset, DatasetDict
 from unipose import retrieval_models as R
 from unipose.commands import evaluate as evaluate_command
 from unipose.data.schema import FEATURES
-from unipose.evaluation import metrics as M
+from unipose.evaluation import paper_metrics as M
 from unipose.metrics import pose_errors, recall_at_k, text_pose_recalls
 
 TINY_RETRIEVAL = {

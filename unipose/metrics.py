@@ -20,7 +20,7 @@ retrieval models) and reports the share of queries whose true candidate is among
 the true candidate and others (scores equal up to `TIE_TOLERANCE`) are broken at random: the true candidate
 takes a uniformly random place among the candidates it ties with, so a model that gives every item the same
 embedding scores at chance, not at 100. The R-precision protocols, FID and the text metrics are in
-`unipose.evaluation.metrics`.
+`unipose.evaluation.paper_metrics`.
 """
 
 from __future__ import annotations

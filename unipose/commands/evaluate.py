@@ -15,7 +15,7 @@ from transformers.utils import logging
 from ..body_model import BodyJoints, resolve_body_model_path
 from ..checkpoints import enable_progress_logging
 from ..data.corpus import discover_datasets, load_split
-from ..evaluation.metrics import (
+from ..evaluation.paper_metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
     R_PRECISION_PROTOCOLS,

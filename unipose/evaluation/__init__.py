@@ -7,7 +7,7 @@ trained by `unipose.training.retrieval`), Recall@K and the joint errors (`unipos
 shared with the training code, and imported from there.
 """
 
-from .metrics import (
+from .paper_metrics import (
     R_PRECISION_PROTOCOLS,
     bleu4,
     evaluate_module,

@@ -21,7 +21,7 @@ unipose evaluate --model runs/stage3 --task all --data synthetic --retrieval-mod
 | pose-editing    | `pose_pair`  | pose B      | R^T2P, R^P2T (pair model), mRecall, FID vs B, (PA-)MPJPE     |
 
 R-precision ranks, for each generated (or given) text, its true pose (or pair) among 32 (see
-`unipose.evaluation.metrics`), as the evaluation code of PoseScript and of the UniPose authors does (text
+`unipose.evaluation.paper_metrics`), as the evaluation code of PoseScript and of the UniPose authors does (text
 queries, pose candidates), under both protocols in use; every number is labelled with its protocol. Prompts
 are the fixed templates of training stages 1-2 (`unipose.task_formats.SIMPLE_TEMPLATES`) in the
 tokenizer's chat template; greedy decoding.
@@ -54,7 +54,7 @@ from ..retrieval_models import embed_pose_pairs, embed_poses, embed_texts
 from ..task_formats import IMAGE_SLOTS, SIMPLE_TEMPLATES, TASK_SPECS, render_template
 from ..visualization import contact_sheet, render_pose, render_pose_pair, rendering_available
 from .baselines import baseline_predictions
-from .metrics import (
+from .paper_metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
     R_PRECISION_PROTOCOLS,

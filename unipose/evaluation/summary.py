@@ -15,7 +15,7 @@ card; `train/build_unipose_tiny.py --steps card` does so for the bundled model.
 
 from __future__ import annotations
 
-from .metrics import DEFAULT_NUM_REPETITIONS, DEFAULT_POOL_SIZE
+from .paper_metrics import DEFAULT_NUM_REPETITIONS, DEFAULT_POOL_SIZE
 from .runner import R_PRECISION_HEADLINE, TASKS
 from .significance import DEFAULT_NUM_RESAMPLES
 

@@ -7,7 +7,7 @@ import datasets
 import evaluate
 
 from unipose.body_model import BodyJoints
-from unipose.evaluation.metrics import evaluate_module_info
+from unipose.evaluation.paper_metrics import evaluate_module_info
 from unipose.metrics import pose_errors
 
 _DESCRIPTION = """

@@ -1,14 +1,14 @@
 """Pose-text R-precision and Recall@K through a retrieval model, as an `evaluate` module
 (`evaluate.load(evaluate_module("pose_text_retrieval"), "text_to_pose")`).
 
-The numbers are those of `unipose evaluate`: both call `unipose.evaluation.metrics` (and `unipose.metrics` for
+The numbers are those of `unipose evaluate`: both call `unipose.evaluation.paper_metrics` (and `unipose.metrics` for
 Recall@K) on embeddings of the same retrieval model.
 """
 
 import datasets
 import evaluate
 
-from unipose.evaluation.metrics import (
+from unipose.evaluation.paper_metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
     evaluate_module_info,

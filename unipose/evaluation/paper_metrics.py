@@ -1,6 +1,7 @@
 # Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
 """
-The metrics of the UniPose evaluation, as pure functions over embeddings, poses and strings.
+The metrics of the paper's tables that only the evaluation computes (R-precision, FID, BLEU-4, ROUGE-L, METEOR), as
+pure functions over embeddings and strings.
 
 Retrieval metrics take two matched sets of embeddings: `queries[i]` and `candidates[i]` belong together
 (a text and its pose, or a pose and its text). Two R-precision protocols are in use in the literature and
