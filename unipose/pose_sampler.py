@@ -628,11 +628,25 @@ _JITTER = np.array([_PART_JITTER_DEG[part] for part in _PARTS])  # (22, 3)
 # From joint angles to rotations and back
 # ---------------------------------------------------------------------------------------------------------
 
-# The joints of each Euler order of the table.
-_ORDER_JOINTS = {
-    order: [j for j, joint_order in enumerate(_EULER_ORDERS) if joint_order == order]
+
+class _OrderGroup(NamedTuple):
+    """The joints that share one Euler order, and how their angles (indexed x, y, z) map to that order's."""
+
+    order: str
+    joints: list[int]
+    to_order: list[int]  # angles[..., to_order]: x, y, z -> the order's sequence
+    to_xyz: list[int]  # the inverse permutation
+
+
+_ORDER_GROUPS = tuple(
+    _OrderGroup(
+        order,
+        [j for j, joint_order in enumerate(_EULER_ORDERS) if joint_order == order],
+        [_AXES.index(axis) for axis in order],
+        [order.index(axis) for axis in _AXES],
+    )
     for order in sorted(set(_EULER_ORDERS))
-}
+)
 
 
 def _joint_angles_to_matrix(angles: np.ndarray) -> torch.Tensor:
@@ -642,9 +656,9 @@ def _joint_angles_to_matrix(angles: np.ndarray) -> torch.Tensor:
     angles[..., _RIGHT, 1:] *= -1.0  # from mirrored coordinates to SMPL's
     radians = torch.from_numpy(np.radians(angles))
     matrices = torch.empty(angles.shape + (3,), dtype=torch.float64)
-    for order, joints in _ORDER_JOINTS.items():
-        in_order = radians[..., joints, :][..., [_AXES.index(axis) for axis in order]]
-        matrices[..., joints, :, :] = euler_angles_to_matrix(in_order, order)
+    for group in _ORDER_GROUPS:
+        in_order = radians[..., group.joints, :][..., group.to_order]
+        matrices[..., group.joints, :, :] = euler_angles_to_matrix(in_order, group.order)
     return matrices
 
 
@@ -706,9 +720,9 @@ def pose_to_joint_angles(poses: np.ndarray) -> np.ndarray:
     poses[:, _RIGHT, 1:] *= -1.0  # into mirrored coordinates
     matrices = axis_angle_to_matrix(torch.from_numpy(poses))
     angles = np.empty(poses.shape)
-    for order, joints in _ORDER_JOINTS.items():
-        in_order = matrix_to_euler_angles(matrices[:, joints], order).numpy()
-        angles[:, joints] = in_order[..., [order.index(axis) for axis in _AXES]]
+    for group in _ORDER_GROUPS:
+        in_order = matrix_to_euler_angles(matrices[:, group.joints], group.order).numpy()
+        angles[:, group.joints] = in_order[..., group.to_xyz]
     return np.degrees(angles)
 
 

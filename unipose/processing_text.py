@@ -326,11 +326,11 @@ class PromptEncoder:
             value.tolist() if isinstance(value, (torch.Tensor, np.ndarray)) else value
             for value in (input_ids, out["assistant_masks"], out.get("labels"))
         )
+        query_id = self.token_ids["pose_query_token_id"]
         labels = []
         for row, (ids, mask) in enumerate(zip(rows, masks, strict=True)):
             if not has_targets and any(
-                answer and token == self.token_ids["pose_query_token_id"]
-                for token, answer in zip(ids, mask, strict=True)
+                answer and token == query_id for token, answer in zip(ids, mask, strict=True)
             ):
                 raise ValueError(
                     f"The answer of conversation {row} holds a pose to produce (`<pose_query>`) but no "
