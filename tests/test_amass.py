@@ -171,6 +171,20 @@ def test_dataset_columns_and_skipped_files(amass_folder, caplog):
     assert moyo == [0, 2, 4, 6, 8]
 
 
+def test_linked_sub_datasets_are_found_once(tmp_path, amass_folder):
+    root, _, _ = amass_folder
+    linked = tmp_path / "linked_root"
+    linked.mkdir()
+    (linked / "all").symlink_to(root, target_is_directory=True)  # AMASS/<dataset> -> another disk
+    (linked / "again").symlink_to(root, target_is_directory=True)  # the same folder twice
+    (linked / "all" / "loop").symlink_to(linked, target_is_directory=True)  # a link back up the tree
+    try:
+        found = find_amass_files(linked)
+    finally:
+        (linked / "all" / "loop").unlink()
+    assert sorted(path.name for path in found) == sorted(path.name for path in find_amass_files(root))
+
+
 def test_missing_paths_and_empty_folders(tmp_path, amass_folder):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         find_amass_files(tmp_path / "nowhere")

@@ -64,6 +64,21 @@ def test_a_pose_index_entry_cannot_reach_outside_the_amass_folder(tmp_path):
     reference = posescript.PoseReference("AMASS", "../../etc/passwd", 0)
     with pytest.raises(ValueError, match=r"Pose id '3' refers to '\.\./\.\./etc/passwd', which lies outside"):
         posescript._amass_file(reference, tmp_path, "3")
+    for sequence in ("CMU/../../x.npz", "/etc/passwd", "."):
+        with pytest.raises(ValueError, match="which lies outside"):
+            posescript._amass_file(posescript.PoseReference("AMASS", sequence, 0), tmp_path, "3")
+
+
+def test_a_sub_dataset_linked_into_the_amass_folder_is_inside_it(tmp_path):
+    # A common layout: AMASS/CMU -> a folder on another disk.
+    elsewhere = tmp_path / "disk" / "CMU" / "01"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "AMASS").mkdir()
+    (tmp_path / "AMASS" / "CMU").symlink_to(tmp_path / "disk" / "CMU", target_is_directory=True)
+    reference = posescript.PoseReference("AMASS", "CMU/01/01_01_poses.npz", 0)
+    assert posescript._amass_file(reference, tmp_path / "AMASS", "3") == tmp_path / "AMASS/CMU/01/01_01_poses.npz"
+    reference = posescript.PoseReference("AMASS", "CMU/./01/../01/01_01_poses.npz", 0)
+    assert posescript._amass_file(reference, tmp_path / "AMASS", "3") == tmp_path / "AMASS/CMU/01/01_01_poses.npz"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -161,6 +176,15 @@ def test_an_image_name_outside_the_image_root_is_refused(tmp_path):
         ValueError, match=r"Row 1 of .* names the image '\.\./\.\./etc/passwd', which lies outside"
     ):
         load_pose_estimation(path, tmp_path / "images", cache_dir=tmp_path / "cache")
+
+
+def test_images_in_a_folder_linked_into_the_image_root_are_read(tmp_path):
+    path = _poseest(tmp_path, ["linked/good.png"])
+    (tmp_path / "disk").mkdir()
+    Image.new("RGB", (32, 32), (120, 120, 120)).save(tmp_path / "disk" / "good.png")
+    (tmp_path / "images" / "linked").symlink_to(tmp_path / "disk", target_is_directory=True)
+    dataset = load_pose_estimation(path, tmp_path / "images", cache_dir=tmp_path / "cache")
+    assert len(dataset) == 1 and dataset[0]["image"].size[0] > 0
 
 
 def test_an_absolute_image_name_is_refused(tmp_path):

@@ -141,6 +141,31 @@ def open_npz(path: str | os.PathLike, what: str = "file", allow_pickle: bool = F
         yield _NamedArchive(archive, path, what)
 
 
+def relative_path_inside(root: str | os.PathLike, name: str | os.PathLike) -> Path | None:
+    """`root / name` when `name` is a relative path that stays inside `root` as written, else `None`.
+
+    The check reads the path, not the disk: `..` that climbs out of `root` and absolute names are refused,
+    while a folder linked into `root` (`AMASS/CMU -> /disk/CMU`) is inside it, as its user laid it out.
+    """
+    parts = Path(os.path.normpath(os.fspath(name))).parts
+    if not parts or Path(os.fspath(name)).is_absolute() or parts[0] == os.pardir or parts == (os.curdir,):
+        return None
+    return Path(root) / Path(*parts)
+
+
+def files_under(folder: str | os.PathLike, suffix: str) -> Iterator[Path]:
+    """The files with `suffix` in `folder` and its sub-folders, linked sub-folders included (each real folder
+    is read once, so a link back up the tree ends the walk there)."""
+    seen = set()
+    for directory, subdirectories, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirectories.clear()
+            continue
+        seen.add(real)
+        yield from (Path(directory) / name for name in names if name.endswith(suffix))
+
+
 # A Hub model id (`owner/name`), as opposed to a local folder.
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -193,8 +218,10 @@ class _NamedArchive:
 __all__ = [
     "atomic_path",
     "current_umask",
+    "files_under",
     "open_npz",
     "publish_files",
+    "relative_path_inside",
     "resolve_model_path",
     "staged_directory",
     "staged_files",

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
-from ..files import open_npz
+from ..files import files_under, open_npz
 from ..rotations import (
     MAX_AXIS_ANGLE,
     axis_angle_to_matrix,
@@ -300,7 +300,8 @@ def read_amass_sequence(
 
 def find_amass_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """
-    The `.npz` files under the given folders (searched recursively) and files, sorted, without duplicates.
+    The `.npz` files under the given folders (searched recursively, through linked sub-folders too) and files,
+    sorted, without duplicates.
 
     Raises:
         `FileNotFoundError`: if a path does not exist, or if no `.npz` file is found at all.
@@ -314,7 +315,7 @@ def find_amass_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> 
     files = set()
     for path in paths:
         if path.is_dir():
-            files.update(path.rglob("*.npz"))
+            files.update(files_under(path, ".npz"))
         elif path.is_file():
             if path.suffix != ".npz":
                 raise ValueError(f"AMASS files are .npz archives; {str(path)!r} is not one.")

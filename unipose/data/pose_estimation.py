@@ -47,7 +47,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Optional, Union
 
 import datasets
@@ -56,7 +56,7 @@ import torch
 from PIL import Image
 from transformers.utils import logging
 
-from ..files import open_npz
+from ..files import open_npz, relative_path_inside
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..skeleton import NUM_BODY_JOINTS
 from .amass import change_up_axis
@@ -298,14 +298,13 @@ class _CropJob:
 
 def _inside(root: Path, name, row: int, path: Path) -> Path:
     """`root / name`, refused when the annotation's image name leads out of `root` (an absolute path, `..`)."""
-    name = str(name)
-    candidate = (root / name).resolve()
-    if PurePath(name).is_absolute() or not candidate.is_relative_to(root.resolve()):
+    inside = relative_path_inside(root, str(name))
+    if inside is None:
         raise ValueError(
-            f"Row {row} of {str(path)!r} names the image {name!r}, which lies outside `image_root` "
+            f"Row {row} of {str(path)!r} names the image {str(name)!r}, which lies outside `image_root` "
             f"({str(root)!r}); image names must be relative paths inside it."
         )
-    return root / name
+    return inside
 
 
 def _generate_records(shards, job: _CropJob):

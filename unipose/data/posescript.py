@@ -72,6 +72,7 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..files import relative_path_inside
 from ..rotations import axis_angle_to_matrix, elementary_rotation, matrix_to_axis_angle
 from .amass import AMASS_UP_AXIS, UP_AXES, change_up_axis, heading_angle, read_amass_sequence
 from .schema import POSE_PAIR_FEATURES, POSE_TEXT_FEATURES, RECORD_UP_AXIS
@@ -322,12 +323,13 @@ def _amass_file(reference: PoseReference, amass_root, pose_id: str) -> Path:
             )
         amass_root = amass_root[reference.dataset]
     root = Path(amass_root).expanduser()
-    if Path(reference.sequence).is_absolute() or not (root / reference.sequence).resolve().is_relative_to(root.resolve()):
+    path = relative_path_inside(root, reference.sequence)
+    if path is None:
         raise ValueError(
             f"Pose id {pose_id!r} refers to {reference.sequence!r}, which lies outside the AMASS folder "
             f"{str(root)!r}; sequence paths must be relative paths inside it."
         )
-    return root / reference.sequence
+    return path
 
 
 def read_amass_poses(references: Mapping[str, PoseReference], amass_root) -> dict[str, np.ndarray]:
