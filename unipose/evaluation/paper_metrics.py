@@ -17,8 +17,9 @@ give different numbers; every result names the one it comes from:
 
 Scores are computed in float32, the precision of the retrieval models. Ties between the true candidate
 and others (scores equal up to `TIE_TOLERANCE`) are broken at random: the true candidate takes a uniformly
-random place among the candidates it ties with, so a model that gives every item the same embedding scores
-at chance, not at 100.
+random place among the candidates it ties with, so a model that gives every item the same embedding cannot
+score 100: it scores at chance under the grouped protocol and Recall@K, and close to 0 under PoseScript's,
+whose average of independently broken ties is rarely below 1.
 
 FID is the Frechet distance between Gaussians fitted to two sets of features. Text metrics (BLEU-4, ROUGE-L,
 METEOR) score each prediction against all references of its item; see [`text_metric_sources`] for the

@@ -27,9 +27,9 @@ METRIC_UNITS = {
     "ROUGE-L": ("F-measure, %", "ROUGE-L F-measure of the generated text against the best of its reference texts"),
     R_PRECISION_HEADLINE: (
         "% of texts",
-        "share of generated texts whose true pose (or pose pair) the retrieval model ranks first among "
-        "{pool_size} candidates in every one of {num_repetitions} random pools; chance is about "
-        "1/{pool_size} = {chance:.1f} %",
+        "share of generated texts whose true pose (or pose pair), ranked by the retrieval model among "
+        "{pool_size} candidates in each of {num_repetitions} random pools, has a mean rank below 1 (0 is "
+        "first); chance is about 1/{pool_size} = {chance:.1f} %",
     ),
 }
 # How the table names a metric whose key is terse.
