@@ -437,3 +437,4 @@ def test_converted_checkpoint_generates_through_the_auto_classes(release):
     inputs = processor(text=["[INST] describe <pose> [/INST] <p>"], poses=[torch.zeros(J, 3)])
     out = model.generate(**inputs, max_new_tokens=T + 2, do_sample=False, return_dict_in_generate=True)
     assert out.poses[0].shape == (1, J, 3)
+    assert model.config.pose_up_axis == "z"  # the published model's poses stand in AMASS's world

@@ -339,13 +339,14 @@ def test_cli_trains_and_saves_a_loadable_tokenizer(tmp_path):
             ["train-tokenizer", "--config", str(RECIPES / "stage0_cpu.yaml"), "--output_dir", str(out),
              "--num_train_poses", "64", "--num_validation_poses", "16", "--per_device_train_batch_size", "16",
              "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--disable_tqdm", "true",
-             *[f"--{key}={value}" for key, value in TINY_MODEL.items()]]
+             "--up_axis", "z", *[f"--{key}={value}" for key, value in TINY_MODEL.items()]]
         )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
     assert code == 0
     tokenizer = PoseVQVAE.from_pretrained(out)
     assert tokenizer.config.codebook_size == TINY_MODEL["codebook_size"]
+    assert tokenizer.config.up_axis == "z"  # the world it was trained in, which UniPose turns the corpora into
     assert tokenizer.encode(torch.zeros(22, 3)).shape == (1, tokenizer.config.num_tokens)
     assert (out / "eval_results.json").is_file() and get_last_checkpoint(out) is not None
 

@@ -533,7 +533,7 @@ def test_text_only_conversations_write_poses_as_code_tokens(mixed_examples, capl
     assert len(conversations) == 2  # pose_to_text and pose_diff, in their order in `mixed_examples`
     pose_diff = conversations[1]
     source = next(e for e in mixed_examples if e["task"] == "pose_diff")
-    codes = model.model.pose_tokenizer.encode(np.asarray(source["poses"]))
+    codes = torch.cat([model.model.pose_tokenizer.encode(np.asarray(pose)) for pose in source["poses"]])
     prompt = pose_diff["messages"][0]["content"]
     assert pose_span_text(codes[0].tolist()) in prompt and pose_span_text(codes[1].tolist()) in prompt
     # The processor reads them as two complete pose spans of codes.

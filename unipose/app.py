@@ -39,6 +39,8 @@ from transformers import AutoModel, AutoProcessor
 
 from .body_model import BodyModel
 from .checks import check_positive_int
+from .data.amass import change_pose_up_axis
+from .data.schema import RECORD_UP_AXIS
 from .demo import ASSETS, DEFAULT_MODEL, TASK_TITLES, task_records
 from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, open_npz, resolve_model_path
@@ -374,7 +376,8 @@ class AppModel:
             for name, value in inputs.items()
         }
         record, text = task_records(marked)[task]
-        prompt = evaluation_prompt(task.replace("_", "-"), record, text, self.processor.tokenizer)
+        up_axis = self.model.config.pose_up_axis
+        prompt = evaluation_prompt(task.replace("_", "-"), record, text, self.processor.tokenizer, up_axis)
         batch = self.processor(
             text=[prompt.text], images=[prompt.images], poses=[prompt.poses], sanitize_control_tokens=True
         )
@@ -393,6 +396,7 @@ class AppModel:
             seconds = time.perf_counter() - start
         answer = self.processor.batch_decode(output.sequences[:, prompt_length:], pose_spans="remove")[0]
         poses = output.poses[0].detach().cpu().numpy().astype(np.float32)  # (num_poses, 22, 3)
+        poses = change_pose_up_axis(poses, up_axis, RECORD_UP_AXIS)  # shown and saved in SMPL's frame
         shown = evaluation_prompt(task.replace("_", "-"), *task_records(inputs)[task], self.processor.tokenizer)
         return TaskAnswer(task=task, prompt=shown.text, text=answer.strip(), poses=poses, seconds=seconds)
 

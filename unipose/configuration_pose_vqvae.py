@@ -7,6 +7,8 @@ from transformers import PreTrainedConfig
 
 # Numbers per joint rotation in the 6D representation (the first two rows of the rotation matrix).
 ROTATION_6D_DIM = 6
+# The vertical axes a pose tokenizer's world may have: SMPL's frame, AMASS's.
+POSE_UP_AXES = ("y", "z")
 
 
 @strict
@@ -60,6 +62,11 @@ class PoseVQVAEConfig(PreTrainedConfig):
         laplace_smoothing (`float`, *optional*, defaults to 1e-05):
             Additive (Laplace) smoothing of the cluster sizes, which keeps the codebook update finite for
             codes that receive no vector.
+        up_axis (`str`, *optional*, defaults to `"y"`):
+            The vertical axis of the world in which the tokenizer's poses stand, and so of every pose the model
+            reads and writes: `"y"`, SMPL's own frame (the frame of this project's corpora), or `"z"`, AMASS's
+            frame, in which PoseScript zeroes the heading and the published UniPose works. Only the root
+            orientation depends on it. Written by the tokenizer's training from the frame it was trained in.
 
     Example:
 
@@ -90,6 +97,7 @@ class PoseVQVAEConfig(PreTrainedConfig):
     commitment_cost: float | int = 1.0
     dead_code_threshold: float | int = 1.0
     laplace_smoothing: float = 1e-5
+    up_axis: str = "y"
 
     @property
     def encoder_resample_lengths(self) -> tuple[int, ...]:
@@ -155,6 +163,11 @@ class PoseVQVAEConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` must be non-negative, got {getattr(self, name)}.")
         if self.laplace_smoothing <= 0:
             raise ValueError(f"`laplace_smoothing` must be positive, got {self.laplace_smoothing}.")
+        if self.up_axis not in POSE_UP_AXES:
+            raise ValueError(
+                f"`up_axis` must be one of {list(POSE_UP_AXES)} (the vertical axis of the poses' world: 'y' for "
+                f"SMPL's frame, 'z' for AMASS's), got {self.up_axis!r}."
+            )
 
 
 # A saved tokenizer records this file in its `auto_map`, so that `AutoConfig` can load it with
@@ -162,4 +175,4 @@ class PoseVQVAEConfig(PreTrainedConfig):
 PoseVQVAEConfig.register_for_auto_class()
 
 
-__all__ = ["PoseVQVAEConfig"]
+__all__ = ["POSE_UP_AXES", "PoseVQVAEConfig"]

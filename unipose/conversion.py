@@ -554,11 +554,22 @@ def _rename(weights: dict, report: ConversionReport) -> dict[str, torch.Tensor]:
     return mapped
 
 
+# The world of the published model's poses: AMASS's, z up. PoseScript zeroes the heading about z, the release's
+# tokenizer was trained with its orientation perturbed about z, and the release's demo poses stand upright
+# along z (their root orientations turn SMPL's y axis onto z).
+RELEASE_POSE_UP_AXIS = "z"
+
+
 def _pose_tokenizer_config(mapped: dict) -> dict:
-    """Sizes of the released pose tokenizer, read from its weights."""
+    """Sizes of the released pose tokenizer, read from its weights, and the world frame of its poses."""
     codebook = mapped["model.pose_tokenizer.quantizer.codebook"]
     hidden_size = mapped["model.pose_tokenizer.encoder.conv_in.weight"].shape[0]
-    return {"codebook_size": codebook.shape[0], "code_dim": codebook.shape[1], "hidden_size": hidden_size}
+    return {
+        "codebook_size": codebook.shape[0],
+        "code_dim": codebook.shape[1],
+        "hidden_size": hidden_size,
+        "up_axis": RELEASE_POSE_UP_AXIS,
+    }
 
 
 def _load_strict(model: UniPoseForConditionalGeneration, mapped: dict) -> None:

@@ -25,6 +25,8 @@ from PIL import Image
 from transformers import AutoModel, AutoProcessor
 
 from .body_model import BodyModel
+from .data.amass import change_pose_up_axis
+from .data.schema import RECORD_UP_AXIS
 from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, resolve_model_path, write_text_atomically
 from .rotations import to_axis_angle, to_rotation_6d
@@ -101,8 +103,9 @@ def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens:
     processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=True)
     torch.manual_seed(seed)
 
+    up_axis = model.config.pose_up_axis
     prompts = {
-        task: evaluation_prompt(task.replace("_", "-"), record, text, processor.tokenizer)
+        task: evaluation_prompt(task.replace("_", "-"), record, text, processor.tokenizer, up_axis)
         for task, (record, text) in task_records(inputs).items()
     }
     batch = processor(
@@ -113,7 +116,8 @@ def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens:
     output = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True)
     prompt_length = batch["input_ids"].shape[1]
     texts = processor.batch_decode(output.sequences[:, prompt_length:], pose_spans="remove")
-    return write_outputs(Path(out_dir), inputs, prompts, texts, output.poses, body_model)
+    poses = [change_pose_up_axis(row, up_axis, RECORD_UP_AXIS) for row in output.poses]  # rendered in SMPL's frame
+    return write_outputs(Path(out_dir), inputs, prompts, texts, poses, body_model)
 
 
 def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], poses: list, body_model=None) -> dict:

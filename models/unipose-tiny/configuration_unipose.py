@@ -175,6 +175,12 @@ class UniPoseConfig(PreTrainedConfig):
         return self.pose_tokenizer_config.num_joints
 
     @property
+    def pose_up_axis(self) -> str:
+        """Vertical axis of the world of the poses the model reads and writes (`"y"`: SMPL's, `"z"`: AMASS's, as
+        in the published UniPose), from the pose tokenizer."""
+        return self.pose_tokenizer_config.up_axis
+
+    @property
     def image_grid_size(self) -> int:
         """Side of CLIP's patch grid (24 for ViT-L/14 at 336 px); every image becomes `image_grid_size**2` tokens."""
         return self.vision_config.image_size // self.vision_config.patch_size

@@ -289,7 +289,9 @@ class UniPoseProcessor(ProcessorMixin):
                   directly as the code tokens `<p><pose_c1>...</p>`.
 
                 A plain Python list of numbers is read as one array (`[0] * 66` holds integers, hence codes:
-                write `[0.0] * 66` for a pose); per-sample nesting needs the poses as tensors or arrays.
+                write `[0.0] * 66` for a pose); per-sample nesting needs the poses as tensors or arrays. Poses
+                stand in the world of the model's poses, `config.pose_up_axis` (`"z"` for the published
+                UniPose); they are not turned.
             target_poses (integer tensor, array or a (nested) list of them, *optional*):
                 The codes `(num_pose_tokens,)` of the pose to produce at each `<pose_query>`; they give
                 `labels`.

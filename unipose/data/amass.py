@@ -188,6 +188,32 @@ def change_up_axis(root_orient: torch.Tensor, source: str, target: str) -> torch
     return matrix_to_axis_angle(turn @ axis_angle_to_matrix(root_orient))
 
 
+def change_pose_up_axis(poses, source: str, target: str):
+    """
+    SMPL poses re-expressed in a world whose vertical axis is `target` instead of `source`: the root orientation
+    turns (see [`change_up_axis`]), the joint rotations stay. This is how a corpus's poses (SMPL's y-up frame,
+    `unipose.data.schema.RECORD_UP_AXIS`) meet a model whose poses stand in another frame
+    (`UniPoseConfig.pose_up_axis`), and how its poses come back.
+
+    Args:
+        poses (`np.ndarray` or `torch.Tensor` of shape `(..., num_joints, 3)`):
+            Axis-angle poses, the root orientation first.
+        source (`str`), target (`str`):
+            Vertical axes, `"y"` or `"z"`.
+
+    Returns:
+        The poses in the same type and dtype; `poses` itself when the two frames are the same.
+    """
+    _axis_index(source, "source", UP_AXES)
+    _axis_index(target, "target", UP_AXES)
+    if source == target:
+        return poses
+    values = torch.as_tensor(poses)
+    turned = values.clone()
+    turned[..., 0, :] = change_up_axis(values[..., 0, :].double(), source, target).to(values.dtype)
+    return turned.numpy() if isinstance(poses, np.ndarray) else turned
+
+
 def subsample_frame_indices(num_frames: int, source_fps: float, target_fps: float | None) -> np.ndarray:
     """
     Frame indices that resample a sequence from `source_fps` to (at most) `target_fps`.
@@ -430,6 +456,7 @@ __all__ = [
     "SMPL_UP_AXIS",
     "AmassSequence",
     "build_amass_dataset",
+    "change_pose_up_axis",
     "change_up_axis",
     "find_amass_files",
     "heading_angle",

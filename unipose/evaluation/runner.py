@@ -47,6 +47,8 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..checks import check_positive_int
+from ..data.amass import change_pose_up_axis
+from ..data.schema import RECORD_UP_AXIS
 from ..files import atomic_path, write_text_atomically
 from ..metrics import GENERATION_RECALL_K, pose_errors_per_item, text_pose_recalls
 from ..processing_poses import POSE_START_TOKEN
@@ -119,17 +121,22 @@ def evaluation_template(task: str) -> str:
     return SIMPLE_TEMPLATES[task.replace("-", "_")]
 
 
-def evaluation_prompt(task: str, record: dict, caption: str | None, tokenizer) -> EvaluationPrompt:
+def evaluation_prompt(
+    task: str, record: dict, caption: str | None, tokenizer, up_axis: str = RECORD_UP_AXIS
+) -> EvaluationPrompt:
     """
     The prompt of one item: the task's template (see [`evaluation_template`]) as the user turn of the
     tokenizer's chat template. The answer of a pose task is opened with `<p>`, as training writes it
-    (`" <p>"` + the pose + `"</p>"`), so that the model writes the pose in one step.
+    (`" <p>"` + the pose + `"</p>"`), so that the model writes the pose in one step. The record's poses are
+    turned from the records' world (SMPL's, y up) into `up_axis`'s, the world of the model's poses
+    (`config.pose_up_axis`).
 
     Args:
         task (`str`): a key of `TASKS`.
         record (`dict`): one record of the task's kind (`unipose.data.schema`).
         caption (`str`, *optional*): the input text of text-to-pose and pose-editing.
         tokenizer: the UniPose tokenizer (its chat template writes the turn).
+        up_axis (`str`, *optional*, defaults to `"y"`): the vertical axis of the model's world.
 
     Returns:
         [`EvaluationPrompt`]
@@ -138,7 +145,9 @@ def evaluation_prompt(task: str, record: dict, caption: str | None, tokenizer) -
     content, media = render_template(evaluation_template(task), caption if spec.text_slot else None)
     images = [record[spec.media[slot]] for slot in media if slot in IMAGE_SLOTS]
     poses = [
-        np.asarray(record[spec.media[slot]], dtype=np.float32) for slot in media if slot not in IMAGE_SLOTS
+        change_pose_up_axis(np.asarray(record[spec.media[slot]], dtype=np.float32), RECORD_UP_AXIS, up_axis)
+        for slot in media
+        if slot not in IMAGE_SLOTS
     ]
     text = tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
     if TASKS[task].output == "pose":
@@ -269,13 +278,17 @@ def generate_batch(
     """
     Generates the answers of one batch.
 
+    The records' poses go to the model in the world of its poses (`config.pose_up_axis`), and the poses it
+    writes come back in the records' (SMPL's y-up frame), where they are scored.
+
     Returns:
         `list[dict]`: per item, `{"text": ...}` for text tasks, or `{"pose": (22, 3) nested list, "text": ...}`
         for pose tasks (`"pose"` is `None` when the model wrote no pose).
     """
     spec = TASKS[task]
+    up_axis = model.config.pose_up_axis
     prompts = [
-        evaluation_prompt(task, record, caption, processor.tokenizer)
+        evaluation_prompt(task, record, caption, processor.tokenizer, up_axis)
         for record, caption in zip(records, captions)
     ]
     inputs = processor(
@@ -299,7 +312,12 @@ def generate_batch(
     if spec.output == "text":
         return [{"text": text} for text in texts]
     return [
-        {"pose": poses[0].float().cpu().tolist() if len(poses) else None, "text": text}
+        {
+            "pose": change_pose_up_axis(poses[0].float().cpu(), up_axis, RECORD_UP_AXIS).tolist()
+            if len(poses)
+            else None,
+            "text": text,
+        }
         for poses, text in zip(output.poses, texts)
     ]
 

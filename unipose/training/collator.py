@@ -14,7 +14,8 @@ exactly as they will at inference), expands the placeholders, and builds
 Target poses are encoded into codes here, one at a time, with a CPU copy of the model's frozen pose tokenizer,
 so that the dataset keeps plain SMPL poses and the codes always come from the tokenizer inside the model being
 trained.
-Input poses go to the model as `pose_values`; it encodes them itself.
+Input poses go to the model as `pose_values`; it encodes them itself. Both come in the corpora's frame (SMPL's, y
+up) and are turned into the world of the model's poses (`PoseVQVAEConfig.up_axis`) first.
 
 Truncation (`max_length`) only ever removes text of the answer, from its end: the prompt, every image and
 every pose span stay whole, so the placeholders always match `pixel_values` / `pose_values`. Each truncation
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 from transformers.utils import logging
 
+from ..data.amass import change_pose_up_axis
+from ..data.schema import RECORD_UP_AXIS
 from ..modeling_unipose import pose_shift_labels
 from ..processing_poses import IGNORE_INDEX
 from ..processing_text import get_unipose_token_ids
@@ -142,14 +145,16 @@ class UniPoseDataCollator:
         processes)."""
         with torch.no_grad():
             return [
-                [
-                    self.pose_tokenizer.encode(np.asarray(pose, dtype=np.float32))[0].cpu()
-                    for pose in example["target_poses"]
-                ]
+                [self.pose_tokenizer.encode(self._model_frame(pose))[0].cpu() for pose in example["target_poses"]]
                 if example.get("target_poses")
                 else []
                 for example in examples
             ]
+
+    def _model_frame(self, pose) -> np.ndarray:
+        """A pose of the corpora (SMPL's y-up world) in the world of the model's poses."""
+        pose = np.asarray(pose, dtype=np.float32)
+        return change_pose_up_axis(pose, RECORD_UP_AXIS, self.pose_tokenizer.config.up_axis)
 
     def _encode_example(self, index: int, example: dict, target_codes: list[torch.Tensor]) -> dict:
         """Tokens, labels and pixel / pose values of one example, unpadded."""
@@ -170,7 +175,7 @@ class UniPoseDataCollator:
         if example.get("images"):
             processor_kwargs["images"] = list(example["images"])
         if example.get("poses"):
-            processor_kwargs["poses"] = [np.asarray(pose, dtype=np.float32) for pose in example["poses"]]
+            processor_kwargs["poses"] = [self._model_frame(pose) for pose in example["poses"]]
         if target_codes:
             processor_kwargs["target_poses"] = target_codes
         inputs = self.processor.apply_chat_template(

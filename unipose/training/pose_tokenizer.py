@@ -139,7 +139,9 @@ class PoseDataArguments:
         metadata={
             "help": "Vertical axis of the world frame the tokenizer is trained in; the orientation "
             "perturbation turns about it. `z`: AMASS's frame (PoseScript's, the released models'); `y`: "
-            "SMPL's rest frame, the procedural sampler's. Each source is converted into this frame."
+            "SMPL's rest frame, the procedural sampler's and the corpora's. Each source is converted into this "
+            "frame, and the saved tokenizer records it (`PoseVQVAEConfig.up_axis`): UniPose's training, "
+            "evaluation and demos turn the corpora's poses into it."
         },
     )
     num_train_poses: int = field(default=100_000, metadata={"help": "Procedural training poses."})
@@ -193,7 +195,8 @@ def _model_arguments_class():
         )
     ]
     for config_field in dataclasses.fields(PoseVQVAEConfig):
-        if config_field.name in base:
+        # The world frame is the data's (`PoseDataArguments.up_axis`), written into the configuration by the run.
+        if config_field.name in base or config_field.name == "up_axis":
             continue
         kind = float if "float" in str(config_field.type) else int
         help_text = (
@@ -810,6 +813,7 @@ def train_pose_tokenizer(
         f"{len(train_dataset)} training and {len(eval_dataset)} validation poses ({data_args.dataset})."
     )
     model = build_model(model_args, training_args.seed)
+    model.config.up_axis = data_args.up_axis
     body_joints, body_model = build_body_models(training_args)
     signature = RunSignature(
         seed=training_args.seed,

@@ -57,7 +57,8 @@ from datasets import (
 from transformers import AutoConfig
 from transformers.utils import logging
 
-from ..data.schema import POSE_SHAPE, record_kind
+from ..data.amass import change_pose_up_axis
+from ..data.schema import POSE_SHAPE, RECORD_UP_AXIS, record_kind
 from ..files import atomic_path
 from ..modeling_pose_vqvae import PoseVQVAE
 from ..modeling_unipose import UniPoseForConditionalGeneration
@@ -363,7 +364,8 @@ def text_only_conversations(conversations: Dataset, pose_tokenizer, batch_size: 
     Args:
         conversations (`Dataset`): examples with [`CONVERSATION_FEATURES`] (e.g. from [`build_task_mixture`]).
         pose_tokenizer ([`PoseVQVAE`]): the frozen pose tokenizer of the model that will be fine-tuned.
-        batch_size (`int`, *optional*, defaults to 256): poses encoded at a time.
+        batch_size (`int`, *optional*, defaults to 256): examples written out at a time (their poses are
+            encoded one by one, as the collator encodes them, turned into the tokenizer's world first).
 
     Returns:
         `Dataset` with a `messages` column.
@@ -377,14 +379,17 @@ def text_only_conversations(conversations: Dataset, pose_tokenizer, batch_size: 
             f"text-only conversations (tasks kept: {TEXT_ONLY_TASKS})."
         )
     kept = conversations.select(np.flatnonzero(keep).tolist())
+    up_axis = pose_tokenizer.config.up_axis
 
     def write_out(batch: dict) -> dict:
-        poses = [np.asarray(pose, dtype=np.float32) for sample in batch["poses"] for pose in sample]
-        codes = []
+        # One pose at a time, in the tokenizer's world, as the collator and the model encode it.
         with torch.no_grad():
-            for start in range(0, len(poses), batch_size):
-                codes += pose_tokenizer.encode(np.stack(poses[start : start + batch_size])).tolist()
-        spans = iter(pose_span_text(row) for row in codes)
+            codes = [
+                pose_tokenizer.encode(change_pose_up_axis(np.asarray(pose, np.float32), RECORD_UP_AXIS, up_axis))[0]
+                for sample in batch["poses"]
+                for pose in sample
+            ]
+        spans = iter(pose_span_text(row.tolist()) for row in codes)
         messages = []
         for conversation in batch["messages"]:
             messages.append(
