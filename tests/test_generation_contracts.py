@@ -547,6 +547,70 @@ def test_the_returned_cache_continues_the_sequence(model, processor):
     torch.testing.assert_close(continued, full, rtol=1e-4, atol=1e-4)
 
 
+def test_generate_refuses_a_cache_it_cannot_start_from(model, processor):
+    inputs = _prompt(processor, ["Describe a pose. <p>"])
+    out = _greedy(model, inputs, max_new_tokens=3)
+    name = "cache" if getattr(out, "cache", None) is not None else "past_key_values"  # transformers >= 5.24: cache
+    with pytest.raises(ValueError, match=r"the cache given holds \d+ positions already.*whole conversation"):
+        model.generate(input_ids=out.sequences, max_new_tokens=2, **{name: getattr(out, name)})
+    # A fixed-size cache, asked for by name: refused before anything is computed, not an IndexError midway.
+    with pytest.raises(ValueError, match=r"needs a cache that grows.*StaticCache.*cache_implementation"):
+        model.generate(**inputs, max_new_tokens=5, cache_implementation="static")
+    with pytest.raises(ValueError, match=r"pass `input_ids` without `inputs_embeds`"):
+        model.generate(**inputs, inputs_embeds=model.get_input_embeddings()(inputs["input_ids"]), max_new_tokens=2)
+
+
+def test_a_batch_near_the_context_limit_fits_where_each_row_fits_alone():
+    # Two rows write two poses each, at different steps, in a context of 256 positions. The queries of one row's
+    # pose take masked-out columns of the other rows; they hold no position, so they do not count against it.
+    model, processor = tiny_model_and_processor(seed=0, text_config={"max_position_embeddings": 256})
+    start = model.config.pose_start_token_id
+    texts, opened_at = ["Say a thing", "Say another"], [(0, 83), (1, 84)]
+    batch = processor(text=texts, return_tensors="pt")
+    width = batch["input_ids"].shape[1]
+
+    def plan(row, prompt_length):
+        return lambda _, ids: [start] if ids.shape[-1] - prompt_length in opened_at[row] else list(range(10, 300))
+
+    alone = []
+    for row in range(2):
+        ids = batch["input_ids"][row : row + 1][:, batch["attention_mask"][row].bool()]
+        out = _greedy(model, {"input_ids": ids}, max_new_tokens=170, prefix_allowed_tokens_fn=plan(row, ids.shape[1]))
+        assert len(out.pose_codes[0]) == 2
+        alone.append(out.sequences[0, ids.shape[1] :])
+    out = _greedy(model, batch, max_new_tokens=170, prefix_allowed_tokens_fn=lambda row, ids: plan(row, width)(row, ids))
+    for row in range(2):
+        assert torch.equal(out.sequences[row, width : width + len(alone[row])], alone[row])
+    assert out.sequences.shape[1] - width == max(len(new) for new in alone) == 170
+    # Each row's cache also held the other row's two sets of masked-out queries: more columns than positions.
+    assert width + 170 + 2 * N > 256
+
+
+def test_int32_ids_with_poses_give_what_int64_ids_give(model, processor):
+    inputs = processor(text=["Describe: <pose> and write one. <p>"], poses=[torch.zeros(22, 3)], return_tensors="pt")
+    narrow = {**inputs, "input_ids": inputs["input_ids"].int(), "attention_mask": inputs["attention_mask"].int()}
+    with torch.no_grad():
+        torch.testing.assert_close(model(**narrow).logits, model(**inputs).logits, rtol=0, atol=0)
+    expected = _greedy(model, inputs, max_new_tokens=4)
+    got = _greedy(model, narrow, max_new_tokens=4)
+    assert torch.equal(got.sequences, expected.sequences) and got.sequences.dtype == torch.long
+    torch.testing.assert_close(got.poses[0], expected.poses[0], rtol=0, atol=0)
+
+
+def test_pose_values_reach_the_model_through_given_input_embeddings(model, processor):
+    poses = torch.zeros(2, 22, 3)
+    poses[1, 0, 0] = 1.5
+    logits = []
+    for pose in poses:
+        inputs = processor(text=["Describe: <pose>"], poses=[pose], return_tensors="pt")
+        with torch.no_grad():
+            embeds = model.get_input_embeddings()(inputs["input_ids"])
+            given = model(**inputs, inputs_embeds=embeds).logits
+            torch.testing.assert_close(given, model(**inputs).logits, rtol=0, atol=0)
+        logits.append(given)
+    assert not torch.allclose(logits[0], logits[1])
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Dtypes
 # ---------------------------------------------------------------------------------------------------------------------

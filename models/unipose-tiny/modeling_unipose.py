@@ -23,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoBackbone, AutoModel, GenerationMixin, PreTrainedModel
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticCache
 from transformers.generation import (
     BaseStreamer,
     GenerateDecoderOnlyOutput,
@@ -290,7 +290,9 @@ class UniPoseGenerateOutput(GenerateDecoderOnlyOutput):
     r"""
     [`~generation.GenerateDecoderOnlyOutput`] (`sequences` and the key-value cache; scores, logits, attentions
     and hidden states are not kept) with the poses. The cache is `None` when sequences of a batch finished before
-    others: finished rows leave the decoding batch and its cache.
+    others: finished rows leave the decoding batch and its cache. At each pose it holds the states of the pose
+    queries that wrote it, not of its codes, so `generate` does not continue from it (give it the whole
+    conversation); a forward pass after text continues the sequence as it reads.
 
     sequences (`torch.LongTensor` of shape `(batch, prompt_length + new_length)`):
         The prompts followed by what was generated, padded on the right. A generated pose appears as `<p>`, its
@@ -577,10 +579,16 @@ class UniPoseModel(UniPosePreTrainedModel):
         config = self.config
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         max_positions = getattr(config.text_config, "max_position_embeddings", None)
-        if max_positions is not None and past_length + input_ids.shape[1] > max_positions:
+        # Positions follow the attention mask (step 4): padding, and the columns that generation masks out for
+        # the other rows of a batch, take none.
+        if attention_mask is not None and attention_mask.dim() == 2:
+            length = int(attention_mask[:, : past_length + input_ids.shape[1]].sum(-1).max())
+        else:
+            length = past_length + input_ids.shape[1]
+        if max_positions is not None and length > max_positions:
             raise ValueError(
-                f"The sequence is {past_length + input_ids.shape[1]} tokens long (`input_ids` {input_ids.shape[1]} "
-                f"+ cache {past_length}) but the language model handles at most {max_positions} "
+                f"The sequence is {length} tokens long (`input_ids` {input_ids.shape[1]} + cache {past_length}, "
+                f"padding left out) but the language model handles at most {max_positions} "
                 "(`text_config.max_position_embeddings`): shorten the prompt or `max_new_tokens`."
             )
 
@@ -589,7 +597,10 @@ class UniPoseModel(UniPosePreTrainedModel):
         if pose_values is not None:
             codes = self.encode_poses(pose_values)
             mask = self.get_placeholder_mask(input_ids, config.pose_token_id, codes, "pose_values")
-            input_ids = input_ids.masked_scatter(mask, codes.to(input_ids.device))
+            input_ids = input_ids.masked_scatter(mask, codes.to(input_ids.device, input_ids.dtype))
+            if inputs_embeds is not None:  # the caller's embeddings, with the codes' at the placeholders
+                code_embeds = self.get_input_embeddings()(input_ids).to(inputs_embeds.dtype)
+                inputs_embeds = torch.where(mask.unsqueeze(-1), code_embeds, inputs_embeds)
         elif bool((input_ids == config.pose_token_id).any()):
             raise ValueError("`input_ids` holds `<pose>` placeholders but no `pose_values` were given.")
 
@@ -946,6 +957,26 @@ def _check_decoding_mode(generation_config: GenerationConfig) -> None:
     )
 
 
+def _check_fresh_cache(cache: Cache | None) -> None:
+    """Refuse a cache that generation cannot start from: one that already holds positions, or one of fixed size."""
+    if cache is None:
+        return
+    if isinstance(cache, StaticCache):
+        raise ValueError(
+            f"UniPose generation needs a cache that grows (a `DynamicCache`), got a {type(cache).__name__} (e.g. "
+            "from `cache_implementation='static'`): a pose step adds `num_pose_tokens + 1` positions at once, and "
+            "in a batch the queries of one row's pose take columns of every row, so a cache sized from "
+            "`max_new_tokens` runs out. Leave `cache_implementation` unset."
+        )
+    if cache.get_seq_length() > 0:
+        raise ValueError(
+            f"UniPose generation starts from the whole prompt, but the cache given holds {cache.get_seq_length()} "
+            "positions already. A cache returned by `generate` holds, at each pose it wrote, the states of the "
+            "pose queries, not of the codes now in the sequence, so continuing from it would not read what the "
+            "sequence says: pass the whole conversation as `input_ids` (with its images and poses) and no cache."
+        )
+
+
 def _check_left_padded(attention_mask: torch.Tensor | None) -> None:
     """Refuse prompts padded anywhere but on the left: each row's next token follows the row's last position.
 
@@ -1197,8 +1228,16 @@ def _unipose_decode(
     for token_id in (config.pose_query_token_id, config.pose_token_id, config.image_token_id, end_id):
         text_forbidden[token_id] = True
 
-    cache = _with_growing_layers(model_kwargs.pop(CACHE_NAME, None))
-    for key in ("use_cache", "logits_to_keep", "position_ids", "cache_position"):
+    cache = model_kwargs.pop(CACHE_NAME, None)
+    _check_fresh_cache(cache)
+    cache = _with_growing_layers(cache)
+    if model_kwargs.get("inputs_embeds") is not None:
+        raise ValueError(
+            "UniPose generation reads the prompt from `input_ids` (the pose spans, and the ids it writes after "
+            "them): pass `input_ids` without `inputs_embeds`."
+        )
+    input_ids = input_ids.long()  # the codes and tokens it writes are int64, as stock `generate` returns them
+    for key in ("use_cache", "logits_to_keep", "position_ids", "cache_position", "inputs_embeds"):
         model_kwargs.pop(key, None)
     multimodal_inputs = {key: value for key, value in model_kwargs.items() if value is not None}
 
