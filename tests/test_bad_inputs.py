@@ -485,6 +485,23 @@ def test_sanitizing_text_without_control_tokens_changes_nothing(tiny):
     assert torch.equal(plain["attention_mask"], sanitized["attention_mask"])
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_sanitized_prompts_are_truncated_as_the_tokenizer_truncates(tiny, side):
+    import torch
+
+    _, processor = tiny
+    text = "Describe a person who kneels on one knee and raises both arms above the head"
+    kwargs = {"truncation": True, "max_length": 9, "return_tensors": "pt"}
+    processor.tokenizer.truncation_side = side
+    try:
+        plain = processor(text=[text], **kwargs)["input_ids"]
+        sanitized = processor(text=[text], sanitize_control_tokens=True, **kwargs)["input_ids"]
+    finally:
+        processor.tokenizer.truncation_side = "right"
+    assert plain.shape[1] == 9 and plain[0, 0] == processor.tokenizer.bos_token_id  # the BOS stays
+    assert torch.equal(sanitized, plain)
+
+
 def test_marked_user_text_in_a_hand_written_prompt_is_plain_text(tiny):
     import torch
 

@@ -384,3 +384,20 @@ def test_chat_labels_need_the_target_of_every_pose_to_produce(processor):
         processor.apply_chat_template(
             chat, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
+
+
+def test_chat_labels_refuse_an_answer_that_writes_a_pose_as_codes(processor):
+    codes = torch.arange(80) % processor.pose_codebook_size
+    chat = [
+        {"role": "user", "content": "Show a person kneeling."},
+        {"role": "assistant", "content": [{"type": "text", "text": "Here:"}, {"type": "pose", "pose": codes}]},
+    ]
+    kwargs = {"tokenize": True, "return_dict": True}
+    with pytest.raises(ValueError, match=r"holds a pose written as its codes.*`\{\"type\": \"pose_query\"\}`"):
+        processor.apply_chat_template(chat, return_assistant_tokens_mask=True, **kwargs)
+    # Codes in the prompt are an input pose, and an answer without labels may hold them.
+    prompt = [{"role": "user", "content": [{"type": "pose", "pose": codes}]}, {"role": "assistant", "content": "ok"}]
+    processor.apply_chat_template(prompt, return_assistant_tokens_mask=True, **kwargs)
+    assert processor.extract_pose_codes(processor.apply_chat_template(chat, **kwargs)["input_ids"])[0][0].tolist() == (
+        codes.tolist()
+    )

@@ -291,6 +291,8 @@ class PromptEncoder:
             )
         add_special_tokens = text_kwargs.get("add_special_tokens")
         bos, bos_id = self.tokenizer.bos_token, self.tokenizer.bos_token_id
+        max_length = text_kwargs.get("max_length")
+        truncating = _is_truncating(text_kwargs.get("truncation")) and max_length is not None
         rows = []
         for text in texts:
             add = (
@@ -298,13 +300,12 @@ class PromptEncoder:
                 if add_special_tokens is None
                 else add_special_tokens
             )
-            rows.append(
-                ([bos_id] if add and bos_id is not None else []) + encode_marked_chat(self.tokenizer, text)
-            )
-        max_length = text_kwargs.get("max_length")
-        if _is_truncating(text_kwargs.get("truncation")) and max_length is not None:
-            keep_end = self.tokenizer.truncation_side == "left"
-            rows = [row[-max_length:] if keep_end else row[:max_length] for row in rows]
+            prefix = [bos_id] if add and bos_id is not None else []
+            body = encode_marked_chat(self.tokenizer, text)
+            if truncating:  # as the tokenizer truncates: the text, on its truncation side; the BOS it adds stays
+                room = max(max_length - len(prefix), 0)
+                body = body[len(body) - room :] if self.tokenizer.truncation_side == "left" else body[:room]
+            rows.append(prefix + body)
         padding_keys = ("padding", "pad_to_multiple_of", "padding_side")
         padding = {key: text_kwargs[key] for key in padding_keys if key in text_kwargs}
         if text_kwargs.get("padding") == "max_length":
@@ -320,7 +321,7 @@ class PromptEncoder:
     def answer_labels(self, out: dict, has_targets: bool):
         """The labels of a chat tokenized with its assistant masks: each answer token labels itself, except
         the `<image>` and `<pose>` placeholders (-100) and the pose queries, which keep the codes of
-        `out["labels"]`."""
+        `out["labels"]`. An answer that holds pose codes is refused: a pose to produce is a span of queries."""
         input_ids = out["input_ids"]
         rows, masks, targets = (
             value.tolist() if isinstance(value, (torch.Tensor, np.ndarray)) else value
@@ -335,6 +336,14 @@ class PromptEncoder:
                 raise ValueError(
                     f"The answer of conversation {row} holds a pose to produce (`<pose_query>`) but no "
                     "`target_poses` were given in `processor_kwargs`: its labels need the pose's codes."
+                )
+            is_code = self.pose_spans.is_code(np.asarray(ids, dtype=np.int64)).tolist()
+            if any(answer and code for answer, code in zip(mask, is_code)):
+                raise ValueError(
+                    f"The answer of conversation {row} holds a pose written as its codes. As labels, each code "
+                    "would learn the next one, which it sees (the codes of a pose attend to each other), and "
+                    "`generate` writes a pose in one step, never code by code. Write a pose to produce as "
+                    '`{"type": "pose_query"}` and give its codes in `target_poses`.'
                 )
             base = targets[row] if targets is not None else [IGNORE_INDEX] * len(ids)
             labels.append(
