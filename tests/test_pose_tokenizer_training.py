@@ -1,6 +1,7 @@
 """Stage-0 training of the pose tokenizer on the transformers Trainer: augmentation, loss, one step, exact
 resume, the time limit, recipes and the command line."""
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -32,7 +33,8 @@ from unipose.training.pose_tokenizer import (
     train_pose_tokenizer,
 )
 
-RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "train" / "recipes"
 # A dead-code threshold near the mean cluster size (16 * 80 / 32 = 40 vectors per code) resets codes at
 # every step, so that the random state drawn by the resets is part of what resume must restore.
 TINY_MODEL = {"hidden_size": 16, "code_dim": 8, "codebook_size": 32, "dead_code_threshold": 30.0}
@@ -284,10 +286,18 @@ def test_resume_refuses_a_different_run(tmp_path):
 
 
 def test_the_time_limit_stops_with_a_checkpoint_to_resume_from(tmp_path):
-    results = _run(tmp_path, max_train_minutes=1e-9)
+    run = tmp_path / "stage0"
+    results = _run(run, max_train_minutes=1e-9, max_steps=2, resume_from_checkpoint="latest")
     assert results["global_step"] == 1 and results["completed"] == 0.0
-    assert Path(get_last_checkpoint(tmp_path)).name == "checkpoint-1"
-    assert PoseVQVAE.from_pretrained(tmp_path).config.codebook_size == TINY_MODEL["codebook_size"]
+    assert Path(get_last_checkpoint(run)).name == "checkpoint-1"
+    assert PoseVQVAE.from_pretrained(run).config.codebook_size == TINY_MODEL["codebook_size"]
+    # The bundled model's build does not take the early save for a finished stage 0: its rerun resumes it.
+    spec = importlib.util.spec_from_file_location("build_unipose_tiny", REPO / "train" / "build_unipose_tiny.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert not build.step_done(tmp_path, "stage0")
+    assert _run(run, max_steps=2, resume_from_checkpoint="latest")["global_step"] == 2
+    assert build.step_done(tmp_path, "stage0")
 
 
 # ----------------------------------------------------------------------------------------------------

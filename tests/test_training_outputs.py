@@ -334,6 +334,8 @@ def test_recipe_settings_are_the_recipe_updated_by_the_command_line(tmp_path):
         "bf16": False,
     }
     assert settings == expected
+    # The recipe alone, as the scripts take it (`train_unipose.py recipe.yaml`).
+    assert recipe_settings(parser(), [str(recipe)]) == yaml.safe_load(recipe.read_text())
     # Without a recipe file: only the options given.
     given = recipe_settings(parser(), ["--stage", "2", "--template_style", "instruction", "--max_steps", "5"])
     assert given == {"stage": 2, "template_style": "instruction", "max_steps": 5}

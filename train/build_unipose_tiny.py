@@ -398,6 +398,14 @@ def publish(work: Path, out: Path) -> None:
         write_card(staging)
 
 
+def step_done(work: Path, name: str) -> bool:
+    """Whether the step that writes `work / name` has finished, so that a rerun of the build skips it."""
+    if name == "stage0":  # stopped by `max_train_minutes`, stage 0 saves a model too: rerun it to resume
+        results = work / name / "eval_results.json"
+        return results.is_file() and json.loads(results.read_text()).get("completed") == 1.0
+    return any((work / name / marker).exists() for marker in ("config.json", "synthetic_corpus.json", "backbone"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "tiny")
@@ -407,7 +415,7 @@ def main() -> None:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     def done(name: str) -> bool:
-        return any((work / name / marker).exists() for marker in ("config.json", "synthetic_corpus.json", "backbone"))
+        return step_done(work, name)
 
     if "stage0" in args.steps and not done("stage0"):
         unipose("train-tokenizer", "--config", str(RECIPES / "stage0_cpu.yaml"), "--output_dir", str(work / "stage0"))

@@ -27,10 +27,16 @@ class ScriptArgumentParser(TrlParser):
     def parse(self, argv: Sequence[str] | None = None) -> tuple:
         """The dataclasses from `--config` (YAML) and the command line, which wins; a single `.yaml`, `.yml`
         or `.json` path stands for `--config PATH`. Unknown keys in the recipe are errors."""
-        argv = list(sys.argv[1:] if argv is None else argv)
-        if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
-            argv = ["--config", argv[0]]
+        argv = recipe_argv(sys.argv[1:] if argv is None else argv)
         return tuple(self.parse_args_and_config(args=argv, fail_with_unknown_args=True))
 
 
-__all__ = ["ScriptArgumentParser"]
+def recipe_argv(argv: Sequence[str]) -> list[str]:
+    """`argv` with a lone recipe path (`.yaml`, `.yml` or `.json`) written out as `--config PATH`."""
+    argv = list(argv)
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")):
+        return ["--config", argv[0]]
+    return argv
+
+
+__all__ = ["ScriptArgumentParser", "recipe_argv"]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from ..arguments import recipe_argv
 from ..configuration_unipose import UniPoseConfig
 from ..model_card import write_model_card
 
@@ -146,7 +147,7 @@ def recipe_settings(parser, argv: Sequence[str]) -> dict:
             recipe's), so not the one that runs.
         argv (sequence of `str`): the command line, without the program name.
     """
-    argv = list(argv)
+    argv = recipe_argv(argv)
     settings = {}
     if "--config" in argv:
         index = argv.index("--config")
