@@ -588,3 +588,20 @@ def test_unknown_recipe_keys_are_refused(tmp_path):
     path.write_text(recipe)
     with pytest.raises(ValueError, match="learning_rat"):
         load_script().make_parser().parse_args_and_config(["--config", str(path)])
+
+
+@pytest.mark.parametrize(
+    "setting", ["load_in_4bit: true", "lora_modules_to_save: [lm_head]", "lora_task_type: SEQ_CLS", "loss_type: dft",
+                "packing: true", "padding_free: true"],
+)  # fmt: skip
+def test_recipe_settings_that_training_would_not_apply_are_refused(setting, mixed_examples, tmp_path):
+    from unipose.training.stages import check_stage_arguments
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text((REPO / "train" / "recipes" / "stage1_cpu.yaml").read_text() + f"\n{setting}\n")
+    script_args, training_args, model_args = load_script().make_parser().parse(["--config", str(path)])
+    name = setting.split(":")[0]
+    with pytest.raises(ValueError, match=rf"do(es)? not apply \{{'{name}'"):
+        check_stage_arguments(script_args, model_args)
+        model, processor = tiny_model_and_processor()
+        UniPoseSFTTrainer(model=model, args=training_args, train_dataset=mixed_examples, processing_class=processor)

@@ -100,6 +100,8 @@ VISION_TOWERS = ("vision_tower", "pose_vision_tower")
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 # Checkpoints are written here first and renamed to `checkpoint-N` when complete.
 STAGING_DIR = ".staging"
+# `SFTConfig` settings with their defaults, which UniPose training does not apply (its collator, its loss).
+UNAPPLIED_SFT_SETTINGS = {"packing": False, "padding_free": False, "loss_type": "nll", "use_liger_kernel": False}
 # Keys of a PEFT model's parameters that PEFT owns (saved in the adapter).
 _PEFT_PARAMETER_MARKERS = ("lora_", "trainable_tokens_", "modules_to_save.")
 
@@ -582,6 +584,17 @@ class UniPoseSFTTrainer(SFTTrainer):
             )
         if processing_class is None:
             raise ValueError("`processing_class` (the model's UniPoseProcessor) is required.")
+        unapplied = {
+            name: getattr(args, name)
+            for name, default in UNAPPLIED_SFT_SETTINGS.items()
+            if getattr(args, name, default) != default
+        }
+        if unapplied:
+            raise ValueError(
+                f"UniPose training does not apply {unapplied}: its collator renders, labels and pads each "
+                "conversation (with its images and poses) and the loss is the model's, over text and pose codes. "
+                f"Leave them at their defaults ({ {name: UNAPPLIED_SFT_SETTINGS[name] for name in unapplied} })."
+            )
         if training_run is not None and not isinstance(training_run, TrainingRun):
             raise TypeError(f"`training_run` must be a TrainingRun, got {type(training_run).__name__}.")
         # The examples are conversations with images and poses, rendered by the collator.

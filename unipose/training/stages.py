@@ -10,7 +10,7 @@ merged into ([`stage_input_model`]). The trainer and the saved outputs are `unip
 
 import functools
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from trl import ModelConfig, SFTConfig
@@ -104,9 +104,36 @@ def stage_argument_parser(prog: str | None = None) -> ScriptArgumentParser:
     return ScriptArgumentParser(stage_dataclass_types(), prog=prog)
 
 
+# `trl.ModelConfig` settings that a stage does not apply: the stage's plan decides what trains and how the adapter
+# is made (`stage_peft_config`), and the model loads unquantised.
+UNAPPLIED_MODEL_SETTINGS = (
+    "lora_target_parameters",
+    "lora_modules_to_save",
+    "lora_task_type",
+    "load_in_8bit",
+    "load_in_4bit",
+    "bnb_4bit_quant_type",
+    "use_bnb_nested_quant",
+    "bnb_4bit_quant_storage",
+)
+
+
 def check_stage_arguments(script_args: UniPoseScriptArguments, model_args) -> bool:
-    """Whether the stage trains a LoRA adapter, after refusing a `use_peft` that says otherwise and a
-    `model_name_or_path` folder that does not exist (before anything is built)."""
+    """Whether the stage trains a LoRA adapter, after refusing a `use_peft` that says otherwise, settings of
+    `trl.ModelConfig` that a stage does not apply, and a `model_name_or_path` folder that does not exist (before
+    anything is built)."""
+    defaults = {field.name: field.default for field in fields(ModelConfig)}
+    changed = {
+        name: getattr(model_args, name)
+        for name in UNAPPLIED_MODEL_SETTINGS
+        if getattr(model_args, name) != defaults[name]
+    }
+    if changed:
+        raise ValueError(
+            f"UniPose's stages do not apply {changed}: the stage decides what trains and builds its adapter, and "
+            f"the model loads unquantised. Remove these keys (their defaults: "
+            f"{ {name: defaults[name] for name in changed} })."
+        )
     trains_adapter = STAGE_PLANS[script_args.stage].lora and not script_args.train_language_model
     if model_args.use_peft != trains_adapter:
         raise ValueError(
@@ -151,10 +178,11 @@ def load_model_and_processor(script_args: UniPoseScriptArguments, model_args):
         raise ValueError("Set `model_name_or_path` (the previous stage's output) or `tiny_model_seed`.")
     name_or_path = resolve_model_path(model_args.model_name_or_path, "model_name_or_path")
     dtype = model_args.dtype if model_args.dtype in (None, "auto") else getattr(torch, model_args.dtype)
+    revision = model_args.model_revision
     model = UniPoseForConditionalGeneration.from_pretrained(
-        name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation
+        name_or_path, dtype=dtype, attn_implementation=model_args.attn_implementation, revision=revision
     )
-    processor = UniPoseProcessor.from_pretrained(name_or_path)
+    processor = UniPoseProcessor.from_pretrained(name_or_path, revision=revision)
     return model, processor
 
 
