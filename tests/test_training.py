@@ -3,6 +3,7 @@ and truncation, the trainer's loss, what each stage trains, the saved outputs, a
 recipes."""
 
 import importlib.util
+import json
 import logging
 import re
 from pathlib import Path
@@ -518,6 +519,24 @@ def test_a_checkpoint_interrupted_while_saving_is_never_seen(mixed_examples, tmp
         assert "base_model.model.model.pose_queries" in saved.keys()
     assert not (tmp_path / "checkpoint-2").exists() and (tmp_path / STAGING_DIR / "checkpoint-2").is_dir()
     assert get_last_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-1")
+
+
+def test_the_best_checkpoint_is_named_by_its_final_path_in_its_own_state(mixed_examples, tmp_path):
+    model, processor = tiny_model_and_processor(seed=0)
+    model = prepare_model_for_stage(model, 1, stage_peft_config(model.config, 1, r=4, lora_alpha=8))
+    args = sft_config(
+        tmp_path, max_steps=2, save_strategy="steps", save_steps=1, eval_strategy="steps", eval_steps=1,
+        load_best_model_at_end=True, metric_for_best_model="loss", per_device_eval_batch_size=7,
+    )  # fmt: skip
+    trainer = UniPoseSFTTrainer(
+        model=model, args=args, train_dataset=mixed_examples, eval_dataset=mixed_examples, processing_class=processor
+    )
+    trainer.train()
+    best = trainer.state.best_model_checkpoint
+    assert Path(best).parent == tmp_path and Path(best).is_dir()
+    for checkpoint in ("checkpoint-1", "checkpoint-2"):
+        saved = json.loads((tmp_path / checkpoint / "trainer_state.json").read_text())["best_model_checkpoint"]
+        assert STAGING_DIR not in saved and Path(saved).is_dir()
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ import safetensors.torch
 import torch
 from accelerate.utils import DistributedType
 from transformers.integrations import unset_hf_deepspeed_config
+from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 from trl import SFTTrainer
@@ -869,11 +870,12 @@ class UniPoseSFTTrainer(SFTTrainer):
         # Every process writes its random state into the checkpoint: rename once all are done.
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
+            if self.state.best_model_checkpoint == staging:  # the best so far: its saved state names it too
+                self.state.best_model_checkpoint = final
+                self.state.save_to_json(os.path.join(staging, TRAINER_STATE_NAME))
             if os.path.isdir(final):  # the same step saved again, by a resumed run
                 shutil.rmtree(final)
             os.replace(staging, final)
-            if self.state.best_model_checkpoint == staging:
-                self.state.best_model_checkpoint = final
             shutil.rmtree(staging_root, ignore_errors=True)
             rotate_checkpoints(
                 output_dir=run_dir,
