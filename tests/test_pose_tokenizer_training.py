@@ -13,6 +13,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from unipose import cli
 from unipose.body_model import BodyJoints
+from unipose.checkpoints import STAGING_DIR, StagedCheckpointsMixin
 from unipose.configuration_pose_vqvae import PoseVQVAEConfig
 from unipose.data.amass import tait_bryan_angles
 from unipose.modeling_pose_vqvae import PoseVQVAE
@@ -32,6 +33,8 @@ from unipose.training.pose_tokenizer import (
     tokenizer_loss,
     train_pose_tokenizer,
 )
+from unipose.training.pose_vision import PoseVisionTrainer
+from unipose.training.retrieval import RetrievalTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "train" / "recipes"
@@ -298,6 +301,25 @@ def test_the_time_limit_stops_with_a_checkpoint_to_resume_from(tmp_path):
     assert not build.step_done(tmp_path, "stage0")
     assert _run(run, max_steps=2, resume_from_checkpoint="latest")["global_step"] == 2
     assert build.step_done(tmp_path, "stage0")
+
+
+def test_a_checkpoint_interrupted_while_saving_is_never_resumed_from(tmp_path, monkeypatch):
+    original = PoseTokenizerTrainer._save_rng_state
+
+    def killed_at_step_two(self, output_dir):
+        if self.state.global_step == 2:
+            raise KeyboardInterrupt("killed while saving")
+        original(self, output_dir)
+
+    monkeypatch.setattr(PoseTokenizerTrainer, "_save_rng_state", killed_at_step_two)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, max_steps=3, save_steps=1, eval_steps=3)
+    assert get_last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")  # not the half-written checkpoint-2
+    monkeypatch.setattr(PoseTokenizerTrainer, "_save_rng_state", original)
+    assert _run(tmp_path, max_steps=3, save_steps=1, eval_steps=3, resume_from_checkpoint="latest")["global_step"] == 3
+    assert not (tmp_path / STAGING_DIR).exists()
+    # The retrieval models' and the pose ViT's trainers write their checkpoints the same way.
+    assert all(issubclass(cls, StagedCheckpointsMixin) for cls in (RetrievalTrainer, PoseVisionTrainer))
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from transformers import AutoModel
 from transformers.trainer_utils import get_last_checkpoint
 from trl import SFTConfig
 
+from unipose.checkpoints import STAGING_DIR
 from unipose.data.schema import FEATURES
 from unipose.modeling_unipose import pose_shift_labels
 from unipose.processing_poses import IGNORE_INDEX
@@ -35,7 +36,6 @@ from unipose.tokenization import TINY_CORPUS
 from unipose.training.collator import UniPoseDataCollator
 from unipose.training.sft import (
     ADAPTER_WEIGHTS_NAME,
-    STAGING_DIR,
     UniPoseSFTTrainer,
     load_adapter,
     new_token_ids,

@@ -1,18 +1,75 @@
-"""What the project's training runs share on top of transformers' `Trainer` checkpoints: finding the
-checkpoint to resume from, refusing to resume a different run, and progress messages on the command line."""
+"""What the project's training runs share on top of transformers' `Trainer` checkpoints: writing each one whole,
+finding the checkpoint to resume from, refusing to resume a different run, and progress messages on the command
+line."""
 
 from __future__ import annotations
 
 import json
 import logging as std_logging
 import os
+import shutil
 from pathlib import Path
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
 
 TRAINER_STATE_NAME = "trainer_state.json"
+
+
+# Where a checkpoint is written before it is renamed into place.
+STAGING_DIR = ".staging"
+
+
+class StagedCheckpointsMixin:
+    """
+    For a transformers `Trainer`: each checkpoint is written under `output_dir/.staging/` and renamed to
+    `checkpoint-N` once every process has written its part, so that a run killed while saving leaves no partial
+    checkpoint for `resume_from_checkpoint="latest"` to pick up (the rerun resumes from the one before).
+
+    Example:
+
+    ```python
+    >>> class MyTrainer(StagedCheckpointsMixin, Trainer): ...
+    ```
+    """
+
+    _staging_root = None
+
+    def _get_output_dir(self, trial) -> str:
+        # While a checkpoint is written, `Trainer._save_checkpoint` writes into the staging directory.
+        return self._staging_root if self._staging_root is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING_DIR)
+        staging, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
+        self.accelerator.wait_for_everyone()
+        self._staging_root = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        # Every process writes its random state into the checkpoint: rename once all are done.
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if self.state.best_model_checkpoint == staging:  # the best so far: its saved state names it too
+                self.state.best_model_checkpoint = final
+                self.state.save_to_json(os.path.join(staging, TRAINER_STATE_NAME))
+            if os.path.isdir(final):  # the same step saved again, by a resumed run
+                shutil.rmtree(final)
+            os.replace(staging, final)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=self.args.save_total_limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+        self.accelerator.wait_for_everyone()
 
 
 def resolve_trainer_checkpoint(
@@ -88,7 +145,9 @@ def enable_progress_logging() -> None:
 
 
 __all__ = [
+    "STAGING_DIR",
     "RunSignature",
+    "StagedCheckpointsMixin",
     "check_resumable",
     "enable_progress_logging",
     "resolve_trainer_checkpoint",

@@ -43,7 +43,7 @@ from transformers.utils import ModelOutput, logging
 
 from ..arguments import ScriptArgumentParser
 from ..body_model import BodyJoints
-from ..checkpoints import resolve_trainer_checkpoint
+from ..checkpoints import StagedCheckpointsMixin, resolve_trainer_checkpoint
 from ..checks import check_positive_int
 from ..data.corpus import load_split
 from ..files import staged_directory, write_json_atomically
@@ -273,7 +273,7 @@ class PoseImageCollator:
         return {"pose_pixel_values": pixel_values, "poses": torch.stack(poses)}
 
 
-class PoseVisionTrainer(Trainer):
+class PoseVisionTrainer(StagedCheckpointsMixin, Trainer):
     """The transformers `Trainer`, logging the two parts of the loss (averaged since the last log) beside it."""
 
     PARTS = ("rotation_loss", "joint_loss")

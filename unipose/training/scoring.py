@@ -12,12 +12,14 @@ from __future__ import annotations
 import torch
 from transformers import Trainer
 
+from ..checkpoints import StagedCheckpointsMixin
 
-class WholeSetScoringTrainer(Trainer):
+
+class WholeSetScoringTrainer(StagedCheckpointsMixin, Trainer):
     """
     The transformers [`~transformers.Trainer`] with an `evaluate` that calls [`score`] once on the whole
     evaluation dataset, with the unwrapped model in eval mode and no gradients, and logs its scores under
-    `metric_key_prefix`. Subclasses implement `score`.
+    `metric_key_prefix`. Subclasses implement `score`. Checkpoints are written whole ([`StagedCheckpointsMixin`]).
     """
 
     def score(self, model: torch.nn.Module, dataset) -> dict[str, float]:

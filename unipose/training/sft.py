@@ -67,7 +67,6 @@ import copy
 import dataclasses
 import os
 import re
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,11 +77,10 @@ import safetensors.torch
 import torch
 from accelerate.utils import DistributedType
 from transformers.integrations import unset_hf_deepspeed_config
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging
 from trl import SFTTrainer
 
+from ..checkpoints import StagedCheckpointsMixin
 from ..files import atomic_path, staged_files
 from ..modeling_unipose import UniPoseForConditionalGeneration
 from ..processing_poses import IGNORE_INDEX
@@ -100,7 +98,6 @@ VISION_TOWERS = ("vision_tower", "pose_vision_tower")
 # PEFT's weights file in an adapter folder; it also holds the parameters trained in place (the pose queries).
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 # Checkpoints are written here first and renamed to `checkpoint-N` when complete.
-STAGING_DIR = ".staging"
 # `SFTConfig` settings with their defaults, which UniPose training does not apply (its collator, its loss).
 UNAPPLIED_SFT_SETTINGS = {"packing": False, "padding_free": False, "loss_type": "nll", "use_liger_kernel": False}
 # Keys of a PEFT model's parameters that PEFT owns (saved in the adapter).
@@ -545,7 +542,7 @@ class _InputPosesAsCodes:
         return batch
 
 
-class UniPoseSFTTrainer(SFTTrainer):
+class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
     r"""
     TRL's [`~trl.SFTTrainer`] for UniPose: the model's own loss (text over the vocabulary, pose queries over
     the codes), the [`UniPoseDataCollator`] by default, the conversation columns kept, in-place trainables
@@ -617,7 +614,6 @@ class UniPoseSFTTrainer(SFTTrainer):
                 max_length=args.max_length,
                 pad_to_multiple_of=args.pad_to_multiple_of,
             )
-        self._staging_root = None
         super().__init__(
             model=model,
             args=args,
@@ -846,44 +842,6 @@ class UniPoseSFTTrainer(SFTTrainer):
         )
         losses = [entry["loss"] for entry in self.state.log_history if "loss" in entry]
         return text + (f"; last logged loss {losses[-1]:.4g}" if losses else "")
-
-    def _get_output_dir(self, trial) -> str:
-        # While a checkpoint is written, `Trainer._save_checkpoint` writes into the staging directory.
-        return self._staging_root if self._staging_root is not None else super()._get_output_dir(trial)
-
-    def _save_checkpoint(self, model, trial) -> None:
-        """`Trainer._save_checkpoint`, written under `.staging/` and renamed to `checkpoint-N` when
-        complete, so that a run killed while saving leaves no partial checkpoint for
-        `resume_from_checkpoint` to pick up."""
-        run_dir = self._get_output_dir(trial)
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staging_root = os.path.join(run_dir, STAGING_DIR)
-        staging, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
-        if self.args.should_save:
-            shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
-        self.accelerator.wait_for_everyone()
-        self._staging_root = staging_root
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging_root = None
-        # Every process writes its random state into the checkpoint: rename once all are done.
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            if self.state.best_model_checkpoint == staging:  # the best so far: its saved state names it too
-                self.state.best_model_checkpoint = final
-                self.state.save_to_json(os.path.join(staging, TRAINER_STATE_NAME))
-            if os.path.isdir(final):  # the same step saved again, by a resumed run
-                shutil.rmtree(final)
-            os.replace(staging, final)
-            shutil.rmtree(staging_root, ignore_errors=True)
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=True,
-            )
-        self.accelerator.wait_for_everyone()
 
 
 # What each kind of folder holds and how it loads, for its model card.
