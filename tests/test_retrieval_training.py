@@ -156,6 +156,14 @@ def test_a_run_killed_after_a_checkpoint_resumes_to_the_same_weights(text_tokeni
     # The last step changed the weights: the comparison is not of the checkpoint with itself.
     at_checkpoint = load_file(tmp_path / "resumed" / "finetune" / "checkpoint-2" / "model.safetensors")
     assert not torch.equal(at_checkpoint["temperature"], final_resumed["temperature"])
+    # A finished phase is read back only by the same run: other settings are refused, naming the difference.
+    with pytest.raises(ValueError, match=r"the finished phase '.*pretrain'.*seed: checkpoint 0 vs now 5"):
+        train_retrieval(
+            args,
+            _training_args(tmp_path / "resumed", resume_from_checkpoint="latest", seed=5, max_steps=6),
+            text_tokenizer,
+            embeddings,
+        )
     # The saved model loads with its tokenizer, ready for `unipose evaluate --retrieval-model`.
     model, tokenizer = load_retrieval_model(tmp_path / "resumed")
     assert type(model) is PoseTextRetrievalModel and len(tokenizer) == len(text_tokenizer)

@@ -115,11 +115,15 @@ def check_resumable(checkpoint: str | os.PathLike, signature: RunSignature) -> N
             f"{TRAINER_STATE_NAME} is missing. Give a `checkpoint-STEP` folder of this run, or 'latest'."
         )
     callbacks = json.loads(path.read_text(encoding="utf-8")).get("stateful_callbacks", {})
-    if RunSignature.__name__ not in callbacks:
-        raise ValueError(
-            f"{str(checkpoint)!r} has no run signature: it was not written by this training script."
-        )
-    saved = callbacks[RunSignature.__name__]["args"]
+    saved = callbacks[RunSignature.__name__]["args"] if RunSignature.__name__ in callbacks else None
+    check_same_run(saved, signature, repr(str(checkpoint)))
+
+
+def check_same_run(saved: dict | None, signature: RunSignature, source: str) -> None:
+    """Raises `ValueError` when the signature `saved` with what `source` names (a checkpoint, a finished part
+    of a run) is missing or differs from `signature`, naming each difference."""
+    if saved is None:
+        raise ValueError(f"{source} has no run signature: it was not written by this training script.")
     mismatched = {
         key: (saved.get(key), value) for key, value in signature.signature.items() if saved.get(key) != value
     }
@@ -128,7 +132,7 @@ def check_resumable(checkpoint: str | os.PathLike, signature: RunSignature) -> N
             f"{key}: checkpoint {old!r} vs now {new!r}" for key, (old, new) in mismatched.items()
         )
         raise ValueError(
-            f"Cannot resume exactly from {str(checkpoint)!r}: the run differs in {details}. Use the settings "
+            f"Cannot resume exactly from {source}: the run differs in {details}. Use the settings "
             "the checkpoint was trained with, or start a new run in another `output_dir`."
         )
 
@@ -149,6 +153,7 @@ __all__ = [
     "RunSignature",
     "StagedCheckpointsMixin",
     "check_resumable",
+    "check_same_run",
     "enable_progress_logging",
     "resolve_trainer_checkpoint",
 ]

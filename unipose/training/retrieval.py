@@ -43,7 +43,7 @@ from safetensors.torch import load_file
 from transformers import TrainingArguments
 from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
-from ..checkpoints import RunSignature, check_resumable, resolve_trainer_checkpoint
+from ..checkpoints import RunSignature, check_resumable, check_same_run, resolve_trainer_checkpoint
 from ..checks import check_positive_int
 from ..data.corpus import load_split
 from ..files import staged_files, write_json_atomically
@@ -445,13 +445,6 @@ def train_retrieval(
 
     results: dict[str, Any] = {}
     for phase, phase_dir in zip(phases, phase_dirs):
-        if resume is not None and (phase_dir / RESULTS_NAME).is_file():
-            logger.info(
-                f"Phase {phase.name} was finished by an earlier run: its model is read from {phase_dir}."
-            )
-            model.load_state_dict(load_file(phase_dir / SAFE_WEIGHTS_NAME))
-            results[phase.name] = json.loads((phase_dir / RESULTS_NAME).read_text(encoding="utf-8"))
-            continue
         phase_args = copy.deepcopy(training_args)
         phase_args.output_dir = str(phase_dir)
         phase_args.learning_rate, phase_args.num_train_epochs = phase.learning_rate, phase.epochs
@@ -464,6 +457,16 @@ def train_retrieval(
             max_steps=phase_args.max_steps,
             num_train_epochs=phase_args.num_train_epochs,
         )
+        if resume is not None and (phase_dir / RESULTS_NAME).is_file():
+            arguments = phase_dir / ARGUMENTS_NAME
+            saved = json.loads(arguments.read_text(encoding="utf-8")) if arguments.is_file() else {}
+            check_same_run(saved.get("run_signature"), signature, f"the finished phase {str(phase_dir)!r}")
+            logger.info(
+                f"Phase {phase.name} was finished by an earlier run: its model is read from {phase_dir}."
+            )
+            model.load_state_dict(load_file(phase_dir / SAFE_WEIGHTS_NAME))
+            results[phase.name] = json.loads((phase_dir / RESULTS_NAME).read_text(encoding="utf-8"))
+            continue
         trainer = RetrievalTrainer(
             model=model,
             args=phase_args,
@@ -488,8 +491,10 @@ def train_retrieval(
             "steps": trainer.state.global_step,
         }
         logger.info(f"Phase {phase.name}: {results[phase.name]}")
-        if training_args.should_save:  # the main process
-            save_retrieval_model(model, tokenizer, phase_dir, results[phase.name])
+        if training_args.should_save:  # the main process; the signature lets a resumed run reuse the phase
+            save_retrieval_model(
+                model, tokenizer, phase_dir, results[phase.name], {"run_signature": signature.signature}
+            )
 
     results["global_step"] = sum(results[phase.name]["steps"] for phase in phases)
     if training_args.should_save:
