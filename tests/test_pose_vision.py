@@ -143,6 +143,11 @@ def test_training_saves_a_backbone_and_its_scores_and_resumes(corpus, tmp_path):
     assert isinstance(training_args, TrainingArguments) and args.image_size == [32, 24]
     first = train_pose_vision(args, training_args)
     assert first["steps"] == 2
+    # Another batch size would not continue the same run: refused, naming the difference.
+    args, training_args = run(4)
+    training_args.per_device_train_batch_size = 2
+    with pytest.raises(ValueError, match="train_batch_size: checkpoint 4 vs now 2"):
+        train_pose_vision(args, training_args)
     resumed = train_pose_vision(*run(4))
     assert resumed["steps"] == 4  # two more steps from checkpoint-2, not four from scratch
     assert set(resumed) >= {"MPJPE", "PA-MPJPE", "baseline/MPJPE", "baseline/PA-MPJPE"}

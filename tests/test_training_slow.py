@@ -143,6 +143,12 @@ def test_a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one(corpus, tmp
     process.wait()
     assert not (killed / "model.safetensors").exists()
 
+    # Only the run that wrote the checkpoint continues from it: another mixture is refused, naming the difference.
+    other = subprocess.run(
+        command + ["--resume_from_checkpoint", "latest", "--mixture_seed", "7"],
+        cwd=REPO, env=environment(), capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert other.returncode != 0 and "mixture_seed: checkpoint" in other.stderr, other.stderr[-3000:]
     run(command + ["--resume_from_checkpoint", "latest"])
     straight, resumed = (
         load_file(tmp_path / "straight" / "model.safetensors"),

@@ -41,7 +41,7 @@ import sys
 
 from transformers import set_seed
 
-from unipose.checkpoints import resolve_trainer_checkpoint
+from unipose.checkpoints import check_resumable, resolve_trainer_checkpoint
 from unipose.training.sft import (
     UniPoseSFTTrainer,
     prepare_model_for_stage,
@@ -55,6 +55,7 @@ from unipose.training.stages import (
     stage_dataclass_types,
     stage_input_model,
     stage_lora_config,
+    stage_run_signature,
     training_run,
 )
 from unipose.training.tasks import build_task_mixture
@@ -82,14 +83,18 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
             train_vision_towers=script_args.train_vision_towers,
         )
 
+    signature = stage_run_signature(script_args, training_args, len(train_dataset))
     trainer = UniPoseSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         processing_class=processor,
         training_run=training_run(script_args, model_args, command_line),
+        callbacks=[signature],
     )
     checkpoint = resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint is not None:  # only the run that wrote it continues from it
+        check_resumable(checkpoint, signature)
     trainer.train(resume_from_checkpoint=checkpoint)
     # Under ZeRO-3 / FSDP the adapter is merged into a fresh copy of the stage's input model.
     paths = save_stage_outputs(

@@ -43,7 +43,7 @@ from transformers.utils import ModelOutput, logging
 
 from ..arguments import ScriptArgumentParser
 from ..body_model import BodyJoints
-from ..checkpoints import StagedCheckpointsMixin, resolve_trainer_checkpoint
+from ..checkpoints import RunSignature, StagedCheckpointsMixin, check_resumable, resolve_trainer_checkpoint
 from ..checks import check_positive_int
 from ..data.corpus import load_split
 from ..files import staged_directory, write_json_atomically
@@ -340,13 +340,25 @@ def train_pose_vision(args: PoseVisionArguments, training_args: TrainingArgument
         f"{len(train_dataset):,} training images, input {height}x{width}."
     )
 
+    # What fixes the batches: only the run that wrote a checkpoint continues from it (a longer `max_steps` may
+    # extend it).
+    signature = RunSignature(
+        seed=training_args.seed,
+        data_seed=training_args.data_seed,
+        train_batch_size=training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
+        num_train_images=len(train_dataset),
+        flip_probability=args.flip_probability,
+    )
     trainer = PoseVisionTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         data_collator=PoseImageCollator(image_processor, args.flip_probability),
+        callbacks=[signature],
     )
     checkpoint = resolve_trainer_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    if checkpoint is not None:
+        check_resumable(checkpoint, signature)
     trainer.train(resume_from_checkpoint=checkpoint)
 
     scores = evaluate_pose_regression(model, eval_dataset, image_processor)

@@ -16,6 +16,7 @@ import torch
 from trl import ModelConfig, SFTConfig
 
 from ..arguments import ScriptArgumentParser
+from ..checkpoints import RunSignature
 from ..files import resolve_model_path
 from ..modeling_unipose import UniPoseForConditionalGeneration
 from ..pose_sampler import sample_poses
@@ -214,6 +215,25 @@ def training_run(script_args: UniPoseScriptArguments, model_args, command_line: 
     )
 
 
+def stage_run_signature(script_args: UniPoseScriptArguments, training_args, num_examples: int) -> RunSignature:
+    """What fixes a stage run's data, batches and steps, kept in its checkpoints so that resuming another run
+    is refused ([`unipose.checkpoints.check_resumable`])."""
+    seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
+    return RunSignature(
+        stage=script_args.stage,
+        seed=training_args.seed,
+        data_seed=training_args.data_seed,
+        mixture_seed=seed,
+        datasets=[asdict(component) for component in script_args.datasets],
+        train_batch_size=training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size,
+        num_train_examples=num_examples,
+        max_steps=training_args.max_steps,
+        num_train_epochs=training_args.num_train_epochs,
+    )
+
+
 def stage_input_model(script_args: UniPoseScriptArguments, model_args):
     """The stage's input model for `save_stage_outputs(base_model_path=...)`, which under ZeRO-3 / FSDP merges
     the adapter into a fresh copy of it: its path, or a function that builds the tiny model again."""
@@ -232,6 +252,7 @@ __all__ = [
     "stage_dataclass_types",
     "stage_input_model",
     "stage_lora_config",
+    "stage_run_signature",
     "tiny_model_and_processor_for_training",
     "tiny_model_for_training",
     "training_run",
