@@ -483,6 +483,14 @@ def test_unipose_evaluate_runs_every_task_and_writes_the_report(tmp_path, tiny_u
         assert list((tmp_path / "out" / "examples").glob(f"{task}-0-*.png")), task
         lines = (tmp_path / "out" / task / "predictions.jsonl").read_text().splitlines()
         assert sorted(json.loads(line)["batch"] for line in lines) == [0, 1]
+    # A rerun reuses these predictions only for the same model files, dtype and corpus: a checkpoint written again
+    # in place, or another dtype, is refused (before anything is generated).
+    model.save_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match=r"holds predictions of another run \(it differs in \['model_files'\]\)"):
+        evaluate_command.run(args)
+    args.dtype = "bfloat16"
+    with pytest.raises(ValueError, match=r"it differs in \['dtype', 'model_files'\]"):
+        evaluate_command.run(args)
 
 
 class _CountingModel:

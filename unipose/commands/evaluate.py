@@ -32,7 +32,7 @@ from ..evaluation.runner import (
     resolve_device,
     write_report,
 )
-from ..files import resolve_model_path
+from ..files import files_fingerprint, resolve_model_path
 from ..metrics import GENERATION_RECALL_K
 from ..retrieval_models import PosePairTextRetrievalConfig, PoseTextRetrievalConfig, load_retrieval_model
 from . import call_with_options
@@ -170,9 +170,14 @@ def run(args: argparse.Namespace) -> str:
         body = BodyJoints.from_body_model_file(resolve_body_model_path(args.body_model))
     output_dir = Path(args.output)
     output_dir.mkdir(parents=True, exist_ok=True)
+    # What the predictions depend on: resuming reuses them only when none of it changed (a checkpoint or corpus
+    # written again in place, another dtype).
     fingerprint = {
         "model": str(Path(args.model).resolve()),
+        "model_files": files_fingerprint(args.model, recursive=False),
+        "dtype": args.dtype,
         "data": [str(Path(path).resolve()) for path in args.data],
+        "data_files": [files_fingerprint(path) for path in args.data],
         "split": args.split,
         "max_samples": args.max_samples,
     }
