@@ -624,3 +624,18 @@ def test_recipe_settings_that_training_would_not_apply_are_refused(setting, mixe
         check_stage_arguments(script_args, model_args)
         model, processor = tiny_model_and_processor()
         UniPoseSFTTrainer(model=model, args=training_args, train_dataset=mixed_examples, processing_class=processor)
+
+
+def test_a_corpus_that_is_neither_here_nor_on_the_hub_is_named(tmp_path, monkeypatch):
+    from unipose.training import tasks
+
+    with pytest.raises(FileNotFoundError, match=r"The corpus '\./nowhere' does not exist"):
+        tasks.load_records("./nowhere")
+
+    def offline(path, *args, **kwargs):  # what `load_dataset` raises offline for a name it would look up
+        raise ConnectionError(f"Couldn't reach {path!r} on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(tasks, "load_dataset", offline)
+    # One slash reads as a Hub id (`owner/name`) as well as a relative folder, as in the paper's recipes.
+    with pytest.raises(FileNotFoundError, match=r"'data/posescript-A' is neither a local folder nor a dataset the Hub"):
+        tasks.load_records("data/posescript-A")

@@ -273,7 +273,20 @@ def load_records(path: str | os.PathLike, split: str = "train") -> Dataset:
     saved = os.path.isdir(path) and any(
         os.path.isfile(os.path.join(path, name)) for name in ("dataset_dict.json", "state.json")
     )
-    data = load_from_disk(path) if saved else load_dataset(path)
+    if saved:
+        data = load_from_disk(path)
+    else:
+        try:
+            data = load_dataset(path)
+        except (FileNotFoundError, ConnectionError) as error:  # offline, or no such Hub dataset
+            if os.path.exists(os.path.expanduser(path)):
+                raise
+            # `data/posescript-A` reads as a Hub id too: say that neither the folder nor the Hub dataset is there.
+            raise FileNotFoundError(
+                f"The corpus {path!r} is neither a local folder nor a dataset the Hub gives "
+                f"({type(error).__name__}: {error}). Write one with `unipose data synth --out DIR`, or point the "
+                "recipe's `datasets` at your corpus."
+            ) from error
     if isinstance(data, DatasetDict):
         if split not in data:
             raise ValueError(f"The corpus {path!r} has the splits {sorted(data)}, not `split`={split!r}.")
