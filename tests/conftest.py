@@ -29,3 +29,23 @@ def model(model_and_processor):
 @pytest.fixture(scope="module")
 def processor(model_and_processor):
     return model_and_processor[1]
+
+
+@pytest.fixture
+def kill_while_saving(monkeypatch):
+    """`kill_while_saving(trainer_class, step)` makes the trainer raise `KeyboardInterrupt` halfway through writing
+    its checkpoint of `step` (after the weights, before the random states), as a run killed while saving; it
+    returns a function that undoes it."""
+
+    def arm(trainer_class, step):
+        original = trainer_class._save_rng_state
+
+        def save_rng_state(self, output_dir):
+            if self.state.global_step == step:
+                raise KeyboardInterrupt("killed while saving")
+            original(self, output_dir)
+
+        monkeypatch.setattr(trainer_class, "_save_rng_state", save_rng_state)
+        return lambda: monkeypatch.setattr(trainer_class, "_save_rng_state", original)
+
+    return arm

@@ -303,19 +303,12 @@ def test_the_time_limit_stops_with_a_checkpoint_to_resume_from(tmp_path):
     assert build.step_done(tmp_path, "stage0")
 
 
-def test_a_checkpoint_interrupted_while_saving_is_never_resumed_from(tmp_path, monkeypatch):
-    original = PoseTokenizerTrainer._save_rng_state
-
-    def killed_at_step_two(self, output_dir):
-        if self.state.global_step == 2:
-            raise KeyboardInterrupt("killed while saving")
-        original(self, output_dir)
-
-    monkeypatch.setattr(PoseTokenizerTrainer, "_save_rng_state", killed_at_step_two)
+def test_a_checkpoint_interrupted_while_saving_is_never_resumed_from(tmp_path, kill_while_saving):
+    disarm = kill_while_saving(PoseTokenizerTrainer, step=2)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, max_steps=3, save_steps=1, eval_steps=3)
     assert get_last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-1")  # not the half-written checkpoint-2
-    monkeypatch.setattr(PoseTokenizerTrainer, "_save_rng_state", original)
+    disarm()
     assert _run(tmp_path, max_steps=3, save_steps=1, eval_steps=3, resume_from_checkpoint="latest")["global_step"] == 3
     assert not (tmp_path / STAGING_DIR).exists()
     # The retrieval models' and the pose ViT's trainers write their checkpoints the same way.

@@ -12,14 +12,16 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from unipose import conversion
 from unipose.cli import main as cli_main
+from unipose.processing_unipose import UniPoseProcessor
 from unipose.rotations import to_rotation_matrix
+from unipose.testing import tiny_processor
 from unipose.verification import read_reference, verify_against_reference
-
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VARIANTS = ("release_a", "release_b")
@@ -192,3 +194,56 @@ def test_reference_input_poses_are_real_rotations_seen_through_our_validation():
     # Accepted as rotations (not refused), and projected onto exact rotations for display.
     exact = to_rotation_matrix(tensors["poses"][0])
     torch.testing.assert_close(exact @ exact.transpose(-1, -2), torch.eye(3).expand_as(exact), atol=1e-5, rtol=0)
+
+
+def test_a_release_config_that_gives_clip_width_alone_as_mm_hidden_size_converts(tmp_path):
+    # The published training script sets the fused width, then LLaVA's `initialize_vision_modules` writes CLIP's
+    # width over it before the config is saved; the release's loader sizes the projector from the weights.
+    root = tmp_path / "release"
+    shutil.copytree(FIXTURES / "release_a", root)
+    config = json.loads((root / "unipose" / "config.json").read_text())
+    clip = json.loads((root / "base" / "clip-vision" / "config.json").read_text())
+    config["mm_hidden_size"] = clip.get("vision_config", clip)["hidden_size"]
+    (root / "unipose" / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    conversion.convert_release(
+        root / "base", root / "unipose", root / "pose_vqvae.ckpt", root / "tokenhmr_model.ckpt", out
+    )
+    checks = verify_against_reference(out, FIXTURES / "release_a" / "reference.safetensors")
+    assert not _failed({check.name: check for check in checks})
+
+
+def test_lora_is_merged_in_float32_and_rounded_once_to_the_conversions_dtype():
+    base = torch.randn(8, 6, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    lora_a, lora_b = torch.randn(2, 6) * 0.01, torch.randn(8, 2) * 0.01
+    weights = {"lora:base_model.model.model.layers.0.mlp.up_proj.lora_A.weight": lora_a,
+               "lora:base_model.model.model.layers.0.mlp.up_proj.lora_B.weight": lora_b}  # fmt: skip
+    exact = base.float() + lora_b @ lora_a * (16 / 2)
+    for dtype, expected in ((torch.float32, exact), (None, exact.to(torch.bfloat16))):
+        target = "model.language_model.layers.0.mlp.up_proj.weight"
+        mapped = {target: base.clone()}
+        conversion._merge_lora(
+            weights, mapped, {"r": 2, "lora_alpha": 16}, conversion.ConversionReport(), dtype
+        )
+        assert mapped[target].dtype == expected.dtype
+        torch.testing.assert_close(mapped[target], expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (360, 640), (1280, 720), (640, 480), (150, 210)])
+def test_the_pose_vit_sees_photos_as_the_release_crops_them(size):
+    # The pixels the reference outputs were recorded with: torchvision's Resize and CenterCrop (written with PIL,
+    # in the parity tools), whose crop offset rounds half to even. A 16:9 photo was one pixel off before.
+    import importlib.util
+
+    from PIL import Image
+
+    script = FIXTURES.parents[1] / "parity" / "record_reference.py"
+    spec = importlib.util.spec_from_file_location("record_reference", script)
+    record_reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(record_reference)
+    image = np.random.default_rng(sum(size)).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    clip, pose = UniPoseProcessor.default_image_processors()
+    processor = UniPoseProcessor(clip, pose, tiny_processor().tokenizer)
+    ours = processor._process_image_list([Image.fromarray(image)], {})["pose_pixel_values"][0]
+    release = record_reference.hmr_pixels(image)[:, :, 32:-32]
+    torch.testing.assert_close(torch.from_numpy(ours), release, rtol=0, atol=1e-6)

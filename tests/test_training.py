@@ -501,16 +501,9 @@ def test_saved_adapter_and_merged_model_reproduce_the_trained_model(mixed_exampl
         torch.testing.assert_close(reloaded(**batch).logits, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_a_checkpoint_interrupted_while_saving_is_never_seen(mixed_examples, tmp_path, monkeypatch):
+def test_a_checkpoint_interrupted_while_saving_is_never_seen(mixed_examples, tmp_path, kill_while_saving):
     trainer, _ = make_trainer(1, mixed_examples, tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
-    original = UniPoseSFTTrainer._save_rng_state
-
-    def fail_second_save(self, output_dir):
-        if self.state.global_step == 2:
-            raise KeyboardInterrupt("killed while saving")
-        original(self, output_dir)
-
-    monkeypatch.setattr(UniPoseSFTTrainer, "_save_rng_state", fail_second_save)
+    kill_while_saving(UniPoseSFTTrainer, step=2)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert (tmp_path / "checkpoint-1" / "trainer_state.json").is_file()

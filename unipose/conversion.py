@@ -284,7 +284,9 @@ NOT_CARRIED_TEXT_FIELDS = {
         "model uses full attention (`sliding_window=None`) as the release computes"
     ),
     "mm_vision_select_layer": "carried as `vision_feature_layer`",
-    "mm_hidden_size": "checked against the projector's weights (CLIP width + pose-ViT width)",
+    "mm_hidden_size": "not read: the projector's weights must read CLIP's width + the pose ViT's, which is checked; "
+    "the release's own loader sizes the projector from its weights too, as the saved value can be CLIP's width "
+    "alone (LLaVA's `initialize_vision_modules` writes it after the training script sets the fused width)",
     "mm_vision_tower": "names the CLIP tower, whose sizes are read from its config or its weights",
     "mm_projector_type": "must be `mlp2x_gelu`, UniPose's projector",
     "mm_vision_select_feature": "must be `patch` (CLS dropped), as UniPose's image features",
@@ -298,7 +300,8 @@ NOT_CARRIED_TEXT_FIELDS = {
     "unfreeze_mm_vision_tower": "a training switch",
     "mm_projector_lr": "a training setting",
     "mm_vision_tower_lr": "a training setting",
-    "tokenizer_model_max_length": "a tokenizer setting, kept by the converted tokenizer",
+    "tokenizer_model_max_length": "the converted tokenizer's `model_max_length`; the release also cuts longer "
+    "prompts, which the converted model leaves to the caller (`truncation=True`)",
     "tokenizer_padding_side": "the processor pads on the left, as the release's inference",
     "use_mm_proj": "always true for UniPose",
     "img_start_token_id": "ids of the release's vocabulary; the tokens themselves are carried",
@@ -424,9 +427,13 @@ def _pose_vision_config(weights: dict, num_heads: int | None, report: Conversion
     }
 
 
-def _merge_lora(weights: dict, mapped: dict, adapter_config: dict, report: ConversionReport) -> None:
+def _merge_lora(
+    weights: dict, mapped: dict, adapter_config: dict, report: ConversionReport, dtype: torch.dtype | None = None
+) -> None:
     """Add each LoRA delta `scaling * B @ A` to the weight it adapts (`scaling = alpha / r`, or
-    `alpha / sqrt(r)` with rsLoRA; per-module ranks and alphas from `rank_pattern` / `alpha_pattern`)."""
+    `alpha / sqrt(r)` with rsLoRA; per-module ranks and alphas from `rank_pattern` / `alpha_pattern`). The sum is
+    taken in float32 and rounded once, to `dtype` (the conversion's) or else to the base weight's: a float32
+    conversion of a bfloat16 base keeps the delta exact, as the release run in float32 does."""
     for option, refused in (("use_dora", True), ("fan_in_fan_out", True)):
         if adapter_config.get(option) == refused:
             raise ValueError(f"The LoRA adapter has `{option}`={refused}, which the converter does not merge.")
@@ -467,7 +474,7 @@ def _merge_lora(weights: dict, mapped: dict, adapter_config: dict, report: Conve
         delta = (pair["B"].float() @ pair["A"].float()) * scaling
         if delta.shape != base.shape:
             raise ValueError(f"LoRA delta of `{target}` has shape {tuple(delta.shape)}, the weight {tuple(base.shape)}.")
-        mapped[target] = (base.float() + delta).to(base.dtype)
+        mapped[target] = (base.float() + delta).to(dtype or base.dtype)
         report.merged_lora_modules.append(target)
 
 
@@ -634,7 +641,7 @@ def convert_release(
         weights, pose_vit_num_heads, report
     )
     mapped = _rename(weights, report)
-    _merge_lora(weights, mapped, sources["adapter_config"], report)
+    _merge_lora(weights, mapped, sources["adapter_config"], report, dtype)
     _split_qkv(mapped)
 
     # Our vocabulary: the base tokenizer, the release's other added tokens, then the UniPose tokens.
@@ -651,12 +658,13 @@ def convert_release(
 
     projector = mapped["model.multi_modal_projector.linear_1.weight"]
     fused_width = vision_config["hidden_size"] + pose_vision_config["hidden_size"]  # the towers' output widths
-    if projector.shape[1] != fused_width or release_config.get("mm_hidden_size", fused_width) != fused_width:
+    if projector.shape[1] != fused_width:
         raise ValueError(
-            f"The projector reads {projector.shape[1]} features and the config's `mm_hidden_size` is "
-            f"{release_config.get('mm_hidden_size')}, but CLIP ({vision_config['hidden_size']}) and the pose ViT "
-            f"({pose_vision_config['hidden_size']}) give {fused_width}."
+            f"The projector reads {projector.shape[1]} features, but CLIP ({vision_config['hidden_size']}) and the "
+            f"pose ViT ({pose_vision_config['hidden_size']}) give {fused_width}."
         )
+    if release_config.get("tokenizer_model_max_length"):
+        tokenizer.model_max_length = release_config["tokenizer_model_max_length"]
     settings = {
         "text_config": _text_config(release_config, vocab_size=len(tokenizer), report=report),
         "vision_config": vision_config,

@@ -329,6 +329,25 @@ def chat_poses(conversation) -> list:
     return found if batched else found[0]
 
 
+def pose_vit_view(image: PIL.Image.Image, height: int, width: int) -> PIL.Image.Image:
+    """
+    What the pose ViT sees of `image`, made as the published UniPose makes it: the short side resized to `height`
+    (bicubic, the long side `int(height * long / short)`), the centre `height` square, then its central `width`
+    columns. The square's offsets are rounded half to even, as torchvision's `CenterCrop` rounds them, where
+    transformers' centre crop floors them: for a 16:9 photo the two are one pixel apart. The pose image processor
+    then only rescales and normalises it.
+    """
+    image_width, image_height = image.size
+    short, long = min(image.size), max(image.size)
+    new_long = int(height * long / short)
+    size = (height, new_long) if image_width <= image_height else (new_long, height)
+    if size != image.size:
+        image = image.resize(size, PIL.Image.BICUBIC)
+    top, left = round((image.height - height) / 2), round((image.width - height) / 2)
+    left += (height - width) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
 def default_image_processors(
     clip_size: int = 336, pose_size: tuple[int, int] = (256, 192)
 ) -> tuple[CLIPImageProcessorPil, CLIPImageProcessorPil]:
@@ -345,8 +364,8 @@ def default_image_processors(
             Pose ViT input `(height, width)`. UniPose resizes the short side to 256, centre-crops 256x256
             and keeps the central 192 columns; this equals resizing the short side to `height` and
             centre-cropping `height` x `width` directly whenever `height - width` is even, which is
-            required here. (The reference code crops with torchvision, which rounds the crop offset where
-            transformers floors it: for some image sizes the two crops are one pixel apart.)
+            required here. The processor makes that view itself ([`pose_vit_view`], with the published
+            model's rounding of the crop offsets) and has this processor rescale and normalise it.
 
     Returns:
         `tuple[CLIPImageProcessorPil, CLIPImageProcessorPil]`: the CLIP and the pose ViT image processors.

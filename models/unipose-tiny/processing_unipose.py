@@ -49,6 +49,7 @@ from .processing_inputs import (
     chat_poses,
     default_image_processors,
     is_image_item,
+    pose_vit_view,
     read_images,
     read_per_sample,
     read_texts,
@@ -387,7 +388,11 @@ class UniPoseProcessor(ProcessorMixin):
     ) -> dict[str, np.ndarray]:
         """CLIP and pose ViT pixels of the same images. `images_kwargs` apply to the CLIP processor only."""
         pixel_values = self.image_processor(images, **images_kwargs, return_tensors="np")["pixel_values"]
-        pose_pixel_values = self.pose_image_processor(images, return_tensors="np")["pixel_values"]
+        crop = self.pose_image_processor.crop_size
+        views = [pose_vit_view(image, crop["height"], crop["width"]) for image in images]
+        pose_pixel_values = self.pose_image_processor(
+            views, do_resize=False, do_center_crop=False, return_tensors="np"
+        )["pixel_values"]
         return {"pixel_values": pixel_values, "pose_pixel_values": pose_pixel_values}
 
     def mark_control_tokens(self, text: str) -> str:
