@@ -632,3 +632,53 @@ def test_a_corpus_that_is_neither_here_nor_on_the_hub_is_named(tmp_path, monkeyp
     # One slash reads as a Hub id (`owner/name`) as well as a relative folder, as in the paper's recipes.
     with pytest.raises(FileNotFoundError, match=r"'data/posescript-A' is neither a local folder nor a dataset the Hub"):
         tasks.load_records("data/posescript-A")
+
+
+def test_input_poses_are_encoded_in_the_tokenizers_dtype_under_mixed_precision():
+    # `bf16: true` runs the training step under autocast; the input poses' codes must be those inference gives.
+    from unipose.pose_sampler import sample_poses
+    from unipose.rotations import to_rotation_6d
+
+    model, _ = tiny_model_and_processor()
+    pose_values = to_rotation_6d(torch.as_tensor(sample_poses(64, seed=1)).float())
+    expected = model.model.encode_poses(pose_values)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model.model.encode_poses(pose_values), expected)
+        # The tokenizer itself under autocast gives other codes: the guard is what keeps them equal.
+        unguarded = model.model.pose_tokenizer.encode(pose_values) + model.config.pose_code_token_offset
+        assert not torch.equal(unguarded, expected)
+
+
+def test_the_merged_folder_holds_no_adapter_files_that_would_apply_the_adapter_again(mixed_examples, tmp_path):
+    trainer, _ = make_trainer(1, mixed_examples, tmp_path, max_steps=1)
+    trainer.train()
+    # What `push_to_hub` leaves: each checkpoint's adapter files copied into the output folder.
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
+    (tmp_path / ADAPTER_WEIGHTS_NAME).write_bytes(b"")
+    save_stage_outputs(trainer, tmp_path)
+    assert not (tmp_path / "adapter_config.json").exists() and not (tmp_path / ADAPTER_WEIGHTS_NAME).exists()
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    AutoModel.from_pretrained(tmp_path, trust_remote_code=True)  # a plain model, no adapter applied on top
+
+
+def test_one_process_that_sees_several_gpus_is_refused():
+    from types import SimpleNamespace
+
+    from unipose.training.sft import _check_engine_applied
+
+    with pytest.raises(ValueError, match=r"sees 2 GPUs.*`nn.DataParallel`.*one process per GPU"):
+        _check_engine_applied(SimpleNamespace(args=SimpleNamespace(n_gpu=2)))
+
+
+def test_a_sharded_merge_loads_the_base_model_at_the_revision_training_loaded(tmp_path):
+    from trl import ModelConfig
+
+    from unipose.training.stages import UniPoseScriptArguments, stage_input_model
+
+    model, processor = tiny_model_and_processor()
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    script_args = UniPoseScriptArguments(stage=1, datasets=[{"path": "corpus"}])
+    load = stage_input_model(script_args, ModelConfig(model_name_or_path=str(tmp_path), model_revision="v2"))
+    assert load.keywords["revision"] == "v2" and load.args == (str(tmp_path),)
+    assert load.keywords["dtype"] == torch.float32

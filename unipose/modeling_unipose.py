@@ -526,10 +526,12 @@ class UniPoseModel(UniPosePreTrainedModel):
 
         Each pose is encoded on its own: batched convolutions may round differently with the batch size, and
         a code near a tie must not depend on which other poses share the batch (training encodes targets one
-        by one too).
+        by one too). Autocast is off here, so that a mixed-precision training step (`bf16=True`) encodes its
+        input poses in the tokenizer's own dtype, as inference and the collator's targets do.
         """
         pose_values = pose_values.to(self.pose_tokenizer.dtype)  # float32 unless the whole model was cast
-        codes = [self.pose_tokenizer.encode(pose[None]) for pose in pose_values]
+        with torch.autocast(device_type=pose_values.device.type, enabled=False):
+            codes = [self.pose_tokenizer.encode(pose[None]) for pose in pose_values]
         return torch.cat(codes) + self.config.pose_code_token_offset
 
     def get_placeholder_mask(

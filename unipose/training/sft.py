@@ -97,6 +97,7 @@ ADAPTER_DIR = "adapter"
 VISION_TOWERS = ("vision_tower", "pose_vision_tower")
 # PEFT's weights file in an adapter folder; it also holds the parameters trained in place (the pose queries).
 ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+ADAPTER_CONFIG_NAME = "adapter_config.json"
 # Checkpoints are written here first and renamed to `checkpoint-N` when complete.
 # `SFTConfig` settings with their defaults, which UniPose training does not apply (its collator, its loss).
 UNAPPLIED_SFT_SETTINGS = {"packing": False, "padding_free": False, "loss_type": "nll", "use_liger_kernel": False}
@@ -479,7 +480,13 @@ _ENGINE_NOT_APPLIED = {
 
 def _check_engine_applied(trainer) -> None:
     """Refuse a launch whose engine accelerate did not set up: it falls back silently (to plain DDP, or to
-    processes that never exchange gradients)."""
+    processes that never exchange gradients); and one process that sees several GPUs (`nn.DataParallel`)."""
+    if trainer.args.n_gpu > 1:
+        raise ValueError(
+            f"One process sees {trainer.args.n_gpu} GPUs, so `Trainer` would wrap the model in `nn.DataParallel`, "
+            "which splits `pixel_values` and `pose_values` apart from the examples that hold them. Launch one "
+            "process per GPU (`accelerate launch` or `torchrun`), or expose one GPU (`CUDA_VISIBLE_DEVICES`)."
+        )
     state = trainer.accelerator.state
     launched = {
         "DeepSpeed": (
@@ -739,8 +746,10 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
                 else logits.new_zeros(()),
             ]
         )
+        # Sums per process, not samples: `gather` (all of them), not `gather_for_metrics`, which trims a last
+        # batch's rows as if they were samples.
         num_text, text_correct, text_loss, num_codes, code_correct, code_loss = (
-            self.accelerator.gather_for_metrics(sums[None]).sum(0).tolist()
+            self.accelerator.gather(sums[None]).sum(0).tolist()
         )
         metrics = self._metrics[mode]
         if num_text:
@@ -750,9 +759,7 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
             metrics["pose_code_accuracy"].append(code_correct / num_codes)
             metrics["pose_loss"].append(code_loss / num_codes)
         if mode == "train":
-            num_tokens = (
-                self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()[None]).sum().item()
-            )
+            num_tokens = self.accelerator.gather(inputs["attention_mask"].sum()[None]).sum().item()
             self._total_train_tokens += num_tokens
         metrics["num_tokens"] = [self._total_train_tokens]
 
@@ -865,6 +872,10 @@ def save_merged_model(model, processor, output_dir: str | os.PathLike) -> Path:
     with staged_files(output_dir) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
+        # With `push_to_hub`, `Trainer` copies each checkpoint's adapter files into the output folder: beside the
+        # merged weights, `from_pretrained` would apply the adapter to them a second time.
+        for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, "adapter_model.bin"):
+            (Path(output_dir) / name).unlink(missing_ok=True)
     return Path(output_dir)
 
 

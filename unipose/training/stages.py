@@ -236,10 +236,16 @@ def stage_run_signature(script_args: UniPoseScriptArguments, training_args, num_
 
 def stage_input_model(script_args: UniPoseScriptArguments, model_args):
     """The stage's input model for `save_stage_outputs(base_model_path=...)`, which under ZeRO-3 / FSDP merges
-    the adapter into a fresh copy of it: its path, or a function that builds the tiny model again."""
+    the adapter into a fresh copy of it: a function that loads it again as training loaded it (its revision
+    too), or that builds the tiny model again."""
     if script_args.tiny_model_seed is not None:
         return functools.partial(tiny_model_for_training, script_args.tiny_model_seed)
-    return model_args.model_name_or_path
+    return functools.partial(
+        UniPoseForConditionalGeneration.from_pretrained,
+        resolve_model_path(model_args.model_name_or_path, "model_name_or_path"),
+        dtype=torch.float32,
+        revision=model_args.model_revision,
+    )
 
 
 __all__ = [
