@@ -438,3 +438,6 @@ def test_two_corpora_in_folders_of_the_same_name_are_read_each_as_itself(tmp_pat
     assert len(load_corpus(first, "pose_text", split="train")) == synthetic.split_sizes(10)["train"]
     assert len(load_corpus(second, "pose_text", split="train")) == synthetic.split_sizes(20)["train"]
     assert load_corpus(second, "pose_text", split="test").features == FEATURES["pose_text"]
+    # The same for a kind's own folder of shards, which every corpus names alike (`pose_text/`).
+    assert len(load_corpus(first / "pose_text", "pose_text", split="train")) == synthetic.split_sizes(10)["train"]
+    assert len(load_corpus(second / "pose_text", "pose_text", split="train")) == synthetic.split_sizes(20)["train"]

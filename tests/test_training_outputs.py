@@ -346,8 +346,11 @@ def test_card_metadata_names_hub_ids_only(tmp_path):
     model, _ = tiny_model_and_processor()
     local = tmp_path / "stage1"
     local.mkdir()
-    card = render_model_card(model.config, base_model=str(local), datasets=[str(tmp_path), "owner/data"])
-    assert card.data.base_model is None and card.data.datasets == ["owner/data"]
+    card = render_model_card(
+        model.config, base_model=str(local), datasets=[str(tmp_path), "owner/data", "json", "parquet", "posescript"]
+    )
+    # Local folders and the `datasets` file builders (`load_dataset("json", data_files=...)`) are not datasets.
+    assert card.data.base_model is None and card.data.datasets == ["owner/data", "posescript"]
     assert "custom_code" in card.data.tags
     card = render_model_card(model.config, base_model="owner/base", adapter=True, tags=["stage-1", "lora"])
     assert card.data.base_model == "owner/base" and card.data.library_name == "peft"

@@ -32,9 +32,17 @@ _SOURCES = {
 }
 
 
+# The `datasets` builders that read local files (`load_dataset("json", data_files=...)`): names, not datasets.
+_PACKAGED_BUILDERS = frozenset(
+    {"json", "csv", "parquet", "text", "arrow", "pandas", "sql", "webdataset", "imagefolder", "audiofolder",
+     "videofolder", "xml"}
+)  # fmt: skip
+
+
 def _is_hub_id(name: str) -> bool:
-    """Whether `name` reads as a Hub repository id rather than a local folder (the metadata takes only ids)."""
-    return bool(_HUB_ID.fullmatch(name)) and not os.path.exists(name)
+    """Whether `name` reads as a Hub repository id rather than a local folder or one of `datasets`' file
+    builders (`json`, `parquet`, ...): the metadata takes only ids."""
+    return bool(_HUB_ID.fullmatch(name)) and name not in _PACKAGED_BUILDERS and not os.path.exists(name)
 
 
 def _markdown_table(results: dict) -> str:

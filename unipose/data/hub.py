@@ -7,10 +7,12 @@ OUT/
   pose_pair/...   image_pose/...   image_pair/...
 ```
 
-`datasets.load_dataset(OUT, "pose_text")` reads a kind's splits (a local folder or, once pushed, the Hub id), and
+`datasets.load_dataset("owner/name", "pose_text")` reads a kind's splits once the folder is pushed to the Hub, and
 [`load_corpus`] is the one reader of the project's training and evaluation: it takes such a folder or Hub id, and
-also the `save_to_disk` folders of earlier versions. Reading through `load_dataset` keeps every cache file
-(`Dataset.map`'s included) in the `datasets` cache, never inside the corpus folder.
+also the `save_to_disk` folders of earlier versions. It reads a local folder's shards by their absolute paths:
+`load_dataset(OUT, ...)` caches a local folder's records under its name and configuration alone. Reading through
+`load_dataset` keeps every cache file (`Dataset.map`'s included) in the `datasets` cache, never inside the corpus
+folder.
 """
 
 from __future__ import annotations
