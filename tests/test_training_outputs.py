@@ -357,6 +357,9 @@ def test_card_metadata_names_hub_ids_only(tmp_path):
     assert card.data.tags.count("lora") == 1 and card.data.tags[-1] == "stage-1"
     with pytest.raises(TypeError, match="`datasets` and `tags` must be sequences"):
         render_model_card(model.config, datasets="owner/data")
+    # A trained checkpoint is the project's licence; a converted one keeps the published parts' licences.
+    assert render_model_card(model.config).data.license == "apache-2.0"
+    assert render_model_card(model.config, source="converted").data.license == "other"
 
 
 def test_training_run_refuses_datasets_without_a_path():

@@ -23,6 +23,8 @@ _SOURCES = {
         "training": "Trained by the UniPose authors (stages 0–3 of the paper); converted, not retrained.",
         "limitations": "Outputs follow the published model; the conversion report lists every weight mapped "
         "or dropped (`conversion_report.json`).",
+        # The weights are the release's, LLaVA-1.6 / Mistral-7B's, CLIP's and TokenHMR's, under their licences.
+        "license": "other",
     },
     "trained": {
         "summary": "Trained with the UniPose training scripts.",
@@ -62,7 +64,7 @@ def render_model_card(
     evaluation: dict | str | None = None,
     limitations: str | None = None,
     conversion_report: dict | None = None,
-    license: str = "apache-2.0",
+    license: str | None = None,
     summary: str | None = None,
     base_model: str | None = None,
     datasets: Sequence[str] = (),
@@ -78,6 +80,8 @@ def render_model_card(
             section's Markdown as is, e.g. the headline table of a `unipose evaluate` run with intervals and
             baselines ([`unipose.evaluation.summary.evaluation_section`]).
         limitations (`str`, *optional*): one more limitation in Markdown.
+        license (`str`, *optional*): the metadata's licence; by default `apache-2.0` for trained checkpoints and
+            `other` for converted ones, whose weights keep the licences of the published release and its parts.
         summary (`str`, *optional*): the card's first paragraph (overrides the default of `source`).
         base_model (`str`, *optional*): the checkpoint this one was trained from; written into the metadata
             when it is a Hub id (`owner/name`, not a local folder).
@@ -98,7 +102,7 @@ def render_model_card(
     all_tags = [*_TAGS, *(("peft", "lora") if adapter else ()), *tags]
     hub_datasets = [name for name in datasets if _is_hub_id(name)]
     card_data = ModelCardData(
-        license=license,
+        license=license or defaults.get("license", "apache-2.0"),
         library_name="peft" if adapter else "transformers",
         pipeline_tag="image-text-to-text",
         tags=list(dict.fromkeys(all_tags)),  # in order, without repeats
