@@ -113,3 +113,24 @@ def test_text_only_conversations_write_the_codes_of_the_models_world(twins, pose
     written_y = text_only_conversations(_examples(poses, turn=True), model_y.model.pose_tokenizer)
     assert written_z["messages"] == written_y["messages"]
     assert written_z["messages"] != text_only_conversations(_examples(poses), model_y.model.pose_tokenizer)["messages"]
+
+
+@pytest.mark.parametrize("layout", ["6d", "matrix"])
+def test_poses_in_every_layout_turn_as_their_axis_angle(poses, layout):
+    from unipose.rotations import to_axis_angle, to_rotation_6d, to_rotation_matrix
+
+    convert = {"6d": to_rotation_6d, "matrix": to_rotation_matrix}[layout]
+    turned = change_pose_up_axis(convert(torch.from_numpy(poses)), "y", "z")
+    assert turned.shape == convert(torch.from_numpy(poses)).shape
+    torch.testing.assert_close(to_axis_angle(turned), torch.from_numpy(to_z(poses)), atol=1e-5, rtol=0)
+
+
+def test_the_demo_runs_every_task_with_a_model_whose_poses_stand_along_z(twins, tmp_path):
+    # The demo's and the web demo's input poses are 6D rotations.
+    from unipose.demo import load_inputs, run_demo
+
+    _, model_z, processor = twins
+    model_z.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    summary = run_demo(tmp_path / "model", tmp_path / "out", load_inputs(), max_new_tokens=8)
+    assert (tmp_path / "out" / "report.md").is_file() and summary

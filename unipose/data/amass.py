@@ -48,6 +48,8 @@ from ..rotations import (
     euler_angles_to_matrix,
     matrix_to_axis_angle,
     matrix_to_euler_angles,
+    matrix_to_rotation_6d,
+    rotation_6d_to_matrix,
 )
 from ..skeleton import NUM_BODY_JOINTS
 
@@ -179,13 +181,14 @@ def change_up_axis(root_orient: torch.Tensor, source: str, target: str) -> torch
     _axis_index(target, "target", UP_AXES)
     if source == target:
         return root_orient.clone()
-    axis = torch.linalg.cross(
-        _unit_vector(source, root_orient.dtype, root_orient.device),
-        _unit_vector(target, root_orient.dtype, root_orient.device),
-        dim=-1,
-    )
-    turn = axis_angle_to_matrix(axis * (math.pi / 2))
+    turn = _up_axis_turn(source, target, root_orient.dtype, root_orient.device)
     return matrix_to_axis_angle(turn @ axis_angle_to_matrix(root_orient))
+
+
+def _up_axis_turn(source: str, target: str, dtype: torch.dtype, device) -> torch.Tensor:
+    """The world's turn `(3, 3)` that takes vertical axis `source` to `target`: 90 degrees about `source x target`."""
+    axis = torch.linalg.cross(_unit_vector(source, dtype, device), _unit_vector(target, dtype, device), dim=-1)
+    return axis_angle_to_matrix(axis * (math.pi / 2))
 
 
 def change_pose_up_axis(poses, source: str, target: str):
@@ -196,13 +199,14 @@ def change_pose_up_axis(poses, source: str, target: str):
     (`UniPoseConfig.pose_up_axis`), and how its poses come back.
 
     Args:
-        poses (`np.ndarray` or `torch.Tensor` of shape `(..., num_joints, 3)`):
-            Axis-angle poses, the root orientation first.
+        poses (`np.ndarray` or `torch.Tensor`):
+            Poses with the root orientation first, as axis-angle `(..., num_joints, 3)`, rotation matrices
+            `(..., num_joints, 3, 3)` or 6D rotations `(..., num_joints, 6)` (the first two rows of each matrix).
         source (`str`), target (`str`):
             Vertical axes, `"y"` or `"z"`.
 
     Returns:
-        The poses in the same type and dtype; `poses` itself when the two frames are the same.
+        The poses in the same type, layout and dtype; `poses` itself when the two frames are the same.
     """
     _axis_index(source, "source", UP_AXES)
     _axis_index(target, "target", UP_AXES)
@@ -210,7 +214,19 @@ def change_pose_up_axis(poses, source: str, target: str):
         return poses
     values = torch.as_tensor(poses)
     turned = values.clone()
-    turned[..., 0, :] = change_up_axis(values[..., 0, :].double(), source, target).to(values.dtype)
+    turn = _up_axis_turn(source, target, torch.float64, values.device)
+    if values.dim() >= 3 and values.shape[-2:] == (3, 3):  # rotation matrices
+        turned[..., 0, :, :] = (turn @ values[..., 0, :, :].double()).to(values.dtype)
+    elif values.shape[-1] == 6:  # 6D: the first two rows of the matrix, which the turn mixes with the third
+        root = rotation_6d_to_matrix(values[..., 0, :].double())
+        turned[..., 0, :] = matrix_to_rotation_6d(turn @ root).to(values.dtype)
+    elif values.shape[-1] == 3:
+        turned[..., 0, :] = change_up_axis(values[..., 0, :].double(), source, target).to(values.dtype)
+    else:
+        raise ValueError(
+            f"`poses` must be axis-angle (..., J, 3), matrices (..., J, 3, 3) or 6D (..., J, 6), got shape "
+            f"{tuple(values.shape)}."
+        )
     return turned.numpy() if isinstance(poses, np.ndarray) else turned
 
 
