@@ -844,3 +844,28 @@ def test_evaluation_without_matplotlib_scores_everything_and_renders_no_examples
     assert result["examples"] == [] and result["num_items"] == 4
     assert "BLEU-4" in result["metrics"]
     assert not (tmp_path / "examples").exists()
+
+
+def test_unanswered_items_leave_both_sides_of_the_comparison_and_are_named():
+    from unipose.evaluation.runner import headline_significance
+    from unipose.evaluation.summary import evaluation_caveats
+
+    rng = np.random.default_rng(0)
+    baseline = {"MPJPE": {i: float(v) for i, v in enumerate(rng.normal(350.0, 30.0, 20))}}
+    ours = {"MPJPE": {i: float(v) for i, v in enumerate(rng.normal(100.0, 10.0, 20)) if i in (2, 7, 11)}}
+    entry = headline_significance(ours, baseline)["MPJPE"]
+    shared = [2, 7, 11]
+    assert entry["baseline"]["num_items"] == entry["ours"]["num_items"] == 3 and entry["unanswered"] == 17
+    assert entry["baseline"]["mean"] == pytest.approx(np.mean([baseline["MPJPE"][i] for i in shared]))
+    assert entry["difference"]["mean"] == pytest.approx(entry["ours"]["mean"] - entry["baseline"]["mean"])
+    results = {
+        "tasks": {
+            "text-to-pose": {
+                "metrics": {"MPJPE": entry["ours"]["mean"]},
+                "baseline": {"name": "mean training pose", "metrics": {"MPJPE": entry["baseline"]["mean"]}},
+                "significance": {"MPJPE": entry},
+            }
+        }
+    }
+    assert any("no pose for 17 of 20 items" in caveat and "compare the 3 it answered" in caveat
+               for caveat in evaluation_caveats(results))  # fmt: skip

@@ -60,6 +60,7 @@ from .paper_metrics import (
     DEFAULT_NUM_REPETITIONS,
     DEFAULT_POOL_SIZE,
     R_PRECISION_PROTOCOLS,
+    R_PRECISION_TOP_K,
     describe_r_precision_protocol,
     frechet_distance,
     posescript_mean_ranks,
@@ -183,6 +184,15 @@ class EvaluationSettings:
             raise ValueError(f"`captions` must be 'first' or 'all', got {self.captions!r}.")
         if self.num_examples < 0:
             raise ValueError(f"`num_examples` must be >= 0, got {self.num_examples}.")
+        # Checked here, before any generation, rather than by the metrics once the whole split is generated.
+        if self.pool_size < max(R_PRECISION_TOP_K):
+            raise ValueError(
+                f"`pool_size` must be at least {max(R_PRECISION_TOP_K)} (R-precision reports top-"
+                f"{'/'.join(map(str, R_PRECISION_TOP_K))}), got {self.pool_size}."
+            )
+        recall_k = tuple(self.recall_k)
+        if not recall_k or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in recall_k):
+            raise ValueError(f"`recall_k` must be a non-empty sequence of positive integers, got {self.recall_k!r}.")
         self.recall_k = tuple(int(k) for k in self.recall_k)
 
 
@@ -821,8 +831,9 @@ HEADLINE_METRICS = {"MPJPE": True, "PA-MPJPE": True, "ROUGE-L": False, R_PRECISI
 def headline_significance(ours: dict, baseline: dict | None, seed: int = 0) -> dict:
     """
     Each headline metric with its 95 % bootstrap interval over the test items, and against the baseline the paired
-    difference (ours - baseline, on the items both answered) with its interval and a verdict: `"better"` or
-    `"worse"` only when the interval excludes zero.
+    difference (ours - baseline) with its interval and a verdict: `"better"` or `"worse"` only when the interval
+    excludes zero. Against a baseline, both intervals and the difference are taken over the same items, those the
+    model answered; `"unanswered"` counts the others (items without a pose), which the caveats name.
     """
     report = {}
     for name, lower_is_better in HEADLINE_METRICS.items():
@@ -832,7 +843,11 @@ def headline_significance(ours: dict, baseline: dict | None, seed: int = 0) -> d
                  "lower_is_better": lower_is_better}
         if baseline is not None and baseline.get(name):
             shared = sorted(set(ours[name]) & set(baseline[name]))
-            entry["baseline"] = bootstrap_interval(list(baseline[name].values()), seed=seed).to_dict()
+            entry["ours"] = bootstrap_interval([ours[name][i] for i in shared], seed=seed).to_dict()
+            entry["baseline"] = bootstrap_interval([baseline[name][i] for i in shared], seed=seed).to_dict()
+            unanswered = len(set(baseline[name]) - set(ours[name]))
+            if unanswered:
+                entry["unanswered"] = unanswered
             difference = paired_difference(
                 [ours[name][i] for i in shared], [baseline[name][i] for i in shared], seed=seed
             )

@@ -170,6 +170,12 @@ def evaluation_caveats(results: dict) -> list[str]:
     """
     caveats = []
     for _, title, metric, entry, baseline in _headline_rows(results):
+        if baseline is not None and entry.get("unanswered"):
+            caveats.append(
+                f"{title}, {METRIC_NAMES.get(metric, metric)}: the model wrote no pose for {entry['unanswered']} of "
+                f"{entry['unanswered'] + entry['ours']['num_items']} items; the figures and the verdict compare the "
+                f"{entry['ours']['num_items']} it answered."
+            )
         if baseline is None or entry["verdict"] == "better":
             continue
         unit = METRIC_UNITS.get(metric, ("", ""))[0]
