@@ -545,3 +545,11 @@ def test_the_page_in_a_browser_answers_pose_to_text_and_text_to_pose_and_shows_e
     assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
     browser.save_screenshot(str(tmp_path / "bad_pose_file.png"))
     assert time.perf_counter() - start < 120
+
+
+def test_answer_folders_go_on_numbering_in_a_root_an_earlier_page_used(tmp_path):
+    from unipose.app import _AnswerFolders
+
+    folders = _AnswerFolders(tmp_path)
+    assert [folders.new().name for _ in range(2)] == ["answer-000001", "answer-000002"]
+    assert _AnswerFolders(tmp_path).new().name == "answer-000003"  # a new page, the same root

@@ -362,4 +362,7 @@ def test_cli_writes_the_generated_file(tmp_path, generated_path, capsys):
     body_model_command.add_arguments(parser)
     assert body_model_command.run(parser.parse_args(["--out", str(folder)])).endswith(".npz")
     assert (folder / "SMPLH_NEUTRAL.npz").is_file()
+    # A folder that does not exist yet, written as one (`--out models/`), gets the file inside it.
+    written = body_model_command.run(parser.parse_args(["--out", f"{tmp_path / 'new'}/"]))
+    assert written == str(tmp_path / "new" / "SMPLH_NEUTRAL.npz") and (tmp_path / "new").is_dir()
 

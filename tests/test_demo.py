@@ -89,3 +89,20 @@ def test_the_bundled_models_remote_code_is_the_packages():
     package = Path(unipose.__file__).parent
     stale = [path.name for path in remote_code if path.read_bytes() != (package / path.name).read_bytes()]
     assert not stale, f"refresh {stale} in {DEFAULT_MODEL} from the package"
+
+
+def test_demo_images_are_read_as_the_processor_reads_a_file(tmp_path):
+    # A phone photo stored sideways with its EXIF orientation, and a 16-bit greyscale scan.
+    from PIL import Image
+
+    from unipose.demo import load_inputs
+
+    photo = Image.new("RGB", (40, 20), (200, 30, 30))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    photo.save(tmp_path / "photo.jpg", exif=exif)
+    ramp = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
+    ramp.save(tmp_path / "scan.png")
+    inputs = load_inputs(image_a=tmp_path / "photo.jpg", image_b=tmp_path / "scan.png")
+    assert inputs["image_a"].size == (20, 40)
+    assert len(np.unique(np.asarray(inputs["image_b"]))) > 200  # scaled by its range, not clipped to white

@@ -308,6 +308,13 @@ def test_command_line_writes_poses(tmp_path):
         np.testing.assert_array_equal(data["poses"], sample_poses(25, seed=4))
         assert data["categories"].shape == (25,) and set(data["categories"]) <= set(POSE_CATEGORIES)
     assert [path.name for path in tmp_path.iterdir()] == ["poses.npz"]  # no temporary file left behind
+    # An empty contact sheet is refused before anything is written.
+    sheet = parser.parse_args(
+        ["--num", "5", "--out", str(tmp_path / "other.npz"), "--contact-sheet", str(tmp_path / "s.png"), "--sheet-size", "0"]
+    )
+    with pytest.raises(ValueError, match=r"`--sheet-size` must be a positive integer, got 0"):
+        sample_poses_command.run(sheet)
+    assert not (tmp_path / "other.npz").exists()
 
 
 def test_contact_sheet_takes_every_category_in_turn():

@@ -44,6 +44,7 @@ from .data.schema import RECORD_UP_AXIS
 from .demo import ASSETS, DEFAULT_MODEL, TASK_TITLES, task_records
 from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, open_npz, resolve_model_path
+from .processing_inputs import to_rgb_images
 from .rotations import to_rotation_6d
 from .task_formats import TASK_SLOTS
 from .visualization import contact_sheet, render_pose, save_obj
@@ -243,8 +244,9 @@ def task_inputs(
     return {
         "pose_a": used["pose_a"],
         "pose_b": used["pose_b"],
-        "image_a": None if used["image_a"] is None else used["image_a"].convert("RGB"),
-        "image_b": None if used["image_b"] is None else used["image_b"].convert("RGB"),
+        # As the processor reads an image: 16-bit and float modes scaled by their range, not clipped.
+        "image_a": None if used["image_a"] is None else to_rgb_images(used["image_a"], "image_a")[0],
+        "image_b": None if used["image_b"] is None else to_rgb_images(used["image_b"], "image_b")[0],
         "caption": used["description"],
         "instruction": used["instruction"],
     }
@@ -602,7 +604,10 @@ class _AnswerFolders:
         self._temporary = tempfile.TemporaryDirectory(prefix="unipose-app-") if root is None else None
         self.root = Path(self._temporary.name if root is None else root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._count = 0
+        # Numbering goes on after the folders an earlier page left in the same root.
+        numbers = [int(path.name.removeprefix("answer-")) for path in self.root.glob("answer-*")
+                   if path.name.removeprefix("answer-").isdigit()]  # fmt: skip
+        self._count = max(numbers, default=0)
         self._lock = threading.Lock()
 
     def new(self) -> Path:

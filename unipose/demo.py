@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from transformers import AutoModel, AutoProcessor
 
 from .body_model import BodyModel
@@ -29,6 +28,7 @@ from .data.amass import change_pose_up_axis
 from .data.schema import RECORD_UP_AXIS
 from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, resolve_model_path, write_text_atomically
+from .processing_inputs import to_rgb_images
 from .rotations import to_axis_angle, to_rotation_6d
 from .visualization import render_pose, render_pose_pair, save_obj
 
@@ -69,7 +69,7 @@ def load_inputs(pose_a=None, pose_b=None, image_a=None, image_b=None, caption=No
         path = ASSETS / name if path is None else Path(path)
         if not path.exists():
             raise FileNotFoundError(f"Image {path} not found.")
-        return Image.open(path).convert("RGB")
+        return to_rgb_images(path, name)[0]  # as the processor reads a file: EXIF orientation, 16-bit scaling
 
     return {
         "pose_a": read_pose(pose_a, "pose_a").astype(np.float32),

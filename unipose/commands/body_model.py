@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..body_model import (
@@ -17,7 +18,7 @@ from ..body_model import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
-        type=Path,
+        type=str,  # as typed: a trailing separator names a folder
         default=None,
         help=f"File (or folder, which gets {SMPLH_FILE_NAME}) to write the generated body model to; "
         f"defaults to the cache (${CACHE_ENV}, else {DEFAULT_CACHE_DIR}).",
@@ -30,5 +31,7 @@ def run(args: argparse.Namespace) -> str:
         path = generated_body_model_path()
     else:
         out = Path(args.out).expanduser()
-        path = write_generated_body_model(out / SMPLH_FILE_NAME if out.is_dir() else out)
+        # A folder: one that exists, or a path written with a trailing separator (`--out models/`).
+        folder = out.is_dir() or str(args.out).endswith((os.sep, "/"))
+        path = write_generated_body_model(out / SMPLH_FILE_NAME if folder else out)
     return str(path)

@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> str:
     """Samples and writes the poses (and a contact sheet); returns what was written."""
     if args.num < 0:
         raise ValueError(f"`--num` must be a non-negative integer, got {args.num}.")
+    if args.contact_sheet is not None:  # checked before anything is written
+        for option, value in (("--sheet-size", args.sheet_size), ("--sheet-columns", args.sheet_columns)):
+            if value < 1:
+                raise ValueError(f"`{option}` must be a positive integer, got {value}.")
     sample = PoseSampler(seed=args.seed, categories=args.categories).sample(args.num)
     save_poses(args.out, sample)
     counts = {name: sample.categories.count(name) for name in POSE_CATEGORIES if name in sample.categories}
