@@ -822,7 +822,9 @@ def test_the_summary_table_says_better_or_worse_only_where_the_difference_exclud
     assert len(caveats) == 2 and caveats[0].startswith("Pose-to-Text, ROUGE-L: the baseline is better")
     assert "no significant difference" in caveats[1] and "-1.5 [-18.9, +14.8]" in caveats[1]
     section = evaluation_section(results, {"pose_pair": {"test": 1000}}, details="More in results.json.")
-    assert "the first 300 of its 1,000 `test` records" in section and section.endswith("More in results.json.")
+    assert "- Pose Editing: 300 items from the 1,000 `test` records of `pose_pair`." in section
+    assert "- Text-to-Pose: 300 items from the `test` records of `pose_text`." in section  # its size not given
+    assert section.endswith("More in results.json.")
     assert "no intervals" in evaluation_table({"tasks": {"pose-editing": {"num_items": 3, "significance": {}}}})
     with pytest.raises(ValueError, match="results.json"):
         evaluation_table([1, 2])

@@ -134,20 +134,16 @@ def evaluation_section(results: dict, corpus_splits: dict | None = None, details
     tasks = results.get("tasks", {}) if isinstance(results, dict) else {}
     if not tasks:
         return evaluation_table(results)
-    kinds: dict[str, list[str]] = {}
-    for task in tasks:
+    # Per task: an item is a record, or a (record, caption) pair with `--captions all`, and a task leaves out the
+    # records it cannot use (those without texts), so tasks of one kind may score different numbers of items.
+    lines = ["Items scored, per task:", ""]
+    for task, result in tasks.items():
         kind = TASKS[task].kind if task in TASKS else "?"
-        kinds.setdefault(kind, []).append(task)
-    lines = ["Items scored, per record kind of the evaluated corpus:", ""]
-    for kind, kind_tasks in kinds.items():
-        first = tasks[kind_tasks[0]]
-        split, count = first.get("split", "test"), first["num_items"]
+        split, count = result.get("split", "test"), result["num_items"]
         total = (corpus_splits or {}).get(kind, {}).get(split)
-        scope = f"the first {count:,} of its {total:,} `{split}` records" if total and total > count else (
-            f"all {count:,} of its `{split}` records" if total else f"{count:,} items of its `{split}` split"
-        )
-        titles = ", ".join(TASKS[task].title if task in TASKS else task for task in kind_tasks)
-        lines.append(f"- `{kind}` ({titles}): {scope}.")
+        records = f"{total:,} `{split}` records" if total else f"`{split}` records"
+        title = TASKS[task].title if task in TASKS else task
+        lines.append(f"- {title}: {count:,} items from the {records} of `{kind}`.")
     seed = results.get("settings", {}).get("seed", 0)
     lines += [
         "",
