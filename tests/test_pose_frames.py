@@ -44,7 +44,7 @@ def to_z(pose):
 
 def test_up_axis_is_validated_saved_and_read_through_the_unipose_config(tmp_path):
     assert PoseVQVAEConfig().up_axis == "y"
-    with pytest.raises(Exception, match=r"`up_axis` must be one of \['y', 'z'\].*got 'x'"):
+    with pytest.raises(Exception, match=r"`up_axis` must be 'y' \(SMPL's frame\) or 'z' \(AMASS's\), got 'x'"):
         PoseVQVAEConfig(up_axis="x")
     PoseVQVAEConfig(up_axis="z").save_pretrained(tmp_path)
     assert PoseVQVAEConfig.from_pretrained(tmp_path).up_axis == "z"

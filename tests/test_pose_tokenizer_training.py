@@ -36,8 +36,7 @@ from unipose.training.pose_tokenizer import (
 from unipose.training.pose_vision import PoseVisionTrainer
 from unipose.training.retrieval import RetrievalTrainer
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "train" / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "train" / "recipes"
 # A dead-code threshold near the mean cluster size (16 * 80 / 32 = 40 vectors per code) resets codes at
 # every step, so that the random state drawn by the resets is part of what resume must restore.
 TINY_MODEL = {"hidden_size": 16, "code_dim": 8, "codebook_size": 32, "dead_code_threshold": 30.0}
@@ -295,7 +294,7 @@ def test_the_time_limit_stops_with_a_checkpoint_to_resume_from(tmp_path):
     assert Path(get_last_checkpoint(run)).name == "checkpoint-1"
     assert PoseVQVAE.from_pretrained(run).config.codebook_size == TINY_MODEL["codebook_size"]
     # The bundled model's build does not take the early save for a finished stage 0: its rerun resumes it.
-    spec = importlib.util.spec_from_file_location("build_unipose_tiny", REPO / "train" / "build_unipose_tiny.py")
+    spec = importlib.util.spec_from_file_location("build_unipose_tiny", RECIPES.parent / "build_unipose_tiny.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     assert not build.step_done(tmp_path, "stage0")

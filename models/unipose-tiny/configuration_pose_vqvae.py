@@ -164,10 +164,7 @@ class PoseVQVAEConfig(PreTrainedConfig):
         if self.laplace_smoothing <= 0:
             raise ValueError(f"`laplace_smoothing` must be positive, got {self.laplace_smoothing}.")
         if self.up_axis not in POSE_UP_AXES:
-            raise ValueError(
-                f"`up_axis` must be one of {list(POSE_UP_AXES)} (the vertical axis of the poses' world: 'y' for "
-                f"SMPL's frame, 'z' for AMASS's), got {self.up_axis!r}."
-            )
+            raise ValueError(f"`up_axis` must be 'y' (SMPL's frame) or 'z' (AMASS's), got {self.up_axis!r}.")
 
 
 # A saved tokenizer records this file in its `auto_map`, so that `AutoConfig` can load it with
