@@ -349,6 +349,19 @@ def test_mirrored_pairs_swap_left_and_right():
     assert [[swap_sides(c) for c in pair] for pair in captions] == mirrored_captions
 
 
+def test_a_change_that_reaches_its_end_on_one_side_only_mirrors_too():
+    # Pose pairs where one arm straightens all the way and the other a lot: said once per side (one merged "both
+    # arms" phrase took the first side's wording), in an order that depends on what is said, not on the side.
+    from unipose.pose_sampler import PoseSampler
+
+    poses = PoseSampler(seed=7).sample(60).poses.astype(np.float64)
+    joints, mirrored = joints_of(*poses), joints_of(*mirror_axis_angle(poses))
+    for index in range(0, 58, 2):
+        caption = PairCaptioner(seed=0).describe(joints[index], joints[index + 1], 1, seed=index)[0]
+        mirrored_caption = PairCaptioner(seed=0).describe(mirrored[index], mirrored[index + 1], 1, seed=index)[0]
+        assert swap_sides(caption) == mirrored_caption, index
+
+
 def test_caption_poses_and_pairs_run_forward_kinematics():
     poses = np.stack([make_pose(**ARMS_DOWN), make_pose(**ARMS_DOWN, right_knee=[90, 0, 0])])
     assert caption_poses(poses, num_captions=2, seed=1) == PoseCaptioner(seed=1).describe(

@@ -531,7 +531,9 @@ class _Phrase:
         return Statement(self.code, self.category, _entity_name(self.subject), _entity_name(self.other))
 
     def symmetry_key(self):
-        """Equal for a phrase and its mirror image (which then merge into one about both sides)."""
+        """Equal for a phrase and its mirror image (which then merge into one about both sides). Their wording
+        is part of it: a change that reached the end of its range on one side only ("all the way") is said for
+        each side, since one merged phrase would take the wording of whichever side came first."""
         if self.subject is None or self.subject[0] is None or self.subject[2]:
             return None
         other = self.other
@@ -547,6 +549,7 @@ class _Phrase:
             self.subject[1],
             None if other is None else other[1],
             relation,
+            self.templates,
         )
 
 
@@ -604,7 +607,8 @@ def _merge_sides(phrases: list[_Phrase], both_sides_templates) -> list[_Phrase]:
 
 
 def _sort_key(phrase: _Phrase, section_order: dict) -> tuple:
-    # Every field is the same for a phrase and its mirror image, so mirrored poses are walked identically.
+    # Every field is the same for a phrase and its mirror image, so mirrored poses are walked identically; the
+    # wording orders the two sides of a change said once for each (see `_Phrase.symmetry_key`) by what they say.
     subject = phrase.subject
     return (
         section_order[phrase.section],
@@ -612,6 +616,7 @@ def _sort_key(phrase: _Phrase, section_order: dict) -> tuple:
         phrase.order,
         "" if subject is None else subject[1],
         subject is not None and subject[2],
+        phrase.templates,
     )
 
 
