@@ -51,6 +51,7 @@ from unipose.training.sft import (
 from unipose.training.stages import (
     check_stage_arguments,
     load_model_and_processor,
+    mixture_seed,
     stage_argument_parser,
     stage_dataclass_types,
     stage_input_model,
@@ -68,8 +69,9 @@ def main(script_args, training_args, model_args, command_line: list[str] | None 
     set_seed(training_args.seed)
     # The data first: a wrong corpus path is reported before minutes of model loading.
     with training_args.main_process_first(desc="building the task mixture"):
-        seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
-        train_dataset = build_task_mixture(script_args.datasets, style=script_args.template_style, seed=seed)
+        train_dataset = build_task_mixture(
+            script_args.datasets, style=script_args.template_style, seed=mixture_seed(script_args, training_args)
+        )
 
     with whole_model_init(training_args):  # DeepSpeed ZeRO-3 shards it when training starts
         model, processor = load_model_and_processor(script_args, model_args)

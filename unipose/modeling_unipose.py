@@ -581,13 +581,14 @@ class UniPoseModel(UniPosePreTrainedModel):
         config = self.config
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
         max_positions = getattr(config.text_config, "max_position_embeddings", None)
-        # Positions follow the attention mask (step 4): padding, and the columns that generation masks out for
-        # the other rows of a batch, take none.
-        if attention_mask is not None and attention_mask.dim() == 2:
-            length = int(attention_mask[:, : past_length + input_ids.shape[1]].sum(-1).max())
-        else:
-            length = past_length + input_ids.shape[1]
-        if max_positions is not None and length > max_positions:
+        length = past_length + input_ids.shape[1]
+        over = max_positions is not None and length > max_positions
+        if over and attention_mask is not None and attention_mask.dim() == 2:
+            # Positions follow the attention mask (step 4): padding, and the columns that generation masks out for
+            # the other rows of a batch, take none. Read only past the cheap bound: it costs a sync per step.
+            length = int(attention_mask[:, :length].sum(-1).max())
+            over = length > max_positions
+        if over:
             raise ValueError(
                 f"The sequence is {length} tokens long (`input_ids` {input_ids.shape[1]} + cache {past_length}, "
                 f"padding left out) but the language model handles at most {max_positions} "
@@ -601,8 +602,8 @@ class UniPoseModel(UniPosePreTrainedModel):
             mask = self.get_placeholder_mask(input_ids, config.pose_token_id, codes, "pose_values")
             input_ids = input_ids.masked_scatter(mask, codes.to(input_ids.device, input_ids.dtype))
             if inputs_embeds is not None:  # the caller's embeddings, with the codes' at the placeholders
-                code_embeds = self.get_input_embeddings()(input_ids).to(inputs_embeds.dtype)
-                inputs_embeds = torch.where(mask.unsqueeze(-1), code_embeds, inputs_embeds)
+                code_embeds = self.get_input_embeddings()(codes.to(input_ids.device)).to(inputs_embeds.dtype)
+                inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1), code_embeds)
         elif bool((input_ids == config.pose_token_id).any()):
             raise ValueError("`input_ids` holds `<pose>` placeholders but no `pose_values` were given.")
 

@@ -221,7 +221,8 @@ def change_pose_up_axis(poses, source: str, target: str):
         root = rotation_6d_to_matrix(values[..., 0, :].double())
         turned[..., 0, :] = matrix_to_rotation_6d(turn @ root).to(values.dtype)
     elif values.shape[-1] == 3:
-        turned[..., 0, :] = change_up_axis(values[..., 0, :].double(), source, target).to(values.dtype)
+        root = axis_angle_to_matrix(values[..., 0, :].double())
+        turned[..., 0, :] = matrix_to_axis_angle(turn @ root).to(values.dtype)
     else:
         raise ValueError(
             f"`poses` must be axis-angle (..., J, 3), matrices (..., J, 3, 3) or 6D (..., J, 6), got shape "

@@ -839,17 +839,17 @@ def headline_significance(ours: dict, baseline: dict | None, seed: int = 0) -> d
     for name, lower_is_better in HEADLINE_METRICS.items():
         if name not in ours or not ours[name]:
             continue
-        entry = {"ours": bootstrap_interval(list(ours[name].values()), seed=seed).to_dict(),
+        compared = baseline is not None and bool(baseline.get(name))
+        items = sorted(set(ours[name]) & set(baseline[name])) if compared else list(ours[name])
+        entry = {"ours": bootstrap_interval([ours[name][i] for i in items], seed=seed).to_dict(),
                  "lower_is_better": lower_is_better}
-        if baseline is not None and baseline.get(name):
-            shared = sorted(set(ours[name]) & set(baseline[name]))
-            entry["ours"] = bootstrap_interval([ours[name][i] for i in shared], seed=seed).to_dict()
-            entry["baseline"] = bootstrap_interval([baseline[name][i] for i in shared], seed=seed).to_dict()
+        if compared:
+            entry["baseline"] = bootstrap_interval([baseline[name][i] for i in items], seed=seed).to_dict()
             unanswered = len(set(baseline[name]) - set(ours[name]))
             if unanswered:
                 entry["unanswered"] = unanswered
             difference = paired_difference(
-                [ours[name][i] for i in shared], [baseline[name][i] for i in shared], seed=seed
+                [ours[name][i] for i in items], [baseline[name][i] for i in items], seed=seed
             )
             entry["difference"] = difference.to_dict()
             entry["verdict"] = verdict(difference, lower_is_better)

@@ -215,15 +215,19 @@ def training_run(script_args: UniPoseScriptArguments, model_args, command_line: 
     )
 
 
+def mixture_seed(script_args: UniPoseScriptArguments, training_args) -> int:
+    """The seed of the task mixture's draws: `mixture_seed`, or the training seed."""
+    return training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
+
+
 def stage_run_signature(script_args: UniPoseScriptArguments, training_args, num_examples: int) -> RunSignature:
     """What fixes a stage run's data, batches and steps, kept in its checkpoints so that resuming another run
     is refused ([`unipose.checkpoints.check_resumable`])."""
-    seed = training_args.seed if script_args.mixture_seed is None else script_args.mixture_seed
     return RunSignature(
         stage=script_args.stage,
         seed=training_args.seed,
         data_seed=training_args.data_seed,
-        mixture_seed=seed,
+        mixture_seed=mixture_seed(script_args, training_args),
         datasets=[asdict(component) for component in script_args.datasets],
         train_batch_size=training_args.per_device_train_batch_size
         * training_args.gradient_accumulation_steps
@@ -254,6 +258,7 @@ __all__ = [
     "UniPoseScriptArguments",
     "check_stage_arguments",
     "load_model_and_processor",
+    "mixture_seed",
     "stage_argument_parser",
     "stage_dataclass_types",
     "stage_input_model",
