@@ -5,6 +5,7 @@ Each test states one contract. Where transformers gives the reference (a streame
 criterion's meaning), the test compares against that reference, not against our own reading of it.
 """
 
+import copy
 import json
 import os
 import socket
@@ -15,6 +16,7 @@ import threading
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import (
     GenerationConfig,
     StoppingCriteria,
@@ -584,6 +586,104 @@ def test_a_batch_near_the_context_limit_fits_where_each_row_fits_alone():
     assert out.sequences.shape[1] - width == max(len(new) for new in alone) == 170
     # Each row's cache also held the other row's two sets of masked-out queries: more columns than positions.
     assert width + 170 + 2 * N > 256
+
+
+def test_a_sequence_stops_at_the_end_of_the_context_and_opens_a_pose_only_where_it_fits(p_model, processor):
+    # 256 positions, and a head that opens a pose at every text step: the first fits, the second would not (`<p>`
+    # and its 80 queries need 81 positions), so the row writes text to the end of the context and stops there,
+    # with what it wrote, instead of failing at the next forward pass.
+    model, _ = tiny_model_and_processor(seed=0, text_config={"max_position_embeddings": 256})
+    model.lm_head.bias = p_model.lm_head.bias
+    limit = 256
+    inputs = processor(text=["A person " + "kneeling on the floor " * 300], truncation=True, max_length=150)
+    prompt_length = inputs["input_ids"].shape[1]
+    out = _greedy(model, inputs, max_new_tokens=400, eos_token_id=None)
+    sequence = out.sequences[0]
+    assert len(sequence) == limit + 1  # every position fed, and the token written from the last one
+    assert sequence[prompt_length] == model.config.pose_start_token_id
+    assert sequence[prompt_length + N + 1] == model.config.pose_end_token_id
+    assert (sequence[prompt_length + 1 :] == model.config.pose_start_token_id).sum() == 0
+    assert out.pose_codes[0].shape == (1, N)
+    # In a batch, the long row stops there and the short one goes on as it would alone.
+    short = processor(text=["A person"])
+    alone = _greedy(model, short, max_new_tokens=200, eos_token_id=None).sequences[0]
+    gap = prompt_length - short["input_ids"].shape[1]
+    batch = {
+        "input_ids": torch.cat([inputs["input_ids"], F.pad(short["input_ids"], (gap, 0), value=0)]),
+        "attention_mask": torch.cat([inputs["attention_mask"], F.pad(short["attention_mask"], (gap, 0), value=0)]),
+    }
+    both = _greedy(model, batch, max_new_tokens=200, eos_token_id=None).sequences
+    width = batch["input_ids"].shape[1]
+    assert torch.equal(both[1, width:], alone[short["input_ids"].shape[1] :])
+    assert torch.equal(both[0, width : width + limit + 1 - prompt_length], sequence[prompt_length:])
+
+
+def test_forward_and_the_model_answer_tuples_when_return_dict_is_off(model, processor):
+    inputs = _prompt(processor, ["Describe a person", "Say something else"])
+    with torch.no_grad():
+        expected = model(**inputs)
+        as_tuple = model(**inputs, return_dict=False)
+        inner = model.model(**inputs, return_dict=False)
+    assert isinstance(as_tuple, tuple) and isinstance(inner, tuple)
+    torch.testing.assert_close(as_tuple[0], expected.logits, rtol=0, atol=0)
+    torch.testing.assert_close(inner[0], model.model(**inputs).last_hidden_state, rtol=0, atol=0)
+    off = copy.deepcopy(model)
+    off.config.return_dict = False
+    with torch.no_grad():
+        assert isinstance(off(**inputs), tuple)
+    assert torch.equal(off.generate(**inputs, max_new_tokens=4, do_sample=False),
+                       model.generate(**inputs, max_new_tokens=4, do_sample=False))
+
+
+def test_prompt_learning_adapters_are_refused_by_generate(model, processor):
+    peft = pytest.importorskip("peft")
+    inputs = _prompt(processor, ["Describe a person"])
+    for config in (peft.PrefixTuningConfig(num_virtual_tokens=4), peft.PromptTuningConfig(num_virtual_tokens=4)):
+        config.task_type = "CAUSAL_LM"
+        wrapped = peft.get_peft_model(copy.deepcopy(model), config).eval()
+        with pytest.raises(ValueError, match=f"prompt-learning adapters \\(got a {type(config).__name__}\\)"):
+            wrapped.generate(**inputs, max_new_tokens=2)
+        # Once PEFT has put the model's own method back, the model alone generates as before.
+        alone = wrapped.base_model.generate(**inputs, max_new_tokens=2)
+        assert torch.equal(alone, model.generate(**inputs, max_new_tokens=2))
+
+
+def test_a_mixed_adapter_batch_decodes_each_row_with_its_adapter_when_rows_finish_apart(p_model, processor):
+    # PEFT's `adapter_names` gives each row of the batch its own LoRA adapter through forward pre-hooks that split
+    # the batch by row; a finished row must then stay in the batch (fed masked-out padding), as in stock `generate`.
+    peft = pytest.importorskip("peft")
+
+    def lora():
+        return peft.LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+
+    torch.manual_seed(0)
+    wrapped = peft.get_peft_model(copy.deepcopy(p_model), lora(), adapter_name="one")
+    wrapped.add_adapter("two", lora())
+    wrapped.eval()
+    texts = ["A person", "Another person stands"]
+    batch = processor(text=texts, return_tensors="pt")
+    width = batch["input_ids"].shape[1]
+    max_new_tokens = [1, 2 * N + 5]  # the first row stops after one pose, the second writes on
+
+    class StopFirstRow(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+            done[0] = input_ids.shape[1] - width >= N + 2
+            return done
+
+    out = wrapped.generate(
+        **batch, adapter_names=["one", "two"], do_sample=False, max_new_tokens=max_new_tokens[1],
+        stopping_criteria=StoppingCriteriaList([StopFirstRow()]), return_dict_in_generate=True,
+    )
+    for row, (text, name) in enumerate(zip(texts, ["one", "two"])):
+        alone = processor(text=[text], return_tensors="pt")
+        wrapped.set_adapter(name)
+        expected = wrapped.generate(
+            **alone, do_sample=False, max_new_tokens=max_new_tokens[row], return_dict_in_generate=True
+        )
+        new = expected.sequences[0, alone["input_ids"].shape[1] :]
+        assert torch.equal(out.sequences[row, width : width + len(new)], new)
+        assert torch.equal(out.pose_codes[row], expected.pose_codes[0])
 
 
 def test_int32_ids_with_poses_give_what_int64_ids_give(model, processor):

@@ -639,6 +639,29 @@ def test_extract_pose_codes(processor):
     assert extracted[1].shape == (0, NUM_POSE_TOKENS)
 
 
+def test_the_new_tokens_of_each_row_decode_as_transformers_trims_them(processor):
+    # `[out[len(prompt):] for prompt, out in zip(inputs["input_ids"], generated)]`, transformers' recipe for the new
+    # tokens: a list of 1D tensors, and after a prompt that ended with `<p>`, the codes and `</p>` of its span.
+    code = codes(14)
+    prompt = processor(text=["Write it. <p>", "Describe <pose> in words"], poses=[codes(15)], return_tensors="pt")
+    written = torch.cat([code + processor.pose_code_token_offset, torch.tensor([processor.pose_end_token_id])])
+    words = processor.tokenizer(" kneeling", add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    new, text = [torch.cat([written, words]), words], processor.tokenizer.decode(words)
+    assert processor.batch_decode(new) == ["<pose> kneeling", text]
+    assert processor.batch_decode([row.numpy() for row in new], pose_spans="remove") == [" kneeling", text]
+    assert processor.post_process_image_text_to_text(new) == ["<pose> kneeling", text]
+    extracted = processor.extract_pose_codes(new)
+    assert torch.equal(extracted[0], code[None]) and extracted[1].shape == (0, NUM_POSE_TOKENS)
+    # Whole sequences read as before: the span opens inside them, with its `<p>`.
+    whole = [torch.cat([prompt["input_ids"][0], row]) for row in (written,)]
+    assert processor.batch_decode(whole) == ["Write it. <pose>"]
+    assert torch.equal(processor.extract_pose_codes(whole)[0], code[None])
+    # Codes cut short, without their `</p>`, are not a span, and a row that is not a sequence is refused.
+    assert processor.extract_pose_codes([written[:-2]])[0].shape == (0, NUM_POSE_TOKENS)
+    with pytest.raises(TypeError, match="`sequences` must be a 2D tensor"):
+        processor.batch_decode([torch.tensor(5)])
+
+
 # ---------------------------------------------------------------------------------------------------
 # Saving, loading and the remote-code closure
 # ---------------------------------------------------------------------------------------------------

@@ -293,14 +293,17 @@ def as_id_row(token_ids: Any, name: str) -> list[int]:
 
 
 def as_id_rows(sequences: Any, name: str) -> list[list[int]]:
-    """Token id rows of a 2D tensor, array or list of lists; `name` is the argument, for the error."""
+    """Token id rows of a 2D tensor, array or list of rows (lists, 1D tensors or arrays, e.g. the new tokens of each
+    row of `generate`'s output); `name` is the argument, for the error."""
     if isinstance(sequences, (torch.Tensor, np.ndarray)):
         sequences = sequences.tolist()
+    elif isinstance(sequences, (list, tuple)):
+        sequences = [row.tolist() if isinstance(row, (torch.Tensor, np.ndarray)) else row for row in sequences]
     if not isinstance(sequences, (list, tuple)) or not all(
         isinstance(row, (list, tuple)) for row in sequences
     ):
         raise TypeError(
-            f"`{name}` must be a 2D tensor, array or list of token id lists, got {type(sequences).__name__}."
+            f"`{name}` must be a 2D tensor, array or list of token id rows, got {type(sequences).__name__}."
         )
     return [[int(token) for token in row] for row in sequences]
 

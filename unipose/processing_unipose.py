@@ -429,7 +429,8 @@ class UniPoseProcessor(ProcessorMixin):
                 Whether to drop special tokens (BOS, EOS, padding, `<image>`...). The pose marker of
                 `pose_spans="marker"` and the spans of `pose_spans="keep"` stay.
             pose_spans (`str`, *optional*, defaults to `"marker"`):
-                What to do with each pose span `<p> ... </p>` (an unterminated one runs to the end):
+                What to do with each pose span `<p> ... </p>` (an unterminated one runs to the end; codes that
+                open the ids and end with `</p>`, the new tokens of a prompt that ended with `<p>`, are one too):
                 `"marker"` writes `<pose>` in its place, `"remove"` drops it, `"keep"` decodes its tokens
                 (`<p><pose_12>...</p>`). Get the codes themselves with
                 [`~UniPoseProcessor.extract_pose_codes`].
@@ -479,7 +480,8 @@ class UniPoseProcessor(ProcessorMixin):
         Returns:
             `list[torch.LongTensor]`: per sequence, a tensor `(num_spans, num_pose_tokens)` with the codes of
             its complete code spans in order (spans of `<pose>` or `<pose_query>` placeholders hold no codes
-            and are left out). Decode them to poses with the pose tokenizer.
+            and are left out; a sequence that opens with the codes and `</p>` of a span, the new tokens of a
+            prompt that ended with `<p>`, counts that span first). Decode them to poses with the pose tokenizer.
         """
         return [self.pose_spans.codes(row) for row in as_id_rows(sequences, "sequences")]
 

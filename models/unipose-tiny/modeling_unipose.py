@@ -37,7 +37,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 from transformers.integrations import is_deepspeed_zero3_enabled, is_fsdp_managed_module
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
-from transformers.utils import logging
+from transformers.utils import can_return_tuple, logging
 
 from .configuration_unipose import UniPoseConfig
 from .modeling_pose_vqvae import PoseVQVAE
@@ -548,6 +548,7 @@ class UniPoseModel(UniPosePreTrainedModel):
             )
         return mask
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -614,7 +615,7 @@ class UniPoseModel(UniPosePreTrainedModel):
         is_query = input_ids == config.pose_query_token_id
         if bool(is_query.any()):
             query_index = pose_query_positions(input_ids, config.pose_query_token_id, config.num_pose_tokens)
-            queries = self.pose_queries.to(inputs_embeds.dtype)[query_index.clamp(min=0)]
+            queries = self.pose_queries.to(inputs_embeds.device, inputs_embeds.dtype)[query_index.clamp(min=0)]
             inputs_embeds = torch.where(is_query.unsqueeze(-1), queries, inputs_embeds)
 
         # 3. Images: fused CLIP + pose-ViT features fill the `<image>` positions.
@@ -622,7 +623,8 @@ class UniPoseModel(UniPosePreTrainedModel):
         if pixel_values is not None or pose_pixel_values is not None:
             if pixel_values is None or pose_pixel_values is None:
                 raise ValueError("Images need both `pixel_values` (CLIP) and `pose_pixel_values` (pose ViT).")
-            image_features = self.get_image_features(pixel_values, pose_pixel_values).to(inputs_embeds.dtype)
+            image_features = self.get_image_features(pixel_values, pose_pixel_values)
+            image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
             mask = self.get_placeholder_mask(input_ids, config.image_token_id, image_features, "pixel_values")
             inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1), image_features)
         elif bool((input_ids == config.image_token_id).any()):
@@ -705,6 +707,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
     def pose_tokenizer(self) -> PoseVQVAE:
         return self.model.pose_tokenizer
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -739,6 +742,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,  # `config.return_dict` is this model's too: the tuple is made once, by this method
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -855,6 +859,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
                     "UniPose generation does not support assisted decoding: got an `assistant_model`. Call "
                     "`generate` without `assistant_model` (a pose is already written in one step)."
                 )
+            _check_no_prompt_learning(self)
             generation_config, stopping_criteria, kwargs = self._take_stop_strings(
                 generation_config, stopping_criteria, tokenizer, kwargs
             )
@@ -957,6 +962,31 @@ def _check_decoding_mode(generation_config: GenerationConfig) -> None:
         f"for {asked} with {settings}. Leave these at their defaults (`num_beams=1`, "
         "`num_return_sequences=1`, no `penalty_alpha` or `prompt_lookup_num_tokens`) in the `generate` arguments, "
         "in the `generation_config` you pass and in `model.generation_config`."
+    )
+
+
+def _check_no_prompt_learning(model: nn.Module) -> None:
+    """Refuse PEFT's prompt-learning adapters (prefix, prompt and p-tuning): they reach the model through the
+    `prepare_inputs_for_generation` that PEFT puts on the instance, which the pose decoding loop never calls, so
+    `generate` would silently answer as the base model. (LoRA and other adapters live in the layers and work.)"""
+    patched = vars(model).get("prepare_inputs_for_generation")
+    peft_config = getattr(getattr(patched, "__self__", None), "active_peft_config", None)
+    if getattr(peft_config, "is_prompt_learning", False):
+        raise ValueError(
+            f"UniPose generation does not run prompt-learning adapters (got a {type(peft_config).__name__}): their "
+            "virtual tokens enter through `prepare_inputs_for_generation`, which its one-step pose decoding does "
+            "not call. Train a LoRA adapter instead (`peft.LoraConfig`), which works in `generate`."
+        )
+
+
+def _hooks_hold_rows(model: nn.Module, batch_size: int) -> bool:
+    """Whether a forward pre-hook of `model` is bound to one value per row of the batch, as PEFT's are in a
+    mixed-adapter batch (`adapter_names`, aLoRA's `alora_offsets`): the rows must then keep their places."""
+    return any(
+        isinstance(value, (list, tuple, torch.Tensor)) and len(value) == batch_size
+        for module in model.modules()
+        for hook in module._forward_pre_hooks.values()
+        for value in getattr(hook, "keywords", {}).values()
     )
 
 
@@ -1249,9 +1279,25 @@ def _unipose_decode(
     pending = input_ids[:, -1].tolist()  # the token each row feeds next; `<p>`: a pose to write
     finished = [False] * batch_size
     stop_after_pose = [False] * batch_size  # a criterion fired on `<p>`: stop once the pose is written
-    # The rows in the model's batch (and in the cache), in order: finished rows leave it (step 2).
+    # The rows in the model's batch (and in the cache), in order: finished rows leave it (step 2), unless a hook
+    # holds a value per row.
     active, slot = list(batch), {row: row for row in batch}
     dropped_rows = False
+    keep_rows = _hooks_hold_rows(model, batch_size)
+    # Positions each row has fed (`max_position_embeddings` bounds them): a row stops when its next token
+    # would not fit, and opens a pose only if `<p>` and its queries fit.
+    max_positions = getattr(config.text_config, "max_position_embeddings", None) or float("inf")
+    fed = [input_ids.shape[1]] * batch_size if attention_mask is None else attention_mask.sum(-1).tolist()
+
+    def at_context_end(row: int) -> bool:
+        """Whether the pending token of `row` cannot be fed: the language model has no position left for it."""
+        if fed[row] + 1 <= max_positions:
+            return False
+        logger.warning_once(
+            f"A sequence reached the language model's {max_positions} positions (`max_position_embeddings`) and "
+            "stopped there, before `max_new_tokens` or another stopping criterion."
+        )
+        return True
 
     def stopped(rows: list[int]) -> set[int]:
         """The rows of `rows` that the stopping criteria stop, each judged on its own tokens."""
@@ -1286,13 +1332,15 @@ def _unipose_decode(
         for row, row_codes in zip(rows, codes):
             pose_codes[row].append(row_codes)
             pending[row] = end_id
-            finished[row] = row in rows_stopped or stop_after_pose[row]
+            finished[row] = row in rows_stopped or stop_after_pose[row] or at_context_end(row)
             stop_after_pose[row] = False
 
     def write_text(text_logits: torch.Tensor, rows: list[int]) -> None:
         """Sample, record and stream the next token of each row of `rows` from its `text_logits`
         `(len(rows), vocab)`."""
         scores = text_logits.float().masked_fill(text_forbidden, float("-inf"))
+        no_room_for_pose = [index for index, row in enumerate(rows) if fed[row] + 1 + num_tokens > max_positions]
+        scores[no_room_for_pose, start_id] = float("-inf")
         if len(logits_processor):  # the processors see the whole batch and read each row's own history
             index = torch.tensor(rows, device=device)
             batch_scores = scores.new_zeros((batch_size, scores.shape[-1])).index_copy_(0, index, scores)
@@ -1316,6 +1364,8 @@ def _unipose_decode(
                 stop_after_pose[row] = True
             else:
                 finished[row] = True
+        for row in rows:
+            finished[row] = finished[row] or at_context_end(row)
 
     def forward(ids: torch.LongTensor, mask, in_pose: list[int], opened_in_prompt: bool = False, **inputs) -> None:
         """One forward pass over `ids` `(len(active), width)` (whose last `1 + num_pose_tokens` positions are
@@ -1325,7 +1375,9 @@ def _unipose_decode(
         The head is applied once, to the outputs that are read (the queries of the rows writing a pose, the
         last token of the rows writing text), not to the masked-out padding of the others."""
         nonlocal cache
-        outputs = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True, **inputs)
+        outputs = model.model(
+            input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True, return_dict=True, **inputs
+        )
         cache = getattr(outputs, CACHE_NAME)
         hidden = outputs.last_hidden_state[:, -(1 + num_tokens) if in_pose else -1 :]
         posed = set(in_pose)
@@ -1343,6 +1395,8 @@ def _unipose_decode(
     if streamer is not None:
         streamer.put(input_ids.cpu())
     in_pose = [row for row in batch if pending[row] == start_id]
+    for row in in_pose:
+        fed[row] += num_tokens
     prefill_ids = input_ids
     if in_pose:
         prompt_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
@@ -1359,7 +1413,7 @@ def _unipose_decode(
         #    The positions that no running row attends to any more (the queries of a pose written beside them,
         #    the padding of a longer prompt) leave the cache with them.
         running = [index for index, row in enumerate(active) if not finished[row]]
-        if running and len(running) < len(active) and isinstance(cache, DynamicCache):
+        if running and len(running) < len(active) and isinstance(cache, DynamicCache) and not keep_rows:
             cache.batch_select_indices(torch.tensor(running, device=device))
             active = [active[index] for index in running]
             slot, dropped_rows = {row: index for index, row in enumerate(active)}, True
@@ -1370,6 +1424,8 @@ def _unipose_decode(
         # 3. One step. Every running row feeds its pending token; a row whose token is `<p>` feeds the queries of
         #    its pose after it, the others masked-out padding, so every row gets exactly what it would get alone.
         in_pose = [row for row in active if pending[row] == start_id and not finished[row]]
+        for row in active:
+            fed[row] += 0 if finished[row] else 1 + num_tokens * (row in in_pose)
         step_ids = [[pad_token_id if finished[row] else pending[row]] for row in active]
         step_ids = torch.tensor(step_ids, device=device)
         step_mask = torch.tensor([[int(not finished[row])] for row in active], device=device)

@@ -249,7 +249,9 @@ class PoseSpans:
                 self.pose_query_token_id,
             }
             return ids, span_tokens.union(self.code_ids)
-        kept, index = [], 0
+        kept, index = [], self._continued_span_end(ids)
+        if index and mode == "marker":
+            kept.append(self.pose_token_id)
         while index < len(ids):
             if ids[index] != self.pose_start_token_id:
                 kept.append(ids[index])
@@ -265,11 +267,22 @@ class PoseSpans:
             index = end + 1
         return kept, {self.pose_token_id} if mode == "marker" else set()
 
+    def _continued_span_end(self, ids: Sequence[int]) -> int:
+        """
+        Where the span that `ids` continues ends (the index after its `</p>`), or 0. `ids` continue a span when
+        they open with code tokens closed by `</p>`: the new tokens of a prompt that ended with `<p>`.
+        """
+        index = 0
+        while index < len(ids) and self.code_ids.start <= ids[index] < self.code_ids.stop:
+            index += 1
+        return index + 1 if 0 < index < len(ids) and ids[index] == self.pose_end_token_id else 0
+
     def codes(self, ids: Sequence[int]) -> torch.LongTensor:
-        """`(num_spans, num_pose_tokens)`: the codes of the complete code spans of `ids`, in order."""
+        """`(num_spans, num_pose_tokens)`: the codes of the complete code spans of `ids`, in order, the span that
+        `ids` continue (see [`_continued_span_end`]) first if it holds `num_pose_tokens` codes."""
         length = self.num_pose_tokens
         ids = np.asarray(ids, dtype=np.int64)
-        spans = []
+        spans = [ids[:length] - self.pose_code_token_offset] if self._continued_span_end(ids) == length + 1 else []
         for start in np.flatnonzero(ids == self.pose_start_token_id).tolist():
             body, end = ids[start + 1 : start + 1 + length], start + 1 + length
             if end < len(ids) and ids[end] == self.pose_end_token_id and self.is_code(body).all():
