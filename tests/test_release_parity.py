@@ -19,7 +19,7 @@ import torch
 from unipose import conversion
 from unipose.cli import main as cli_main
 from unipose.processing_unipose import UniPoseProcessor
-from unipose.rotations import to_rotation_matrix
+from unipose.rotations import matrix_to_axis_angle, to_rotation_matrix
 from unipose.testing import tiny_processor
 from unipose.verification import read_reference, verify_against_reference
 
@@ -91,6 +91,43 @@ def test_real_float32_rotation_matrices_encode_to_the_release_codes(converted):
     deviation = (matrices @ matrices.transpose(-1, -2) - torch.eye(3, dtype=torch.float64)).abs().amax()
     assert 1e-3 < deviation < 1e-2
     assert checks["pose tokenizer: codes of the input poses"].value == 0
+
+
+def test_the_pose_tokenizer_computes_in_bfloat16_as_the_published_program_runs_it(converted):
+    """The release's inference casts its VQ-VAE to bfloat16, weights, codebook and input matrices
+    (`pose_tokenizer_bfloat16.safetensors`, recorded by `parity/record_pose_tokenizer.py` with the release's own
+    VQ-VAE): a conversion computes in bfloat16 by default and gives its codes, and its decoded matrices to the
+    bit. In float32 most codes are others."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    variant, out, _ = converted
+    recorded = load_file(FIXTURES / variant / "pose_tokenizer_bfloat16.safetensors")
+    model = AutoModel.from_pretrained(out, trust_remote_code=True).eval()
+    tokenizer = model.model.pose_tokenizer
+    assert tokenizer.config.compute_dtype == model.config.pose_tokenizer_config.compute_dtype == "bfloat16"
+    assert tokenizer.dtype == torch.float32  # the weights stay float32: only the computation is rounded
+    processor = UniPoseProcessor.from_pretrained(out)
+    poses = recorded["poses"]
+    pose_values = torch.as_tensor(processor(text=["<pose>"] * len(poses), poses=list(poses))["pose_values"])
+    codes = model.model.encode_poses(pose_values) - model.config.pose_code_token_offset
+    assert torch.equal(codes, recorded["codes"])
+    assert torch.equal(tokenizer.decode_to_matrix(recorded["codes"]), recorded["decoded_rotmat"])
+    # The release turns those matrices into axis-angle in bfloat16 arithmetic too, which moves a joint by up to
+    # 0.09 rad on these poses (a median below 0.015); here that last step is float32, on the same matrices.
+    axis_angle = tokenizer.decode_to_axis_angle(recorded["codes"])
+    torch.testing.assert_close(axis_angle, matrix_to_axis_angle(recorded["decoded_rotmat"]), rtol=0, atol=0)
+    between = to_rotation_matrix(axis_angle.double()).transpose(-1, -2) @ to_rotation_matrix(
+        recorded["decoded_axis_angle"].double()
+    )
+    angle = torch.arccos(((between.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1))
+    assert angle.max() < 0.1 and angle.median() < 0.015
+    tokenizer.config.compute_dtype = "float32"
+    try:
+        in_float32 = model.model.encode_poses(pose_values) - model.config.pose_code_token_offset
+    finally:
+        tokenizer.config.compute_dtype = "bfloat16"
+    assert (in_float32 != recorded["codes"]).float().mean() > 0.75  # 80% (release a), 93% (release b)
 
 
 def test_the_converted_config_carries_every_setting_that_changes_the_outputs(converted):

@@ -9,6 +9,7 @@ from transformers import PreTrainedConfig
 ROTATION_6D_DIM = 6
 # The vertical axes a pose tokenizer's world may have: SMPL's frame, AMASS's.
 POSE_UP_AXES = ("y", "z")
+POSE_TOKENIZER_COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 @strict
@@ -67,6 +68,12 @@ class PoseVQVAEConfig(PreTrainedConfig):
             reads and writes: `"y"`, SMPL's own frame (the frame of this project's corpora), or `"z"`, AMASS's
             frame, in which PoseScript zeroes the heading and the published UniPose works. Only the root
             orientation depends on it. Written by the tokenizer's training from the frame it was trained in.
+        compute_dtype (`str`, *optional*, defaults to `"float32"`):
+            The precision in which `encode` and `decode` compute, whatever the weights' dtype: `"float32"`, or
+            `"bfloat16"`, as the published UniPose runs its pose tokenizer (weights, poses and the code distances
+            in bfloat16, decoded matrices rounded to it). A converted release uses `"bfloat16"`: its language
+            model was trained on the codes that precision gives, and 16-bit distances often choose another code
+            than float32's. Training (`forward`) is not affected.
 
     Example:
 
@@ -98,6 +105,7 @@ class PoseVQVAEConfig(PreTrainedConfig):
     dead_code_threshold: float | int = 1.0
     laplace_smoothing: float = 1e-5
     up_axis: str = "y"
+    compute_dtype: str = "float32"
 
     @property
     def encoder_resample_lengths(self) -> tuple[int, ...]:
@@ -165,6 +173,10 @@ class PoseVQVAEConfig(PreTrainedConfig):
             raise ValueError(f"`laplace_smoothing` must be positive, got {self.laplace_smoothing}.")
         if self.up_axis not in POSE_UP_AXES:
             raise ValueError(f"`up_axis` must be 'y' (SMPL's frame) or 'z' (AMASS's), got {self.up_axis!r}.")
+        if self.compute_dtype not in POSE_TOKENIZER_COMPUTE_DTYPES:
+            raise ValueError(
+                f"`compute_dtype` must be one of {POSE_TOKENIZER_COMPUTE_DTYPES}, got {self.compute_dtype!r}."
+            )
 
 
 # A saved tokenizer records this file in its `auto_map`, so that `AutoConfig` can load it with
@@ -172,4 +184,4 @@ class PoseVQVAEConfig(PreTrainedConfig):
 PoseVQVAEConfig.register_for_auto_class()
 
 
-__all__ = ["POSE_UP_AXES", "PoseVQVAEConfig"]
+__all__ = ["POSE_TOKENIZER_COMPUTE_DTYPES", "POSE_UP_AXES", "PoseVQVAEConfig"]

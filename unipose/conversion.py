@@ -565,10 +565,13 @@ def _rename(weights: dict, report: ConversionReport) -> dict[str, torch.Tensor]:
 # tokenizer was trained with its orientation perturbed about z, and the release's demo poses stand upright
 # along z (their root orientations turn SMPL's y axis onto z).
 RELEASE_POSE_UP_AXIS = "z"
+# The precision in which the published UniPose runs its pose tokenizer, at inference and in training (the whole
+# VQ-VAE cast to bfloat16): its language model learned the codes of bfloat16 arithmetic.
+RELEASE_POSE_TOKENIZER_DTYPE = "bfloat16"
 
 
 def _pose_tokenizer_config(mapped: dict) -> dict:
-    """Sizes of the released pose tokenizer, read from its weights, and the world frame of its poses."""
+    """Sizes of the released pose tokenizer, read from its weights, the world frame of its poses and its precision."""
     codebook = mapped["model.pose_tokenizer.quantizer.codebook"]
     hidden_size = mapped["model.pose_tokenizer.encoder.conv_in.weight"].shape[0]
     return {
@@ -576,6 +579,7 @@ def _pose_tokenizer_config(mapped: dict) -> dict:
         "code_dim": codebook.shape[1],
         "hidden_size": hidden_size,
         "up_axis": RELEASE_POSE_UP_AXIS,
+        "compute_dtype": RELEASE_POSE_TOKENIZER_DTYPE,
     }
 
 

@@ -27,7 +27,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_pose_vqvae import PoseVQVAEConfig
-from .rotations import rotation_6d_to_axis_angle, rotation_6d_to_matrix, to_rotation_6d
+from .rotations import matrix_to_axis_angle, rotation_6d_to_axis_angle, rotation_6d_to_matrix, to_rotation_6d
 
 
 logger = logging.get_logger(__name__)
@@ -281,6 +281,33 @@ class PoseVQVAEVectorQuantizer(nn.Module):
             ]
         return torch.cat(codes).view(latents.shape[:-1])
 
+    @torch.no_grad()
+    def quantize_in(self, latents: torch.Tensor, dtype: torch.dtype) -> torch.LongTensor:
+        """
+        Indices of the nearest codes with every step in `dtype` (latents and codebook rounded to it), in the
+        published UniPose's order: `||x||^2 - 2 x.c + ||c||^2`, then the first minimum. In 16 bits `||x||^2`
+        swamps the differences between near codes, so this order decides many ties; [`quantize`] is exact.
+
+        Args:
+            latents (`torch.Tensor` of shape `(..., code_dim)`):
+                Encoder outputs.
+            dtype (`torch.dtype`):
+                The precision of the distances.
+
+        Returns:
+            `torch.LongTensor` of shape `(...)`.
+        """
+        flat = latents.reshape(-1, self.code_dim).to(dtype)
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            codebook = self.codebook.to(dtype).T  # (code_dim, K)
+            codebook_sq_norms = torch.sum(codebook**2, dim=0, keepdim=True)
+            codes = [
+                torch.min(torch.sum(chunk**2, dim=-1, keepdim=True) - 2 * (chunk @ codebook) + codebook_sq_norms, -1)
+                .indices
+                for chunk in flat.split(QUANTIZE_CHUNK_ROWS)
+            ]
+        return torch.cat(codes).view(latents.shape[:-1])
+
     def embed_codes(self, codes: torch.LongTensor) -> torch.Tensor:
         """Codebook vectors of `codes`: `(...)` -> `(..., code_dim)`."""
         return F.embedding(codes, self.codebook)
@@ -500,9 +527,15 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             `torch.LongTensor` of shape `(batch_size, num_tokens)` with values in `[0, codebook_size)`.
         """
         poses_6d = to_rotation_6d(poses, num_joints=self.config.num_joints, name="poses")
-        latents = self.encoder(poses_6d.to(device=_execution_device(self.encoder), dtype=self.dtype))
+        poses_6d = poses_6d.to(device=_execution_device(self.encoder), dtype=self.dtype)
+        if self.config.compute_dtype == "bfloat16":
+            latents = _run_in(self.encoder, torch.bfloat16, poses_6d)
+        else:
+            latents = self.encoder(poses_6d)
         with _offloaded_weights_loaded(self.quantizer):
             self._warn_if_uninitialized()
+            if self.config.compute_dtype == "bfloat16":
+                return self.quantizer.quantize_in(latents, torch.bfloat16)
             return self.quantizer.quantize(latents)
 
     def decode(self, codes) -> torch.Tensor:
@@ -520,8 +553,10 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         codes = self._check_codes(codes).to(_execution_device(self.quantizer))
         with _offloaded_weights_loaded(self.quantizer):
             self._warn_if_uninitialized()
-            latents = self.quantizer.embed_codes(codes).to(self.dtype)
-        return self.decoder(latents)
+            latents = self.quantizer.embed_codes(codes)
+        if self.config.compute_dtype == "bfloat16":
+            return _run_in(self.decoder, torch.bfloat16, latents).float()
+        return self.decoder(latents.to(self.dtype))
 
     def decode_to_matrix(self, codes) -> torch.Tensor:
         r"""
@@ -534,7 +569,10 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         Returns:
             `torch.FloatTensor` of shape `(batch_size, num_joints, 3, 3)`.
         """
-        return rotation_6d_to_matrix(self._float32_if_half(self.decode(codes)))
+        matrices = rotation_6d_to_matrix(self._float32_if_half(self.decode(codes)))
+        if self.config.compute_dtype == "bfloat16":  # the published UniPose hands its matrices on in bfloat16
+            matrices = matrices.to(torch.bfloat16).float()
+        return matrices
 
     def decode_to_axis_angle(self, codes) -> torch.Tensor:
         r"""
@@ -547,6 +585,8 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         Returns:
             `torch.FloatTensor` of shape `(batch_size, num_joints, 3)`.
         """
+        if self.config.compute_dtype == "bfloat16":
+            return matrix_to_axis_angle(self.decode_to_matrix(codes))
         return rotation_6d_to_axis_angle(self._float32_if_half(self.decode(codes)))
 
     @staticmethod
@@ -610,6 +650,20 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
                     f"`codes` must lie in [0, {self.config.codebook_size}), got values from {low} to {high}."
                 )
         return codes.to(dtype=torch.long)
+
+
+def _run_in(module: nn.Module, dtype: torch.dtype, inputs: torch.Tensor) -> torch.Tensor:
+    """`module(inputs)` with its weights and `inputs` cast to `dtype`, so that every operation computes in it (as
+    a module cast with `.to(dtype)` does), without changing the module. Autocast is off."""
+    named = itertools.chain(module.named_parameters(), module.named_buffers())
+    weights = {name: tensor.to(dtype) for name, tensor in named}
+    if any(tensor.is_meta for tensor in weights.values()):
+        raise ValueError(
+            f"`compute_dtype={str(dtype).removeprefix('torch.')!r}` needs the pose tokenizer's weights in memory, "
+            f"but its {type(module).__name__} was offloaded: keep the pose tokenizer on a device (`device_map`)."
+        )
+    with torch.autocast(device_type=inputs.device.type, enabled=False):
+        return torch.func.functional_call(module, weights, (inputs.to(dtype),))
 
 
 def _execution_device(module: nn.Module) -> torch.device:

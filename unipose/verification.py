@@ -118,6 +118,9 @@ def verify_against_reference(model_dir: PathLike, reference: PathLike, atol: flo
     """
     tensors, metadata = read_reference(reference)
     model = UniPoseForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    # `record_reference.py` runs the release in float32, its pose tokenizer included (the release's own inference
+    # runs that in bfloat16, as a conversion does by default: `parity/record_pose_tokenizer.py` records that).
+    model.model.pose_tokenizer.config.compute_dtype = "float32"
     processor = UniPoseProcessor.from_pretrained(model_dir)
     id_map = _IdMap(tensors, metadata, processor)
     checks: list[Check] = []
