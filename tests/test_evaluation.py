@@ -6,6 +6,7 @@
 import argparse
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -485,9 +486,16 @@ def test_unipose_evaluate_runs_every_task_and_writes_the_report(tmp_path, tiny_u
         assert sorted(json.loads(line)["batch"] for line in lines) == [0, 1]
     # A rerun reuses these predictions only for the same model files, dtype and corpus: a checkpoint written again
     # in place, or another dtype, is refused (before anything is generated).
+    # Every task is checked before anything is written: with the first task's folder gone, the refused rerun
+    # neither starts that task nor replaces the report of the run before.
+    report_before = (tmp_path / "out" / "results.json").read_bytes()
+    first = next(iter(runner.TASKS))
+    shutil.rmtree(tmp_path / "out" / first)
     model.save_pretrained(tmp_path / "model")
     with pytest.raises(ValueError, match=r"holds predictions of another run \(it differs in \['model_files'\]\)"):
         evaluate_command.run(args)
+    assert (tmp_path / "out" / "results.json").read_bytes() == report_before
+    assert not (tmp_path / "out" / first).exists()
     args.dtype = "bfloat16"
     with pytest.raises(ValueError, match=r"it differs in \['dtype', 'model_files'\]"):
         evaluate_command.run(args)

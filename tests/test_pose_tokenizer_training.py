@@ -68,9 +68,9 @@ def _trainer(args, datasets, body_joints, model_seed=0) -> PoseTokenizerTrainer:
     return PoseTokenizerTrainer(model, args, *datasets, body_joints=body_joints, up_axis="y")
 
 
-def _run(output_dir, callbacks=None, **overrides) -> dict:
+def _run(output_dir, callbacks=None, data=None, **overrides) -> dict:
     """Stage 0 end to end on 96 procedural poses with the tiny tokenizer."""
-    data_args = PoseDataArguments(num_train_poses=96, num_validation_poses=24, up_axis="y")
+    data_args = PoseDataArguments(num_train_poses=96, num_validation_poses=24, up_axis="y", **(data or {}))
     return train_pose_tokenizer(
         data_args,
         PoseTokenizerModelArguments(**TINY_MODEL),
@@ -285,6 +285,33 @@ def test_resume_refuses_a_different_run(tmp_path):
         _run(tmp_path, max_steps=3, per_device_train_batch_size=8, resume_from_checkpoint="latest")
     with pytest.raises(FileNotFoundError, match="trainer_state.json"):
         _run(tmp_path, resume_from_checkpoint=str(tmp_path / "nope"))
+
+
+def test_resume_refuses_other_data_or_augmentation(tmp_path):
+    _run(tmp_path, max_steps=3, max_train_minutes=1e-9)  # stopped after its first step
+    with pytest.raises(ValueError, match="the run differs in data: "):
+        _run(tmp_path, max_steps=3, data={"train_seed": 7}, resume_from_checkpoint="latest")
+    with pytest.raises(ValueError, match="the run differs in augmentation: "):
+        _run(tmp_path, max_steps=3, joint_noise_probability=0.0, resume_from_checkpoint="latest")
+
+
+def test_a_finished_run_run_again_is_left_as_it_ended(tmp_path):
+    # `Trainer` resumed at the last step would take one step more, and again at every rerun.
+    first = _run(tmp_path, max_steps=3, resume_from_checkpoint="latest")
+    weights = PoseVQVAE.from_pretrained(tmp_path).state_dict()
+    again = _run(tmp_path, max_steps=3, resume_from_checkpoint="latest")
+    assert again["global_step"] == first["global_step"] == 3 and again["eval_mpjpe"] == first["eval_mpjpe"]
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-3"]
+    rerun = PoseVQVAE.from_pretrained(tmp_path).state_dict()
+    assert [name for name in weights if not torch.equal(weights[name], rerun[name])] == []
+
+
+def test_a_new_run_is_refused_where_another_run_left_its_checkpoints(tmp_path):
+    # Its checkpoint rotation would delete them, and a later `latest` would resume them as the new run's.
+    _run(tmp_path, max_steps=3)
+    with pytest.raises(ValueError, match=r"holds checkpoints of an earlier run \(checkpoint-3\): continue it with"):
+        _run(tmp_path, max_steps=3, learning_rate=5e-2)
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-3"]
 
 
 def test_the_time_limit_stops_with_a_checkpoint_to_resume_from(tmp_path):

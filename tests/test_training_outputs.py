@@ -132,6 +132,26 @@ def test_a_run_resumed_from_a_checkpoint_continues_from_its_pose_queries(example
     torch.testing.assert_close(resumed, straight, rtol=0, atol=1e-6)
 
 
+def test_a_finished_run_resumed_from_its_last_checkpoint_takes_no_step_and_holds_its_weights(examples, tmp_path):
+    # `Trainer` alone would take a third step (it steps before it checks `max_steps`), at every rerun.
+    def trainer():
+        model, processor = tiny_model_and_processor(seed=0)
+        model = prepare_model_for_stage(model, 1, stage_peft_config(model.config, 1, r=4, lora_alpha=8))
+        args = sft_config(tmp_path, max_steps=2, save_strategy="steps", save_steps=1)
+        return UniPoseSFTTrainer(model=model, args=args, train_dataset=examples, processing_class=processor)
+
+    first = trainer()
+    first.train()
+    trained = {name: value.detach().clone() for name, value in first.model.named_parameters() if value.requires_grad}
+    again = trainer()
+    output = again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert output.global_step == again.state.global_step == 2
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    reloaded = {name: value for name, value in again.model.named_parameters() if value.requires_grad}
+    assert reloaded.keys() == trained.keys() and len(trained) > 0
+    assert [name for name in trained if not torch.equal(reloaded[name], trained[name])] == []
+
+
 def test_the_adapter_refuses_a_base_model_without_its_weights(examples, tmp_path):
     from unipose.training.sft import load_adapter
 

@@ -10,9 +10,16 @@ import os
 import shutil
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
 from transformers.trainer_callback import ExportableState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint, rotate_checkpoints
+from transformers.trainer_utils import (
+    PREFIX_CHECKPOINT_DIR,
+    TrainOutput,
+    get_last_checkpoint,
+    rotate_checkpoints,
+)
+
+logger = std_logging.getLogger(__name__)
 
 TRAINER_STATE_NAME = "trainer_state.json"
 
@@ -35,6 +42,30 @@ class StagedCheckpointsMixin:
     """
 
     _staging_root = None
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
+        """`Trainer.train`, except that a checkpoint at its run's last step is not trained from: `Trainer` would
+        take one step past `max_steps` before it checks it, and change the finished run's weights at each rerun.
+        The model gets that checkpoint's weights (the best checkpoint's with `load_best_model_at_end`) instead."""
+        state = None
+        if isinstance(resume_from_checkpoint, str):
+            state = finished_run_state(resume_from_checkpoint, self.args.max_steps)
+        if state is None:
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            raise ValueError(
+                f"`resume_from_checkpoint` {resume_from_checkpoint!r} is the last checkpoint of a finished run (step "
+                f"{state.global_step}), and a sharded engine (DeepSpeed, FSDP) loads weights "
+                "only by training on: there is nothing left to train."
+            )
+        self.state = state
+        best = state.best_model_checkpoint if self.args.load_best_model_at_end else None
+        self._load_from_checkpoint(best if best and os.path.isdir(best) else resume_from_checkpoint)
+        logger.warning(
+            f"{resume_from_checkpoint} ends the run (step {state.global_step}): nothing left to train; the model "
+            "holds its weights."
+        )
+        return TrainOutput(state.global_step, None, {})
 
     def _get_output_dir(self, trial) -> str:
         # While a checkpoint is written, `Trainer._save_checkpoint` writes into the staging directory.
@@ -77,10 +108,29 @@ def resolve_trainer_checkpoint(
 ) -> str | None:
     """For a transformers `Trainer`: `latest` (or `true`) -> the newest `checkpoint-STEP` folder of
     `output_dir`, `None` when there is none yet (so that a preemptible job reruns one command); a path as
-    given."""
-    if resume_from_checkpoint not in ("latest", "true", "True"):
-        return resume_from_checkpoint
-    return get_last_checkpoint(str(output_dir)) if os.path.isdir(output_dir) else None
+    given. Without either, a new run: refused where `output_dir` holds another run's checkpoints, which its
+    checkpoint rotation would delete and a later `latest` would resume as this run's."""
+    latest = get_last_checkpoint(str(output_dir)) if os.path.isdir(output_dir) else None
+    if resume_from_checkpoint in ("latest", "true", "True"):
+        return latest
+    if not resume_from_checkpoint and latest is not None:
+        raise ValueError(
+            f"`output_dir` {str(output_dir)!r} holds checkpoints of an earlier run ({os.path.basename(latest)}): "
+            "continue it with `--resume_from_checkpoint latest`, or start this run in another `output_dir` (or "
+            "delete them)."
+        )
+    return resume_from_checkpoint
+
+
+def finished_run_state(checkpoint: str | os.PathLike, max_steps: int) -> TrainerState | None:
+    """The `TrainerState` of `checkpoint` if a run of `max_steps` steps ends there (with `max_steps` <= 0, set by
+    epochs: the steps of the run that wrote it), else `None`."""
+    path = Path(checkpoint) / TRAINER_STATE_NAME
+    if not path.is_file():
+        return None
+    state = TrainerState.load_from_json(str(path))
+    last_step = max_steps if max_steps > 0 else state.max_steps
+    return state if 0 < last_step <= state.global_step else None
 
 
 class RunSignature(TrainerCallback, ExportableState):
@@ -155,5 +205,6 @@ __all__ = [
     "check_resumable",
     "check_same_run",
     "enable_progress_logging",
+    "finished_run_state",
     "resolve_trainer_checkpoint",
 ]

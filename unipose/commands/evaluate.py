@@ -27,9 +27,11 @@ from ..evaluation.runner import (
     DEFAULT_MAX_NEW_TOKENS,
     TASKS,
     EvaluationSettings,
+    PredictionStore,
     RetrievalJudges,
     evaluate_task,
     resolve_device,
+    task_run,
     write_report,
 )
 from ..files import files_fingerprint, resolve_model_path
@@ -196,8 +198,13 @@ def run(args: argparse.Namespace) -> str:
         "paper": PAPER_CITATION,
         "tasks": {},
     }
+    # Every task's folder is checked before anything is written: a refused run leaves the last report whole.
+    datasets = {task: load_split(args.data, TASKS[task].kind, args.split) for task in tasks}
+    if not args.overwrite:
+        for task, dataset in datasets.items():
+            PredictionStore.check(output_dir / task, task_run(task, dataset, settings, fingerprint)[1])
     for task in tasks:
-        dataset = load_split(args.data, TASKS[task].kind, args.split)
+        dataset = datasets[task]
         result = evaluate_task(
             task,
             model,

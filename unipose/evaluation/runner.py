@@ -230,25 +230,30 @@ class PredictionStore:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / PREDICTIONS_NAME
-        run_path = self.directory / RUN_NAME
-        if run_path.is_file() and not overwrite:
-            previous = json.loads(run_path.read_text(encoding="utf-8"))
-            if previous != fingerprint:
-                changed = sorted(
-                    key
-                    for key in set(previous) | set(fingerprint)
-                    if previous.get(key) != fingerprint.get(key)
-                )
-                raise ValueError(
-                    f"{str(self.directory)!r} holds predictions of another run (it differs in {changed}). Pass "
-                    "`--overwrite` to discard them, or choose another `--output`."
-                )
+        if not overwrite:
+            self.check(self.directory, fingerprint)
         if overwrite and self.path.exists():
             self.path.unlink()
-        write_text_atomically(run_path, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+        write_text_atomically(self.directory / RUN_NAME, json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
         self.batches: dict[int, list] = {}
         if self.path.is_file():
             self._read()
+
+    @staticmethod
+    def check(directory: Path, fingerprint: dict) -> None:
+        """Raises `ValueError` when `directory` holds predictions of a run other than `fingerprint`'s."""
+        run_path = Path(directory) / RUN_NAME
+        if not run_path.is_file():
+            return
+        previous = json.loads(run_path.read_text(encoding="utf-8"))
+        if previous != fingerprint:
+            changed = sorted(
+                key for key in set(previous) | set(fingerprint) if previous.get(key) != fingerprint.get(key)
+            )
+            raise ValueError(
+                f"{str(directory)!r} holds predictions of another run (it differs in {changed}). Pass "
+                "`--overwrite` to discard them, or choose another `--output`."
+            )
 
     def _read(self) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -733,6 +738,28 @@ def write_report(output_dir: Path, results: dict) -> Path:
 # ----------------------------------------------------------------------------------------------------
 
 
+def task_run(task: str, dataset, settings: EvaluationSettings, fingerprint: dict | None = None) -> tuple[list, dict]:
+    """The items of `task` in `dataset` and the fingerprint of its predictions: `fingerprint` (what the run's
+    model and data are) with the task's own settings. [`PredictionStore.check`] compares it with what a folder
+    holds before anything is written."""
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {sorted(TASKS)}, got {task!r}.")
+    items = task_items(task, dataset, settings)
+    if not items:
+        raise ValueError(f"The `{TASKS[task].kind}` records hold no item for {task} (no captions?).")
+    run_fingerprint = {
+        **(fingerprint or {}),
+        "task": task,
+        # Predictions made with other prompts are never mixed in.
+        "template": evaluation_template(task),
+        "num_items": len(items),
+        "batch_size": settings.batch_size,
+        "max_new_tokens": settings.max_new_tokens,
+        "captions": settings.captions,
+    }
+    return items, run_fingerprint
+
+
 def evaluate_task(
     task: str,
     model,
@@ -770,23 +797,8 @@ def evaluate_task(
         `{"ours": ..., "baseline": ...}`, see [`per_item_lists`]), and `baseline` (its name and metrics) when
         `train_dataset` is given.
     """
-    if task not in TASKS:
-        raise ValueError(f"`task` must be one of {sorted(TASKS)}, got {task!r}.")
-    items = task_items(task, dataset, settings)
-    if not items:
-        raise ValueError(f"The `{TASKS[task].kind}` records hold no item for {task} (no captions?).")
-    task_dir = Path(output_dir) / task
-    run_fingerprint = {
-        **(fingerprint or {}),
-        "task": task,
-        # Predictions made with other prompts are never mixed in.
-        "template": evaluation_template(task),
-        "num_items": len(items),
-        "batch_size": settings.batch_size,
-        "max_new_tokens": settings.max_new_tokens,
-        "captions": settings.captions,
-    }
-    store = PredictionStore(task_dir, run_fingerprint, overwrite=overwrite)
+    items, run_fingerprint = task_run(task, dataset, settings, fingerprint)
+    store = PredictionStore(Path(output_dir) / task, run_fingerprint, overwrite=overwrite)
     predictions = run_generation(model, processor, task, dataset, items, store, settings, progress)
     ours_per_item: dict = {}
     metrics, notes = compute_task_metrics(
@@ -884,5 +896,6 @@ __all__ = [
     "headline_significance",
     "per_item_lists",
     "task_items",
+    "task_run",
     "write_report",
 ]

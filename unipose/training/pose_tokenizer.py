@@ -224,6 +224,13 @@ def _model_arguments_class():
 PoseTokenizerModelArguments = _model_arguments_class()
 
 
+# The training arguments that set the augmentation of the training poses (and so the run's random draws).
+AUGMENTATION_ARGUMENTS = (
+    "joint_noise_probability", "joint_noise_scale", "joint_noise_increment", "joint_noise_interval",
+    "joint_noise_max_scale", "orientation_perturbation_probability", "max_heading_perturbation",
+    "max_tilt_perturbation",
+)  # fmt: skip
+
 @dataclass
 class PoseTokenizerTrainingArguments(TrainingArguments):
     """
@@ -823,6 +830,9 @@ def train_pose_tokenizer(
         num_train_poses=len(train_dataset),
         max_steps=training_args.max_steps,
         num_train_epochs=training_args.num_train_epochs,
+        # The poses and their augmentation: what the data settings and the noise draws give.
+        data=dataclasses.asdict(data_args),
+        augmentation={name: getattr(training_args, name) for name in AUGMENTATION_ARGUMENTS},
     )
     time_limit = TimeLimit(training_args.max_train_minutes)
     trainer = PoseTokenizerTrainer(

@@ -229,6 +229,7 @@ def stage_run_signature(script_args: UniPoseScriptArguments, training_args, num_
         data_seed=training_args.data_seed,
         mixture_seed=mixture_seed(script_args, training_args),
         datasets=[asdict(component) for component in script_args.datasets],
+        template_style=script_args.template_style,
         train_batch_size=training_args.per_device_train_batch_size
         * training_args.gradient_accumulation_steps
         * training_args.world_size,
