@@ -108,7 +108,7 @@ def _not_a_rotation():
             ValueError,
             "holds a matrix that is not a rotation: at pose 0, joint 5",
         ),
-        ("two.npy", np.zeros((2, 22, 3)), ValueError, "holds 2 poses; the app reads one pose per file"),
+        ("two.npy", np.zeros((2, 22, 3)), ValueError, "holds 2 poses; one pose per file is read"),
         ("broken.json", "[[0, 0,", ValueError, "is not valid JSON"),
         ("keys.json", '{"poses": []}', ValueError, 'no "pose"'),
         ("number.json", "3", ValueError, "holds a JSON int; expected a nested list of numbers"),

@@ -161,6 +161,23 @@ def test_generated_file_is_deterministic(tmp_path, arrays):
     assert not list(tmp_path.rglob("*.tmp"))  # the atomic write leaves no temporary file behind
 
 
+def test_a_file_that_is_not_a_generated_body_model_is_replaced_only_when_asked(tmp_path):
+    # It may be the licensed SMPL-H file, which cannot be downloaded again here.
+    licensed = tmp_path / "smplh" / "SMPLH_NEUTRAL.npz"
+    licensed.parent.mkdir()
+    np.savez(licensed, v_template=np.ones((NUM_VERTICES, 3)))
+    before = licensed.read_bytes()
+    for out in (str(licensed), str(licensed.parent) + "/"):
+        args = argparse.Namespace(out=out, overwrite=False)
+        with pytest.raises(FileExistsError, match="exists and is not a generated body model"):
+            body_model_command.run(args)
+        assert licensed.read_bytes() == before
+    written = write_generated_body_model(tmp_path / "generated.npz")
+    assert write_generated_body_model(written) == written  # a generated file is written again without asking
+    body_model_command.run(argparse.Namespace(out=str(licensed), overwrite=True))
+    assert licensed.read_bytes() == written.read_bytes()
+
+
 def test_generated_file_has_the_smplh_layout(arrays):
     expected_shapes = {
         "v_template": (NUM_VERTICES, 3),

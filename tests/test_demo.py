@@ -59,6 +59,27 @@ def test_a_pose_file_of_real_rotation_matrices_reaches_the_model_as_its_raw_rows
     np.testing.assert_array_equal(inputs["pose_a"], matrices[:, :2].reshape(22, 6).numpy())
 
 
+def test_the_demo_reads_pose_files_as_the_app_does_and_names_the_argument(tmp_path):
+    from unipose.demo import load_inputs, read_pose_file
+
+    (tmp_path / "pose.json").write_text(json.dumps({"pose": np.zeros((22, 3)).tolist()}))
+    read = load_inputs(pose_b=tmp_path / "pose.json")["pose_b"]
+    np.testing.assert_array_equal(read, read_pose_file(tmp_path / "pose.json"))
+    np.save(tmp_path / "three.npy", np.zeros((3, 22, 3)))
+    np.savez(tmp_path / "other.npz", a=np.zeros((22, 3)), b=np.zeros((22, 3)))
+    (tmp_path / "text.npy").write_text("not an array")
+    for name, message in (
+        ("three.npy", "`pose_a`: The pose file three.npy holds 3 poses; one pose per file is read"),
+        ("other.npz", "`pose_a`: The pose file other.npz holds the arrays \\['a', 'b'\\] but none named"),
+        ("text.npy", "`pose_a`: The pose file text.npy is not a readable .npy array"),
+        ("pose.txt", "`pose_a`: The pose file pose.txt is not a pose file"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            load_inputs(pose_a=tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="`pose_a`: The pose file .* does not exist"):
+        load_inputs(pose_a=tmp_path / "missing.npy")
+
+
 def test_the_bundled_model_loads_as_remote_code_and_writes_a_pose():
     from pathlib import Path
 

@@ -41,7 +41,7 @@ from .body_model import BodyModel
 from .checks import check_positive_int
 from .data.amass import change_pose_up_axis
 from .data.schema import RECORD_UP_AXIS
-from .demo import ASSETS, DEFAULT_MODEL, TASK_TITLES, task_records
+from .demo import ASSETS, DEFAULT_MODEL, POSE_FILE_SUFFIXES, TASK_TITLES, read_pose_file, task_records
 from .evaluation.runner import evaluation_prompt
 from .files import atomic_path, open_npz, resolve_model_path
 from .processing_inputs import to_rgb_images
@@ -72,7 +72,6 @@ _INPUT_HINTS = {
     "description": "type a description of the pose",
     "instruction": "type an instruction that changes pose A",
 }
-POSE_FILE_SUFFIXES = (".npz", ".npy", ".json")
 # The bundled example poses by the names the page shows (`demo_assets/poses.npz`'s `pose_a`, `pose_b`).
 BUNDLED_POSES = {"Bundled pose A": "pose_a", "Bundled pose B": "pose_b"}
 # Longer texts are refused before they reach the tokenizer (the model's context limit is checked too).
@@ -98,81 +97,6 @@ DEFAULT_PORT = 7860
 # ---------------------------------------------------------------------------------------------------------
 
 
-def read_pose_file(path: str | os.PathLike) -> np.ndarray:
-    """
-    One pose from a user's file, as the pose encoder reads it.
-
-    Args:
-        path (`str` or `os.PathLike`):
-            An `.npz` (array `pose`, or its only array), `.npy` or `.json` (a nested list, or an object with
-            the key `"pose"`) holding one pose in any rotation format: axis-angle `(66,)` or `(22, 3)`,
-            rotation matrices `(22, 3, 3)` or 6D `(22, 6)`, optionally with a batch axis of 1.
-
-    Returns:
-        `np.ndarray` of shape `(22, 6)`, float32: the pose in 6D (see `unipose.rotations.to_rotation_6d`).
-
-    Raises:
-        `FileNotFoundError`: if there is no such file.
-        `ValueError`: for another file type, an unreadable file, a missing `pose` array or key, a shape that
-            is no pose, values that are no rotation, or more than one pose.
-        `TypeError`: if the file holds something other than numbers.
-
-    Example:
-
-    ```python
-    >>> np.save("pose.npy", np.zeros((22, 3)))
-    >>> read_pose_file("pose.npy").shape
-    (22, 6)
-    ```
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in POSE_FILE_SUFFIXES:
-        raise ValueError(
-            f"The pose file {path.name} is not a pose file: expected {', '.join(POSE_FILE_SUFFIXES)} "
-            f"(got {suffix or 'no extension'})."
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"The pose file {path} does not exist.")
-    if suffix == ".npz":
-        with open_npz(path, "pose file") as archive:
-            if "pose" in archive:
-                array = archive["pose"]
-            elif len(archive.files) == 1:
-                array = archive[archive.files[0]]
-            else:
-                raise ValueError(
-                    f"The pose file {path.name} holds the arrays {sorted(archive.files)} but none named "
-                    "`pose`: save the pose as `np.savez(file, pose=pose)`."
-                )
-    elif suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ValueError(f"The pose file {path.name} is not a readable .npy array ({error}).") from None
-    else:
-        try:
-            array = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"The pose file {path.name} is not valid JSON ({error}).") from None
-        if isinstance(array, dict):
-            if "pose" not in array:
-                raise ValueError(
-                    f"The pose file {path.name} is a JSON object with the keys {sorted(array)[:8]} but no "
-                    '"pose": write the pose as a nested list, or as {"pose": [...]}.'
-                )
-            array = array["pose"]
-        if not isinstance(array, list):
-            raise ValueError(
-                f"The pose file {path.name} holds a JSON {type(array).__name__}; expected a nested list of "
-                "numbers."
-            )
-    poses = to_rotation_6d(array, name=path.name)
-    if poses.shape[0] != 1:
-        raise ValueError(
-            f"The pose file {path.name} holds {poses.shape[0]} poses; the app reads one pose per file."
-        )
-    return poses[0].numpy().astype(np.float32)
 
 
 def bundled_pose(name: str) -> np.ndarray:

@@ -228,19 +228,34 @@ def build_generated_body_model() -> dict[str, np.ndarray]:
     return build_body_model_arrays(_import_smplx().vertex_ids.vertex_ids["smplh"])
 
 
-def write_generated_body_model(path: PathLike) -> Path:
+def write_generated_body_model(path: PathLike, overwrite: bool = False) -> Path:
     """
     Writes the generated body model to `path`, atomically (a temporary file in the same folder, then a
-    rename), and creates the folder if needed.
+    rename), and creates the folder if needed. An existing file is replaced only if it is a generated body
+    model too, or with `overwrite`: it may be the licensed SMPL-H file.
 
     Returns:
         `pathlib.Path` of the written file.
     """
     path = Path(path).expanduser()
+    if path.exists() and not overwrite and not _is_generated_body_model(path):
+        raise FileExistsError(
+            f"{str(path)!r} exists and is not a generated body model (it may be the SMPL-H file): write the "
+            "generated one elsewhere, or pass `overwrite=True` (`--overwrite`) to replace it."
+        )
     arrays = build_generated_body_model()
     with atomic_path(path) as temporary, open(temporary, "wb") as file:
         _write_npz(file, arrays)
     return path
+
+
+def _is_generated_body_model(path: Path) -> bool:
+    """Whether `path` is an npz archive written by [`write_generated_body_model`] (with `unipose_generator`)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return "unipose_generator" in archive.files
+    except (OSError, ValueError, zipfile.BadZipFile, AttributeError):  # not an npz archive
+        return False
 
 
 # A fixed timestamp for every zip entry: `np.savez` stamps the current time, which would make two

@@ -17,6 +17,7 @@ write a pose while others write text. The output folder holds:
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from .body_model import BodyModel
 from .data.amass import change_pose_up_axis
 from .data.schema import RECORD_UP_AXIS
 from .evaluation.runner import evaluation_prompt
-from .files import atomic_path, resolve_model_path, write_text_atomically
+from .files import atomic_path, open_npz, resolve_model_path, write_text_atomically
 from .processing_inputs import to_rgb_images
 from .rotations import to_axis_angle, to_rotation_6d
 from .visualization import render_pose, render_pose_pair, save_obj
@@ -44,7 +45,85 @@ TASK_TITLES = {
     "pose_estimation": "Pose Estimation",
     "pose_editing": "Pose Editing",
 }
+# The files a user's pose may come in (see `read_pose_file`).
+POSE_FILE_SUFFIXES = (".npz", ".npy", ".json")
 
+
+def read_pose_file(path: str | os.PathLike) -> np.ndarray:
+    """
+    One pose from a user's file, as the pose encoder reads it.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            An `.npz` (array `pose`, or its only array), `.npy` or `.json` (a nested list, or an object with
+            the key `"pose"`) holding one pose in any rotation format: axis-angle `(66,)` or `(22, 3)`,
+            rotation matrices `(22, 3, 3)` or 6D `(22, 6)`, optionally with a batch axis of 1.
+
+    Returns:
+        `np.ndarray` of shape `(22, 6)`, float32: the pose in 6D (see `unipose.rotations.to_rotation_6d`).
+
+    Raises:
+        `FileNotFoundError`: if there is no such file.
+        `ValueError`: for another file type, an unreadable file, a missing `pose` array or key, a shape that
+            is no pose, values that are no rotation, or more than one pose.
+        `TypeError`: if the file holds something other than numbers.
+
+    Example:
+
+    ```python
+    >>> np.save("pose.npy", np.zeros((22, 3)))
+    >>> read_pose_file("pose.npy").shape
+    (22, 6)
+    ```
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in POSE_FILE_SUFFIXES:
+        raise ValueError(
+            f"The pose file {path.name} is not a pose file: expected {', '.join(POSE_FILE_SUFFIXES)} "
+            f"(got {suffix or 'no extension'})."
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"The pose file {path} does not exist.")
+    if suffix == ".npz":
+        with open_npz(path, "pose file") as archive:
+            if "pose" in archive:
+                array = archive["pose"]
+            elif len(archive.files) == 1:
+                array = archive[archive.files[0]]
+            else:
+                raise ValueError(
+                    f"The pose file {path.name} holds the arrays {sorted(archive.files)} but none named "
+                    "`pose`: save the pose as `np.savez(file, pose=pose)`."
+                )
+    elif suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"The pose file {path.name} is not a readable .npy array ({error}).") from None
+    else:
+        try:
+            array = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"The pose file {path.name} is not valid JSON ({error}).") from None
+        if isinstance(array, dict):
+            if "pose" not in array:
+                raise ValueError(
+                    f"The pose file {path.name} is a JSON object with the keys {sorted(array)[:8]} but no "
+                    '"pose": write the pose as a nested list, or as {"pose": [...]}.'
+                )
+            array = array["pose"]
+        if not isinstance(array, list):
+            raise ValueError(
+                f"The pose file {path.name} holds a JSON {type(array).__name__}; expected a nested list of "
+                "numbers."
+            )
+    poses = to_rotation_6d(array, name=path.name)
+    if poses.shape[0] != 1:
+        raise ValueError(
+            f"The pose file {path.name} holds {poses.shape[0]} poses; one pose per file is read."
+        )
+    return poses[0].numpy().astype(np.float32)
 
 def load_inputs(pose_a=None, pose_b=None, image_a=None, image_b=None, caption=None, instruction=None) -> dict:
     """The demo's inputs: the bundled ones, each replaceable by a file or a text of the user's.
@@ -58,12 +137,10 @@ def load_inputs(pose_a=None, pose_b=None, image_a=None, image_b=None, caption=No
     def read_pose(path, key):
         if path is None:
             return to_rotation_6d(np.load(ASSETS / "poses.npz")[key], name=key)[0].numpy()
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"Pose file {path} not found (a .npz with a `pose` array or a .npy array).")
-        array = np.load(path)
-        array = array["pose"] if path.suffix == ".npz" else array
-        return to_rotation_6d(array, name=str(path))[0].numpy()
+        try:
+            return read_pose_file(path)
+        except (FileNotFoundError, TypeError, ValueError) as error:  # named by the argument that gave it
+            raise type(error)(f"`{key}`: {error}") from None
 
     def read_image(path, name):
         path = ASSETS / name if path is None else Path(path)

@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"File (or folder, which gets {SMPLH_FILE_NAME}) to write the generated body model to; "
         f"defaults to the cache (${CACHE_ENV}, else {DEFAULT_CACHE_DIR}).",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace an existing file that is not a generated body model (such as the SMPL-H file).",
+    )
 
 
 def run(args: argparse.Namespace) -> str:
@@ -33,5 +38,5 @@ def run(args: argparse.Namespace) -> str:
         out = Path(args.out).expanduser()
         # A folder: one that exists, or a path written with a trailing separator (`--out models/`).
         folder = out.is_dir() or str(args.out).endswith((os.sep, "/"))
-        path = write_generated_body_model(out / SMPLH_FILE_NAME if folder else out)
+        path = write_generated_body_model(out / SMPLH_FILE_NAME if folder else out, overwrite=args.overwrite)
     return str(path)

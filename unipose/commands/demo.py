@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="A UniPose checkpoint folder (default: the bundled model).",
     )
     parser.add_argument("--out", default="outputs/demo", help="Output folder (default: outputs/demo).")
-    parser.add_argument("--pose-a", help="First input pose (.npz with `pose`, or .npy), any rotation format.")
+    parser.add_argument("--pose-a", help="First input pose (.npz, .npy or .json), any rotation format.")
     parser.add_argument("--pose-b", help="Second input pose (the target of Pose-Diff).")
     parser.add_argument("--image-a", help="First input image.")
     parser.add_argument("--image-b", help="Second input image (for Image-Diff).")
