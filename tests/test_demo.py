@@ -59,6 +59,18 @@ def test_a_pose_file_of_real_rotation_matrices_reaches_the_model_as_its_raw_rows
     np.testing.assert_array_equal(inputs["pose_a"], matrices[:, :2].reshape(22, 6).numpy())
 
 
+def test_the_demo_writes_only_into_a_new_or_empty_folder_or_over_an_earlier_demo(checkpoint, tmp_path, capsys):
+    other = tmp_path / "evaluation"
+    other.mkdir()
+    (other / "report.md").write_text("# Another report\n")
+    assert main(["demo", "--model", str(checkpoint), "--out", str(other), "--max-new-tokens", "2"]) == 1
+    assert "holds something other than a demo's output" in capsys.readouterr().err
+    assert (other / "report.md").read_text() == "# Another report\n" and len(list(other.iterdir())) == 1
+    out = tmp_path / "demo"
+    for _ in range(2):  # the second run replaces the first one's output
+        assert main(["demo", "--model", str(checkpoint), "--out", str(out), "--max-new-tokens", "2"]) == 0
+
+
 def test_the_demo_reads_pose_files_as_the_app_does_and_names_the_argument(tmp_path):
     from unipose.demo import load_inputs, read_pose_file
 

@@ -327,6 +327,12 @@ def test_conversations_command_writes_text_tasks_with_poses_as_codes(corpus, che
     assert all(re.fullmatch(r"(<pose_\d+>){80}", span) for found in spans for span in found)
     assert all(row["messages"][-1]["role"] == "assistant" for row in rows)
     assert not any("<p>" in row["messages"][-1]["content"] for row in rows)
+    # Another draw into the same folder replaces the conversations only when asked.
+    written = (tmp_path / "train.jsonl").read_bytes()
+    assert cli_main(["conversations", "--records", *records, *output, "--seed", "5"]) == 1
+    assert "already holds train.jsonl: pass `--overwrite`" in capsys.readouterr().err
+    assert (tmp_path / "train.jsonl").read_bytes() == written
+    assert cli_main(["conversations", "--records", *records, *output, "--seed", "5", "--overwrite"]) == 0
 
 
 def test_trl_sft_card_needs_the_run_output(tmp_path):

@@ -174,7 +174,15 @@ def task_records(inputs: dict) -> dict[str, tuple[dict, str | None]]:
 
 @torch.no_grad()
 def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens: int = 96, seed: int = 0) -> dict:
-    """Run the seven tasks as one batch and write everything to `out_dir`; returns the summary."""
+    """Run the seven tasks as one batch and write everything to `out_dir` (a new or empty folder, or an earlier
+    demo's, which is replaced); returns the summary."""
+    out_dir = Path(out_dir)
+    reusable = out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "texts.json").is_file())
+    if out_dir.exists() and not reusable:
+        raise FileExistsError(
+            f"`--out` {str(out_dir)!r} is a file or a folder that holds something other than a demo's output: give "
+            "a new or empty folder (an earlier demo's output is replaced)."
+        )
     model_path = resolve_model_path(model_path, "--model")
     model = AutoModel.from_pretrained(model_path, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=True)
@@ -194,7 +202,7 @@ def run_demo(model_path, out_dir, inputs: dict, body_model=None, max_new_tokens:
     prompt_length = batch["input_ids"].shape[1]
     texts = processor.batch_decode(output.sequences[:, prompt_length:], pose_spans="remove")
     poses = [change_pose_up_axis(row, up_axis, RECORD_UP_AXIS) for row in output.poses]  # rendered in SMPL's frame
-    return write_outputs(Path(out_dir), inputs, prompts, texts, poses, body_model)
+    return write_outputs(out_dir, inputs, prompts, texts, poses, body_model)
 
 
 def write_outputs(out_dir: Path, inputs: dict, prompts: dict, texts: list[str], poses: list, body_model=None) -> dict:

@@ -35,10 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--style", default="instruction", choices=TEMPLATE_STYLES, help="Template style.")
     parser.add_argument("--weight", type=float, default=1.0, help="Examples per record and task.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the draws.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing `OUTPUT/train.jsonl`.")
 
 
 def run(args: argparse.Namespace) -> str:
     """Write the text-only conversations that `trl sft --dataset_name OUTPUT` trains on."""
+    output = Path(args.output) / "train.jsonl"
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(
+            f"`--output` {args.output!r} already holds train.jsonl: pass `--overwrite` to replace it, or choose "
+            "another folder."
+        )
     parts = []
     for index, path in enumerate(args.records):
         records = load_records(path, args.split)
@@ -51,5 +58,5 @@ def run(args: argparse.Namespace) -> str:
     conversations = text_only_conversations(
         concatenate_datasets(parts), load_pose_tokenizer(args.pose_tokenizer)
     )
-    path = write_json_lines(conversations, Path(args.output) / "train.jsonl")
+    path = write_json_lines(conversations, output)
     return f"Wrote {len(conversations)} conversations to {path}"
