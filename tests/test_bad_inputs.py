@@ -652,3 +652,19 @@ def test_finite_but_huge_axis_angle_values_are_refused_everywhere_not_turned_int
         processor(text="Describe <pose>", poses=[huge])
     # A few turns are still rotations.
     assert np.isfinite(np.asarray(to_rotation_matrix(np.full((22, 3), 20.0)))).all()
+
+
+def test_a_data_path_that_is_a_file_is_named_as_one(tmp_path):
+    from unipose.data.corpus import discover_datasets
+
+    (tmp_path / "corpus.json").write_text("{}")
+    with pytest.raises(NotADirectoryError, match=r"Data path '.*corpus.json' is a file; give a corpus"):
+        discover_datasets(tmp_path / "corpus.json")
+
+
+def test_a_file_that_is_no_image_is_refused_by_the_processor_naming_the_argument(tmp_path):
+    from unipose.testing import tiny_processor
+
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"`images\[0\]` is the path '.*notes.png', which is not an image"):
+        tiny_processor()(text=["<image>"], images=[str(tmp_path / "notes.png")])

@@ -315,6 +315,16 @@ def test_command_line_writes_poses(tmp_path):
     with pytest.raises(ValueError, match=r"`--sheet-size` must be a positive integer, got 0"):
         sample_poses_command.run(sheet)
     assert not (tmp_path / "other.npz").exists()
+    # So are files whose names say another format, and folders.
+    (tmp_path / "folder.npz").mkdir()
+    for argv, message in (
+        (["--out", str(tmp_path / "p.txt")], "`--out` must be a .npz file, got '.*p.txt'"),
+        (["--out", str(tmp_path / "folder.npz")], "`--out` must be a .npz file, got '.*folder.npz'"),
+        (["--out", str(tmp_path / "o.npz"), "--contact-sheet", str(tmp_path / "s.jpg")], "`--contact-sheet`"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            sample_poses_command.run(parser.parse_args(["--num", "5", *argv]))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder.npz", "poses.npz"]
 
 
 def test_contact_sheet_takes_every_category_in_turn():

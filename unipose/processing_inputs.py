@@ -90,9 +90,14 @@ def to_rgb_images(image: ImageLike, name: str) -> list[PIL.Image.Image]:
             return [load_image(source)]
         if not os.path.isfile(source):
             raise FileNotFoundError(f"`{name}` is the path {source!r}, which is not a file.")
-        with PIL.Image.open(source) as opened:
-            image = PIL.ImageOps.exif_transpose(opened)
-            image.load()
+        try:
+            with PIL.Image.open(source) as opened:
+                image = PIL.ImageOps.exif_transpose(opened)
+                image.load()
+        except PIL.UnidentifiedImageError:
+            raise ValueError(
+                f"`{name}` is the path {source!r}, which is not an image file PIL can read."
+            ) from None
     if isinstance(image, PIL.Image.Image):
         if image.width == 0 or image.height == 0:
             raise ValueError(f"`{name}` is an empty image of size {image.width}x{image.height}.")

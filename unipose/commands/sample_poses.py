@@ -41,6 +41,13 @@ def run(args: argparse.Namespace) -> str:
     """Samples and writes the poses (and a contact sheet); returns what was written."""
     if args.num < 0:
         raise ValueError(f"`--num` must be a non-negative integer, got {args.num}.")
+    # Names are checked before anything is written: the files are what their suffixes say.
+    outputs = [("--out", args.out, ".npz")]
+    if args.contact_sheet is not None:
+        outputs.append(("--contact-sheet", args.contact_sheet, ".png"))
+    for option, path, suffix in outputs:
+        if path.suffix.lower() != suffix or path.is_dir():
+            raise ValueError(f"`{option}` must be a {suffix} file, got {str(path)!r}.")
     if args.contact_sheet is not None:  # checked before anything is written
         for option, value in (("--sheet-size", args.sheet_size), ("--sheet-columns", args.sheet_columns)):
             if value < 1:

@@ -58,6 +58,11 @@ def discover_datasets(paths: Sequence[PathLike]) -> dict[str, list[tuple[Path, D
         path = Path(raw).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"Data path {str(path)!r} does not exist.")
+        if not path.is_dir():
+            raise NotADirectoryError(
+                f"Data path {str(path)!r} is a file; give a corpus folder (the output of `unipose data synth "
+                "--out DIR`), a dataset saved with `save_to_disk`, or a folder of parquet shards."
+            )
         if is_hub_dataset_folder(path):
             for config in hub_dataset_configs(path):
                 dataset = load_corpus(path, config)
