@@ -130,6 +130,25 @@ def test_the_pose_tokenizer_computes_in_bfloat16_as_the_published_program_runs_i
     assert (in_float32 != recorded["codes"]).float().mean() > 0.75  # 80% (release a), 93% (release b)
 
 
+def test_conversations_with_answers_are_the_ids_the_published_program_trains_and_prompts_on(converted):
+    """`chat_ids.json`: conversations of one and several turns as the release writes them (LLaVA's
+    `mistral_instruct` conversation and `tokenizer_image_token` with the release's tokenizer, recorded by
+    `parity/record_chat_ids.py`): "[INST] q [/INST] a </s>[INST] ...", a space before each EOS."""
+    variant, out, _ = converted
+    processor = UniPoseProcessor.from_pretrained(out)
+    for record in json.loads((FIXTURES / variant / "chat_ids.json").read_text()):
+        ours = processor.apply_chat_template(
+            record["messages"], tokenize=True, return_dict=True, add_generation_prompt=True
+        )["input_ids"][0]
+        assert ours.tolist() == record["ids"], record["prompt"]
+
+
+def test_a_converted_release_answers_at_the_published_programs_length_by_default(converted):
+    _, out, _ = converted
+    generation = json.loads((out / "generation_config.json").read_text())
+    assert generation["max_new_tokens"] == 512 and generation.get("do_sample", False) is False
+
+
 def test_the_converted_config_carries_every_setting_that_changes_the_outputs(converted):
     variant, out, _ = converted
     config = json.loads((out / "config.json").read_text())

@@ -292,11 +292,14 @@ def test_collator_labels_the_answer_and_the_codes_of_the_target(mixed_examples):
         if example["target_poses"]:
             codes = model.model.pose_tokenizer.encode(np.asarray(example["target_poses"][0])).flatten()
             expected = [config.pose_start_token_id, *(codes + config.pose_code_token_offset).tolist()]
-            expected += [config.pose_end_token_id, tokenizer.eos_token_id]
-            assert answer[1:] == expected  # after the space token that precedes `<p>`
+            expected += [config.pose_end_token_id]
+            assert answer[1 : len(expected) + 1] == expected  # after the space token that precedes `<p>`
+            # Then " </s>", as the published UniPose ends every answer.
+            rest = answer[len(expected) + 1 :]
+            assert rest[-1] == tokenizer.eos_token_id and len(rest) > 1 and not tokenizer.decode(rest[:-1]).strip()
         else:
             text = tokenizer.decode(answer)
-            assert text.strip() == example["messages"][1]["content"][0]["text"] + tokenizer.eos_token
+            assert text.strip() == example["messages"][1]["content"][0]["text"] + " " + tokenizer.eos_token
     with torch.no_grad():
         assert float(model(**batch).loss) > 0
 

@@ -568,6 +568,8 @@ RELEASE_POSE_UP_AXIS = "z"
 # The precision in which the published UniPose runs its pose tokenizer, at inference and in training (the whole
 # VQ-VAE cast to bfloat16): its language model learned the codes of bfloat16 arithmetic.
 RELEASE_POSE_TOKENIZER_DTYPE = "bfloat16"
+# The published program's answers: greedy, up to 512 new tokens (its `generate` calls, in inference and evaluation).
+RELEASE_MAX_NEW_TOKENS = 512
 
 
 def _pose_tokenizer_config(mapped: dict) -> dict:
@@ -698,6 +700,8 @@ def convert_release(
         model.to(dtype)
         model.model.pose_tokenizer.float()  # rotations lose too much in 16-bit floats
     set_generation_special_tokens(model, tokenizer)
+    model.generation_config.max_new_tokens = RELEASE_MAX_NEW_TOKENS
+    model.generation_config.do_sample = False
     processor = processor_for_config(
         config, tokenizer, image_start_text=RELEASE_IMAGE_START, image_end_text=RELEASE_IMAGE_END
     )

@@ -22,8 +22,10 @@ from .processing_poses import (
 )
 from .processing_text import IMAGE_TOKEN, get_unipose_token_ids
 
-# Mistral-instruct turns, the prompt format of LLaVA-1.6-Mistral and of the published UniPose weights:
-# "<s>[INST] question [/INST] answer</s>[INST] ...". The system message opens the first user turn. Content is
+# Mistral-instruct turns as LLaVA writes them (its `mistral_instruct` conversation), the prompt format of
+# LLaVA-1.6-Mistral and of the published UniPose weights, which were trained on it:
+# "<s>[INST] question [/INST] answer </s>[INST] ..." (a space before each EOS, as in their training labels).
+# The system message opens the first user turn. Content is
 # a string or a list of items: {"type": "text", "text": ...}, {"type": "image"} -> <image>, {"type": "pose"}
 # -> <pose> (an input pose), {"type": "pose_query"} -> <pose_query> (a pose to produce); items are joined by
 # spaces. Image and pose items may carry their value ({"type": "pose", "pose": pose}); the processor reads it,
@@ -73,7 +75,7 @@ UNIPOSE_CHAT_TEMPLATE = r"""{%- macro render(content) -%}
 {{- render(message.content) + ' [/INST]' -}}
 {%- else -%}
 {%- generation -%}
-{{- ' ' + render(message.content) + eos_token -}}
+{{- ' ' + render(message.content) + ' ' + eos_token -}}
 {%- endgeneration -%}
 {%- endif -%}
 {%- endfor -%}"""
