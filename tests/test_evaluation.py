@@ -670,6 +670,39 @@ def test_evaluate_scores_the_baselines_with_the_same_metrics(tmp_path, tiny_unip
     assert "| metric | ours | baseline | paper |" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_the_answer_length_defaults_to_the_models_generation_config(tmp_path, tiny_unipose):
+    # A converted release's says 512, the published program's length; without one, 128.
+    from unipose.evaluation.runner import DEFAULT_MAX_NEW_TOKENS
+
+    model, processor = tiny_unipose
+    n = 4
+    DatasetDict(
+        {
+            "test": Dataset.from_dict(
+                {"id": [str(i) for i in range(n)], "texts": [["kneel down"]] * n, "source": ["t"] * n,
+                 "pose": _random_poses(n, 70)},
+                features=FEATURES["pose_text"],
+            )
+        }
+    ).save_to_disk(tmp_path / "corpus" / "pose_text")
+    parser = argparse.ArgumentParser()
+    evaluate_command.add_arguments(parser)
+    for length, given in ((None, []), (5, []), (5, ["--max-new-tokens", "3"])):
+        folder = tmp_path / f"model-{length}-{len(given)}"
+        model.generation_config.max_new_tokens = length
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        out = folder / "out"
+        args = parser.parse_args(
+            ["--model", str(folder), "--task", "pose-to-text", "--data", str(tmp_path / "corpus"), "--output",
+             str(out), "--num-examples", "0", "--no-progress", *given]
+        )
+        evaluate_command.run(args)
+        settings = json.loads((out / "results.json").read_text())["settings"]
+        assert settings["max_new_tokens"] == (3 if given else length or DEFAULT_MAX_NEW_TOKENS)
+    model.generation_config.max_new_tokens = None
+
+
 # ----------------------------------------------------------------------------------------------------
 # The `evaluate` modules
 # ----------------------------------------------------------------------------------------------------

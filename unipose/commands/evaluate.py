@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 from dataclasses import asdict
@@ -82,7 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
-        "--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Longest generated text."
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help=f"Longest generated text (default: the model's generation config, else {DEFAULT_MAX_NEW_TOKENS}; "
+        "a converted release says 512, as the published program generates).",
     )
     parser.add_argument(
         "--max-samples", type=int, default=None, help="Evaluate only the first N items of each task."
@@ -149,7 +154,9 @@ def run(args: argparse.Namespace) -> str:
     """
     enable_progress_logging()
     device = resolve_device(args.device)
-    settings = call_with_options(EvaluationSettings, args)
+    given_max_new_tokens = args.max_new_tokens
+    max_new_tokens = DEFAULT_MAX_NEW_TOKENS if given_max_new_tokens is None else given_max_new_tokens
+    settings = call_with_options(EvaluationSettings, args, max_new_tokens=max_new_tokens)  # checked before loading
     available = set(discover_datasets(args.data))
     if "all" in args.task:
         tasks = [task for task, spec in TASKS.items() if spec.kind in available]
@@ -166,6 +173,8 @@ def run(args: argparse.Namespace) -> str:
     if not tasks:
         raise FileNotFoundError(f"No UniPose records in {args.data}.")
     model, processor = _load_unipose(args.model, device, args.dtype)
+    if given_max_new_tokens is None and model.generation_config.max_new_tokens is not None:
+        settings = dataclasses.replace(settings, max_new_tokens=model.generation_config.max_new_tokens)
     judges = _judges(args, device)
     body = None
     if args.body_model is not None:
