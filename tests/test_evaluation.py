@@ -703,6 +703,20 @@ def test_the_answer_length_defaults_to_the_models_generation_config(tmp_path, ti
     model.generation_config.max_new_tokens = None
 
 
+def test_a_record_with_a_nan_pose_is_refused_before_anything_is_generated(tiny_unipose):
+    from unipose.evaluation.runner import EvaluationSettings, task_run
+
+    poses = _random_poses(4, 80)
+    poses[2, 5, 1] = np.nan
+    dataset = Dataset.from_dict(
+        {"id": [f"r{i}" for i in range(4)], "texts": [["kneel"]] * 4, "source": ["t"] * 4, "pose": poses},
+        features=FEATURES["pose_text"],
+    )
+    with pytest.raises(ValueError, match=r"Record 2 \(id 'r2'\) of the `pose_text` records holds NaN .* in `pose`"):
+        task_run("text-to-pose", dataset, EvaluationSettings())
+    assert len(task_run("text-to-pose", dataset.select([0, 1, 3]), EvaluationSettings())[0]) == 3
+
+
 # ----------------------------------------------------------------------------------------------------
 # The `evaluate` modules
 # ----------------------------------------------------------------------------------------------------

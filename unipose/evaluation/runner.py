@@ -738,6 +738,22 @@ def write_report(output_dir: Path, results: dict) -> Path:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _check_finite_poses(dataset, records: list[int], task: str) -> None:
+    """Refuses records whose poses hold NaN or infinite values before anything is generated (the metrics would
+    refuse them only once the whole split is generated), naming the record."""
+    for column in ("pose", "pose_a", "pose_b"):
+        if column not in dataset.column_names:
+            continue
+        poses = np.asarray(dataset.select(records)[column], dtype=np.float64)
+        bad = ~np.isfinite(poses.reshape(len(records), -1)).all(axis=1)
+        if bad.any():
+            index = records[int(np.flatnonzero(bad)[0])]
+            raise ValueError(
+                f"Record {index} (id {dataset[index]['id']!r}) of the `{TASKS[task].kind}` records holds NaN or "
+                f"infinite values in `{column}` ({int(bad.sum())} record(s) in all); {task} cannot score it."
+            )
+
+
 def task_run(task: str, dataset, settings: EvaluationSettings, fingerprint: dict | None = None) -> tuple[list, dict]:
     """The items of `task` in `dataset` and the fingerprint of its predictions: `fingerprint` (what the run's
     model and data are) with the task's own settings. [`PredictionStore.check`] compares it with what a folder
@@ -747,6 +763,7 @@ def task_run(task: str, dataset, settings: EvaluationSettings, fingerprint: dict
     items = task_items(task, dataset, settings)
     if not items:
         raise ValueError(f"The `{TASKS[task].kind}` records hold no item for {task} (no captions?).")
+    _check_finite_poses(dataset, sorted({record for record, _ in items}), task)
     run_fingerprint = {
         **(fingerprint or {}),
         "task": task,
