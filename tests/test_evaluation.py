@@ -715,6 +715,11 @@ def test_a_record_with_a_nan_pose_is_refused_before_anything_is_generated(tiny_u
     with pytest.raises(ValueError, match=r"Record 2 \(id 'r2'\) of the `pose_text` records holds NaN .* in `pose`"):
         task_run("text-to-pose", dataset, EvaluationSettings())
     assert len(task_run("text-to-pose", dataset.select([0, 1, 3]), EvaluationSettings())[0]) == 3
+    # Predictions depend on the answer length only where the answer is text: a pose is always its 80 codes.
+    short, long = EvaluationSettings(max_new_tokens=4), EvaluationSettings(max_new_tokens=512)
+    clean = dataset.select([0, 1, 3])
+    assert task_run("text-to-pose", clean, short)[1] == task_run("text-to-pose", clean, long)[1]
+    assert task_run("pose-to-text", clean, short)[1] != task_run("pose-to-text", clean, long)[1]
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -651,38 +651,52 @@ def test_prompt_learning_adapters_are_refused_by_generate(model, processor):
 def test_a_mixed_adapter_batch_decodes_each_row_with_its_adapter_when_rows_finish_apart(p_model, processor):
     # PEFT's `adapter_names` gives each row of the batch its own LoRA adapter through forward pre-hooks that split
     # the batch by row; a finished row must then stay in the batch (fed masked-out padding), as in stock `generate`.
+    # The stage adapters: LoRA on the language model, trainable rows of the embeddings and of the head (whose
+    # per-row hook also needs one row per row of the batch), given random values so that the two differ.
     peft = pytest.importorskip("peft")
+    from unipose.training.sft import stage_peft_config
 
-    def lora():
-        return peft.LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-
-    torch.manual_seed(0)
-    wrapped = peft.get_peft_model(copy.deepcopy(p_model), lora(), adapter_name="one")
-    wrapped.add_adapter("two", lora())
+    wrapped = peft.get_peft_model(
+        copy.deepcopy(p_model), stage_peft_config(p_model.config, 1, r=4, lora_alpha=8), adapter_name="one"
+    )
+    wrapped.add_adapter("two", stage_peft_config(p_model.config, 1, r=4, lora_alpha=8))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in wrapped.named_parameters():
+            if name.endswith((".one", ".two", ".one.weight", ".two.weight")):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
     wrapped.eval()
     texts = ["A person", "Another person stands"]
     batch = processor(text=texts, return_tensors="pt")
     width = batch["input_ids"].shape[1]
-    max_new_tokens = [1, 2 * N + 5]  # the first row stops after one pose, the second writes on
 
-    class StopFirstRow(StoppingCriteria):
+    class StopRowAfter(StoppingCriteria):
+        """Stops row `row` once it holds `count` new tokens after its prompt of `width` columns."""
+
+        def __init__(self, row, width, count):
+            self.row, self.width, self.count = row, width, count
+
         def __call__(self, input_ids, scores, **kwargs):
             done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-            done[0] = input_ids.shape[1] - width >= N + 2
+            done[self.row] = input_ids.shape[1] - self.width >= self.count
             return done
 
-    out = wrapped.generate(
-        **batch, adapter_names=["one", "two"], do_sample=False, max_new_tokens=max_new_tokens[1],
-        stopping_criteria=StoppingCriteriaList([StopFirstRow()]), return_dict_in_generate=True,
-    )
+    def generate(inputs, **kwargs):
+        options = {"do_sample": False, "max_new_tokens": 2 * N + 5, "return_dict_in_generate": True}
+        return wrapped.generate(**inputs, **options, **kwargs)
+
+    stop = StoppingCriteriaList([StopRowAfter(0, width, 3)])  # the first row stops early, the second writes on
+    out = generate(batch, adapter_names=["one", "two"], stopping_criteria=stop)
+    assert sum(len(codes) for codes in out.pose_codes) > 0  # a pose step with the rows in the batch too
     for row, (text, name) in enumerate(zip(texts, ["one", "two"])):
         alone = processor(text=[text], return_tensors="pt")
+        length = alone["input_ids"].shape[1]
         wrapped.set_adapter(name)
-        expected = wrapped.generate(
-            **alone, do_sample=False, max_new_tokens=max_new_tokens[row], return_dict_in_generate=True
-        )
-        new = expected.sequences[0, alone["input_ids"].shape[1] :]
+        stop = StoppingCriteriaList([StopRowAfter(0, length, 3)] if row == 0 else [])
+        expected = generate(alone, stopping_criteria=stop)
+        new = expected.sequences[0, length:]
         assert torch.equal(out.sequences[row, width : width + len(new)], new)
+        assert (out.sequences[row, width + len(new) :] == processor.tokenizer.pad_token_id).all()
         assert torch.equal(out.pose_codes[row], expected.pose_codes[0])
 
 

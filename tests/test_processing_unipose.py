@@ -199,7 +199,7 @@ CONVERSATION = [
 def test_chat_template_renders_mistral_turns_with_images_and_poses(processor):
     rendered = processor.apply_chat_template(CONVERSATION)
     assert rendered == (
-        "<s>[INST] Be brief.\n\n<image> What changed from <pose> [/INST] The arms.</s>"
+        "<s>[INST] Be brief.\n\n<image> What changed from <pose> [/INST] The arms. </s>"
         "[INST] Now produce it: <pose_query> [/INST]"
     )
     query = [{"role": "user", "content": [{"type": "text", "text": "Show"}, {"type": "pose_query"}]}]
@@ -272,7 +272,7 @@ def test_assistant_mask_covers_the_answer_after_placeholder_expansion(processor)
     )
     mask = out["assistant_masks"][0].bool()
     answer = processor.tokenizer.decode(out["input_ids"][0][mask])
-    assert answer == " Both arms are raised.</s>"
+    assert answer == " Both arms are raised. </s>"
 
 
 # ---------------------------------------------------------------------------------------------------

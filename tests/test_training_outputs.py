@@ -144,8 +144,8 @@ def test_a_finished_run_resumed_from_its_last_checkpoint_takes_no_step_and_holds
     first.train()
     trained = {name: value.detach().clone() for name, value in first.model.named_parameters() if value.requires_grad}
     again = trainer()
-    output = again.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
-    assert output.global_step == again.state.global_step == 2
+    output = again.train(resume_from_checkpoint=True)  # `Trainer`'s own "the newest checkpoint"
+    assert output.global_step == again.state.global_step == 2 and output.training_loss is None
     assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     reloaded = {name: value for name, value in again.model.named_parameters() if value.requires_grad}
     assert reloaded.keys() == trained.keys() and len(trained) > 0

@@ -46,24 +46,27 @@ class StagedCheckpointsMixin:
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """`Trainer.train`, except that a checkpoint at its run's last step is not trained from: `Trainer` would
         take one step past `max_steps` before it checks it, and change the finished run's weights at each rerun.
-        The model gets that checkpoint's weights (the best checkpoint's with `load_best_model_at_end`) instead."""
-        state = None
-        if isinstance(resume_from_checkpoint, str):
-            state = finished_run_state(resume_from_checkpoint, self.args.max_steps)
+        The model gets that checkpoint's weights (the best checkpoint's with `load_best_model_at_end`) instead, and
+        the `TrainOutput` has no `training_loss` (`None`): no step was trained."""
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:  # as `Trainer` reads it: the newest checkpoint of `output_dir`
+            checkpoint = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+        state = finished_run_state(checkpoint, self.args.max_steps) if isinstance(checkpoint, str) else None
         if state is None:
             return super().train(resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs)
         if self.is_deepspeed_enabled or self.is_fsdp_enabled:
             raise ValueError(
-                f"`resume_from_checkpoint` {resume_from_checkpoint!r} is the last checkpoint of a finished run (step "
-                f"{state.global_step}), and a sharded engine (DeepSpeed, FSDP) loads weights "
-                "only by training on: there is nothing left to train."
+                f"`resume_from_checkpoint` {checkpoint!r} is the last checkpoint of a finished run (step "
+                f"{state.global_step}): there is nothing left to train, and a sharded engine (DeepSpeed, FSDP) loads "
+                "weights only by training on. Its outputs were written when it finished (had it stopped before, the "
+                "checkpoint holds its final state)."
             )
         self.state = state
         best = state.best_model_checkpoint if self.args.load_best_model_at_end else None
-        self._load_from_checkpoint(best if best and os.path.isdir(best) else resume_from_checkpoint)
+        self._load_from_checkpoint(best if best and os.path.isdir(best) else checkpoint)
         logger.warning(
-            f"{resume_from_checkpoint} ends the run (step {state.global_step}): nothing left to train; the model "
-            "holds its weights."
+            f"{checkpoint} ends the run (step {state.global_step}): nothing left to train; the model holds its "
+            "weights."
         )
         return TrainOutput(state.global_step, None, {})
 

@@ -815,6 +815,8 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
           length limit; if its last text token is `<p>`, the pose and `</p>` follow. So a sequence holds at
           most `max_new_tokens + num_pose_tokens + 1` new tokens (`max_new_tokens=1` with `<p>` chosen gives
           `<p>`, the codes and `</p>`). The same holds when any other criterion fires on `<p>`.
+        - Context: a sequence stops, with a warning, when its next token would not fit in the language model's
+          `max_position_embeddings`, and writes `<p>` only where the pose's queries fit after it.
         - Streaming (batch size 1): the streamer receives the prompt `(1, prompt_length)` first, then each
           text token as a `(1,)` tensor, as stock `generate` sends them, and each pose as one unit, a
           `(1, num_pose_tokens + 2)` tensor `[<p>, codes as <pose_k> tokens, </p>]` once its codes are known
@@ -1382,8 +1384,13 @@ def _unipose_decode(
         hidden = outputs.last_hidden_state[:, -(1 + num_tokens) if in_pose else -1 :]
         posed = set(in_pose)
         in_text = [row for row in active if not finished[row] and row not in posed]
-        queries = hidden[[slot[row] for row in in_pose], 1:]  # (len(in_pose), num_pose_tokens, hidden)
-        logits = model.lm_head(torch.cat([hidden[[slot[row] for row in in_text], 0], queries.flatten(0, 1)]))
+        text_slots, pose_slots = [slot[row] for row in in_text], [slot[row] for row in in_pose]
+        if keep_rows:  # the head too sees one row per row of the batch (a hook's values are per row)
+            head = model.lm_head(hidden)
+            logits = torch.cat([head[text_slots, 0], head[pose_slots, 1:].flatten(0, 1)])
+        else:
+            queries = hidden[pose_slots, 1:]  # (len(in_pose), num_pose_tokens, hidden)
+            logits = model.lm_head(torch.cat([hidden[text_slots, 0], queries.flatten(0, 1)]))
         del outputs, hidden
         if in_pose:  # 4. Poses, each streamed as one unit before the stopping criteria are asked.
             write_poses(logits[len(in_text) :].view(len(in_pose), num_tokens, -1), in_pose, opened_in_prompt)

@@ -653,17 +653,12 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
 
 
 def _run_in(module: nn.Module, dtype: torch.dtype, inputs: torch.Tensor) -> torch.Tensor:
-    """`module(inputs)` with its weights and `inputs` cast to `dtype`, so that every operation computes in it (as
-    a module cast with `.to(dtype)` does), without changing the module. Autocast is off."""
-    named = itertools.chain(module.named_parameters(), module.named_buffers())
-    weights = {name: tensor.to(dtype) for name, tensor in named}
-    if any(tensor.is_meta for tensor in weights.values()):
-        raise ValueError(
-            f"`compute_dtype={str(dtype).removeprefix('torch.')!r}` needs the pose tokenizer's weights in memory, "
-            f"but its {type(module).__name__} was offloaded: keep the pose tokenizer on a device (`device_map`)."
-        )
-    with torch.autocast(device_type=inputs.device.type, enabled=False):
-        return torch.func.functional_call(module, weights, (inputs.to(dtype),))
+    """`module(inputs)` computed in `dtype` as the module cast with `.to(dtype)` computes it (the published UniPose's
+    way), through autocast rather than copies of the weights, so that weights that hooks gather or load (DeepSpeed
+    ZeRO-3, FSDP, offloading) stay theirs. (The encoder and decoder are convolutions, ReLUs, resampling and sums,
+    which autocast runs in `dtype`; `tests/test_release_parity.py` checks the codes to the bit.)"""
+    with torch.autocast(device_type=inputs.device.type, dtype=dtype):
+        return module(inputs.to(dtype))
 
 
 def _execution_device(module: nn.Module) -> torch.device:

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 from transformers.utils import logging
 
 from ..body_model import BodyJoints, resolve_body_model_path
@@ -118,6 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bars.")
 
 
+def _generation_config(path: str) -> GenerationConfig:
+    """The generation config of the model at `path` (transformers' defaults when it has none)."""
+    try:
+        return GenerationConfig.from_pretrained(resolve_model_path(path, "--model"))
+    except OSError:
+        return GenerationConfig()
+
+
 def _load_unipose(path: str, device: torch.device, dtype: str):
     path = resolve_model_path(path, "--model")
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
@@ -172,15 +180,11 @@ def run(args: argparse.Namespace) -> str:
             )
     if not tasks:
         raise FileNotFoundError(f"No UniPose records in {args.data}.")
-    model, processor = _load_unipose(args.model, device, args.dtype)
-    if given_max_new_tokens is None and model.generation_config.max_new_tokens is not None:
-        settings = dataclasses.replace(settings, max_new_tokens=model.generation_config.max_new_tokens)
-    judges = _judges(args, device)
-    body = None
-    if args.body_model is not None:
-        body = BodyJoints.from_body_model_file(resolve_body_model_path(args.body_model))
+    if given_max_new_tokens is None:  # the model's own answer length (a converted release's: 512)
+        model_max_new_tokens = _generation_config(args.model).max_new_tokens
+        if model_max_new_tokens is not None:
+            settings = dataclasses.replace(settings, max_new_tokens=model_max_new_tokens)
     output_dir = Path(args.output)
-    output_dir.mkdir(parents=True, exist_ok=True)
     # What the predictions depend on: resuming reuses them only when none of it changed (a checkpoint or corpus
     # written again in place, another dtype).
     fingerprint = {
@@ -192,6 +196,19 @@ def run(args: argparse.Namespace) -> str:
         "split": args.split,
         "max_samples": args.max_samples,
     }
+    # Every task's records and folder are checked before a model is loaded or anything is written: a refused run
+    # leaves the last report whole.
+    datasets = {task: load_split(args.data, TASKS[task].kind, args.split) for task in tasks}
+    for task, dataset in datasets.items():
+        run_fingerprint = task_run(task, dataset, settings, fingerprint)[1]
+        if not args.overwrite:
+            PredictionStore.check(output_dir / task, run_fingerprint)
+    model, processor = _load_unipose(args.model, device, args.dtype)
+    judges = _judges(args, device)
+    body = None
+    if args.body_model is not None:
+        body = BodyJoints.from_body_model_file(resolve_body_model_path(args.body_model))
+    output_dir.mkdir(parents=True, exist_ok=True)
     results = {
         "model": args.model,
         "data": list(args.data),
@@ -207,11 +224,6 @@ def run(args: argparse.Namespace) -> str:
         "paper": PAPER_CITATION,
         "tasks": {},
     }
-    # Every task's folder is checked before anything is written: a refused run leaves the last report whole.
-    datasets = {task: load_split(args.data, TASKS[task].kind, args.split) for task in tasks}
-    if not args.overwrite:
-        for task, dataset in datasets.items():
-            PredictionStore.check(output_dir / task, task_run(task, dataset, settings, fingerprint)[1])
     for task in tasks:
         dataset = datasets[task]
         result = evaluate_task(

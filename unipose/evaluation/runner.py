@@ -771,9 +771,10 @@ def task_run(task: str, dataset, settings: EvaluationSettings, fingerprint: dict
         "template": evaluation_template(task),
         "num_items": len(items),
         "batch_size": settings.batch_size,
-        "max_new_tokens": settings.max_new_tokens,
         "captions": settings.captions,
     }
+    if TASKS[task].output != "pose":  # a pose answer is `<p>`, its codes and `</p>` whatever the limit
+        run_fingerprint["max_new_tokens"] = settings.max_new_tokens
     return items, run_fingerprint
 
 
