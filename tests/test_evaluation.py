@@ -698,9 +698,36 @@ def test_the_answer_length_defaults_to_the_models_generation_config(tmp_path, ti
              str(out), "--num-examples", "0", "--no-progress", *given]
         )
         evaluate_command.run(args)
-        settings = json.loads((out / "results.json").read_text())["settings"]
-        assert settings["max_new_tokens"] == (3 if given else length or DEFAULT_MAX_NEW_TOKENS)
+        results = json.loads((out / "results.json").read_text())
+        assert results["settings"]["max_new_tokens"] == (3 if given else length or DEFAULT_MAX_NEW_TOKENS)
+        # The body of the joint errors is recorded and named in the report (the stand-in, without SMPL-H).
+        assert results["body_model"].startswith("the generated stand-in body")
+        assert "the 22 body joints of the generated stand-in body" in (out / "report.md").read_text()
     model.generation_config.max_new_tokens = None
+
+
+def test_text_answers_are_scored_against_the_first_caption_as_the_paper_unless_all_are_asked_for():
+    from unipose.evaluation.paper_metrics import text_metrics
+    from unipose.evaluation.runner import EvaluationSettings, RetrievalJudges, compute_task_metrics
+
+    captions = [["the left arm is raised high", "both knees are bent", "the person sits"]] * 4
+    dataset = Dataset.from_dict(
+        {"id": [f"r{i}" for i in range(4)], "texts": captions, "source": ["t"] * 4, "pose": _random_poses(4, 90)},
+        features=FEATURES["pose_text"],
+    )
+    predictions = [{"text": "both knees are bent"}] * 4  # the second caption, word for word
+    items = [(index, None) for index in range(4)]
+
+    def scores(references):
+        settings = EvaluationSettings(text_references=references)
+        return compute_task_metrics("pose-to-text", dataset, items, predictions, RetrievalJudges(), settings)[0]
+
+    first, every = scores("first"), scores("all")
+    expected_first = text_metrics([p["text"] for p in predictions], [texts[:1] for texts in captions])
+    assert {name: first[name] for name in expected_first} == expected_first
+    assert every["BLEU-4"] == pytest.approx(100.0) and first["BLEU-4"] < 50.0
+    with pytest.raises(ValueError, match="`text_references` must be 'first' or 'all'"):
+        EvaluationSettings(text_references="best")
 
 
 def test_a_record_with_a_nan_pose_is_refused_before_anything_is_generated(tiny_unipose):

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 from transformers.utils import logging
 
-from ..body_model import BodyJoints, resolve_body_model_path
+from ..body_model import SMPLH_PATH_ENV, BodyJoints, resolve_body_model_path
 from ..checkpoints import enable_progress_logging
 from ..data.corpus import discover_datasets, load_split
 from ..evaluation.paper_metrics import (
@@ -79,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--body-model",
         default=None,
-        help="SMPL-H npz for the joint errors (default: the generated stand-in).",
+        help=f"SMPL-H npz for the joint errors (default: ${SMPLH_PATH_ENV}, else the generated stand-in).",
     )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
@@ -97,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("first", "all"),
         default="first",
         help="Input captions per record (text-to-pose, pose-editing).",
+    )
+    parser.add_argument(
+        "--text-references",
+        choices=("first", "all"),
+        default="first",
+        help="References of a text answer for BLEU-4, ROUGE-L and METEOR: the first caption (the paper's), or all.",
     )
     parser.add_argument(
         "--pool-size", type=int, default=DEFAULT_POOL_SIZE, help="R-precision pool / group size."
@@ -205,13 +212,20 @@ def run(args: argparse.Namespace) -> str:
             PredictionStore.check(output_dir / task, run_fingerprint)
     model, processor = _load_unipose(args.model, device, args.dtype)
     judges = _judges(args, device)
-    body = None
-    if args.body_model is not None:
-        body = BodyJoints.from_body_model_file(resolve_body_model_path(args.body_model))
+    body, body_model = None, "the generated stand-in body (not SMPL-H: no published joint error compares)"
+    if args.body_model is not None or os.environ.get(SMPLH_PATH_ENV):
+        body_path = resolve_body_model_path(args.body_model)
+        body, body_model = BodyJoints.from_body_model_file(body_path), str(body_path)
+    else:
+        logger.warning(
+            f"Joint errors use the generated stand-in body: pass `--body-model` (or set ${SMPLH_PATH_ENV}) with "
+            "SMPL-H's SMPLH_NEUTRAL.npz for numbers comparable with published ones."
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     results = {
         "model": args.model,
         "data": list(args.data),
+        "body_model": body_model,
         "retrieval_model": args.retrieval_model,
         "pair_retrieval_model": args.pair_retrieval_model,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

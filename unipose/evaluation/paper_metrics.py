@@ -22,8 +22,9 @@ score 100: it scores at chance under the grouped protocol and Recall@K, and clos
 whose average of independently broken ties is rarely below 1.
 
 FID is the Frechet distance between Gaussians fitted to two sets of features. Text metrics (BLEU-4, ROUGE-L,
-METEOR) score each prediction against all references of its item; see [`text_metric_sources`] for the
-packages that compute them. Recall@K (`R^T2P`, `R^P2T`, mRecall: `recall_at_k`, `text_pose_recalls`), which the
+METEOR) score each prediction against the references given for its item (`unipose evaluate` gives the first
+caption, as the paper does, unless `--text-references all`); see [`text_metric_sources`] for the packages that
+compute them. Recall@K (`R^T2P`, `R^P2T`, mRecall: `recall_at_k`, `text_pose_recalls`), which the
 training of the retrieval models scores too, and MPJPE and PA-MPJPE come from `unipose.metrics`, with the
 input checks and the tie breaking used here.
 
