@@ -24,7 +24,10 @@ from .significance import DEFAULT_NUM_RESAMPLES
 METRIC_UNITS = {
     "MPJPE": ("mm", "mean per-joint position error after aligning the pelvis, 22 body joints"),
     "PA-MPJPE": ("mm", "MPJPE after a Procrustes similarity alignment"),
-    "ROUGE-L": ("F-measure, %", "ROUGE-L F-measure of the generated text against the best of its reference texts"),
+    "ROUGE-L": (
+        "F-measure, %",
+        "ROUGE-L F-measure of the generated text against its item's first reference text, as the paper scores it",
+    ),
     R_PRECISION_HEADLINE: (
         "% of texts",
         "share of generated texts whose true pose (or pose pair), ranked by the retrieval model among "
