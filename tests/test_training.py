@@ -444,6 +444,29 @@ def test_one_step_trains_exactly_the_parameters_of_the_stage(stage, mixed_exampl
             assert torch.equal(new, old), f"{name} should be frozen in stage {stage}"
 
 
+@pytest.mark.parametrize("stage", [2, 3])
+def test_a_16_bit_model_trains_its_weights_in_float32_under_bf16(stage, mixed_examples, tmp_path):
+    # The paper recipes load the model in bfloat16: the pose queries and the projector (in place, or PEFT's copy)
+    # would take their optimizer steps in bfloat16 too, which rounds small updates away (at 5e-5, many entries did not
+    # move in one step). They are float32 now; the step computes in bfloat16 (autocast).
+    model, processor = tiny_model_and_processor(seed=0)
+    model = model.to(torch.bfloat16)
+    peft_config = stage_peft_config(model.config, stage, r=4, lora_alpha=8, lora_dropout=0.0) if stage != 2 else None
+    model = prepare_model_for_stage(model, stage, peft_config)
+    trainable = {name: parameter for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert trainable and {parameter.dtype for parameter in trainable.values()} == {torch.float32}
+    before = {name: parameter.detach().clone() for name, parameter in trainable.items()}
+    args = sft_config(tmp_path, bf16=True, learning_rate=5e-5, lr_scheduler_type="constant")
+    UniPoseSFTTrainer(model=model, args=args, train_dataset=mixed_examples, processing_class=processor).train()
+    for name in ("pose_queries", "multi_modal_projector")[3 - stage :]:  # stage 2 trains the projector alone
+        moved = [(trainable[key] != before[key]).float().mean() for key in trainable if name in key]
+        assert moved and min(moved) > 0.99, (name, moved)
+    # Outside autocast too, the float32 projector reads the 16-bit features.
+    with torch.no_grad():
+        inputs = processor(text=["<image> Describe."], images=[np.zeros((32, 32, 3), dtype=np.uint8)])
+        assert torch.isfinite(model(**inputs).logits).all()
+
+
 def test_stage_two_trains_without_an_adapter():
     model, _ = tiny_model_and_processor()
     assert stage_peft_config(model.config, 2) is None
@@ -485,6 +508,7 @@ def test_unipose_tiny_recipes_parse(step):
 def test_saved_adapter_and_merged_model_reproduce_the_trained_model(mixed_examples, tmp_path):
     trainer, _ = make_trainer(1, mixed_examples, tmp_path / "run")
     trainer.train()
+    trained = {name for name, parameter in trainer.model.named_parameters() if parameter.requires_grad}
     batch = trainer.data_collator(list(mixed_examples))
     trainer.model.eval()
     with torch.no_grad():
@@ -502,6 +526,12 @@ def test_saved_adapter_and_merged_model_reproduce_the_trained_model(mixed_exampl
     with torch.no_grad():
         torch.testing.assert_close(merged(**batch).logits, expected, rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(reloaded(**batch).logits, expected, rtol=1e-4, atol=1e-4)
+    # To train on: what the stage trained trains again, the pose queries (stored in place) included.
+    base, _ = tiny_model_and_processor(seed=0)
+    again = load_adapter(base.to(torch.bfloat16), adapter, is_trainable=True)
+    trainable = {name: parameter for name, parameter in again.named_parameters() if parameter.requires_grad}
+    assert set(trainable) == trained and any(name.endswith("pose_queries") for name in trainable)
+    assert {parameter.dtype for parameter in trainable.values()} == {torch.float32}
 
 
 def test_a_checkpoint_interrupted_while_saving_is_never_seen(mixed_examples, tmp_path, kill_while_saving):
@@ -607,7 +637,7 @@ def test_unknown_recipe_keys_are_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "setting", ["load_in_4bit: true", "lora_modules_to_save: [lm_head]", "lora_task_type: SEQ_CLS", "loss_type: dft",
-                "packing: true", "padding_free: true"],
+                "packing: true", "padding_free: true", "label_smoothing_factor: 0.1"],
 )  # fmt: skip
 def test_recipe_settings_that_training_would_not_apply_are_refused(setting, mixed_examples, tmp_path):
     from unipose.training.stages import check_stage_arguments
@@ -620,6 +650,15 @@ def test_recipe_settings_that_training_would_not_apply_are_refused(setting, mixe
         check_stage_arguments(script_args, model_args)
         model, processor = tiny_model_and_processor()
         UniPoseSFTTrainer(model=model, args=training_args, train_dataset=mixed_examples, processing_class=processor)
+
+
+def test_a_loss_function_of_the_callers_is_refused(mixed_examples, tmp_path):
+    model, processor = tiny_model_and_processor()
+    with pytest.raises(ValueError, match="does not apply a `compute_loss_func`"):
+        UniPoseSFTTrainer(
+            model=model, args=sft_config(tmp_path), train_dataset=mixed_examples, processing_class=processor,
+            compute_loss_func=lambda outputs, labels, num_items_in_batch=None: outputs.loss,
+        )
 
 
 def test_a_corpus_that_is_neither_here_nor_on_the_hub_is_named(tmp_path, monkeypatch):

@@ -353,6 +353,8 @@ class UniPoseMultiModalProjector(nn.Module):
         self.linear_2 = nn.Linear(out_features, out_features, bias=config.multimodal_projector_bias)
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        # In the projector's dtype: training keeps a trained projector in float32 inside a 16-bit model.
+        image_features = image_features.to(self.linear_1.weight.dtype)
         return self.linear_2(self.act(self.linear_1(image_features)))
 
 

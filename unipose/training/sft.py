@@ -100,7 +100,13 @@ ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 # Checkpoints are written here first and renamed to `checkpoint-N` when complete.
 # `SFTConfig` settings with their defaults, which UniPose training does not apply (its collator, its loss).
-UNAPPLIED_SFT_SETTINGS = {"packing": False, "padding_free": False, "loss_type": "nll", "use_liger_kernel": False}
+UNAPPLIED_SFT_SETTINGS = {
+    "packing": False,
+    "padding_free": False,
+    "loss_type": "nll",
+    "use_liger_kernel": False,
+    "label_smoothing_factor": 0.0,
+}
 # Keys of a PEFT model's parameters that PEFT owns (saved in the adapter).
 _PEFT_PARAMETER_MARKERS = ("lora_", "trainable_tokens_", "modules_to_save.")
 
@@ -243,6 +249,12 @@ def prepare_model_for_stage(
         getattr(_base_model(model).model, name).requires_grad_(True)
     if plan.pose_queries:
         _base_model(model).model.pose_queries.requires_grad_(True)
+    # What trains is kept in float32 (as PEFT keeps its adapters): in a model loaded in 16 bits (the paper recipes'
+    # `dtype: bfloat16`) the optimizer would otherwise round most small updates away. `bf16=True` still computes in
+    # bfloat16 (autocast); DeepSpeed and FSDP keep float32 copies of their own.
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype in (torch.float16, torch.bfloat16):
+            parameter.data = parameter.data.float()
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     total = sum(parameter.numel() for parameter in model.parameters())
     logger.info(f"Stage {stage}: {trainable:,} trainable parameters of {total:,}.")
@@ -338,6 +350,9 @@ def load_adapter(
     stage trained (LoRA, token rows, projector copy, and the pose queries stored with them), after checking
     that every weight the adapter stores for the base model has a place in `model`.
 
+    With `is_trainable`, the weights stored in place (the pose queries, towers trained in place) train on too,
+    in float32, as [`prepare_model_for_stage`] left them: PEFT marks only its own as trainable.
+
     Returns:
         `peft.PeftModel`; `merge_and_unload()` gives the merged model.
     """
@@ -346,6 +361,7 @@ def load_adapter(
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"No PEFT adapter in {adapter_dir} (`adapter_config.json` is missing).")
+    in_place = []
     if (adapter_dir / ADAPTER_WEIGHTS_NAME).is_file():
         with safetensors.safe_open(str(adapter_dir / ADAPTER_WEIGHTS_NAME), framework="pt") as handle:
             keys = handle.keys()
@@ -359,7 +375,14 @@ def load_adapter(
                 f"have: {unknown}; pass the model the adapter was trained from."
             )
     with _quiet_peft():
-        return PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
+        model = PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
+    if is_trainable:
+        parameters = dict(model.get_base_model().named_parameters())
+        for name in in_place:
+            parameters[name].requires_grad_(True)
+            if parameters[name].dtype in (torch.float16, torch.bfloat16):
+                parameters[name].data = parameters[name].data.float()
+    return model
 
 
 # -- several processes ----------------------------------------------------------------------------------------
@@ -589,6 +612,11 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
             )
         if processing_class is None:
             raise ValueError("`processing_class` (the model's UniPoseProcessor) is required.")
+        if kwargs.get("compute_loss_func") is not None:
+            raise ValueError(
+                "UniPose training does not apply a `compute_loss_func`: the loss is the model's, over text and pose "
+                "codes (`unipose_loss`)."
+            )
         unapplied = {
             name: getattr(args, name)
             for name, default in UNAPPLIED_SFT_SETTINGS.items()
