@@ -121,13 +121,14 @@ def test_the_pose_tokenizer_computes_in_bfloat16_as_the_published_program_runs_i
         recorded["decoded_axis_angle"].double()
     )
     angle = torch.arccos(((between.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2).clamp(-1, 1))
-    assert angle.max() < 0.1 and angle.median() < 0.015
+    assert angle.max() < 0.09 and angle.median() < 0.015
     tokenizer.config.compute_dtype = "float32"
     try:
         in_float32 = model.model.encode_poses(pose_values) - model.config.pose_code_token_offset
     finally:
         tokenizer.config.compute_dtype = "bfloat16"
-    assert (in_float32 != recorded["codes"]).float().mean() > 0.75  # 80% (release a), 93% (release b)
+    differing = float((in_float32 != recorded["codes"]).float().mean())
+    assert round(differing, 2) == {"release_a": 0.80, "release_b": 0.93}[variant]  # the figures parity/README gives
 
 
 def test_conversations_with_answers_are_the_ids_the_published_program_trains_and_prompts_on(converted):
