@@ -652,12 +652,17 @@ def test_recipe_settings_that_training_would_not_apply_are_refused(setting, mixe
         UniPoseSFTTrainer(model=model, args=training_args, train_dataset=mixed_examples, processing_class=processor)
 
 
-def test_a_loss_function_of_the_callers_is_refused(mixed_examples, tmp_path):
+def test_a_loss_function_or_peft_config_of_the_callers_is_refused(mixed_examples, tmp_path):
     model, processor = tiny_model_and_processor()
-    with pytest.raises(ValueError, match="does not apply a `compute_loss_func`"):
+    with pytest.raises(ValueError, match="does not take a `compute_loss_func`: the loss is the model"):
         UniPoseSFTTrainer(
             model=model, args=sft_config(tmp_path), train_dataset=mixed_examples, processing_class=processor,
             compute_loss_func=lambda outputs, labels, num_items_in_batch=None: outputs.loss,
+        )
+    with pytest.raises(ValueError, match=r"does not take a `peft_config`: wrap the model with `prepare_model_for_stage"):
+        UniPoseSFTTrainer(
+            model=model, args=sft_config(tmp_path), train_dataset=mixed_examples, processing_class=processor,
+            peft_config=stage_peft_config(model.config, 1),
         )
 
 

@@ -107,6 +107,12 @@ UNAPPLIED_SFT_SETTINGS = {
     "use_liger_kernel": False,
     "label_smoothing_factor": 0.0,
 }
+# `SFTTrainer` arguments UniPose's trainer refuses, and why.
+REFUSED_TRAINER_ARGUMENTS = {
+    "peft_config": "wrap the model with `prepare_model_for_stage(model, stage, peft_config)` instead (PEFT would "
+    "freeze the pose queries, which train outside the adapter).",
+    "compute_loss_func": "the loss is the model's, over text and pose codes (`unipose_loss`).",
+}
 # Keys of a PEFT model's parameters that PEFT owns (saved in the adapter).
 _PEFT_PARAMETER_MARKERS = ("lora_", "trainable_tokens_", "modules_to_save.")
 
@@ -605,18 +611,11 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
     ):
         if args is None:
             raise ValueError("`args` (an `SFTConfig`) is required.")
-        if kwargs.get("peft_config") is not None:
-            raise ValueError(
-                "Wrap the model with `prepare_model_for_stage(model, stage, peft_config)` instead of passing "
-                "`peft_config`: PEFT would freeze the pose queries, which train outside the adapter."
-            )
         if processing_class is None:
             raise ValueError("`processing_class` (the model's UniPoseProcessor) is required.")
-        if kwargs.get("compute_loss_func") is not None:
-            raise ValueError(
-                "UniPose training does not apply a `compute_loss_func`: the loss is the model's, over text and pose "
-                "codes (`unipose_loss`)."
-            )
+        for name, reason in REFUSED_TRAINER_ARGUMENTS.items():
+            if kwargs.get(name) is not None:
+                raise ValueError(f"UniPose training does not take a `{name}`: {reason}")
         unapplied = {
             name: getattr(args, name)
             for name, default in UNAPPLIED_SFT_SETTINGS.items()
