@@ -258,54 +258,33 @@ class PoseVQVAEVectorQuantizer(nn.Module):
         return f"codebook_size={self.codebook_size}, code_dim={self.code_dim}, ema_decay={self.ema_decay}"
 
     @torch.no_grad()
-    def quantize(self, latents: torch.Tensor) -> torch.LongTensor:
+    def quantize(self, latents: torch.Tensor, dtype: torch.dtype | None = None) -> torch.LongTensor:
         """
         Indices of the nearest codes (L2), without side effects.
 
         Args:
             latents (`torch.Tensor` of shape `(..., code_dim)`):
                 Encoder outputs.
+            dtype (`torch.dtype`, *optional*):
+                Compute every step in `dtype` (latents and codebook rounded to it), in the published UniPose's
+                order: `||x||^2 - 2 x.c + ||c||^2`, then the first minimum. In 16 bits `||x||^2` swamps the
+                differences between near codes, so this order decides many ties. By default, float32 (exact).
 
         Returns:
             `torch.LongTensor` of shape `(...)`.
         """
-        flat = latents.reshape(-1, self.code_dim)
-        # In float32 even under autocast: bf16 distances would tie or swap near codes.
+        flat = latents.reshape(-1, self.code_dim).to(dtype or torch.float32)
+        # Not under autocast: its 16-bit distances would tie or swap near codes where they were not asked for.
         with torch.autocast(device_type=flat.device.type, enabled=False):
-            codebook = self.codebook.float()
-            # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the first term is the same for every code of a row.
-            codebook_sq_norms = codebook.pow(2).sum(dim=1)  # (K,)
-            codes = [
-                (codebook_sq_norms - 2 * chunk.float() @ codebook.T).argmin(dim=1)
-                for chunk in flat.split(QUANTIZE_CHUNK_ROWS)
-            ]
-        return torch.cat(codes).view(latents.shape[:-1])
+            codebook = self.codebook.to(flat.dtype).T  # (code_dim, K)
+            codebook_sq_norms = torch.sum(codebook**2, dim=0, keepdim=True)  # (1, K)
 
-    @torch.no_grad()
-    def quantize_in(self, latents: torch.Tensor, dtype: torch.dtype) -> torch.LongTensor:
-        """
-        Indices of the nearest codes with every step in `dtype` (latents and codebook rounded to it), in the
-        published UniPose's order: `||x||^2 - 2 x.c + ||c||^2`, then the first minimum. In 16 bits `||x||^2`
-        swamps the differences between near codes, so this order decides many ties; [`quantize`] is exact.
+            def distances(chunk: torch.Tensor) -> torch.Tensor:
+                if dtype is None:  # ||x||^2 is the same for every code of a row: left out
+                    return codebook_sq_norms - 2 * chunk @ codebook
+                return torch.sum(chunk**2, dim=-1, keepdim=True) - 2 * (chunk @ codebook) + codebook_sq_norms
 
-        Args:
-            latents (`torch.Tensor` of shape `(..., code_dim)`):
-                Encoder outputs.
-            dtype (`torch.dtype`):
-                The precision of the distances.
-
-        Returns:
-            `torch.LongTensor` of shape `(...)`.
-        """
-        flat = latents.reshape(-1, self.code_dim).to(dtype)
-        with torch.autocast(device_type=flat.device.type, enabled=False):
-            codebook = self.codebook.to(dtype).T  # (code_dim, K)
-            codebook_sq_norms = torch.sum(codebook**2, dim=0, keepdim=True)
-            codes = [
-                torch.min(torch.sum(chunk**2, dim=-1, keepdim=True) - 2 * (chunk @ codebook) + codebook_sq_norms, -1)
-                .indices
-                for chunk in flat.split(QUANTIZE_CHUNK_ROWS)
-            ]
+            codes = [distances(chunk).argmin(dim=-1) for chunk in flat.split(QUANTIZE_CHUNK_ROWS)]
         return torch.cat(codes).view(latents.shape[:-1])
 
     def embed_codes(self, codes: torch.LongTensor) -> torch.Tensor:
@@ -528,15 +507,10 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         """
         poses_6d = to_rotation_6d(poses, num_joints=self.config.num_joints, name="poses")
         poses_6d = poses_6d.to(device=_execution_device(self.encoder), dtype=self.dtype)
-        if self.config.compute_dtype == "bfloat16":
-            latents = _run_in(self.encoder, torch.bfloat16, poses_6d)
-        else:
-            latents = self.encoder(poses_6d)
+        latents = _run_in(self.encoder, poses_6d, self._compute_dtype)
         with _offloaded_weights_loaded(self.quantizer):
             self._warn_if_uninitialized()
-            if self.config.compute_dtype == "bfloat16":
-                return self.quantizer.quantize_in(latents, torch.bfloat16)
-            return self.quantizer.quantize(latents)
+            return self.quantizer.quantize(latents, self._compute_dtype)
 
     def decode(self, codes) -> torch.Tensor:
         r"""
@@ -553,10 +527,9 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         codes = self._check_codes(codes).to(_execution_device(self.quantizer))
         with _offloaded_weights_loaded(self.quantizer):
             self._warn_if_uninitialized()
-            latents = self.quantizer.embed_codes(codes)
-        if self.config.compute_dtype == "bfloat16":
-            return _run_in(self.decoder, torch.bfloat16, latents).float()
-        return self.decoder(latents.to(self.dtype))
+            latents = self.quantizer.embed_codes(codes).to(self.dtype)
+        rotation_6d = _run_in(self.decoder, latents, self._compute_dtype)
+        return rotation_6d if self._compute_dtype is None else rotation_6d.float()
 
     def decode_to_matrix(self, codes) -> torch.Tensor:
         r"""
@@ -570,8 +543,8 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
             `torch.FloatTensor` of shape `(batch_size, num_joints, 3, 3)`.
         """
         matrices = rotation_6d_to_matrix(self._float32_if_half(self.decode(codes)))
-        if self.config.compute_dtype == "bfloat16":  # the published UniPose hands its matrices on in bfloat16
-            matrices = matrices.to(torch.bfloat16).float()
+        if self._compute_dtype is not None:  # the published UniPose hands its matrices on in bfloat16
+            matrices = matrices.to(self._compute_dtype).float()
         return matrices
 
     def decode_to_axis_angle(self, codes) -> torch.Tensor:
@@ -585,9 +558,14 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         Returns:
             `torch.FloatTensor` of shape `(batch_size, num_joints, 3)`.
         """
-        if self.config.compute_dtype == "bfloat16":
+        if self._compute_dtype is not None:  # from the matrices as rounded by `decode_to_matrix`
             return matrix_to_axis_angle(self.decode_to_matrix(codes))
         return rotation_6d_to_axis_angle(self._float32_if_half(self.decode(codes)))
+
+    @property
+    def _compute_dtype(self) -> torch.dtype | None:
+        """The reduced precision `encode` and `decode` compute in (`config.compute_dtype`), `None` for float32."""
+        return None if self.config.compute_dtype == "float32" else getattr(torch, self.config.compute_dtype)
 
     @staticmethod
     def _float32_if_half(rotation_6d: torch.Tensor) -> torch.Tensor:
@@ -652,11 +630,14 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         return codes.to(dtype=torch.long)
 
 
-def _run_in(module: nn.Module, dtype: torch.dtype, inputs: torch.Tensor) -> torch.Tensor:
-    """`module(inputs)` computed in `dtype` as the module cast with `.to(dtype)` computes it (the published UniPose's
-    way), through autocast rather than copies of the weights, so that weights that hooks gather or load (DeepSpeed
-    ZeRO-3, FSDP, offloading) stay theirs. (The encoder and decoder are convolutions, ReLUs, resampling and sums,
-    which autocast runs in `dtype`; `tests/test_release_parity.py` checks the codes to the bit.)"""
+def _run_in(module: nn.Module, inputs: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """`module(inputs)`; with a `dtype`, computed in it as the module cast with `.to(dtype)` computes it (the
+    published UniPose's way), through autocast rather than copies of the weights, so that weights that hooks gather
+    or load (DeepSpeed ZeRO-3, FSDP, offloading) stay theirs. (The encoder and decoder are convolutions, ReLUs,
+    resampling and sums, which autocast runs in `dtype`; `tests/test_release_parity.py` checks the codes to the
+    bit.)"""
+    if dtype is None:
+        return module(inputs)
     with torch.autocast(device_type=inputs.device.type, dtype=dtype):
         return module(inputs.to(dtype))
 

@@ -22,6 +22,7 @@ from transformers.image_utils import (
     PILImageResampling,
     load_image,
 )
+from transformers.utils import to_py_obj
 
 _IMAGE_TYPES = (PIL.Image.Image, np.ndarray, torch.Tensor, str, os.PathLike)
 # Channel counts that convert to RGB: grey, RGB, RGBA.
@@ -300,10 +301,7 @@ def as_id_row(token_ids: Any, name: str) -> list[int]:
 def as_id_rows(sequences: Any, name: str) -> list[list[int]]:
     """Token id rows of a 2D tensor, array or list of rows (lists, 1D tensors or arrays, e.g. the new tokens of each
     row of `generate`'s output); `name` is the argument, for the error."""
-    if isinstance(sequences, (torch.Tensor, np.ndarray)):
-        sequences = sequences.tolist()
-    elif isinstance(sequences, (list, tuple)):
-        sequences = [row.tolist() if isinstance(row, (torch.Tensor, np.ndarray)) else row for row in sequences]
+    sequences = to_py_obj(sequences)  # tensors and arrays, also inside a list, as the tokenizer reads them
     if not isinstance(sequences, (list, tuple)) or not all(
         isinstance(row, (list, tuple)) for row in sequences
     ):

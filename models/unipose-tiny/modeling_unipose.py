@@ -1344,7 +1344,8 @@ def _unipose_decode(
         `(len(rows), vocab)`."""
         scores = text_logits.float().masked_fill(text_forbidden, float("-inf"))
         no_room_for_pose = [index for index, row in enumerate(rows) if fed[row] + 1 + num_tokens > max_positions]
-        scores[no_room_for_pose, start_id] = float("-inf")
+        if no_room_for_pose:  # near the end of the context only
+            scores[no_room_for_pose, start_id] = float("-inf")
         if len(logits_processor):  # the processors see the whole batch and read each row's own history
             index = torch.tensor(rows, device=device)
             batch_scores = scores.new_zeros((batch_size, scores.shape[-1])).index_copy_(0, index, scores)

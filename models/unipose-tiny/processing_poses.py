@@ -273,7 +273,7 @@ class PoseSpans:
         they open with code tokens closed by `</p>`: the new tokens of a prompt that ended with `<p>`.
         """
         index = 0
-        while index < len(ids) and self.code_ids.start <= ids[index] < self.code_ids.stop:
+        while index < len(ids) and ids[index] in self.code_ids:
             index += 1
         return index + 1 if 0 < index < len(ids) and ids[index] == self.pose_end_token_id else 0
 

@@ -753,10 +753,10 @@ def write_report(output_dir: Path, results: dict) -> Path:
 def _check_finite_poses(dataset, records: list[int], task: str) -> None:
     """Refuses records whose poses hold NaN or infinite values before anything is generated (the metrics would
     refuse them only once the whole split is generated), naming the record."""
-    for column in ("pose", "pose_a", "pose_b"):
-        if column not in dataset.column_names:
-            continue
-        poses = np.asarray(dataset.select(records)[column], dtype=np.float64)
+    columns = [column for column in ("pose", "pose_a", "pose_b") if column in dataset.column_names]
+    selected = dataset.select(records).select_columns(columns)
+    for column in columns:
+        poses = np.asarray(selected[column], dtype=np.float64)
         bad = ~np.isfinite(poses.reshape(len(records), -1)).all(axis=1)
         if bad.any():
             index = records[int(np.flatnonzero(bad)[0])]

@@ -255,16 +255,20 @@ def prepare_model_for_stage(
         getattr(_base_model(model).model, name).requires_grad_(True)
     if plan.pose_queries:
         _base_model(model).model.pose_queries.requires_grad_(True)
-    # What trains is kept in float32 (as PEFT keeps its adapters): in a model loaded in 16 bits (the paper recipes'
-    # `dtype: bfloat16`) the optimizer would otherwise round most small updates away. `bf16=True` still computes in
-    # bfloat16 (autocast); DeepSpeed and FSDP keep float32 copies of their own.
-    for parameter in model.parameters():
-        if parameter.requires_grad and parameter.dtype in (torch.float16, torch.bfloat16):
-            parameter.data = parameter.data.float()
+    _train_in_float32(parameter for parameter in model.parameters() if parameter.requires_grad)
     trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
     total = sum(parameter.numel() for parameter in model.parameters())
     logger.info(f"Stage {stage}: {trainable:,} trainable parameters of {total:,}.")
     return model
+
+
+def _train_in_float32(parameters) -> None:
+    """What trains is kept in float32 (as PEFT keeps its adapters): in a model loaded in 16 bits (the paper recipes'
+    `dtype: bfloat16`) the optimizer would otherwise round most small updates away. `bf16=True` still computes in
+    bfloat16 (autocast); DeepSpeed and FSDP keep float32 copies of their own."""
+    for parameter in parameters:
+        if parameter.dtype in (torch.float16, torch.bfloat16):
+            parameter.data = parameter.data.float()
 
 
 @contextlib.contextmanager
@@ -384,10 +388,7 @@ def load_adapter(
         model = PeftModel.from_pretrained(model, os.fspath(adapter_dir), is_trainable=is_trainable)
     if is_trainable:
         parameters = dict(model.get_base_model().named_parameters())
-        for name in in_place:
-            parameters[name].requires_grad_(True)
-            if parameters[name].dtype in (torch.float16, torch.bfloat16):
-                parameters[name].data = parameters[name].data.float()
+        _train_in_float32(parameters[name].requires_grad_(True) for name in in_place)
     return model
 
 
