@@ -367,11 +367,6 @@ def test_new_tokens_exceed_max_new_tokens_by_at_most_one_pose(p_model, processor
 REFUSED = {
     "num_beams-kwarg": ({"num_beams": 2}, "num_beams"),
     "num_beams-config": ({"generation_config": GenerationConfig(num_beams=2, max_new_tokens=3)}, "num_beams"),
-    "num_return_sequences": ({"num_return_sequences": 2, "do_sample": True}, "num_return_sequences"),
-    "num_return_sequences-config": (
-        {"generation_config": GenerationConfig(num_return_sequences=2, do_sample=True)},
-        "num_return_sequences",
-    ),
     "contrastive": ({"penalty_alpha": 0.6, "top_k": 4}, "penalty_alpha"),
     "prompt_lookup": ({"prompt_lookup_num_tokens": 3}, "prompt_lookup_num_tokens"),
 }
@@ -381,6 +376,30 @@ REFUSED = {
 def test_unsupported_modes_are_refused_however_they_are_passed(model, processor, arguments, name):
     with pytest.raises(ValueError, match=name):
         model.generate(**_prompt(processor, ["A person"]), **{"max_new_tokens": 3, **arguments})
+
+
+def test_several_samples_per_prompt_each_see_their_own_images_and_poses(model, processor):
+    # Sampling restricted to the most likely token is greedy decoding: each of the n sequences of a prompt is then
+    # what greedy decoding gives for the processor's batch with every prompt written out n times.
+    batch = _seven_task_batch(processor)
+    assert batch["pixel_values"].shape[0] == 4 and batch["pose_values"].shape[0] == 4  # 0, 1 or 2 per prompt
+    got = model.generate(
+        **batch, max_new_tokens=N + 3, do_sample=True, top_k=1, num_return_sequences=3, return_dict_in_generate=True
+    )
+    expected = _greedy(model, _seven_task_batch(processor, repeats=3), max_new_tokens=N + 3)
+    assert got.sequences.shape[0] == 21
+    assert torch.equal(got.sequences, expected.sequences)
+    assert [codes.tolist() for codes in got.pose_codes] == [codes.tolist() for codes in expected.pose_codes]
+
+
+def test_several_samples_per_prompt_are_drawn_independently(p_model, processor):
+    torch.manual_seed(0)
+    inputs = _prompt(processor, ["A person kneeling. <p>", "A person running. <p>"])
+    out = p_model.generate(
+        **inputs, max_new_tokens=1, do_sample=True, num_return_sequences=4, return_dict_in_generate=True
+    )
+    codes = [tuple(row[0].tolist()) for row in out.pose_codes]
+    assert len(codes) == 8 and len(set(codes)) == 8
 
 
 def test_unsupported_modes_in_the_models_generation_config_are_refused(processor):
@@ -730,13 +749,15 @@ def test_pose_values_reach_the_model_through_given_input_embeddings(model, proce
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _seven_task_batch(processor):
+def _seven_task_batch(processor, repeats=1):
+    """The demo's prompt of each task (images and poses in varying numbers), each written `repeats` times."""
     from unipose.demo import load_inputs, task_records
     from unipose.evaluation.runner import evaluation_prompt
 
     prompts = [
         evaluation_prompt(task.replace("_", "-"), record, text, processor.tokenizer)
         for task, (record, text) in task_records(load_inputs()).items()
+        for _ in range(repeats)
     ]
     return processor(
         text=[prompt.text for prompt in prompts],

@@ -251,3 +251,52 @@ def test_pipeline_with_images_and_several_prompts_in_one_request(checkpoint):
         opened = [processor.pose_start_token_id] * (row == 1)
         assert result["generated_text"] == processor.decode(opened + out.sequences[row, length:].tolist())
     assert results[1]["poses"].shape == (1, 22, 3)
+
+
+def test_pipeline_returns_every_answer_of_num_return_sequences(checkpoint):
+    # Sampling restricted to the most likely token gives the greedy answer each time, so every one of the n
+    # answers of a request is known.
+    pipe = pipeline("image-text-to-text", model=str(checkpoint["path"]), pipeline_class=UniPosePipeline)
+    expected, chat = checkpoint["expected"], describe(checkpoint["pose"])
+    sample = {"do_sample": True, "top_k": 1, "num_return_sequences": 3}
+    for batch_size in (1, 2):
+        texts, poses = pipe(
+            text=[chat, KNEEL], batch_size=batch_size, max_new_tokens=MAX_NEW_TOKENS, generate_kwargs=sample
+        )
+        assert len(texts) == len(poses) == 3
+        for text in texts:
+            check_text_result(text, chat, expected["text"])
+        for pose in poses:
+            check_pose_result(pose, expected["pose"])
+
+
+def test_pipeline_with_several_prompts_in_one_request_and_several_answers_each(checkpoint):
+    import numpy as np
+    import PIL.Image
+
+    model, processor = checkpoint["model"], checkpoint["processor"]
+    images = [PIL.Image.fromarray(np.full((40, 48, 3), value, dtype=np.uint8)) for value in (30, 200)]
+    prompts = [
+        "[INST] <image> Describe the pose of the person in this image. [/INST]",
+        "[INST] <image> Estimate the 3D pose of the person in this image. [/INST] <p>",
+    ]
+    pipe = pipeline("image-text-to-text", model=str(checkpoint["path"]), pipeline_class=UniPosePipeline)
+    torch.manual_seed(0)
+    results = pipe(
+        images=images,
+        text=prompts,
+        return_full_text=False,
+        max_new_tokens=MAX_NEW_TOKENS,
+        generate_kwargs={"do_sample": True, "pose_do_sample": False, "num_return_sequences": 2},
+    )
+    # The answers of the first prompt, then those of the second; the second's pose is the most likely one, the
+    # same in both answers, and what greedy decoding of that prompt alone writes.
+    assert [result["input_text"] for result in results] == [prompts[0]] * 2 + [prompts[1]] * 2
+    alone = model.generate(
+        **processor(text=prompts[1:], images=images[1:]), max_new_tokens=1, do_sample=False,
+        return_dict_in_generate=True,
+    )
+    for result in results[2:]:
+        assert torch.equal(result["pose_codes"], alone.pose_codes[0])
+        assert result["generated_text"].startswith("<pose>")
+    assert all(len(result["poses"]) == 0 for result in results[:2])

@@ -828,9 +828,11 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
           sequences are all finished keeps running forward passes (and decodes its poses in one call) until
           every process of the group is done, so that sharded weights can be gathered. Without an initialised
           process group it has no peers to wait for.
+        - Several samples per prompt (`do_sample=True, num_return_sequences=n`): the output holds the n
+          sequences of the first prompt, then those of the second, and so on, each prompt repeated with its own
+          images and poses.
         - Refused with a `ValueError`, whether set as arguments, in a `GenerationConfig` or in
-          `model.generation_config`: beam search (`num_beams > 1`), `num_return_sequences > 1`, assisted and
-          contrastive decoding (`assistant_model`, `prompt_lookup_num_tokens`, `penalty_alpha`), and prompts
+          `model.generation_config`: beam search (`num_beams > 1`), assisted and contrastive decoding (`assistant_model`, `prompt_lookup_num_tokens`, `penalty_alpha`), and prompts
           padded on the right (pad on the left: `padding_side='left'`).
         - Memory grows with the tokens written, not with `max_new_tokens`.
 
@@ -880,6 +882,35 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
             if streamer is not None:
                 streamer.end()
 
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """Repeat each prompt `expand_size` times (`num_return_sequences`) with its own images and poses.
+
+        `GenerationMixin` repeats every tensor row by row, which fits inputs with one row per prompt. The images
+        and poses are listed per item instead, in the order of their placeholders, and a prompt may hold any
+        number of them: each prompt's block of items is repeated with it, so that the expanded inputs are what the
+        processor gives for the list of prompts written out `expand_size` times.
+        """
+        items = {}
+        if expand_size > 1 and input_ids is not None:
+            config = self.config
+            tokens_per_item = {
+                "pixel_values": (config.image_token_id, config.image_seq_length),
+                "pose_pixel_values": (config.image_token_id, config.image_seq_length),
+                "pose_values": (config.pose_token_id, config.num_pose_tokens),
+            }
+            for name, (token_id, num_tokens) in tokens_per_item.items():
+                values = model_kwargs.get(name)
+                counts = ((input_ids == token_id).sum(-1) // num_tokens).tolist()
+                if values is None or sum(counts) != values.shape[0]:
+                    continue  # left as it is: `forward` names what does not match
+                blocks = values.split(counts)
+                items[name] = torch.cat([block for block in blocks for _ in range(expand_size)])
+                del model_kwargs[name]
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size, is_encoder_decoder, input_ids, **model_kwargs
+        )
+        return input_ids, {**model_kwargs, **items}
+
     def _take_stop_strings(self, generation_config, stopping_criteria, tokenizer, kwargs):
         """Turn the stop strings in effect into a `StopStringCriteria` in `stopping_criteria`.
 
@@ -925,7 +956,6 @@ def _sample_or_argmax(scores: torch.Tensor, do_sample: bool) -> torch.LongTensor
 _MODE_SETTINGS = {
     "num_beams": 1,
     "num_beam_groups": 1,
-    "num_return_sequences": 1,
     "penalty_alpha": None,
     "prompt_lookup_num_tokens": None,
     "assistant_early_exit": None,
@@ -941,7 +971,7 @@ _PER_STEP_OUTPUTS = ("output_scores", "output_logits", "output_attentions", "out
 
 
 def _check_decoding_mode(generation_config: GenerationConfig) -> None:
-    """Refuse every mode but greedy decoding or sampling of one sequence per prompt, however it was configured
+    """Refuse every mode but greedy decoding or sampling (of one or several sequences per prompt), however it was configured
     (`generation_config` is the one `generate` resolved from the arguments and the configs)."""
     per_step = [name for name in _PER_STEP_OUTPUTS if getattr(generation_config, name, False)]
     if per_step:
@@ -952,19 +982,18 @@ def _check_decoding_mode(generation_config: GenerationConfig) -> None:
             "`model(input_ids=out.sequences, ...).logits` (with `output_attentions` / `output_hidden_states` there)."
         )
     mode = generation_config.get_generation_mode()
-    supported = mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
-    if supported and generation_config.num_return_sequences in (None, 1):
+    if mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE):
         return
-    asked = "several sequences per prompt" if supported else mode.value.replace("_", " ")
+    asked = mode.value.replace("_", " ")
     settings = ", ".join(
         f"`{name}={getattr(generation_config, name)!r}`"
         for name, neutral in _MODE_SETTINGS.items()
         if getattr(generation_config, name, neutral) not in (neutral, None)
     ) or "its settings"
     raise ValueError(
-        f"UniPose generation writes one sequence per prompt, greedily or by sampling, but the generation config asks "
-        f"for {asked} with {settings}. Leave these at their defaults (`num_beams=1`, "
-        "`num_return_sequences=1`, no `penalty_alpha` or `prompt_lookup_num_tokens`) in the `generate` arguments, "
+        f"UniPose generation decodes greedily or by sampling, but the generation config asks for {asked} with "
+        f"{settings}. Leave these at their defaults (`num_beams=1`, no `penalty_alpha` or "
+        "`prompt_lookup_num_tokens`) in the `generate` arguments, "
         "in the `generation_config` you pass and in `model.generation_config`."
     )
 
@@ -1242,8 +1271,8 @@ def _unipose_decode(
     _check_left_padded(attention_mask)
     if streamer is not None and batch_size != 1:
         raise ValueError(
-            f"A `streamer` receives one sequence, got a batch of {batch_size} prompts: stream one prompt at a time, "
-            "or generate the batch without a streamer."
+            f"A `streamer` receives one sequence, got {batch_size} (prompts times `num_return_sequences`): stream "
+            "one sequence at a time, or generate without a streamer."
         )
     if bool(pose_span_mask(input_ids[:, -1:], config).any()):
         raise ValueError("A prompt cannot end inside a pose span: close every `<p>` with its tokens and `</p>`.")

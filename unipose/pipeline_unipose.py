@@ -118,13 +118,16 @@ class UniPosePipeline(ImageTextToTextPipeline):
             dict(generate_kwargs or {}), return_dict_in_generate=True
         )
         output = self.model.generate(**model_inputs, **generate_kwargs)
+        input_ids = model_inputs["input_ids"]
+        # One entry per prompt, which batching splits into requests: its `num_return_sequences` answers.
+        num_prompts = input_ids.shape[0]
+        per_prompt = output.sequences.shape[0] // num_prompts
         return {
-            "generated_sequence": output.sequences,
-            "input_ids": model_inputs["input_ids"],
+            "generated_sequence": output.sequences.view(num_prompts, per_prompt, -1),
+            "input_ids": input_ids,
             "prompt_text": prompt_text,
-            # Per request: a list here, one tensor per request once a batch is split.
-            "poses": list(output.poses),
-            "pose_codes": list(output.pose_codes),
+            "poses": _group(output.poses, per_prompt),
+            "pose_codes": _group(output.pose_codes, per_prompt),
         }
 
     def postprocess(
@@ -140,19 +143,23 @@ class UniPosePipeline(ImageTextToTextPipeline):
         # Usually one request (a batch of one, or a row of a split batch); a request of several prompts with
         # their images gives a row each.
         prompts = [prompts] if isinstance(prompts, (str, Chat)) else list(prompts)
+        # A split batch gives one prompt's tuple of answers' poses, a whole request a list of them.
+        poses, pose_codes = model_outputs["poses"], model_outputs["pose_codes"]
+        poses, pose_codes = ([poses], [pose_codes]) if isinstance(poses, tuple) else (poses, pose_codes)
         decode_kwargs = {"skip_special_tokens": skip_special_tokens is not False, **postprocess_kwargs}
         return [
             self._record(
                 prompt,
-                model_outputs["generated_sequence"][row],
+                sequence,
                 model_outputs["input_ids"][row],
-                model_outputs["poses"][row],
-                model_outputs["pose_codes"][row],
+                poses[row][answer],
+                pose_codes[row][answer],
                 return_type,
                 continue_final_message,
                 decode_kwargs,
             )
             for row, prompt in enumerate(prompts)
+            for answer, sequence in enumerate(model_outputs["generated_sequence"][row])
         ]
 
     def _record(
@@ -257,6 +264,11 @@ def _continue(content, answer: str, opened: bool, marker: str):
             content[index] = {**content[index], "text": text + answer}
             return content
     return [*content, {"type": "text", "text": answer}]
+
+
+def _group(values: list, size: int) -> list[tuple]:
+    """`values` of consecutive answers, `size` per prompt, as one tuple per prompt."""
+    return [tuple(values[start : start + size]) for start in range(0, len(values), size)]
 
 
 __all__ = ["UniPosePipeline"]
