@@ -378,11 +378,25 @@ def test_poseest_pose_layouts_and_frames(poseest, tmp_path):
         False,
         True,
     ]
-    # HMR 2.0 stores the box size in pixels, (N, 2).
+    # HMR 2.0 stores the box size in pixels, (N, 2): its `ImageDataset` divides `scale` by 200 and multiplies it
+    # back. Its layout (`body_pose` of 72 values, `has_body_pose`) reads pixels by default; SPIN's 200-pixel units.
     np.savez(tmp_path / "pixels.npz", **{**arrays, "scale": np.full((4, 2), 16.0)})
     np.testing.assert_allclose(
         read_pose_estimation_annotations(tmp_path / "pixels.npz", scale_unit=1.0).box_sizes, 16.0
     )
+    hmr2 = {k: v for k, v in arrays.items() if k != "pose"} | variants["hmr2"] | {"scale": np.full((4, 2), 16.0)}
+    np.savez(tmp_path / "hmr2_pixels.npz", **hmr2)
+    np.testing.assert_allclose(read_pose_estimation_annotations(tmp_path / "hmr2_pixels.npz").box_sizes, 16.0)
+    np.testing.assert_allclose(
+        read_pose_estimation_annotations(tmp_path / "pixels.npz").box_sizes, 16.0 * 200
+    )
+    # HMR 2.0's training shards are webdataset tars, which are named as such.
+    import tarfile
+
+    with tarfile.open(tmp_path / "shard.tar", "w") as shard:
+        shard.add(tmp_path / "pixels.npz", arcname="000000.data.pyd")
+    with pytest.raises(ValueError, match="is a tar archive"):
+        read_pose_estimation_annotations(tmp_path / "shard.tar")
 
     camera = load_pose_estimation(path, images, image_size=8, cache_dir=tmp_path / "c1", output_up_axis="-y").with_format("numpy")[
         "pose"

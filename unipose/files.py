@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -135,6 +136,10 @@ def open_npz(path: str | os.PathLike, what: str = "file", allow_pickle: bool = F
     try:
         archive = np.load(path, allow_pickle=allow_pickle)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:
+        if tarfile.is_tarfile(path):  # numpy reads it as a pickle and asks for `allow_pickle`, which would not help
+            raise ValueError(
+                f"The {what} {path} is a tar archive (e.g. a webdataset shard), not an .npz archive of named arrays."
+            ) from None
         raise ValueError(f"The {what} {path} is not a readable .npz archive ({type(error).__name__}: {error}).") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"The {what} {path} holds a single array, not an .npz archive of named arrays.")

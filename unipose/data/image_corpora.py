@@ -438,8 +438,8 @@ def build_imagescript(
             Captions per pose.
         seed (`int`, *optional*, defaults to 0):
             Seed of the captioner.
-        up_axis (`str`, *optional*, defaults to `"-y"`):
-            The world's up axis in the records' poses (see [`pose_features`]).
+        up_axis (`str`, *optional*, defaults to `"y"`):
+            The world's up axis in the records' poses, `"y"` for the project's records (see [`pose_features`]).
         source (`str`, *optional*, defaults to `"imagescript-A"`):
             The `source` column of the result.
         body (`unipose.body_model.BodyJoints`, *optional*):

@@ -1,8 +1,11 @@
 """
-PoseEst: images of people with SMPL pose fits (Human3.6M, MPI-INF-3DHP, COCO, MPII as prepared for HMR 2.0 /
-TokenHMR), as a `datasets.Dataset` of `image_pose` records (see `unipose.data.schema`).
+PoseEst: images of people with SMPL pose fits (Human3.6M, MPI-INF-3DHP, COCO, MPII), as a `datasets.Dataset` of
+`image_pose` records (see `unipose.data.schema`).
 
-Accepted layout: one `.npz` annotation file per corpus and split, with one row per person,
+Accepted layout: one `.npz` annotation file per corpus and split, with one row per person, as SPIN's files and
+HMR 2.0's (4D-Humans') `.npz` files hold them. (HMR 2.0 ships its training sets as webdataset `.tar` shards
+instead, an image and a pickled annotation per sample; they are not read here: write their annotations to one
+`.npz` first.)
 
 - `imgname` `(N,)`: image paths relative to an image root folder (unicode or byte strings);
 - the pose, in one of three layouts (the body part is the global orientation and the 21 body joints,
@@ -11,8 +14,9 @@ Accepted layout: one `.npz` annotation file per corpus and split, with one row p
   `global_orient` `(N, 3)`; or `body_pose` `(N, 72)` alone (HMR 2.0's files: global orientation first);
 - `center` `(N, 2)`: centre of the person's box in pixels (x, y);
 - `scale` `(N,)`, `(N, 1)` or `(N, 2)`: size of the box, the largest of its values taken; the box is a square
-  of side `scale * scale_unit` pixels around `center`. The usual convention (SPIN, TokenHMR) is
-  `scale_unit=200`; HMR 2.0's files store the box size in pixels: pass `scale_unit=1` for them;
+  of side `scale * scale_unit` pixels around `center`. By default `scale_unit` follows the layout: HMR 2.0's
+  files (a `has_body_pose` flag, or `body_pose` with 72 values) store pixels (`scale_unit=1`, as its
+  `ImageDataset` reads them), the others SPIN's units of 200 pixels (`scale_unit=200`);
 - optional: `has_smpl` or `has_body_pose` `(N,)`: rows whose flag is 0 carry no pose fit and are left out
   (their number is logged as a warning); `betas` and any other keys are ignored (the schema keeps poses).
 
@@ -33,7 +37,7 @@ Example:
 
 ```python
 >>> from unipose.data.pose_estimation import load_pose_estimation
->>> dataset = load_pose_estimation("~/data/hmr2/coco_2014_train.npz", "~/data/coco")  # doctest: +SKIP
+>>> dataset = load_pose_estimation("~/data/hmr2/coco_val.npz", "~/data/coco")  # doctest: +SKIP
 >>> dataset[0]["image"].size, dataset[0]["pose"].shape  # doctest: +SKIP
 ((256, 256), (22, 3))
 ```
@@ -62,7 +66,6 @@ from ..skeleton import NUM_BODY_JOINTS
 from .amass import change_up_axis
 from .schema import IMAGE_POSE_FEATURES, RECORD_UP_AXIS
 
-
 logger = logging.get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
@@ -71,8 +74,9 @@ IMAGE_NAME_KEY = "imgname"
 CENTER_KEY = "center"
 SCALE_KEY = "scale"
 FIT_FLAG_KEYS = ("has_smpl", "has_body_pose")
-# Pixels per unit of `scale` in SPIN-style files: the box side is 200 * scale.
+# Pixels per unit of `scale` in SPIN-style files (the box side is 200 * scale), and in HMR 2.0's, which store pixels.
 BOX_SCALE_UNIT = 200.0
+HMR2_SCALE_UNIT = 1.0
 DEFAULT_IMAGE_SIZE = 256
 JPEG_QUALITY = 95
 IMAGE_FORMATS = ("JPEG", "PNG")
@@ -152,15 +156,23 @@ def _pose_values(npz, path: Path, num_rows: int) -> np.ndarray:
     return values[:, :NUM_BODY_POSE_VALUES].astype(np.float64)
 
 
+def default_scale_unit(files) -> float:
+    """Pixels per unit of `scale` for a file holding the keys `files`: HMR 2.0's layout (a `has_body_pose` flag,
+    or `body_pose` with the global orientation and no `global_orient`) stores pixels, SPIN's units of 200."""
+    hmr2 = "has_body_pose" in files or ("body_pose" in files and "global_orient" not in files)
+    return HMR2_SCALE_UNIT if hmr2 else BOX_SCALE_UNIT
+
+
 def read_pose_estimation_annotations(
-    path: PathLike, scale_unit: float = BOX_SCALE_UNIT, allow_pickle: bool = False
+    path: PathLike, scale_unit: Optional[float] = None, allow_pickle: bool = False
 ) -> PoseEstimationAnnotations:
     """
     Reads and checks a PoseEst `.npz` annotation file (layout in the module docstring).
 
     Args:
         path (`str` or `os.PathLike`): the `.npz` file.
-        scale_unit (`float`, *optional*, defaults to 200): pixels per unit of `scale`.
+        scale_unit (`float`, *optional*): pixels per unit of `scale`; by default from the layout (see
+            [`default_scale_unit`]).
         allow_pickle (`bool`, *optional*, defaults to `False`): allow object arrays (unpickled: only for files
             you trust), which some files use for `imgname`.
 
@@ -174,10 +186,12 @@ def read_pose_estimation_annotations(
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"PoseEst annotation file not found: {str(path)!r}.")
-    if not (scale_unit > 0 and math.isfinite(scale_unit)):
+    if scale_unit is not None and not (scale_unit > 0 and math.isfinite(scale_unit)):
         raise ValueError(f"`scale_unit` must be a positive number of pixels, got {scale_unit!r}.")
     with open_npz(path, "PoseEst annotation file", allow_pickle=allow_pickle) as npz:
         files = set(npz.files)
+        if scale_unit is None:
+            scale_unit = default_scale_unit(files)
         for key in (IMAGE_NAME_KEY, CENTER_KEY, SCALE_KEY):
             if key not in files:
                 raise _key_error(path, files, f"Missing key `{key}`")
@@ -351,7 +365,7 @@ def load_pose_estimation(
     image_root: PathLike,
     image_size: int = DEFAULT_IMAGE_SIZE,
     skip_missing: bool = False,
-    scale_unit: float = BOX_SCALE_UNIT,
+    scale_unit: Optional[float] = None,
     output_up_axis: str = RECORD_UP_AXIS,
     source: Optional[str] = None,
     image_format: str = "JPEG",
@@ -371,9 +385,10 @@ def load_pose_estimation(
             Side of the square crops, in pixels.
         skip_missing (`bool`, *optional*, defaults to `False`):
             Leave out rows whose image is missing (logging how many) instead of raising.
-        scale_unit (`float`, *optional*, defaults to 200):
-            Pixels per unit of `scale` (1 for HMR 2.0's files, which store pixels).
-        output_up_axis (`str`, *optional*, defaults to `"-y"`):
+        scale_unit (`float`, *optional*):
+            Pixels per unit of `scale`; by default 1 for HMR 2.0's files, which store pixels, and 200 for SPIN's
+            (see [`default_scale_unit`]).
+        output_up_axis (`str`, *optional*, defaults to `"y"`):
             Frame of the returned global orientations: `"-y"` the camera frame of the fits, `"y"` or `"z"`
             (see the module docstring).
         source (`str`, *optional*):
@@ -468,9 +483,11 @@ __all__ = [
     "BOX_SCALE_UNIT",
     "CAMERA_UP_AXIS",
     "DEFAULT_IMAGE_SIZE",
+    "HMR2_SCALE_UNIT",
     "PoseEstimationAnnotations",
     "camera_to_up_axis",
     "crop_person",
+    "default_scale_unit",
     "load_pose_estimation",
     "read_pose_estimation_annotations",
 ]

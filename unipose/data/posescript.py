@@ -495,8 +495,9 @@ def load_posescript(
         caption_files (`Mapping[str, str | os.PathLike]`, *optional*):
             Caption kind -> file name, replacing the defaults `posescript_human_6293.json` and
             `posescript_auto_100k.json`.
-        output_up_axis (`str`, *optional*, defaults to `"z"`):
-            Vertical axis of the returned poses' world: `"z"` (AMASS's, PoseScript's) or `"y"` (SMPL's).
+        output_up_axis (`str`, *optional*, defaults to `"y"`):
+            Vertical axis of the returned poses' world: `"y"` (SMPL's, the project's records) or `"z"` (AMASS's,
+            PoseScript's).
 
     Returns:
         `datasets.Dataset` of `pose_text` records (`id` the pose id, `pose` `(22, 3)` float32
