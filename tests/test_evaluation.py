@@ -133,6 +133,11 @@ def test_recall_at_k_matches_a_brute_force_ranking():
     both = text_pose_recalls(queries, candidates, (1, 5, 10))
     assert both["mRecall"] == pytest.approx(np.mean([v for k, v in both.items() if k != "mRecall"]))
     assert both["R^T2P@5"] == pytest.approx(expected["R@5"])
+    # By default, the authors' evaluation code's mRecall: the mean of Recall@1, 5, 10 and 20 in both directions
+    # (their tables print only 5, 10 and 20).
+    default = text_pose_recalls(queries, candidates)
+    directions = [recall_at_k(queries, candidates, (1, 5, 10, 20)), recall_at_k(candidates, queries, (1, 5, 10, 20))]
+    assert default["mRecall"] == pytest.approx(np.mean([v for recalls in directions for v in recalls.values()]))
 
 
 def test_retrieval_metrics_reject_bad_input():
@@ -206,11 +211,19 @@ def test_pa_mpjpe_of_a_similarity_transformed_copy_is_zero():
 
 def test_bleu_of_a_hand_worked_example():
     # 6 words, one wrong at the end: n-gram precisions 5/6, 4/5, 3/4, 2/3, equal lengths (no penalty).
-    score = M.bleu4(["A b c d e f"], [["a b c d e g"]])
+    score = M.bleu4(["a b c d e f"], [["a b c d e g"]])
     assert score == pytest.approx(100 * (5 / 6 * 4 / 5 * 3 / 4 * 2 / 3) ** 0.25)
     # A shorter hypothesis pays the brevity penalty exp(1 - r/c) against the closest reference (5, not 9).
     short = M.bleu4(["a b c d"], [["a b c d e", "a b c d e f g h i"]])
     assert short == pytest.approx(100 * math.exp(1 - 5 / 4))
+
+
+def test_bleu_is_case_sensitive_as_the_papers_evaluation():
+    # PoseScript's and UniPose's evaluations score with the `evaluate` library's BLEU (tensorflow/nmt's over 13a
+    # tokens), which keeps case: "The" and "the" are different words.
+    prediction = "The person is standing with the left arm raised above the head."
+    assert M.bleu4([prediction], [[prediction.lower()]]) == pytest.approx(91.21679090703874, rel=1e-9)
+    assert M.bleu4([prediction], [[prediction]]) == pytest.approx(100.0)
 
 
 def test_bleu_matches_nltk_with_several_references():
@@ -236,8 +249,8 @@ def test_bleu_matches_nltk_with_several_references():
     ]
     tokenize = Tokenizer13a()
     expected = 100 * corpus_bleu(
-        [[tokenize(ref.lower()).split() for ref in refs] for refs in references],
-        [tokenize(text.lower()).split() for text in predictions],
+        [[tokenize(ref).split() for ref in refs] for refs in references],
+        [tokenize(text).split() for text in predictions],
     )
     assert M.bleu4(predictions, references) == pytest.approx(expected, rel=1e-9)
 
@@ -273,6 +286,40 @@ def test_meteor_exact_and_stem_stages():
     sources = M.text_metric_sources()
     assert ("synonym stage is off" in sources["METEOR"]) != M.wordnet_available()
     assert "sacrebleu" in sources["BLEU-4"] and "rouge-score" in sources["ROUGE-L"]
+
+
+def test_meteor_reads_the_words_of_nltks_word_tokenize():
+    # The `evaluate` library's METEOR, which the paper's evaluation calls, scores nltk's `word_tokenize` words:
+    # Treebank words in Punkt sentences. Hyphenated words and decimals stay whole; "'s" is a word of its own.
+    from nltk.tokenize import NLTKWordTokenizer
+    from nltk.translate.meteor_score import single_meteor_score
+
+    text = "The person's left-hand is at 90.5 degrees. Their right knee is bent."
+    assert M.meteor_tokenize(text) == [
+        "The", "person", "'s", "left-hand", "is", "at", "90.5", "degrees", ".",
+        "Their", "right", "knee", "is", "bent", ".",
+    ]
+    words = NLTKWordTokenizer()
+    pairs = [
+        ("The left-hand fingers touch the thigh.", "The left hand touches the left thigh."),
+        ("The person's right knee is bent.", "The person's knees are bent."),
+        ("They bend forward 90.5 degrees.", "The person bends forward."),
+    ]
+    for prediction, reference in pairs:
+        extra = {} if M.wordnet_available() else {"wordnet": M._NoSynonyms()}
+        expected = 100 * single_meteor_score(words.tokenize(reference), words.tokenize(prediction), **extra)
+        assert M.meteor([prediction], [[reference]]) == pytest.approx(expected, rel=1e-12)
+    if not M.wordnet_available():  # the first pair, as the `evaluate` library scores it without WordNet
+        assert M.meteor([pairs[0][0]], [[pairs[0][1]]]) == pytest.approx(56.45569620253165, rel=1e-9)
+
+
+def test_meteor_tokenize_is_nltks_word_tokenize_where_punkt_is_installed():
+    import nltk
+
+    if not M.punkt_available():
+        pytest.skip("nltk's English Punkt data is not installed")
+    text = "The person's left-hand is raised, e.g. above the head. Their right knee is bent."
+    assert M.meteor_tokenize(text) == nltk.word_tokenize(text)
 
 
 def test_text_metrics_reject_bad_references():

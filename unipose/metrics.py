@@ -35,8 +35,10 @@ from .body_model import pose_to_joints
 from .checks import check_same
 
 MILLIMETRES_PER_METRE = 1000.0
-# The K of Recall@K: for generated texts and poses (`unipose evaluate`), and for a retrieval model on its own data.
-GENERATION_RECALL_K = (5, 10, 20)
+# The K of Recall@K: for generated texts and poses (`unipose evaluate`: the paper's tables print 5, 10 and 20; its
+# evaluation code also computes 1, and its mRecall is the mean over all four in both directions), and for a
+# retrieval model on its own data.
+GENERATION_RECALL_K = (1, 5, 10, 20)
 RETRIEVAL_MODEL_RECALL_K = (1, 5, 10)
 # Queries scored against all candidates at once: bounds the (chunk, num_candidates) similarity matrix.
 SIMILARITY_CHUNK_ROWS = 1024
@@ -356,7 +358,7 @@ def recall_at_k(
             Query embeddings.
         candidates (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
             Candidate embeddings; `candidates[i]` is the true match of `queries[i]`.
-        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
+        k_values (`Sequence[int]`, *optional*, defaults to `(1, 5, 10, 20)`):
             The K to report; each must be at most N.
         seed (`int`, *optional*, defaults to 0):
             Seed of the tie breaking.
@@ -391,7 +393,7 @@ def text_pose_recalls(
             Text embeddings.
         pose_embeds (`torch.Tensor` or `np.ndarray` of shape `(N, D)`):
             Pose (or pose-pair) embeddings, matched to the texts.
-        k_values (`Sequence[int]`, *optional*, defaults to `(5, 10, 20)`):
+        k_values (`Sequence[int]`, *optional*, defaults to `(1, 5, 10, 20)`):
             The K to report.
         seed (`int`, *optional*, defaults to 0):
             Seed of the tie breaking.

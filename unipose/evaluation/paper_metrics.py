@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -398,11 +397,6 @@ def frechet_distance(real_features: EmbeddingLike, generated_features: Embedding
 # Text metrics
 # ----------------------------------------------------------------------------------------------------
 
-# Words (letters, digits, apostrophes inside words) and single punctuation marks, for METEOR: nltk's own
-# `word_tokenize` needs the Punkt data, which is not always installed.
-_METEOR_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?|[^\sA-Za-z0-9]")
-
-
 class _NoSynonyms:
     """Stands in for nltk's WordNet reader when WordNet is not installed: no word has synonyms, so METEOR's
     synonym stage matches nothing and only the exact and stem stages count."""
@@ -410,6 +404,25 @@ class _NoSynonyms:
     @staticmethod
     def synsets(word: str) -> list:
         return []
+
+
+@functools.lru_cache(maxsize=1)
+def _sentence_splitter():
+    """nltk's English Punkt model, which `word_tokenize` splits sentences with, or an untrained Punkt splitter
+    where that model's data is not installed (it then also splits after abbreviations such as "e.g.")."""
+    from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTokenizer
+
+    try:
+        return PunktTokenizer("english")
+    except (LookupError, OSError):
+        return PunktSentenceTokenizer()
+
+
+def punkt_available() -> bool:
+    """Whether nltk's English Punkt model (the sentence splitting of `word_tokenize`) is installed."""
+    from nltk.tokenize.punkt import PunktTokenizer
+
+    return isinstance(_sentence_splitter(), PunktTokenizer)
 
 
 @functools.lru_cache(maxsize=1)
@@ -439,11 +452,17 @@ def text_metric_sources() -> dict[str, str]:
         else "exact and Porter stem matching only: WordNet is not installed, so the synonym stage is off "
         "(scores are at most those of full METEOR)"
     )
+    sentences = (
+        "nltk's English Punkt sentences"
+        if punkt_available()
+        else "untrained Punkt sentences (nltk's English Punkt data is not installed)"
+    )
     return {
         "BLEU-4": (
             f"sacrebleu {_package_version('sacrebleu')}: corpus BLEU, n-grams 1-4, 13a tokenisation, "
-            "lowercased, no smoothing, brevity penalty from the closest reference length (the BLEU of the "
-            "`evaluate` library, used by PoseScript's code, takes the shortest reference length instead)"
+            "case-sensitive, no smoothing, brevity penalty from the closest reference length (the BLEU of the "
+            "`evaluate` library, used by PoseScript's and UniPose's code, takes the shortest reference length "
+            "instead: the same with one reference)"
         ),
         "ROUGE-L": (
             f"rouge-score {_package_version('rouge-score')}: ROUGE-L F-measure, best reference per item, "
@@ -451,7 +470,8 @@ def text_metric_sources() -> dict[str, str]:
         ),
         "METEOR": (
             f"nltk {_package_version('nltk')} meteor_score (alpha 0.9, beta 3, gamma 0.5), best reference per "
-            f"item, mean over items, lowercased regex tokenisation; {meteor_stages}"
+            f"item, mean over items, words of nltk's `word_tokenize` ({sentences}, Treebank words) compared "
+            f"lowercased, as the `evaluate` library scores it; {meteor_stages}"
         ),
     }
 
@@ -495,7 +515,9 @@ def bleu4(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> fl
     # fewer references are padded with None, which sacrebleu skips.
     num_streams = max(len(refs) for refs in references)
     streams = [[refs[s] if s < len(refs) else None for refs in references] for s in range(num_streams)]
-    metric = BLEU(lowercase=True, tokenize="13a", smooth_method="none", max_ngram_order=4)
+    # Case-sensitive, as the `evaluate` library's BLEU (tensorflow/nmt's over 13a tokens) that PoseScript's and
+    # UniPose's evaluations call.
+    metric = BLEU(lowercase=False, tokenize="13a", smooth_method="none", max_ngram_order=4)
     return float(metric.corpus_score(list(predictions), streams).score)
 
 
@@ -529,8 +551,12 @@ def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
 
 
 def meteor_tokenize(text: str) -> list[str]:
-    """The lowercased words and punctuation marks of `text`, as METEOR compares them."""
-    return _METEOR_TOKEN_PATTERN.findall(text.lower())
+    """The words of `text` as nltk's `word_tokenize` gives them to METEOR in the `evaluate` library: Punkt
+    sentences (see [`punkt_available`]), each split by nltk's Treebank word tokenizer. METEOR lowercases them."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    words = NLTKWordTokenizer()
+    return [word for sentence in _sentence_splitter().tokenize(text) for word in words.tokenize(sentence)]
 
 
 def meteor(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
@@ -576,6 +602,7 @@ __all__ = [
     "frechet_distance_from_statistics",
     "meteor",
     "meteor_tokenize",
+    "punkt_available",
     "r_precision",
     "r_precision_grouped",
     "r_precision_posescript",

@@ -10,15 +10,15 @@ unipose evaluate --model runs/stage3 --task all --data synthetic --retrieval-mod
     --pair-retrieval-model runs/retrieval_posefix --output eval/stage3
 ```
 
-| task            | records      | writes      | metrics                                                      |
-| --------------- | ------------ | ----------- | ------------------------------------------------------------ |
-| pose-to-text    | `pose_text`  | description | R-precision (pose model), BLEU-4, ROUGE-L, METEOR            |
-| image-to-text   | `image_pose` | description | R-precision (pose model), BLEU-4, ROUGE-L, METEOR            |
-| pose-diff       | `pose_pair`  | instruction | R-precision (pair model), BLEU-4, ROUGE-L, METEOR            |
-| image-diff      | `image_pair` | instruction | R-precision (pair model), BLEU-4, ROUGE-L, METEOR            |
-| text-to-pose    | `pose_text`  | pose        | R^T2P, R^P2T @5/10/20, mRecall, R-precision, FID, (PA-)MPJPE |
-| pose-estimation | `image_pose` | pose        | MPJPE, PA-MPJPE                                              |
-| pose-editing    | `pose_pair`  | pose B      | R^T2P, R^P2T (pair model), mRecall, FID vs B, (PA-)MPJPE     |
+| task            | records      | writes      | metrics                                                        |
+| --------------- | ------------ | ----------- | -------------------------------------------------------------- |
+| pose-to-text    | `pose_text`  | description | R-precision (pose model), BLEU-4, ROUGE-L, METEOR              |
+| image-to-text   | `image_pose` | description | R-precision (pose model), BLEU-4, ROUGE-L, METEOR              |
+| pose-diff       | `pose_pair`  | instruction | R-precision (pair model), BLEU-4, ROUGE-L, METEOR              |
+| image-diff      | `image_pair` | instruction | R-precision (pair model), BLEU-4, ROUGE-L, METEOR              |
+| text-to-pose    | `pose_text`  | pose        | R^T2P, R^P2T @1/5/10/20, mRecall, R-precision, FID, (PA-)MPJPE |
+| pose-estimation | `image_pose` | pose        | MPJPE, PA-MPJPE                                                |
+| pose-editing    | `pose_pair`  | pose B      | R^T2P, R^P2T (pair model), mRecall, FID vs B, (PA-)MPJPE       |
 
 R-precision ranks, for each generated (or given) text, its true pose (or pair) among 32 (see
 `unipose.evaluation.paper_metrics`), as the evaluation code of PoseScript and of the UniPose authors does (text

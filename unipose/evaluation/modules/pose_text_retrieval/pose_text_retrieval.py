@@ -37,7 +37,7 @@ Args:
     retrieval_model (`str`): folder of a retrieval model saved with its text tokenizer.
     pool_size (`int`, defaults to 32), num_repetitions (`int`, defaults to 10), seed (`int`, defaults to 0): the
         R-precision protocol's settings.
-    recall_k (`list[int]`, defaults to [5, 10, 20]): the K of Recall@K (empty: no recall).
+    recall_k (`list[int]`, defaults to [1, 5, 10, 20]): the K of Recall@K (empty: no recall).
 Returns:
     `R-Precision@{k} ({protocol})`, `R^T2P@{k}`, `R^P2T@{k}` and `mRecall`, in percent.
 """
