@@ -271,6 +271,7 @@ STOCK_SETTINGS = {
     "eos-list": {"eos_token_id": "first-two-tokens"},
     "stop-strings": {"stop_strings": "third-token"},
     "sampling": {"do_sample": True, "temperature": 0.7, "top_k": 20, "top_p": 0.9},
+    "token-healing": {"token_healing": True, "tokenizer": "the-tokenizer"},
 }
 
 
@@ -290,6 +291,8 @@ def test_text_generation_equals_stock_generate_of_the_backbone(model, processor,
     setting = dict(setting)
     if setting.get("eos_token_id") == "first-two-tokens":
         setting["eos_token_id"] = [int(free[0, 4]), int(free[1, 2])]
+    if setting.get("tokenizer") == "the-tokenizer":
+        setting["tokenizer"] = tokenizer
     if setting.get("stop_strings") == "third-token":
         setting["stop_strings"] = [tokenizer.decode(free[0, 2:4]).strip()]
         setting["tokenizer"] = tokenizer
@@ -330,9 +333,77 @@ def test_logits_processors_read_each_sequences_own_tokens(processor):
         assert (written[len(alone) :] == processor.tokenizer.pad_token_id).all()
 
 
+WARPERS = {
+    "min_p": ({"min_p": 0.9}, "MinPLogitsWarper", {"min_p": 0.9}),
+    "typical_p": ({"typical_p": 0.3}, "TypicalLogitsWarper", {"mass": 0.3}),
+    "epsilon_cutoff": ({"epsilon_cutoff": 0.02}, "EpsilonLogitsWarper", {"epsilon": 0.02}),
+    "eta_cutoff": ({"eta_cutoff": 0.95}, "EtaLogitsWarper", {"epsilon": 0.95}),
+    "top_h": ({"top_h": 0.5}, "TopHLogitsWarper", {"top_h": 0.5}),
+}
+
+
+@pytest.mark.parametrize("option, warper, arguments", WARPERS.values(), ids=WARPERS.keys())
+def test_sampling_warpers_apply_to_the_codes_as_to_text(model, processor, option, warper, arguments):
+    # Every sampled code is one that transformers' warpers keep (the option's, in `generate`'s order with its
+    # default `top_k=50`), applied to the code scores of a forward pass over the prompt, `<p>` and the queries
+    # (what generation's first pass computes).
+    import transformers.generation.logits_process as processors
+
+    config = model.config
+    inputs = _prompt(processor, ["A person kneeling. <p>"])
+    queries = torch.full((1, N), config.pose_query_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([inputs["input_ids"], queries], dim=-1)).logits[0, -N:]
+    scores = logits[:, config.pose_code_token_ids.start : config.pose_code_token_ids.stop]
+    chain = [getattr(processors, warper)(**arguments), processors.TopKLogitsWarper(50)]
+    kept = torch.isfinite(processors.LogitsProcessorList(chain if warper == "TopHLogitsWarper" else chain[::-1])(None, scores))
+    assert kept.float().mean() < 0.6  # the warper removes codes that sampling would otherwise draw
+    for seed in range(3):
+        torch.manual_seed(seed)
+        out = model.generate(**inputs, max_new_tokens=1, do_sample=True, return_dict_in_generate=True, **option)
+        assert kept.gather(1, out.pose_codes[0][0][:, None]).all()
+
+
+@pytest.mark.parametrize(
+    "option, name",
+    [
+        ({"guidance_scale": 3.0}, "guidance_scale"),
+        ({"watermarking_config": {"keys": [11, 12, 13, 14], "ngram_len": 3}}, "SynthID"),
+        ({"prefill_chunk_size": 2}, "prefill_chunk_size"),
+    ],
+)
+def test_options_that_need_one_token_per_step_are_refused(model, processor, option, name):
+    # Classifier-free guidance and SynthID keep a record of the tokens fed, one per call; a pose step feeds 81.
+    from transformers import SynthIDTextWatermarkingConfig
+
+    if "watermarking_config" in option:
+        option = {"watermarking_config": SynthIDTextWatermarkingConfig(**option["watermarking_config"])}
+    with pytest.raises(ValueError, match=name):
+        model.generate(**_prompt(processor, ["A person"]), max_new_tokens=3, **option)
+
+
+def test_token_healing_of_prompts_with_poses_is_refused(model, processor):
+    inputs = _prompt(processor, ["A person kneeling. <p>"])
+    with pytest.raises(ValueError, match="Token healing"):
+        model.generate(**inputs, max_new_tokens=3, token_healing=True, tokenizer=processor.tokenizer)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The length rule
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_new_tokens", [2, 50, N + 3, N + 4, N + 9])
+def test_a_forced_eos_ends_the_sequence_at_max_length_when_poses_are_written(p_model, processor, max_new_tokens):
+    # As `ForcedEOSTokenLogitsProcessor` does for stock `generate`: the last position is the EOS. `<p>` (which
+    # this head always prefers) opens a pose only where the pose and `</p>` end before it.
+    eos = processor.tokenizer.eos_token_id
+    inputs = _prompt(processor, ["A person"])
+    out = _greedy(p_model, inputs, max_new_tokens=max_new_tokens, forced_eos_token_id=eos, eos_token_id=eos)
+    new = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+    assert len(new) == max_new_tokens and new[-1] == eos
+    assert len(out.pose_codes[0]) == (1 if max_new_tokens >= N + 3 else 0)
+    assert eos not in new[:-1]
 
 
 def test_a_pose_begun_at_the_length_limit_is_finished(p_model, processor):

@@ -33,7 +33,18 @@ from transformers.generation import (
     StoppingCriteriaList,
     StopStringCriteria,
 )
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+from transformers.generation.logits_process import (
+    EpsilonLogitsWarper,
+    EtaLogitsWarper,
+    MinPLogitsWarper,
+    SynthIDTextWatermarkLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopHLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+    UnbatchedClassifierFreeGuidanceLogitsProcessor,
+)
 from transformers.integrations import is_deepspeed_zero3_enabled, is_fsdp_managed_module
 from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
@@ -816,7 +827,12 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
         - Length rule: a pose that is begun is always finished. Text is written while a sequence is below the
           length limit; if its last text token is `<p>`, the pose and `</p>` follow. So a sequence holds at
           most `max_new_tokens + num_pose_tokens + 1` new tokens (`max_new_tokens=1` with `<p>` chosen gives
-          `<p>`, the codes and `</p>`). The same holds when any other criterion fires on `<p>`.
+          `<p>`, the codes and `</p>`). The same holds when any other criterion fires on `<p>`. Under
+          `forced_eos_token_id`, `<p>` is written only where the pose and `</p>` end before the last position,
+          so that the sequence ends with the EOS at `max_length`, as in stock `generate`.
+        - Logits processors (text) are called once per step, or once per group of sequences of the same length
+          when a pose has made their lengths differ: each reads its sequence's own tokens. The sampling
+          warpers (`top_h`, `min_p`, `typical_p`, `epsilon_cutoff`, `eta_cutoff`) also apply to the codes.
         - Context: a sequence stops, with a warning, when its next token would not fit in the language model's
           `max_position_embeddings`, and writes `<p>` only where the pose's queries fit after it.
         - Streaming (batch size 1): the streamer receives the prompt `(1, prompt_length)` first, then each
@@ -832,8 +848,10 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
           sequences of the first prompt, then those of the second, and so on, each prompt repeated with its own
           images and poses.
         - Refused with a `ValueError`, whether set as arguments, in a `GenerationConfig` or in
-          `model.generation_config`: beam search (`num_beams > 1`), assisted and contrastive decoding (`assistant_model`, `prompt_lookup_num_tokens`, `penalty_alpha`), and prompts
-          padded on the right (pad on the left: `padding_side='left'`).
+          `model.generation_config`: beam search (`num_beams > 1`), assisted and contrastive decoding
+          (`assistant_model`, `prompt_lookup_num_tokens`, `penalty_alpha`), prompts padded on the right (pad on
+          the left: `padding_side='left'`), processors that count on one token per call (`guidance_scale`,
+          SynthID watermarking), `prefill_chunk_size`, and token healing of prompts with images or poses.
         - Memory grows with the tokens written, not with `max_new_tokens`.
 
         Example:
@@ -866,6 +884,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
                     "`generate` without `assistant_model` (a pose is already written in one step)."
                 )
             _check_no_prompt_learning(self)
+            inputs, generation_config, kwargs = self._heal_tokens(inputs, generation_config, tokenizer, kwargs)
             generation_config, stopping_criteria, kwargs = self._take_stop_strings(
                 generation_config, stopping_criteria, tokenizer, kwargs
             )
@@ -910,6 +929,39 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
             expand_size, is_encoder_decoder, input_ids, **model_kwargs
         )
         return input_ids, {**model_kwargs, **items}
+
+    def _heal_tokens(self, inputs, generation_config, tokenizer, kwargs):
+        """Token healing (`token_healing=True`), done here with [`~GenerationMixin.heal_tokens`] as `generate` does
+        it: `generate` does not keep the `tokenizer` it needs for a `custom_generate` callable. It decodes the
+        prompts to text and tokenizes them again, which would drop image tokens and pose spans: prompts with
+        them are refused.
+
+        Returns:
+            `(inputs, generation_config, kwargs)` to pass on to `GenerationMixin.generate`, healing switched off.
+        """
+        if "token_healing" in kwargs:
+            healing = kwargs["token_healing"]
+        else:
+            given = None if generation_config is None else generation_config.token_healing
+            healing = self.generation_config.token_healing if given is None else given
+        input_ids = inputs if inputs is not None else kwargs.get("input_ids")
+        if not healing or input_ids is None:
+            return inputs, generation_config, kwargs
+        config = self.config
+        markers = torch.tensor([config.image_token_id, config.pose_start_token_id, config.pose_end_token_id])
+        if bool((torch.isin(input_ids, markers.to(input_ids.device)) | pose_span_mask(input_ids, config)).any()):
+            raise ValueError(
+                "Token healing (`token_healing=True`) decodes the prompts to text and tokenizes them again, which "
+                "drops their image tokens and pose spans (`<p>` included): use it with text prompts only."
+            )
+        healed = self.heal_tokens(input_ids, tokenizer)
+        if generation_config is not None:
+            generation_config = copy.deepcopy(generation_config)
+            generation_config.token_healing = False
+        kwargs = {**kwargs, "token_healing": False}
+        if inputs is not None:
+            return healed, generation_config, kwargs
+        return None, generation_config, {**kwargs, "input_ids": healed}
 
     def _take_stop_strings(self, generation_config, stopping_criteria, tokenizer, kwargs):
         """Turn the stop strings in effect into a `StopStringCriteria` in `stopping_criteria`.
@@ -981,6 +1033,12 @@ def _check_decoding_mode(generation_config: GenerationConfig) -> None:
             "token per step. Score the generated sequences with one forward pass instead: "
             "`model(input_ids=out.sequences, ...).logits` (with `output_attentions` / `output_hidden_states` there)."
         )
+    if getattr(generation_config, "prefill_chunk_size", None) is not None:
+        raise ValueError(
+            f"UniPose generation prefills each prompt in one forward pass, got `prefill_chunk_size="
+            f"{generation_config.prefill_chunk_size}`: a chunk boundary would cut through a pose span or an "
+            "image's tokens. Leave `prefill_chunk_size` unset."
+        )
     mode = generation_config.get_generation_mode()
     if mode in (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE):
         return
@@ -996,6 +1054,26 @@ def _check_decoding_mode(generation_config: GenerationConfig) -> None:
         "`prompt_lookup_num_tokens`) in the `generate` arguments, "
         "in the `generation_config` you pass and in `model.generation_config`."
     )
+
+
+# Logits processors that keep a state of the tokens fed so far, one token per call: a pose step feeds 81 tokens at
+# once, and in a batch the rows of different lengths are processed in separate calls.
+_STATEFUL_PROCESSORS = {
+    UnbatchedClassifierFreeGuidanceLogitsProcessor: "`guidance_scale` (classifier-free guidance)",
+    SynthIDTextWatermarkLogitsProcessor: "SynthID watermarking (`watermarking_config`)",
+}
+
+
+def _check_stateless_processors(logits_processor: LogitsProcessorList) -> None:
+    """Refuse the logits processors that count on being called once per token, which UniPose's loop cannot honour."""
+    for processor in logits_processor:
+        for kind, option in _STATEFUL_PROCESSORS.items():
+            if isinstance(processor, kind):
+                raise ValueError(
+                    f"UniPose generation does not run {option}: its `{kind.__name__}` keeps its own record of the "
+                    "tokens fed, one per step, while a pose step writes 81 tokens at once and the rows of a batch "
+                    "then have different lengths. Generate without it."
+                )
 
 
 def _check_no_prompt_learning(model: nn.Module) -> None:
@@ -1087,21 +1165,40 @@ def _check_pose_sampling(pose_do_sample, pose_temperature, pose_top_k, pose_top_
 
 
 def _pose_warpers(
-    generation_config: GenerationConfig, do_sample: bool, temperature, top_k, top_p, codebook_size: int
+    generation_config: GenerationConfig,
+    do_sample: bool,
+    temperature,
+    top_k,
+    top_p,
+    codebook_size: int,
+    device: torch.device,
 ) -> LogitsProcessorList:
-    """transformers' warpers for the codes of a pose; each option left at `None` is the text one."""
+    """transformers' sampling warpers for the codes of a pose, in the order `generate` applies them to text:
+    `temperature`, `top_k` and `top_p` left at `None` are the text ones, and the other warpers of the generation
+    config (`top_h`, `min_p`, `typical_p`, `epsilon_cutoff`, `eta_cutoff`) apply to the codes as to text."""
     warpers = LogitsProcessorList()
     if not do_sample:
         return warpers
-    temperature = generation_config.temperature if temperature is None else temperature
-    top_k = generation_config.top_k if top_k is None else top_k
-    top_p = generation_config.top_p if top_p is None else top_p
+    config = generation_config
+    temperature = config.temperature if temperature is None else temperature
+    top_k = config.top_k if top_k is None else top_k
+    top_p = config.top_p if top_p is None else top_p
     if temperature is not None and temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(temperature))
+    if config.top_h is not None:
+        warpers.append(TopHLogitsWarper(top_h=config.top_h))
     if top_k is not None and top_k != 0:
         warpers.append(TopKLogitsWarper(min(top_k, codebook_size)))
     if top_p is not None and top_p < 1.0:
         warpers.append(TopPLogitsWarper(top_p))
+    if config.min_p is not None:
+        warpers.append(MinPLogitsWarper(min_p=config.min_p))
+    if config.typical_p is not None and config.typical_p < 1.0:
+        warpers.append(TypicalLogitsWarper(mass=config.typical_p))
+    if config.epsilon_cutoff is not None and 0.0 < config.epsilon_cutoff < 1.0:
+        warpers.append(EpsilonLogitsWarper(epsilon=config.epsilon_cutoff))
+    if config.eta_cutoff is not None and 0.0 < config.eta_cutoff < 1.0:
+        warpers.append(EtaLogitsWarper(epsilon=config.eta_cutoff, device=device))
     return warpers
 
 
@@ -1266,6 +1363,7 @@ def _unipose_decode(
 
     # 0. Refuse what this loop cannot honour, before anything is streamed.
     _check_decoding_mode(generation_config)
+    _check_stateless_processors(logits_processor)
     _check_pose_sampling(pose_do_sample, pose_temperature, pose_top_k, pose_top_p)
     attention_mask = model_kwargs.pop("attention_mask", None)
     _check_left_padded(attention_mask)
@@ -1284,7 +1382,7 @@ def _unipose_decode(
         raise ValueError("Generation needs a `pad_token_id` (or an `eos_token_id`) in the generation config.")
     pose_do_sample = generation_config.do_sample if pose_do_sample is None else pose_do_sample
     pose_warpers = _pose_warpers(
-        generation_config, pose_do_sample, pose_temperature, pose_top_k, pose_top_p, codebook_size
+        generation_config, pose_do_sample, pose_temperature, pose_top_k, pose_top_p, codebook_size, device
     )
     synced_gpus = _resolve_synced_gpus(model, synced_gpus)
 
@@ -1321,6 +1419,10 @@ def _unipose_decode(
     # would not fit, and opens a pose only if `<p>` and its queries fit.
     max_positions = getattr(config.text_config, "max_position_embeddings", None) or float("inf")
     fed = [input_ids.shape[1]] * batch_size if attention_mask is None else attention_mask.sum(-1).tolist()
+    # Under a forced EOS, `<p>` is written only where the pose and `</p>` end before the last position, which
+    # `ForcedEOSTokenLogitsProcessor` keeps for the EOS.
+    forced_eos = generation_config.forced_eos_token_id is not None and generation_config.max_length is not None
+    pose_length_limit = generation_config.max_length if forced_eos else float("inf")
 
     def at_context_end(row: int) -> bool:
         """Whether the pending token of `row` cannot be fed: the language model has no position left for it."""
@@ -1372,8 +1474,12 @@ def _unipose_decode(
         """Sample, record and stream the next token of each row of `rows` from its `text_logits`
         `(len(rows), vocab)`."""
         scores = text_logits.float().masked_fill(text_forbidden, float("-inf"))
-        no_room_for_pose = [index for index, row in enumerate(rows) if fed[row] + 1 + num_tokens > max_positions]
-        if no_room_for_pose:  # near the end of the context only
+        no_room_for_pose = [
+            index
+            for index, row in enumerate(rows)
+            if fed[row] + 1 + num_tokens > max_positions or sequences.lengths[row] + num_tokens + 3 > pose_length_limit
+        ]
+        if no_room_for_pose:  # near the end of the context (or of `max_length` under a forced EOS) only
             scores[no_room_for_pose, start_id] = float("-inf")
         if len(logits_processor):  # the processors see the whole batch and read each row's own history
             index = torch.tensor(rows, device=device)
