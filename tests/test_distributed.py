@@ -492,6 +492,26 @@ def test_fsdp2_shards_unipose_across_cpu_processes_and_trains_like_one_process(s
     assert two["checksum"] == pytest.approx(one["checksum"], rel=1e-6)  # the same trained weights
 
 
+@pytest.mark.slow
+def test_evaluation_metrics_count_each_example_once_across_processes(tmp_path):
+    # Two processes, one example each per step, three examples: the last step repeats one (`tests/ddp_eval_metrics.py`).
+    # The metrics are those of one process with two examples per step, which groups them alike without the repeat.
+    reports = {}
+    for processes, batch_size in ((1, 2), (2, 1)):
+        out = tmp_path / f"{processes}.json"
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+        command += ["--master_port", str(free_port()), str(REPO / "tests" / "ddp_eval_metrics.py")]
+        result = launch(command + ["--out", str(out), "--batch-size", str(batch_size)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        reports[processes] = json.loads(out.read_text())
+    assert (reports[1]["processes"], reports[2]["processes"]) == (1, 2)
+    one, two = reports[1]["metrics"], reports[2]["metrics"]
+    names = ["eval_mean_token_accuracy", "eval_pose_code_accuracy", "eval_text_loss", "eval_pose_loss"]
+    assert set(names) <= set(one)
+    for name in names:
+        assert two[name] == pytest.approx(one[name], rel=1e-5), name
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The GPU check, in its CPU dry run
 # ----------------------------------------------------------------------------------------------------------

@@ -565,6 +565,32 @@ def test_the_best_checkpoint_is_named_by_its_final_path_in_its_own_state(mixed_e
         assert STAGING_DIR not in saved and Path(saved).is_dir()
 
 
+@pytest.mark.parametrize("label_names", [None, ["shift_labels"], ["labels", "shift_labels"]])
+def test_compute_metrics_gets_the_labels_that_label_names_names(mixed_examples, tmp_path, label_names):
+    # TRL gives `labels`; with `label_names`, the named columns, as `Trainer` does. `shift_labels` are the targets
+    # of each position's logits, pose queries included (their own codes, not the next position's).
+    model, processor = tiny_model_and_processor(seed=0)
+    model = prepare_model_for_stage(model, 1, stage_peft_config(model.config, 1, r=4, lora_alpha=8))
+    seen = []
+    args = sft_config(tmp_path, per_device_eval_batch_size=len(mixed_examples), label_names=label_names)
+    trainer = UniPoseSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=mixed_examples,
+        eval_dataset=mixed_examples,
+        processing_class=processor,
+        compute_metrics=lambda prediction: seen.append(prediction) or {},
+    )
+    trainer.evaluate()
+    batch = trainer.data_collator(list(mixed_examples))
+    names = label_names or ["labels"]
+    got = seen[0].label_ids if len(names) > 1 else (seen[0].label_ids,)
+    assert len(got) == len(names)
+    for name, label_ids in zip(names, got):
+        np.testing.assert_array_equal(label_ids, batch[name].numpy())
+    assert seen[0].predictions.shape[:2] == batch["input_ids"].shape
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Text-only conversations for `trl sft`
 # ----------------------------------------------------------------------------------------------------------

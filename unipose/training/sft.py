@@ -593,7 +593,13 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
     ([`~unipose.training.tasks.CONVERSATION_FEATURES`]) that the collator renders.
 
     Besides TRL's metrics it logs `mean_token_accuracy` (text targets), `pose_code_accuracy`, `text_loss` and
-    `pose_loss` (the mean cross-entropy of each kind of target).
+    `pose_loss` (the mean cross-entropy of each kind of target), counting each example once under several
+    processes.
+
+    A `compute_metrics` gets the batch's `labels` as TRL gives them, or the columns named in `label_names` as
+    `Trainer` gives them. The usual shift (`logits[:, :-1]` against `labels[:, 1:]`) is wrong at the pose queries,
+    whose targets are their own codes: `label_names=["shift_labels"]` gives every position's target aligned with
+    `logits`.
 
     Every trainable parameter gets a gradient at every step, which keeps several processes in lockstep (see the
     module docstring); DDP's `find_unused_parameters` stays off unless a vision tower trains (set
@@ -746,9 +752,19 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
         kwargs["inputs_embeds"] = inputs_embeds + (features.sum() * 0).to(inputs_embeds.dtype)
         return args, kwargs
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """TRL's, which returns the batch's `labels`; with `label_names` set, the columns it names, as `Trainer`
+        returns them (one tensor, or a tuple for several)."""
+        inputs = self._prepare_inputs(inputs)
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        if labels is None or self.args.label_names is None:
+            return loss, logits, labels
+        labels = tuple(inputs.get(name) for name in self.args.label_names)
+        return loss, logits, labels[0] if len(labels) == 1 else labels
+
     @torch.no_grad()
     def _record_metrics(self, logits: torch.Tensor, inputs: dict, mode: str):
-        """Accuracy and cross-entropy of text and pose-code targets, summed over every process."""
+        """Accuracy and cross-entropy of text and pose-code targets, summed over the examples of every process."""
         config = self._unipose_config
         shift_labels = inputs["shift_labels"]
         valid = shift_labels != IGNORE_INDEX
@@ -756,28 +772,33 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
         codes = config.pose_code_token_ids
         logits = logits.float()
 
+        rows = torch.arange(len(shift_labels), device=shift_labels.device)[:, None].expand_as(shift_labels)
+
+        def per_example(positions: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
+            """Targets, correct predictions and summed cross-entropy of each example at `positions`."""
+            sums = logits.new_zeros((3, len(shift_labels)))
+            if len(targets):
+                values = [
+                    torch.ones_like(targets, dtype=logits.dtype),
+                    (logits.argmax(-1) == targets).to(logits.dtype),
+                    torch.nn.functional.cross_entropy(logits, targets, reduction="none"),
+                ]
+                for total, value in zip(sums, values):
+                    total.index_add_(0, rows[positions], value)
+            return list(sums)
+
         text = valid & ~is_query
-        text_logits, text_targets = logits[text], shift_labels[text]
         query = valid & is_query
-        code_logits, code_targets = logits[query][:, codes.start : codes.stop], shift_labels[query] - codes.start
+        code_logits = logits[query][:, codes.start : codes.stop]
         sums = torch.stack(
-            [
-                text.sum().float(),
-                (text_logits.argmax(-1) == text_targets).sum().float(),
-                torch.nn.functional.cross_entropy(text_logits, text_targets, reduction="sum")
-                if len(text_targets)
-                else logits.new_zeros(()),
-                query.sum().float(),
-                (code_logits.argmax(-1) == code_targets).sum().float(),
-                torch.nn.functional.cross_entropy(code_logits, code_targets, reduction="sum")
-                if len(code_targets)
-                else logits.new_zeros(()),
-            ]
-        )
-        # Sums per process, not samples: `gather` (all of them), not `gather_for_metrics`, which trims a last
-        # batch's rows as if they were samples.
+            per_example(text, logits[text], shift_labels[text])
+            + per_example(query, code_logits, shift_labels[query] - codes.start),
+            dim=1,
+        )  # (batch, 6): one row per example
+        # One row per example, so that `gather_for_metrics` drops the examples a process repeats to fill the last
+        # batch of an evaluation.
         num_text, text_correct, text_loss, num_codes, code_correct, code_loss = (
-            self.accelerator.gather(sums[None]).sum(0).tolist()
+            self.accelerator.gather_for_metrics(sums).sum(0).tolist()
         )
         metrics = self._metrics[mode]
         if num_text:
