@@ -299,6 +299,16 @@ def launch(command: list[str], timeout: int = 300) -> subprocess.CompletedProces
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+def run_processes(script: str, processes: int, tmp_path: Path, *arguments: str) -> dict:
+    """The report (JSON at `--out`) of `tests/<script>` run by `torchrun` on `processes` CPU processes."""
+    out = tmp_path / f"{Path(script).stem}-{processes}.json"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
+    command += ["--master_port", str(free_port()), str(REPO / "tests" / script), "--out", str(out), *arguments]
+    result = launch(command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 def write_recipe(path: Path, stage: int, corpus: Path, small_corpus: Path) -> Path:
     """The CPU recipe of `stage` from the tiny model: four steps, a checkpoint every two."""
     recipe = yaml.safe_load((REPO / "train" / "recipes" / f"stage{stage}_cpu.yaml").read_text())
@@ -477,15 +487,8 @@ def test_a_run_resumed_from_a_checkpoint_matches_the_uninterrupted_run(runs, eng
 def test_fsdp2_shards_unipose_across_cpu_processes_and_trains_like_one_process(small_corpus, tmp_path):
     # accelerate will not set FSDP up on CPU processes (above), so torch's `fully_shard` shards the model directly
     # (`tests/fsdp2_steps.py`), with a process with images against one without, as in `STAGE3_LAYOUT`.
-    reports = {}
-    for processes in (1, 2):
-        out = tmp_path / f"{processes}.json"
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
-        command += ["--master_port", str(free_port()), str(REPO / "tests" / "fsdp2_steps.py")]
-        result = launch(command + ["--corpus", str(small_corpus), "--out", str(out)])
-        assert result.returncode == 0, result.stderr[-3000:]
-        reports[processes] = json.loads(out.read_text())
-    one, two = reports[1], reports[2]
+    one = run_processes("fsdp2_steps.py", 1, tmp_path, "--corpus", str(small_corpus))
+    two = run_processes("fsdp2_steps.py", 2, tmp_path, "--corpus", str(small_corpus))
     assert (one["processes"], two["processes"]) == (1, 2) and len(one["losses"]) == len(two["losses"]) == STEPS
     assert one["held_fraction"] == 1 and two["held_fraction"] < 0.6  # each process holds about half the weights
     assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"])) <= LOSS_TOLERANCE, (one, two)
@@ -496,16 +499,10 @@ def test_fsdp2_shards_unipose_across_cpu_processes_and_trains_like_one_process(s
 def test_evaluation_metrics_count_each_example_once_across_processes(tmp_path):
     # Two processes, one example each per step, three examples: the last step repeats one (`tests/ddp_eval_metrics.py`).
     # The metrics are those of one process with two examples per step, which groups them alike without the repeat.
-    reports = {}
-    for processes, batch_size in ((1, 2), (2, 1)):
-        out = tmp_path / f"{processes}.json"
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
-        command += ["--master_port", str(free_port()), str(REPO / "tests" / "ddp_eval_metrics.py")]
-        result = launch(command + ["--out", str(out), "--batch-size", str(batch_size)])
-        assert result.returncode == 0, result.stderr[-3000:]
-        reports[processes] = json.loads(out.read_text())
-    assert (reports[1]["processes"], reports[2]["processes"]) == (1, 2)
-    one, two = reports[1]["metrics"], reports[2]["metrics"]
+    one = run_processes("ddp_eval_metrics.py", 1, tmp_path, "--batch-size", "2")
+    two = run_processes("ddp_eval_metrics.py", 2, tmp_path, "--batch-size", "1")
+    assert (one["processes"], two["processes"]) == (1, 2)
+    one, two = one["metrics"], two["metrics"]
     names = ["eval_mean_token_accuracy", "eval_pose_code_accuracy", "eval_text_loss", "eval_pose_loss"]
     assert set(names) <= set(one)
     for name in names:

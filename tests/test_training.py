@@ -119,12 +119,18 @@ def sft_config(tmp_path, **overrides):
     return SFTConfig(**{**settings, **overrides})
 
 
-def make_trainer(stage, dataset, tmp_path, seed=0, **overrides):
+def make_trainer(stage, dataset, tmp_path, seed=0, trainer_kwargs=None, **overrides):
+    """A trainer of `stage` on the tiny model (`overrides` of `sft_config`, `trainer_kwargs` of the trainer), and
+    the model's weights before the stage's preparation."""
     model, processor = tiny_model_and_processor(seed=seed)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     model = prepare_model_for_stage(model, stage, stage_peft_config(model.config, stage, r=4, lora_alpha=8))
     trainer = UniPoseSFTTrainer(
-        model=model, args=sft_config(tmp_path, **overrides), train_dataset=dataset, processing_class=processor
+        model=model,
+        args=sft_config(tmp_path, **overrides),
+        train_dataset=dataset,
+        processing_class=processor,
+        **(trainer_kwargs or {}),
     )
     return trainer, before
 
@@ -569,17 +575,14 @@ def test_the_best_checkpoint_is_named_by_its_final_path_in_its_own_state(mixed_e
 def test_compute_metrics_gets_the_labels_that_label_names_names(mixed_examples, tmp_path, label_names):
     # TRL gives `labels`; with `label_names`, the named columns, as `Trainer` does. `shift_labels` are the targets
     # of each position's logits, pose queries included (their own codes, not the next position's).
-    model, processor = tiny_model_and_processor(seed=0)
-    model = prepare_model_for_stage(model, 1, stage_peft_config(model.config, 1, r=4, lora_alpha=8))
     seen = []
-    args = sft_config(tmp_path, per_device_eval_batch_size=len(mixed_examples), label_names=label_names)
-    trainer = UniPoseSFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=mixed_examples,
-        eval_dataset=mixed_examples,
-        processing_class=processor,
-        compute_metrics=lambda prediction: seen.append(prediction) or {},
+    trainer, _ = make_trainer(
+        1,
+        mixed_examples,
+        tmp_path,
+        trainer_kwargs={"eval_dataset": mixed_examples, "compute_metrics": lambda found: seen.append(found) or {}},
+        per_device_eval_batch_size=len(mixed_examples),
+        label_names=label_names,
     )
     trainer.evaluate()
     batch = trainer.data_collator(list(mixed_examples))
