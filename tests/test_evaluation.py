@@ -892,6 +892,42 @@ def test_a_verdict_needs_the_paired_interval_to_exclude_zero():
     assert verdict(paired_difference(same, baseline), lower_is_better=True) == "no significant difference"
     with pytest.raises(ValueError, match="same items"):
         paired_difference(same[:10], baseline)
+    # A percentile bootstrap's interval is too narrow on few items (on 2 items it misses a zero difference half
+    # the time): below MIN_ITEMS_FOR_VERDICT independent items there is no verdict.
+    assert verdict(paired_difference(clearly_lower[:29], baseline[:29]), lower_is_better=True) == "too few items"
+    assert verdict(paired_difference(clearly_lower[:30], baseline[:30]), lower_is_better=True) == "better"
+
+
+def test_items_of_one_record_are_resampled_together():
+    # With `--captions all` a record gives one item per caption; its items are not independent. Resampling
+    # records (a cluster bootstrap) gives a record's values repeated the interval of the record's value alone,
+    # where resampling the items would narrow it by about the square root of the repeats.
+    from unipose.evaluation.runner import headline_significance
+    from unipose.evaluation.significance import bootstrap_interval
+
+    values = np.random.default_rng(1).gamma(2.0, 30.0, size=100)
+    alone = bootstrap_interval(values, seed=2)
+    repeated, records = np.repeat(values, 3), np.repeat(np.arange(100), 3)
+    grouped = bootstrap_interval(repeated, seed=2, groups=records)
+    assert (grouped.low, grouped.high, grouped.mean) == pytest.approx((alone.low, alone.high, alone.mean))
+    assert (grouped.num_items, grouped.num_groups) == (300, 100)
+    naive = bootstrap_interval(repeated, seed=2)
+    assert naive.high - naive.low < 0.7 * (alone.high - alone.low)
+    # The evaluation's headline intervals do so when records repeat, and a verdict counts records.
+    ours = {"MPJPE": dict(enumerate(repeated))}
+    baseline = {"MPJPE": dict(enumerate(repeated + 5.0 + np.random.default_rng(3).normal(0, 1, 300)))}
+    entry = headline_significance(ours, baseline, seed=2, records=records.tolist())["MPJPE"]
+    assert entry["ours"]["num_groups"] == entry["difference"]["num_groups"] == 100
+    assert entry["ours"]["high"] == pytest.approx(alone.high) and entry["verdict"] == "better"
+    few = headline_significance(ours, baseline, seed=2, records=(records // 5).tolist())["MPJPE"]
+    assert few["difference"]["num_groups"] == 20 and few["verdict"] == "too few items"
+    from unipose.evaluation.summary import evaluation_caveats
+
+    results = {"tasks": {"text-to-pose": {
+        "baseline": {"name": "mean training pose", "metrics": {}}, "significance": {"MPJPE": few}
+    }}}  # fmt: skip
+    (caveat,) = evaluation_caveats(results)
+    assert caveat.startswith("Text-to-Pose, MPJPE: too few items for a verdict (fewer than 30 independent ones)")
 
 
 def test_evaluation_reports_intervals_and_paired_differences_with_the_baseline(tmp_path, tiny_unipose):
@@ -908,7 +944,7 @@ def test_evaluation_reports_intervals_and_paired_differences_with_the_baseline(t
     assert entry["ours"]["low"] <= result["metrics"]["MPJPE"] <= entry["ours"]["high"]
     assert entry["baseline"]["mean"] == pytest.approx(result["baseline"]["metrics"]["MPJPE"])
     assert entry["difference"]["mean"] == pytest.approx(result["metrics"]["MPJPE"] - entry["baseline"]["mean"])
-    assert entry["verdict"] in ("better", "worse", "no significant difference")
+    assert entry["verdict"] == "too few items"  # 6 items: no verdict
     section = "\n".join(_task_section("text-to-pose", {**result, "split": "test"}))
     assert "| MPJPE (lower is better) |" in section and entry["verdict"] in section
     # The per-item values are kept, in item order, and give the intervals again.

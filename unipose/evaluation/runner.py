@@ -847,7 +847,8 @@ def evaluate_task(
         result["baseline"] = {"name": name, "metrics": baseline_metrics}
     else:
         baseline_per_item = None
-    result["significance"] = headline_significance(ours_per_item, baseline_per_item, settings.seed)
+    records = [index for index, _ in items]
+    result["significance"] = headline_significance(ours_per_item, baseline_per_item, settings.seed, records)
     result["per_item"] = {"ours": per_item_lists(ours_per_item, len(items))}
     if baseline_per_item is not None:
         result["per_item"]["baseline"] = per_item_lists(baseline_per_item, len(items))
@@ -870,12 +871,14 @@ R_PRECISION_HEADLINE = "R-Precision@1 (posescript)"
 HEADLINE_METRICS = {"MPJPE": True, "PA-MPJPE": True, "ROUGE-L": False, R_PRECISION_HEADLINE: False}
 
 
-def headline_significance(ours: dict, baseline: dict | None, seed: int = 0) -> dict:
+def headline_significance(ours: dict, baseline: dict | None, seed: int = 0, records: list | None = None) -> dict:
     """
     Each headline metric with its 95 % bootstrap interval over the test items, and against the baseline the paired
     difference (ours - baseline) with its interval and a verdict: `"better"` or `"worse"` only when the interval
-    excludes zero. Against a baseline, both intervals and the difference are taken over the same items, those the
-    model answered; `"unanswered"` counts the others (items without a pose), which the caveats name.
+    excludes zero (and there are enough items, see [`~unipose.evaluation.significance.verdict`]). Against a baseline,
+    both intervals and the difference are taken over the same items, those the model answered; `"unanswered"`
+    counts the others (items without a pose), which the caveats name. `records` gives each item's record: where a
+    record gives several items (`--captions all`), records are resampled whole.
     """
     report = {}
     for name, lower_is_better in HEADLINE_METRICS.items():
@@ -883,15 +886,17 @@ def headline_significance(ours: dict, baseline: dict | None, seed: int = 0) -> d
             continue
         compared = baseline is not None and bool(baseline.get(name))
         items = sorted(set(ours[name]) & set(baseline[name])) if compared else list(ours[name])
-        entry = {"ours": bootstrap_interval([ours[name][i] for i in items], seed=seed).to_dict(),
+        groups = [records[i] for i in items] if records is not None else None
+        options = {"seed": seed, "groups": groups if groups and len(set(groups)) < len(groups) else None}
+        entry = {"ours": bootstrap_interval([ours[name][i] for i in items], **options).to_dict(),
                  "lower_is_better": lower_is_better}
         if compared:
-            entry["baseline"] = bootstrap_interval([baseline[name][i] for i in items], seed=seed).to_dict()
+            entry["baseline"] = bootstrap_interval([baseline[name][i] for i in items], **options).to_dict()
             unanswered = len(set(baseline[name]) - set(ours[name]))
             if unanswered:
                 entry["unanswered"] = unanswered
             difference = paired_difference(
-                [ours[name][i] for i in items], [baseline[name][i] for i in items], seed=seed
+                [ours[name][i] for i in items], [baseline[name][i] for i in items], **options
             )
             entry["difference"] = difference.to_dict()
             entry["verdict"] = verdict(difference, lower_is_better)

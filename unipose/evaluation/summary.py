@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .paper_metrics import DEFAULT_NUM_REPETITIONS, DEFAULT_POOL_SIZE
 from .runner import R_PRECISION_HEADLINE, TASKS
-from .significance import DEFAULT_NUM_RESAMPLES
+from .significance import DEFAULT_NUM_RESAMPLES, MIN_ITEMS_FOR_VERDICT, TOO_FEW_ITEMS
 
 # Unit and meaning of each headline metric of `unipose evaluate` (`runner.HEADLINE_METRICS`); the pools of the
 # R-precision are those of the run's settings.
@@ -37,7 +37,12 @@ METRIC_UNITS = {
 }
 # How the table names a metric whose key is terse.
 METRIC_NAMES = {R_PRECISION_HEADLINE: "R-Precision@1, PoseScript protocol"}
-VERDICTS = {"better": "**better**", "worse": "**worse**", "no significant difference": "not significant"}
+VERDICTS = {
+    "better": "**better**",
+    "worse": "**worse**",
+    "no significant difference": "not significant",
+    TOO_FEW_ITEMS: "too few items",
+}
 
 
 def _meaning(metric: str, results: dict) -> str:
@@ -184,6 +189,11 @@ def evaluation_caveats(results: dict) -> list[str]:
         )
         if entry["verdict"] == "worse":
             caveats.append(f"{title}, {METRIC_NAMES.get(metric, metric)}: the baseline is better, {figures}.")
+        elif entry["verdict"] == TOO_FEW_ITEMS:
+            caveats.append(
+                f"{title}, {METRIC_NAMES.get(metric, metric)}: too few items for a verdict (fewer than "
+                f"{MIN_ITEMS_FOR_VERDICT} independent ones), {figures}."
+            )
         else:
             caveats.append(
                 f"{title}, {METRIC_NAMES.get(metric, metric)}: no significant difference from the baseline, {figures}."
