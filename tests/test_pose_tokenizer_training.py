@@ -209,6 +209,59 @@ def test_loss_is_zero_for_a_perfect_reconstruction_and_has_every_term(body_joint
     assert noisy.grad.abs().sum() > 0
 
 
+def test_vertex_area_weights_add_each_triangles_normalised_area_to_its_corners():
+    from unipose.training.pose_tokenizer import vertex_area_weights
+
+    # Triangles of area 0.5, 0.5 and 2: normalised to 0, 0 and 1 (min-max over the mesh).
+    vertices = torch.tensor([[0.0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [3, 0, 0], [1, 2, 0]])
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3], [1, 4, 5]])
+    torch.testing.assert_close(vertex_area_weights(vertices, faces), torch.tensor([0.0, 1, 0, 0, 1, 1]))
+
+
+def test_the_mse_loss_is_the_authors_squared_errors(body_joints):
+    from unipose.body_model import BodyModel
+    from unipose.rotations import rotation_6d_to_matrix
+    from unipose.training.pose_tokenizer import vertex_area_weights
+
+    body_model = BodyModel("generated")
+    targets = axis_angle_to_matrix(torch.randn(4, 22, 3) * 0.4)
+    reconstruction = matrix_to_rotation_6d(targets) + 0.05 * torch.randn(4, 22, 6)
+    rest = body_model(torch.eye(3).expand(1, 22, 3, 3))
+    weights = vertex_area_weights(rest.vertices[0], rest.faces)
+    assert weights.shape == (6890,) and bool((weights > 0).any())
+    args = _args("unused", reconstruction_loss="mse", vertex_loss_weight=100.0)
+    losses = tokenizer_loss(reconstruction, targets, torch.tensor(0.5), args, body_joints, body_model, weights)
+    predicted = rotation_6d_to_matrix(reconstruction)
+    expected = {
+        "rotation_loss": ((predicted - targets) ** 2).mean(),  # on the rotation matrices, not the 6D numbers
+        "joint_loss": ((body_joints(predicted) - body_joints(targets)) ** 2).mean(),
+        "vertex_loss": (weights[:, None] * (body_model(predicted).vertices - body_model(targets).vertices) ** 2).mean(),
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(losses[name], value)
+    total = 20 * expected["rotation_loss"] + 100 * expected["joint_loss"] + 100 * expected["vertex_loss"] + 0.5
+    torch.testing.assert_close(losses["loss"], total)
+    with pytest.raises(ValueError, match="vertex_weights"):
+        tokenizer_loss(reconstruction, targets, torch.tensor(0.5), args, body_joints, body_model)
+    with pytest.raises(ValueError, match="reconstruction_loss"):
+        _args("unused", reconstruction_loss="l2")
+
+
+def test_one_training_step_with_the_authors_loss(tmp_path, datasets, body_joints):
+    from unipose.body_model import BodyModel
+
+    args = _args(tmp_path, max_steps=1, logging_steps=1, reconstruction_loss="mse", vertex_loss_weight=100.0)
+    torch.manual_seed(0)
+    trainer = PoseTokenizerTrainer(
+        PoseVQVAE(PoseVQVAEConfig(**TINY_MODEL)), args, *datasets, body_joints=body_joints,
+        body_model=BodyModel("generated"), up_axis="y",
+    )  # fmt: skip
+    assert trainer.vertex_weights.shape == (6890,)
+    trainer.train()
+    (logged,) = [entry for entry in trainer.state.log_history if "vertex_loss" in entry]
+    assert math.isfinite(logged["loss"]) and logged["vertex_loss"] > 0
+
+
 def test_one_training_step_changes_every_trainable_parameter(tmp_path, datasets, body_joints):
     trainer = _trainer(_args(tmp_path, max_steps=1, logging_steps=1), datasets, body_joints)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}

@@ -17,10 +17,10 @@ python train/train_pose_tokenizer.py --config train/recipes/stage0_cpu.yaml \
     --max_steps 100 --eval_steps 50 --save_steps 50 --output_dir runs/stage0_smoke
 ```
 
-# The paper's recipe: AMASS + MOYO (AMASS-format .npz), the SMPL-H body model, one GPU
+# The published tokenizer's recipe: the AMASS subsets it trained on and MOYO (AMASS-format .npz; the recipe lists
+# their folders under data/), the SMPL-H body model, one GPU
 ```bash
 python train/train_pose_tokenizer.py --config train/recipes/stage0_paper.yaml \
-    --train_data_paths /data/AMASS /data/MOYO/amass_format \
     --body_model_path /data/body_models/smplh/SMPLH_NEUTRAL.npz \
     --output_dir runs/pose_tokenizer
 ```

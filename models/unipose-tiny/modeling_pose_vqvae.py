@@ -227,8 +227,10 @@ class PoseVQVAEVectorQuantizer(nn.Module):
       instead of a codebook loss: the appendix of the same paper, and Razavi, van den Oord and Vinyals,
       "Generating Diverse High-Fidelity Images with VQ-VAE-2", NeurIPS 2019 (arXiv:1906.00446).
     - Codebook initialised from the first training batch, and codes whose moving-average cluster size falls
-      below `dead_code_threshold` moved to random encoder outputs of the current batch, so that no code stays
-      unused.
+      below `dead_code_threshold` moved to random encoder outputs of the current batch (each counting as one
+      observation of its new vector), so that no code stays unused. (The authors' training code moves every dead code to the first
+      encoder outputs of the batch, in order, and leaves its statistics as they are, so that it moves again at
+      every step until it is used.)
 
     The state lives in buffers, saved with the weights: `codebook` (K, D), `cluster_size` (K,), `embed_sum`
     (K, D) and `initialized` (a boolean scalar that keeps a loaded codebook from being initialised again).

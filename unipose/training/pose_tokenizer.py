@@ -14,9 +14,12 @@ decoded pose, turned into rotation matrices by Gram-Schmidt and posed by the bod
     L = rotation_loss_weight * mean|p^ - p| + vertex_loss_weight * mean|v^ - v|
         + joint_loss_weight * mean|j^ - j| + commitment_loss
 
-with L1 (mean absolute difference) in every term: on the 6D numbers, and on coordinates in metres for the
-vertices and joints. The paper's weights are (20, 100, 100). The codebook follows exponential moving
-averages, so there is no codebook ("embedding") loss term; the commitment loss comes from the model.
+with L1 (mean absolute difference) in every term by default (`reconstruction_loss="l1"`): on the 6D numbers,
+and on coordinates in metres for the vertices and joints. `reconstruction_loss="mse"` is the loss of the
+authors' training code, which trained the published weights: mean squared differences of the rotation
+matrices and of the joints, and of the vertices weighted by [`vertex_area_weights`]. The paper's weights are
+(20, 100, 100). The codebook follows exponential moving averages, so there is no codebook ("embedding") loss
+term; the commitment loss comes from the model.
 
 Augmentation changes what the model sees, and is reproducible from `(seed, step)`:
 
@@ -26,7 +29,9 @@ Augmentation changes what the model sees, and is reproducible from `(seed, step)
   orientation it is given.
 - joint noise: the joints of one random body part ([`BODY_PARTS`]) are each turned by a small random
   rotation (axis-angle drawn from N(0, s^2) per component, in radians), with `s` growing every
-  `joint_noise_interval` steps. The target is the clean pose: the tokenizer learns to denoise.
+  `joint_noise_interval` steps. The target is the clean pose: the tokenizer learns to denoise. (The paper
+  describes this noise; the authors' training code adds it to a copy of the batch, so the published weights
+  were trained without it: `joint_noise_probability=0` trains as they were.)
 
 Training resumes exactly (`resume_from_checkpoint`): the Trainer's checkpoints keep the model (its codebook
 statistics too), the optimizer, the schedule and the random state, the batch order is a function of the seed
@@ -281,13 +286,21 @@ class PoseTokenizerTrainingArguments(TrainingArguments):
             "learning-rate schedule still follows `max_steps`. The run can be resumed to `max_steps` later."
         },
     )
-    rotation_loss_weight: float = field(default=20.0, metadata={"help": "lambda_1: L1 on the 6D rotations."})
+    reconstruction_loss: Literal["l1", "mse"] = field(
+        default="l1",
+        metadata={
+            "help": "`l1`: mean absolute differences of the 6D rotations, vertices and joints; `mse`: the authors' "
+            "training code (the published weights): mean squared differences of the rotation matrices and "
+            "joints, and of the vertices weighted by the area of their triangles."
+        },
+    )
+    rotation_loss_weight: float = field(default=20.0, metadata={"help": "lambda_1: the rotation term."})
     vertex_loss_weight: float = field(
         default=100.0,
-        metadata={"help": "lambda_2: L1 on body-model vertices (m); 0 skips the mesh entirely."},
+        metadata={"help": "lambda_2: the body-model vertex term (m); 0 skips the mesh entirely."},
     )
     joint_loss_weight: float = field(
-        default=100.0, metadata={"help": "lambda_3: L1 on the 22 body joints (m)."}
+        default=100.0, metadata={"help": "lambda_3: the term of the 22 body joints (m)."}
     )
     body_model_path: str = field(
         default="generated",
@@ -327,6 +340,8 @@ class PoseTokenizerTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.reconstruction_loss not in ("l1", "mse"):
+            raise ValueError(f"`reconstruction_loss` must be 'l1' or 'mse', got {self.reconstruction_loss!r}.")
         non_negative = (
             "rotation_loss_weight", "vertex_loss_weight", "joint_loss_weight", "joint_noise_scale",
             "joint_noise_increment", "joint_noise_max_scale", "max_heading_perturbation",
@@ -545,6 +560,27 @@ def augment_poses(
 # ----------------------------------------------------------------------------------------------------
 
 
+def vertex_area_weights(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """
+    The vertex weights of the `mse` reconstruction loss, as the authors' training code computes them on the rest
+    mesh: each triangle's area, min-max normalised over the mesh, added to each of its three vertices.
+
+    Args:
+        vertices (`torch.Tensor` of shape `(num_vertices, 3)`): the mesh at rest.
+        faces (`torch.LongTensor` of shape `(num_faces, 3)`): its triangles.
+
+    Returns:
+        `torch.Tensor` of shape `(num_vertices,)`.
+    """
+    corners = vertices[faces]  # (num_faces, 3, 3)
+    areas = 0.5 * torch.linalg.vector_norm(
+        torch.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=-1), dim=-1
+    )
+    normalised = (areas - areas.min()) / (areas.max() - areas.min())
+    weights = vertices.new_zeros(len(vertices))
+    return weights.index_add_(0, faces.reshape(-1), normalised.repeat_interleave(faces.shape[1]))
+
+
 def tokenizer_loss(
     reconstruction_6d: torch.Tensor,
     target_rotations: torch.Tensor,
@@ -552,6 +588,7 @@ def tokenizer_loss(
     args: PoseTokenizerTrainingArguments,
     body_joints: torch.nn.Module,
     body_model: torch.nn.Module | None = None,
+    vertex_weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """
     The stage-0 objective (see the module docstring) and its parts.
@@ -570,15 +607,23 @@ def tokenizer_loss(
         body_model (`torch.nn.Module`, *optional*):
             Full body model for the vertex term, called on `(batch, 22, 3, 3)` rotations and returning an
             output with `vertices` `(batch, V, 3)`. Required when `args.vertex_loss_weight > 0`.
+        vertex_weights (`torch.Tensor` of shape `(V,)`, *optional*):
+            The vertex weights of the `mse` loss ([`vertex_area_weights`]); required for it with vertices.
 
     Returns:
         `dict` of scalar tensors: `loss` (the total, differentiable) and `rotation_loss`, `joint_loss`,
         `vertex_loss` (absent when its weight is 0) and `commitment_loss`.
     """
     predicted_rotations = rotation_6d_to_matrix(reconstruction_6d)
+    squared = args.reconstruction_loss == "mse"
+    if squared:
+        rotation_loss = F.mse_loss(predicted_rotations, target_rotations)
+    else:
+        rotation_loss = F.l1_loss(reconstruction_6d, matrix_to_rotation_6d(target_rotations))
+    difference = F.mse_loss if squared else F.l1_loss
     losses = {
-        "rotation_loss": F.l1_loss(reconstruction_6d, matrix_to_rotation_6d(target_rotations)),
-        "joint_loss": F.l1_loss(body_joints(predicted_rotations), body_joints(target_rotations)),
+        "rotation_loss": rotation_loss,
+        "joint_loss": difference(body_joints(predicted_rotations), body_joints(target_rotations)),
         "commitment_loss": commitment_loss,
     }
     total = (
@@ -589,7 +634,14 @@ def tokenizer_loss(
             raise ValueError("`vertex_loss_weight` > 0 needs a `body_model` to pose the mesh.")
         with torch.no_grad():
             target_vertices = body_model(target_rotations).vertices
-        losses["vertex_loss"] = F.l1_loss(body_model(predicted_rotations).vertices, target_vertices)
+        predicted_vertices = body_model(predicted_rotations).vertices
+        if squared:
+            if vertex_weights is None:
+                raise ValueError("The `mse` reconstruction loss needs the `vertex_weights` of the mesh.")
+            per_vertex = (predicted_vertices - target_vertices).square() * vertex_weights[:, None]
+            losses["vertex_loss"] = per_vertex.mean()
+        else:
+            losses["vertex_loss"] = F.l1_loss(predicted_vertices, target_vertices)
         total = total + args.vertex_loss_weight * losses["vertex_loss"]
     losses["loss"] = total + commitment_loss
     return losses
@@ -720,6 +772,11 @@ class PoseTokenizerTrainer(WholeSetScoringTrainer):
         )
         self.body_joints = body_joints.to(self.args.device)
         self.body_model = None if body_model is None else body_model.to(self.args.device)
+        self.vertex_weights = None
+        if self.body_model is not None and args.reconstruction_loss == "mse":
+            with torch.no_grad():
+                rest = self.body_model(torch.eye(3, device=self.args.device).expand(1, 22, 3, 3))
+            self.vertex_weights = vertex_area_weights(rest.vertices[0], rest.faces)
         self.up_axis = up_axis
         self._sums, self._count = {}, 0
         self._step_and_micro_batch = (-1, 0)
@@ -744,6 +801,7 @@ class PoseTokenizerTrainer(WholeSetScoringTrainer):
             self.args,
             self.body_joints,
             self.body_model,
+            self.vertex_weights,
         )
         if model.training:  # summed as tensors: read (one device sync) only when logged
             parts = {**losses, "perplexity": output.perplexity, "codebook_usage": output.codebook_usage}
@@ -888,4 +946,5 @@ __all__ = [
     "random_orientation_perturbation",
     "tokenizer_loss",
     "train_pose_tokenizer",
+    "vertex_area_weights",
 ]
