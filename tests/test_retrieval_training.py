@@ -187,11 +187,12 @@ def test_the_script_trains_a_pair_model_that_loads(tmp_path):
     assert (output_dir / "pretrain" / "model.safetensors").is_file()
     saved = json.loads((output_dir / "training_args.json").read_text())
     assert saved["retrieval"]["model_kind"] == "pose_pair" and saved["training"]["max_steps"] == 2
-    # The script starts from PoseScript's recipe where transformers' defaults differ.
+    # The script starts from its recipe where transformers' defaults differ.
     _, training_args = script.make_parser().parse(
         ["--output_dir", str(output_dir), "--pretrain_data", corpus]
     )
     assert (training_args.learning_rate, training_args.num_train_epochs, training_args.seed) == (2e-4, 100, 0)
+    assert training_args.max_grad_norm == 0.0  # neither PoseScript nor the UniPose authors clip gradients
 
 
 def test_bad_arguments_are_named(text_tokenizer, tmp_path):

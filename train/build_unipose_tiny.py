@@ -92,8 +92,8 @@ POSE_VISION = ["--hidden_size", "128", "--num_hidden_layers", "4", "--num_attent
                "--report_to", "none", "--disable_tqdm", "true"]
 # At a learning rate of 1e-3 the pair model can collapse to a constant embedding (loss stuck at log 64).
 RETRIEVAL = ["--word_embeddings", "tiny", "--per_device_train_batch_size", "64", "--max_steps", "3000",
-             "--learning_rate", "3e-4", "--pose_hidden_size", "64", "--text_hidden_size", "128", "--save_steps", "500",
-             "--report_to", "none", "--disable_tqdm", "true"]
+             "--learning_rate", "3e-4", "--max_grad_norm", "1.0", "--pose_hidden_size", "64", "--text_hidden_size", "128",
+             "--save_steps", "500", "--report_to", "none", "--disable_tqdm", "true"]
 EVALUATION = ["--max-samples", "300", "--batch-size", "16", "--num-examples", "2", "--baselines", "--no-progress"]
 # What `--out/evaluation` keeps of an evaluation run (the predictions, `predictions.jsonl`, stay in the run).
 EVALUATION_FILES = ("results.json", "report.md")

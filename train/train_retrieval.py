@@ -8,9 +8,9 @@ lands in `--output_dir` (for `unipose evaluate --retrieval-model`).
 Every field of `RetrievalArguments` and of transformers' `TrainingArguments` is an option; a YAML file of
 them can be given with `--config` (options on the command line win). `learning_rate` and `num_train_epochs`
 are the pretraining phase's (`finetune_learning_rate`, `finetune_epochs` the fine-tuning's); `max_steps` sets
-the steps of each phase. Where transformers' defaults differ from PoseScript's recipe, this script starts
-from the recipe (`RETRIEVAL_TRAINING_DEFAULTS`: learning rate 2e-4, 100 epochs, batch 256, cosine schedule,
-seed 0).
+the steps of each phase. This script starts from `RETRIEVAL_TRAINING_DEFAULTS` where they differ from
+transformers' defaults: learning rate 2e-4 and no gradient clipping (as PoseScript and the UniPose authors
+train), 100 epochs, batch 256, cosine schedule, seed 0 (this project's; the references' are listed there).
 
 # Offline smoke run on the synthetic corpus (tiny tokenizer, random word embeddings)
 ```bash
@@ -44,7 +44,7 @@ from unipose.training.retrieval import RETRIEVAL_TRAINING_DEFAULTS, RetrievalArg
 
 def make_parser() -> ScriptArgumentParser:
     parser = ScriptArgumentParser((RetrievalArguments, TrainingArguments))
-    # PoseScript's recipe; a `--config` recipe and the command line override it.
+    # The recipe's defaults; a `--config` recipe and the command line override them.
     parser.set_defaults(**RETRIEVAL_TRAINING_DEFAULTS)
     return parser
 

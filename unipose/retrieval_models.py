@@ -15,6 +15,11 @@ R-precision, Recall@K and FID are measured in that space. `unipose.training.retr
 - Loss: the batch-based classification loss of PoseScript (Delmas et al., ECCV 2022): cross-entropy of the
   in-batch similarity matrix, scaled by a learnable temperature (initially 10), in both directions.
 
+The UniPose authors' retrieval models (their weights are not released) are built the same way, with smaller
+differences that are this project's: their pose encoder keeps 40 tokens (the tokenizer's `upsample_step` of 1)
+and has no final projection, their pair fusion has three convolutions, their text encoder's input projection is
+linear, LayerNorm, linear, its MLP's LeakyReLU slope is 0.2, and texts are cut at 196 tokens (256 here).
+
 Example:
 
 ```python

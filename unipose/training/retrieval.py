@@ -1,8 +1,8 @@
 # Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
 """
 Training of the retrieval models that the evaluation scores with (`unipose.retrieval_models`): pretraining on
-automatic captions, then fine-tuning on human ones, as PoseScript and PoseFix train theirs, with the
-transformers `Trainer`.
+automatic captions, then fine-tuning on human ones, as PoseScript, PoseFix and the UniPose authors train theirs,
+with the transformers `Trainer` (their recipes and where this one differs: [`RETRIEVAL_TRAINING_DEFAULTS`]).
 
 - [`RetrievalArguments`]: the data, the model and the fine-tuning phase's schedule. The optimisation, the
   pretraining phase's schedule, checkpoints, logging and progress are transformers' `TrainingArguments`.
@@ -80,10 +80,15 @@ MODEL_CLASSES = {
     "pose_text": (PoseTextRetrievalConfig, PoseTextRetrievalModel),
     "pose_pair": (PosePairTextRetrievalConfig, PosePairTextRetrievalModel),
 }
-# `TrainingArguments` defaults of `train/train_retrieval.py`: PoseScript's recipe where it differs from
-# transformers' defaults.
+# `TrainingArguments` defaults of `train/train_retrieval.py`, where they differ from transformers': what PoseScript's
+# and the UniPose authors' retrieval training agree on (learning rate 2e-4 in both phases, no gradient clipping),
+# and this project's batch, length and schedule, on which they differ (PoseScript: batch 512 then 32, 1000 then
+# 200 epochs, the rate halved every 400 then 40 epochs, and a left/right flip of pose and text when fine-tuning;
+# the UniPose authors: batch 32, 120 epochs, the rate divided by 10 at epochs 80 and 110, the best checkpoint by
+# mRecall kept; this project keeps the last weights).
 RETRIEVAL_TRAINING_DEFAULTS = {
     "learning_rate": 2e-4,
+    "max_grad_norm": 0.0,
     "num_train_epochs": 100.0,
     "per_device_train_batch_size": 256,
     "per_device_eval_batch_size": 256,
@@ -102,8 +107,9 @@ class RetrievalArguments:
     pretraining phase takes `learning_rate` and `num_train_epochs` from `TrainingArguments`, whose
     `max_steps`, when positive, sets the steps of each phase; `per_device_train_batch_size` is the batch the
     loss classifies within, and `per_device_eval_batch_size` the batch of the Recall@K embeddings.
-    `train/train_retrieval.py` defaults some `TrainingArguments` to PoseScript's recipe
-    ([`RETRIEVAL_TRAINING_DEFAULTS`]: learning rate 2e-4, 100 epochs, batch 256, cosine schedule, seed 0).
+    `train/train_retrieval.py` defaults some `TrainingArguments` ([`RETRIEVAL_TRAINING_DEFAULTS`]: learning rate
+    2e-4 and no gradient clipping, as PoseScript and the UniPose authors train; 100 epochs, batch 256, cosine
+    schedule and seed 0, this project's choices).
 
     Args:
         model_kind (`str`, *optional*, defaults to `"pose_text"`):
@@ -131,8 +137,8 @@ class RetrievalArguments:
             Channels of the pose encoder's convolutions.
         max_text_length (`int`, *optional*, defaults to 256):
             Texts are cut to this many tokens.
-        finetune_learning_rate (`float`, *optional*, defaults to 2e-5):
-            Peak learning rate of the fine-tuning phase.
+        finetune_learning_rate (`float`, *optional*, defaults to 2e-4):
+            Peak learning rate of the fine-tuning phase (PoseScript's and the UniPose authors').
         finetune_epochs (`float`, *optional*, defaults to 50.0):
             Epochs over `finetune_data` (unless `max_steps` is set).
     """
@@ -171,7 +177,7 @@ class RetrievalArguments:
     )
     max_text_length: int = field(default=256, metadata={"help": "Texts are cut to this many tokens."})
     finetune_learning_rate: float = field(
-        default=2e-5, metadata={"help": "Peak learning rate of fine-tuning."}
+        default=2e-4, metadata={"help": "Peak learning rate of fine-tuning."}
     )
     finetune_epochs: float = field(
         default=50.0, metadata={"help": "Epochs over finetune_data (unless max_steps)."}
