@@ -629,7 +629,8 @@ def load_script():
     return module
 
 
-PAPER = {1: (1.5e-4, 24, 6, True), 2: (5e-5, 8, 2, False), 3: (5e-5, 8, 2, True)}
+# The paper's learning rates, epochs and per-GPU batches (24, 8, 8), on the authors' 4 GPUs: global batches.
+PAPER = {1: (1.5e-4, 24 * 4, 6, True), 2: (5e-5, 8 * 4, 2, False), 3: (5e-5, 8 * 4, 2, True)}
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
@@ -649,6 +650,8 @@ def test_recipes_parse_with_the_papers_settings(stage):
         == global_batch
     )
     assert training_args.lr_scheduler_type == "cosine" and training_args.warmup_steps == 0.03
+    if use_peft:  # the authors' code's LoRA (LLaVA's training defaults)
+        assert (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (64, 16, 0.05)
     assert script_args.template_style == ("instruction" if stage == 3 else "simple")
     cpu_args = parser.parse_args_and_config(
         ["--config", str(REPO / "train" / "recipes" / f"stage{stage}_cpu.yaml")]

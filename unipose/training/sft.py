@@ -158,8 +158,8 @@ def language_model_target_modules(module_names=LANGUAGE_MODEL_LINEAR_MODULES) ->
 def stage_peft_config(
     config,
     stage: int,
-    r: int = 128,
-    lora_alpha: int = 256,
+    r: int = 64,
+    lora_alpha: int = 16,
     lora_dropout: float = 0.05,
     target_modules=None,
     use_rslora: bool = False,
@@ -171,8 +171,8 @@ def stage_peft_config(
     Args:
         config ([`UniPoseConfig`]): the model's config (gives the new token ids).
         stage (`int`): 1, 2 or 3.
-        r, lora_alpha, lora_dropout, use_rslora, use_dora: LoRA settings (by default LLaVA's: rank 128,
-            alpha 256).
+        r, lora_alpha, lora_dropout, use_rslora, use_dora: LoRA settings (by default the authors' training
+            code's, LLaVA's training defaults: rank 64, alpha 16, dropout 0.05).
         target_modules (`list[str]`, *optional*): names of the language model's linear layers to adapt; all of
             [`LANGUAGE_MODEL_LINEAR_MODULES`] by default. Layers of the vision towers are never adapted.
 
