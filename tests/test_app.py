@@ -322,9 +322,13 @@ def test_the_space_installs_what_the_package_needs():
     for extra in ("app", "demo"):
         wanted |= {spec for spec in project["optional-dependencies"][extra] if not spec.startswith("unipose")}
     lines = (ROOT / "spaces" / "requirements.txt").read_text().splitlines()
-    assert {line for line in lines if line and not line.startswith("#")} == wanted
-    front_matter = (ROOT / "spaces" / "README.md").read_text().split("---")[1]
-    assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
+    assert {line for line in lines if line and not line.startswith(("#", "--"))} == wanted
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines  # CPU torch, not PyPI's CUDA build
+    from huggingface_hub import SpaceCard
+
+    card = SpaceCard.load(ROOT / "spaces" / "README.md").data
+    assert (card.sdk, card.app_file) == ("gradio", "app.py")
+    assert len(card.short_description) <= 60  # the Hub refuses a longer one
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -347,6 +347,12 @@ def test_every_source_key_is_mapped_or_dropped(release):
     assert any("image_newline" in key for key in report.dropped)
     assert any("smpl_head" in key for key in report.dropped)
     assert (release["out"] / "model.safetensors").exists() and (release["out"] / "README.md").exists()
+    # The card's `license: other` is named and linked to the LICENSE written beside it, as the Hub asks.
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(release["out"] / "README.md").data
+    assert (card.license, card.license_name, card.license_link) == ("other", "unipose-release-components", "LICENSE")
+    assert "TokenHMR" in (release["out"] / "LICENSE").read_text()
     assert json.loads((release["out"] / "conversion_report.json").read_text())["num_mapped"] > 0
 
 

@@ -386,6 +386,7 @@ def test_card_metadata_names_hub_ids_only(tmp_path):
     # A trained checkpoint is the project's licence; a converted one keeps the published parts' licences.
     assert render_model_card(model.config).data.license == "apache-2.0"
     assert render_model_card(model.config, source="converted").data.license == "other"
+    assert render_model_card(model.config, source="converted", license="mit").data.license_link is None
 
 
 def test_training_run_refuses_datasets_without_a_path():

@@ -23,8 +23,11 @@ _SOURCES = {
         "training": "Trained by the UniPose authors (stages 0–3 of the paper); converted, not retrained.",
         "limitations": "Outputs follow the published model; the conversion report lists every weight mapped "
         "or dropped (`conversion_report.json`).",
-        # The weights are the release's, LLaVA-1.6 / Mistral-7B's, CLIP's and TokenHMR's, under their licences.
+        # The weights are the release's, LLaVA-1.6 / Mistral-7B's, CLIP's and TokenHMR's, under their licences,
+        # which the `LICENSE` file written beside the card names.
         "license": "other",
+        "license_name": "unipose-release-components",
+        "license_link": "LICENSE",
     },
     "trained": {
         "summary": "Trained with the UniPose training scripts.",
@@ -101,8 +104,11 @@ def render_model_card(
     text_config = config.text_config
     all_tags = [*_TAGS, *(("peft", "lora") if adapter else ()), *tags]
     hub_datasets = [name for name in datasets if _is_hub_id(name)]
+    # A licence given by the caller replaces the source's, with its name and link.
+    licence_names = {} if license else {k: defaults[k] for k in ("license_name", "license_link") if k in defaults}
     card_data = ModelCardData(
         license=license or defaults.get("license", "apache-2.0"),
+        **licence_names,
         library_name="peft" if adapter else "transformers",
         pipeline_tag="image-text-to-text",
         tags=list(dict.fromkeys(all_tags)),  # in order, without repeats
@@ -134,10 +140,25 @@ def render_model_card(
     )
 
 
+# The `LICENSE` of a converted checkpoint, which its card's `license_link` points to.
+CONVERTED_LICENSE = """\
+These weights were converted from the UniPose release (https://github.com/liyiheng23/UniPose,
+https://huggingface.co/L-yiheng/UniPose). They contain, and were trained from, the weights of LLaVA-1.6-Mistral-7B
+(https://huggingface.co/liuhaotian/llava-v1.6-mistral-7b), CLIP ViT-L/14-336
+(https://huggingface.co/openai/clip-vit-large-patch14-336) and TokenHMR (https://github.com/saidwivedi/TokenHMR),
+each under its own licence. Their use is bound by all of these licences: read each before using or sharing these
+weights. The conversion adds no weights of its own.
+"""
+
+
 def write_model_card(output_dir: str | os.PathLike, config, **kwargs) -> Path:
-    """Write `README.md` (the model card) into `output_dir`, atomically; returns its path."""
+    """Write `README.md` (the model card) into `output_dir`, atomically, and for a converted checkpoint the
+    `LICENSE` its card links to; returns the card's path."""
     path = Path(output_dir) / "README.md"
-    write_text_atomically(path, str(render_model_card(config, **kwargs)))
+    card = render_model_card(config, **kwargs)
+    if card.data.license_link == "LICENSE":
+        write_text_atomically(Path(output_dir) / "LICENSE", CONVERTED_LICENSE)
+    write_text_atomically(path, str(card))
     return path
 
 
