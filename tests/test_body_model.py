@@ -120,6 +120,23 @@ def test_body_model_matches_body_joints_and_accepts_any_pose_format(generated_pa
     torch.testing.assert_close(model.body_joints()(axis_angle_to_matrix(axis_angle), betas), expected)
 
 
+def test_an_smplh_file_without_hand_pca_arrays_loads_and_poses_the_same(generated_path, arrays, tmp_path):
+    # The extended SMPL+H model for AMASS has no `hands_components*` / `hands_mean*` arrays, which smplx reads even
+    # without PCA (an AttributeError); the body model does not need them.
+    import smplx
+
+    without = tmp_path / "model.npz"
+    np.savez(without, **{key: value for key, value in arrays.items() if not key.startswith("hands_")})
+    with pytest.raises(AttributeError, match="hands_components"):
+        smplx.SMPLHLayer(model_path=str(without), ext="npz", use_pca=False)
+    poses = _random_axis_angle(3, torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = BodyModel(generated_path)(poses)
+        got = BodyModel(without)(poses)
+    torch.testing.assert_close(got.vertices, expected.vertices, rtol=0, atol=0)
+    torch.testing.assert_close(got.joints, expected.joints, rtol=0, atol=0)
+
+
 def test_joints_are_differentiable(body_joints):
     rotation_6d = axis_angle_to_rotation_6d(torch.full((2, NUM_BODY_JOINTS, 3), 0.3)).requires_grad_()
     from unipose.rotations import rotation_6d_to_matrix

@@ -34,7 +34,7 @@ from transformers.utils import logging
 from .files import atomic_path, open_npz
 from .generated_body import GENERATOR_TAG, build_body_model_arrays
 from .rotations import to_rotation_matrix
-from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS
+from .skeleton import BODY_PARENTS, NUM_BODY_JOINTS, NUM_HAND_JOINTS
 
 logger = logging.get_logger(__name__)
 
@@ -57,6 +57,9 @@ SMPLH_FOLDER_CANDIDATES = (
 )
 # `BodyModel("generated")` and `resolve_body_model_path("generated")` select the generated stand-in.
 GENERATED = "generated"
+# The arrays of an SMPL-H npz file that smplx reads, and its hand PCA arrays (not in every download).
+SMPLH_ARRAYS = ("v_template", "f", "J_regressor", "kintree_table", "shapedirs", "posedirs", "weights")
+SMPLH_HAND_ARRAYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
 
 # smplx keeps at most this many betas of a file that has fewer than its 300-dimensional shape space.
 SMPLX_MAX_BETAS = 10
@@ -612,16 +615,27 @@ class BodyModel(torch.nn.Module):
         super().__init__()
         _check_num_betas(num_betas, SMPLX_MAX_BETAS, "the most smplx keeps of an SMPL-H file")
         self.path = resolve_body_model_path(path)
-        # smplx opens the archive itself and leaves it open when it is corrupt: check it first, and close it.
+        # The arrays smplx reads, taken here (smplx would leave a corrupt archive open). The hand PCA arrays are
+        # absent from some SMPL-H downloads (the extended model for AMASS), where smplx would fail on them though
+        # it does not use them without PCA: neutral ones stand in.
         with open_npz(self.path, "body model file") as data:
-            missing = [key for key in ("v_template", "J_regressor", "shapedirs", "posedirs", "weights", "f") if key not in data]
+            missing = [key for key in SMPLH_ARRAYS if key not in data]
             if missing:
                 raise ValueError(f"The body model file {self.path} lacks the arrays {missing}; is it an SMPL-H npz file?")
+            arrays = {key: data[key] for key in (*SMPLH_ARRAYS, *SMPLH_HAND_ARRAYS) if key in data}
             self.is_generated = "unipose_generator" in data
+        for side in "lr":
+            arrays.setdefault(f"hands_components{side}", np.eye(3 * NUM_HAND_JOINTS))
+            arrays.setdefault(f"hands_mean{side}", np.zeros(3 * NUM_HAND_JOINTS))
         smplx = _import_smplx()
         with _smplx_messages():
             self.smplh = smplx.SMPLHLayer(
-                model_path=str(self.path), ext="npz", use_pca=False, num_betas=num_betas, dtype=dtype
+                model_path=str(self.path),
+                data_struct=smplx.utils.Struct(**arrays),
+                ext="npz",
+                use_pca=False,
+                num_betas=num_betas,
+                dtype=dtype,
             )
         available = self.smplh.shapedirs.shape[-1]
         if available != num_betas:
