@@ -325,6 +325,9 @@ def test_command_line_writes_poses(tmp_path):
         with pytest.raises(ValueError, match=message):
             sample_poses_command.run(parser.parse_args(["--num", "5", *argv]))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["folder.npz", "poses.npz"]
+    # No poses: no contact sheet, and the report says so.
+    empty = parser.parse_args(["--num", "0", "--out", str(tmp_path / "none.npz"), "--contact-sheet", str(tmp_path / "n.png")])
+    assert "Wrote no contact sheet" in sample_poses_command.run(empty) and not (tmp_path / "n.png").exists()
 
 
 def test_contact_sheet_takes_every_category_in_turn():

@@ -64,4 +64,6 @@ def run(args: argparse.Namespace) -> str:
             sample.poses[shown], captions=captions, path=args.contact_sheet, columns=args.sheet_columns
         )
         report.append(f"Wrote a contact sheet of {len(shown)} poses to {args.contact_sheet}")
+    elif args.contact_sheet is not None:
+        report.append(f"Wrote no contact sheet to {args.contact_sheet}: there are no poses to show")
     return "\n".join(report)
