@@ -662,12 +662,25 @@ def test_bad_inputs_raise_clear_errors(config, model):
         model(input_ids=torch.tensor([text(3)]), pose_values=torch.full((1, 22, 3), float("nan")))
 
 
-def test_flash_attention_is_refused():
+def test_attention_implementations_without_the_block_mask_are_refused_for_the_language_model(tmp_path):
+    # Whether named for every part or, in a dict, for the language model only; the vision towers may differ.
     from unipose.modeling_unipose import UniPoseForConditionalGeneration
+    from unipose.testing import tiny_model
 
-    config = tiny_unipose_config()  # a fresh one: a refused attempt may leave its choice in the config
-    with pytest.raises(ValueError, match="flash"):
-        UniPoseForConditionalGeneration._from_config(config, attn_implementation="flash_attention_2")
+    for requested in ("flash_attention_2", "flex_attention", {"text_config": "flex_attention"}):
+        config = tiny_unipose_config()  # a fresh one: a refused attempt may leave its choice in the config
+        with pytest.raises(ValueError, match="language model cannot use"):
+            UniPoseForConditionalGeneration._from_config(config, attn_implementation=requested)
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="flex_attention"):
+        UniPoseForConditionalGeneration.from_pretrained(tmp_path, attn_implementation={"text_config": "flex_attention"})
+    for requested in ({"text_config": "flex_attention"}, {"": "flex_attention"}, "flex_attention"):
+        with pytest.raises(ValueError, match="language model cannot use"):
+            model.set_attn_implementation(requested)
+        assert model.config.text_config._attn_implementation == "sdpa"  # unchanged
+    model.set_attn_implementation({"text_config": "eager", "vision_config": "sdpa"})
+    assert model.config.text_config._attn_implementation == "eager"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

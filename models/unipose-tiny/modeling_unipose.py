@@ -369,6 +369,17 @@ class UniPoseMultiModalProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(image_features)))
 
 
+def _check_language_model_attention(name: str | None) -> None:
+    """Refuse an attention implementation for the language model that cannot take UniPose's block mask."""
+    if name is not None and name not in ("sdpa", "eager"):
+        raise ValueError(
+            f"The language model cannot use `attn_implementation={name!r}`: UniPose's attention (pose spans that "
+            "attend to each other inside causal text) needs 'sdpa' (the default) or 'eager'. Flash attention cannot "
+            "take such a mask and flex attention is not supported. (The vision towers may use another "
+            "implementation: pass a dict such as `{'text_config': 'sdpa', 'vision_config': ...}`.)"
+        )
+
+
 class UniPosePreTrainedModel(PreTrainedModel):
     config_class = UniPoseConfig
     config: UniPoseConfig
@@ -377,8 +388,9 @@ class UniPosePreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _skip_keys_device_placement = ["past_key_values", "cache"]
     _no_split_modules = ["PoseVQVAE"]
-    # The pose spans need an arbitrary block mask: sdpa and eager express it, flash attention cannot, and flex
-    # attention is not supported on every device.
+    # The language model needs UniPose's block mask (pose spans inside causal text): sdpa and eager take it, flash
+    # attention cannot, and flex attention is not supported (torch's CPU kernels fail on a padded batch with a
+    # cache). The vision towers attend within each image and may use any implementation they support.
     _supports_sdpa = True
     _supports_flash_attn = False
     _supports_flex_attn = False
@@ -388,14 +400,17 @@ class UniPosePreTrainedModel(PreTrainedModel):
     _keep_in_fp32_modules_strict = ("pose_tokenizer",)
 
     def _check_and_adjust_attn_implementation(self, attn_implementation, is_init_check=False, **kwargs):
-        requested = attn_implementation.values() if isinstance(attn_implementation, dict) else [attn_implementation]
-        for name in requested:
-            if name is not None and name not in ("sdpa", "eager"):
-                raise ValueError(
-                    f"`attn_implementation={name!r}` cannot express UniPose's attention pattern (pose spans that "
-                    "attend to each other inside causal text): use 'sdpa' (the default) or 'eager'."
-                )
+        if not isinstance(attn_implementation, dict):  # one name for every part, the language model's included
+            _check_language_model_attention(attn_implementation)
         return super()._check_and_adjust_attn_implementation(attn_implementation, is_init_check, **kwargs)
+
+    def set_attn_implementation(self, attn_implementation, **kwargs):
+        """[`~PreTrainedModel.set_attn_implementation`], refusing for the language model (by name, or in a dict
+        under `text_config`) an implementation that cannot take UniPose's attention mask."""
+        if isinstance(attn_implementation, dict):
+            for_text = attn_implementation.get("text_config", attn_implementation.get(""))
+            _check_language_model_attention(for_text.get("") if isinstance(for_text, dict) else for_text)
+        return super().set_attn_implementation(attn_implementation, **kwargs)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -483,6 +498,7 @@ class UniPoseModel(UniPosePreTrainedModel):
         self.vision_tower = AutoModel.from_config(config.vision_config)
         self.pose_vision_tower = AutoBackbone.from_config(config.pose_vision_config)
         self.multi_modal_projector = UniPoseMultiModalProjector(config)
+        _check_language_model_attention(config.text_config._attn_implementation)
         self.language_model = AutoModel.from_config(config.text_config)
         # The pose tokenizer is trained on its own (stage 0) and frozen here: it only turns `pose_values` into
         # codes and generated codes back into poses.
