@@ -58,7 +58,7 @@ SMPLH_FOLDER_CANDIDATES = (
 # `BodyModel("generated")` and `resolve_body_model_path("generated")` select the generated stand-in.
 GENERATED = "generated"
 # The arrays of an SMPL-H npz file that smplx reads, and its hand PCA arrays (not in every download).
-SMPLH_ARRAYS = ("v_template", "f", "J_regressor", "kintree_table", "shapedirs", "posedirs", "weights")
+SMPLH_ARRAYS = ("v_template", "J_regressor", "shapedirs", "posedirs", "weights", "f", "kintree_table")
 SMPLH_HAND_ARRAYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
 
 # smplx keeps at most this many betas of a file that has fewer than its 300-dimensional shape space.
