@@ -933,10 +933,15 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
                 "pose_pixel_values": (config.image_token_id, config.image_seq_length),
                 "pose_values": (config.pose_token_id, config.num_pose_tokens),
             }
+            items_per_prompt = {}  # by placeholder token: the items of each prompt
             for name, (token_id, num_tokens) in tokens_per_item.items():
                 values = model_kwargs.get(name)
-                counts = ((input_ids == token_id).sum(-1) // num_tokens).tolist()
-                if values is None or sum(counts) != values.shape[0]:
+                if values is None:
+                    continue
+                if token_id not in items_per_prompt:
+                    items_per_prompt[token_id] = ((input_ids == token_id).sum(-1) // num_tokens).tolist()
+                counts = items_per_prompt[token_id]
+                if sum(counts) != values.shape[0]:
                     continue  # left as it is: `forward` names what does not match
                 blocks = values.split(counts)
                 items[name] = torch.cat([block for block in blocks for _ in range(expand_size)])
@@ -955,13 +960,8 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
         Returns:
             `(inputs, generation_config, kwargs)` to pass on to `GenerationMixin.generate`, healing switched off.
         """
-        if "token_healing" in kwargs:
-            healing = kwargs["token_healing"]
-        else:
-            given = None if generation_config is None else generation_config.token_healing
-            healing = self.generation_config.token_healing if given is None else given
         input_ids = inputs if inputs is not None else kwargs.get("input_ids")
-        if not healing or input_ids is None:
+        if not self._generation_option("token_healing", generation_config, kwargs) or input_ids is None:
             return inputs, generation_config, kwargs
         config = self.config
         markers = torch.tensor([config.image_token_id, config.pose_start_token_id, config.pose_end_token_id])
@@ -971,10 +971,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
                 "drops their image tokens and pose spans (`<p>` included): use it with text prompts only."
             )
         healed = self.heal_tokens(input_ids, tokenizer)
-        if generation_config is not None:
-            generation_config = copy.deepcopy(generation_config)
-            generation_config.token_healing = False
-        kwargs = {**kwargs, "token_healing": False}
+        generation_config, kwargs = self._switch_off("token_healing", False, generation_config, kwargs)
         if inputs is not None:
             return healed, generation_config, kwargs
         return None, generation_config, {**kwargs, "input_ids": healed}
@@ -990,11 +987,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
         Returns:
             `(generation_config, stopping_criteria, kwargs)` to pass on to `GenerationMixin.generate`.
         """
-        if "stop_strings" in kwargs:
-            stop_strings = kwargs["stop_strings"]
-        else:
-            given = None if generation_config is None else generation_config.stop_strings
-            stop_strings = self.generation_config.stop_strings if given is None else given
+        stop_strings = self._generation_option("stop_strings", generation_config, kwargs)
         if stop_strings is None:
             return generation_config, stopping_criteria, kwargs
         if tokenizer is None:
@@ -1004,13 +997,26 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
             )
         stopping_criteria = StoppingCriteriaList(stopping_criteria or [])
         stopping_criteria.append(StopStringCriteria(tokenizer=tokenizer, stop_strings=stop_strings))
+        generation_config, kwargs = self._switch_off("stop_strings", None, generation_config, kwargs)
+        return generation_config, stopping_criteria, kwargs
+
+    def _generation_option(self, name: str, generation_config, kwargs):
+        """The value of the generation option `name` as `generate` reads it: the argument, else the
+        `generation_config` given, else `model.generation_config`."""
+        if name in kwargs:
+            return kwargs[name]
+        given = None if generation_config is None else getattr(generation_config, name)
+        return getattr(self.generation_config, name) if given is None else given
+
+    @staticmethod
+    def _switch_off(name: str, off, generation_config, kwargs):
+        """`(generation_config, kwargs)` with the option `name` set to `off` in both (the config copied), so that
+        `generate` does not apply it: it fills unset fields from `model.generation_config`, and only an argument
+        overrides that."""
         if generation_config is not None:
             generation_config = copy.deepcopy(generation_config)
-            generation_config.stop_strings = None
-        if "stop_strings" in kwargs or self.generation_config.stop_strings is not None:
-            # `generate` fills unset fields from `model.generation_config`; only an argument overrides it.
-            kwargs = {**kwargs, "stop_strings": None}
-        return generation_config, stopping_criteria, kwargs
+            setattr(generation_config, name, off)
+        return generation_config, {**kwargs, name: off}
 
 
 def _sample_or_argmax(scores: torch.Tensor, do_sample: bool) -> torch.LongTensor:
@@ -1435,10 +1441,10 @@ def _unipose_decode(
     # would not fit, and opens a pose only if `<p>` and its queries fit.
     max_positions = getattr(config.text_config, "max_position_embeddings", None) or float("inf")
     fed = [input_ids.shape[1]] * batch_size if attention_mask is None else attention_mask.sum(-1).tolist()
-    # Under a forced EOS, `<p>` is written only where the pose and `</p>` end before the last position, which
-    # `ForcedEOSTokenLogitsProcessor` keeps for the EOS.
+    # Under a forced EOS, a row opens a pose only where `<p>`, the codes and `</p>` end before the last position,
+    # which `ForcedEOSTokenLogitsProcessor` keeps for the EOS: up to this length.
     forced_eos = generation_config.forced_eos_token_id is not None and generation_config.max_length is not None
-    pose_length_limit = generation_config.max_length if forced_eos else float("inf")
+    last_pose_start = generation_config.max_length - (num_tokens + 2) - 1 if forced_eos else float("inf")
 
     def at_context_end(row: int) -> bool:
         """Whether the pending token of `row` cannot be fed: the language model has no position left for it."""
@@ -1493,7 +1499,7 @@ def _unipose_decode(
         no_room_for_pose = [
             index
             for index, row in enumerate(rows)
-            if fed[row] + 1 + num_tokens > max_positions or sequences.lengths[row] + num_tokens + 3 > pose_length_limit
+            if fed[row] + 1 + num_tokens > max_positions or sequences.lengths[row] > last_pose_start
         ]
         if no_room_for_pose:  # near the end of the context (or of `max_length` under a forced EOS) only
             scores[no_room_for_pose, start_id] = float("-inf")

@@ -418,6 +418,14 @@ def _sentence_splitter():
         return PunktSentenceTokenizer()
 
 
+@functools.lru_cache(maxsize=1)
+def _word_tokenizer():
+    """nltk's Treebank word tokenizer, the one `word_tokenize` splits each sentence with."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    return NLTKWordTokenizer()
+
+
 def punkt_available() -> bool:
     """Whether nltk's English Punkt model (the sentence splitting of `word_tokenize`) is installed."""
     from nltk.tokenize.punkt import PunktTokenizer
@@ -553,9 +561,7 @@ def rouge_l(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> 
 def meteor_tokenize(text: str) -> list[str]:
     """The words of `text` as nltk's `word_tokenize` gives them to METEOR in the `evaluate` library: Punkt
     sentences (see [`punkt_available`]), each split by nltk's Treebank word tokenizer. METEOR lowercases them."""
-    from nltk.tokenize import NLTKWordTokenizer
-
-    words = NLTKWordTokenizer()
+    words = _word_tokenizer()
     return [word for sentence in _sentence_splitter().tokenize(text) for word in words.tokenize(sentence)]
 
 

@@ -755,11 +755,10 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """TRL's, which returns the batch's `labels`; with `label_names` set, the columns it names, as `Trainer`
         returns them (one tensor, or a tuple for several)."""
-        inputs = self._prepare_inputs(inputs)
         loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         if labels is None or self.args.label_names is None:
             return loss, logits, labels
-        labels = tuple(inputs.get(name) for name in self.args.label_names)
+        labels = tuple(self._prepare_input(inputs.get(name)) for name in self.args.label_names)
         return loss, logits, labels[0] if len(labels) == 1 else labels
 
     @torch.no_grad()
@@ -778,13 +777,12 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
             """Targets, correct predictions and summed cross-entropy of each example at `positions`."""
             sums = logits.new_zeros((3, len(shift_labels)))
             if len(targets):
-                values = [
+                values = torch.stack([
                     torch.ones_like(targets, dtype=logits.dtype),
                     (logits.argmax(-1) == targets).to(logits.dtype),
                     torch.nn.functional.cross_entropy(logits, targets, reduction="none"),
-                ]
-                for total, value in zip(sums, values):
-                    total.index_add_(0, rows[positions], value)
+                ])
+                sums.index_add_(1, rows[positions], values)
             return list(sums)
 
         text = valid & ~is_query
