@@ -78,6 +78,23 @@ def test_loading_in_another_dtype_converts_every_weight_but_the_pose_tokenizers(
     assert dtypes == {False: {torch.bfloat16}, True: {torch.float32}} and model.dtype == torch.bfloat16
 
 
+def test_building_in_another_dtype_keeps_the_pose_tokenizer_in_float32(tiny):
+    """As loading does: `_from_config(config, dtype=...)` builds the pose tokenizer in float32 too."""
+    model = UniPoseForConditionalGeneration._from_config(tiny[0].config, dtype=torch.bfloat16)
+    assert model.model.pose_tokenizer.dtype == torch.float32 and model.model.language_model.dtype == torch.bfloat16
+
+
+def test_loading_info_is_returned_instead_of_raised(tiny, saved, tmp_path):
+    """Strict loading raises on missing weights; asked for the loading info, the caller gets it as transformers
+    gives it: the model with a head loads a backbone checkpoint with `lm_head` reported missing."""
+    UniPoseModel.from_pretrained(saved).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="missing_keys: \\['lm_head.weight'\\]"):
+        UniPoseForConditionalGeneration.from_pretrained(tmp_path)
+    model, info = UniPoseForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert info["missing_keys"] == {"lm_head.weight"} and not info["unexpected_keys"]
+    torch.testing.assert_close(model.model.pose_queries, tiny[0].model.pose_queries)
+
+
 @pytest.mark.parametrize(
     "device_map",
     [

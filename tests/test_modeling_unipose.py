@@ -365,8 +365,13 @@ def test_image_features_grid_and_scatter(config, model):
     n_img = config.image_seq_length
     ids = torch.tensor([text(3) + [config.image_token_id] * n_img + text(4)])
     pixel_values, pose_pixel_values = torch.randn(1, 3, 42, 42), torch.randn(1, 3, 32, 16)
-    features = model.get_image_features(pixel_values, pose_pixel_values)
-    assert features.shape == (1, n_img, config.text_config.hidden_size)
+    outputs = model.get_image_features(pixel_values, pose_pixel_values)
+    assert outputs.pooler_output.shape == (1, n_img, config.text_config.hidden_size)
+    assert outputs.last_hidden_state.shape == (1, n_img + 1, config.vision_config.hidden_size)  # CLIP's, with CLS
+    assert outputs.hidden_states is None  # unless asked for, as transformers' models do
+    asked = model.get_image_features(pixel_values, pose_pixel_values, output_hidden_states=True, return_dict=False)
+    assert torch.equal(asked[1], outputs.pooler_output)
+    assert len(asked[2]) == config.vision_config.num_hidden_layers + 1
     with torch.no_grad():
         out = model(input_ids=ids, pixel_values=pixel_values, pose_pixel_values=pose_pixel_values)
         other = model(input_ids=ids, pixel_values=pixel_values, pose_pixel_values=pose_pixel_values.flip(-1))
@@ -662,11 +667,25 @@ def test_bad_inputs_raise_clear_errors(config, model):
         model(input_ids=torch.tensor([text(3)]), pose_values=torch.full((1, 22, 3), float("nan")))
 
 
+@pytest.mark.parametrize("rope", [{"rope_type": "linear", "factor": 2.0}, {"rope_type": "dynamic", "factor": 2.0}])
+def test_rope_scaling_lifts_the_trained_context_bound(rope):
+    """A sequence longer than `max_position_embeddings` is refused for the trained context, and runs once the RoPE
+    parameters stretch the positions (the reason to configure them)."""
+    config = tiny_unipose_config(text_config={"max_position_embeddings": 16, "rope_scaling": rope})
+    long_input = torch.tensor([text(*range(3, 27))])
+    assert tiny_model(config)(input_ids=long_input).logits.shape[1] == 24
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        tiny_model(tiny_unipose_config(text_config={"max_position_embeddings": 16}))(input_ids=long_input)
+
+
 def test_attention_implementations_without_the_block_mask_are_refused_for_the_language_model(tmp_path):
     # Whether named for every part or, in a dict, for the language model only; the vision towers may differ.
     from unipose.modeling_unipose import UniPoseForConditionalGeneration
     from unipose.testing import tiny_model
 
+    # A name that is no attention implementation gets transformers' own message, which lists the valid ones.
+    with pytest.raises(ValueError, match='Specified `attn_implementation="foo"` is not supported'):
+        UniPoseForConditionalGeneration._from_config(tiny_unipose_config(), attn_implementation="foo")
     for requested in ("flash_attention_2", "flex_attention", {"text_config": "flex_attention"}):
         config = tiny_unipose_config()  # a fresh one: a refused attempt may leave its choice in the config
         with pytest.raises(ValueError, match="language model cannot use"):

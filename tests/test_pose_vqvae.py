@@ -164,6 +164,11 @@ def test_forward_shapes_and_ranges():
     # The quantized latents are codebook rows (up to the rounding of the straight-through sum), and the
     # reported codes are theirs.
     torch.testing.assert_close(output.quantized_latents, model.quantizer.codebook[output.codes])
+    # As transformers' models: `return_dict=False` (or `config.return_dict = False`) gives the output's tuple.
+    as_tuple = model.eval()(random_poses_6d(5, seed=1), return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    for got, expected in zip(as_tuple, model(random_poses_6d(5, seed=1)).to_tuple(), strict=True):
+        assert torch.equal(got, expected)
 
 
 def test_encode_accepts_every_pose_format_and_decode_returns_rotations():

@@ -47,7 +47,12 @@ from transformers.generation.logits_process import (
 )
 from transformers.integrations import is_deepspeed_zero3_enabled, is_fsdp_managed_module
 from transformers.masking_utils import create_causal_mask
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    BaseModelOutputWithPooling,
+    CausalLMOutputWithPast,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple, logging
 
 from .configuration_unipose import UniPoseConfig
@@ -369,9 +374,22 @@ class UniPoseMultiModalProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(image_features)))
 
 
+def _trained_context_length(text_config) -> int | None:
+    """The longest sequence the language model takes: its `max_position_embeddings`, unless its RoPE parameters
+    stretch the positions beyond the trained context (a `rope_type` other than `"default"`, or an
+    `original_max_position_embeddings`), in which case the configuration sets the length and there is no bound."""
+    rope = getattr(text_config, "rope_parameters", None) or {}
+    if rope.get("rope_type", "default") != "default" or "original_max_position_embeddings" in rope:
+        return None
+    return getattr(text_config, "max_position_embeddings", None)
+
+
 def _check_language_model_attention(name: str | None) -> None:
-    """Refuse an attention implementation for the language model that cannot take UniPose's block mask."""
-    if name is not None and name not in ("sdpa", "eager"):
+    """Refuse an attention implementation for the language model that cannot take UniPose's block mask. A name
+    that is no attention implementation at all is left to transformers' own check, which lists the valid ones."""
+    if name is None or name in ("sdpa", "eager"):
+        return
+    if name in ALL_ATTENTION_FUNCTIONS.valid_keys() or "/" in name or "|" in name:  # a registered kernel or hub one
         raise ValueError(
             f"The language model cannot use `attn_implementation={name!r}`: UniPose's attention (pose spans that "
             "attend to each other inside causal text) needs 'sdpa' (the default) or 'eager'. Flash attention cannot "
@@ -416,7 +434,10 @@ class UniPosePreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, *args, **kwargs):
         """[`~PreTrainedModel.from_pretrained`], strict: a checkpoint with missing, unexpected or mis-shaped
         weights raises a `ValueError` that lists them instead of silently re-initialising them, and a local
-        weight file cut short (an interrupted copy or download) raises one that names the file."""
+        weight file cut short (an interrupted copy or download) raises one that names the file. With
+        `output_loading_info=True` the caller reads the missing and unexpected weights: they are returned, as
+        transformers returns them, instead of raised (e.g. to load a `UniPoseModel` checkpoint into the model with
+        a head, whose `lm_head` is then new)."""
         folder = args[0] if args else kwargs.get("pretrained_model_name_or_path")
         if isinstance(folder, (str, os.PathLike)) and os.path.isdir(folder):
             _check_safetensors_files(os.path.join(folder, kwargs.get("subfolder") or ""))
@@ -425,6 +446,8 @@ class UniPosePreTrainedModel(PreTrainedModel):
         # Let transformers collect every mismatch, then report them all by name.
         model, info = super().from_pretrained(*args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
         keys = ("missing_keys", "unexpected_keys", "mismatched_keys") if strict else ("missing_keys", "unexpected_keys")
+        if output_loading_info:  # the caller reads the missing and unexpected keys, as transformers returns them
+            keys = keys[2:]
         problems = {key: info[key] for key in keys if info.get(key)}
         if problems:
             details = "; ".join(f"{key}: {sorted(map(str, value))[:10]}" for key, value in problems.items())
@@ -501,8 +524,9 @@ class UniPoseModel(UniPosePreTrainedModel):
         _check_language_model_attention(config.text_config._attn_implementation)
         self.language_model = AutoModel.from_config(config.text_config)
         # The pose tokenizer is trained on its own (stage 0) and frozen here: it only turns `pose_values` into
-        # codes and generated codes back into poses.
-        self.pose_tokenizer = PoseVQVAE(config.pose_tokenizer_config)
+        # codes and generated codes back into poses. It is built in float32 whatever the default dtype (as in
+        # `_from_config(config, dtype=torch.bfloat16)`), as `_keep_in_fp32_modules_strict` keeps it at loading.
+        self.pose_tokenizer = PoseVQVAE(config.pose_tokenizer_config).float()
         self.pose_tokenizer.requires_grad_(False)
         self.pose_queries = nn.Parameter(torch.zeros(config.num_pose_tokens, config.text_config.hidden_size))
         self.post_init()
@@ -519,22 +543,33 @@ class UniPoseModel(UniPosePreTrainedModel):
     def set_input_embeddings(self, value):
         self.language_model.set_input_embeddings(value)
 
-    def get_image_features(self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor) -> torch.Tensor:
+    @can_return_tuple
+    def get_image_features(
+        self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor, **kwargs
+    ) -> BaseModelOutputWithPooling:
         """Fuse CLIP and pose-ViT features of the same images into LM-width tokens.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(num_images, 3, clip_size, clip_size)`)
             pose_pixel_values (`torch.FloatTensor` of shape `(num_images, 3, 256, 192)`)
+            kwargs: `output_hidden_states`, `output_attentions` and `return_dict`, for the CLIP tower.
         Returns:
-            `torch.FloatTensor` of shape `(num_images, grid**2, hidden_size)` (`grid` = 24 for CLIP-L/14-336).
+            [`BaseModelOutputWithPooling`]: the CLIP tower's output (its `hidden_states` and `attentions` when
+            asked for), with `pooler_output` the image tokens `(num_images, grid**2, hidden_size)` that fill the
+            `<image>` positions (`grid` = 24 for CLIP-L/14-336).
         """
         if pixel_values.shape[0] != pose_pixel_values.shape[0]:
             raise ValueError(
                 f"`pixel_values` has {pixel_values.shape[0]} images but `pose_pixel_values` has "
                 f"{pose_pixel_values.shape[0]}: both come from the same images."
             )
+        output_hidden_states = kwargs.pop("output_hidden_states", None)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.vision_config.output_hidden_states
         # Processors give float32 pixels; each tower reads them in its own dtype (bf16 / fp16 models).
-        clip_outputs = self.vision_tower(pixel_values.to(self.vision_tower.dtype), output_hidden_states=True)
+        clip_outputs = self.vision_tower(
+            pixel_values.to(self.vision_tower.dtype), output_hidden_states=True, return_dict=True, **kwargs
+        )
         clip_features = clip_outputs.hidden_states[self.config.vision_feature_layer][:, 1:]  # drop CLS
 
         pose_pixel_values = pose_pixel_values.to(self.pose_vision_tower.dtype)
@@ -547,7 +582,12 @@ class UniPoseModel(UniPosePreTrainedModel):
         )
 
         fused = torch.cat([clip_features, pose_features.to(clip_features.dtype)], dim=-1)
-        return self.multi_modal_projector(fused)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=clip_outputs.last_hidden_state,
+            pooler_output=self.multi_modal_projector(fused),
+            hidden_states=clip_outputs.hidden_states if output_hidden_states else None,
+            attentions=clip_outputs.attentions,
+        )
 
     @torch.no_grad()
     def encode_poses(self, pose_values: torch.Tensor) -> torch.LongTensor:
@@ -610,7 +650,7 @@ class UniPoseModel(UniPosePreTrainedModel):
         past_key_values = _cache_argument(past_key_values, kwargs)
         config = self.config
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        max_positions = getattr(config.text_config, "max_position_embeddings", None)
+        max_positions = _trained_context_length(config.text_config)
         length = past_length + input_ids.shape[1]
         over = max_positions is not None and length > max_positions
         if over and attention_mask is not None and attention_mask.dim() == 2:
@@ -652,7 +692,7 @@ class UniPoseModel(UniPosePreTrainedModel):
         if pixel_values is not None or pose_pixel_values is not None:
             if pixel_values is None or pose_pixel_values is None:
                 raise ValueError("Images need both `pixel_values` (CLIP) and `pose_pixel_values` (pose ViT).")
-            image_features = self.get_image_features(pixel_values, pose_pixel_values)
+            image_features = self.get_image_features(pixel_values, pose_pixel_values).pooler_output
             image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
             mask = self.get_placeholder_mask(input_ids, config.image_token_id, image_features, "pixel_values")
             inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1), image_features)
@@ -710,6 +750,8 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
+    # Tensor parallelism: the head is sharded like the embedding it may be tied to, and gathers its logits.
+    _tp_plan = {"lm_head": "colwise_gather_output"}
 
     def __init__(self, config: UniPoseConfig):
         super().__init__(config)
@@ -729,8 +771,10 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
 
-    def get_image_features(self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor):
-        return self.model.get_image_features(pixel_values, pose_pixel_values)
+    def get_image_features(
+        self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        return self.model.get_image_features(pixel_values, pose_pixel_values, **kwargs)
 
     @property
     def pose_tokenizer(self) -> PoseVQVAE:

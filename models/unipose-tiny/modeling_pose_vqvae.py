@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput, can_return_tuple, logging
 
 from .configuration_pose_vqvae import PoseVQVAEConfig
 from .rotations import matrix_to_axis_angle, rotation_6d_to_axis_angle, rotation_6d_to_matrix, to_rotation_6d
@@ -464,6 +464,7 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         self.decoder = PoseVQVAEDecoder(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(self, poses_6d: torch.Tensor) -> PoseVQVAEOutput:
         r"""
         Encodes, quantizes and decodes a batch of poses. In training mode this also updates the codebook.
@@ -471,9 +472,11 @@ class PoseVQVAE(PoseVQVAEPreTrainedModel):
         Args:
             poses_6d (`torch.FloatTensor` of shape `(batch_size, num_joints, 6)`):
                 Joint rotations in the 6D representation (first two rows of each rotation matrix).
+            return_dict (`bool`, *optional*):
+                `False` for a tuple; by default `config.return_dict`.
 
         Returns:
-            [`PoseVQVAEOutput`].
+            [`PoseVQVAEOutput`], or its tuple.
         """
         self._check_poses_6d(poses_6d)
         if not self.training:

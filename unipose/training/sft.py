@@ -748,7 +748,7 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
         pose_pixel_values = inputs_embeds.new_zeros(
             (1, 3, *_pair(config.pose_vision_config.image_size)), dtype=torch.float32
         )
-        features = self._backbone.get_image_features(pixel_values, pose_pixel_values)  # (1, grid**2, hidden)
+        features = self._backbone.get_image_features(pixel_values, pose_pixel_values).pooler_output
         kwargs["inputs_embeds"] = inputs_embeds + (features.sum() * 0).to(inputs_embeds.dtype)
         return args, kwargs
 
