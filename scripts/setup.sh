@@ -18,17 +18,18 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   "$py" -m pip install --quiet -e "$root[all]"
   echo "$want" > "$stamp"
 fi
-# transformers' common model and config tests (tests/test_transformers_common.py): its wheel ships no tests, its
-# source distribution does. They are taken from the source distribution of the installed version, once.
+# transformers' common model, config and processor tests (tests/test_transformers_common.py): its wheel ships no
+# tests, its source distribution does. They are taken from the source distribution of the installed version, once.
 transformers_version="$("$py" -c 'import transformers; print(transformers.__version__)')"
 common_tests="$venv/transformers-tests/$transformers_version"
-if [ ! -f "$common_tests/test_modeling_common.py" ]; then
+if [ ! -f "$common_tests/test_processing_common.py" ]; then
   download="$(mktemp -d)"
   "$py" -m pip download --quiet --no-deps --no-binary :all: "transformers==$transformers_version" -d "$download"
   mkdir -p "$common_tests.partial"
   tar -xzf "$download/transformers-$transformers_version.tar.gz" -C "$common_tests.partial" --strip-components=2 \
     "transformers-$transformers_version/tests/test_modeling_common.py" \
-    "transformers-$transformers_version/tests/test_configuration_common.py"
+    "transformers-$transformers_version/tests/test_configuration_common.py" \
+    "transformers-$transformers_version/tests/test_processing_common.py"
   touch "$common_tests.partial/__init__.py"
   rm -rf "$download" "$common_tests" && mv "$common_tests.partial" "$common_tests"
 fi

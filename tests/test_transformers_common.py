@@ -1,5 +1,6 @@
-"""transformers' own common model and config tests (`ModelTesterMixin`, `ConfigTester`, from its source
-distribution: see `tests/transformers_common.py`) on UniPose's model, its pose tokenizer and their configs.
+"""transformers' own common tests (`ModelTesterMixin`, `ConfigTester`, `ProcessorTesterMixin`, from its source
+distribution: see `tests/transformers_common.py`) on UniPose's model, its pose tokenizer, their configs and the
+processor.
 
 Every test of the mixins runs, unless this file opts it out with the reason."""
 
@@ -16,12 +17,20 @@ from unipose.configuration_pose_vqvae import PoseVQVAEConfig
 from unipose.modeling_pose_vqvae import PoseVQVAE
 from unipose.modeling_unipose import UniPoseModel
 from unipose.pose_sampler import sample_poses
+from unipose.processing_poses import POSE_TOKEN
+from unipose.processing_unipose import UniPoseProcessor
 from unipose.rotations import to_rotation_6d
-from unipose.testing import TINY_POSE_TOKENIZER_CONFIG, tiny_pose_tokenizer_config, tiny_unipose_config
+from unipose.testing import (
+    TINY_POSE_TOKENIZER_CONFIG,
+    tiny_pose_tokenizer_config,
+    tiny_processor,
+    tiny_unipose_config,
+)
 
-test_modeling_common, test_configuration_common = load()
+test_modeling_common, test_configuration_common, test_processing_common = load()
 ModelTesterMixin = test_modeling_common.ModelTesterMixin
 ConfigTester = test_configuration_common.ConfigTester
+ProcessorTesterMixin = test_processing_common.ProcessorTesterMixin
 floats_tensor, ids_tensor = test_modeling_common.floats_tensor, test_modeling_common.ids_tensor
 
 
@@ -229,4 +238,72 @@ class PoseVQVAEModelTest(ModelTesterMixin, unittest.TestCase):
         "its trainer's (unipose/training/pose_tokenizer.py), tested in tests/test_pose_tokenizer_training.py"
     )
     def test_training(self):
+        pass
+
+
+class UniPoseProcessorTest(ProcessorTesterMixin, unittest.TestCase):
+    processor_class = UniPoseProcessor
+
+    @classmethod
+    def _setup_from_components(cls):
+        return tiny_processor()
+
+    @staticmethod
+    def prepare_processor_dict():
+        # The tests that build the processor from its components give it the tiny images' token count.
+        return {"image_seq_length": tiny_processor().image_seq_length}
+
+    def get_component(self, attribute, use_tiny_ckpt=True, **kwargs):
+        # No auto class maps the name `pose_image_processor`: it is read back from the saved processor, as
+        # `ProcessorMixin.from_pretrained` reads it, and `kwargs` override its saved settings.
+        if attribute != "pose_image_processor":
+            return super().get_component(attribute, use_tiny_ckpt, **kwargs)
+        saved = self.processor_class.from_pretrained(self.tmpdirname).pose_image_processor
+        return type(saved).from_dict(saved.to_dict(), **kwargs)
+
+    def test_model_input_names(self):
+        # The mixin's version gives text and images only; UniPose's third input, the pose, gives `pose_values`.
+        processor = self.get_processor()
+        text = [f"{processor.image_token} {POSE_TOKEN} a", f"{processor.image_token} {POSE_TOKEN} b"]
+        poses = to_rotation_6d(sample_poses(2, seed=0))
+        inputs = processor(text=text, images=self.prepare_images_inputs(batch_size=2), poses=poses)
+        self.assertSetEqual(set(inputs.keys()), set(processor.model_input_names))
+
+    def test_tokenizer_decode_defaults(self):
+        # UniPose's `batch_decode` skips special tokens unless told otherwise (the tokenizer's default keeps
+        # them), so that a decoded answer carries no `<image>` runs or padding; given the same arguments, and
+        # ids without pose spans, it decodes as the tokenizer does.
+        processor = self.get_processor()
+        predicted_ids = [[1, 4, 5, 8, 1, 0, 8], [3, 4, 3, 1, 1, 8, 9]]
+        for skip_special_tokens in (False, True):
+            self.assertListEqual(
+                processor.batch_decode(predicted_ids, skip_special_tokens=skip_special_tokens),
+                processor.tokenizer.batch_decode(predicted_ids, skip_special_tokens=skip_special_tokens),
+            )
+        self.assertListEqual(
+            processor.batch_decode(predicted_ids),
+            processor.tokenizer.batch_decode(predicted_ids, skip_special_tokens=True),
+        )
+
+    @unittest.skip(
+        "The mixin matches transformers' wording ('... tokens in the prompts should be the same as the number of "
+        "...'); UniPose's processor raises its own message, which names the argument and the counts per sample "
+        "(tests/test_processing_unipose.py pins it)"
+    )
+    def test_if_input_has_mismatching_tokens_and_mm_data(self):
+        pass
+
+    SAVE_RECORDS_AUTO_MAP = (
+        "`ProcessorMixin.save_pretrained` of a processor registered for an auto class writes `auto_map` onto the "
+        "saved instance, and `from_pretrained` drops `auto_map` from the loaded one, so `to_dict()` differs for "
+        "every remote-code processor; the round trip of UniPose's processor is tested in "
+        "tests/test_processing_unipose.py"
+    )
+
+    @unittest.skip(SAVE_RECORDS_AUTO_MAP)
+    def test_processor_from_and_save_pretrained(self):
+        pass
+
+    @unittest.skip(SAVE_RECORDS_AUTO_MAP)
+    def test_processor_from_and_save_pretrained_as_nested_dict(self):
         pass

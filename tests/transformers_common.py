@@ -1,10 +1,12 @@
-"""transformers' own common testers (`ModelTesterMixin`, `ConfigTester`), loaded from its source distribution.
+"""transformers' own common testers (`ModelTesterMixin`, `ConfigTester`, `ProcessorTesterMixin`), loaded from its
+source distribution.
 
-transformers' wheel ships no tests. Its source distribution on PyPI ships `tests/test_modeling_common.py` and
-`tests/test_configuration_common.py`, but not three modules they import: the export tests, the generation tests
-and a table of config keywords. `scripts/setup.sh` downloads the source distribution of the installed version and
-extracts the two files to `.venv/transformers-tests/<version>/`; `load` imports them as the package
-`transformers_common_tests`, with the three missing modules stood in for:
+transformers' wheel ships no tests. Its source distribution on PyPI ships `tests/test_modeling_common.py`,
+`tests/test_configuration_common.py` and `tests/test_processing_common.py`, but not four modules they import: the
+export tests, the generation tests, a table of config keywords and the helper that finds the test images that CI
+downloads. `scripts/setup.sh` downloads the source distribution of the installed version and extracts the three
+files to `.venv/transformers-tests/<version>/`; `load` imports them as the package `transformers_common_tests`,
+with the four missing modules stood in for:
 
 - `exporters.test_export.ExportTesterMixin`, the base of `ModelTesterMixin`: a class without tests, so the
   `torch.export` tests do not run (UniPose's pose blocks in the mask and its one-step pose decoding are not
@@ -14,19 +16,27 @@ extracts the two files to `.venv/transformers-tests/<version>/`; `load` imports 
   `tests/test_generation.py`).
 - `utils.test_configuration_utils.config_common_kwargs`: every common `PreTrainedConfig` field with a value
   other than its default, which `ConfigTester` checks a config keeps.
+- `fetch_hub_objects_for_ci.url_to_local_path`: transformers' CI downloads the test images beforehand and reads
+  them from disk; here an image URL maps to a picture drawn locally (nothing is downloaded), and any other URL
+  stays as it is.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import tempfile
 import types
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import transformers
 
 PACKAGE = "transformers_common_tests"
-FILES = ("test_modeling_common.py", "test_configuration_common.py")
+FILES = ("test_modeling_common.py", "test_configuration_common.py", "test_processing_common.py")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def source_dir() -> Path:
@@ -41,8 +51,25 @@ def _module(name: str, **attributes) -> types.ModuleType:
     return module
 
 
-def load() -> tuple[types.ModuleType, types.ModuleType]:
-    """`(test_modeling_common, test_configuration_common)` of the installed transformers.
+def _url_to_local_path(url: str, return_url_if_not_found: bool = True) -> str:
+    """A local picture (640x480, drawn once per name) for an image URL; other URLs as they are."""
+    name = url.rsplit("/", 1)[-1]
+    if not name.lower().endswith(IMAGE_SUFFIXES):
+        return url if return_url_if_not_found else name
+    path = Path(tempfile.gettempdir()) / "transformers-common-test-images" / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gradient = np.linspace(0, 255, 640, dtype=np.uint8)
+        channels = [np.tile(gradient, (480, 1)), np.tile(gradient[::-1], (480, 1)), np.full((480, 640), 90, np.uint8)]
+        pixels = np.stack(channels, -1)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial{path.suffix}")
+        PIL.Image.fromarray(pixels).save(partial)
+        os.replace(partial, path)
+    return str(path)
+
+
+def load() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+    """`(test_modeling_common, test_configuration_common, test_processing_common)` of the installed transformers.
 
     Raises:
         FileNotFoundError: when the files are not extracted (run `scripts/setup.sh`).
@@ -75,4 +102,7 @@ def load() -> tuple[types.ModuleType, types.ModuleType]:
                 "problem_type": "regression",
             },
         )
+        helper = types.ModuleType("fetch_hub_objects_for_ci")
+        helper.url_to_local_path = _url_to_local_path
+        sys.modules.setdefault(helper.__name__, helper)
     return tuple(importlib.import_module(f"{PACKAGE}.{name[:-3]}") for name in FILES)

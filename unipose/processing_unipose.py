@@ -127,20 +127,11 @@ class UniPoseProcessor(ProcessorMixin):
         for name, value in (("image_start_text", image_start_text), ("image_end_text", image_end_text)):
             if not isinstance(value, str):
                 raise TypeError(f"`{name}` must be a string, got {type(value).__name__}.")
-        sizes = {
-            "image_seq_length": image_seq_length,
-            "num_pose_tokens": num_pose_tokens,
-            "num_joints": num_joints,
-        }
+        sizes = {"image_seq_length": image_seq_length, "num_pose_tokens": num_pose_tokens, "num_joints": num_joints}
         for name, value in sizes.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        self.image_start_text, self.image_end_text = image_start_text, image_end_text
-        self.image_seq_length, self.num_pose_tokens, self.num_joints = (
-            image_seq_length,
-            num_pose_tokens,
-            num_joints,
-        )
+        vars(self).update(sizes, image_start_text=image_start_text, image_end_text=image_end_text)
         if chat_template is None:
             chat_template = getattr(tokenizer, "chat_template", None)
         super().__init__(image_processor, pose_image_processor, tokenizer, chat_template=chat_template)
@@ -261,8 +252,6 @@ class UniPoseProcessor(ProcessorMixin):
         text: str | list[str] | None = None,
         poses: Any = None,
         target_poses: Any = None,
-        videos: None = None,
-        audio: None = None,
         **kwargs: Unpack[ProcessingKwargs],
     ) -> BatchFeature:
         r"""
@@ -322,7 +311,8 @@ class UniPoseProcessor(ProcessorMixin):
               query positions, which hold the vocabulary id of their code (`pose_code_token_offset` + code),
               as the model's loss reads them: `model(**inputs).loss` is the pose loss.
         """
-        if videos is not None or audio is not None:
+        # `apply_chat_template` passes `videos=None, audio=None` to every processor.
+        if kwargs.pop("videos", None) is not None or kwargs.pop("audio", None) is not None:
             raise ValueError(f"{type(self).__name__} takes no `videos` or `audio`.")
         output_kwargs = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = output_kwargs["text_kwargs"], output_kwargs["images_kwargs"]
