@@ -140,9 +140,7 @@ class UniPoseProcessor(ProcessorMixin):
         # `image_token_id`, `pose_token_id`, `pose_query_token_id`, `pose_start_token_id`, `pose_end_token_id`
         # and `pose_code_token_offset`, under the names of the model config's fields.
         vars(self).update(token_ids)
-        self.pose_spans = PoseSpans(
-            tokenizer, token_ids, self.pose_codebook_size, num_pose_tokens, num_joints
-        )
+        self.pose_spans = PoseSpans(tokenizer, token_ids, self.pose_codebook_size, num_pose_tokens, num_joints)
         self.prompt_encoder = PromptEncoder(tokenizer, token_ids, image_seq_length, self.pose_spans)
         # Read by ProcessorMixin's multimodal helpers (token type ids, placeholder checks).
         self.image_token = IMAGE_TOKEN
@@ -233,11 +231,7 @@ class UniPoseProcessor(ProcessorMixin):
                 )
             kwargs["processor_kwargs"] = processor_kwargs = {**processor_kwargs, "poses": poses}
         out = super().apply_chat_template(conversation, chat_template, **kwargs)
-        if (
-            kwargs.get("tokenize")
-            and kwargs.get("return_dict")
-            and kwargs.get("return_assistant_tokens_mask")
-        ):
+        if all(kwargs.get(name) for name in ("tokenize", "return_dict", "return_assistant_tokens_mask")):
             has_targets = processor_kwargs.get("target_poses") is not None
             out["labels"] = self.prompt_encoder.answer_labels(out, has_targets)
         return out
