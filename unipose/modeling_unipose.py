@@ -53,7 +53,8 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import can_return_tuple, logging
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple, logging
 
 from .configuration_unipose import UniPoseConfig
 from .modeling_pose_vqvae import PoseVQVAE
@@ -545,7 +546,10 @@ class UniPoseModel(UniPosePreTrainedModel):
 
     @can_return_tuple
     def get_image_features(
-        self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor, **kwargs
+        self,
+        pixel_values: torch.FloatTensor,
+        pose_pixel_values: torch.FloatTensor,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """Fuse CLIP and pose-ViT features of the same images into LM-width tokens.
 
@@ -629,7 +633,7 @@ class UniPoseModel(UniPosePreTrainedModel):
         past_key_values: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> UniPoseModelOutputWithPast:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch, length)`):
@@ -772,7 +776,10 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
         self.lm_head = new_embeddings
 
     def get_image_features(
-        self, pixel_values: torch.FloatTensor, pose_pixel_values: torch.FloatTensor, **kwargs
+        self,
+        pixel_values: torch.FloatTensor,
+        pose_pixel_values: torch.FloatTensor,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         return self.model.get_image_features(pixel_values, pose_pixel_values, **kwargs)
 
@@ -796,7 +803,7 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         num_items_in_batch: int | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> UniPoseCausalLMOutputWithPast:
         r"""
         labels (`torch.LongTensor` of shape `(batch, length)`, *optional*):
