@@ -14,7 +14,8 @@ and ZeRO-3 fail there with a gloo collective mismatch (on NCCL, a hang), hence a
 stage 1 is `test_training_slow.py`'s. FSDP does not run through `accelerate launch` on CPU processes (accelerate sets it up only on
 accelerators): its test shows the refusal and skips, `benchmarks/gpu_check.py --engines fsdp` runs it on GPUs, and
 torch's FSDP2 (`fully_shard`) shards the model across two CPU processes directly (`tests/fsdp2_steps.py`), training
-stage 3 with the trainer's loss to the losses and weights of one process.
+stage 3 with the trainer's loss to the losses and weights of one process. transformers' tensor parallelism shards
+the bundled model across two CPU processes (`tests/tensor_parallel_answers.py`), which give its pinned answers.
 
 GPUs are hidden from the launches (`CUDA_VISIBLE_DEVICES=""`), so the runs are the same on any machine. The first
 DeepSpeed launch on a machine compiles DeepSpeed's shared-memory op with the system C++ compiler (about two
@@ -37,6 +38,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from test_bundled_model_outputs import PINS, assert_pinned
 
 from unipose.testing import tiny_model_and_processor, tiny_unipose_config
 from unipose.training.sft import (
@@ -493,6 +495,17 @@ def test_fsdp2_shards_unipose_across_cpu_processes_and_trains_like_one_process(s
     assert one["held_fraction"] == 1 and two["held_fraction"] < 0.6  # each process holds about half the weights
     assert max(abs(a - b) for a, b in zip(one["losses"], two["losses"])) <= LOSS_TOLERANCE, (one, two)
     assert two["checksum"] == pytest.approx(one["checksum"], rel=1e-6)  # the same trained weights
+
+
+@pytest.mark.slow
+def test_tensor_parallel_bundled_model_gives_its_pinned_answers(tmp_path):
+    # transformers' tensor parallelism (`DistributedConfig(tp_size=2)`) on two CPU processes shards the language
+    # model by its config's plan and `lm_head` by UniPose's; the seven answers stay those one process gives.
+    two = run_processes("tensor_parallel_answers.py", 2, tmp_path)
+    assert two["processes"] == 2
+    # Each process holds half the rows (the vocabulary's 1,671 split 836 + 835).
+    assert two["held"]["q_proj"] == 0.5 and two["held"]["lm_head"] == pytest.approx(0.5, abs=1e-3)
+    assert_pinned(two["answers"], json.loads(PINS.read_text()), batched=True)
 
 
 @pytest.mark.slow
