@@ -244,6 +244,11 @@ def test_a_batch_without_images_or_queries_runs_them_at_zero_weight(stage3_examp
     with_image = trainer.data_collator([stage3_examples[0]])
     trainer.compute_loss(model, dict(with_image))
     assert tower_calls == ["clip", "pose_vit"]
+    # A model whose config answers tuples (`return_dict=False`) still runs them.
+    tower_calls.clear()
+    backbone.config.return_dict = False
+    assert torch.equal(trainer.compute_loss(model, dict(text_only)).detach(), own)
+    assert tower_calls == ["clip", "pose_vit"]
 
 
 def test_input_poses_encoded_in_the_data_pipeline_are_the_models_codes(stage3_examples):

@@ -1,5 +1,6 @@
 """Invariants of the UniPose model: pose spans, mixed attention, queries, loss, generation, checkpoints."""
 
+import copy
 import os
 import subprocess
 import sys
@@ -378,6 +379,19 @@ def test_image_features_grid_and_scatter(config, model):
     assert not torch.equal(out.logits[0, -1], other.logits[0, -1])  # the pose ViT's features reach the LM
 
 
+def test_images_reach_a_model_whose_config_turns_return_dict_off(config, model):
+    # `get_image_features` answers a tuple under `config.return_dict=False`; forward asks it for its output.
+    ids = torch.tensor([text(3) + [config.image_token_id] * config.image_seq_length + text(4)])
+    images = {"pixel_values": torch.randn(1, 3, 42, 42), "pose_pixel_values": torch.randn(1, 3, 32, 16)}
+    off = copy.deepcopy(model)
+    off.config.return_dict = False
+    with torch.no_grad():
+        expected = model(input_ids=ids, **images).logits
+        got = off(input_ids=ids, **images)
+        assert isinstance(got, tuple) and torch.equal(got[0], expected)
+        assert isinstance(off.get_image_features(**images), tuple)
+
+
 def test_pose_vit_features_are_padded_and_resized_as_described(config, model):
     """Reference: pad the h x w map with `padding` zero columns per side, resize bilinearly (corners aligned)."""
     captured = {}
@@ -673,9 +687,16 @@ def test_rope_scaling_lifts_the_trained_context_bound(rope):
     parameters stretch the positions (the reason to configure them)."""
     config = tiny_unipose_config(text_config={"max_position_embeddings": 16, "rope_scaling": rope})
     long_input = torch.tensor([text(*range(3, 27))])
+    assert config.context_length is None
     assert tiny_model(config)(input_ids=long_input).logits.shape[1] == 24
+    # generate goes past the trained context too, where without scaling it stops at its end.
+    prompt = {"input_ids": long_input[:, :4], "max_new_tokens": 20, "min_new_tokens": 20, "do_sample": False}
+    assert tiny_model(config).generate(**prompt, pad_token_id=0).shape[1] == 24
+    trained = tiny_unipose_config(text_config={"max_position_embeddings": 16})
+    assert trained.context_length == 16
+    assert tiny_model(trained).generate(**prompt, pad_token_id=0).shape[1] == 17
     with pytest.raises(ValueError, match="max_position_embeddings"):
-        tiny_model(tiny_unipose_config(text_config={"max_position_embeddings": 16}))(input_ids=long_input)
+        tiny_model(trained)(input_ids=long_input)
 
 
 def test_attention_implementations_without_the_block_mask_are_refused_for_the_language_model(tmp_path):
@@ -794,3 +815,35 @@ def test_a_prompt_ending_with_an_open_p_asks_for_a_pose():
     assert out.pose_codes[0].shape == (1, N) and out.poses[0].shape == (1, 22, 3)
     text = processor.batch_decode(out.sequences, pose_spans="marker")[0]
     assert text.count("<pose>") == 1
+
+
+def test_every_trained_part_gets_a_gradient_from_a_pose_and_image_batch():
+    # transformers' common test of this is switched off for UniPose (tests/test_transformers_common.py): by design
+    # some weights never get one. With every weight trainable, those are exactly: the pose tokenizer (its codes are
+    # discrete), CLIP's layers after `vision_feature_layer` and its `post_layernorm` (on the pooled CLS output),
+    # which UniPose, as LLaVA, does not read.
+    import numpy as np
+    import PIL.Image
+
+    from unipose.pose_sampler import sample_poses
+    from unipose.testing import tiny_model_and_processor
+
+    model, processor = tiny_model_and_processor(seed=0)
+    model.train()
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    image = PIL.Image.fromarray((np.random.default_rng(0).random((64, 48, 3)) * 255).astype(np.uint8))
+    codes = torch.zeros(processor.num_pose_tokens, dtype=torch.long)
+    pose = sample_poses(1, seed=0)[0]
+    batch = processor(text=["<image> <pose> then <pose_query>"], images=[image], poses=[pose], target_poses=[codes])
+    model(**batch).loss.backward()
+    layers, feature_layer = model.config.vision_config.num_hidden_layers, model.config.vision_feature_layer
+    unread = range(layers + feature_layer + 1, layers)
+    expected = {
+        name
+        for name, _ in model.named_parameters()
+        if name.startswith(("model.pose_tokenizer.", "model.vision_tower.post_layernorm."))
+        or any(name.startswith(f"model.vision_tower.encoder.layers.{layer}.") for layer in unread)
+    }
+    assert len(unread) == 1 and expected
+    assert {name for name, parameter in model.named_parameters() if parameter.grad is None} == expected

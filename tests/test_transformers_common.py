@@ -107,12 +107,13 @@ class UniPoseModelTester:
 class UniPoseModelTest(ModelTesterMixin, unittest.TestCase):
     all_model_classes = (UniPoseModel, UniPoseForConditionalGeneration)
     # `generate` is UniPose's own decoding loop (all pose codes in one step after `<p>`), tested in
-    # tests/test_generation.py; transformers' generation tests are not in its source distribution.
+    # tests/test_generation_contracts.py; transformers' generation tests are not in its source distribution.
     all_generative_model_classes = ()
     _is_composite = True
     additional_model_inputs = ["pixel_values", "pose_pixel_values", "pose_values"]
     # CLIP's `post_layernorm` acts only on its pooled CLS output, which UniPose (as LLaVA) does not read, so it
-    # never gets a gradient; the gradient-checkpointing tests still compare every other gradient with and without.
+    # never gets a gradient; the gradient-checkpointing tests still compare every other gradient with and without,
+    # and tests/test_modeling_unipose.py names every weight that gets none.
     test_all_params_have_gradient = False
 
     @classmethod

@@ -13,7 +13,7 @@ with the four missing modules stood in for:
   traced by those tests).
 - `generation.test_utils.GenerationTesterMixin`: a class without tests, which the tester does not inherit; it
   declares `all_generative_model_classes = ()` since UniPose's `generate` is its own decoding loop (see
-  `tests/test_generation.py`).
+  `tests/test_generation_contracts.py`).
 - `utils.test_configuration_utils.config_common_kwargs`: every common `PreTrainedConfig` field with a value
   other than its default, which `ConfigTester` checks a config keeps.
 - `fetch_hub_objects_for_ci.url_to_local_path`: transformers' CI downloads the test images beforehand and reads
@@ -93,6 +93,7 @@ def load() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
             config_common_kwargs={
                 "architectures": ["PoseVQVAE"],
                 "output_hidden_states": True,
+                "output_attentions": True,
                 "return_dict": False,
                 "dtype": "float16",
                 "chunk_size_feed_forward": 5,

@@ -308,7 +308,7 @@ class AppModel:
             text=[prompt.text], images=[prompt.images], poses=[prompt.poses], sanitize_control_tokens=True
         )
         prompt_length = batch["input_ids"].shape[1]
-        context = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        context = self.model.config.context_length
         if context is not None and prompt_length + self.max_new_tokens > context:
             raise ValueError(
                 f"The prompt is {prompt_length} tokens long and the answer may take {self.max_new_tokens}, "

@@ -160,6 +160,17 @@ class UniPoseConfig(PreTrainedConfig):
         return self.pose_tokenizer_config.codebook_size
 
     @property
+    def context_length(self) -> int | None:
+        """The longest sequence the language model takes: its `max_position_embeddings`, or `None` (no bound) when
+        its RoPE parameters stretch the positions beyond the trained context (a `rope_type` other than
+        `"default"`, or an `original_max_position_embeddings`): the configuration then sets the length."""
+        text_config = self.text_config
+        rope = getattr(text_config, "rope_parameters", None) or {}
+        if rope.get("rope_type", "default") != "default" or "original_max_position_embeddings" in rope:
+            return None
+        return getattr(text_config, "max_position_embeddings", None)
+
+    @property
     def pose_code_token_ids(self) -> range:
         """Vocabulary ids of the pose codes: code `k` is the token `pose_code_token_offset + k`."""
         return range(self.pose_code_token_offset, self.pose_code_token_offset + self.pose_codebook_size)

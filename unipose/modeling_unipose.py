@@ -375,16 +375,6 @@ class UniPoseMultiModalProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(image_features)))
 
 
-def _trained_context_length(text_config) -> int | None:
-    """The longest sequence the language model takes: its `max_position_embeddings`, unless its RoPE parameters
-    stretch the positions beyond the trained context (a `rope_type` other than `"default"`, or an
-    `original_max_position_embeddings`), in which case the configuration sets the length and there is no bound."""
-    rope = getattr(text_config, "rope_parameters", None) or {}
-    if rope.get("rope_type", "default") != "default" or "original_max_position_embeddings" in rope:
-        return None
-    return getattr(text_config, "max_position_embeddings", None)
-
-
 def _check_language_model_attention(name: str | None) -> None:
     """Refuse an attention implementation for the language model that cannot take UniPose's block mask. A name
     that is no attention implementation at all is left to transformers' own check, which lists the valid ones."""
@@ -654,7 +644,7 @@ class UniPoseModel(UniPosePreTrainedModel):
         past_key_values = _cache_argument(past_key_values, kwargs)
         config = self.config
         past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
-        max_positions = _trained_context_length(config.text_config)
+        max_positions = config.context_length
         length = past_length + input_ids.shape[1]
         over = max_positions is not None and length > max_positions
         if over and attention_mask is not None and attention_mask.dim() == 2:
@@ -696,8 +686,8 @@ class UniPoseModel(UniPosePreTrainedModel):
         if pixel_values is not None or pose_pixel_values is not None:
             if pixel_values is None or pose_pixel_values is None:
                 raise ValueError("Images need both `pixel_values` (CLIP) and `pose_pixel_values` (pose ViT).")
-            image_features = self.get_image_features(pixel_values, pose_pixel_values).pooler_output
-            image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
+            image_features = self.get_image_features(pixel_values, pose_pixel_values, return_dict=True)
+            image_features = image_features.pooler_output.to(inputs_embeds.device, inputs_embeds.dtype)
             mask = self.get_placeholder_mask(input_ids, config.image_token_id, image_features, "pixel_values")
             inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1), image_features)
         elif bool((input_ids == config.image_token_id).any()):
@@ -901,7 +891,8 @@ class UniPoseForConditionalGeneration(UniPosePreTrainedModel, GenerationMixin):
           when a pose has made their lengths differ: each reads its sequence's own tokens. The sampling
           warpers (`top_h`, `min_p`, `typical_p`, `epsilon_cutoff`, `eta_cutoff`) also apply to the codes.
         - Context: a sequence stops, with a warning, when its next token would not fit in the language model's
-          `max_position_embeddings`, and writes `<p>` only where the pose's queries fit after it.
+          `max_position_embeddings`, and writes `<p>` only where the pose's queries fit after it. RoPE scaling
+          in `text_config` lifts that bound ([`UniPoseConfig.context_length`]).
         - Streaming (batch size 1): the streamer receives the prompt `(1, prompt_length)` first, then each
           text token as a `(1,)` tensor, as stock `generate` sends them, and each pose as one unit, a
           `(1, num_pose_tokens + 2)` tensor `[<p>, codes as <pose_k> tokens, </p>]` once its codes are known
@@ -1488,9 +1479,9 @@ def _unipose_decode(
     active, slot = list(batch), {row: row for row in batch}
     dropped_rows = False
     keep_rows = _hooks_hold_rows(model, batch_size)
-    # Positions each row has fed (`max_position_embeddings` bounds them): a row stops when its next token
-    # would not fit, and opens a pose only if `<p>` and its queries fit.
-    max_positions = getattr(config.text_config, "max_position_embeddings", None) or float("inf")
+    # Positions each row has fed (`config.context_length` bounds them): a row stops when its next token would
+    # not fit, and opens a pose only if `<p>` and its queries fit.
+    max_positions = config.context_length or float("inf")
     fed = [input_ids.shape[1]] * batch_size if attention_mask is None else attention_mask.sum(-1).tolist()
     # Under a forced EOS, a row opens a pose only where `<p>`, the codes and `</p>` end before the last position,
     # which `ForcedEOSTokenLogitsProcessor` keeps for the EOS: up to this length.

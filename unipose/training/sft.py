@@ -694,7 +694,7 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        inputs = {**inputs, "use_cache": False}
+        inputs = {**inputs, "use_cache": False, "return_dict": True}  # whatever the model's config says
         if num_items_in_batch is not None:
             inputs["num_items_in_batch"] = num_items_in_batch
         self._lockstep_plan = self._plan_lockstep(inputs, training=model.training and torch.is_grad_enabled())
@@ -748,8 +748,8 @@ class UniPoseSFTTrainer(StagedCheckpointsMixin, SFTTrainer):
         pose_pixel_values = inputs_embeds.new_zeros(
             (1, 3, *_pair(config.pose_vision_config.image_size)), dtype=torch.float32
         )
-        features = self._backbone.get_image_features(pixel_values, pose_pixel_values).pooler_output
-        kwargs["inputs_embeds"] = inputs_embeds + (features.sum() * 0).to(inputs_embeds.dtype)
+        features = self._backbone.get_image_features(pixel_values, pose_pixel_values, return_dict=True)
+        kwargs["inputs_embeds"] = inputs_embeds + (features.pooler_output.sum() * 0).to(inputs_embeds.dtype)
         return args, kwargs
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
