@@ -715,11 +715,16 @@ def _closure_files(entry: Path) -> set[Path]:
     return seen
 
 
-def test_processing_module_imports_only_the_closure():
+def test_the_remote_code_files_import_only_torch_transformers_numpy_pil_and_each_other():
     allowed = {"torch", "numpy", "PIL", "transformers"} | set(sys.stdlib_module_names)
-    entry = Path(processing_module.__file__)
-    files = _closure_files(entry)
-    assert {path.name for path in files} >= {"processing_unipose.py", "rotations.py"}
+    package = Path(processing_module.__file__).parent
+    # What a saved checkpoint carries: the processor's, the model's and the pipeline's files and their closure.
+    entries = ("processing_unipose.py", "modeling_unipose.py", "pipeline_unipose.py")
+    files = set().union(*(_closure_files(package / entry) for entry in entries))
+    assert {path.name for path in files} >= {
+        "processing_unipose.py", "rotations.py", "configuration_unipose.py", "configuration_pose_vqvae.py",
+        "modeling_pose_vqvae.py", "pipeline_unipose.py",
+    }
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):

@@ -1,8 +1,7 @@
 # Copyright 2025 The UniPose contributors. Licensed under the Apache License, Version 2.0.
 """Configuration of the UniPose pose tokenizer (a VQ-VAE over the joint axis of an SMPL-H body pose)."""
 
-from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers.configuration_utils import PreTrainedConfig, strict
 
 
 # Numbers per joint rotation in the 6D representation (the first two rows of the rotation matrix).

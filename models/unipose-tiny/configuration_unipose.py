@@ -1,8 +1,7 @@
 """UniPose model configuration."""
 
-from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+from transformers import AutoConfig
+from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec, strict
 from transformers.utils import logging
 
 from .configuration_pose_vqvae import PoseVQVAEConfig
