@@ -19,7 +19,7 @@ from transformers import DistributedConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_bundled_model_outputs import _model_and_prompts, answers
+from test_bundled_model_outputs import answers, load_model_and_prompts
 
 
 def held_rows(weight) -> float:
@@ -34,7 +34,8 @@ def main() -> None:
     args = parser.parse_args()
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    loaded = _model_and_prompts(distributed_config=DistributedConfig(tp_size=world) if world > 1 else None)
+    config = DistributedConfig(tp_size=world) if world > 1 else None
+    loaded = load_model_and_prompts(distributed_config=config)
     model = loaded[0]
     layer = model.model.language_model.layers[0]
     report = {

@@ -21,7 +21,7 @@ PINS = Path(__file__).parent / "fixtures" / "bundled_model_outputs.json"
 MAX_NEW_TOKENS = 48
 
 
-def _model_and_prompts(**load_kwargs):
+def load_model_and_prompts(**load_kwargs):
     from transformers import AutoModel, AutoProcessor
 
     model = AutoModel.from_pretrained(DEFAULT_MODEL, trust_remote_code=True, **load_kwargs).eval()
@@ -36,8 +36,8 @@ def _model_and_prompts(**load_kwargs):
 @torch.no_grad()
 def answers(batched: bool, loaded: tuple | None = None) -> dict:
     """Task -> the new token ids and the pose codes of its greedy answer, one prompt at a time or all at once
-    (`loaded`: the model, processor and prompts of `_model_and_prompts`, loaded here when not given)."""
-    model, processor, prompts = loaded or _model_and_prompts()
+    (`loaded`: the model, processor and prompts of `load_model_and_prompts`, loaded here when not given)."""
+    model, processor, prompts = loaded or load_model_and_prompts()
     groups = [list(prompts)] if batched else [[task] for task in prompts]
     results = {}
     for tasks in groups:

@@ -688,15 +688,17 @@ def test_rope_scaling_lifts_the_trained_context_bound(rope):
     config = tiny_unipose_config(text_config={"max_position_embeddings": 16, "rope_scaling": rope})
     long_input = torch.tensor([text(*range(3, 27))])
     assert config.context_length is None
-    assert tiny_model(config)(input_ids=long_input).logits.shape[1] == 24
+    scaled = tiny_model(config)
+    assert scaled(input_ids=long_input).logits.shape[1] == 24
     # generate goes past the trained context too, where without scaling it stops at its end.
     prompt = {"input_ids": long_input[:, :4], "max_new_tokens": 20, "min_new_tokens": 20, "do_sample": False}
-    assert tiny_model(config).generate(**prompt, pad_token_id=0).shape[1] == 24
+    assert scaled.generate(**prompt, pad_token_id=0).shape[1] == 24
     trained = tiny_unipose_config(text_config={"max_position_embeddings": 16})
     assert trained.context_length == 16
-    assert tiny_model(trained).generate(**prompt, pad_token_id=0).shape[1] == 17
+    unscaled = tiny_model(trained)
+    assert unscaled.generate(**prompt, pad_token_id=0).shape[1] == 17
     with pytest.raises(ValueError, match="max_position_embeddings"):
-        tiny_model(trained)(input_ids=long_input)
+        unscaled(input_ids=long_input)
 
 
 def test_attention_implementations_without_the_block_mask_are_refused_for_the_language_model(tmp_path):

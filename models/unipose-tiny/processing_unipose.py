@@ -306,7 +306,7 @@ class UniPoseProcessor(ProcessorMixin):
               as the model's loss reads them: `model(**inputs).loss` is the pose loss.
         """
         # `apply_chat_template` passes `videos=None, audio=None` to every processor.
-        if kwargs.pop("videos", None) is not None or kwargs.pop("audio", None) is not None:
+        if [kwargs.pop(name, None) for name in ("videos", "audio")] != [None, None]:
             raise ValueError(f"{type(self).__name__} takes no `videos` or `audio`.")
         output_kwargs = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = output_kwargs["text_kwargs"], output_kwargs["images_kwargs"]
